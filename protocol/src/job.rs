@@ -1,0 +1,174 @@
+//! The durable job record.
+//!
+//! One record per work item, written only by the holder of the project's lease and only
+//! while its fence is current (the lease store enforces that). The record is what makes
+//! the system crash-safe: the consumer records its intent before starting a build and
+//! the build id right after, so whoever inherits the project re-attaches to that build
+//! instead of starting a second one, and attempts are counted here rather than by the
+//! queue's receive count (contention and handoffs never burn the budget).
+
+use crate::clock::Timestamp;
+use crate::failure::Failure;
+use crate::ids::{BuildId, Fence, ItemId, MessageId, ProjectKey};
+use crate::trace::TraceContext;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Where a job is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum JobState {
+    /// Taken under a lease; no build yet.
+    Pending,
+    /// The consumer decided to start a build (intent recorded, build id not yet known).
+    Starting,
+    /// A build is running; `build_id` is set.
+    Running,
+    /// The owner is shutting down; the build keeps running and the next owner re-attaches.
+    Handoff,
+    /// An attempt failed and the item waits for its retry.
+    Retrying,
+    /// Final: the build succeeded and the message was acknowledged.
+    Succeeded,
+    /// Final: the item was dead-lettered with a reason.
+    DeadLettered,
+}
+
+impl JobState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Pending => "pending",
+            JobState::Starting => "starting",
+            JobState::Running => "running",
+            JobState::Handoff => "handoff",
+            JobState::Retrying => "retrying",
+            JobState::Succeeded => "succeeded",
+            JobState::DeadLettered => "dead-lettered",
+        }
+    }
+
+    pub fn is_final(self) -> bool {
+        matches!(self, JobState::Succeeded | JobState::DeadLettered)
+    }
+
+    /// States in which a build may be running that a new owner must re-attach to.
+    pub fn may_have_build(self) -> bool {
+        matches!(
+            self,
+            JobState::Starting | JobState::Running | JobState::Handoff
+        )
+    }
+}
+
+impl fmt::Display for JobState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One build attempt of a job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    pub attempt: u32,
+    pub fence: Fence,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build_id: Option<BuildId>,
+    pub started_at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<Timestamp>,
+    /// `None` while running or when it succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<Failure>,
+}
+
+/// The durable record of one work item's processing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobRecord {
+    pub project: ProjectKey,
+    pub item: ItemId,
+    pub message_id: MessageId,
+    /// The fence of the lease under which this record was last written.
+    pub fence: Fence,
+    pub state: JobState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build_id: Option<BuildId>,
+    /// Build attempts started so far (contention and handoffs do not count).
+    pub attempts: u32,
+    #[serde(default)]
+    pub history: Vec<AttemptRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    #[serde(default)]
+    pub trace: TraceContext,
+    pub updated_at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<Failure>,
+    /// Line coverage reported by the last finished build, in percent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coverage: Option<f64>,
+}
+
+impl JobRecord {
+    /// A fresh record for an item taken under `fence`.
+    pub fn new(
+        project: ProjectKey,
+        item: ItemId,
+        message_id: MessageId,
+        fence: Fence,
+        trace: TraceContext,
+        now: Timestamp,
+    ) -> Self {
+        JobRecord {
+            project,
+            item,
+            message_id,
+            fence,
+            state: JobState::Pending,
+            build_id: None,
+            attempts: 0,
+            history: Vec::new(),
+            owner: None,
+            trace,
+            updated_at: now,
+            last_failure: None,
+            coverage: None,
+        }
+    }
+
+    /// The idempotency key of the current attempt: a runner given the same key twice
+    /// returns the first build instead of starting a second one.
+    pub fn idempotency_key(&self) -> String {
+        format!("{}-{}-{}", self.project, self.item, self.attempts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_serialize_as_words() {
+        assert_eq!(
+            serde_json::to_string(&JobState::DeadLettered).unwrap(),
+            "\"dead-lettered\""
+        );
+        assert!(JobState::Handoff.may_have_build());
+        assert!(!JobState::Retrying.may_have_build());
+        assert!(JobState::Succeeded.is_final());
+    }
+
+    #[test]
+    fn idempotency_key_changes_per_attempt() {
+        let mut r = JobRecord::new(
+            ProjectKey::parse("p").unwrap(),
+            ItemId::parse("i").unwrap(),
+            MessageId::new("m"),
+            Fence(1),
+            TraceContext::default(),
+            Timestamp(0),
+        );
+        let k1 = r.idempotency_key();
+        r.attempts += 1;
+        assert_ne!(k1, r.idempotency_key());
+    }
+}

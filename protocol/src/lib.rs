@@ -1,0 +1,37 @@
+//! The contract of kiro-codebuild-worker.
+//!
+//! This crate owns the wire types (the versioned [`Envelope`] carrying a [`WorkItem`]),
+//! the newtypes that parse untrusted board values ([`ids`]), the failure taxonomy
+//! ([`FailureClass`]), the trace-context carrier, the durable [`JobRecord`], the
+//! worker's [`WorkerOutcome`] and the ports (traits) every adapter implements.
+//!
+//! Invariant: nothing here performs I/O or names an AWS, SQLite or HTTP type; every
+//! adapter in `kiro-backends` and `kiro-github` depends on this crate, never the reverse.
+
+pub mod clock;
+pub mod envelope;
+pub mod failure;
+pub mod ids;
+pub mod job;
+pub mod outcome;
+pub mod ports;
+pub mod trace;
+
+pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
+pub use envelope::{Envelope, EnvelopeError, SCHEMA_VERSION, WorkItem};
+pub use failure::{Failure, FailureClass, PortError};
+pub use ids::{
+    BranchName, BuildId, DedupId, Fence, IdError, ItemId, MessageId, PrNumber, ProjectKey, Receipt,
+    RepoName, SpecPath,
+};
+pub use job::{AttemptRecord, JobRecord, JobState};
+pub use outcome::{OutcomeStatus, WorkerOutcome};
+pub use ports::board::{Board, BoardItem, InvalidItem, ItemStatus};
+pub use ports::build::{BuildRequest, BuildRunner, BuildState, BuildStatus};
+pub use ports::lease::{Lease, LeaseError, LeaseStore, LeaseView, fence_is_current};
+pub use ports::pulls::{PullRequest, PullRequests, Report};
+pub use ports::queue::{
+    DeadLetter, DeadLetterEntry, Delivery, DlqSelection, OutgoingMessage, QueueDepth, ReplayReport,
+    SendOutcome, WorkQueue,
+};
+pub use trace::TraceContext;

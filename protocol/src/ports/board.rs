@@ -1,0 +1,166 @@
+//! `Board`: where work items come from and where their status is shown.
+//!
+//! The board hands out raw, untrusted values ([`BoardItem`]); [`BoardItem::validate`] is
+//! the one place they become a [`WorkItem`]. Status names are the adapter's business
+//! (configurable on GitHub); the port speaks in [`ItemStatus`].
+
+use crate::envelope::WorkItem;
+use crate::failure::PortError;
+use crate::ids::{BranchName, IdError, ItemId, PrNumber, ProjectKey, RepoName, SpecPath};
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use thiserror::Error;
+
+/// The statuses this system moves an item through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ItemStatus {
+    /// Ready for the agent ("For Implementation").
+    Ready,
+    /// Enqueued by the producer.
+    Queued,
+    /// A worker is on it.
+    InProgress,
+    /// The worker pushed and reported.
+    Done,
+    /// Dead-lettered, or rejected by validation.
+    Failed,
+}
+
+impl ItemStatus {
+    pub const ALL: [ItemStatus; 5] = [
+        ItemStatus::Ready,
+        ItemStatus::Queued,
+        ItemStatus::InProgress,
+        ItemStatus::Done,
+        ItemStatus::Failed,
+    ];
+
+    /// The default display name (GitHub boards may configure others).
+    pub fn default_name(self) -> &'static str {
+        match self {
+            ItemStatus::Ready => "For Implementation",
+            ItemStatus::Queued => "Queued",
+            ItemStatus::InProgress => "In Progress",
+            ItemStatus::Done => "Done",
+            ItemStatus::Failed => "Failed",
+        }
+    }
+}
+
+impl fmt::Display for ItemStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.default_name())
+    }
+}
+
+/// An item as the board holds it: every value raw and untrusted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BoardItem {
+    pub id: String,
+    pub project: String,
+    #[serde(default)]
+    pub title: String,
+    #[serde(default)]
+    pub repo: String,
+    #[serde(default)]
+    pub branch: String,
+    #[serde(default)]
+    pub spec: String,
+    #[serde(default)]
+    pub pr: String,
+    /// The board's last-update marker.
+    #[serde(default)]
+    pub updated_at: String,
+}
+
+/// A board item that failed validation: names the item and the field.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("item {item}: {error}")]
+pub struct InvalidItem {
+    /// The item id, escaped for display.
+    pub item: String,
+    #[source]
+    pub error: IdError,
+}
+
+impl BoardItem {
+    /// Parse every field. The first bad field is reported.
+    pub fn validate(&self) -> Result<WorkItem, InvalidItem> {
+        let wrap = |error: IdError| InvalidItem {
+            item: crate::ids::quote_for_display(&self.id),
+            error,
+        };
+        let title: String = self
+            .title
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(200)
+            .collect();
+        Ok(WorkItem {
+            id: ItemId::parse(&self.id).map_err(wrap)?,
+            project: ProjectKey::parse(&self.project).map_err(wrap)?,
+            repo: RepoName::parse(&self.repo).map_err(wrap)?,
+            branch: BranchName::parse(&self.branch).map_err(wrap)?,
+            spec: SpecPath::parse(&self.spec).map_err(wrap)?,
+            pr: PrNumber::parse(&self.pr).map_err(wrap)?,
+            title,
+            updated_at: self
+                .updated_at
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(64)
+                .collect(),
+        })
+    }
+}
+
+#[async_trait]
+pub trait Board: Send + Sync + std::fmt::Debug {
+    /// Items in the ready status.
+    async fn ready_items(&self) -> Result<Vec<BoardItem>, PortError>;
+    /// Move an item; `note` (one line, no secrets) is shown on the item, e.g. the reason
+    /// it was rejected.
+    async fn set_status(
+        &self,
+        item: &str,
+        status: ItemStatus,
+        note: Option<&str>,
+    ) -> Result<(), PortError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn good() -> BoardItem {
+        BoardItem {
+            id: "CALC-1".into(),
+            project: "calc".into(),
+            title: "Add".into(),
+            repo: "acme/calc".into(),
+            branch: "feature/add".into(),
+            spec: ".kiro/specs/add".into(),
+            pr: "1".into(),
+            updated_at: "1".into(),
+        }
+    }
+
+    #[test]
+    fn a_good_item_validates() {
+        let w = good().validate().unwrap();
+        assert_eq!(w.spec.as_str(), ".kiro/specs/add");
+    }
+
+    #[test]
+    fn the_error_names_item_and_field() {
+        let mut b = good();
+        b.spec = "../../etc".into();
+        let e = b.validate().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "item \"CALC-1\": invalid spec \"../../etc\": must stay inside .kiro/specs/"
+        );
+    }
+}

@@ -1,0 +1,112 @@
+//! `LeaseStore`: per-project leases with monotonic fencing tokens, and the job records.
+//!
+//! Contract (checked by `kiro-backends::contract::lease`):
+//! - `acquire` succeeds only when the project is free, released, or its lease expired
+//!   more than the store's clock-skew bound ago; every successful acquire bumps the fence
+//!   by one in the same atomic write, so fences are strictly increasing per project;
+//! - a failed acquire reports the current holder and never changes the row;
+//! - `renew`, `release` and `record` succeed only while the caller's fence is still the
+//!   current one (and it is still the owner); a stale fence can never write;
+//! - a write whose result is unknown is re-read before the adapter answers, so callers
+//!   see either success or a definite error.
+
+use crate::clock::Timestamp;
+use crate::failure::{FailureClass, PortError};
+use crate::ids::{Fence, ItemId, ProjectKey};
+use crate::job::JobRecord;
+use async_trait::async_trait;
+use serde::Serialize;
+use std::time::Duration;
+use thiserror::Error;
+
+/// A held lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub project: ProjectKey,
+    pub owner: String,
+    pub fence: Fence,
+    pub expires_at: Timestamp,
+}
+
+/// The lease row as anyone can read it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LeaseView {
+    pub project: ProjectKey,
+    /// `None` when released.
+    pub owner: Option<String>,
+    pub fence: Fence,
+    pub expires_at: Timestamp,
+    /// The item whose job record was last written under this lease.
+    pub current_item: Option<ItemId>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum LeaseError {
+    /// Someone else holds the lease.
+    #[error("lease for {project} is held by {holder} (fence {fence}) until {expires_at}")]
+    Held {
+        project: ProjectKey,
+        holder: String,
+        fence: Fence,
+        expires_at: Timestamp,
+    },
+    /// The caller's fence is no longer current: it must stop acting.
+    #[error("fence {mine} for {project} is no longer current (current: {current:?})")]
+    FenceLost {
+        project: ProjectKey,
+        mine: Fence,
+        current: Option<Fence>,
+    },
+    #[error(transparent)]
+    Port(#[from] PortError),
+}
+
+impl LeaseError {
+    pub fn class(&self) -> FailureClass {
+        match self {
+            LeaseError::Held { .. } => FailureClass::Contention,
+            LeaseError::FenceLost { .. } => FailureClass::FenceLost,
+            LeaseError::Port(p) => p.class,
+        }
+    }
+}
+
+#[async_trait]
+pub trait LeaseStore: Send + Sync + std::fmt::Debug {
+    /// Take the project's lease for `ttl`, bumping the fence.
+    async fn acquire(
+        &self,
+        project: &ProjectKey,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<Lease, LeaseError>;
+    /// Extend a held lease to `ttl` from now.
+    async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Lease, LeaseError>;
+    /// Give the lease up at once (the next acquire need not wait for expiry).
+    async fn release(&self, lease: &Lease) -> Result<(), LeaseError>;
+    /// The project's lease row, if any.
+    async fn get(&self, project: &ProjectKey) -> Result<Option<LeaseView>, PortError>;
+    /// Write a job record, conditional on `lease.fence` being current.
+    async fn record(&self, lease: &Lease, job: &JobRecord) -> Result<(), LeaseError>;
+    /// One job record.
+    async fn job(
+        &self,
+        project: &ProjectKey,
+        item: &ItemId,
+    ) -> Result<Option<JobRecord>, PortError>;
+    /// Every job record (operators).
+    async fn jobs(&self) -> Result<Vec<JobRecord>, PortError>;
+}
+
+/// Whether `fence` is still the current, held fence of `project` (used by the worker
+/// right before a fenced side effect).
+pub async fn fence_is_current(
+    store: &dyn LeaseStore,
+    project: &ProjectKey,
+    fence: Fence,
+) -> Result<bool, PortError> {
+    Ok(store
+        .get(project)
+        .await?
+        .is_some_and(|v| v.fence == fence && v.owner.is_some()))
+}
