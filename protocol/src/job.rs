@@ -135,10 +135,11 @@ impl JobRecord {
         }
     }
 
-    /// The idempotency key of the current attempt: a runner given the same key twice
-    /// returns the first build instead of starting a second one.
+    /// The idempotency key of the latest build start (one per entry of `history`, so it
+    /// never repeats for an item, even when an attempt did not count): a runner given the
+    /// same key twice returns the first build instead of starting a second one.
     pub fn idempotency_key(&self) -> String {
-        format!("{}-{}-{}", self.project, self.item, self.attempts)
+        format!("{}-{}-{}", self.project, self.item, self.history.len())
     }
 }
 
@@ -158,7 +159,7 @@ mod tests {
     }
 
     #[test]
-    fn idempotency_key_changes_per_attempt() {
+    fn idempotency_key_changes_per_start() {
         let mut r = JobRecord::new(
             ProjectKey::parse("p").unwrap(),
             ItemId::parse("i").unwrap(),
@@ -168,7 +169,14 @@ mod tests {
             Timestamp(0),
         );
         let k1 = r.idempotency_key();
-        r.attempts += 1;
+        r.history.push(AttemptRecord {
+            attempt: 1,
+            fence: Fence(1),
+            build_id: None,
+            started_at: Timestamp(0),
+            ended_at: None,
+            failure: None,
+        });
         assert_ne!(k1, r.idempotency_key());
     }
 }

@@ -110,3 +110,37 @@ pub async fn fence_is_current(
         .await?
         .is_some_and(|v| v.fence == fence && v.owner.is_some()))
 }
+
+/// Whether a build started under `fence` may still perform fenced side effects (push,
+/// edit the pull request) for `item`.
+///
+/// True while the lease is held and either its fence is still `fence`, or the current
+/// holder has *adopted* this build: after a takeover the new holder re-attaches to the
+/// running build by recording its id in the item's job record under the new fence, and
+/// that record is what makes the build current again. A build nobody adopted after its
+/// fence was superseded can never act.
+pub async fn build_may_act(
+    store: &dyn LeaseStore,
+    project: &ProjectKey,
+    item: &ItemId,
+    fence: Fence,
+    build_id: Option<&crate::ids::BuildId>,
+) -> Result<bool, PortError> {
+    let Some(view) = store.get(project).await? else {
+        return Ok(false);
+    };
+    if view.owner.is_none() {
+        return Ok(false);
+    }
+    if view.fence == fence {
+        return Ok(true);
+    }
+    let Some(build_id) = build_id else {
+        return Ok(false);
+    };
+    Ok(store.job(project, item).await?.is_some_and(|job| {
+        job.fence == view.fence
+            && job.build_id.as_ref() == Some(build_id)
+            && job.state.may_have_build()
+    }))
+}
