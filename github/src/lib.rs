@@ -1,1 +1,16 @@
-//! placeholder
+//! Adapters for the `Board` and `PullRequests` ports.
+//!
+//! - [`embedded`]: the one-machine default — a human-editable board file (YAML) whose
+//!   status changes and pull-request reports live in the shared state database.
+//! - [`redact`]: strips token-looking values from any text before it is stored or shown.
+//!
+//! Invariant: callers only see the ports of `kiro-protocol` and [`PortError`]s; nothing
+//! this crate stores on a board item or a pull request has passed around [`redact()`].
+//!
+//! [`PortError`]: kiro_protocol::PortError
+
+pub mod embedded;
+pub mod redact;
+
+pub use embedded::{BoardEntry, BoardFileError, EmbeddedBoard, EmbeddedPulls, StoredReport};
+pub use redact::redact;

@@ -1,0 +1,333 @@
+//! `EmbeddedPulls`: the `PullRequests` port over the board file's `pull_requests` and a
+//! `pr_reports` table in the state database.
+//!
+//! Invariant: one report per pull request — `upsert_report` replaces the stored report in
+//! place and bumps its `revision`, exactly like editing one sticky comment on GitHub; the
+//! stored Markdown has passed through [`redact`](crate::redact::redact).
+
+use super::file;
+use crate::redact::redact;
+use async_trait::async_trait;
+use kiro_backends::embedded::EmbeddedDb;
+use kiro_backends::embedded::db::sql_error;
+use kiro_protocol::{
+    Clock, ItemId, PortError, PrNumber, PullRequest, PullRequests, RepoName, Report, SystemClock,
+    Timestamp,
+};
+use rusqlite::{OptionalExtension, params};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tracing::{info, instrument};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS pr_reports (
+    repo       TEXT NOT NULL,
+    number     INTEGER NOT NULL,
+    item       TEXT NOT NULL,
+    markdown   TEXT NOT NULL,
+    revision   INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (repo, number)
+);
+";
+
+/// A stored report, for printing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredReport {
+    pub repo: RepoName,
+    pub number: PrNumber,
+    pub report: Report,
+    /// 1 when first written, +1 on every edit.
+    pub revision: u64,
+    pub updated_at: Timestamp,
+}
+
+/// The embedded forge.
+#[derive(Debug, Clone)]
+pub struct EmbeddedPulls {
+    file: PathBuf,
+    db: EmbeddedDb,
+    clock: Arc<dyn Clock>,
+}
+
+impl EmbeddedPulls {
+    /// Open over `board_file`, creating the report table. The file is parsed once here so
+    /// a broken file is reported at start-up.
+    pub fn open(board_file: &Path, db: EmbeddedDb) -> Result<Self, PortError> {
+        let text = std::fs::read_to_string(board_file).map_err(|source| {
+            PortError::from(file::BoardFileError::Read {
+                path: board_file.to_owned(),
+                source,
+            })
+        })?;
+        file::parse(board_file, &text)?;
+        db.migrate(SCHEMA)?;
+        Ok(EmbeddedPulls {
+            file: board_file.to_owned(),
+            db,
+            clock: Arc::new(SystemClock),
+        })
+    }
+
+    /// Use `clock` for report timestamps.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The report on one pull request and its revision.
+    pub async fn report(
+        &self,
+        repo: &RepoName,
+        pr: PrNumber,
+    ) -> Result<Option<(Report, u64)>, PortError> {
+        let repo = repo.as_str().to_owned();
+        let row = self
+            .db
+            .call(move |c| {
+                c.query_row(
+                    "SELECT item, markdown, revision FROM pr_reports WHERE repo = ?1 AND number = ?2",
+                    params![repo, pr_key(pr)?],
+                    |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, i64>(2)?,
+                        ))
+                    },
+                )
+                .optional()
+                .map_err(sql_error)
+            })
+            .await?;
+        row.map(|(item, markdown, revision)| {
+            Ok((
+                Report {
+                    item: parse_item(&item)?,
+                    markdown,
+                },
+                u64::try_from(revision).unwrap_or(0),
+            ))
+        })
+        .transpose()
+    }
+
+    /// Every stored report, ordered by repository and number.
+    pub async fn reports(&self) -> Result<Vec<StoredReport>, PortError> {
+        let rows = self
+            .db
+            .call(|c| {
+                let mut stmt = c
+                    .prepare(
+                        "SELECT repo, number, item, markdown, revision, updated_at
+                         FROM pr_reports ORDER BY repo, number",
+                    )
+                    .map_err(sql_error)?;
+                let rows = stmt
+                    .query_map([], |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, i64>(1)?,
+                            r.get::<_, String>(2)?,
+                            r.get::<_, String>(3)?,
+                            r.get::<_, i64>(4)?,
+                            r.get::<_, i64>(5)?,
+                        ))
+                    })
+                    .map_err(sql_error)?;
+                rows.collect::<Result<Vec<_>, _>>().map_err(sql_error)
+            })
+            .await?;
+        rows.into_iter()
+            .map(|(repo, number, item, markdown, revision, at)| {
+                Ok(StoredReport {
+                    repo: RepoName::parse(&repo)
+                        .map_err(|e| PortError::internal(format!("stored report: {e}")))?,
+                    number: PrNumber(u64::try_from(number).unwrap_or(0)),
+                    report: Report {
+                        item: parse_item(&item)?,
+                        markdown,
+                    },
+                    revision: u64::try_from(revision).unwrap_or(0),
+                    updated_at: Timestamp(at),
+                })
+            })
+            .collect()
+    }
+}
+
+fn pr_key(pr: PrNumber) -> Result<i64, PortError> {
+    i64::try_from(pr.0).map_err(|_| PortError::input(format!("pull request {pr} is out of range")))
+}
+
+fn parse_item(raw: &str) -> Result<ItemId, PortError> {
+    ItemId::parse(raw).map_err(|e| PortError::internal(format!("stored report: {e}")))
+}
+
+#[async_trait]
+impl PullRequests for EmbeddedPulls {
+    #[instrument(skip_all, fields(repo = %repo, pr = %pr))]
+    async fn get(&self, repo: &RepoName, pr: PrNumber) -> Result<Option<PullRequest>, PortError> {
+        let file = file::load(&self.file).await?;
+        Ok(file
+            .pull_requests
+            .into_iter()
+            .find(|p| p.repo == repo.as_str() && PrNumber::parse(&p.number).ok() == Some(pr))
+            .map(|p| PullRequest {
+                repo: repo.clone(),
+                number: pr,
+                head_branch: p.head,
+                open: p.open,
+                url: p.url,
+            }))
+    }
+
+    #[instrument(skip_all, fields(repo = %repo, pr = %pr, item = %report.item))]
+    async fn upsert_report(
+        &self,
+        repo: &RepoName,
+        pr: PrNumber,
+        report: &Report,
+    ) -> Result<(), PortError> {
+        if self.get(repo, pr).await?.is_none() {
+            return Err(PortError::input(format!(
+                "no pull request {repo} {pr} in board file {}",
+                self.file.display()
+            )));
+        }
+        let repo = repo.as_str().to_owned();
+        let number = pr_key(pr)?;
+        let item = report.item.as_str().to_owned();
+        let markdown = redact(&report.markdown);
+        let now = self.clock.now().0;
+        let revision: i64 = self
+            .db
+            .call(move |c| {
+                c.query_row(
+                    "INSERT INTO pr_reports (repo, number, item, markdown, revision, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, 1, ?5, ?5)
+                     ON CONFLICT (repo, number) DO UPDATE SET
+                        item = excluded.item,
+                        markdown = excluded.markdown,
+                        revision = pr_reports.revision + 1,
+                        updated_at = excluded.updated_at
+                     RETURNING revision",
+                    params![repo, number, item, markdown, now],
+                    |r| r.get(0),
+                )
+                .map_err(sql_error)
+            })
+            .await?;
+        info!(revision, "pull request report written");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kiro_protocol::{FailureClass, ManualClock};
+    use std::time::Duration;
+
+    const BOARD: &str = r##"
+items: []
+pull_requests:
+  - repo: acme/calc
+    number: 1
+    head: feature/subtract
+    title: Subtract
+  - repo: acme/calc
+    number: "#2"
+    head: feature/multiply
+    open: false
+    url: https://example.invalid/acme/calc/pull/2
+"##;
+
+    fn setup() -> (tempfile::TempDir, EmbeddedPulls, ManualClock) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("board.yaml");
+        std::fs::write(&path, BOARD).unwrap();
+        let db = EmbeddedDb::open_dir(&dir.path().join("state")).unwrap();
+        let clock = ManualClock::default();
+        let pulls = EmbeddedPulls::open(&path, db)
+            .unwrap()
+            .with_clock(Arc::new(clock.clone()));
+        (dir, pulls, clock)
+    }
+
+    fn repo() -> RepoName {
+        RepoName::parse("acme/calc").unwrap()
+    }
+
+    fn report(md: &str) -> Report {
+        Report {
+            item: ItemId::parse("CALC-1").unwrap(),
+            markdown: md.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn pull_requests_come_from_the_file() {
+        let (_dir, pulls, _) = setup();
+        let pr = pulls.get(&repo(), PrNumber(1)).await.unwrap().unwrap();
+        assert_eq!(pr.head_branch, "feature/subtract");
+        assert!(pr.open);
+        let pr2 = pulls.get(&repo(), PrNumber(2)).await.unwrap().unwrap();
+        assert!(!pr2.open);
+        assert_eq!(pr2.url, "https://example.invalid/acme/calc/pull/2");
+        assert_eq!(pulls.get(&repo(), PrNumber(3)).await.unwrap(), None);
+        let other = RepoName::parse("acme/other").unwrap();
+        assert_eq!(pulls.get(&other, PrNumber(1)).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_report_is_edited_in_place() {
+        let (_dir, pulls, clock) = setup();
+        assert_eq!(pulls.report(&repo(), PrNumber(1)).await.unwrap(), None);
+        pulls
+            .upsert_report(&repo(), PrNumber(1), &report("first"))
+            .await
+            .unwrap();
+        clock.advance(Duration::from_secs(60));
+        pulls
+            .upsert_report(&repo(), PrNumber(1), &report("second"))
+            .await
+            .unwrap();
+        let (r, revision) = pulls.report(&repo(), PrNumber(1)).await.unwrap().unwrap();
+        assert_eq!(r.markdown, "second");
+        assert_eq!(revision, 2);
+        let all = pulls.reports().await.unwrap();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].revision, 2);
+        assert_eq!(all[0].updated_at, clock.now());
+        assert_eq!(all[0].number, PrNumber(1));
+    }
+
+    #[tokio::test]
+    async fn reports_are_redacted_before_they_are_stored() {
+        let (_dir, pulls, _) = setup();
+        pulls
+            .upsert_report(
+                &repo(),
+                PrNumber(2),
+                &report("env: KIRO_API_KEY=ksk_secretsecretsecret GH=ghs_abcdefghijkl"),
+            )
+            .await
+            .unwrap();
+        let (r, _) = pulls.report(&repo(), PrNumber(2)).await.unwrap().unwrap();
+        assert_eq!(r.markdown, "env: KIRO_API_KEY=[REDACTED] GH=[REDACTED]");
+    }
+
+    #[tokio::test]
+    async fn a_report_on_an_unknown_pull_request_is_rejected() {
+        let (_dir, pulls, _) = setup();
+        let err = pulls
+            .upsert_report(&repo(), PrNumber(9), &report("x"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.class, FailureClass::PermanentInput);
+        assert!(err.message.contains("acme/calc #9"), "{err}");
+        assert!(pulls.reports().await.unwrap().is_empty());
+    }
+}
