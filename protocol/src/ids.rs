@@ -151,7 +151,8 @@ impl ProjectKey {
 
 string_newtype!(
     /// A board item's id (a GitHub Projects item node id such as `PVTI_lADO…`, or a local
-    /// id such as `CALC-1`). 1–128 of `A-Z a-z 0-9 . _ : -`.
+    /// id such as `CALC-1`). 1–128 of `A-Z a-z 0-9 . _ : -`, starting with a letter or
+    /// digit (so `.` and `..` never parse).
     ItemId,
     "item id"
 );
@@ -165,6 +166,14 @@ impl ItemId {
             |c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-'),
             "use letters, digits, '.', '_', ':' and '-'",
         )?;
+        // Ids name work directories and log files: `.` and `..` must never parse.
+        if !raw.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+            return Err(IdError::new(
+                Self::FIELD,
+                raw,
+                "must start with a letter or digit",
+            ));
+        }
         Ok(ItemId(raw.to_owned()))
     }
 }
@@ -461,6 +470,9 @@ mod tests {
         assert_eq!(SpecPath::parse("subtract").unwrap().feature(), "subtract");
         assert_eq!(PrNumber::parse("#12").unwrap(), PrNumber(12));
         assert!(ItemId::parse("PVTI_lADOBx9Q").is_ok());
+        for bad in [".", "..", "-x", "_x", ":x"] {
+            assert_eq!(ItemId::parse(bad).expect_err(bad).field, "item id");
+        }
     }
 
     #[test]
