@@ -1,1 +1,22 @@
-//! placeholder
+//! `kiro-worker`: the pipeline that runs inside a build for one work item.
+//!
+//! checkout → validate spec and pull request → agent on the open tasks → tests →
+//! coverage gate → fence check → commit and push → fence check → report on the pull
+//! request → board status; and, whatever happened, the outcome file that the build
+//! exports for the consumer.
+//!
+//! Invariant: every value that came from the board is re-parsed with the protocol's
+//! newtypes before use; every fenced side effect (push, report, board) happens only
+//! after checking the build's fence is still current; the outcome file is always
+//! written and carries the failure — the process itself exits 0 when it could write it.
+
+pub mod config;
+pub mod outcome_file;
+pub mod pipeline;
+pub mod steps;
+pub mod tasks;
+pub mod wiring;
+
+pub use config::{Cli, Command, Config, Inputs, Secret};
+pub use pipeline::{run, run_and_write};
+pub use wiring::Ports;

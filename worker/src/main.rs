@@ -1,1 +1,64 @@
-fn main() {}
+//! `kiro-worker` binary: parse the configuration, build the ports, run the pipeline,
+//! write the outcome file.
+//!
+//! Invariant: exits 0 whenever the outcome file was written (the outcome carries any
+//! failure, including a bad configuration); non-zero only when even that failed.
+
+use anyhow::Context;
+use clap::Parser;
+use kiro_protocol::{Failure, FailureClass, WorkerOutcome};
+use kiro_worker::{Cli, Command, outcome_file, wiring};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    match real_main() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kiro-worker: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main() -> anyhow::Result<()> {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => {
+            // A bad configuration is still an outcome the consumer must see.
+            let _ = e.print();
+            let path = std::env::var_os("KIRO_OUTCOME_FILE")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("kiro-outcome.env"));
+            let reason = format!("invalid worker configuration: {}", e.kind());
+            let outcome =
+                WorkerOutcome::failure(Failure::new(FailureClass::PermanentInput, reason));
+            return outcome_file::write(&path, &outcome)
+                .with_context(|| format!("cannot write the outcome file {}", path.display()));
+        }
+    };
+    let Command::Run(cfg) = cli.command;
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let outcome = runtime.block_on(async {
+        match wiring::ports(&cfg) {
+            Ok(ports) => kiro_worker::run(&cfg, &ports).await,
+            Err(f) => {
+                tracing::error!(class = %f.class, reason = %f.reason, "cannot build the ports");
+                WorkerOutcome::failure(f)
+            }
+        }
+    });
+    let path = cfg.outcome_path();
+    outcome_file::write(&path, &outcome)
+        .with_context(|| format!("cannot write the outcome file {}", path.display()))?;
+    tracing::info!(outcome = ?outcome.status, file = %path.display(), "outcome written");
+    Ok(())
+}

@@ -1,0 +1,329 @@
+//! The worker's configuration: one typed [`Config`], parsed once by clap from the command
+//! line and the environment the build gives it.
+//!
+//! Invariant: board-derived values (item, project, repo, branch, spec, pull request,
+//! fence, attempt) are kept here as raw, optional strings and are only ever used after
+//! [`Inputs::parse`] turned them into protocol newtypes — a missing or bad one becomes a
+//! `permanent-input` failure naming the field, never a clap error, so the worker can still
+//! write its outcome. The GitHub token is a [`Secret`] whose `Debug` prints nothing.
+
+use clap::{Args, Parser, Subcommand};
+use kiro_protocol::ports::build::env;
+use kiro_protocol::{
+    BranchName, Failure, FailureClass, Fence, IdError, ItemId, PrNumber, ProjectKey, RepoName,
+    SpecPath,
+};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// `kiro-worker`: the in-build pipeline.
+#[derive(Debug, Parser)]
+#[command(name = "kiro-worker", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the pipeline for the item named by the build's environment.
+    Run(Box<Config>),
+}
+
+/// A value that must never be printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
+}
+
+/// Everything the worker needs, from flags or (usually) the environment.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    // --- the item (board-derived: untrusted, parsed by `Inputs::parse`) ---
+    #[arg(long, env = env::ITEM)]
+    pub item: Option<String>,
+    #[arg(long, env = env::PROJECT)]
+    pub project: Option<String>,
+    #[arg(long, env = env::REPO)]
+    pub repo: Option<String>,
+    #[arg(long, env = env::BRANCH)]
+    pub branch: Option<String>,
+    #[arg(long, env = env::SPEC)]
+    pub spec: Option<String>,
+    #[arg(long, env = env::PR)]
+    pub pr: Option<String>,
+    #[arg(long, env = env::FENCE)]
+    pub fence: Option<String>,
+    #[arg(long, env = env::ATTEMPT)]
+    pub attempt: Option<String>,
+    #[arg(long, env = env::TRACEPARENT)]
+    pub traceparent: Option<String>,
+
+    // --- operator settings ---
+    /// Base URL of the git forge; the clone URL is `{base}/{owner}/{name}.git`.
+    #[arg(long, env = "KIRO_GIT_BASE", default_value = "https://github.com")]
+    pub git_base: String,
+    /// The build's own directory: logs and the outcome file go here; relative paths
+    /// below are resolved against it.
+    #[arg(long, env = "KIRO_BUILD_DIR", default_value = ".")]
+    pub build_dir: PathBuf,
+    /// Where the repository is checked out (fresh every run).
+    #[arg(long, env = "KIRO_WORKDIR", default_value = "workspace")]
+    pub workdir: PathBuf,
+    /// The agent command; the prompt is appended as one more argument.
+    #[arg(
+        long,
+        env = "KIRO_AGENT_CMD",
+        default_value = "kiro-cli chat --no-interactive --trust-all-tools"
+    )]
+    pub agent_cmd: String,
+    #[arg(long, env = "KIRO_AGENT_TIMEOUT", default_value = "60m")]
+    pub agent_timeout: humantime::Duration,
+    /// The repository's test command, run with `sh -c` in the checkout.
+    #[arg(long, env = "KIRO_TEST_CMD", default_value = "npm test")]
+    pub test_cmd: String,
+    #[arg(long, env = "KIRO_TEST_TIMEOUT", default_value = "30m")]
+    pub test_timeout: humantime::Duration,
+    /// The lcov report, relative to the checkout.
+    #[arg(long, env = "KIRO_LCOV_PATH", default_value = "coverage/lcov.info")]
+    pub lcov_path: PathBuf,
+    /// Minimum line coverage in percent.
+    #[arg(long, env = "KIRO_COVERAGE_THRESHOLD", default_value_t = 80.0)]
+    pub coverage_threshold: f64,
+    #[arg(long, env = "KIRO_OUTCOME_FILE", default_value = "kiro-outcome.env")]
+    pub outcome_file: PathBuf,
+    /// The embedded backend's state directory (`kiro.db`).
+    #[arg(long, env = "KIRO_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// The embedded board file.
+    #[arg(long, env = "KIRO_BOARD_FILE")]
+    pub board_file: Option<PathBuf>,
+    #[arg(long, env = "KIRO_GIT_AUTHOR_NAME", default_value = "kiro-worker")]
+    pub git_author_name: String,
+    #[arg(
+        long,
+        env = "KIRO_GIT_AUTHOR_EMAIL",
+        default_value = "kiro-worker@users.noreply.local"
+    )]
+    pub git_author_email: String,
+    /// Token for https pushes (`x-access-token`); never logged.
+    #[arg(long, env = "GITHUB_TOKEN", hide_env_values = true)]
+    pub github_token: Option<Secret>,
+}
+
+impl Config {
+    /// A configuration with every default and no item: for tests and library callers.
+    pub fn defaults() -> Config {
+        Config {
+            item: None,
+            project: None,
+            repo: None,
+            branch: None,
+            spec: None,
+            pr: None,
+            fence: None,
+            attempt: None,
+            traceparent: None,
+            git_base: "https://github.com".into(),
+            build_dir: PathBuf::from("."),
+            workdir: PathBuf::from("workspace"),
+            agent_cmd: "kiro-cli chat --no-interactive --trust-all-tools".into(),
+            agent_timeout: Duration::from_secs(60 * 60).into(),
+            test_cmd: "npm test".into(),
+            test_timeout: Duration::from_secs(30 * 60).into(),
+            lcov_path: PathBuf::from("coverage/lcov.info"),
+            coverage_threshold: 80.0,
+            outcome_file: PathBuf::from("kiro-outcome.env"),
+            state_dir: None,
+            board_file: None,
+            git_author_name: "kiro-worker".into(),
+            git_author_email: "kiro-worker@users.noreply.local".into(),
+            github_token: None,
+        }
+    }
+
+    /// `p` resolved against the build directory.
+    pub fn in_build_dir(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_owned()
+        } else {
+            self.build_dir.join(p)
+        }
+    }
+
+    pub fn checkout_dir(&self) -> PathBuf {
+        self.in_build_dir(&self.workdir)
+    }
+
+    pub fn outcome_path(&self) -> PathBuf {
+        self.in_build_dir(&self.outcome_file)
+    }
+
+    pub fn agent_log(&self) -> PathBuf {
+        self.build_dir.join("kiro-agent.log")
+    }
+
+    pub fn test_log(&self) -> PathBuf {
+        self.build_dir.join("kiro-tests.log")
+    }
+
+    /// The clone URL of `repo`.
+    pub fn clone_url(&self, repo: &RepoName) -> String {
+        format!(
+            "{}/{}/{}.git",
+            self.git_base.trim_end_matches('/'),
+            repo.owner(),
+            repo.name()
+        )
+    }
+}
+
+/// The item's values, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inputs {
+    pub item: ItemId,
+    pub project: ProjectKey,
+    pub repo: RepoName,
+    pub branch: BranchName,
+    pub spec: SpecPath,
+    pub pr: PrNumber,
+    pub fence: Fence,
+    pub attempt: u32,
+}
+
+impl Inputs {
+    /// Parse every board-derived value; the first missing or bad one is a
+    /// `permanent-input` failure naming the field.
+    pub fn parse(cfg: &Config) -> Result<Inputs, Failure> {
+        fn req<'a>(v: &'a Option<String>, var: &str) -> Result<&'a str, Failure> {
+            v.as_deref().ok_or_else(|| {
+                Failure::new(FailureClass::PermanentInput, format!("{var} is not set"))
+            })
+        }
+        let bad = |e: IdError| Failure::new(FailureClass::PermanentInput, e.to_string());
+        let item = ItemId::parse(req(&cfg.item, env::ITEM)?).map_err(bad)?;
+        let project = ProjectKey::parse(req(&cfg.project, env::PROJECT)?).map_err(bad)?;
+        let repo = RepoName::parse(req(&cfg.repo, env::REPO)?).map_err(bad)?;
+        let branch = BranchName::parse(req(&cfg.branch, env::BRANCH)?).map_err(bad)?;
+        let spec = SpecPath::parse(req(&cfg.spec, env::SPEC)?).map_err(bad)?;
+        let pr = PrNumber::parse(req(&cfg.pr, env::PR)?).map_err(bad)?;
+        let raw_fence = req(&cfg.fence, env::FENCE)?;
+        let fence = raw_fence
+            .trim()
+            .parse::<u64>()
+            .map(Fence)
+            .map_err(|_| bad(IdError::new("fence", raw_fence, "must be a number")))?;
+        let attempt = match cfg.attempt.as_deref() {
+            None | Some("") => 1,
+            Some(raw) => raw
+                .trim()
+                .parse::<u32>()
+                .map_err(|_| bad(IdError::new("attempt", raw, "must be a number")))?,
+        };
+        Ok(Inputs {
+            item,
+            project,
+            repo,
+            branch,
+            spec,
+            pr,
+            fence,
+            attempt,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn good() -> Config {
+        Config {
+            item: Some("CALC-1".into()),
+            project: Some("calc".into()),
+            repo: Some("acme/calc".into()),
+            branch: Some("feature/subtract".into()),
+            spec: Some(".kiro/specs/subtract".into()),
+            pr: Some("1".into()),
+            fence: Some("7".into()),
+            attempt: Some("2".into()),
+            ..Config::defaults()
+        }
+    }
+
+    #[test]
+    fn good_inputs_parse() {
+        let i = Inputs::parse(&good()).unwrap();
+        assert_eq!(i.fence, Fence(7));
+        assert_eq!(i.attempt, 2);
+        assert_eq!(
+            Config::defaults().clone_url(&i.repo),
+            "https://github.com/acme/calc.git"
+        );
+    }
+
+    #[test]
+    fn bad_or_missing_inputs_name_the_field() {
+        let mut c = good();
+        c.branch = Some("a;rm -rf /".into());
+        let f = Inputs::parse(&c).unwrap_err();
+        assert_eq!(f.class, FailureClass::PermanentInput);
+        assert!(f.reason.starts_with("invalid branch "), "{}", f.reason);
+        let mut c = good();
+        c.spec = None;
+        assert_eq!(
+            Inputs::parse(&c).unwrap_err().reason,
+            "KIRO_SPEC_PATH is not set"
+        );
+        let mut c = good();
+        c.fence = Some("x".into());
+        assert!(
+            Inputs::parse(&c)
+                .unwrap_err()
+                .reason
+                .starts_with("invalid fence")
+        );
+    }
+
+    #[test]
+    fn clap_reads_the_environment_names() {
+        let cli = Cli::try_parse_from([
+            "kiro-worker",
+            "run",
+            "--branch",
+            "b",
+            "--agent-timeout",
+            "2s",
+            "--github-token",
+            "ghp_secret",
+        ])
+        .unwrap();
+        let Command::Run(cfg) = cli.command;
+        assert_eq!(cfg.branch.as_deref(), Some("b"));
+        assert_eq!(Duration::from(cfg.agent_timeout), Duration::from_secs(2));
+        assert!(!format!("{cfg:?}").contains("ghp_secret"));
+    }
+}

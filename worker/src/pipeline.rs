@@ -1,0 +1,408 @@
+//! The pipeline: the steps in order, and the bookkeeping that turns their results into
+//! a report, a board status and a [`WorkerOutcome`].
+//!
+//! Invariants:
+//! - nothing is pushed unless the tests passed, coverage met the threshold and the fence
+//!   was current right before the push;
+//! - the report and the board are touched only while the fence is current; a run that
+//!   lost its fence touches nothing more;
+//! - on failure the board is left as it is (the consumer decides retry or dead letter),
+//!   but the report shows the failure;
+//! - [`run`] never panics on bad input and always returns an outcome.
+
+use crate::config::{Config, Inputs};
+use crate::outcome_file;
+use crate::steps::report::{self, ReportData};
+use crate::steps::test_run::TestResult;
+use crate::steps::{agent, coverage, git, spec, test_run};
+use crate::tasks::{self, Progress, Task};
+use crate::wiring::Ports;
+use kiro_protocol::{
+    Failure, FailureClass, ItemStatus, OutcomeStatus, Report, WorkerOutcome, fence_is_current,
+};
+use std::path::{Path, PathBuf};
+use tracing::{Instrument, error, info, info_span, instrument, warn};
+
+/// What the run learned so far (used for the report and the outcome, success or not).
+#[derive(Debug, Default)]
+struct RunState {
+    before: Vec<Task>,
+    after: Vec<Task>,
+    tests: Option<TestResult>,
+    coverage: Option<f64>,
+    commit: Option<String>,
+    pushed: bool,
+}
+
+/// Run the whole pipeline for the item in `cfg`. Never panics; always an outcome.
+pub async fn run(cfg: &Config, ports: &Ports) -> WorkerOutcome {
+    let inputs = match Inputs::parse(cfg) {
+        Ok(i) => i,
+        Err(f) => {
+            error!(class = %f.class, reason = %f.reason, "bad item");
+            return WorkerOutcome::failure(f);
+        }
+    };
+    let span = info_span!(
+        "worker",
+        item = %inputs.item,
+        project = %inputs.project,
+        attempt = inputs.attempt,
+        fence = %inputs.fence,
+    );
+    run_item(cfg, ports, &inputs).instrument(span).await
+}
+
+/// Run, then write the outcome file. `Err` only when the file could not be written.
+pub async fn run_and_write(cfg: &Config, ports: &Ports) -> std::io::Result<WorkerOutcome> {
+    let outcome = run(cfg, ports).await;
+    outcome_file::write(&cfg.outcome_path(), &outcome)?;
+    Ok(outcome)
+}
+
+async fn run_item(cfg: &Config, ports: &Ports, inputs: &Inputs) -> WorkerOutcome {
+    let mut st = RunState::default();
+    let mut result = steps(cfg, ports, inputs, &mut st).await;
+    let fence_lost = matches!(&result, Err(f) if f.class == FailureClass::FenceLost);
+    if !fence_lost {
+        match publish(cfg, ports, inputs, &st, result.as_ref().err()).await {
+            Ok(()) => {}
+            Err(f) if result.is_ok() => result = Err(f),
+            Err(f) => warn!(reason = %f.reason, "could not report the failure"),
+        }
+    }
+    let before = Progress::of(&st.before);
+    let after = Progress::of(&st.after);
+    let mut outcome = match result {
+        Ok(()) => WorkerOutcome::success(),
+        Err(f) => {
+            error!(class = %f.class, reason = %f.reason, "item failed");
+            WorkerOutcome::failure(f)
+        }
+    };
+    outcome.coverage = st.coverage;
+    outcome.tasks_done_before = before.done;
+    outcome.tasks_done_after = after.done;
+    outcome.tasks_total = after.total.max(before.total);
+    outcome.commit = st.commit.clone().filter(|_| st.pushed);
+    if outcome.status == OutcomeStatus::Succeeded {
+        info!(commit = ?outcome.commit, "item succeeded");
+    }
+    outcome
+}
+
+async fn steps(
+    cfg: &Config,
+    ports: &Ports,
+    inputs: &Inputs,
+    st: &mut RunState,
+) -> Result<(), Failure> {
+    mark_in_progress(ports, inputs).await;
+    let checkout = cfg.checkout_dir();
+    checkout_step(cfg, inputs, &checkout).await?;
+    let docs = validate_step(ports, inputs, &checkout).await?;
+    st.before = tasks::parse(&docs.tasks);
+    st.after = st.before.clone();
+    if Progress::of(&st.before).open() > 0 {
+        agent_step(cfg, inputs, &checkout, &docs, &st.before).await?;
+        st.after = progress_step(inputs, &checkout, &st.before)?;
+    } else {
+        info!("no open tasks: skipping the agent");
+    }
+    let tests = tests_step(cfg, &checkout).await?;
+    let failed = tests.failure();
+    st.tests = Some(tests);
+    if let Some(f) = failed {
+        return Err(f);
+    }
+    let lcov = checkout.join(&cfg.lcov_path);
+    match coverage::gate(&lcov, &cfg.lcov_path, cfg.coverage_threshold) {
+        Ok(c) => st.coverage = Some(c),
+        Err((f, c)) => {
+            st.coverage = c;
+            return Err(f);
+        }
+    }
+    check_fence(ports, inputs, "push").await?;
+    st.commit = commit_step(cfg, inputs, &checkout, &st.before, &st.after).await?;
+    if st.commit.is_some() {
+        push_step(cfg, inputs, &checkout).await?;
+        st.pushed = true;
+    }
+    Ok(())
+}
+
+#[instrument(skip_all)]
+async fn mark_in_progress(ports: &Ports, inputs: &Inputs) {
+    if let Err(e) = ports
+        .board
+        .set_status(inputs.item.as_str(), ItemStatus::InProgress, None)
+        .await
+    {
+        warn!(error = %e, "could not move the board item to In Progress");
+    }
+}
+
+#[instrument(skip_all, fields(branch = %inputs.branch))]
+async fn checkout_step(cfg: &Config, inputs: &Inputs, dir: &Path) -> Result<(), Failure> {
+    let url = cfg.clone_url(&inputs.repo);
+    let branch = inputs.branch.clone();
+    let token = cfg.github_token.clone();
+    let dir = dir.to_owned();
+    let head = blocking(move || git::checkout(&url, &dir, &branch, token.as_ref())).await?;
+    info!(%head, "checked out");
+    Ok(())
+}
+
+#[instrument(skip_all, fields(spec = %inputs.spec, pr = %inputs.pr))]
+async fn validate_step(
+    ports: &Ports,
+    inputs: &Inputs,
+    checkout: &Path,
+) -> Result<spec::SpecDocs, Failure> {
+    let docs = spec::load(checkout, &inputs.spec)?;
+    let pr = ports
+        .pulls
+        .get(&inputs.repo, inputs.pr)
+        .await?
+        .ok_or_else(|| {
+            Failure::new(
+                FailureClass::PermanentInput,
+                format!("pull request {} not found in {}", inputs.pr, inputs.repo),
+            )
+        })?;
+    if !pr.open {
+        return Err(Failure::new(
+            FailureClass::PermanentInput,
+            format!("pull request {} in {} is not open", inputs.pr, inputs.repo),
+        ));
+    }
+    if pr.head_branch != inputs.branch.as_str() {
+        return Err(Failure::new(
+            FailureClass::PermanentInput,
+            format!(
+                "pull request {} is for branch {}, not {}",
+                inputs.pr,
+                kiro_protocol::ids::quote_for_display(&pr.head_branch),
+                inputs.branch
+            ),
+        ));
+    }
+    Ok(docs)
+}
+
+#[instrument(skip_all, fields(spec = %inputs.spec))]
+async fn agent_step(
+    cfg: &Config,
+    inputs: &Inputs,
+    checkout: &Path,
+    docs: &spec::SpecDocs,
+    before: &[Task],
+) -> Result<(), Failure> {
+    let prompt = spec::prompt(
+        &inputs.spec,
+        docs,
+        before,
+        &cfg.test_cmd,
+        cfg.coverage_threshold,
+    );
+    agent::run(
+        &cfg.agent_cmd,
+        &prompt,
+        checkout,
+        &inputs.spec,
+        cfg.agent_timeout.into(),
+        &cfg.agent_log(),
+    )
+    .await
+}
+
+/// Judge the agent by the repository: re-read tasks.md.
+fn progress_step(inputs: &Inputs, checkout: &Path, before: &[Task]) -> Result<Vec<Task>, Failure> {
+    let text = spec::read_doc(checkout, &inputs.spec, spec::TASKS).map_err(|f| {
+        Failure::new(
+            FailureClass::AgentFailed,
+            format!("after the agent ran: {}", f.reason),
+        )
+    })?;
+    let after = tasks::parse(&text);
+    let newly = tasks::newly_done(before, &after);
+    info!(done = ?newly, "tasks moved to done");
+    if newly.is_empty() && Progress::of(&after).open() > 0 {
+        return Err(Failure::new(
+            FailureClass::AgentFailed,
+            "agent made no progress",
+        ));
+    }
+    Ok(after)
+}
+
+#[instrument(skip_all)]
+async fn tests_step(cfg: &Config, checkout: &Path) -> Result<TestResult, Failure> {
+    let secrets: Vec<&str> = cfg.github_token.iter().map(|s| s.expose()).collect();
+    let r = test_run::run(
+        &cfg.test_cmd,
+        checkout,
+        cfg.test_timeout.into(),
+        &cfg.test_log(),
+        &secrets,
+    )
+    .await?;
+    info!(passed = r.passed, summary = %r.summary, "tests finished");
+    Ok(r)
+}
+
+#[instrument(skip_all, fields(fence = %inputs.fence, before = what))]
+async fn check_fence(ports: &Ports, inputs: &Inputs, what: &str) -> Result<(), Failure> {
+    if fence_is_current(ports.lease.as_ref(), &inputs.project, inputs.fence).await? {
+        Ok(())
+    } else {
+        Err(Failure::new(
+            FailureClass::FenceLost,
+            format!(
+                "fence {} of project {} is no longer current; not doing the {what}",
+                inputs.fence, inputs.project
+            ),
+        ))
+    }
+}
+
+#[instrument(skip_all)]
+async fn commit_step(
+    cfg: &Config,
+    inputs: &Inputs,
+    checkout: &Path,
+    before: &[Task],
+    after: &[Task],
+) -> Result<Option<String>, Failure> {
+    let done = tasks::newly_done(before, after);
+    let message = commit_message(inputs, &done);
+    let exclude = git::Exclusions(
+        [cfg.agent_log(), cfg.test_log(), cfg.outcome_path()]
+            .iter()
+            .filter_map(|p| relative_inside(p, checkout))
+            .collect(),
+    );
+    let dir = checkout.to_owned();
+    let name = cfg.git_author_name.clone();
+    let email = cfg.git_author_email.clone();
+    let oid = blocking(move || git::commit_all(&dir, &message, &name, &email, &exclude)).await?;
+    match &oid {
+        Some(o) => info!(commit = %o, "committed"),
+        None => info!("nothing to commit"),
+    }
+    Ok(oid.map(|o| o.to_string()))
+}
+
+/// `feat(subtract): complete tasks 1, 2.1 of .kiro/specs/subtract`
+pub fn commit_message(inputs: &Inputs, done: &[String]) -> String {
+    let feature = inputs.spec.feature();
+    let subject = match done {
+        [] => format!("feat({feature}): work on {}", inputs.spec),
+        [one] => format!("feat({feature}): complete task {one} of {}", inputs.spec),
+        many => format!(
+            "feat({feature}): complete tasks {} of {}",
+            many.join(", "),
+            inputs.spec
+        ),
+    };
+    format!(
+        "{subject}\n\nKiro-Item: {}\nKiro-Attempt: {}\nKiro-Fence: {}\n",
+        inputs.item, inputs.attempt, inputs.fence
+    )
+}
+
+fn relative_inside(path: &Path, dir: &Path) -> Option<PathBuf> {
+    let abs = |p: &Path| std::path::absolute(p).ok();
+    let (p, d) = (abs(path)?, abs(dir)?);
+    p.strip_prefix(&d).ok().map(Path::to_owned)
+}
+
+#[instrument(skip_all, fields(branch = %inputs.branch))]
+async fn push_step(cfg: &Config, inputs: &Inputs, checkout: &Path) -> Result<(), Failure> {
+    let dir = checkout.to_owned();
+    let branch = inputs.branch.clone();
+    let token = cfg.github_token.clone();
+    blocking(move || git::push(&dir, &branch, token.as_ref())).await?;
+    info!("pushed");
+    Ok(())
+}
+
+/// Report on the pull request and, on success, move the board item to Done — both only
+/// while the fence is current.
+#[instrument(skip_all, fields(pr = %inputs.pr))]
+async fn publish(
+    cfg: &Config,
+    ports: &Ports,
+    inputs: &Inputs,
+    st: &RunState,
+    failure: Option<&Failure>,
+) -> Result<(), Failure> {
+    check_fence(ports, inputs, "report").await?;
+    let markdown = report::render(&ReportData {
+        inputs,
+        before: &st.before,
+        after: &st.after,
+        tests: st.tests.as_ref(),
+        coverage: st.coverage,
+        threshold: cfg.coverage_threshold,
+        commit: st.commit.as_deref(),
+        pushed: st.pushed,
+        failure,
+    });
+    ports
+        .pulls
+        .upsert_report(
+            &inputs.repo,
+            inputs.pr,
+            &Report {
+                item: inputs.item.clone(),
+                markdown,
+            },
+        )
+        .await?;
+    if failure.is_none() {
+        ports
+            .board
+            .set_status(inputs.item.as_str(), ItemStatus::Done, None)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn blocking<T, F>(f: F) -> Result<T, Failure>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, Failure> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Failure::new(FailureClass::Internal, format!("blocking task failed: {e}")))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kiro_protocol::{BranchName, Fence, ItemId, PrNumber, ProjectKey, RepoName, SpecPath};
+
+    #[test]
+    fn commit_messages_name_spec_and_tasks() {
+        let i = Inputs {
+            item: ItemId::parse("CALC-1").unwrap(),
+            project: ProjectKey::parse("calc").unwrap(),
+            repo: RepoName::parse("acme/calc").unwrap(),
+            branch: BranchName::parse("feature/subtract").unwrap(),
+            spec: SpecPath::parse("subtract").unwrap(),
+            pr: PrNumber(1),
+            fence: Fence(3),
+            attempt: 1,
+        };
+        let m = commit_message(&i, &["1".into(), "2.1".into()]);
+        assert!(m.starts_with(
+            "feat(subtract): complete tasks 1, 2.1 of .kiro/specs/subtract\n\nKiro-Item: CALC-1\n"
+        ));
+        assert!(
+            commit_message(&i, &["2".into()]).starts_with("feat(subtract): complete task 2 of")
+        );
+    }
+}

@@ -1,0 +1,200 @@
+//! Git with `git2`: fresh clone and branch checkout, commit, and push.
+//!
+//! Invariant: the checkout is always a fresh clone of the remote branch; the push sends
+//! exactly `refs/heads/<branch>` without force, so a branch that moved on the remote is
+//! a `push-conflict`, never an overwrite. The token, when given, only ever reaches git2's
+//! credential callback.
+
+use crate::config::Secret;
+use git2::{
+    BranchType, Cred, ErrorCode, FetchOptions, IndexAddOption, Oid, PushOptions, RemoteCallbacks,
+    Repository, Signature, build::RepoBuilder,
+};
+use kiro_protocol::{BranchName, Failure, FailureClass};
+use std::path::{Path, PathBuf};
+
+fn callbacks(token: Option<&Secret>) -> RemoteCallbacks<'_> {
+    let mut cb = RemoteCallbacks::new();
+    if let Some(t) = token {
+        cb.credentials(move |_url, _user, _allowed| {
+            Cred::userpass_plaintext("x-access-token", t.expose())
+        });
+    }
+    cb
+}
+
+fn classify(e: &git2::Error, what: &str) -> Failure {
+    let class = match e.code() {
+        ErrorCode::Auth | ErrorCode::Certificate => FailureClass::Auth,
+        _ => FailureClass::Transient,
+    };
+    Failure::new(class, format!("{what}: {}", e.message()))
+}
+
+fn local(e: git2::Error, what: &str) -> Failure {
+    Failure::new(FailureClass::Internal, format!("{what}: {}", e.message()))
+}
+
+/// Clone `url` into `dest` (removed first) and check out `branch` from the remote.
+/// Returns the checked-out commit.
+pub fn checkout(
+    url: &str,
+    dest: &Path,
+    branch: &BranchName,
+    token: Option<&Secret>,
+) -> Result<Oid, Failure> {
+    if dest.exists() {
+        std::fs::remove_dir_all(dest).map_err(|e| {
+            Failure::new(
+                FailureClass::Internal,
+                format!("cannot clear {}: {e}", dest.display()),
+            )
+        })?;
+    }
+    if let Some(parent) = dest.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| {
+            Failure::new(
+                FailureClass::Internal,
+                format!("cannot create {}: {e}", parent.display()),
+            )
+        })?;
+    }
+    let mut fo = FetchOptions::new();
+    fo.remote_callbacks(callbacks(token));
+    let repo = RepoBuilder::new()
+        .fetch_options(fo)
+        .clone(url, dest)
+        .map_err(|e| classify(&e, "clone failed"))?;
+    let remote_ref = format!("refs/remotes/origin/{branch}");
+    let commit = match repo.find_reference(&remote_ref) {
+        Ok(r) => r.peel_to_commit().map_err(|e| local(e, "bad branch tip"))?,
+        Err(e) if e.code() == ErrorCode::NotFound => {
+            return Err(Failure::new(
+                FailureClass::PermanentInput,
+                format!("branch {branch} not found on the remote"),
+            ));
+        }
+        Err(e) => return Err(local(e, "cannot read remote branch")),
+    };
+    let mut local_branch = repo
+        .branch(branch.as_str(), &commit, true)
+        .map_err(|e| local(e, "cannot create local branch"))?;
+    local_branch
+        .set_upstream(Some(&format!("origin/{branch}")))
+        .map_err(|e| local(e, "cannot set upstream"))?;
+    let mut co = git2::build::CheckoutBuilder::new();
+    co.force();
+    repo.checkout_tree(commit.as_object(), Some(&mut co))
+        .map_err(|e| local(e, "checkout failed"))?;
+    repo.set_head(&format!("refs/heads/{branch}"))
+        .map_err(|e| local(e, "cannot set HEAD"))?;
+    Ok(commit.id())
+}
+
+/// Paths (inside the checkout) that must never be committed.
+#[derive(Debug, Clone, Default)]
+pub struct Exclusions(pub Vec<PathBuf>);
+
+/// Stage every change (new, modified, deleted; `.gitignore` honoured) except `exclude`,
+/// and commit on HEAD. `None` when nothing changed.
+pub fn commit_all(
+    dir: &Path,
+    message: &str,
+    name: &str,
+    email: &str,
+    exclude: &Exclusions,
+) -> Result<Option<Oid>, Failure> {
+    let repo = Repository::open(dir).map_err(|e| local(e, "cannot open checkout"))?;
+    let mut index = repo.index().map_err(|e| local(e, "cannot read index"))?;
+    let skip = |path: &Path, _spec: &[u8]| -> i32 {
+        if exclude.0.iter().any(|x| path.starts_with(x)) {
+            1
+        } else {
+            0
+        }
+    };
+    index
+        .add_all(["*"], IndexAddOption::DEFAULT, Some(&mut |p, s| skip(p, s)))
+        .map_err(|e| local(e, "cannot stage changes"))?;
+    index
+        .update_all(["*"], Some(&mut |p, s| skip(p, s)))
+        .map_err(|e| local(e, "cannot stage deletions"))?;
+    index.write().map_err(|e| local(e, "cannot write index"))?;
+    let tree_id = index
+        .write_tree()
+        .map_err(|e| local(e, "cannot write tree"))?;
+    let head = repo
+        .head()
+        .and_then(|h| h.peel_to_commit())
+        .map_err(|e| local(e, "cannot read HEAD"))?;
+    if head.tree_id() == tree_id {
+        return Ok(None);
+    }
+    let tree = repo
+        .find_tree(tree_id)
+        .map_err(|e| local(e, "cannot find tree"))?;
+    let sig = Signature::now(name, email).map_err(|e| {
+        Failure::new(
+            FailureClass::PermanentInput,
+            format!("invalid git author: {}", e.message()),
+        )
+    })?;
+    let oid = repo
+        .commit(Some("HEAD"), &sig, &sig, message, &tree, &[&head])
+        .map_err(|e| local(e, "commit failed"))?;
+    Ok(Some(oid))
+}
+
+/// Push `refs/heads/<branch>` to `origin` without force.
+pub fn push(dir: &Path, branch: &BranchName, token: Option<&Secret>) -> Result<(), Failure> {
+    let repo = Repository::open(dir).map_err(|e| local(e, "cannot open checkout"))?;
+    // The branch must exist locally (it does after `checkout`).
+    repo.find_branch(branch.as_str(), BranchType::Local)
+        .map_err(|e| local(e, "local branch missing"))?;
+    let mut remote = repo
+        .find_remote("origin")
+        .map_err(|e| local(e, "no origin remote"))?;
+    let rejected = std::cell::RefCell::new(None::<String>);
+    let mut cb = callbacks(token);
+    cb.push_update_reference(|refname, status| {
+        if let Some(msg) = status {
+            *rejected.borrow_mut() = Some(format!("{refname}: {msg}"));
+        }
+        Ok(())
+    });
+    let mut po = PushOptions::new();
+    po.remote_callbacks(cb);
+    let spec = format!("refs/heads/{branch}:refs/heads/{branch}");
+    let result = remote.push(&[spec.as_str()], Some(&mut po));
+    drop(po);
+    if let Err(e) = result {
+        let msg = e.message().to_ascii_lowercase();
+        if e.code() == ErrorCode::NotFastForward
+            || msg.contains("fast-forward")
+            || msg.contains("fastforward")
+            || msg.contains("not present locally")
+        {
+            return Err(Failure::new(
+                FailureClass::PushConflict,
+                format!(
+                    "push rejected: branch {branch} moved on the remote ({})",
+                    e.message()
+                ),
+            ));
+        }
+        return Err(classify(&e, "push failed"));
+    }
+    if let Some(msg) = rejected.into_inner() {
+        let lower = msg.to_ascii_lowercase();
+        let class = if lower.contains("fast-forward")
+            || lower.contains("fetch first")
+            || lower.contains("stale")
+        {
+            FailureClass::PushConflict
+        } else {
+            FailureClass::BuildFailed
+        };
+        return Err(Failure::new(class, format!("push rejected: {msg}")));
+    }
+    Ok(())
+}

@@ -1,0 +1,13 @@
+//! The pipeline's steps, one module each; `pipeline` runs them in order.
+//!
+//! Invariant: a step returns a classified [`kiro_protocol::Failure`] (never a panic or an
+//! untyped error), and no step reads the environment — everything comes from `Config`
+//! and the parsed `Inputs`.
+
+pub mod agent;
+pub mod coverage;
+pub mod git;
+pub mod process;
+pub mod report;
+pub mod spec;
+pub mod test_run;

@@ -1,0 +1,127 @@
+//! The spec folder: check it holds Kiro's three documents, read them, and build the
+//! agent's prompt.
+//!
+//! Invariant: only regular files directly inside `<checkout>/<spec>` are read (a symlink
+//! is refused, so a repository cannot make the worker read files outside the checkout
+//! into a prompt or report); a missing document is a `permanent-input` failure naming it.
+
+use crate::tasks::{Task, TaskState};
+use kiro_protocol::{Failure, FailureClass, SpecPath};
+use std::path::Path;
+
+pub const REQUIREMENTS: &str = "requirements.md";
+pub const DESIGN: &str = "design.md";
+pub const TASKS: &str = "tasks.md";
+
+/// The spec's documents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecDocs {
+    pub requirements: String,
+    pub design: String,
+    pub tasks: String,
+}
+
+/// Read one document of the spec.
+pub fn read_doc(checkout: &Path, spec: &SpecPath, name: &str) -> Result<String, Failure> {
+    let dir = checkout.join(spec.as_str());
+    let missing =
+        |what: &str| Failure::new(FailureClass::PermanentInput, format!("spec {spec}: {what}"));
+    match std::fs::symlink_metadata(&dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Err(missing("is not a folder")),
+        Err(_) => return Err(missing("folder not found on the branch")),
+    }
+    let file = dir.join(name);
+    match std::fs::symlink_metadata(&file) {
+        Ok(m) if m.is_file() => {}
+        Ok(_) => return Err(missing(&format!("{name} is not a regular file"))),
+        Err(_) => return Err(missing(&format!("{name} is missing"))),
+    }
+    std::fs::read_to_string(&file).map_err(|e| missing(&format!("cannot read {name}: {e}")))
+}
+
+/// Check and read the spec folder.
+pub fn load(checkout: &Path, spec: &SpecPath) -> Result<SpecDocs, Failure> {
+    let tasks = read_doc(checkout, spec, TASKS)?;
+    let requirements = read_doc(checkout, spec, REQUIREMENTS)?;
+    let design = read_doc(checkout, spec, DESIGN)?;
+    Ok(SpecDocs {
+        requirements,
+        design,
+        tasks,
+    })
+}
+
+/// The prompt given to the agent.
+pub fn prompt(
+    spec: &SpecPath,
+    docs: &SpecDocs,
+    tasks: &[Task],
+    test_cmd: &str,
+    threshold: f64,
+) -> String {
+    let mut open = String::new();
+    for t in tasks.iter().filter(|t| t.state != TaskState::Done) {
+        open.push_str(&format!(
+            "- {} {}{}\n",
+            t.id,
+            t.title,
+            if t.optional { " (optional)" } else { "" }
+        ));
+    }
+    format!(
+        "You are running headlessly in a CI build; there is no user to ask. The current \
+directory is a git checkout of the feature branch.\n\n\
+Implement the spec at {spec}: complete its open tasks, listed below.\n\n\
+Rules:\n\
+1. Follow {spec}/{REQUIREMENTS} and {spec}/{DESIGN} (both below) and the steering files in .kiro/steering/.\n\
+2. When a task is complete, mark it done in {spec}/{TASKS} by changing its \"- [ ]\" to \"- [x]\". Leave other text in that file unchanged.\n\
+3. Keep the tests passing and write tests for new code: the build runs `{test_cmd}` and requires line coverage of at least {threshold}%.\n\
+4. At a checkpoint task, run the tests instead of asking the user.\n\
+5. Do not commit, push or change git configuration: the build does that after checking your work.\n\n\
+Open tasks:\n{open}\n\
+----- {REQUIREMENTS} -----\n{}\n\n----- {DESIGN} -----\n{}\n",
+        docs.requirements.trim_end(),
+        docs.design.trim_end(),
+        threshold = crate::steps::coverage::pct(threshold),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_documents_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = SpecPath::parse("subtract").unwrap();
+        let e = load(dir.path(), &spec).unwrap_err();
+        assert_eq!(e.class, FailureClass::PermanentInput);
+        assert!(e.reason.contains("folder not found"), "{}", e.reason);
+        let d = dir.path().join(".kiro/specs/subtract");
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("tasks.md"), "- [ ] 1. a\n").unwrap();
+        std::fs::write(d.join("requirements.md"), "R").unwrap();
+        let e = load(dir.path(), &spec).unwrap_err();
+        assert_eq!(e.reason, "spec .kiro/specs/subtract: design.md is missing");
+        std::os::unix::fs::symlink("/etc/hostname", d.join("design.md")).unwrap();
+        let e = load(dir.path(), &spec).unwrap_err();
+        assert!(e.reason.contains("not a regular file"));
+    }
+
+    #[test]
+    fn prompt_lists_open_tasks_and_docs() {
+        let spec = SpecPath::parse("subtract").unwrap();
+        let docs = SpecDocs {
+            requirements: "REQ".into(),
+            design: "DES".into(),
+            tasks: "- [x] 1. done one\n- [ ] 2. open one\n- [ ]* 2.1 maybe\n".into(),
+        };
+        let t = crate::tasks::parse(&docs.tasks);
+        let p = prompt(&spec, &docs, &t, "npm test", 80.0);
+        assert!(p.contains("- 2 open one\n- 2.1 maybe (optional)\n"), "{p}");
+        assert!(!p.contains("done one"));
+        assert!(p.contains("REQ") && p.contains("DES"));
+        assert!(p.contains("at least 80%"));
+    }
+}

@@ -1,0 +1,301 @@
+//! The `tasks.md` parser: Kiro's implementation plan as a list of [`Task`]s.
+//!
+//! Rules (DESIGN.md §5, research notes §1.7): a task is a list item `- [m] <text>` or
+//! `* [m] <text>` at any indentation; `[ ]` is open, `[x]`/`[X]` done, `[-]` in progress,
+//! and any other single mark counts as open; a `*` right after the box marks the task
+//! optional; the id is the leading number (`1.`, `2.1`) of the text, because indentation is
+//! not reliable; `_Requirements: 1.2, 3.4_` lines belong to the task above them; nothing
+//! inside a ``` or ~~~ code fence is a task.
+//!
+//! Invariant: [`parse`] is total — it never panics and never fails; a line it does not
+//! understand is simply not a task.
+
+use std::fmt;
+
+/// Where a task stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TaskState {
+    Open,
+    InProgress,
+    Done,
+}
+
+impl TaskState {
+    pub fn is_done(self) -> bool {
+        self == TaskState::Done
+    }
+
+    /// The checkbox mark as Kiro writes it.
+    pub fn mark(self) -> char {
+        match self {
+            TaskState::Open => ' ',
+            TaskState::InProgress => '-',
+            TaskState::Done => 'x',
+        }
+    }
+}
+
+impl fmt::Display for TaskState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TaskState::Open => "open",
+            TaskState::InProgress => "in progress",
+            TaskState::Done => "done",
+        })
+    }
+}
+
+/// One checkbox of the plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Task {
+    /// The task's number (`1`, `2.1`), or `#n` (its position, 1-based) when it has none.
+    pub id: String,
+    /// The text after the number.
+    pub title: String,
+    pub state: TaskState,
+    /// `- [ ]* …`: the task may be skipped.
+    pub optional: bool,
+    /// Requirement numbers from a `_Requirements: …_` line under the task.
+    pub requirements: Vec<String>,
+    /// The task's line (0-based) in the file.
+    pub line: usize,
+}
+
+/// Parse a `tasks.md`. Never panics.
+pub fn parse(text: &str) -> Vec<Task> {
+    let mut tasks: Vec<Task> = Vec::new();
+    let mut fence: Option<&str> = None;
+    for (n, raw) in text.split('\n').enumerate() {
+        let line = raw.strip_suffix('\r').unwrap_or(raw);
+        let trimmed = line.trim_start();
+        if let Some(open) = fence {
+            if trimmed.starts_with(open) {
+                fence = None;
+            }
+            continue;
+        }
+        if trimmed.starts_with("```") {
+            fence = Some("```");
+            continue;
+        }
+        if trimmed.starts_with("~~~") {
+            fence = Some("~~~");
+            continue;
+        }
+        if let Some(task) = parse_task_line(trimmed, n, tasks.len() + 1) {
+            tasks.push(task);
+        } else if let Some(reqs) = parse_requirements(trimmed)
+            && let Some(last) = tasks.last_mut()
+        {
+            last.requirements.extend(reqs);
+        }
+    }
+    tasks
+}
+
+/// `- [m]* 2.1 Title` (already left-trimmed).
+fn parse_task_line(line: &str, line_no: usize, ordinal: usize) -> Option<Task> {
+    let rest = line.strip_prefix(['-', '*'])?;
+    let rest = rest.strip_prefix([' ', '\t'])?.trim_start();
+    let rest = rest.strip_prefix('[')?;
+    let mut chars = rest.chars();
+    let mark = chars.next()?;
+    let rest = chars.as_str().strip_prefix(']')?;
+    let state = match mark {
+        'x' | 'X' => TaskState::Done,
+        '-' => TaskState::InProgress,
+        _ => TaskState::Open,
+    };
+    let (optional, rest) = match rest.strip_prefix('*') {
+        Some(r) => (true, r),
+        None => (false, rest),
+    };
+    // The box must be followed by white space (or end the line).
+    if !(rest.is_empty() || rest.starts_with([' ', '\t'])) {
+        return None;
+    }
+    let text = rest.trim();
+    let (id, title) = split_id(text);
+    Some(Task {
+        id: id.unwrap_or_else(|| format!("#{ordinal}")),
+        title: title.to_owned(),
+        state,
+        optional,
+        requirements: Vec::new(),
+        line: line_no,
+    })
+}
+
+/// Split `2.1 Title` / `1. Title` into (`2.1`, `Title`).
+fn split_id(text: &str) -> (Option<String>, &str) {
+    let token_end = text.find([' ', '\t']).unwrap_or(text.len());
+    let token = &text[..token_end];
+    let number = token.strip_suffix('.').unwrap_or(token);
+    let is_number = !number.is_empty()
+        && number
+            .split('.')
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    if is_number {
+        (Some(number.to_owned()), text[token_end..].trim())
+    } else {
+        (None, text)
+    }
+}
+
+/// `_Requirements: 1.2, 3.4_`, optionally as a list item (`- _Requirements: …_`).
+fn parse_requirements(line: &str) -> Option<Vec<String>> {
+    let line = line
+        .strip_prefix(['-', '*'])
+        .map(str::trim_start)
+        .unwrap_or(line);
+    let body = line.strip_prefix("_Requirements:")?;
+    let body = body.trim().strip_suffix('_').unwrap_or(body.trim());
+    Some(
+        body.split(',')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect(),
+    )
+}
+
+/// Counts of a plan.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
+    pub done: u32,
+    pub total: u32,
+}
+
+impl Progress {
+    pub fn of(tasks: &[Task]) -> Progress {
+        let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        Progress {
+            done: count(tasks.iter().filter(|t| t.state.is_done()).count()),
+            total: count(tasks.len()),
+        }
+    }
+
+    pub fn open(self) -> u32 {
+        self.total - self.done
+    }
+}
+
+/// Ids of tasks done in `after` that were not done in `before` (matched by id).
+pub fn newly_done(before: &[Task], after: &[Task]) -> Vec<String> {
+    after
+        .iter()
+        .filter(|t| t.state.is_done())
+        .filter(|t| !before.iter().any(|b| b.id == t.id && b.state.is_done()))
+        .map(|t| t.id.clone())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const KIRO: &str = "# Implementation Plan: Calc\n\n## Tasks\n\
+- [x] 1. Set up project structure\n  - Create `scripts/` directory\n  - _Requirements: 5.1, 5.2_\n\
+- [ ] 2. Implement core data models\n  - [x] 2.1 Create data models module\n    - _Requirements: 6.1_\n\
+  - [ ]* 2.2 Write unit tests for data models\n- [-] 2.3 Unindented sub-task\n\
+- [~] 3 Deferred thing\n\
+```md\n- [ ] 9. inside a fence\n```\n\
+- [X] 4. Upper-case done\r\n- [ ] Checkpoint without a number\n\
+Some prose with [x] in it\n- [x]not a task\n";
+
+    #[test]
+    fn parses_kiro_format() {
+        let t = parse(KIRO);
+        let ids: Vec<&str> = t.iter().map(|t| t.id.as_str()).collect();
+        assert_eq!(ids, ["1", "2", "2.1", "2.2", "2.3", "3", "4", "#8"]);
+        assert_eq!(t[0].state, TaskState::Done);
+        assert_eq!(t[0].title, "Set up project structure");
+        assert_eq!(t[0].requirements, ["5.1", "5.2"]);
+        assert_eq!(t[1].state, TaskState::Open);
+        assert!(t[1].requirements.is_empty());
+        assert_eq!(t[2].requirements, ["6.1"]);
+        assert!(t[3].optional && !t[2].optional);
+        assert_eq!(t[4].state, TaskState::InProgress);
+        assert_eq!(t[5].state, TaskState::Open, "unknown marks are open");
+        assert_eq!(t[6].state, TaskState::Done);
+        assert_eq!(t[6].title, "Upper-case done");
+        assert_eq!(t[7].title, "Checkpoint without a number");
+        assert_eq!(Progress::of(&t), Progress { done: 3, total: 8 });
+    }
+
+    #[test]
+    fn newly_done_diffs_by_id() {
+        let before = parse("- [ ] 1. a\n- [x] 2. b\n- [ ] 3. c\n");
+        let after = parse("- [x] 1. a\n- [x] 2. b\n- [ ] 3. c\n");
+        assert_eq!(newly_done(&before, &after), ["1"]);
+    }
+
+    fn arb_task() -> impl Strategy<Value = (usize, char, bool, String)> {
+        (
+            0usize..4,
+            prop::sample::select(vec![' ', 'x', 'X', '-', '~', '?']),
+            any::<bool>(),
+            "[a-z][a-z ]{0,20}",
+        )
+    }
+
+    fn render(tasks: &[(usize, char, bool, String)], force_done: &[bool]) -> String {
+        let mut s = String::from("# Plan\n\n");
+        for (i, (indent, mark, opt, title)) in tasks.iter().enumerate() {
+            let mark = if force_done.get(i).copied().unwrap_or(false) {
+                'x'
+            } else {
+                *mark
+            };
+            s.push_str(&format!(
+                "{}- [{mark}]{} {}. {title}\n",
+                "  ".repeat(*indent),
+                if *opt { "*" } else { "" },
+                i + 1
+            ));
+        }
+        s
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics(s in "\\PC{0,400}") {
+            let _ = parse(&s);
+        }
+
+        #[test]
+        fn never_panics_on_task_like_noise(s in "([-* \\[\\]xX~`_0-9.\\r\\n]|Requirements:){0,200}") {
+            let _ = parse(&s);
+        }
+
+        #[test]
+        fn fenced_lines_never_yield_tasks(
+            inner in prop::collection::vec(arb_task(), 0..6),
+            fence in prop::sample::select(vec!["```", "~~~", "```rust"]),
+        ) {
+            let body = render(&inner, &[]);
+            let text = format!("- [ ] 1. outside\n{fence}\n{body}{}\n- [ ] 2. after\n", &fence[..3]);
+            let t = parse(&text);
+            let ids: Vec<&str> = t.iter().map(|t| t.id.as_str()).collect();
+            prop_assert_eq!(ids, vec!["1", "2"]);
+        }
+
+        #[test]
+        fn ticking_boxes_increases_done_exactly(
+            tasks in prop::collection::vec(arb_task(), 0..12),
+            tick in prop::collection::vec(any::<bool>(), 12),
+        ) {
+            let before = parse(&render(&tasks, &[]));
+            let after = parse(&render(&tasks, &tick));
+            prop_assert_eq!(before.len(), tasks.len());
+            prop_assert_eq!(after.len(), tasks.len());
+            let newly = tasks
+                .iter()
+                .zip(&tick)
+                .filter(|((_, m, _, _), t)| **t && !matches!(m, 'x' | 'X'))
+                .count() as u32;
+            prop_assert_eq!(Progress::of(&after).done, Progress::of(&before).done + newly);
+            prop_assert_eq!(newly_done(&before, &after).len() as u32, newly);
+        }
+    }
+}
