@@ -14,7 +14,8 @@
 #      pull-request report and moves the board item on;
 #   5. prints the summary: job records, dead letters, board, reports.
 #
-# Environment: KIRO_STATE_DIR (default .kiro-state/quickstart, wiped at start).
+# Environment: KIRO_STATE_DIR (default .kiro-state/quickstart, wiped at start);
+# KIRO_QUICKSTART_SKIP_BUILD=1 and KIRO_BIN_DIR let the end-to-end test reuse built binaries.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -26,9 +27,11 @@ for tool in cargo git node; do
   command -v "$tool" >/dev/null || { echo "quick start: '$tool' is required but not on PATH" >&2; exit 1; }
 done
 
-echo "==> building (cargo build --workspace --bins)"
-cargo build --workspace --bins --quiet
-bin=${CARGO_TARGET_DIR:-$root/target}/debug
+if [ -z "${KIRO_QUICKSTART_SKIP_BUILD:-}" ]; then
+  echo "==> building (cargo build --workspace --bins)"
+  cargo build --workspace --bins --quiet
+fi
+bin=${KIRO_BIN_DIR:-${CARGO_TARGET_DIR:-$root/target}/debug}
 
 echo "==> preparing the state directory $state"
 rm -rf "$state"
