@@ -1,1 +1,19 @@
-//! placeholder
+//! kiro-consumer: the engine that turns queued work items into builds, and the operator
+//! commands around it.
+//!
+//! - [`engine`]: dispatch loop, per-job supervision, settle (ack / retry / dead-letter),
+//!   re-attach and handoff;
+//! - [`policy`]: the retry policy (the only place that decides retry vs dead-letter);
+//! - [`clock`]: a wall clock that follows tokio's pausable time;
+//! - [`ops`]: operator views (job records, dead letters, reports) as tables or JSON.
+//!
+//! Invariant: the engine reaches the outside world only through the ports of
+//! `kiro-protocol`; backends are chosen in the binary's `wiring` module.
+
+pub mod clock;
+pub mod engine;
+pub mod ops;
+pub mod policy;
+
+pub use engine::{Engine, EngineConfig, EngineStats, Ports, TickReport};
+pub use policy::RetryPolicy;

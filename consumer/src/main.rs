@@ -1,1 +1,193 @@
-fn main() {}
+//! `kiro-consumer`: thin entry point. Parses the command line once, wires the backend,
+//! and runs the engine or an operator command.
+
+mod config;
+mod wiring;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use config::{Cli, Command, DlqCommand, LogFormat, RunArgs};
+use kiro_consumer::ops;
+use kiro_consumer::{Engine, EngineConfig, Ports, RetryPolicy};
+use kiro_protocol::{DlqSelection, MessageId};
+use std::process::ExitCode;
+use tokio_util::sync::CancellationToken;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match dispatch(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("kiro-consumer: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_target(false).init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn dispatch(cli: Cli) -> Result<ExitCode> {
+    let visibility = match &cli.command {
+        Command::Run(a) => a.visibility,
+        _ => std::time::Duration::from_secs(300),
+    };
+    let skew = match &cli.command {
+        Command::Run(a) => a.lease_skew,
+        _ => std::time::Duration::from_secs(2),
+    };
+    let wired = wiring::core(cli.backend, &cli.state_dir, visibility, skew)?;
+    match cli.command {
+        Command::Run(args) => run(&cli.state_dir, wired, args).await,
+        Command::Jobs { json } => {
+            let jobs = wired.leases.jobs().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&ops::jobs_json(&jobs))?);
+            } else {
+                print!("{}", ops::jobs_table(&jobs));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Dlq { command: DlqCommand::List { json, limit } } => {
+            let entries = wired.queue.dlq_list(limit).await?;
+            let now = wired.clock.now();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&ops::dlq_json(&entries, now))?);
+            } else if entries.is_empty() {
+                println!("the dead-letter queue is empty");
+            } else {
+                print!("{}", ops::dlq_table(&entries, now));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Dlq { command: DlqCommand::Replay { ids, project, class, older_than, all, dry_run } } => {
+            let selection = DlqSelection { ids: ids.into_iter().map(MessageId::new).collect(), project, class, older_than, all };
+            let report = wired.queue.dlq_replay(&selection, dry_run).await?;
+            let verb = if dry_run { "would replay" } else { "replayed" };
+            for id in &report.selected {
+                println!("{verb} {id}");
+            }
+            println!("{verb} {} message(s)", report.selected.len());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Board { board, json } => {
+            let b = kiro_github::embedded::EmbeddedBoard::open(&board, wired.db.clone())?;
+            let items = b.items().await?;
+            let status = |s: Option<kiro_protocol::ItemStatus>, raw: &str| {
+                s.map(|s| s.to_string()).unwrap_or_else(|| format!("{raw} (unknown status)"))
+            };
+            if json {
+                let v: Vec<serde_json::Value> = items
+                    .iter()
+                    .map(|i| {
+                        serde_json::json!({
+                            "project": i.item.project,
+                            "item": i.item.id,
+                            "title": i.item.title,
+                            "status": status(i.status, &i.file_status),
+                            "note": i.note,
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                let rows: Vec<Vec<String>> = items
+                    .iter()
+                    .map(|i| {
+                        vec![
+                            i.item.project.clone(),
+                            i.item.id.clone(),
+                            status(i.status, &i.file_status),
+                            i.note.clone().unwrap_or_default(),
+                        ]
+                    })
+                    .collect();
+                print!("{}", ops::table(&["PROJECT", "ITEM", "STATUS", "NOTE"], &rows));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Reports { board, json } => {
+            let p = kiro_github::embedded::EmbeddedPulls::open(&board, wired.db.clone())?;
+            let reports = p.reports().await?;
+            if json {
+                let v: Vec<serde_json::Value> = reports
+                    .iter()
+                    .map(|r| {
+                        serde_json::json!({
+                            "repo": r.repo,
+                            "pr": r.number,
+                            "item": r.report.item,
+                            "revision": r.revision,
+                            "markdown": r.report.markdown,
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                for r in reports {
+                    println!("── {}#{} (revision {}) ──\n{}\n", r.repo, r.number, r.revision, r.report.markdown);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn run(state_dir: &std::path::Path, wired: wiring::Wired, args: RunArgs) -> Result<ExitCode> {
+    let (builds, board, build_env) = wiring::runner_and_board(&wired, state_dir, &args)?;
+    let cfg = EngineConfig {
+        max_jobs: args.max_jobs.max(1),
+        receive_wait: args.receive_wait,
+        lease_ttl: args.lease_ttl,
+        visibility: args.visibility,
+        renew_every: args.lease_ttl / 3,
+        safety_margin: (args.lease_ttl / 10).max(std::time::Duration::from_millis(200)),
+        poll_every: args.poll_every,
+        build_timeout: args.build_timeout,
+        contention_delay: args.lease_ttl,
+        retry: RetryPolicy { max_attempts: args.max_attempts.max(1), base_delay: args.retry_base, max_delay: args.retry_max },
+        build_env,
+        ..EngineConfig::default()
+    };
+    tracing::info!(owner = %cfg.owner, max_jobs = cfg.max_jobs, "consumer starting");
+    let ports = Ports { queue: wired.queue, leases: wired.leases, builds, board, clock: wired.clock };
+    let cancel = CancellationToken::new();
+    spawn_signal_handler(cancel.clone())?;
+    let mut engine = Engine::new(cfg, ports);
+    let stats = engine.run(cancel.clone(), args.until_idle).await;
+    let t = &stats.totals;
+    tracing::info!(
+        started = t.started,
+        adopted = t.adopted,
+        succeeded = t.succeeded,
+        retried = t.retried,
+        dead_lettered = t.dead_lettered,
+        handed_off = cancel.is_cancelled(),
+        "consumer stopped"
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// SIGTERM (ECS, the quick start) and SIGINT (a terminal) both start the handoff.
+fn spawn_signal_handler(cancel: CancellationToken) -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: handing jobs off"),
+            _ = int.recv() => tracing::info!("SIGINT: handing jobs off"),
+        }
+        cancel.cancel();
+    });
+    Ok(())
+}

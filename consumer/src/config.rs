@@ -1,0 +1,148 @@
+//! The consumer's command line and configuration, parsed once.
+//!
+//! Every setting is a flag with an environment variable (`KIRO_*`), so the same binary
+//! is configured by a terminal, by the quick start and by an ECS task definition.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use kiro_protocol::FailureClass;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// kiro-consumer: takes work items off the queue one project at a time, runs a build for
+/// each under a fenced lease, and acks, retries or dead-letters it. Also the operator's
+/// console for job records and the dead-letter queue.
+#[derive(Debug, Parser)]
+#[command(name = "kiro-consumer", version, about, long_about = None)]
+pub struct Cli {
+    /// Where the embedded default keeps its data (queue, leases, builds, board status,
+    /// reports).
+    #[arg(long, global = true, env = "KIRO_STATE_DIR", default_value = ".kiro-state")]
+    pub state_dir: PathBuf,
+    /// Which backend holds the queue, the leases and the builds.
+    #[arg(long, global = true, env = "KIRO_BACKEND", value_enum, default_value_t = Backend::Embedded)]
+    pub backend: Backend,
+    /// Log format: human-readable text, or JSON lines.
+    #[arg(long, global = true, env = "KIRO_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Backend {
+    /// SQLite queue and leases and a local buildspec runner in --state-dir (no cloud account).
+    Embedded,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Process work items until stopped (SIGTERM/SIGINT hand running jobs off).
+    Run(RunArgs),
+    /// List every job record (project, item, state, attempts, fence, build, last failure).
+    Jobs {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Inspect and replay the dead-letter queue.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+    /// Show the board items and their status (embedded board).
+    Board {
+        #[arg(long, env = "KIRO_BOARD_FILE")]
+        board: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the pull-request reports the workers wrote (embedded forge).
+    Reports {
+        #[arg(long, env = "KIRO_BOARD_FILE")]
+        board: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// List dead letters without removing them.
+    List {
+        #[arg(long)]
+        json: bool,
+        /// At most this many.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+    },
+    /// Put selected dead letters back into their project's queue (fresh dedup id).
+    Replay {
+        /// Dead-letter message id (repeatable).
+        #[arg(long = "id")]
+        ids: Vec<String>,
+        /// Only this project.
+        #[arg(long)]
+        project: Option<String>,
+        /// Only this failure class (e.g. tests-failed).
+        #[arg(long)]
+        class: Option<FailureClass>,
+        /// Only letters older than this (e.g. 30m).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        older_than: Option<Duration>,
+        /// Select everything (required when no other criterion is given).
+        #[arg(long)]
+        all: bool,
+        /// Show what would be replayed; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Exit once nothing is in flight here and the queue is empty (quick start, tests).
+    #[arg(long)]
+    pub until_idle: bool,
+    /// Jobs in flight at most.
+    #[arg(long, env = "KIRO_MAX_JOBS", default_value_t = 16)]
+    pub max_jobs: usize,
+    /// Board file of the embedded board (dead-lettered items are marked failed there).
+    #[arg(long, env = "KIRO_BOARD_FILE")]
+    pub board: Option<PathBuf>,
+    /// The buildspec the local build runner executes.
+    #[arg(long, env = "KIRO_BUILDSPEC", default_value = "buildspec.yml")]
+    pub buildspec: PathBuf,
+    /// Lease time-to-live; renewed every third of it.
+    #[arg(long, env = "KIRO_LEASE_TTL", value_parser = humantime::parse_duration, default_value = "60s")]
+    pub lease_ttl: Duration,
+    /// Allowed clock skew between consumers: an expired lease is taken only this long after expiry.
+    #[arg(long, env = "KIRO_LEASE_SKEW", value_parser = humantime::parse_duration, default_value = "2s")]
+    pub lease_skew: Duration,
+    /// Message visibility set on receive and on every extension.
+    #[arg(long, env = "KIRO_VISIBILITY", value_parser = humantime::parse_duration, default_value = "5m")]
+    pub visibility: Duration,
+    /// How often running builds are polled.
+    #[arg(long, env = "KIRO_POLL_EVERY", value_parser = humantime::parse_duration, default_value = "2s")]
+    pub poll_every: Duration,
+    /// Time limit of each build.
+    #[arg(long, env = "KIRO_BUILD_TIMEOUT", value_parser = humantime::parse_duration, default_value = "60m")]
+    pub build_timeout: Duration,
+    /// Counted attempts before an item is dead-lettered.
+    #[arg(long, env = "KIRO_MAX_ATTEMPTS", default_value_t = 3)]
+    pub max_attempts: u32,
+    /// First retry delay (doubles each attempt, with jitter).
+    #[arg(long, env = "KIRO_RETRY_BASE", value_parser = humantime::parse_duration, default_value = "30s")]
+    pub retry_base: Duration,
+    /// Longest retry delay.
+    #[arg(long, env = "KIRO_RETRY_MAX", value_parser = humantime::parse_duration, default_value = "15m")]
+    pub retry_max: Duration,
+    /// Long-poll wait of a receive.
+    #[arg(long, env = "KIRO_RECEIVE_WAIT", value_parser = humantime::parse_duration, default_value = "2s")]
+    pub receive_wait: Duration,
+}

@@ -1,0 +1,811 @@
+//! The consumer engine: the dispatch loop and one supervisor per job.
+//!
+//! [`Engine::tick`] is one deterministic step that tests drive (with tokio's paused time):
+//! 1. **receive** while below `max_jobs` (never while draining);
+//! 2. **dispatch** each delivery: decode (a bad envelope is dead-lettered as
+//!    permanent input), take the project's lease (contention releases the message with a
+//!    delay and never burns an attempt), read the item's job record and either settle a
+//!    redelivered final job, **re-attach** to a build that may be running, or record the
+//!    intent and start a new build;
+//! 3. **supervise**: for every job whose renewal is due, renew the lease and extend the
+//!    message visibility (one batched call); a confirmed renewal moves the job's monotonic
+//!    `safe_until` deadline; a job that passes `safe_until` is cancelled (the engine stops
+//!    acting on it, and stops the build if its fence was lost);
+//! 4. **poll** the builds that are due, in one batched status call, and settle finished
+//!    jobs: ack on success; otherwise the [`RetryPolicy`] decides between a delayed
+//!    retry (the message stays in flight, so the project's order holds) and an explicit
+//!    dead letter with reason, class and attempt history.
+//!
+//! Invariants: a build is started only by the holder of the project's lease, after the
+//! intent is recorded under its fence; every job-record write is fence-conditional; a
+//! final state is recorded before the message is settled, so a crash in between is
+//! repaired by the next delivery. On shutdown, [`Engine::drain`] hands every job off
+//! (record `handoff`, make the message visible, release the lease) instead of waiting.
+
+use crate::policy::{Decision, RetryPolicy};
+use futures::future::join_all;
+use kiro_protocol::ports::build::env as build_env;
+use kiro_protocol::{
+    AttemptRecord, Board, BuildId, BuildRequest, BuildRunner, BuildState, BuildStatus, Clock,
+    DeadLetter, Delivery, Envelope, Failure, FailureClass, ItemStatus, JobRecord, JobState, Lease,
+    LeaseError, LeaseStore, OutcomeStatus, WorkItem, WorkQueue, WorkerOutcome,
+};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, info, info_span, instrument, warn};
+
+/// Tunables of the engine. Defaults suit CodeBuild; the embedded default shortens the
+/// polling interval.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// This consumer's identity in leases and job records.
+    pub owner: String,
+    /// Jobs in flight at most.
+    pub max_jobs: usize,
+    /// Long-poll wait of a receive when no job needs attention sooner.
+    pub receive_wait: Duration,
+    pub lease_ttl: Duration,
+    /// Visibility set on every extension.
+    pub visibility: Duration,
+    /// How often a job's lease and visibility are renewed.
+    pub renew_every: Duration,
+    /// `safe_until` is the confirmed deadline minus this margin.
+    pub safety_margin: Duration,
+    /// How often running builds are polled.
+    pub poll_every: Duration,
+    /// Time limit given to each build.
+    pub build_timeout: Duration,
+    /// Longest delay before a message held up by lease contention is retried.
+    pub contention_delay: Duration,
+    pub retry: RetryPolicy,
+    /// Extra environment for every build (settings, never secrets).
+    pub build_env: BTreeMap<String, String>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            owner: default_owner(),
+            max_jobs: 16,
+            receive_wait: Duration::from_secs(10),
+            lease_ttl: Duration::from_secs(60),
+            visibility: Duration::from_secs(300),
+            renew_every: Duration::from_secs(20),
+            safety_margin: Duration::from_secs(5),
+            poll_every: Duration::from_secs(10),
+            build_timeout: Duration::from_secs(60 * 60),
+            contention_delay: Duration::from_secs(60),
+            retry: RetryPolicy::default(),
+            build_env: BTreeMap::new(),
+        }
+    }
+}
+
+/// `<host>-<pid>-<random>`: unique per process start.
+pub fn default_owner() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "consumer".into());
+    let host: String = host.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(40).collect();
+    format!("{host}-{}-{:06x}", std::process::id(), rand::random::<u32>() & 0xff_ffff)
+}
+
+/// The ports the engine works through.
+#[derive(Debug, Clone)]
+pub struct Ports {
+    pub queue: Arc<dyn WorkQueue>,
+    pub leases: Arc<dyn LeaseStore>,
+    pub builds: Arc<dyn BuildRunner>,
+    /// Where dead-lettered items are marked failed; optional.
+    pub board: Option<Arc<dyn Board>>,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// A job this consumer holds.
+#[derive(Debug, Clone)]
+struct ActiveJob {
+    delivery: Delivery,
+    item: WorkItem,
+    lease: Lease,
+    record: JobRecord,
+    build_id: BuildId,
+    safe_until: Instant,
+    next_renew: Instant,
+    next_poll: Instant,
+}
+
+/// What one tick did (counts), for logs, tests and the benchmark.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TickReport {
+    pub received: usize,
+    pub started: usize,
+    pub adopted: usize,
+    pub succeeded: usize,
+    pub retried: usize,
+    pub dead_lettered: usize,
+    pub contention: usize,
+    pub cancelled: usize,
+    pub deferred: usize,
+}
+
+impl TickReport {
+    fn add(&mut self, o: &TickReport) {
+        self.received += o.received;
+        self.started += o.started;
+        self.adopted += o.adopted;
+        self.succeeded += o.succeeded;
+        self.retried += o.retried;
+        self.dead_lettered += o.dead_lettered;
+        self.contention += o.contention;
+        self.cancelled += o.cancelled;
+        self.deferred += o.deferred;
+    }
+}
+
+/// Totals and dispatch latencies since start.
+#[derive(Debug, Clone, Default)]
+pub struct EngineStats {
+    pub totals: TickReport,
+    /// Message sent → build started, in milliseconds, one sample per started build.
+    pub dispatch_latency_ms: Vec<u64>,
+}
+
+/// The result of dispatching one delivery.
+enum Dispatch {
+    Active(Box<ActiveJob>, bool),
+    Settled(TickReport),
+}
+
+#[derive(Debug)]
+pub struct Engine {
+    cfg: EngineConfig,
+    ports: Ports,
+    jobs: HashMap<String, ActiveJob>,
+    stats: EngineStats,
+    draining: bool,
+}
+
+impl Engine {
+    pub fn new(cfg: EngineConfig, ports: Ports) -> Self {
+        Engine { cfg, ports, jobs: HashMap::new(), stats: EngineStats::default(), draining: false }
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
+    pub fn stats(&self) -> &EngineStats {
+        &self.stats
+    }
+
+    /// Projects with a job in flight here.
+    pub fn active_projects(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.jobs.keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    pub fn active_count(&self) -> usize {
+        self.jobs.len()
+    }
+
+    /// One step: receive, dispatch, supervise, poll. `wait` bounds the receive's long
+    /// poll (zero never waits).
+    pub async fn tick(&mut self, wait: Duration) -> TickReport {
+        let mut report = TickReport::default();
+        if !self.draining && self.jobs.len() < self.cfg.max_jobs {
+            let room = (self.cfg.max_jobs - self.jobs.len()).min(10);
+            match self.ports.queue.receive(room, wait).await {
+                Ok(deliveries) => {
+                    report.received = deliveries.len();
+                    self.dispatch_all(deliveries, &mut report).await;
+                }
+                Err(e) => warn!(error = %e, "receive failed"),
+            }
+        }
+        self.supervise(&mut report).await;
+        self.poll(&mut report).await;
+        self.stats.totals.add(&report);
+        report
+    }
+
+    /// Repeat [`tick`](Self::tick) until `cancel` fires, then hand every job off.
+    /// With `until_idle`, also stop once nothing is in flight here and the queue is idle.
+    pub async fn run(&mut self, cancel: CancellationToken, until_idle: bool) -> EngineStats {
+        loop {
+            let wait = self.next_wait();
+            tokio::select! {
+                biased;
+                () = cancel.cancelled() => break,
+                r = self.tick(wait) => {
+                    if r != TickReport::default() {
+                        debug!(?r, "tick");
+                    }
+                }
+            }
+            if until_idle && self.jobs.is_empty() {
+                match self.ports.queue.depth().await {
+                    Ok(d) if d.is_idle() => break,
+                    Ok(_) => {}
+                    Err(e) => warn!(error = %e, "cannot read queue depth"),
+                }
+            }
+            // When no receive can happen (full or draining), sleep until the next deadline.
+            if self.jobs.len() >= self.cfg.max_jobs {
+                let until = self.next_deadline();
+                tokio::select! {
+                    () = cancel.cancelled() => break,
+                    () = tokio::time::sleep_until(until) => {}
+                }
+            }
+        }
+        if cancel.is_cancelled() {
+            self.drain().await;
+        }
+        self.stats.clone()
+    }
+
+    /// How long a receive may wait without making a job miss its deadline.
+    fn next_wait(&self) -> Duration {
+        if self.jobs.is_empty() {
+            return self.cfg.receive_wait;
+        }
+        self.next_deadline().saturating_duration_since(Instant::now()).min(self.cfg.receive_wait)
+    }
+
+    fn next_deadline(&self) -> Instant {
+        self.jobs
+            .values()
+            .map(|j| j.next_renew.min(j.next_poll))
+            .min()
+            .unwrap_or_else(|| Instant::now() + self.cfg.receive_wait)
+    }
+
+    async fn dispatch_all(&mut self, deliveries: Vec<Delivery>, report: &mut TickReport) {
+        let mut futures = Vec::new();
+        for d in deliveries {
+            if self.jobs.contains_key(&d.group) {
+                // An earlier message of this project is still ours: give this one back; the
+                // FIFO group keeps it behind the one in flight.
+                report.deferred += 1;
+                if let Err(e) = self.ports.queue.release(&d.receipt, Duration::ZERO).await {
+                    warn!(error = %e, message = %d.message_id, "cannot give back a deferred message");
+                }
+                continue;
+            }
+            futures.push(self.dispatch(d));
+        }
+        for outcome in join_all(futures).await {
+            match outcome {
+                Dispatch::Active(job, adopted) => {
+                    if adopted {
+                        report.adopted += 1;
+                    } else {
+                        report.started += 1;
+                        let latency = self.ports.clock.now().since(job.delivery.sent_at);
+                        if self.stats.dispatch_latency_ms.len() < 1_000_000 {
+                            self.stats.dispatch_latency_ms.push(u64::try_from(latency.as_millis()).unwrap_or(u64::MAX));
+                        }
+                    }
+                    self.jobs.insert(job.item.project.to_string(), *job);
+                }
+                Dispatch::Settled(r) => report.add(&r),
+            }
+        }
+    }
+
+    /// Take one delivery as far as a running build, or settle it.
+    async fn dispatch(&self, d: Delivery) -> Dispatch {
+        let envelope = match Envelope::decode(&d.body) {
+            Ok(e) => e,
+            Err(e) => {
+                let failure = Failure::from(e);
+                warn!(message = %d.message_id, reason = %failure.reason, "undecodable message");
+                let letter = DeadLetter {
+                    reason: failure.reason.clone(),
+                    class: failure.class,
+                    attempts: vec![],
+                    fence: None,
+                    build_id: None,
+                    trace: d.trace.clone(),
+                };
+                return self.settle_dead_letter(&d, &letter).await;
+            }
+        };
+        let item = envelope.item;
+        let span = info_span!("process", project = %item.project, item = %item.id, message = %d.message_id);
+        self.dispatch_item(d, item, envelope.trace).instrument(span).await
+    }
+
+    async fn dispatch_item(&self, d: Delivery, item: WorkItem, trace: kiro_protocol::TraceContext) -> Dispatch {
+        let mut settled = TickReport::default();
+        let lease = match self.ports.leases.acquire(&item.project, &self.cfg.owner, self.cfg.lease_ttl).await {
+            Ok(l) => l,
+            Err(LeaseError::Held { holder, expires_at, .. }) => {
+                let wait = expires_at.since(self.ports.clock.now()).min(self.cfg.contention_delay).max(Duration::from_secs(1));
+                info!(%holder, wait_ms = wait.as_millis() as u64, "project busy; message returned");
+                self.release_quietly(&d, wait).await;
+                settled.contention += 1;
+                return Dispatch::Settled(settled);
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot take the lease; message returned");
+                self.release_quietly(&d, Duration::from_secs(5)).await;
+                settled.deferred += 1;
+                return Dispatch::Settled(settled);
+            }
+        };
+        let existing = match self.ports.leases.job(&item.project, &item.id).await {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(error = %e, "cannot read the job record; message returned");
+                self.give_up_lease(&lease).await;
+                self.release_quietly(&d, Duration::from_secs(5)).await;
+                settled.deferred += 1;
+                return Dispatch::Settled(settled);
+            }
+        };
+        let now = self.ports.clock.now();
+        let mut record = match existing {
+            Some(mut r) if r.message_id == d.message_id || (r.state.may_have_build() && r.build_id.is_some()) => {
+                // A redelivery of the message we know, or a build to re-attach to.
+                if r.state.is_final() {
+                    return self.settle_known_final(d, lease, r).await;
+                }
+                r.message_id = d.message_id.clone();
+                r
+            }
+            Some(mut r) => {
+                // A new message for an item seen before (a replay, or the board re-queued
+                // it): a fresh budget, history kept.
+                r.message_id = d.message_id.clone();
+                r.state = JobState::Pending;
+                r.attempts = 0;
+                r.build_id = None;
+                r.last_failure = None;
+                r.trace = trace.clone();
+                r
+            }
+            None => JobRecord::new(item.project.clone(), item.id.clone(), d.message_id.clone(), lease.fence, trace.clone(), now),
+        };
+        record.fence = lease.fence;
+        record.owner = Some(self.cfg.owner.clone());
+        record.updated_at = now;
+
+        // Re-attach: a build may be running for this item.
+        if record.state.may_have_build() {
+            let id = match record.build_id.clone() {
+                Some(id) => Some(id),
+                // Intent recorded but no id: the same idempotency key finds the build if it
+                // was started, and starts it otherwise.
+                None => self.ports.builds.start(&self.build_request(&item, &record)).await.ok(),
+            };
+            if let Some(id) = id {
+                record.state = JobState::Running;
+                record.build_id = Some(id.clone());
+                if let Some(last) = record.history.last_mut() {
+                    last.build_id.get_or_insert(id.clone());
+                }
+                if let Err(e) = self.ports.leases.record(&lease, &record).await {
+                    warn!(error = %e, "cannot record the re-attach; message returned");
+                    self.release_quietly(&d, Duration::from_secs(5)).await;
+                    settled.deferred += 1;
+                    return Dispatch::Settled(settled);
+                }
+                info!(build = %id, fence = %lease.fence, "re-attached to a running build");
+                return Dispatch::Active(Box::new(self.active(d, item, lease, record, id)), true);
+            }
+        }
+        self.start_build(d, item, lease, record).await
+    }
+
+    /// Record the intent, start the build, record its id.
+    async fn start_build(&self, d: Delivery, item: WorkItem, lease: Lease, mut record: JobRecord) -> Dispatch {
+        let mut settled = TickReport::default();
+        let now = self.ports.clock.now();
+        record.attempts += 1;
+        record.state = JobState::Starting;
+        record.build_id = None;
+        record.history.push(AttemptRecord {
+            attempt: record.attempts,
+            fence: lease.fence,
+            build_id: None,
+            started_at: now,
+            ended_at: None,
+            failure: None,
+        });
+        if let Err(e) = self.ports.leases.record(&lease, &record).await {
+            warn!(error = %e, "cannot record the intent; message returned");
+            if !matches!(e, LeaseError::FenceLost { .. }) {
+                self.give_up_lease(&lease).await;
+            }
+            self.release_quietly(&d, Duration::from_secs(5)).await;
+            settled.deferred += 1;
+            return Dispatch::Settled(settled);
+        }
+        let req = self.build_request(&item, &record);
+        match self.ports.builds.start(&req).await {
+            Ok(id) => {
+                record.state = JobState::Running;
+                record.build_id = Some(id.clone());
+                if let Some(last) = record.history.last_mut() {
+                    last.build_id = Some(id.clone());
+                }
+                record.updated_at = self.ports.clock.now();
+                if let Err(e) = self.ports.leases.record(&lease, &record).await {
+                    // The build runs; whoever holds the lease next re-attaches through the
+                    // idempotency key recorded with the intent.
+                    warn!(error = %e, build = %id, "cannot record the build id");
+                }
+                info!(build = %id, fence = %lease.fence, attempt = record.attempts, "build started");
+                Dispatch::Active(Box::new(self.active(d, item, lease, record, id)), false)
+            }
+            Err(e) => {
+                let failure = Failure::from(e);
+                warn!(class = %failure.class, reason = %failure.reason, "cannot start the build");
+                // A start that failed did not run: it does not count.
+                record.attempts -= 1;
+                if let Some(last) = record.history.last_mut() {
+                    last.failure = Some(failure.clone());
+                    last.ended_at = Some(self.ports.clock.now());
+                }
+                let job = self.active(d, item, lease, record, BuildId::new(""));
+                self.settle_failure(job, failure, false).await
+            }
+        }
+    }
+
+    fn active(&self, delivery: Delivery, item: WorkItem, lease: Lease, record: JobRecord, build_id: BuildId) -> ActiveJob {
+        let now = Instant::now();
+        let confirmed = (self.cfg.lease_ttl.min(delivery.visible_again_at.since(self.ports.clock.now())))
+            .saturating_sub(self.cfg.safety_margin);
+        ActiveJob {
+            delivery,
+            item,
+            lease,
+            record,
+            build_id,
+            safe_until: now + confirmed,
+            next_renew: now + self.cfg.renew_every,
+            next_poll: now,
+        }
+    }
+
+    fn build_request(&self, item: &WorkItem, record: &JobRecord) -> BuildRequest {
+        let mut env = self.cfg.build_env.clone();
+        env.insert(build_env::ITEM.into(), item.id.to_string());
+        env.insert(build_env::PROJECT.into(), item.project.to_string());
+        env.insert(build_env::REPO.into(), item.repo.to_string());
+        env.insert(build_env::BRANCH.into(), item.branch.to_string());
+        env.insert(build_env::SPEC.into(), item.spec.to_string());
+        env.insert(build_env::PR.into(), item.pr.0.to_string());
+        env.insert(build_env::FENCE.into(), record.fence.to_string());
+        env.insert(build_env::ATTEMPT.into(), record.attempts.to_string());
+        if let Some(tp) = &record.trace.traceparent {
+            env.insert(build_env::TRACEPARENT.into(), tp.clone());
+        }
+        BuildRequest {
+            project: item.project.clone(),
+            item: item.id.clone(),
+            idempotency_key: record.idempotency_key(),
+            source_version: item.branch.clone(),
+            env,
+            timeout: self.cfg.build_timeout,
+        }
+    }
+
+    /// Renew the leases and extend the visibility of every job that is due; cancel the
+    /// jobs whose deadline passed without a confirmed renewal.
+    async fn supervise(&mut self, report: &mut TickReport) {
+        let now = Instant::now();
+        let due: Vec<String> = self.jobs.iter().filter(|(_, j)| j.next_renew <= now).map(|(k, _)| k.clone()).collect();
+        if !due.is_empty() {
+            let started = Instant::now();
+            let receipts: Vec<_> = due.iter().filter_map(|k| self.jobs.get(k)).map(|j| j.delivery.receipt.clone()).collect();
+            let leases = self.ports.leases.clone();
+            let ttl = self.cfg.lease_ttl;
+            let renewals = join_all(due.iter().filter_map(|k| self.jobs.get(k)).map(|j| {
+                let leases = leases.clone();
+                let lease = j.lease.clone();
+                async move { leases.renew(&lease, ttl).await }
+            }));
+            let (renewed, extended) = tokio::join!(renewals, self.ports.queue.extend(&receipts, self.cfg.visibility));
+            let extended: Vec<Option<bool>> = match extended {
+                Ok(v) => v.into_iter().map(|r| match r {
+                    Ok(()) => Some(true),
+                    Err(e) if e.class == FailureClass::FenceLost => Some(false),
+                    Err(_) => None,
+                }).collect(),
+                Err(e) => {
+                    warn!(error = %e, "visibility extension failed");
+                    vec![None; due.len()]
+                }
+            };
+            let mut fence_lost = Vec::new();
+            for ((key, renewed), extended) in due.iter().zip(renewed).zip(extended) {
+                let Some(job) = self.jobs.get_mut(key) else { continue };
+                match (renewed, extended) {
+                    (Ok(lease), Some(true)) => {
+                        job.lease = lease;
+                        let confirmed = self.cfg.lease_ttl.min(self.cfg.visibility).saturating_sub(self.cfg.safety_margin);
+                        job.safe_until = started + confirmed;
+                        job.next_renew = started + self.cfg.renew_every;
+                        debug!(project = %key, "heartbeat");
+                    }
+                    (Err(LeaseError::FenceLost { .. }), _) | (_, Some(false)) => fence_lost.push(key.clone()),
+                    (Ok(lease), None) => {
+                        job.lease = lease;
+                        job.next_renew = Instant::now() + Duration::from_secs(1);
+                    }
+                    (Err(e), _) => {
+                        warn!(project = %key, error = %e, "lease renewal not confirmed");
+                        job.next_renew = Instant::now() + Duration::from_secs(1);
+                    }
+                }
+            }
+            for key in fence_lost {
+                if let Some(job) = self.jobs.remove(&key) {
+                    report.cancelled += 1;
+                    self.cancel_job(job, true).await;
+                }
+            }
+        }
+        let now = Instant::now();
+        let expired: Vec<String> = self.jobs.iter().filter(|(_, j)| j.safe_until <= now).map(|(k, _)| k.clone()).collect();
+        for key in expired {
+            if let Some(job) = self.jobs.remove(&key) {
+                report.cancelled += 1;
+                self.cancel_job(job, false).await;
+            }
+        }
+    }
+
+    /// Stop acting on a job. When its fence is known to be lost the build cannot push
+    /// anyway, so it is stopped; otherwise it is left for whoever takes the project next.
+    async fn cancel_job(&self, job: ActiveJob, fence_lost: bool) {
+        warn!(project = %job.item.project, item = %job.item.id, fence_lost, "job cancelled: renewal not confirmed in time");
+        if fence_lost {
+            if let Ok(Some(view)) = self.ports.leases.get(&job.item.project).await {
+                // Stop the build only if nobody adopted it under a newer fence.
+                let adopted = match self.ports.leases.job(&job.item.project, &job.item.id).await {
+                    Ok(Some(r)) => r.fence == view.fence && r.build_id.as_ref() == Some(&job.build_id),
+                    _ => false,
+                };
+                if adopted {
+                    return;
+                }
+            }
+            if let Err(e) = self.ports.builds.stop(&job.build_id).await {
+                warn!(error = %e, build = %job.build_id, "cannot stop the build");
+            }
+        }
+    }
+
+    /// Ask for the status of every job whose poll is due (one batched call per 100).
+    async fn poll(&mut self, report: &mut TickReport) {
+        let now = Instant::now();
+        let due: Vec<(String, BuildId)> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| j.next_poll <= now)
+            .map(|(k, j)| (k.clone(), j.build_id.clone()))
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        let mut statuses: HashMap<BuildId, BuildStatus> = HashMap::new();
+        for chunk in due.chunks(100) {
+            let ids: Vec<BuildId> = chunk.iter().map(|(_, id)| id.clone()).collect();
+            match self.ports.builds.status(&ids).await {
+                Ok(list) => statuses.extend(list.into_iter().map(|s| (s.id.clone(), s))),
+                Err(e) => warn!(error = %e, "build status failed"),
+            }
+        }
+        let mut finished = Vec::new();
+        for (key, id) in due {
+            let Some(job) = self.jobs.get_mut(&key) else { continue };
+            job.next_poll = Instant::now() + self.cfg.poll_every;
+            match statuses.remove(&id) {
+                Some(s) if s.state.is_finished() => {
+                    if let Some(job) = self.jobs.remove(&key) {
+                        finished.push((job, s));
+                    }
+                }
+                Some(_) => {}
+                None => warn!(build = %id, "build unknown to the runner"),
+            }
+        }
+        let settled = join_all(finished.into_iter().map(|(job, s)| self.finish(job, s))).await;
+        for d in settled {
+            if let Dispatch::Settled(r) = d {
+                report.add(&r);
+            }
+        }
+    }
+
+    /// A build finished: settle the job.
+    async fn finish(&self, mut job: ActiveJob, status: BuildStatus) -> Dispatch {
+        let span = info_span!("settle", project = %job.item.project, item = %job.item.id, build = %status.id);
+        async move {
+            let outcome = outcome_of(&status);
+            let now = self.ports.clock.now();
+            job.record.coverage = outcome.coverage.or(job.record.coverage);
+            if let Some(last) = job.record.history.last_mut() {
+                last.ended_at = Some(now);
+                last.failure = outcome.failure.clone();
+            }
+            match outcome.failure {
+                None => self.settle_success(job).await,
+                Some(f) => {
+                    info!(class = %f.class, reason = %f.reason, "build failed");
+                    self.settle_failure(job, f, true).await
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn settle_success(&self, mut job: ActiveJob) -> Dispatch {
+        let mut r = TickReport::default();
+        job.record.state = JobState::Succeeded;
+        job.record.last_failure = None;
+        job.record.updated_at = self.ports.clock.now();
+        if let Err(e) = self.ports.leases.record(&job.lease, &job.record).await {
+            warn!(error = %e, "cannot record success; leaving the message for the next holder");
+            return Dispatch::Settled(r);
+        }
+        if let Err(e) = self.ports.queue.ack(&job.delivery.receipt).await {
+            warn!(error = %e, "cannot ack; the redelivery will be acked from the job record");
+        }
+        self.give_up_lease(&job.lease).await;
+        info!(attempts = job.record.attempts, "succeeded");
+        r.succeeded = 1;
+        Dispatch::Settled(r)
+    }
+
+    /// Retry with backoff or dead-letter, as the policy decides.
+    async fn settle_failure(&self, mut job: ActiveJob, failure: Failure, counted: bool) -> Dispatch {
+        let mut r = TickReport::default();
+        if counted && !failure.class.burns_attempt() {
+            job.record.attempts = job.record.attempts.saturating_sub(1);
+        }
+        job.record.last_failure = Some(failure.clone());
+        job.record.updated_at = self.ports.clock.now();
+        match self.cfg.retry.decide(&failure, job.record.attempts) {
+            Decision::Retry { delay } => {
+                job.record.state = JobState::Retrying;
+                job.record.build_id = None;
+                if let Err(e) = self.ports.leases.record(&job.lease, &job.record).await {
+                    warn!(error = %e, "cannot record the retry; leaving the message for the next holder");
+                    return Dispatch::Settled(r);
+                }
+                self.release_quietly(&job.delivery, delay).await;
+                self.give_up_lease(&job.lease).await;
+                info!(delay_ms = delay.as_millis() as u64, attempts = job.record.attempts, "retry scheduled");
+                r.retried = 1;
+                Dispatch::Settled(r)
+            }
+            Decision::DeadLetter { reason } => {
+                job.record.state = JobState::DeadLettered;
+                if let Err(e) = self.ports.leases.record(&job.lease, &job.record).await {
+                    warn!(error = %e, "cannot record the dead letter; leaving the message for the next holder");
+                    return Dispatch::Settled(r);
+                }
+                let letter = DeadLetter {
+                    reason,
+                    class: failure.class,
+                    attempts: job.record.history.clone(),
+                    fence: Some(job.lease.fence),
+                    build_id: job.record.history.last().and_then(|a| a.build_id.clone()),
+                    trace: job.record.trace.clone(),
+                };
+                let d = self.settle_dead_letter(&job.delivery, &letter).await;
+                self.give_up_lease(&job.lease).await;
+                d
+            }
+        }
+    }
+
+    /// A redelivered message whose job already ended: finish settling it.
+    async fn settle_known_final(&self, d: Delivery, lease: Lease, r: JobRecord) -> Dispatch {
+        let result = if r.state == JobState::Succeeded {
+            info!("redelivered after success; acknowledging");
+            if let Err(e) = self.ports.queue.ack(&d.receipt).await {
+                warn!(error = %e, "cannot ack");
+            }
+            Dispatch::Settled(TickReport::default())
+        } else {
+            let failure = r.last_failure.clone().unwrap_or_else(|| Failure::new(FailureClass::Internal, "dead-lettered"));
+            let letter = DeadLetter {
+                reason: failure.reason.clone(),
+                class: failure.class,
+                attempts: r.history.clone(),
+                fence: Some(r.fence),
+                build_id: r.history.last().and_then(|a| a.build_id.clone()),
+                trace: r.trace.clone(),
+            };
+            self.settle_dead_letter(&d, &letter).await
+        };
+        self.give_up_lease(&lease).await;
+        result
+    }
+
+    async fn settle_dead_letter(&self, d: &Delivery, letter: &DeadLetter) -> Dispatch {
+        let mut r = TickReport::default();
+        match self.ports.queue.dead_letter(d, letter).await {
+            Ok(()) => {
+                warn!(message = %d.message_id, class = %letter.class, reason = %letter.reason, "dead-lettered");
+                r.dead_lettered = 1;
+                if let (Some(board), Ok(env)) = (&self.ports.board, Envelope::decode(&d.body)) {
+                    let note = format!("dead-lettered ({}): {}", letter.class, letter.reason);
+                    if let Err(e) = board.set_status(env.item.id.as_str(), ItemStatus::Failed, Some(&note)).await {
+                        warn!(error = %e, "cannot mark the board item failed");
+                    }
+                }
+            }
+            Err(e) => warn!(error = %e, "cannot dead-letter; the message will come back"),
+        }
+        Dispatch::Settled(r)
+    }
+
+    async fn release_quietly(&self, d: &Delivery, delay: Duration) {
+        if let Err(e) = self.ports.queue.release(&d.receipt, delay).await {
+            warn!(error = %e, message = %d.message_id, "cannot give the message back; it returns after its visibility timeout");
+        }
+    }
+
+    async fn give_up_lease(&self, lease: &Lease) {
+        if let Err(e) = self.ports.leases.release(lease).await {
+            debug!(error = %e, "lease release failed; it expires by itself");
+        }
+    }
+
+    /// Hand every job off: record `handoff`, make the message visible now, release the
+    /// lease. Builds keep running; the next consumer re-attaches at once.
+    #[instrument(skip_all, fields(jobs = self.jobs.len()))]
+    pub async fn drain(&mut self) {
+        self.draining = true;
+        let jobs: Vec<ActiveJob> = self.jobs.drain().map(|(_, j)| j).collect();
+        let ports = &self.ports;
+        join_all(jobs.into_iter().map(|mut job| async move {
+            job.record.state = JobState::Handoff;
+            job.record.owner = None;
+            job.record.updated_at = ports.clock.now();
+            match ports.leases.record(&job.lease, &job.record).await {
+                Ok(()) => {
+                    if let Err(e) = ports.queue.release(&job.delivery.receipt, Duration::ZERO).await {
+                        warn!(error = %e, "cannot make the message visible; it returns after its visibility timeout");
+                    }
+                    if let Err(e) = ports.leases.release(&job.lease).await {
+                        warn!(error = %e, "cannot release the lease; it expires by itself");
+                    }
+                    info!(project = %job.item.project, build = %job.build_id, "handed off");
+                }
+                Err(e) => warn!(project = %job.item.project, error = %e, "handoff not recorded; the lease expires by itself"),
+            }
+        }))
+        .await;
+    }
+}
+
+/// The outcome of a finished build: the worker's exported variables when it reported,
+/// otherwise the build's own state.
+pub fn outcome_of(status: &BuildStatus) -> WorkerOutcome {
+    let reported = WorkerOutcome::from_vars(&status.exported);
+    let worker_spoke = status.exported.contains_key(kiro_protocol::outcome::vars::OUTCOME);
+    match status.state {
+        BuildState::Succeeded => reported,
+        _ if worker_spoke && reported.status == OutcomeStatus::Failed => reported,
+        state => {
+            let class = match state {
+                BuildState::TimedOut => FailureClass::TimedOut,
+                BuildState::Stopped => FailureClass::Stopped,
+                _ => FailureClass::BuildFailed,
+            };
+            let why = status.message.clone().unwrap_or_else(|| format!("build ended {state}"));
+            WorkerOutcome { failure: Some(Failure::new(class, why)), status: OutcomeStatus::Failed, ..reported }
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! The one place the consumer picks and builds its adapters.
+//!
+//! Invariant: only this module (and `main`) knows which backend is in use; the engine
+//! and the operator views see ports only.
+
+use crate::config::{Backend, RunArgs};
+use anyhow::{Context, Result};
+use kiro_backends::embedded::{
+    EmbeddedDb, LocalBuildConfig, LocalBuildRunner, QueueConfig, SqliteLeaseStore, SqliteQueue,
+};
+use kiro_consumer::clock::TokioClock;
+use kiro_github::embedded::EmbeddedBoard;
+use kiro_protocol::{Board, BuildRunner, Clock, LeaseStore, WorkQueue};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The adapters of one backend.
+#[derive(Debug)]
+pub struct Wired {
+    pub db: EmbeddedDb,
+    pub clock: Arc<dyn Clock>,
+    pub queue: Arc<dyn WorkQueue>,
+    pub leases: Arc<dyn LeaseStore>,
+}
+
+/// Queue and leases (what every command needs).
+pub fn core(backend: Backend, state_dir: &Path, visibility: Duration, skew: Duration) -> Result<Wired> {
+    match backend {
+        Backend::Embedded => {
+            let db = EmbeddedDb::open_dir(state_dir)
+                .with_context(|| format!("opening the state directory {}", state_dir.display()))?;
+            let clock: Arc<dyn Clock> = Arc::new(TokioClock::new());
+            let queue = SqliteQueue::new(
+                db.clone(),
+                clock.clone(),
+                QueueConfig { visibility_timeout: visibility, ..QueueConfig::default() },
+            )?;
+            let leases = SqliteLeaseStore::new(db.clone(), clock.clone(), skew)?;
+            Ok(Wired { db, clock, queue: Arc::new(queue), leases: Arc::new(leases) })
+        }
+    }
+}
+
+/// The build runner and the board for `run`.
+pub fn runner_and_board(
+    wired: &Wired,
+    state_dir: &Path,
+    args: &RunArgs,
+) -> Result<(Arc<dyn BuildRunner>, Option<Arc<dyn Board>>, BTreeMap<String, String>)> {
+    let state_dir = absolute(state_dir)?;
+    let bin_dir = std::env::current_exe()
+        .context("locating the kiro-consumer binary")?
+        .parent()
+        .map(Path::to_path_buf)
+        .context("the kiro-consumer binary has no parent directory")?;
+    let launcher = bin_dir.join("kiro-local-build");
+    if !launcher.exists() {
+        anyhow::bail!(
+            "the local build launcher {} is missing: build the workspace (cargo build) so kiro-local-build sits next to kiro-consumer",
+            launcher.display()
+        );
+    }
+    let buildspec = absolute(&args.buildspec)?;
+    if !buildspec.exists() {
+        anyhow::bail!("buildspec {} not found (set --buildspec or KIRO_BUILDSPEC)", buildspec.display());
+    }
+    // Settings every local build needs; the build inherits the rest of this environment,
+    // as a CI runner on a developer machine would.
+    let mut base_env = BTreeMap::new();
+    let path = std::env::var("PATH").unwrap_or_default();
+    base_env.insert("PATH".to_owned(), format!("{}:{path}", bin_dir.display()));
+    base_env.insert("KIRO_STATE_DIR".to_owned(), state_dir.display().to_string());
+    if std::env::var_os("KIRO_GIT_BASE").is_none() {
+        base_env.insert("KIRO_GIT_BASE".to_owned(), format!("file://{}", state_dir.join("forge").display()));
+    }
+    let board: Option<Arc<dyn Board>> = match &args.board {
+        Some(file) => {
+            let file = absolute(file)?;
+            base_env.insert("KIRO_BOARD_FILE".to_owned(), file.display().to_string());
+            Some(Arc::new(
+                EmbeddedBoard::open(&file, wired.db.clone())
+                    .with_context(|| format!("opening the board file {}", file.display()))?,
+            ))
+        }
+        None => None,
+    };
+    let runner = LocalBuildRunner::new(
+        wired.db.clone(),
+        wired.clock.clone(),
+        LocalBuildConfig {
+            state_dir: state_dir.clone(),
+            buildspec,
+            launcher,
+            base_env: base_env.clone(),
+            inherit_env: true,
+        },
+    )?;
+    Ok((Arc::new(runner), board, base_env))
+}
+
+fn absolute(p: &Path) -> Result<PathBuf> {
+    std::path::absolute(p).with_context(|| format!("resolving {}", p.display()))
+}
