@@ -1,1 +1,100 @@
-fn main() {}
+//! `kiro-producer`: parse the configuration, wire the adapters, tick once or on a period.
+//!
+//! Invariant: the binary is thin — the logic is in the library ([`Producer::tick`]); the
+//! exit status is non-zero only when the configuration, the board or the queue could not
+//! be used, never because items were rejected.
+
+mod config;
+mod wiring;
+
+use anyhow::Context;
+use clap::Parser;
+use config::{Cli, Config, LogFormat, Mode};
+use kiro_producer::{Producer, ProducerError, TickReport};
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config = match Config::from_cli(Cli::parse()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("kiro-producer: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(config.log_format);
+    match run(config).await {
+        Ok(code) => code,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let stderr_is_terminal = std::io::stderr().is_terminal();
+    let json = match format {
+        LogFormat::Json => true,
+        LogFormat::Text => false,
+        LogFormat::Auto => !stderr_is_terminal,
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.with_ansi(stderr_is_terminal).init();
+    }
+}
+
+async fn run(config: Config) -> anyhow::Result<ExitCode> {
+    let producer = wiring::producer(&config)?;
+    match config.mode {
+        Mode::Once => once(&producer).await,
+        Mode::Every(period) => {
+            let cancel = CancellationToken::new();
+            spawn_signal_handler(cancel.clone()).context("cannot install signal handlers")?;
+            producer.run(period, cancel, print_summary).await;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn once(producer: &Producer) -> anyhow::Result<ExitCode> {
+    let report = producer.tick().await?;
+    println!("kiro-producer: {report}");
+    Ok(if report.has_errors() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// One line per tick on stdout.
+fn print_summary(result: &Result<TickReport, ProducerError>) {
+    match result {
+        Ok(report) => println!("kiro-producer: {report}"),
+        Err(e) => tracing::error!("producer tick failed: {e}"),
+    }
+}
+
+/// Cancel `cancel` on SIGINT or SIGTERM.
+fn spawn_signal_handler(cancel: CancellationToken) -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received, stopping"),
+            _ = int.recv() => tracing::info!("SIGINT received, stopping"),
+        }
+        cancel.cancel();
+    });
+    Ok(())
+}

@@ -1,0 +1,188 @@
+//! The producer's command line and its one typed [`Config`].
+//!
+//! Invariant: this is the only place (with `main`) that reads arguments and environment
+//! variables; everything after [`Config::from_cli`] works on checked, typed values.
+
+use clap::{Parser, ValueEnum};
+use std::path::PathBuf;
+use std::time::Duration;
+use thiserror::Error;
+
+/// Read the board, validate each ready item and enqueue it for the consumer.
+///
+/// Every item in the board's ready status ("For Implementation") is checked — branch
+/// names, spec paths, repository names and ids — and then sent to the work queue with
+/// the project as its message group, and moved to "Queued". An item that fails the
+/// checks is moved to "Failed" with the reason as its note and is never enqueued.
+#[derive(Debug, Parser)]
+#[command(
+    name = "kiro-producer",
+    version,
+    after_help = "Examples:\n  \
+        kiro-producer --once --board examples/quickstart/board.yaml\n  \
+        kiro-producer --every 5m --state-dir /var/lib/kiro\n\n\
+        Exit status: 0 when the tick ran (rejected items included), 1 when the board or \
+        the queue could not be used, 2 for a bad command line."
+)]
+pub struct Cli {
+    /// Run one tick and exit (the default when --every is not given).
+    #[arg(long, conflicts_with = "every")]
+    pub once: bool,
+
+    /// Run a tick now and then every DURATION (e.g. 30s, 5m, 1h) until SIGINT/SIGTERM.
+    #[arg(long, value_name = "DURATION", value_parser = parse_period)]
+    pub every: Option<Duration>,
+
+    /// State directory of the embedded backend (holds kiro.db: queue, leases, board
+    /// statuses).
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "KIRO_STATE_DIR",
+        default_value = "./.kiro-state"
+    )]
+    pub state_dir: PathBuf,
+
+    /// Board file (YAML) of the embedded backend.
+    #[arg(long, value_name = "FILE", env = "KIRO_BOARD_FILE")]
+    pub board: Option<PathBuf>,
+
+    /// Which adapters to use for the board and the queue.
+    #[arg(long, value_enum, env = "KIRO_BACKEND", default_value_t = Backend::Embedded)]
+    pub backend: Backend,
+
+    /// Log format on stderr: `auto` is text on a terminal and JSON otherwise.
+    #[arg(long, value_enum, env = "KIRO_LOG_FORMAT", default_value_t = LogFormat::Auto)]
+    pub log_format: LogFormat,
+}
+
+/// The adapters to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Backend {
+    /// SQLite queue in the state directory, board from a local file.
+    Embedded,
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Auto,
+    Text,
+    Json,
+}
+
+/// Run once, or repeatedly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Once,
+    Every(Duration),
+}
+
+/// Everything the producer needs, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub mode: Mode,
+    pub backend: BackendConfig,
+    pub log_format: LogFormat,
+}
+
+/// The chosen backend and its settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackendConfig {
+    Embedded {
+        state_dir: PathBuf,
+        board_file: PathBuf,
+    },
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("the embedded backend needs a board file: pass --board FILE or set KIRO_BOARD_FILE")]
+    MissingBoard,
+}
+
+impl Config {
+    pub fn from_cli(cli: Cli) -> Result<Config, ConfigError> {
+        let mode = match cli.every {
+            Some(period) => Mode::Every(period),
+            None => Mode::Once,
+        };
+        let backend = match cli.backend {
+            Backend::Embedded => BackendConfig::Embedded {
+                state_dir: cli.state_dir,
+                board_file: cli.board.ok_or(ConfigError::MissingBoard)?,
+            },
+        };
+        Ok(Config {
+            mode,
+            backend,
+            log_format: cli.log_format,
+        })
+    }
+}
+
+fn parse_period(raw: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(raw).map_err(|e| format!("{e} (try 30s, 5m or 1h)"))?;
+    if d < Duration::from_secs(1) {
+        return Err("must be at least 1s".into());
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("kiro-producer").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn every_takes_a_human_duration() {
+        let cli = parse(&["--every", "5m", "--board", "b.yaml", "--state-dir", "s"]).unwrap();
+        let c = Config::from_cli(cli).unwrap();
+        assert_eq!(c.mode, Mode::Every(Duration::from_secs(300)));
+        assert_eq!(
+            c.backend,
+            BackendConfig::Embedded {
+                state_dir: "s".into(),
+                board_file: "b.yaml".into()
+            }
+        );
+    }
+
+    #[test]
+    fn once_is_the_default_and_conflicts_with_every() {
+        let c = Config::from_cli(parse(&["--board", "b.yaml"]).unwrap()).unwrap();
+        assert_eq!(c.mode, Mode::Once);
+        assert!(parse(&["--once", "--every", "5m", "--board", "b"]).is_err());
+    }
+
+    #[test]
+    fn the_embedded_backend_needs_a_board() {
+        let cli = Cli {
+            once: true,
+            every: None,
+            state_dir: "s".into(),
+            board: None,
+            backend: Backend::Embedded,
+            log_format: LogFormat::Auto,
+        };
+        let err = Config::from_cli(cli).unwrap_err();
+        assert_eq!(err, ConfigError::MissingBoard);
+        assert!(err.to_string().contains("--board FILE"));
+    }
+
+    #[test]
+    fn bad_periods_are_rejected() {
+        assert!(parse(&["--every", "soon", "--board", "b"]).is_err());
+        assert!(parse(&["--every", "0s", "--board", "b"]).is_err());
+        assert!(parse(&["--backend", "aws", "--board", "b"]).is_err());
+    }
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}
