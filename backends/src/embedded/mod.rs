@@ -6,5 +6,9 @@
 //! re-attaches to them.
 
 pub mod db;
+pub mod lease;
+pub mod queue;
 
 pub use db::EmbeddedDb;
+pub use lease::SqliteLeaseStore;
+pub use queue::{QueueConfig, SqliteQueue};

@@ -1,0 +1,499 @@
+//! The `WorkQueue` contract suite: the SQS FIFO semantics every queue adapter must keep.
+//!
+//! Each check is a public async function taking a [`QueueHarness`]; [`run_all`] runs
+//! them all. A check asks the harness for a fresh, empty queue, so checks never see each
+//! other's messages, and it moves time only through [`QueueHarness::advance`] (a manual
+//! clock for the embedded queue, a real sleep against an emulator), in multiples of the
+//! harness's visibility timeout.
+//!
+//! Invariant: the checks only use the port, never an adapter's internals, and they
+//! panic with a message naming the broken rule (this module is a test suite compiled as
+//! ordinary code so other crates' tests can call it).
+
+use async_trait::async_trait;
+use kiro_protocol::{
+    DeadLetter, DedupId, Delivery, DlqSelection, FailureClass, OutgoingMessage, PortError,
+    ProjectKey, TraceContext, WorkQueue,
+};
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What a queue adapter provides to run the suite.
+#[async_trait]
+pub trait QueueHarness: Send + Sync {
+    /// A new, empty queue (every check calls this once).
+    async fn queue(&self) -> Arc<dyn WorkQueue>;
+    /// Let `d` pass for the queues of this harness (manual clock or real sleep).
+    async fn advance(&self, d: Duration);
+    /// The visibility timeout the queues apply on receive.
+    fn visibility_timeout(&self) -> Duration;
+    /// The deduplication window of the queues.
+    fn dedup_window(&self) -> Duration {
+        Duration::from_secs(5 * 60)
+    }
+    /// How long a receive waits (for a message that should be there, or to be sure
+    /// nothing comes). Zero for the embedded queue; a second or two against an emulator.
+    fn receive_wait(&self) -> Duration {
+        Duration::ZERO
+    }
+    /// Whether advancing time is cheap (no real sleep). Checks that must wait out the
+    /// dedup window run only when it is.
+    fn time_is_cheap(&self) -> bool {
+        true
+    }
+}
+
+/// Run every check of the suite, in order.
+pub async fn run_all(h: &dyn QueueHarness) {
+    per_group_order(h).await;
+    group_blocked_while_in_flight(h).await;
+    other_groups_not_blocked(h).await;
+    visibility_expiry_redelivers(h).await;
+    extend_keeps_message_invisible(h).await;
+    stale_receipt_fails_and_changes_nothing(h).await;
+    dedup_holds_after_delete(h).await;
+    if h.time_is_cheap() {
+        dedup_expires_after_window(h).await;
+    }
+    release_with_delay(h).await;
+    dead_letter_list_and_replay(h).await;
+    replay_selection_and_dry_run(h).await;
+    redrive_moves_everything(h).await;
+    depth_counts(h).await;
+    trace_and_attributes_round_trip(h).await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------
+
+/// Unwrap a result in a check, naming the step on failure.
+fn ok<T, E: Debug>(r: Result<T, E>, what: &str) -> T {
+    match r {
+        Ok(v) => v,
+        Err(e) => panic!("contract: {what} failed: {e:?}"),
+    }
+}
+
+/// Assert that a port call failed with `FenceLost`.
+fn assert_fence_lost<T: Debug>(r: Result<T, PortError>, what: &str) {
+    match r {
+        Err(e) if e.class == FailureClass::FenceLost => {}
+        other => panic!("contract: {what} should fail with fence-lost, got {other:?}"),
+    }
+}
+
+/// A message with no trace context and no attributes.
+pub fn message(group: &str, dedup: &str, body: &str) -> OutgoingMessage {
+    OutgoingMessage {
+        body: body.to_owned(),
+        group: ok(ProjectKey::parse(group), "parse group"),
+        dedup: DedupId::new(dedup),
+        trace: TraceContext::default(),
+        attributes: BTreeMap::new(),
+    }
+}
+
+/// A dead letter with `class` and `reason`.
+pub fn letter(class: FailureClass, reason: &str) -> DeadLetter {
+    DeadLetter {
+        reason: reason.to_owned(),
+        class,
+        attempts: Vec::new(),
+        fence: None,
+        build_id: None,
+        trace: TraceContext::default(),
+    }
+}
+
+async fn send(q: &dyn WorkQueue, group: &str, body: &str) {
+    let out = ok(q.send(message(group, body, body)).await, "send");
+    assert!(
+        !out.duplicate,
+        "contract: fresh dedup id {body} reported as duplicate"
+    );
+}
+
+async fn recv(h: &dyn QueueHarness, q: &dyn WorkQueue, max: usize) -> Vec<Delivery> {
+    ok(q.receive(max, h.receive_wait()).await, "receive")
+}
+
+/// Receive exactly one message and check its body.
+async fn recv_one(h: &dyn QueueHarness, q: &dyn WorkQueue, body: &str) -> Delivery {
+    let mut got = recv(h, q, 1).await;
+    assert_eq!(
+        got.iter().map(|d| d.body.as_str()).collect::<Vec<_>>(),
+        [body],
+        "contract: expected to receive {body}"
+    );
+    got.remove(0)
+}
+
+async fn recv_none(h: &dyn QueueHarness, q: &dyn WorkQueue, why: &str) {
+    let got = recv(h, q, 10).await;
+    assert!(
+        got.is_empty(),
+        "contract: nothing should be delivered ({why}), got {:?}",
+        got.iter().map(|d| &d.body).collect::<Vec<_>>()
+    );
+}
+
+async fn ack(q: &dyn WorkQueue, d: &Delivery) {
+    ok(q.ack(&d.receipt).await, "ack");
+}
+
+fn all() -> DlqSelection {
+    DlqSelection {
+        all: true,
+        ..Default::default()
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Checks
+// ---------------------------------------------------------------------------------------
+
+/// Messages of one group are delivered in send order, one at a time.
+pub async fn per_group_order(h: &dyn QueueHarness) {
+    let q = h.queue().await;
+    for b in ["order-1", "order-2", "order-3", "order-4"] {
+        send(&*q, "alpha", b).await;
+    }
+    for b in ["order-1", "order-2", "order-3", "order-4"] {
+        let d = recv_one(h, &*q, b).await;
+        assert_eq!(d.group, "alpha");
+        assert_eq!(d.receive_count, 1, "contract: first delivery counts 1");
+        ack(&*q, &d).await;
+    }
+    recv_none(h, &*q, "queue drained").await;
+}
+
+/// While a message is in flight, nothing else of its group is delivered.
+pub async fn group_blocked_while_in_flight(h: &dyn QueueHarness) {
+    let q = h.queue().await;
+    send(&*q, "alpha", "blocked-1").await;
+    send(&*q, "alpha", "blocked-2").await;
+    let d1 = recv_one(h, &*q, "blocked-1").await;
+    recv_none(h, &*q, "blocked-1 is in flight").await;
+    ack(&*q, &d1).await;
+    let d2 = recv_one(h, &*q, "blocked-2").await;
+    ack(&*q, &d2).await;
+}
+
+/// An in-flight message blocks only its own group.
+pub async fn other_groups_not_blocked(h: &dyn QueueHarness) {
+    let q = h.queue().await;
+    send(&*q, "alpha", "a-1").await;
+    send(&*q, "alpha", "a-2").await;
+    send(&*q, "beta", "b-1").await;
+    let a1 = recv_one(h, &*q, "a-1").await;
+    let got = recv(h, &*q, 10).await;
+    let bodies: Vec<_> = got.iter().map(|d| d.body.as_str()).collect();
+    assert_eq!(
+        bodies,
+        ["b-1"],
+        "contract: beta is free while alpha is blocked"
+    );
+    ack(&*q, &a1).await;
+    ack(&*q, &got[0]).await;
+    recv_one(h, &*q, "a-2").await;
+}
+
+/// When the visibility timeout lapses the message comes back: same id, higher receive
+/// count, new receipt.
+pub async fn visibility_expiry_redelivers(h: &dyn QueueHarness) {
+    let q = h.queue().await;
+    send(&*q, "alpha", "vis-1").await;
+    send(&*q, "alpha", "vis-2").await;
+    let first = recv_one(h, &*q, "vis-1").await;
+    h.advance(h.visibility_timeout() + Duration::from_secs(1))
+        .await;
+    let second = recv_one(h, &*q, "vis-1").await;
+    assert_eq!(second.message_id, first.message_id);
+    assert_eq!(second.receive_count, first.receive_count + 1);
+    assert_ne!(
+        second.receipt, first.receipt,
+        "contract: receipts differ per receive"
+    );
+    assert!(second.visible_again_at > first.visible_again_at);
+    ack(&*q, &second).await;
+    recv_one(h, &*q, "vis-2").await;
+}
+
+/// `extend` keeps a message invisible for the new visibility, counted from now.
+pub async fn extend_keeps_message_invisible(h: &dyn QueueHarness) {
+    let q = h.queue().await;
+    let vt = h.visibility_timeout();
+    send(&*q, "alpha", "ext-1").await;
+    let d = recv_one(h, &*q, "ext-1").await;
+    h.advance(vt / 2).await;
+    let res = ok(
+        q.extend(std::slice::from_ref(&d.receipt), vt * 3).await,
+        "extend",
+    );
+    assert_eq!(res.len(), 1);
+    ok(res.into_iter().next().unwrap_or(Ok(())), "extend entry");
+    h.advance(vt).await;
+    recv_none(h, &*q, "extended past the original timeout").await;
+    ack(&*q, &d).await;
+    let res = ok(
+        q.extend(std::slice::from_ref(&d.receipt), vt).await,
+        "extend after ack",
+    );
+    assert_eq!(res.len(), 1);
+    for r in res {
+        assert_fence_lost(r, "extend with a deleted message's receipt");
+    }
+}
+
+/// A receipt from an earlier receive can neither ack, extend, release nor dead-letter,
+/// and the failed call leaves the current delivery alone.
+pub async fn stale_receipt_fails_and_changes_nothing(h: &dyn QueueHarness) {
+    let q = h.queue().await;
+    send(&*q, "alpha", "stale-1").await;
+    let old = recv_one(h, &*q, "stale-1").await;
+    h.advance(h.visibility_timeout() + Duration::from_secs(1))
+        .await;
+    let current = recv_one(h, &*q, "stale-1").await;
+    assert_fence_lost(q.ack(&old.receipt).await, "ack with a stale receipt");
+    assert_fence_lost(
+        q.release(&old.receipt, Duration::ZERO).await,
+        "release with a stale receipt",
+    );
+    let ext = ok(
+        q.extend(std::slice::from_ref(&old.receipt), h.visibility_timeout())
+            .await,
+        "extend",
+    );
+    for r in ext {
+        assert_fence_lost(r, "extend with a stale receipt");
+    }
+    assert_fence_lost(
+        q.dead_letter(&old, &letter(FailureClass::Internal, "stale"))
+            .await,
+        "dead-letter with a stale receipt",
+    );
+    recv_none(h, &*q, "the current delivery is still in flight").await;
+    assert!(
+        ok(q.dlq_list(10).await, "dlq_list").is_empty(),
+        "contract: a stale dead-letter must not write the DLQ"
+    );
+    ack(&*q, &current).await;
+    assert_fence_lost(q.ack(&current.receipt).await, "ack twice");
+}
+
+/// A deduplication id is remembered within the window, even after its message was
+/// deleted; the duplicate send returns the first message's id.
+pub async fn dedup_holds_after_delete(h: &dyn QueueHarness) {
+    let q = h.queue().await;
+    let first = ok(q.send(message("alpha", "dedup-x", "one")).await, "send");
+    assert!(!first.duplicate);
+    let again = ok(q.send(message("alpha", "dedup-x", "two")).await, "send");
+    assert!(again.duplicate, "contract: same dedup id is a duplicate");
+    assert_eq!(again.message_id, first.message_id);
+    let d = recv_one(h, &*q, "one").await;
+    ack(&*q, &d).await;
+    let after = ok(q.send(message("alpha", "dedup-x", "three")).await, "send");
+    assert!(after.duplicate, "contract: dedup holds after the delete");
+    assert_eq!(after.message_id, first.message_id);
+    recv_none(h, &*q, "duplicates are not enqueued").await;
+}
+
+/// After the dedup window the same id is accepted again.
+pub async fn dedup_expires_after_window(h: &dyn QueueHarness) {
+    let q = h.queue().await;
+    let first = ok(q.send(message("alpha", "dedup-y", "one")).await, "send");
+    h.advance(h.dedup_window() + Duration::from_secs(1)).await;
+    let later = ok(q.send(message("alpha", "dedup-y", "two")).await, "send");
+    assert!(!later.duplicate, "contract: dedup window is over");
+    assert_ne!(later.message_id, first.message_id);
+}
+
+/// `release` gives a message back, visible again after the delay; the group stays
+/// blocked meanwhile so order is kept. A zero delay makes it visible at once.
+pub async fn release_with_delay(h: &dyn QueueHarness) {
+    let q = h.queue().await;
+    let delay = h.visibility_timeout();
+    send(&*q, "alpha", "rel-1").await;
+    send(&*q, "alpha", "rel-2").await;
+    let d = recv_one(h, &*q, "rel-1").await;
+    ok(q.release(&d.receipt, delay).await, "release");
+    recv_none(h, &*q, "released with a delay; the group keeps its order").await;
+    h.advance(delay + Duration::from_secs(1)).await;
+    let again = recv_one(h, &*q, "rel-1").await;
+    assert_eq!(again.receive_count, 2);
+    ack(&*q, &again).await;
+    let d2 = recv_one(h, &*q, "rel-2").await;
+    ok(q.release(&d2.receipt, Duration::ZERO).await, "release now");
+    let d2b = recv_one(h, &*q, "rel-2").await;
+    assert_eq!(d2b.receive_count, 2);
+    assert_fence_lost(q.ack(&d2.receipt).await, "ack with a released receipt");
+    ack(&*q, &d2b).await;
+}
+
+/// `dead_letter` moves the message to the DLQ with its letter; the list shows it;
+/// a dry-run replay changes nothing; a replay puts letters back in their group, in
+/// dead-letter order, behind what is already queued.
+pub async fn dead_letter_list_and_replay(h: &dyn QueueHarness) {
+    let q = h.queue().await;
+    for b in ["dl-1", "dl-2", "dl-3"] {
+        send(&*q, "alpha", b).await;
+    }
+    let l1 = letter(FailureClass::TestsFailed, "tests failed");
+    let l2 = letter(FailureClass::PermanentInput, "bad branch");
+    let d1 = recv_one(h, &*q, "dl-1").await;
+    ok(q.dead_letter(&d1, &l1).await, "dead_letter");
+    let d2 = recv_one(h, &*q, "dl-2").await;
+    ok(q.dead_letter(&d2, &l2).await, "dead_letter");
+    assert_fence_lost(q.ack(&d1.receipt).await, "ack after dead-letter");
+
+    let list = ok(q.dlq_list(10).await, "dlq_list");
+    assert_eq!(list.len(), 2, "contract: two dead letters");
+    assert_eq!(list[0].body, "dl-1");
+    assert_eq!(list[0].original_id, d1.message_id);
+    assert_eq!(list[0].group, "alpha");
+    assert_eq!(list[0].letter, l1);
+    assert_eq!(list[0].receive_count, 1);
+    assert_eq!(list[1].body, "dl-2");
+    assert_eq!(list[1].letter, l2);
+    assert_eq!(ok(q.depth().await, "depth").dead_letters, 2);
+    assert_eq!(ok(q.dlq_list(1).await, "dlq_list").len(), 1, "limit");
+
+    let dry = ok(q.dlq_replay(&all(), true).await, "dry-run replay");
+    assert!(dry.dry_run);
+    assert_eq!(
+        dry.selected,
+        list.iter().map(|e| e.id.clone()).collect::<Vec<_>>()
+    );
+    assert!(
+        dry.replayed.is_empty(),
+        "contract: a dry run replays nothing"
+    );
+    assert_eq!(ok(q.dlq_list(10).await, "dlq_list"), list);
+
+    let none = ok(
+        q.dlq_replay(&DlqSelection::default(), false).await,
+        "empty replay",
+    );
+    assert!(none.selected.is_empty() && none.replayed.is_empty());
+
+    let rep = ok(q.dlq_replay(&all(), false).await, "replay");
+    assert!(!rep.dry_run);
+    assert_eq!(rep.replayed.len(), 2);
+    assert!(ok(q.dlq_list(10).await, "dlq_list").is_empty());
+    for b in ["dl-3", "dl-1", "dl-2"] {
+        let d = recv_one(h, &*q, b).await;
+        assert_eq!(d.group, "alpha");
+        ack(&*q, &d).await;
+    }
+    recv_none(h, &*q, "all replayed messages processed").await;
+}
+
+/// A selection replays only what it matches; the empty selection matches nothing.
+pub async fn replay_selection_and_dry_run(h: &dyn QueueHarness) {
+    let q = h.queue().await;
+    send(&*q, "alpha", "sel-a").await;
+    send(&*q, "beta", "sel-b").await;
+    for d in recv(h, &*q, 10).await {
+        let class = if d.group == "alpha" {
+            FailureClass::TestsFailed
+        } else {
+            FailureClass::PermanentInput
+        };
+        ok(q.dead_letter(&d, &letter(class, "x")).await, "dead_letter");
+    }
+    assert_eq!(ok(q.dlq_list(10).await, "dlq_list").len(), 2);
+    let by_project = DlqSelection {
+        project: Some("beta".into()),
+        ..Default::default()
+    };
+    let dry = ok(q.dlq_replay(&by_project, true).await, "dry run");
+    assert_eq!(dry.selected.len(), 1);
+    assert_eq!(ok(q.dlq_list(10).await, "dlq_list").len(), 2);
+    let rep = ok(q.dlq_replay(&by_project, false).await, "replay beta");
+    assert_eq!(rep.replayed.len(), 1);
+    let left = ok(q.dlq_list(10).await, "dlq_list");
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].group, "alpha");
+    let d = recv_one(h, &*q, "sel-b").await;
+    ack(&*q, &d).await;
+    let by_class = DlqSelection {
+        class: Some(FailureClass::TestsFailed),
+        ..Default::default()
+    };
+    let rep = ok(q.dlq_replay(&by_class, false).await, "replay by class");
+    assert_eq!(rep.replayed.len(), 1);
+    recv_one(h, &*q, "sel-a").await;
+}
+
+/// Redrive moves every dead letter back and reports how many.
+pub async fn redrive_moves_everything(h: &dyn QueueHarness) {
+    let q = h.queue().await;
+    send(&*q, "alpha", "rd-a").await;
+    send(&*q, "beta", "rd-b").await;
+    for d in recv(h, &*q, 10).await {
+        ok(
+            q.dead_letter(&d, &letter(FailureClass::AgentFailed, "agent"))
+                .await,
+            "dead_letter",
+        );
+    }
+    assert_eq!(ok(q.dlq_redrive().await, "redrive"), 2);
+    assert!(ok(q.dlq_list(10).await, "dlq_list").is_empty());
+    let mut bodies: Vec<_> = recv(h, &*q, 10).await.into_iter().map(|d| d.body).collect();
+    bodies.sort();
+    assert_eq!(bodies, ["rd-a", "rd-b"]);
+    assert_eq!(ok(q.dlq_redrive().await, "empty redrive"), 0);
+}
+
+/// `depth` counts visible, in-flight (or delayed) and dead-lettered messages.
+pub async fn depth_counts(h: &dyn QueueHarness) {
+    let q = h.queue().await;
+    assert!(ok(q.depth().await, "depth").is_idle());
+    send(&*q, "alpha", "dp-a1").await;
+    send(&*q, "alpha", "dp-a2").await;
+    send(&*q, "beta", "dp-b1").await;
+    let depth = ok(q.depth().await, "depth");
+    assert_eq!(depth.visible, 3);
+    assert_eq!(depth.in_flight + depth.delayed, 0);
+    let got = recv(h, &*q, 10).await;
+    assert_eq!(got.len(), 2, "contract: one message per free group");
+    let depth = ok(q.depth().await, "depth");
+    assert_eq!((depth.visible, depth.in_flight), (1, 2));
+    ok(
+        q.release(&got[0].receipt, h.visibility_timeout()).await,
+        "release",
+    );
+    let depth = ok(q.depth().await, "depth");
+    assert_eq!(depth.in_flight + depth.delayed, 2);
+    ok(
+        q.dead_letter(&got[1], &letter(FailureClass::Internal, "x"))
+            .await,
+        "dead_letter",
+    );
+    let depth = ok(q.depth().await, "depth");
+    assert_eq!(depth.dead_letters, 1);
+    assert_eq!(depth.visible + depth.in_flight + depth.delayed, 2);
+    assert!(!depth.is_idle());
+}
+
+/// Trace context and attributes travel with the message.
+pub async fn trace_and_attributes_round_trip(h: &dyn QueueHarness) {
+    let q = h.queue().await;
+    let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let mut msg = message("alpha", "tr-1", "{\"k\":\"v\"}");
+    msg.trace = TraceContext::from_traceparent(tp).unwrap_or_default();
+    msg.attributes.insert("kiro.schema".into(), "1".into());
+    let sent = ok(q.send(msg).await, "send");
+    let d = recv_one(h, &*q, "{\"k\":\"v\"}").await;
+    assert_eq!(d.message_id, sent.message_id);
+    assert_eq!(d.dedup, DedupId::new("tr-1"));
+    assert_eq!(d.trace.traceparent.as_deref(), Some(tp));
+    assert_eq!(
+        d.attributes.get("kiro.schema").map(String::as_str),
+        Some("1")
+    );
+    assert!(d.visible_again_at > d.sent_at);
+}
