@@ -1,1 +1,10 @@
-//! placeholder
+//! End-to-end tests across the binaries on the embedded default: the README's quick
+//! start in a temp dir, and a consumer SIGKILLed while its builds run.
+//!
+//! They launch the real `kiro-producer`, `kiro-consumer`, `kiro-local-build` and
+//! `kiro-worker` binaries from the workspace's target directory; `scripts/test-all.sh`
+//! builds them (`cargo build --workspace --bins`) before running the tests.
+
+mod crash;
+mod quickstart;
+mod support;
