@@ -12,6 +12,7 @@
 //! - one bad item, or one failed send, never stops the others; a failed send leaves the
 //!   item Ready so the next tick tries again.
 
+use kiro_protocol::ids::quote_for_display;
 use kiro_protocol::ports::queue::standard_attributes;
 use kiro_protocol::{
     Board, BoardItem, Clock, Envelope, ItemId, ItemStatus, OutgoingMessage, PortError,
@@ -111,6 +112,10 @@ impl Producer {
     }
 
     /// Validate one ready item and enqueue it, or reject it.
+    #[instrument(
+        skip_all,
+        fields(item = %quote_for_display(&raw.id), project = %quote_for_display(&raw.project))
+    )]
     async fn handle(&self, raw: BoardItem, report: &mut TickReport) {
         let item = match raw.validate() {
             Ok(item) => item,
