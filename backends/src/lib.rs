@@ -11,3 +11,4 @@
 
 pub mod contract;
 pub mod embedded;
+pub mod noop;

@@ -5,10 +5,12 @@
 //! builds run as detached processes recorded in the database, so a restarted consumer
 //! re-attaches to them.
 
+pub mod build;
 pub mod db;
 pub mod lease;
 pub mod queue;
 
+pub use build::{LocalBuildConfig, LocalBuildRunner};
 pub use db::EmbeddedDb;
 pub use lease::SqliteLeaseStore;
 pub use queue::{QueueConfig, SqliteQueue};

@@ -1,0 +1,52 @@
+//! The local build runner: executes `buildspec.yml` on this machine the way CodeBuild
+//! would, in detached processes recorded in the state database.
+//!
+//! - [`buildspec`]: the version 0.2 parser;
+//! - [`exec`]: runs the phases (one shell per phase, environment carried between phases,
+//!   time limit, logs);
+//! - [`runner`]: [`LocalBuildRunner`], the [`BuildRunner`](kiro_protocol::BuildRunner)
+//!   over the `builds` table, and [`run_recorded_build`], run by the `kiro-local-build`
+//!   process it launches;
+//! - [`process`]: signals and process liveness.
+//!
+//! Invariant: a build is a row in `builds` plus one process; the row is the truth any
+//! runner on the same database reports, so builds outlive (and are re-attached by) the
+//! consumer that started them, and a build whose process vanished is reported FAULT
+//! instead of running forever.
+
+pub mod buildspec;
+pub mod exec;
+pub mod process;
+pub mod runner;
+
+pub use buildspec::{BuildSpec, BuildSpecError, OnFailure, Phase, PhaseName};
+pub use runner::{LocalBuildConfig, LocalBuildRunner, run_recorded_build};
+
+/// The `builds` table (one row per build; see [`runner`]).
+pub const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS builds (
+    seq             INTEGER PRIMARY KEY,
+    id              TEXT NOT NULL UNIQUE,
+    project         TEXT NOT NULL,
+    item            TEXT NOT NULL,
+    idempotency_key TEXT NOT NULL UNIQUE,
+    source_version  TEXT NOT NULL,
+    state           TEXT NOT NULL,
+    phase           TEXT,
+    env_json        TEXT NOT NULL,
+    timeout_ms      INTEGER NOT NULL,
+    buildspec       TEXT NOT NULL,
+    build_dir       TEXT NOT NULL,
+    created_at      INTEGER NOT NULL,
+    started_at      INTEGER,
+    ended_at        INTEGER,
+    pid             INTEGER,
+    pid_start       INTEGER,
+    pgid            INTEGER,
+    boot_id         TEXT,
+    stop_requested  INTEGER NOT NULL DEFAULT 0,
+    exported_json   TEXT,
+    message         TEXT
+);
+CREATE INDEX IF NOT EXISTS builds_project ON builds (project, seq);
+";
