@@ -208,9 +208,9 @@ async fn two_processes_race_for_one_project() {
 #[derive(Debug, Clone)]
 enum Op {
     Acquire { owner: usize, ttl: u64 },
-    Renew { owner: usize, ttl: u64 },
-    Release { owner: usize },
-    Record { owner: usize },
+    Renew { owner: usize, ttl: u64, stale: bool },
+    Release { owner: usize, stale: bool },
+    Record { owner: usize, stale: bool },
     Advance { secs: u64 },
 }
 
@@ -219,9 +219,10 @@ const OWNERS: usize = 3;
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         3 => (0..OWNERS, 1u64..20).prop_map(|(owner, ttl)| Op::Acquire { owner, ttl }),
-        2 => (0..OWNERS, 1u64..20).prop_map(|(owner, ttl)| Op::Renew { owner, ttl }),
-        1 => (0..OWNERS).prop_map(|owner| Op::Release { owner }),
-        2 => (0..OWNERS).prop_map(|owner| Op::Record { owner }),
+        2 => (0..OWNERS, 1u64..20, any::<bool>())
+            .prop_map(|(owner, ttl, stale)| Op::Renew { owner, ttl, stale }),
+        1 => (0..OWNERS, any::<bool>()).prop_map(|(owner, stale)| Op::Release { owner, stale }),
+        2 => (0..OWNERS, any::<bool>()).prop_map(|(owner, stale)| Op::Record { owner, stale }),
         3 => (0u64..15).prop_map(|secs| Op::Advance { secs }),
     ]
 }
@@ -243,8 +244,17 @@ async fn run_lease_ops(ops: Vec<Op>) {
     let mut row: Option<Row> = None;
     // The lease each owner last obtained (possibly stale); None after its release.
     let mut hands: Vec<Option<Lease>> = vec![None; OWNERS];
-    // Leases an owner once had (kept to try stale writes with).
+    // The lease an owner had before its current one (kept to try stale writes with).
     let mut old: Vec<Option<Lease>> = vec![None; OWNERS];
+    // The lease to write with: the one in hand, or (when `stale`, or none is in hand)
+    // the previous one.
+    let pick = |hands: &[Option<Lease>], old: &[Option<Lease>], owner: usize, stale: bool| {
+        if stale {
+            old[owner].clone().or_else(|| hands[owner].clone())
+        } else {
+            hands[owner].clone().or_else(|| old[owner].clone())
+        }
+    };
     let mut last_fence = Fence(0);
     let mut last_record: Option<JobRecord> = None;
     let mut writes = 0i64;
@@ -295,9 +305,8 @@ async fn run_lease_ops(ops: Vec<Op>) {
                     }
                 }
             }
-            Op::Renew { owner, ttl } => {
-                // Try with the lease in hand, or else a stale one.
-                let Some(l) = hands[owner].clone().or_else(|| old[owner].clone()) else {
+            Op::Renew { owner, ttl, stale } => {
+                let Some(l) = pick(&hands, &old, owner, stale) else {
                     continue;
                 };
                 let res = s.renew(&l, Duration::from_secs(ttl)).await;
@@ -312,8 +321,8 @@ async fn run_lease_ops(ops: Vec<Op>) {
                     assert!(matches!(res, Err(LeaseError::FenceLost { .. })), "{res:?}");
                 }
             }
-            Op::Release { owner } => {
-                let Some(l) = hands[owner].clone().or_else(|| old[owner].clone()) else {
+            Op::Release { owner, stale } => {
+                let Some(l) = pick(&hands, &old, owner, stale) else {
                     continue;
                 };
                 let res = s.release(&l).await;
@@ -328,8 +337,8 @@ async fn run_lease_ops(ops: Vec<Op>) {
                     assert!(matches!(res, Err(LeaseError::FenceLost { .. })), "{res:?}");
                 }
             }
-            Op::Record { owner } => {
-                let Some(l) = hands[owner].clone().or_else(|| old[owner].clone()) else {
+            Op::Record { owner, stale } => {
+                let Some(l) = pick(&hands, &old, owner, stale) else {
                     continue;
                 };
                 writes += 1;
