@@ -97,6 +97,8 @@ async fn steps(
     inputs: &Inputs,
     st: &mut RunState,
 ) -> Result<(), Failure> {
+    // A build whose fence is already stale must not even start the agent.
+    check_fence(ports, inputs, "run").await?;
     mark_in_progress(ports, inputs).await;
     let checkout = cfg.checkout_dir();
     checkout_step(cfg, inputs, &checkout).await?;

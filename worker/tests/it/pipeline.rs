@@ -93,28 +93,70 @@ async fn a_good_item_is_implemented_pushed_reported_and_done() {
     assert!(log.contains("scripted stand-in agent, not Kiro"), "{log}");
 }
 
-#[tokio::test]
-async fn a_lost_fence_pushes_nothing_and_reports_nothing() {
-    let w = World::new();
-    let old = w.take_lease("calc").await;
-    // Another consumer took over: the lease expired and was re-acquired.
-    let p = ProjectKey::parse("calc").unwrap();
-    let lease = w.lease.acquire(&p, "x", Duration::ZERO).await;
-    assert!(lease.is_err(), "the first lease is still held");
+/// Take the project over as another consumer would after this one's lease expired.
+async fn take_over(w: &World, project: &str) -> Fence {
+    let p = ProjectKey::parse(project).unwrap();
     let view = w.lease.get(&p).await.unwrap().unwrap();
     let held = kiro_protocol::Lease {
-        project: p.clone(),
+        project: p,
         owner: "test-consumer".into(),
         fence: view.fence,
         expires_at: view.expires_at,
     };
     w.lease.release(&held).await.unwrap();
-    let newer = w.take_lease("calc").await;
-    assert!(newer > old);
+    let newer = w.take_lease(project).await;
+    assert!(newer > view.fence);
+    newer
+}
 
+#[tokio::test]
+async fn a_stale_fence_at_start_does_nothing() {
+    let w = World::new();
+    let old = w.take_lease("calc").await;
+    take_over(&w, "calc").await;
     let before = w.tip("calc", "feature/subtract");
-    let o = kiro_worker::run(&w.config(CALC_1, old), &w.ports).await;
+    let cfg = w.config(CALC_1, old);
+    let o = kiro_worker::run(&cfg, &w.ports).await;
     assert_eq!(class(&o), FailureClass::FenceLost, "{o:?}");
+    assert_eq!(w.tip("calc", "feature/subtract"), before);
+    assert!(!cfg.checkout_dir().exists(), "nothing was cloned");
+    assert_eq!(
+        w.board.status_of("CALC-1").await.unwrap(),
+        Some(ItemStatus::Ready)
+    );
+}
+
+#[tokio::test]
+async fn a_fence_lost_during_the_run_pushes_nothing_and_reports_nothing() {
+    let w = World::new();
+    let old = w.take_lease("calc").await;
+    let started = w.path("agent-started");
+    let agent = quickstart().join("agent/scripted-agent.mjs");
+    let mut cfg = w.config(CALC_1, old);
+    // The agent signals that it runs, then gives the test time to take the project over.
+    cfg.agent_cmd = format!(
+        "sh -c 'touch {}; sleep 2; exec node {} \"$0\"'",
+        started.display(),
+        agent.display()
+    );
+    let before = w.tip("calc", "feature/subtract");
+    let ports = w.ports.clone();
+    let run = tokio::spawn({
+        let cfg = cfg.clone();
+        async move { kiro_worker::run(&cfg, &ports).await }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !started.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the agent never started"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    take_over(&w, "calc").await;
+    let o = run.await.unwrap();
+    assert_eq!(class(&o), FailureClass::FenceLost, "{o:?}");
+    assert!(o.failure.as_ref().unwrap().reason.contains("push"));
     assert_eq!(w.tip("calc", "feature/subtract"), before);
     assert_eq!(o.commit, None);
     assert!(
