@@ -2,5 +2,6 @@
 //! run against the embedded adapters on real SQLite files in temporary directories,
 //! plus restart, multi-process and property (state-machine) tests.
 
+mod build;
 mod lease;
 mod queue;

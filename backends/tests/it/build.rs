@@ -1,0 +1,519 @@
+//! The local build runner on real processes: the build contract suite, logs, time
+//! limits, re-attaching from a new runner, vanished build processes, environment
+//! inheritance and bad configuration. Builds run the real `kiro-local-build` binary
+//! against buildspecs written to temporary directories.
+
+use async_trait::async_trait;
+use kiro_backends::contract::build::{self as contract, BuildHarness, BuildScript, ScriptEnd};
+use kiro_backends::embedded::build::process::{self, SIGKILL};
+use kiro_backends::embedded::build::runner::SPAWN_GRACE;
+use kiro_backends::embedded::{EmbeddedDb, LocalBuildConfig, LocalBuildRunner};
+use kiro_protocol::outcome::vars;
+use kiro_protocol::{
+    BranchName, BuildId, BuildRequest, BuildRunner, BuildState, Clock, ItemId, ManualClock,
+    PortError, ProjectKey, SystemClock,
+};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tempfile::TempDir;
+
+const LAUNCHER: &str = env!("CARGO_BIN_EXE_kiro-local-build");
+
+/// The contract's buildspec: exports the outcome variables and runs `$CONTRACT_SCRIPT`.
+fn contract_buildspec() -> String {
+    format!(
+        "version: 0.2\nenv:\n  exported-variables: [{}]\nphases:\n  build:\n    commands:\n      - eval \"$CONTRACT_SCRIPT\"\n",
+        vars::ALL.join(", ")
+    )
+}
+
+/// A state directory with a buildspec and a runner on it.
+#[derive(Debug)]
+struct Local {
+    dir: TempDir,
+    runner: Arc<LocalBuildRunner>,
+    db: EmbeddedDb,
+}
+
+impl Local {
+    fn new(buildspec: &str) -> Self {
+        Self::with(buildspec, Arc::new(SystemClock), |_| {})
+    }
+
+    fn with(
+        buildspec: &str,
+        clock: Arc<dyn Clock>,
+        tweak: impl FnOnce(&mut LocalBuildConfig),
+    ) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = dir.path().join("buildspec.yml");
+        std::fs::write(&spec, buildspec).unwrap();
+        let mut config = LocalBuildConfig::new(dir.path().join("state"), &spec, LAUNCHER);
+        tweak(&mut config);
+        let db = EmbeddedDb::open_dir(&config.state_dir).unwrap();
+        let runner = Arc::new(LocalBuildRunner::new(db.clone(), clock, config).unwrap());
+        Local { dir, runner, db }
+    }
+
+    fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    /// A new runner on the same state directory (as a restarted consumer would make).
+    fn reopen(&self, clock: Arc<dyn Clock>) -> LocalBuildRunner {
+        let db = EmbeddedDb::open_dir(&self.state_dir()).unwrap();
+        LocalBuildRunner::new(db, clock, self.runner.config().clone()).unwrap()
+    }
+
+    fn column(&self, id: &BuildId, column: &str) -> Option<i64> {
+        let sql = format!("SELECT {column} FROM builds WHERE id = ?1");
+        let id = id.as_str().to_owned();
+        self.db
+            .call_sync(move |c| {
+                c.query_row(&sql, [id], |r| r.get(0))
+                    .map_err(|e| PortError::internal(e.to_string()))
+            })
+            .unwrap()
+    }
+}
+
+fn request(key: &str, env: &[(&str, &str)], timeout: Duration) -> BuildRequest {
+    BuildRequest {
+        project: ProjectKey::parse("calc").unwrap(),
+        item: ItemId::parse("CALC-1").unwrap(),
+        idempotency_key: key.into(),
+        source_version: BranchName::parse("feature/x").unwrap(),
+        env: env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        timeout,
+    }
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+#[async_trait]
+impl BuildHarness for Local {
+    fn runner(&self) -> Arc<dyn BuildRunner> {
+        self.runner.clone()
+    }
+
+    fn request(&self, key: &str, script: &BuildScript) -> BuildRequest {
+        let mut code: String = script
+            .exports
+            .iter()
+            .map(|(k, v)| format!("export {k}={}; ", shell_quote(v)))
+            .collect();
+        code.push_str(match script.end {
+            ScriptEnd::Succeed => "true",
+            ScriptEnd::Fail => "false",
+            ScriptEnd::RunUntilStopped => "sleep 600",
+        });
+        request(key, &[("CONTRACT_SCRIPT", &code)], Duration::from_secs(120))
+    }
+
+    async fn builds_started(&self) -> Result<usize, PortError> {
+        self.db
+            .call(|c| {
+                c.query_row("SELECT COUNT(*) FROM builds", [], |r| r.get::<_, i64>(0))
+                    .map_err(|e| PortError::internal(e.to_string()))
+            })
+            .await
+            .map(|n| usize::try_from(n).unwrap_or(0))
+    }
+}
+
+macro_rules! contract_tests {
+    ($($check:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                let h = Local::new(&contract_buildspec());
+                contract::$check(&h).await;
+            }
+        )*
+    };
+}
+
+contract_tests!(
+    same_key_same_build,
+    status_answers_many_ids_at_once,
+    succeeding_build_exports_variables,
+    failing_build_keeps_exported_variables,
+    stop_ends_stopped,
+    unknown_id_is_absent,
+);
+
+async fn wait(h: &Local, id: &BuildId) -> kiro_protocol::BuildStatus {
+    contract::wait_finished(h, id).await
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_file_holds_the_output_and_the_build_runs_in_its_own_src_dir() {
+    let h = Local::new(
+        r#"
+version: 0.2
+env:
+  exported-variables: [WHERE, SRC]
+phases:
+  install:
+    commands: ["echo installing-marker"]
+  build:
+    commands:
+      - echo build-stdout-marker; echo build-stderr-marker >&2
+      - export WHERE="$(pwd)" SRC="$CODEBUILD_SRC_DIR"
+"#,
+    );
+    let id = h
+        .runner
+        .start(&request("log-1", &[], Duration::from_secs(60)))
+        .await
+        .unwrap();
+    let st = wait(&h, &id).await;
+    assert_eq!(st.state, BuildState::Succeeded, "{st:?}");
+    let log_path = PathBuf::from(st.log.clone().unwrap());
+    assert_eq!(log_path, h.runner.log_path(&id));
+    assert!(log_path.starts_with(h.state_dir().join("builds")));
+    let log = read(&log_path);
+    for needle in [
+        "Entering phase INSTALL",
+        "installing-marker",
+        "Entering phase BUILD",
+        "Running command echo build-stdout-marker",
+        "build-stdout-marker",
+        "build-stderr-marker",
+    ] {
+        assert!(
+            log.contains(needle),
+            "{needle:?} missing from the log:\n{log}"
+        );
+    }
+    let src = h.runner.build_dir(&id).join("src");
+    assert_eq!(st.exported["SRC"], src.to_string_lossy());
+    assert_eq!(
+        Path::new(&st.exported["WHERE"]).canonicalize().unwrap(),
+        src.canonicalize().unwrap()
+    );
+    assert_eq!(st.phase.as_deref(), Some("BUILD"));
+    assert!(st.ended_at.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeout_ends_timed_out_and_kills_the_process_group() {
+    let h = Local::new(
+        r#"
+version: 0.2
+phases:
+  build:
+    commands:
+      - sleep 300 & echo $! > "$CODEBUILD_SRC_DIR/bg.pid"
+      - sleep 300
+  post_build:
+    commands: ["echo post-build-must-not-run"]
+"#,
+    );
+    let id = h
+        .runner
+        .start(&request("timeout-1", &[], Duration::from_secs(1)))
+        .await
+        .unwrap();
+    let st = wait(&h, &id).await;
+    assert_eq!(st.state, BuildState::TimedOut, "{st:?}");
+    assert!(st.message.unwrap().contains("timed out"));
+    let pgid = i32::try_from(h.column(&id, "pgid").unwrap()).unwrap();
+    assert!(
+        !process::group_exists(pgid),
+        "the build's process group is dead"
+    );
+    let bg: i32 = read(&h.runner.build_dir(&id).join("src/bg.pid"))
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        !process::is_alive(bg, None),
+        "the background process is dead"
+    );
+    assert!(!read(&h.runner.log_path(&id)).contains("\npost-build-must-not-run"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_build_outlives_its_runner_and_a_new_runner_sees_it_finish() {
+    let h = Local::new(
+        r#"
+version: 0.2
+env:
+  exported-variables: [KIRO_OUTCOME]
+phases:
+  build:
+    commands:
+      - while [ ! -e "$GO_FILE" ]; do sleep 0.05; done
+      - export KIRO_OUTCOME=succeeded
+"#,
+    );
+    let go = h.dir.path().join("go");
+    let go_str = go.to_string_lossy().into_owned();
+    let req = request(
+        "reattach-1",
+        &[("GO_FILE", &go_str)],
+        Duration::from_secs(120),
+    );
+    let id = {
+        let first = h.reopen(Arc::new(SystemClock));
+        let id = first.start(&req).await.unwrap();
+        let st = contract::wait_for(&h, &id, "in progress", |s| {
+            s.state == BuildState::InProgress
+        })
+        .await;
+        assert_eq!(st.phase.as_deref(), Some("BUILD"));
+        id
+        // `first` is dropped here; the build keeps running.
+    };
+    let second = h.reopen(Arc::new(SystemClock));
+    let st = second.status(std::slice::from_ref(&id)).await.unwrap();
+    assert_eq!(st[0].state, BuildState::InProgress, "{st:?}");
+    // Starting again with the same key re-attaches instead of starting a second build.
+    assert_eq!(second.start(&req).await.unwrap(), id);
+    assert_eq!(h.builds_started().await.unwrap(), 1);
+    std::fs::write(&go, "").unwrap();
+    let st = wait(&h, &id).await;
+    assert_eq!(st.state, BuildState::Succeeded, "{st:?}");
+    assert_eq!(st.exported["KIRO_OUTCOME"], "succeeded");
+    let seen_by_second = second.status(std::slice::from_ref(&id)).await.unwrap();
+    assert_eq!(seen_by_second[0].state, BuildState::Succeeded);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_build_process_is_reported_fault_and_its_leftovers_killed() {
+    let h = Local::new("version: 0.2\nphases:\n  build:\n    commands: [\"sleep 300\"]\n");
+    let id = h
+        .runner
+        .start(&request("killed-1", &[], Duration::from_secs(120)))
+        .await
+        .unwrap();
+    contract::wait_for(&h, &id, "in a phase", |s| s.phase.is_some()).await;
+    let pid = i32::try_from(h.column(&id, "pid").unwrap()).unwrap();
+    let pgid = i32::try_from(h.column(&id, "pgid").unwrap()).unwrap();
+    assert!(process::group_exists(pgid));
+    process::signal(pid, SIGKILL).unwrap();
+    let st = wait(&h, &id).await;
+    assert_eq!(st.state, BuildState::Fault, "{st:?}");
+    assert_eq!(st.message.as_deref(), Some("build process vanished"));
+    let mut gone = false;
+    for _ in 0..200 {
+        if !process::group_exists(pgid) {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(gone, "the vanished build's phase processes were killed");
+}
+
+#[tokio::test]
+async fn a_build_never_spawned_is_fault_after_the_grace() {
+    let clock = ManualClock::default();
+    let h = Local::with(
+        "version: 0.2\nphases:\n  build:\n    commands: [\"true\"]\n",
+        Arc::new(clock.clone()),
+        |_| {},
+    );
+    // A row recorded by a runner that crashed before it could spawn the build process.
+    let now = clock.now().millis();
+    h.db.call_sync(move |c| {
+        c.execute(
+            "INSERT INTO builds (seq, id, project, item, idempotency_key, source_version, state,
+                                 env_json, timeout_ms, buildspec, build_dir, created_at)
+             VALUES (1, 'local:calc:1', 'calc', 'CALC-1', 'k', 'main', 'QUEUED', '{}', 1000,
+                     '/nonexistent', '/nonexistent', ?1)",
+            [now],
+        )
+        .map_err(|e| PortError::internal(e.to_string()))
+    })
+    .unwrap();
+    let id = BuildId::new("local:calc:1");
+    let st = h.runner.status(std::slice::from_ref(&id)).await.unwrap();
+    assert_eq!(st[0].state, BuildState::Queued, "still within the grace");
+    clock.advance(SPAWN_GRACE + Duration::from_secs(1));
+    let st = h.runner.status(std::slice::from_ref(&id)).await.unwrap();
+    assert_eq!(st[0].state, BuildState::Fault);
+    assert_eq!(st[0].message.as_deref(), Some("build process vanished"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn environment_layers_and_inheritance() {
+    const SPEC: &str = r#"
+version: 0.2
+env:
+  variables:
+    LAYER: from-spec
+    SPEC_ONLY: spec
+  exported-variables: [LAYER, SPEC_ONLY, BASE_ONLY, INHERITED, HOME_SEEN]
+phases:
+  build:
+    commands:
+      - export INHERITED="${CARGO_MANIFEST_DIR:-}" HOME_SEEN="${HOME:+yes}"
+      - if [ -z "$INHERITED" ]; then unset INHERITED; fi
+"#;
+    assert!(
+        std::env::var_os("CARGO_MANIFEST_DIR").is_some(),
+        "cargo sets CARGO_MANIFEST_DIR for test processes"
+    );
+    let base = |c: &mut LocalBuildConfig| {
+        c.base_env.insert("BASE_ONLY".into(), "base".into());
+        c.base_env.insert("LAYER".into(), "from-base".into());
+    };
+    let inherit = Local::with(SPEC, Arc::new(SystemClock), base);
+    let isolated = Local::with(SPEC, Arc::new(SystemClock), |c| {
+        base(c);
+        c.inherit_env = false;
+    });
+    let req = request(
+        "env-1",
+        &[("LAYER", "from-request")],
+        Duration::from_secs(60),
+    );
+    let a = inherit.runner.start(&req).await.unwrap();
+    let b = isolated.runner.start(&req).await.unwrap();
+    let a = wait(&inherit, &a).await;
+    let b = wait(&isolated, &b).await;
+    for st in [&a, &b] {
+        assert_eq!(st.state, BuildState::Succeeded, "{st:?}");
+        assert_eq!(st.exported["LAYER"], "from-request", "overrides win");
+        assert_eq!(st.exported["SPEC_ONLY"], "spec");
+        assert_eq!(st.exported["BASE_ONLY"], "base");
+    }
+    assert!(a.exported.contains_key("INHERITED"), "{a:?}");
+    assert!(!b.exported.contains_key("INHERITED"), "{b:?}");
+    if std::env::var_os("HOME").is_some() {
+        assert_eq!(
+            b.exported["HOME_SEEN"], "yes",
+            "HOME is kept without inheritance"
+        );
+    }
+    // The request's overrides and the runner's base environment are not stored.
+    let base_in_db: i64 = inherit
+        .db
+        .call_sync(|c| {
+            c.query_row(
+                "SELECT COUNT(*) FROM builds WHERE env_json LIKE '%BASE_ONLY%'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| PortError::internal(e.to_string()))
+        })
+        .unwrap();
+    assert_eq!(base_in_db, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_runners_racing_on_one_key_start_one_build() {
+    let h = Local::new("version: 0.2\nphases:\n  build:\n    commands: [\"true\"]\n");
+    let other = h.reopen(Arc::new(SystemClock));
+    let req = request("race-1", &[], Duration::from_secs(60));
+    let (a, b) = tokio::join!(h.runner.start(&req), other.start(&req));
+    assert_eq!(a.unwrap(), b.unwrap());
+    assert_eq!(h.builds_started().await.unwrap(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_buildspec_broken_after_start_up_fails_the_build_with_its_reason() {
+    let h = Local::new("version: 0.2\nphases:\n  build:\n    commands: [\"true\"]\n");
+    std::fs::write(
+        h.dir.path().join("buildspec.yml"),
+        "version: 0.2\nphases:\n  prebuild:\n    commands: [x]\n",
+    )
+    .unwrap();
+    let id = h
+        .runner
+        .start(&request("broken-1", &[], Duration::from_secs(60)))
+        .await
+        .unwrap();
+    let st = wait(&h, &id).await;
+    assert_eq!(st.state, BuildState::Failed);
+    let msg = st.message.unwrap();
+    assert!(msg.contains("phases.prebuild"), "{msg}");
+    assert!(read(&h.runner.log_path(&id)).contains("phases.prebuild"));
+}
+
+#[tokio::test]
+async fn bad_configuration_is_refused_or_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("buildspec.yml");
+    std::fs::write(&spec, "version: 0.1\n").unwrap();
+    let db = EmbeddedDb::open_dir(dir.path()).unwrap();
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let err = LocalBuildRunner::new(
+        db.clone(),
+        clock.clone(),
+        LocalBuildConfig::new(dir.path(), &spec, LAUNCHER),
+    )
+    .unwrap_err();
+    assert!(err.message.contains("version 0.1"), "{err}");
+    std::fs::write(&spec, "version: 0.2\n").unwrap();
+    let err = LocalBuildRunner::new(
+        db.clone(),
+        clock.clone(),
+        LocalBuildConfig::new(dir.path(), &spec, dir.path().join("no-such-launcher")),
+    )
+    .unwrap_err();
+    assert!(err.message.contains("no-such-launcher"), "{err}");
+    // A launcher that exists but cannot run: the build is recorded FAULT with the reason.
+    let runner =
+        LocalBuildRunner::new(db, clock, LocalBuildConfig::new(dir.path(), &spec, &spec)).unwrap();
+    let id = runner
+        .start(&request("fault-1", &[], Duration::from_secs(60)))
+        .await
+        .unwrap();
+    let st = runner.status(std::slice::from_ref(&id)).await.unwrap();
+    assert_eq!(st[0].state, BuildState::Fault);
+    assert!(
+        st[0]
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("cannot start the build process")
+    );
+    assert!(runner.stop(&BuildId::new("local:calc:999")).await.is_err());
+    assert!(runner.status(&[]).await.unwrap().is_empty());
+}
+
+#[test]
+fn the_launcher_explains_itself() {
+    let out = std::process::Command::new(LAUNCHER)
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("not by humans"), "{help}");
+    let out = std::process::Command::new(LAUNCHER).output().unwrap();
+    assert!(!out.status.success(), "arguments are required");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_is_recorded_by_the_build_process_and_kills_its_group() {
+    let h = Local::new(
+        "version: 0.2\nphases:\n  build:\n    commands: [\"sleep 300\"]\n    finally: [\"echo finally-ran\"]\n",
+    );
+    let id = h
+        .runner
+        .start(&request("stop-2", &[], Duration::from_secs(120)))
+        .await
+        .unwrap();
+    contract::wait_for(&h, &id, "in a phase", |s| s.phase.is_some()).await;
+    let pgid = i32::try_from(h.column(&id, "pgid").unwrap()).unwrap();
+    h.runner.stop(&id).await.unwrap();
+    let st = wait(&h, &id).await;
+    assert_eq!(st.state, BuildState::Stopped);
+    assert_eq!(st.message.as_deref(), Some("build stopped in phase BUILD"));
+    assert!(!process::group_exists(pgid));
+    assert!(read(&h.runner.log_path(&id)).contains("State: STOPPED"));
+}
