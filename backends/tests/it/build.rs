@@ -496,6 +496,12 @@ fn the_launcher_explains_itself() {
     assert!(help.contains("not by humans"), "{help}");
     let out = std::process::Command::new(LAUNCHER).output().unwrap();
     assert!(!out.status.success(), "arguments are required");
+    // Test binaries live in target/<profile>/deps; the launcher one level up.
+    let found = kiro_backends::embedded::build::locate_launcher().unwrap();
+    assert_eq!(
+        found.canonicalize().unwrap(),
+        Path::new(LAUNCHER).canonicalize().unwrap()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,6 +13,10 @@
 //!   after a grace) on timeout, on stop and at the end of the build, so nothing a build
 //!   started outlives it;
 //! - everything the phases print goes to `<build dir>/build.log`.
+//!
+//! Commands run with `eval` in the phase's shell, so `cd` and plain assignments carry
+//! to the next command as in CodeBuild; a command that calls `exit` ends its phase's
+//! shell at once (its `finally` commands then do not run).
 
 use super::buildspec::{BuildSpec, OnFailure, Phase, PhaseName};
 use super::process::{self, SIGKILL, SIGTERM};

@@ -20,7 +20,7 @@ pub mod process;
 pub mod runner;
 
 pub use buildspec::{BuildSpec, BuildSpecError, OnFailure, Phase, PhaseName};
-pub use runner::{LocalBuildConfig, LocalBuildRunner, run_recorded_build};
+pub use runner::{LocalBuildConfig, LocalBuildRunner, locate_launcher, run_recorded_build};
 
 /// The `builds` table (one row per build; see [`runner`]).
 pub const SCHEMA: &str = "

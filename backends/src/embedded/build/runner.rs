@@ -79,6 +79,27 @@ impl LocalBuildConfig {
     }
 }
 
+/// The file name of the build launcher binary.
+pub const LAUNCHER_NAME: &str = "kiro-local-build";
+
+/// Find the `kiro-local-build` binary: next to the running executable (or one level up,
+/// for test binaries in `target/<profile>/deps`), else on `PATH`.
+pub fn locate_launcher() -> Option<PathBuf> {
+    let beside_exe = std::env::current_exe().ok().and_then(|exe| {
+        let dir = exe.parent()?.to_owned();
+        [dir.join(LAUNCHER_NAME), dir.parent()?.join(LAUNCHER_NAME)]
+            .into_iter()
+            .find(|p| p.is_file())
+    });
+    beside_exe.or_else(|| {
+        std::env::var_os("PATH").and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|d| d.join(LAUNCHER_NAME))
+                .find(|p| p.is_file())
+        })
+    })
+}
+
 /// The directory of build `id` under `state_dir` (`:` becomes `_`).
 pub fn build_dir(state_dir: &Path, id: &BuildId) -> PathBuf {
     state_dir
@@ -536,6 +557,7 @@ pub async fn run_recorded_build(db: EmbeddedDb, id: &BuildId) -> Result<BuildSta
         )));
     }
     let clock = SystemClock;
+    let started_at = clock.now();
     let me = i32::try_from(std::process::id()).unwrap_or(0);
     let claimed = db.call_sync(|c| {
         c.execute(
@@ -546,7 +568,7 @@ pub async fn run_recorded_build(db: EmbeddedDb, id: &BuildId) -> Result<BuildSta
                 me,
                 process::start_time(me).map(|s| s as i64),
                 process::boot_id(),
-                clock.now().millis(),
+                started_at.millis(),
                 key
             ],
         )
@@ -574,7 +596,7 @@ pub async fn run_recorded_build(db: EmbeddedDb, id: &BuildId) -> Result<BuildSta
         base_env: launcher_env(),
         overrides: row.env.clone(),
         source_version: row.source_version.clone(),
-        start_time: row.created_at.max(clock.now()),
+        start_time: started_at,
         timeout: row.timeout,
         kill_grace: KILL_GRACE,
     };
