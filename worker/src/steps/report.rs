@@ -32,7 +32,6 @@ fn cell(s: &str) -> String {
         .replace('\\', "\\\\")
         .replace('|', "\\|")
         .replace('<', "&lt;")
-        .replace('`', "\\`")
 }
 
 fn state(t: Option<&Task>) -> String {
@@ -183,7 +182,7 @@ mod tests {
         assert!(md.contains("failed: `tests-failed`"), "{md}");
         assert!(md.contains("| Attempt | 2 |") && md.contains("| Fence | 3 |"));
         assert!(
-            md.contains("| 1 | Add \\`subtract\\` \\| pipe | open | ✅ done |"),
+            md.contains("| 1 | Add `subtract` \\| pipe | open | ✅ done |"),
             "{md}"
         );
         assert!(md.contains("Done: 1 → 2 of 2"));
