@@ -816,6 +816,35 @@ phases:
         assert!(ran.log.contains("with shell sh"));
     }
 
+    #[tokio::test]
+    async fn background_processes_keep_the_phases_in_one_group_until_the_end() {
+        let ran = run(r#"
+version: 0.2
+phases:
+  install:
+    commands: ["sleep 300 &"]
+  build:
+    commands: ["true"]
+  post_build:
+    commands: ["true"]
+"#)
+        .await;
+        assert_eq!(ran.outcome.state, BuildState::Succeeded);
+        let groups: Vec<i32> = ran.phases.iter().map(|p| p.1).collect();
+        assert_eq!(
+            groups,
+            vec![groups[0]; 3],
+            "later phases join the first group"
+        );
+        assert!(
+            !process::group_exists(groups[0]),
+            "the background process dies with the build"
+        );
+        // Without a background process the group ends with its phase: a new one is made.
+        let ran = run("version: 0.2\nphases:\n  build:\n    commands: [\"true\"]\n  post_build:\n    commands: [\"true\"]\n").await;
+        assert_ne!(ran.phases[0].1, ran.phases[1].1);
+    }
+
     #[test]
     fn quoting_and_env_dumps() {
         assert_eq!(shell_quote("it's"), r"'it'\''s'");
