@@ -37,6 +37,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, instrument, warn};
 
+/// The shortest long-poll of the run loop (keeps an idle loop from spinning).
+const MIN_WAIT: Duration = Duration::from_millis(50);
+
 /// Tunables of the engine. Defaults suit CodeBuild; the embedded default shortens the
 /// polling interval.
 #[derive(Debug, Clone)]
@@ -214,7 +217,8 @@ impl Engine {
     /// With `until_idle`, also stop once nothing is in flight here and the queue is idle.
     pub async fn run(&mut self, cancel: CancellationToken, until_idle: bool) -> EngineStats {
         loop {
-            let wait = self.next_wait();
+            // Never spin: even when a deadline is due now, a receive waits a little.
+            let wait = self.next_wait().max(MIN_WAIT);
             tokio::select! {
                 biased;
                 () = cancel.cancelled() => break,

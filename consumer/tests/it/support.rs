@@ -114,7 +114,8 @@ impl BuildRunner for ScriptedRunner {
 
 /// One state directory shared by any number of engines ("consumer processes").
 pub struct Harness {
-    pub dir: tempfile::TempDir,
+    /// Keeps the state directory alive as long as the harness.
+    _dir: tempfile::TempDir,
     pub clock: Arc<TokioClock>,
     pub queue: Arc<SqliteQueue>,
     pub leases: Arc<SqliteLeaseStore>,
@@ -138,7 +139,7 @@ impl Harness {
             .unwrap(),
         );
         let leases = Arc::new(SqliteLeaseStore::new(db, clock.clone(), Duration::from_secs(1)).unwrap());
-        Harness { dir, clock, queue, leases, runner: Arc::new(ScriptedRunner::default()) }
+        Harness { _dir: dir, clock, queue, leases, runner: Arc::new(ScriptedRunner::default()) }
     }
 
     pub fn config(owner: &str) -> EngineConfig {
