@@ -10,8 +10,8 @@
 use clap::{Args, Parser, Subcommand};
 use kiro_protocol::ports::build::env;
 use kiro_protocol::{
-    BranchName, Failure, FailureClass, Fence, IdError, ItemId, PrNumber, ProjectKey, RepoName,
-    SpecPath,
+    BranchName, BuildId, Failure, FailureClass, Fence, IdError, ItemId, PrNumber, ProjectKey,
+    RepoName, SpecPath,
 };
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -81,6 +81,10 @@ pub struct Config {
     pub attempt: Option<String>,
     #[arg(long, env = env::TRACEPARENT)]
     pub traceparent: Option<String>,
+    /// This build's id, as the build runner sets it (`CODEBUILD_BUILD_ID`); lets the
+    /// worker act after a new lease holder adopted its build.
+    #[arg(long, env = "CODEBUILD_BUILD_ID")]
+    pub build_id: Option<String>,
 
     // --- operator settings ---
     /// Base URL of the git forge; the clone URL is `{base}/{owner}/{name}.git`.
@@ -147,6 +151,7 @@ impl Config {
             fence: None,
             attempt: None,
             traceparent: None,
+            build_id: None,
             git_base: "https://github.com".into(),
             build_dir: PathBuf::from("."),
             workdir: PathBuf::from("workspace"),
@@ -212,6 +217,8 @@ pub struct Inputs {
     pub pr: PrNumber,
     pub fence: Fence,
     pub attempt: u32,
+    /// The build this worker runs in, when the runner says.
+    pub build_id: Option<BuildId>,
 }
 
 impl Inputs {
@@ -243,7 +250,14 @@ impl Inputs {
                 .parse::<u32>()
                 .map_err(|_| bad(IdError::new("attempt", raw, "must be a number")))?,
         };
+        let build_id = cfg
+            .build_id
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(BuildId::new);
         Ok(Inputs {
+            build_id,
             item,
             project,
             repo,

@@ -18,7 +18,7 @@ use crate::steps::{agent, coverage, git, spec, test_run};
 use crate::tasks::{self, Progress, Task};
 use crate::wiring::Ports;
 use kiro_protocol::{
-    Failure, FailureClass, ItemStatus, OutcomeStatus, Report, WorkerOutcome, fence_is_current,
+    Failure, FailureClass, ItemStatus, OutcomeStatus, Report, WorkerOutcome, build_may_act,
 };
 use std::path::{Path, PathBuf};
 use tracing::{Instrument, error, info, info_span, instrument, warn};
@@ -256,7 +256,15 @@ async fn tests_step(cfg: &Config, checkout: &Path) -> Result<TestResult, Failure
 
 #[instrument(skip_all, fields(fence = %inputs.fence, before = what))]
 async fn check_fence(ports: &Ports, inputs: &Inputs, what: &str) -> Result<(), Failure> {
-    if fence_is_current(ports.lease.as_ref(), &inputs.project, inputs.fence).await? {
+    let may_act = build_may_act(
+        ports.lease.as_ref(),
+        &inputs.project,
+        &inputs.item,
+        inputs.fence,
+        inputs.build_id.as_ref(),
+    )
+    .await?;
+    if may_act {
         Ok(())
     } else {
         Err(Failure::new(
