@@ -16,7 +16,10 @@ pub struct TokioClock {
 
 impl TokioClock {
     pub fn new() -> Self {
-        TokioClock { base: SystemClock.now(), start: Instant::now() }
+        TokioClock {
+            base: SystemClock.now(),
+            start: Instant::now(),
+        }
     }
 }
 

@@ -16,7 +16,12 @@ use std::time::Duration;
 pub struct Cli {
     /// Where the embedded default keeps its data (queue, leases, builds, board status,
     /// reports).
-    #[arg(long, global = true, env = "KIRO_STATE_DIR", default_value = ".kiro-state")]
+    #[arg(
+        long,
+        global = true,
+        env = "KIRO_STATE_DIR",
+        default_value = ".kiro-state"
+    )]
     pub state_dir: PathBuf,
     /// Which backend holds the queue, the leases and the builds.
     #[arg(long, global = true, env = "KIRO_BACKEND", value_enum, default_value_t = Backend::Embedded)]

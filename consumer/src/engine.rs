@@ -90,8 +90,16 @@ impl Default for EngineConfig {
 /// `<host>-<pid>-<random>`: unique per process start.
 pub fn default_owner() -> String {
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "consumer".into());
-    let host: String = host.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(40).collect();
-    format!("{host}-{}-{:06x}", std::process::id(), rand::random::<u32>() & 0xff_ffff)
+    let host: String = host
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .take(40)
+        .collect();
+    format!(
+        "{host}-{}-{:06x}",
+        std::process::id(),
+        rand::random::<u32>() & 0xff_ffff
+    )
 }
 
 /// The ports the engine works through.
@@ -171,7 +179,13 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(cfg: EngineConfig, ports: Ports) -> Self {
-        Engine { cfg, ports, jobs: HashMap::new(), stats: EngineStats::default(), draining: false }
+        Engine {
+            cfg,
+            ports,
+            jobs: HashMap::new(),
+            stats: EngineStats::default(),
+            draining: false,
+        }
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -255,7 +269,9 @@ impl Engine {
         if self.jobs.is_empty() {
             return self.cfg.receive_wait;
         }
-        self.next_deadline().saturating_duration_since(Instant::now()).min(self.cfg.receive_wait)
+        self.next_deadline()
+            .saturating_duration_since(Instant::now())
+            .min(self.cfg.receive_wait)
     }
 
     fn next_deadline(&self) -> Instant {
@@ -289,7 +305,9 @@ impl Engine {
                         report.started += 1;
                         let latency = self.ports.clock.now().since(job.delivery.sent_at);
                         if self.stats.dispatch_latency_ms.len() < 1_000_000 {
-                            self.stats.dispatch_latency_ms.push(u64::try_from(latency.as_millis()).unwrap_or(u64::MAX));
+                            self.stats
+                                .dispatch_latency_ms
+                                .push(u64::try_from(latency.as_millis()).unwrap_or(u64::MAX));
                         }
                     }
                     self.jobs.insert(job.item.project.to_string(), *job);
@@ -319,15 +337,32 @@ impl Engine {
         };
         let item = envelope.item;
         let span = info_span!("process", project = %item.project, item = %item.id, message = %d.message_id);
-        self.dispatch_item(d, item, envelope.trace).instrument(span).await
+        self.dispatch_item(d, item, envelope.trace)
+            .instrument(span)
+            .await
     }
 
-    async fn dispatch_item(&self, d: Delivery, item: WorkItem, trace: kiro_protocol::TraceContext) -> Dispatch {
+    async fn dispatch_item(
+        &self,
+        d: Delivery,
+        item: WorkItem,
+        trace: kiro_protocol::TraceContext,
+    ) -> Dispatch {
         let mut settled = TickReport::default();
-        let lease = match self.ports.leases.acquire(&item.project, &self.cfg.owner, self.cfg.lease_ttl).await {
+        let lease = match self
+            .ports
+            .leases
+            .acquire(&item.project, &self.cfg.owner, self.cfg.lease_ttl)
+            .await
+        {
             Ok(l) => l,
-            Err(LeaseError::Held { holder, expires_at, .. }) => {
-                let wait = expires_at.since(self.ports.clock.now()).min(self.cfg.contention_delay).max(Duration::from_secs(1));
+            Err(LeaseError::Held {
+                holder, expires_at, ..
+            }) => {
+                let wait = expires_at
+                    .since(self.ports.clock.now())
+                    .min(self.cfg.contention_delay)
+                    .max(Duration::from_secs(1));
                 info!(%holder, wait_ms = wait.as_millis() as u64, "project busy; message returned");
                 self.release_quietly(&d, wait).await;
                 settled.contention += 1;
@@ -352,7 +387,10 @@ impl Engine {
         };
         let now = self.ports.clock.now();
         let mut record = match existing {
-            Some(mut r) if r.message_id == d.message_id || (r.state.may_have_build() && r.build_id.is_some()) => {
+            Some(mut r)
+                if r.message_id == d.message_id
+                    || (r.state.may_have_build() && r.build_id.is_some()) =>
+            {
                 // A redelivery of the message we know, or a build to re-attach to.
                 if r.state.is_final() {
                     return self.settle_known_final(d, lease, r).await;
@@ -371,7 +409,14 @@ impl Engine {
                 r.trace = trace.clone();
                 r
             }
-            None => JobRecord::new(item.project.clone(), item.id.clone(), d.message_id.clone(), lease.fence, trace.clone(), now),
+            None => JobRecord::new(
+                item.project.clone(),
+                item.id.clone(),
+                d.message_id.clone(),
+                lease.fence,
+                trace.clone(),
+                now,
+            ),
         };
         record.fence = lease.fence;
         record.owner = Some(self.cfg.owner.clone());
@@ -383,7 +428,12 @@ impl Engine {
                 Some(id) => Some(id),
                 // Intent recorded but no id: the same idempotency key finds the build if it
                 // was started, and starts it otherwise.
-                None => self.ports.builds.start(&self.build_request(&item, &record)).await.ok(),
+                None => self
+                    .ports
+                    .builds
+                    .start(&self.build_request(&item, &record))
+                    .await
+                    .ok(),
             };
             if let Some(id) = id {
                 record.state = JobState::Running;
@@ -405,7 +455,13 @@ impl Engine {
     }
 
     /// Record the intent, start the build, record its id.
-    async fn start_build(&self, d: Delivery, item: WorkItem, lease: Lease, mut record: JobRecord) -> Dispatch {
+    async fn start_build(
+        &self,
+        d: Delivery,
+        item: WorkItem,
+        lease: Lease,
+        mut record: JobRecord,
+    ) -> Dispatch {
         let mut settled = TickReport::default();
         let now = self.ports.clock.now();
         record.attempts += 1;
@@ -460,10 +516,20 @@ impl Engine {
         }
     }
 
-    fn active(&self, delivery: Delivery, item: WorkItem, lease: Lease, record: JobRecord, build_id: BuildId) -> ActiveJob {
+    fn active(
+        &self,
+        delivery: Delivery,
+        item: WorkItem,
+        lease: Lease,
+        record: JobRecord,
+        build_id: BuildId,
+    ) -> ActiveJob {
         let now = Instant::now();
-        let confirmed = (self.cfg.lease_ttl.min(delivery.visible_again_at.since(self.ports.clock.now())))
-            .saturating_sub(self.cfg.safety_margin);
+        let confirmed = (self
+            .cfg
+            .lease_ttl
+            .min(delivery.visible_again_at.since(self.ports.clock.now())))
+        .saturating_sub(self.cfg.safety_margin);
         ActiveJob {
             delivery,
             item,
@@ -503,10 +569,19 @@ impl Engine {
     /// jobs whose deadline passed without a confirmed renewal.
     async fn supervise(&mut self, report: &mut TickReport) {
         let now = Instant::now();
-        let due: Vec<String> = self.jobs.iter().filter(|(_, j)| j.next_renew <= now).map(|(k, _)| k.clone()).collect();
+        let due: Vec<String> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| j.next_renew <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
         if !due.is_empty() {
             let started = Instant::now();
-            let receipts: Vec<_> = due.iter().filter_map(|k| self.jobs.get(k)).map(|j| j.delivery.receipt.clone()).collect();
+            let receipts: Vec<_> = due
+                .iter()
+                .filter_map(|k| self.jobs.get(k))
+                .map(|j| j.delivery.receipt.clone())
+                .collect();
             let leases = self.ports.leases.clone();
             let ttl = self.cfg.lease_ttl;
             let renewals = join_all(due.iter().filter_map(|k| self.jobs.get(k)).map(|j| {
@@ -514,13 +589,19 @@ impl Engine {
                 let lease = j.lease.clone();
                 async move { leases.renew(&lease, ttl).await }
             }));
-            let (renewed, extended) = tokio::join!(renewals, self.ports.queue.extend(&receipts, self.cfg.visibility));
+            let (renewed, extended) = tokio::join!(
+                renewals,
+                self.ports.queue.extend(&receipts, self.cfg.visibility)
+            );
             let extended: Vec<Option<bool>> = match extended {
-                Ok(v) => v.into_iter().map(|r| match r {
-                    Ok(()) => Some(true),
-                    Err(e) if e.class == FailureClass::FenceLost => Some(false),
-                    Err(_) => None,
-                }).collect(),
+                Ok(v) => v
+                    .into_iter()
+                    .map(|r| match r {
+                        Ok(()) => Some(true),
+                        Err(e) if e.class == FailureClass::FenceLost => Some(false),
+                        Err(_) => None,
+                    })
+                    .collect(),
                 Err(e) => {
                     warn!(error = %e, "visibility extension failed");
                     vec![None; due.len()]
@@ -528,16 +609,24 @@ impl Engine {
             };
             let mut fence_lost = Vec::new();
             for ((key, renewed), extended) in due.iter().zip(renewed).zip(extended) {
-                let Some(job) = self.jobs.get_mut(key) else { continue };
+                let Some(job) = self.jobs.get_mut(key) else {
+                    continue;
+                };
                 match (renewed, extended) {
                     (Ok(lease), Some(true)) => {
                         job.lease = lease;
-                        let confirmed = self.cfg.lease_ttl.min(self.cfg.visibility).saturating_sub(self.cfg.safety_margin);
+                        let confirmed = self
+                            .cfg
+                            .lease_ttl
+                            .min(self.cfg.visibility)
+                            .saturating_sub(self.cfg.safety_margin);
                         job.safe_until = started + confirmed;
                         job.next_renew = started + self.cfg.renew_every;
                         debug!(project = %key, "heartbeat");
                     }
-                    (Err(LeaseError::FenceLost { .. }), _) | (_, Some(false)) => fence_lost.push(key.clone()),
+                    (Err(LeaseError::FenceLost { .. }), _) | (_, Some(false)) => {
+                        fence_lost.push(key.clone())
+                    }
                     (Ok(lease), None) => {
                         job.lease = lease;
                         job.next_renew = Instant::now() + Duration::from_secs(1);
@@ -556,7 +645,12 @@ impl Engine {
             }
         }
         let now = Instant::now();
-        let expired: Vec<String> = self.jobs.iter().filter(|(_, j)| j.safe_until <= now).map(|(k, _)| k.clone()).collect();
+        let expired: Vec<String> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| j.safe_until <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
         for key in expired {
             if let Some(job) = self.jobs.remove(&key) {
                 report.cancelled += 1;
@@ -573,7 +667,9 @@ impl Engine {
             if let Ok(Some(view)) = self.ports.leases.get(&job.item.project).await {
                 // Stop the build only if nobody adopted it under a newer fence.
                 let adopted = match self.ports.leases.job(&job.item.project, &job.item.id).await {
-                    Ok(Some(r)) => r.fence == view.fence && r.build_id.as_ref() == Some(&job.build_id),
+                    Ok(Some(r)) => {
+                        r.fence == view.fence && r.build_id.as_ref() == Some(&job.build_id)
+                    }
                     _ => false,
                 };
                 if adopted {
@@ -608,7 +704,9 @@ impl Engine {
         }
         let mut finished = Vec::new();
         for (key, id) in due {
-            let Some(job) = self.jobs.get_mut(&key) else { continue };
+            let Some(job) = self.jobs.get_mut(&key) else {
+                continue;
+            };
             job.next_poll = Instant::now() + self.cfg.poll_every;
             match statuses.remove(&id) {
                 Some(s) if s.state.is_finished() => {
@@ -670,7 +768,12 @@ impl Engine {
     }
 
     /// Retry with backoff or dead-letter, as the policy decides.
-    async fn settle_failure(&self, mut job: ActiveJob, failure: Failure, counted: bool) -> Dispatch {
+    async fn settle_failure(
+        &self,
+        mut job: ActiveJob,
+        failure: Failure,
+        counted: bool,
+    ) -> Dispatch {
         let mut r = TickReport::default();
         if counted && !failure.class.burns_attempt() {
             job.record.attempts = job.record.attempts.saturating_sub(1);
@@ -687,7 +790,11 @@ impl Engine {
                 }
                 self.release_quietly(&job.delivery, delay).await;
                 self.give_up_lease(&job.lease).await;
-                info!(delay_ms = delay.as_millis() as u64, attempts = job.record.attempts, "retry scheduled");
+                info!(
+                    delay_ms = delay.as_millis() as u64,
+                    attempts = job.record.attempts,
+                    "retry scheduled"
+                );
                 r.retried = 1;
                 Dispatch::Settled(r)
             }
@@ -721,7 +828,10 @@ impl Engine {
             }
             Dispatch::Settled(TickReport::default())
         } else {
-            let failure = r.last_failure.clone().unwrap_or_else(|| Failure::new(FailureClass::Internal, "dead-lettered"));
+            let failure = r
+                .last_failure
+                .clone()
+                .unwrap_or_else(|| Failure::new(FailureClass::Internal, "dead-lettered"));
             let letter = DeadLetter {
                 reason: failure.reason.clone(),
                 class: failure.class,
@@ -744,7 +854,10 @@ impl Engine {
                 r.dead_lettered = 1;
                 if let (Some(board), Ok(env)) = (&self.ports.board, Envelope::decode(&d.body)) {
                     let note = format!("dead-lettered ({}): {}", letter.class, letter.reason);
-                    if let Err(e) = board.set_status(env.item.id.as_str(), ItemStatus::Failed, Some(&note)).await {
+                    if let Err(e) = board
+                        .set_status(env.item.id.as_str(), ItemStatus::Failed, Some(&note))
+                        .await
+                    {
                         warn!(error = %e, "cannot mark the board item failed");
                     }
                 }
@@ -798,7 +911,9 @@ impl Engine {
 /// otherwise the build's own state.
 pub fn outcome_of(status: &BuildStatus) -> WorkerOutcome {
     let reported = WorkerOutcome::from_vars(&status.exported);
-    let worker_spoke = status.exported.contains_key(kiro_protocol::outcome::vars::OUTCOME);
+    let worker_spoke = status
+        .exported
+        .contains_key(kiro_protocol::outcome::vars::OUTCOME);
     match status.state {
         BuildState::Succeeded => reported,
         _ if worker_spoke && reported.status == OutcomeStatus::Failed => reported,
@@ -808,8 +923,15 @@ pub fn outcome_of(status: &BuildStatus) -> WorkerOutcome {
                 BuildState::Stopped => FailureClass::Stopped,
                 _ => FailureClass::BuildFailed,
             };
-            let why = status.message.clone().unwrap_or_else(|| format!("build ended {state}"));
-            WorkerOutcome { failure: Some(Failure::new(class, why)), status: OutcomeStatus::Failed, ..reported }
+            let why = status
+                .message
+                .clone()
+                .unwrap_or_else(|| format!("build ended {state}"));
+            WorkerOutcome {
+                failure: Some(Failure::new(class, why)),
+                status: OutcomeStatus::Failed,
+                ..reported
+            }
         }
     }
 }

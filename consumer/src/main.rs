@@ -29,7 +29,9 @@ async fn main() -> ExitCode {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.with_target(false).init(),
         LogFormat::Json => builder.json().init(),
@@ -57,11 +59,16 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Dlq { command: DlqCommand::List { json, limit } } => {
+        Command::Dlq {
+            command: DlqCommand::List { json, limit },
+        } => {
             let entries = wired.queue.dlq_list(limit).await?;
             let now = wired.clock.now();
             if json {
-                println!("{}", serde_json::to_string_pretty(&ops::dlq_json(&entries, now))?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&ops::dlq_json(&entries, now))?
+                );
             } else if entries.is_empty() {
                 println!("the dead-letter queue is empty");
             } else {
@@ -69,8 +76,24 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Dlq { command: DlqCommand::Replay { ids, project, class, older_than, all, dry_run } } => {
-            let selection = DlqSelection { ids: ids.into_iter().map(MessageId::new).collect(), project, class, older_than, all };
+        Command::Dlq {
+            command:
+                DlqCommand::Replay {
+                    ids,
+                    project,
+                    class,
+                    older_than,
+                    all,
+                    dry_run,
+                },
+        } => {
+            let selection = DlqSelection {
+                ids: ids.into_iter().map(MessageId::new).collect(),
+                project,
+                class,
+                older_than,
+                all,
+            };
             let report = wired.queue.dlq_replay(&selection, dry_run).await?;
             let verb = if dry_run { "would replay" } else { "replayed" };
             for id in &report.selected {
@@ -83,7 +106,8 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             let b = kiro_github::embedded::EmbeddedBoard::open(&board, wired.db.clone())?;
             let items = b.items().await?;
             let status = |s: Option<kiro_protocol::ItemStatus>, raw: &str| {
-                s.map(|s| s.to_string()).unwrap_or_else(|| format!("{raw} (unknown status)"))
+                s.map(|s| s.to_string())
+                    .unwrap_or_else(|| format!("{raw} (unknown status)"))
             };
             if json {
                 let v: Vec<serde_json::Value> = items
@@ -111,7 +135,10 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                         ]
                     })
                     .collect();
-                print!("{}", ops::table(&["PROJECT", "ITEM", "STATUS", "NOTE"], &rows));
+                print!(
+                    "{}",
+                    ops::table(&["PROJECT", "ITEM", "STATUS", "NOTE"], &rows)
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -134,7 +161,10 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 for r in reports {
-                    println!("── {}#{} (revision {}) ──\n{}\n", r.repo, r.number, r.revision, r.report.markdown);
+                    println!(
+                        "── {}#{} (revision {}) ──\n{}\n",
+                        r.repo, r.number, r.revision, r.report.markdown
+                    );
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -154,12 +184,22 @@ async fn run(state_dir: &std::path::Path, wired: wiring::Wired, args: RunArgs) -
         poll_every: args.poll_every,
         build_timeout: args.build_timeout,
         contention_delay: args.lease_ttl,
-        retry: RetryPolicy { max_attempts: args.max_attempts.max(1), base_delay: args.retry_base, max_delay: args.retry_max },
+        retry: RetryPolicy {
+            max_attempts: args.max_attempts.max(1),
+            base_delay: args.retry_base,
+            max_delay: args.retry_max,
+        },
         build_env,
         ..EngineConfig::default()
     };
     tracing::info!(owner = %cfg.owner, max_jobs = cfg.max_jobs, "consumer starting");
-    let ports = Ports { queue: wired.queue, leases: wired.leases, builds, board, clock: wired.clock };
+    let ports = Ports {
+        queue: wired.queue,
+        leases: wired.leases,
+        builds,
+        board,
+        clock: wired.clock,
+    };
     let cancel = CancellationToken::new();
     spawn_signal_handler(cancel.clone())?;
     let mut engine = Engine::new(cfg, ports);

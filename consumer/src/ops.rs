@@ -52,13 +52,32 @@ pub fn jobs_table(jobs: &[JobRecord]) -> String {
                 j.state.to_string(),
                 j.attempts.to_string(),
                 j.fence.to_string(),
-                j.build_id.clone().or_else(|| j.history.last().and_then(|a| a.build_id.clone())).map(|b| b.to_string()).unwrap_or_else(|| "-".into()),
-                j.last_failure.as_ref().map(|f| f.class.to_string()).unwrap_or_else(|| "-".into()),
+                j.build_id
+                    .clone()
+                    .or_else(|| j.history.last().and_then(|a| a.build_id.clone()))
+                    .map(|b| b.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                j.last_failure
+                    .as_ref()
+                    .map(|f| f.class.to_string())
+                    .unwrap_or_else(|| "-".into()),
                 coverage(j.coverage),
             ]
         })
         .collect();
-    table(&["PROJECT", "ITEM", "STATE", "ATTEMPTS", "FENCE", "BUILD", "LAST FAILURE", "COVERAGE"], &rows)
+    table(
+        &[
+            "PROJECT",
+            "ITEM",
+            "STATE",
+            "ATTEMPTS",
+            "FENCE",
+            "BUILD",
+            "LAST FAILURE",
+            "COVERAGE",
+        ],
+        &rows,
+    )
 }
 
 pub fn jobs_json(jobs: &[JobRecord]) -> serde_json::Value {
@@ -67,7 +86,9 @@ pub fn jobs_json(jobs: &[JobRecord]) -> serde_json::Value {
 
 /// The item id inside a dead letter's body, if it decodes.
 fn item_of(e: &DeadLetterEntry) -> String {
-    Envelope::decode(&e.body).map(|env| env.item.id.to_string()).unwrap_or_else(|_| "?".into())
+    Envelope::decode(&e.body)
+        .map(|env| env.item.id.to_string())
+        .unwrap_or_else(|_| "?".into())
 }
 
 fn age(now: Timestamp, then: Timestamp) -> String {
@@ -94,7 +115,12 @@ pub fn dlq_table(entries: &[DeadLetterEntry], now: Timestamp) -> String {
             ]
         })
         .collect();
-    table(&["MESSAGE", "PROJECT", "ITEM", "CLASS", "ATTEMPTS", "AGE", "REASON"], &rows)
+    table(
+        &[
+            "MESSAGE", "PROJECT", "ITEM", "CLASS", "ATTEMPTS", "AGE", "REASON",
+        ],
+        &rows,
+    )
 }
 
 pub fn dlq_json(entries: &[DeadLetterEntry], now: Timestamp) -> serde_json::Value {
@@ -125,7 +151,10 @@ mod tests {
 
     #[test]
     fn table_aligns_columns() {
-        let t = table(&["A", "BB"], &[vec!["xxx".into(), "y".into()], vec!["z".into(), "w".into()]]);
+        let t = table(
+            &["A", "BB"],
+            &[vec!["xxx".into(), "y".into()], vec!["z".into(), "w".into()]],
+        );
         assert_eq!(t, "A    BB\nxxx  y\nz    w\n");
     }
 

@@ -52,7 +52,9 @@ impl RetryPolicy {
                 ),
             };
         }
-        Decision::Retry { delay: self.delay(attempts) }
+        Decision::Retry {
+            delay: self.delay(attempts),
+        }
     }
 
     /// The backoff before retry number `attempts` (1-based), with jitter.
@@ -84,15 +86,30 @@ mod tests {
     #[test]
     fn permanent_classes_dead_letter_at_once() {
         let p = RetryPolicy::default();
-        assert!(matches!(p.decide(&f(FailureClass::PermanentInput), 1), Decision::DeadLetter { .. }));
-        assert!(matches!(p.decide(&f(FailureClass::CoverageBelow), 1), Decision::DeadLetter { .. }));
+        assert!(matches!(
+            p.decide(&f(FailureClass::PermanentInput), 1),
+            Decision::DeadLetter { .. }
+        ));
+        assert!(matches!(
+            p.decide(&f(FailureClass::CoverageBelow), 1),
+            Decision::DeadLetter { .. }
+        ));
     }
 
     #[test]
     fn retryable_classes_retry_until_the_budget_is_spent() {
-        let p = RetryPolicy { max_attempts: 3, ..Default::default() };
-        assert!(matches!(p.decide(&f(FailureClass::TestsFailed), 1), Decision::Retry { .. }));
-        assert!(matches!(p.decide(&f(FailureClass::TestsFailed), 2), Decision::Retry { .. }));
+        let p = RetryPolicy {
+            max_attempts: 3,
+            ..Default::default()
+        };
+        assert!(matches!(
+            p.decide(&f(FailureClass::TestsFailed), 1),
+            Decision::Retry { .. }
+        ));
+        assert!(matches!(
+            p.decide(&f(FailureClass::TestsFailed), 2),
+            Decision::Retry { .. }
+        ));
         let Decision::DeadLetter { reason } = p.decide(&f(FailureClass::TestsFailed), 3) else {
             panic!("expected dead letter");
         };
@@ -101,9 +118,18 @@ mod tests {
 
     #[test]
     fn contention_and_fence_loss_never_spend_the_budget() {
-        let p = RetryPolicy { max_attempts: 1, ..Default::default() };
-        assert!(matches!(p.decide(&f(FailureClass::Contention), 99), Decision::Retry { .. }));
-        assert!(matches!(p.decide(&f(FailureClass::FenceLost), 99), Decision::Retry { .. }));
+        let p = RetryPolicy {
+            max_attempts: 1,
+            ..Default::default()
+        };
+        assert!(matches!(
+            p.decide(&f(FailureClass::Contention), 99),
+            Decision::Retry { .. }
+        ));
+        assert!(matches!(
+            p.decide(&f(FailureClass::FenceLost), 99),
+            Decision::Retry { .. }
+        ));
     }
 
     proptest! {

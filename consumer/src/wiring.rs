@@ -26,7 +26,12 @@ pub struct Wired {
 }
 
 /// Queue and leases (what every command needs).
-pub fn core(backend: Backend, state_dir: &Path, visibility: Duration, skew: Duration) -> Result<Wired> {
+pub fn core(
+    backend: Backend,
+    state_dir: &Path,
+    visibility: Duration,
+    skew: Duration,
+) -> Result<Wired> {
     match backend {
         Backend::Embedded => {
             let db = EmbeddedDb::open_dir(state_dir)
@@ -35,10 +40,18 @@ pub fn core(backend: Backend, state_dir: &Path, visibility: Duration, skew: Dura
             let queue = SqliteQueue::new(
                 db.clone(),
                 clock.clone(),
-                QueueConfig { visibility_timeout: visibility, ..QueueConfig::default() },
+                QueueConfig {
+                    visibility_timeout: visibility,
+                    ..QueueConfig::default()
+                },
             )?;
             let leases = SqliteLeaseStore::new(db.clone(), clock.clone(), skew)?;
-            Ok(Wired { db, clock, queue: Arc::new(queue), leases: Arc::new(leases) })
+            Ok(Wired {
+                db,
+                clock,
+                queue: Arc::new(queue),
+                leases: Arc::new(leases),
+            })
         }
     }
 }
@@ -48,7 +61,11 @@ pub fn runner_and_board(
     wired: &Wired,
     state_dir: &Path,
     args: &RunArgs,
-) -> Result<(Arc<dyn BuildRunner>, Option<Arc<dyn Board>>, BTreeMap<String, String>)> {
+) -> Result<(
+    Arc<dyn BuildRunner>,
+    Option<Arc<dyn Board>>,
+    BTreeMap<String, String>,
+)> {
     let state_dir = absolute(state_dir)?;
     let bin_dir = std::env::current_exe()
         .context("locating the kiro-consumer binary")?
@@ -64,7 +81,10 @@ pub fn runner_and_board(
     }
     let buildspec = absolute(&args.buildspec)?;
     if !buildspec.exists() {
-        anyhow::bail!("buildspec {} not found (set --buildspec or KIRO_BUILDSPEC)", buildspec.display());
+        anyhow::bail!(
+            "buildspec {} not found (set --buildspec or KIRO_BUILDSPEC)",
+            buildspec.display()
+        );
     }
     // Settings every local build needs; the build inherits the rest of this environment,
     // as a CI runner on a developer machine would.
@@ -73,7 +93,10 @@ pub fn runner_and_board(
     base_env.insert("PATH".to_owned(), format!("{}:{path}", bin_dir.display()));
     base_env.insert("KIRO_STATE_DIR".to_owned(), state_dir.display().to_string());
     if std::env::var_os("KIRO_GIT_BASE").is_none() {
-        base_env.insert("KIRO_GIT_BASE".to_owned(), format!("file://{}", state_dir.join("forge").display()));
+        base_env.insert(
+            "KIRO_GIT_BASE".to_owned(),
+            format!("file://{}", state_dir.join("forge").display()),
+        );
     }
     let board: Option<Arc<dyn Board>> = match &args.board {
         Some(file) => {

@@ -11,7 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
 }
 
 /// The directory holding the built binaries; fails with instructions when they are missing.
@@ -20,7 +23,12 @@ pub fn bin_dir() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join("target"));
     let dir = target.join("debug");
-    for bin in ["kiro-producer", "kiro-consumer", "kiro-worker", "kiro-local-build"] {
+    for bin in [
+        "kiro-producer",
+        "kiro-consumer",
+        "kiro-worker",
+        "kiro-local-build",
+    ] {
         assert!(
             dir.join(bin).exists(),
             "{} is missing: run `cargo build --workspace --bins` first (scripts/test-all.sh does)",
@@ -46,7 +54,10 @@ pub struct State {
 
 impl State {
     pub fn open(dir: &Path) -> State {
-        State { dir: dir.to_path_buf(), db: EmbeddedDb::open_dir(dir).expect("state db") }
+        State {
+            dir: dir.to_path_buf(),
+            db: EmbeddedDb::open_dir(dir).expect("state db"),
+        }
     }
 
     pub async fn jobs(&self) -> Vec<JobRecord> {
@@ -58,11 +69,19 @@ impl State {
     }
 
     pub async fn job(&self, item: &str) -> Option<JobRecord> {
-        self.jobs().await.into_iter().find(|j| j.item.as_str() == item)
+        self.jobs()
+            .await
+            .into_iter()
+            .find(|j| j.item.as_str() == item)
     }
 
     fn queue(&self) -> SqliteQueue {
-        SqliteQueue::new(self.db.clone(), Arc::new(SystemClock), QueueConfig::default()).unwrap()
+        SqliteQueue::new(
+            self.db.clone(),
+            Arc::new(SystemClock),
+            QueueConfig::default(),
+        )
+        .unwrap()
     }
 
     pub async fn dead_letters(&self) -> Vec<DeadLetterEntry> {
@@ -78,7 +97,9 @@ impl State {
         let item = item.to_owned();
         self.db
             .call_sync(move |c| {
-                let mut st = c.prepare("SELECT state FROM builds WHERE item = ?1 ORDER BY seq").unwrap();
+                let mut st = c
+                    .prepare("SELECT state FROM builds WHERE item = ?1 ORDER BY seq")
+                    .unwrap();
                 let rows = st.query_map([item], |r| r.get::<_, String>(0)).unwrap();
                 Ok(rows.map(|r| r.unwrap()).collect())
             })
@@ -104,7 +125,8 @@ impl State {
 
     /// The bare remote of `acme/<name>`.
     pub fn remote(&self, name: &str) -> git2::Repository {
-        git2::Repository::open_bare(self.dir.join("forge/acme").join(format!("{name}.git"))).unwrap()
+        git2::Repository::open_bare(self.dir.join("forge/acme").join(format!("{name}.git")))
+            .unwrap()
     }
 }
 
@@ -122,7 +144,10 @@ pub fn tip(repo: &git2::Repository, branch: &str, path: &str) -> (String, String
         .get_path(Path::new(path))
         .ok()
         .and_then(|e| e.to_object(repo).ok())
-        .and_then(|o| o.as_blob().map(|b| String::from_utf8_lossy(b.content()).into_owned()));
+        .and_then(|o| {
+            o.as_blob()
+                .map(|b| String::from_utf8_lossy(b.content()).into_owned())
+        });
     (
         commit.message().unwrap_or_default().to_owned(),
         commit.author().name().unwrap_or_default().to_owned(),
@@ -136,9 +161,18 @@ pub fn pipeline_env(state: &Path) -> Vec<(String, String)> {
     vec![
         ("KIRO_STATE_DIR".into(), state.display().to_string()),
         ("KIRO_BOARD_FILE".into(), board_file().display().to_string()),
-        ("KIRO_GIT_BASE".into(), format!("file://{}", state.join("forge").display())),
-        ("KIRO_AGENT_CMD".into(), format!("node {}", ex.join("agent/scripted-agent.mjs").display())),
+        (
+            "KIRO_GIT_BASE".into(),
+            format!("file://{}", state.join("forge").display()),
+        ),
+        (
+            "KIRO_AGENT_CMD".into(),
+            format!("node {}", ex.join("agent/scripted-agent.mjs").display()),
+        ),
         ("KIRO_TEST_CMD".into(), "npm test --silent".into()),
-        ("KIRO_BUILDSPEC".into(), repo_root().join("buildspec.yml").display().to_string()),
+        (
+            "KIRO_BUILDSPEC".into(),
+            repo_root().join("buildspec.yml").display().to_string(),
+        ),
     ]
 }

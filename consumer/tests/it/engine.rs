@@ -42,8 +42,20 @@ async fn one_build_per_project_in_send_order() {
     let mut order = Vec::new();
     for _ in 0..3 {
         e.tick(Duration::ZERO).await;
-        let running: Vec<_> = h.runner.builds.lock().unwrap().iter().filter(|b| b.state == BuildState::InProgress).map(|b| b.item.clone()).collect();
-        assert_eq!(running.len(), 1, "exactly one build of the project runs: {running:?}");
+        let running: Vec<_> = h
+            .runner
+            .builds
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|b| b.state == BuildState::InProgress)
+            .map(|b| b.item.clone())
+            .collect();
+        assert_eq!(
+            running.len(),
+            1,
+            "exactly one build of the project runs: {running:?}"
+        );
         order.push(running[0].clone());
         h.runner.succeed(&running[0]);
         pass(Duration::from_secs(6)).await;
@@ -62,9 +74,18 @@ async fn the_build_gets_the_item_and_the_fence() {
     let b = &h.runner.builds_of("A-1")[0];
     let job = h.job("alpha", "A-1").await;
     assert_eq!(b.env.get("KIRO_ITEM_ID").map(String::as_str), Some("A-1"));
-    assert_eq!(b.env.get("KIRO_BRANCH").map(String::as_str), Some("feature/x"));
-    assert_eq!(b.env.get("KIRO_SPEC_PATH").map(String::as_str), Some(".kiro/specs/x"));
-    assert_eq!(b.env.get("KIRO_FENCE").cloned(), Some(job.fence.to_string()));
+    assert_eq!(
+        b.env.get("KIRO_BRANCH").map(String::as_str),
+        Some("feature/x")
+    );
+    assert_eq!(
+        b.env.get("KIRO_SPEC_PATH").map(String::as_str),
+        Some(".kiro/specs/x")
+    );
+    assert_eq!(
+        b.env.get("KIRO_FENCE").cloned(),
+        Some(job.fence.to_string())
+    );
     assert_eq!(job.build_id.as_ref(), Some(&b.id));
 }
 
@@ -80,7 +101,10 @@ async fn a_retryable_failure_is_retried_after_backoff_then_succeeds() {
     assert_eq!(r.retried, 1, "{r:?}");
     let job = h.job("alpha", "A-1").await;
     assert_eq!(job.state, JobState::Retrying);
-    assert_eq!(job.last_failure.as_ref().map(|f| f.class), Some(FailureClass::TestsFailed));
+    assert_eq!(
+        job.last_failure.as_ref().map(|f| f.class),
+        Some(FailureClass::TestsFailed)
+    );
     // Within the backoff (base 10 s) nothing is started again.
     let r = e.tick(Duration::ZERO).await;
     assert_eq!(r.started, 0);
@@ -94,7 +118,10 @@ async fn a_retryable_failure_is_retried_after_backoff_then_succeeds() {
     let job = h.job("alpha", "A-1").await;
     assert_eq!((job.state, job.attempts), (JobState::Succeeded, 2));
     assert_eq!(job.history.len(), 2);
-    assert_eq!(job.history[0].failure.as_ref().map(|f| f.class), Some(FailureClass::TestsFailed));
+    assert_eq!(
+        job.history[0].failure.as_ref().map(|f| f.class),
+        Some(FailureClass::TestsFailed)
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -115,7 +142,11 @@ async fn the_budget_spent_dead_letters_with_reason_class_and_history() {
     let dlq = h.queue.dlq_list(10).await.unwrap();
     assert_eq!(dlq.len(), 1);
     assert_eq!(dlq[0].letter.class, FailureClass::AgentFailed);
-    assert!(dlq[0].letter.reason.contains("after 3 of 3 attempts"), "{}", dlq[0].letter.reason);
+    assert!(
+        dlq[0].letter.reason.contains("after 3 of 3 attempts"),
+        "{}",
+        dlq[0].letter.reason
+    );
     assert_eq!(dlq[0].letter.attempts.len(), 3);
     assert_eq!(dlq[0].group, "alpha");
     assert!(h.depth().await.is_idle());
@@ -132,28 +163,47 @@ async fn a_permanent_failure_is_dead_lettered_at_once() {
     let r = e.tick(Duration::ZERO).await;
     assert_eq!(r.dead_lettered, 1, "{r:?}");
     assert_eq!(h.runner.starts(), 1);
-    assert_eq!(h.queue.dlq_list(10).await.unwrap()[0].letter.class, FailureClass::CoverageBelow);
+    assert_eq!(
+        h.queue.dlq_list(10).await.unwrap()[0].letter.class,
+        FailureClass::CoverageBelow
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn an_unknown_schema_version_is_dead_lettered_without_a_build() {
     let h = Harness::new();
-    h.send_body(r#"{"schema": 42, "item": {}}"#.into(), "alpha", DedupId::new("x1")).await;
-    h.send_body("not json at all".into(), "beta", DedupId::new("x2")).await;
+    h.send_body(
+        r#"{"schema": 42, "item": {}}"#.into(),
+        "alpha",
+        DedupId::new("x1"),
+    )
+    .await;
+    h.send_body("not json at all".into(), "beta", DedupId::new("x2"))
+        .await;
     let mut e = h.engine("c1");
     let r = e.tick(Duration::ZERO).await;
     assert_eq!(r.dead_lettered, 2, "{r:?}");
     assert_eq!(h.runner.starts(), 0);
     let dlq = h.queue.dlq_list(10).await.unwrap();
-    assert!(dlq.iter().all(|d| d.letter.class == FailureClass::PermanentInput));
-    assert!(dlq.iter().any(|d| d.letter.reason.contains("unknown schema version 42")));
+    assert!(
+        dlq.iter()
+            .all(|d| d.letter.class == FailureClass::PermanentInput)
+    );
+    assert!(
+        dlq.iter()
+            .any(|d| d.letter.reason.contains("unknown schema version 42"))
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn contention_returns_the_message_without_spending_an_attempt() {
     let h = Harness::new();
     let project = ProjectKey::parse("alpha").unwrap();
-    let other = h.leases.acquire(&project, "someone-else", Duration::from_secs(20)).await.unwrap();
+    let other = h
+        .leases
+        .acquire(&project, "someone-else", Duration::from_secs(20))
+        .await
+        .unwrap();
     h.send("A-1", "alpha").await;
     let mut e = h.engine("c1");
     let r = e.tick(Duration::ZERO).await;
@@ -178,7 +228,11 @@ async fn a_new_consumer_re_attaches_to_the_running_build_after_a_crash() {
     drop(crashed); // no drain: a crash
     let mut e = h.engine("c2");
     let r = e.tick(Duration::ZERO).await;
-    assert_eq!(r.started + r.adopted, 0, "the message is still invisible: {r:?}");
+    assert_eq!(
+        r.started + r.adopted,
+        0,
+        "the message is still invisible: {r:?}"
+    );
     pass(VISIBILITY + Duration::from_secs(2)).await;
     let r = e.tick(Duration::ZERO).await;
     assert_eq!(r.adopted, 1, "{r:?}");
@@ -188,7 +242,11 @@ async fn a_new_consumer_re_attaches_to_the_running_build_after_a_crash() {
     assert_eq!(job.owner.as_deref(), Some("c2"));
     // The adopted build may act under the new fence.
     let b = &h.runner.builds_of("A-1")[0];
-    assert!(build_may_act(&*h.leases, &job.project, &job.item, fence1, Some(&b.id)).await.unwrap());
+    assert!(
+        build_may_act(&*h.leases, &job.project, &job.item, fence1, Some(&b.id))
+            .await
+            .unwrap()
+    );
     h.runner.succeed("A-1");
     pass(Duration::from_secs(6)).await;
     e.tick(Duration::ZERO).await;
@@ -205,10 +263,24 @@ async fn a_crash_between_intent_and_build_id_re_attaches_by_idempotency_key() {
     let d = h.queue.receive(1, Duration::ZERO).await.unwrap().remove(0);
     let project = ProjectKey::parse("alpha").unwrap();
     let lease = h.leases.acquire(&project, "c1", LEASE_TTL).await.unwrap();
-    let mut rec = JobRecord::new(project.clone(), ItemId::parse("A-1").unwrap(), d.message_id.clone(), lease.fence, TraceContext::default(), h.clock.now());
+    let mut rec = JobRecord::new(
+        project.clone(),
+        ItemId::parse("A-1").unwrap(),
+        d.message_id.clone(),
+        lease.fence,
+        TraceContext::default(),
+        h.clock.now(),
+    );
     rec.attempts = 1;
     rec.state = JobState::Starting;
-    rec.history.push(AttemptRecord { attempt: 1, fence: lease.fence, build_id: None, started_at: h.clock.now(), ended_at: None, failure: None });
+    rec.history.push(AttemptRecord {
+        attempt: 1,
+        fence: lease.fence,
+        build_id: None,
+        started_at: h.clock.now(),
+        ended_at: None,
+        failure: None,
+    });
     h.leases.record(&lease, &rec).await.unwrap();
     let req = BuildRequest {
         project: project.clone(),
@@ -286,7 +358,10 @@ async fn heartbeats_keep_a_long_build_alive() {
 #[tokio::test(start_paused = true)]
 async fn an_unconfirmed_renewal_cancels_the_job_at_safe_until() {
     let h = Harness::new();
-    let flaky = Arc::new(FlakyLeases { inner: h.leases.clone(), fail_renew: Mutex::new(false) });
+    let flaky = Arc::new(FlakyLeases {
+        inner: h.leases.clone(),
+        fail_renew: Mutex::new(false),
+    });
     h.send("A-1", "alpha").await;
     let mut e = h.engine_with(Harness::config("c1"), flaky.clone());
     e.tick(Duration::ZERO).await;
@@ -298,19 +373,29 @@ async fn an_unconfirmed_renewal_cancels_the_job_at_safe_until() {
     }
     assert_eq!(cancelled, 1);
     assert_eq!(e.active_count(), 0, "stopped acting");
-    assert!(h.runner.stopped.lock().unwrap().is_empty(), "fence not known lost: the build is left for the next holder");
+    assert!(
+        h.runner.stopped.lock().unwrap().is_empty(),
+        "fence not known lost: the build is left for the next holder"
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_lost_fence_stops_the_build_nobody_adopted() {
     let h = Harness::new();
-    let flaky = Arc::new(FlakyLeases { inner: h.leases.clone(), fail_renew: Mutex::new(true) });
+    let flaky = Arc::new(FlakyLeases {
+        inner: h.leases.clone(),
+        fail_renew: Mutex::new(true),
+    });
     h.send("A-1", "alpha").await;
     let mut e = h.engine_with(Harness::config("c1"), flaky.clone());
     e.tick(Duration::ZERO).await;
     // The lease lapses and someone else takes the project (without adopting the build).
     pass(LEASE_TTL + Duration::from_secs(2)).await;
-    let thief = h.leases.acquire(&ProjectKey::parse("alpha").unwrap(), "thief", LEASE_TTL).await.unwrap();
+    let thief = h
+        .leases
+        .acquire(&ProjectKey::parse("alpha").unwrap(), "thief", LEASE_TTL)
+        .await
+        .unwrap();
     assert!(thief.fence.0 >= 2);
     *flaky.fail_renew.lock().unwrap() = false;
     let mut cancelled = 0;
@@ -319,7 +404,11 @@ async fn a_lost_fence_stops_the_build_nobody_adopted() {
         pass(Duration::from_secs(1)).await;
     }
     assert_eq!(cancelled, 1);
-    assert_eq!(h.runner.stopped.lock().unwrap().len(), 1, "the orphaned build was stopped");
+    assert_eq!(
+        h.runner.stopped.lock().unwrap().len(),
+        1,
+        "the orphaned build was stopped"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -332,12 +421,25 @@ async fn a_replayed_dead_letter_runs_again_with_a_fresh_budget() {
     pass(Duration::from_secs(6)).await;
     e.tick(Duration::ZERO).await;
     assert_eq!(h.job("alpha", "A-1").await.state, JobState::DeadLettered);
-    let report = h.queue.dlq_replay(&DlqSelection { all: true, ..Default::default() }, false).await.unwrap();
+    let report = h
+        .queue
+        .dlq_replay(
+            &DlqSelection {
+                all: true,
+                ..Default::default()
+            },
+            false,
+        )
+        .await
+        .unwrap();
     assert_eq!(report.replayed.len(), 1);
     let r = e.tick(Duration::ZERO).await;
     assert_eq!(r.started, 1, "{r:?}");
     let job = h.job("alpha", "A-1").await;
-    assert_eq!((job.state, job.attempts, job.history.len()), (JobState::Running, 1, 2));
+    assert_eq!(
+        (job.state, job.attempts, job.history.len()),
+        (JobState::Running, 1, 2)
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -351,7 +453,12 @@ async fn a_redelivery_after_success_is_acknowledged_not_rebuilt() {
         // Mark the job succeeded under the engine's lease, as if the ack was lost.
         let job = h.job("alpha", "A-1").await;
         let view = h.leases.get(&job.project).await.unwrap().unwrap();
-        let lease = Lease { project: job.project.clone(), owner: "c1".into(), fence: view.fence, expires_at: view.expires_at };
+        let lease = Lease {
+            project: job.project.clone(),
+            owner: "c1".into(),
+            fence: view.fence,
+            expires_at: view.expires_at,
+        };
         let mut done = job.clone();
         done.state = JobState::Succeeded;
         h.leases.record(&lease, &done).await.unwrap();

@@ -40,13 +40,23 @@ impl ScriptedRunner {
     }
 
     pub fn builds_of(&self, item: &str) -> Vec<ScriptedBuild> {
-        self.builds.lock().unwrap().iter().filter(|b| b.item == item).cloned().collect()
+        self.builds
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|b| b.item == item)
+            .cloned()
+            .collect()
     }
 
     /// Finish the latest build of `item` with an outcome.
     pub fn finish(&self, item: &str, state: BuildState, outcome: &WorkerOutcome) {
         let mut builds = self.builds.lock().unwrap();
-        let b = builds.iter_mut().rev().find(|b| b.item == item).expect("a build of the item");
+        let b = builds
+            .iter_mut()
+            .rev()
+            .find(|b| b.item == item)
+            .expect("a build of the item");
         b.state = state;
         b.exported = outcome.to_vars();
     }
@@ -58,7 +68,11 @@ impl ScriptedRunner {
     }
 
     pub fn fail(&self, item: &str, class: FailureClass) {
-        self.finish(item, BuildState::Failed, &WorkerOutcome::failure(Failure::new(class, format!("scripted {class}"))));
+        self.finish(
+            item,
+            BuildState::Failed,
+            &WorkerOutcome::failure(Failure::new(class, format!("scripted {class}"))),
+        );
     }
 }
 
@@ -134,12 +148,22 @@ impl Harness {
             SqliteQueue::new(
                 db.clone(),
                 clock.clone(),
-                QueueConfig { visibility_timeout: VISIBILITY, ..QueueConfig::default() },
+                QueueConfig {
+                    visibility_timeout: VISIBILITY,
+                    ..QueueConfig::default()
+                },
             )
             .unwrap(),
         );
-        let leases = Arc::new(SqliteLeaseStore::new(db, clock.clone(), Duration::from_secs(1)).unwrap());
-        Harness { _dir: dir, clock, queue, leases, runner: Arc::new(ScriptedRunner::default()) }
+        let leases =
+            Arc::new(SqliteLeaseStore::new(db, clock.clone(), Duration::from_secs(1)).unwrap());
+        Harness {
+            _dir: dir,
+            clock,
+            queue,
+            leases,
+            runner: Arc::new(ScriptedRunner::default()),
+        }
     }
 
     pub fn config(owner: &str) -> EngineConfig {
@@ -154,7 +178,11 @@ impl Harness {
             poll_every: Duration::from_secs(5),
             build_timeout: Duration::from_secs(3600),
             contention_delay: Duration::from_secs(60),
-            retry: RetryPolicy { max_attempts: 3, base_delay: Duration::from_secs(10), max_delay: Duration::from_secs(60) },
+            retry: RetryPolicy {
+                max_attempts: 3,
+                base_delay: Duration::from_secs(10),
+                max_delay: Duration::from_secs(60),
+            },
             build_env: BTreeMap::new(),
         }
     }
@@ -189,7 +217,12 @@ impl Harness {
         }
         .validate()
         .unwrap();
-        self.send_body(Envelope::new(item.clone(), TraceContext::default(), self.clock.now()).encode(), project, item.dedup_id()).await
+        self.send_body(
+            Envelope::new(item.clone(), TraceContext::default(), self.clock.now()).encode(),
+            project,
+            item.dedup_id(),
+        )
+        .await
     }
 
     pub async fn send_body(&self, body: String, project: &str, dedup: DedupId) -> MessageId {
@@ -209,7 +242,10 @@ impl Harness {
 
     pub async fn job(&self, project: &str, item: &str) -> JobRecord {
         self.leases
-            .job(&ProjectKey::parse(project).unwrap(), &ItemId::parse(item).unwrap())
+            .job(
+                &ProjectKey::parse(project).unwrap(),
+                &ItemId::parse(item).unwrap(),
+            )
             .await
             .unwrap()
             .unwrap_or_else(|| panic!("no job record for {item}"))
@@ -234,7 +270,9 @@ impl LeaseStore for FlakyLeases {
     }
     async fn renew(&self, l: &Lease, t: Duration) -> Result<Lease, LeaseError> {
         if *self.fail_renew.lock().unwrap() {
-            return Err(LeaseError::Port(PortError::transient("scripted: table unreachable")));
+            return Err(LeaseError::Port(PortError::transient(
+                "scripted: table unreachable",
+            )));
         }
         self.inner.renew(l, t).await
     }
@@ -254,4 +292,3 @@ impl LeaseStore for FlakyLeases {
         self.inner.jobs().await
     }
 }
-
