@@ -158,7 +158,9 @@ impl TickReport {
 #[derive(Debug, Clone, Default)]
 pub struct EngineStats {
     pub totals: TickReport,
-    /// Message sent → build started, in milliseconds, one sample per started build.
+    /// Message visible → build started, in milliseconds, one sample per first delivery
+    /// that started a build. "Visible" is when it was sent, or, for a message queued
+    /// behind another of its project, when this consumer settled that one.
     pub dispatch_latency_ms: Vec<u64>,
 }
 
@@ -175,6 +177,8 @@ pub struct Engine {
     jobs: HashMap<String, ActiveJob>,
     stats: EngineStats,
     draining: bool,
+    /// When this consumer last settled a job of each project (dispatch latency only).
+    last_settled: HashMap<String, kiro_protocol::Timestamp>,
 }
 
 impl Engine {
@@ -185,6 +189,7 @@ impl Engine {
             jobs: HashMap::new(),
             stats: EngineStats::default(),
             draining: false,
+            last_settled: HashMap::new(),
         }
     }
 
@@ -303,8 +308,14 @@ impl Engine {
                         report.adopted += 1;
                     } else {
                         report.started += 1;
-                        let latency = self.ports.clock.now().since(job.delivery.sent_at);
-                        if self.stats.dispatch_latency_ms.len() < 1_000_000 {
+                        let visible = self
+                            .last_settled
+                            .get(&job.delivery.group)
+                            .map_or(job.delivery.sent_at, |t| (*t).max(job.delivery.sent_at));
+                        let latency = self.ports.clock.now().since(visible);
+                        if job.delivery.receive_count == 1
+                            && self.stats.dispatch_latency_ms.len() < 1_000_000
+                        {
                             self.stats
                                 .dispatch_latency_ms
                                 .push(u64::try_from(latency.as_millis()).unwrap_or(u64::MAX));
@@ -717,6 +728,10 @@ impl Engine {
                 Some(_) => {}
                 None => warn!(build = %id, "build unknown to the runner"),
             }
+        }
+        let now = self.ports.clock.now();
+        for (job, _) in &finished {
+            self.last_settled.insert(job.delivery.group.clone(), now);
         }
         let settled = join_all(finished.into_iter().map(|(job, s)| self.finish(job, s))).await;
         for d in settled {

@@ -173,7 +173,11 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
 }
 
 async fn run(state_dir: &std::path::Path, wired: wiring::Wired, args: RunArgs) -> Result<ExitCode> {
-    let (builds, board, build_env) = wiring::runner_and_board(&wired, state_dir, &args)?;
+    let wiring::RunParts {
+        builds,
+        board,
+        build_env,
+    } = wiring::run_parts(&wired, state_dir, &args)?;
     let cfg = EngineConfig {
         max_jobs: args.max_jobs.max(1),
         receive_wait: args.receive_wait,

@@ -5,6 +5,7 @@
 
 use crate::config::{Backend, RunArgs};
 use anyhow::{Context, Result};
+use kiro_backends::embedded::build::locate_launcher;
 use kiro_backends::embedded::{
     EmbeddedDb, LocalBuildConfig, LocalBuildRunner, QueueConfig, SqliteLeaseStore, SqliteQueue,
 };
@@ -56,29 +57,26 @@ pub fn core(
     }
 }
 
+/// What `run` needs beyond the queue and the leases.
+#[derive(Debug)]
+pub struct RunParts {
+    pub builds: Arc<dyn BuildRunner>,
+    /// Where dead-lettered items are marked failed (when a board file is configured).
+    pub board: Option<Arc<dyn Board>>,
+    /// Settings passed into every build.
+    pub build_env: BTreeMap<String, String>,
+}
+
 /// The build runner and the board for `run`.
-pub fn runner_and_board(
-    wired: &Wired,
-    state_dir: &Path,
-    args: &RunArgs,
-) -> Result<(
-    Arc<dyn BuildRunner>,
-    Option<Arc<dyn Board>>,
-    BTreeMap<String, String>,
-)> {
+pub fn run_parts(wired: &Wired, state_dir: &Path, args: &RunArgs) -> Result<RunParts> {
     let state_dir = absolute(state_dir)?;
-    let bin_dir = std::env::current_exe()
-        .context("locating the kiro-consumer binary")?
+    let launcher = locate_launcher().context(
+        "the local build launcher kiro-local-build was not found next to kiro-consumer or on PATH: build the workspace (cargo build --workspace --bins)",
+    )?;
+    let bin_dir = launcher
         .parent()
         .map(Path::to_path_buf)
-        .context("the kiro-consumer binary has no parent directory")?;
-    let launcher = bin_dir.join("kiro-local-build");
-    if !launcher.exists() {
-        anyhow::bail!(
-            "the local build launcher {} is missing: build the workspace (cargo build) so kiro-local-build sits next to kiro-consumer",
-            launcher.display()
-        );
-    }
+        .context("the launcher has no parent directory")?;
     let buildspec = absolute(&args.buildspec)?;
     if !buildspec.exists() {
         anyhow::bail!(
@@ -120,7 +118,11 @@ pub fn runner_and_board(
             inherit_env: true,
         },
     )?;
-    Ok((Arc::new(runner), board, base_env))
+    Ok(RunParts {
+        builds: Arc::new(runner),
+        board,
+        build_env: base_env,
+    })
 }
 
 fn absolute(p: &Path) -> Result<PathBuf> {
