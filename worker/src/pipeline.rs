@@ -406,6 +406,7 @@ mod tests {
             pr: PrNumber(1),
             fence: Fence(3),
             attempt: 1,
+            build_id: None,
         };
         let m = commit_message(&i, &["1".into(), "2.1".into()]);
         assert!(m.starts_with(

@@ -154,6 +154,7 @@ mod tests {
             pr: PrNumber(1),
             fence: Fence(3),
             attempt: 2,
+            build_id: None,
         }
     }
 
