@@ -5,6 +5,7 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use kiro_protocol::FailureClass;
+pub use kiro_telemetry::LogFormat;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -26,8 +27,8 @@ pub struct Cli {
     /// Which backend holds the queue, the leases and the builds.
     #[arg(long, global = true, env = "KIRO_BACKEND", value_enum, default_value_t = Backend::Embedded)]
     pub backend: Backend,
-    /// Log format: human-readable text, or JSON lines.
-    #[arg(long, global = true, env = "KIRO_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    /// Log format on stderr: `auto` is text on a terminal and JSON lines otherwise.
+    #[arg(long, global = true, env = "KIRO_LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
     pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
@@ -37,12 +38,6 @@ pub struct Cli {
 pub enum Backend {
     /// SQLite queue and leases and a local buildspec runner in --state-dir (no cloud account).
     Embedded,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
 }
 
 #[derive(Debug, Subcommand)]

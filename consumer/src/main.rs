@@ -6,7 +6,7 @@ mod wiring;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use config::{Cli, Command, DlqCommand, LogFormat, RunArgs};
+use config::{Cli, Command, DlqCommand, RunArgs};
 use kiro_consumer::ops;
 use kiro_consumer::{Engine, EngineConfig, Ports, RetryPolicy};
 use kiro_protocol::{DlqSelection, MessageId};
@@ -16,25 +16,13 @@ use tokio_util::sync::CancellationToken;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    kiro_telemetry::init_logging(cli.log_format);
     match dispatch(cli).await {
         Ok(code) => code,
         Err(e) => {
             eprintln!("kiro-consumer: {e:#}");
             ExitCode::FAILURE
         }
-    }
-}
-
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.with_target(false).init(),
-        LogFormat::Json => builder.json().init(),
     }
 }
 

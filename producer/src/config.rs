@@ -4,6 +4,7 @@
 //! variables; everything after [`Config::from_cli`] works on checked, typed values.
 
 use clap::{Parser, ValueEnum};
+pub use kiro_telemetry::LogFormat;
 use std::path::PathBuf;
 use std::time::Duration;
 use thiserror::Error;
@@ -61,14 +62,6 @@ pub struct Cli {
 pub enum Backend {
     /// SQLite queue in the state directory, board from a local file.
     Embedded,
-}
-
-/// How logs are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Auto,
-    Text,
-    Json,
 }
 
 /// Run once, or repeatedly.

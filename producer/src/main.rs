@@ -9,12 +9,10 @@ mod wiring;
 
 use anyhow::Context;
 use clap::Parser;
-use config::{Cli, Config, LogFormat, Mode};
+use config::{Cli, Config, Mode};
 use kiro_producer::{Producer, ProducerError, TickReport};
-use std::io::IsTerminal;
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -25,31 +23,13 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(config.log_format);
+    kiro_telemetry::init_logging(config.log_format);
     match run(config).await {
         Ok(code) => code,
         Err(e) => {
             tracing::error!("{e:#}");
             ExitCode::FAILURE
         }
-    }
-}
-
-fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let stderr_is_terminal = std::io::stderr().is_terminal();
-    let json = match format {
-        LogFormat::Json => true,
-        LogFormat::Text => false,
-        LogFormat::Auto => !stderr_is_terminal,
-    };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.with_ansi(stderr_is_terminal).init();
     }
 }
 
