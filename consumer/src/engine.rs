@@ -576,16 +576,20 @@ impl Engine {
         }
     }
 
+    /// The projects of the jobs matching `f`.
+    fn projects_where(&self, f: impl Fn(&ActiveJob) -> bool) -> Vec<String> {
+        self.jobs
+            .iter()
+            .filter(|(_, j)| f(j))
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
     /// Renew the leases and extend the visibility of every job that is due; cancel the
     /// jobs whose deadline passed without a confirmed renewal.
     async fn supervise(&mut self, report: &mut TickReport) {
         let now = Instant::now();
-        let due: Vec<String> = self
-            .jobs
-            .iter()
-            .filter(|(_, j)| j.next_renew <= now)
-            .map(|(k, _)| k.clone())
-            .collect();
+        let due = self.projects_where(|j| j.next_renew <= now);
         if !due.is_empty() {
             let started = Instant::now();
             let receipts: Vec<_> = due
@@ -656,12 +660,7 @@ impl Engine {
             }
         }
         let now = Instant::now();
-        let expired: Vec<String> = self
-            .jobs
-            .iter()
-            .filter(|(_, j)| j.safe_until <= now)
-            .map(|(k, _)| k.clone())
-            .collect();
+        let expired = self.projects_where(|j| j.safe_until <= now);
         for key in expired {
             if let Some(job) = self.jobs.remove(&key) {
                 report.cancelled += 1;
@@ -697,10 +696,9 @@ impl Engine {
     async fn poll(&mut self, report: &mut TickReport) {
         let now = Instant::now();
         let due: Vec<(String, BuildId)> = self
-            .jobs
-            .iter()
-            .filter(|(_, j)| j.next_poll <= now)
-            .map(|(k, j)| (k.clone(), j.build_id.clone()))
+            .projects_where(|j| j.next_poll <= now)
+            .into_iter()
+            .filter_map(|k| self.jobs.get(&k).map(|j| (k, j.build_id.clone())))
             .collect();
         if due.is_empty() {
             return;
@@ -819,14 +817,7 @@ impl Engine {
                     warn!(error = %e, "cannot record the dead letter; leaving the message for the next holder");
                     return Dispatch::Settled(r);
                 }
-                let letter = DeadLetter {
-                    reason,
-                    class: failure.class,
-                    attempts: job.record.history.clone(),
-                    fence: Some(job.lease.fence),
-                    build_id: job.record.history.last().and_then(|a| a.build_id.clone()),
-                    trace: job.record.trace.clone(),
-                };
+                let letter = letter_for(&job.record, failure.class, reason);
                 let d = self.settle_dead_letter(&job.delivery, &letter).await;
                 self.give_up_lease(&job.lease).await;
                 d
@@ -847,14 +838,7 @@ impl Engine {
                 .last_failure
                 .clone()
                 .unwrap_or_else(|| Failure::new(FailureClass::Internal, "dead-lettered"));
-            let letter = DeadLetter {
-                reason: failure.reason.clone(),
-                class: failure.class,
-                attempts: r.history.clone(),
-                fence: Some(r.fence),
-                build_id: r.history.last().and_then(|a| a.build_id.clone()),
-                trace: r.trace.clone(),
-            };
+            let letter = letter_for(&r, failure.class, failure.reason);
             self.settle_dead_letter(&d, &letter).await
         };
         self.give_up_lease(&lease).await;
@@ -919,6 +903,18 @@ impl Engine {
             }
         }))
         .await;
+    }
+}
+
+/// The dead letter for a job: its history, fence, last build and trace context.
+fn letter_for(record: &JobRecord, class: FailureClass, reason: String) -> DeadLetter {
+    DeadLetter {
+        reason,
+        class,
+        attempts: record.history.clone(),
+        fence: Some(record.fence),
+        build_id: record.history.last().and_then(|a| a.build_id.clone()),
+        trace: record.trace.clone(),
     }
 }
 

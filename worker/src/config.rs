@@ -222,6 +222,22 @@ pub struct Inputs {
 }
 
 impl Inputs {
+    /// A valid set of inputs for unit tests (item CALC-1 of acme/calc, fence 3).
+    #[cfg(test)]
+    pub(crate) fn sample(attempt: u32) -> Inputs {
+        Inputs {
+            item: ItemId::parse("CALC-1").expect("valid"),
+            project: ProjectKey::parse("calc").expect("valid"),
+            repo: RepoName::parse("acme/calc").expect("valid"),
+            branch: BranchName::parse("feature/subtract").expect("valid"),
+            spec: SpecPath::parse("subtract").expect("valid"),
+            pr: PrNumber(1),
+            fence: Fence(3),
+            attempt,
+            build_id: None,
+        }
+    }
+
     /// Parse every board-derived value; the first missing or bad one is a
     /// `permanent-input` failure naming the field.
     pub fn parse(cfg: &Config) -> Result<Inputs, Failure> {

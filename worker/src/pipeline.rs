@@ -393,21 +393,10 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kiro_protocol::{BranchName, Fence, ItemId, PrNumber, ProjectKey, RepoName, SpecPath};
 
     #[test]
     fn commit_messages_name_spec_and_tasks() {
-        let i = Inputs {
-            item: ItemId::parse("CALC-1").unwrap(),
-            project: ProjectKey::parse("calc").unwrap(),
-            repo: RepoName::parse("acme/calc").unwrap(),
-            branch: BranchName::parse("feature/subtract").unwrap(),
-            spec: SpecPath::parse("subtract").unwrap(),
-            pr: PrNumber(1),
-            fence: Fence(3),
-            attempt: 1,
-            build_id: None,
-        };
+        let i = Inputs::sample(1);
         let m = commit_message(&i, &["1".into(), "2.1".into()]);
         assert!(m.starts_with(
             "feat(subtract): complete tasks 1, 2.1 of .kiro/specs/subtract\n\nKiro-Item: CALC-1\n"

@@ -157,6 +157,16 @@ pub(crate) async fn load(path: &Path) -> Result<BoardFile, BoardFileError> {
     parse(path, &text)
 }
 
+/// Read and parse the board file at `path` synchronously (the check both embedded
+/// adapters make when they open, so a broken file is reported at start-up).
+pub(crate) fn load_now(path: &Path) -> Result<BoardFile, BoardFileError> {
+    let text = std::fs::read_to_string(path).map_err(|source| BoardFileError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse(path, &text)
+}
+
 /// Parse board-file text; `path` is only used in errors.
 pub(crate) fn parse(path: &Path, text: &str) -> Result<BoardFile, BoardFileError> {
     let blank = text

@@ -55,13 +55,7 @@ impl EmbeddedPulls {
     /// Open over `board_file`, creating the report table. The file is parsed once here so
     /// a broken file is reported at start-up.
     pub fn open(board_file: &Path, db: EmbeddedDb) -> Result<Self, PortError> {
-        let text = std::fs::read_to_string(board_file).map_err(|source| {
-            PortError::from(file::BoardFileError::Read {
-                path: board_file.to_owned(),
-                source,
-            })
-        })?;
-        file::parse(board_file, &text)?;
+        file::load_now(board_file)?;
         db.migrate(SCHEMA)?;
         Ok(EmbeddedPulls {
             file: board_file.to_owned(),

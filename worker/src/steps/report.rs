@@ -140,22 +140,10 @@ fn longest_run(s: &str, c: char) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kiro_protocol::{
-        BranchName, FailureClass, Fence, ItemId, PrNumber, ProjectKey, RepoName, SpecPath,
-    };
+    use kiro_protocol::FailureClass;
 
     fn inputs() -> Inputs {
-        Inputs {
-            item: ItemId::parse("CALC-1").unwrap(),
-            project: ProjectKey::parse("calc").unwrap(),
-            repo: RepoName::parse("acme/calc").unwrap(),
-            branch: BranchName::parse("feature/subtract").unwrap(),
-            spec: SpecPath::parse("subtract").unwrap(),
-            pr: PrNumber(1),
-            fence: Fence(3),
-            attempt: 2,
-            build_id: None,
-        }
+        Inputs::sample(2)
     }
 
     #[test]
