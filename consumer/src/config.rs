@@ -34,6 +34,9 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Where `run` writes its heartbeat and `health` reads it.
+pub const DEFAULT_HEALTH_FILE: &str = "/tmp/kiro-consumer.health";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Backend {
     /// SQLite queue and leases and a local buildspec runner in --state-dir (no cloud account).
@@ -54,6 +57,16 @@ pub enum Command {
     Dlq {
         #[command(subcommand)]
         command: DlqCommand,
+    },
+    /// Exit 0 if a `run` on this machine completed a loop step recently (container health
+    /// check; needs no backend), 1 otherwise.
+    Health {
+        /// The heartbeat file `run` writes.
+        #[arg(long, env = "KIRO_HEALTH_FILE", default_value = DEFAULT_HEALTH_FILE)]
+        health_file: PathBuf,
+        /// Oldest heartbeat still healthy.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "120s")]
+        max_age: Duration,
     },
     /// Show the board items and their status (embedded board).
     Board {
@@ -142,6 +155,9 @@ pub struct RunArgs {
     /// Longest retry delay.
     #[arg(long, env = "KIRO_RETRY_MAX", value_parser = humantime::parse_duration, default_value = "15m")]
     pub retry_max: Duration,
+    /// Where the loop's heartbeat is written for `kiro-consumer health`.
+    #[arg(long, env = "KIRO_HEALTH_FILE", default_value = DEFAULT_HEALTH_FILE)]
+    pub health_file: PathBuf,
     /// Long-poll wait of a receive.
     #[arg(long, env = "KIRO_RECEIVE_WAIT", value_parser = humantime::parse_duration, default_value = "2s")]
     pub receive_wait: Duration,

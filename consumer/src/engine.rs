@@ -32,10 +32,14 @@ use kiro_protocol::{
 };
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, instrument, warn};
+
+/// Most messages one receive asks for (the SQS limit).
+const RECEIVE_BATCH: usize = 10;
 
 /// The shortest long-poll of the run loop (keeps an idle loop from spinning).
 const MIN_WAIT: Duration = Duration::from_millis(50);
@@ -179,6 +183,8 @@ pub struct Engine {
     draining: bool,
     /// When this consumer last settled a job of each project (dispatch latency only).
     last_settled: HashMap<String, kiro_protocol::Timestamp>,
+    /// Wall-clock milliseconds of the last completed tick (read by the health check).
+    heartbeat: Arc<AtomicI64>,
 }
 
 impl Engine {
@@ -190,6 +196,7 @@ impl Engine {
             stats: EngineStats::default(),
             draining: false,
             last_settled: HashMap::new(),
+            heartbeat: Arc::new(AtomicI64::new(0)),
         }
     }
 
@@ -208,6 +215,12 @@ impl Engine {
         v
     }
 
+    /// The wall-clock time (ms since the epoch) of the last completed tick, shared so a
+    /// health reporter can watch the loop make progress.
+    pub fn heartbeat(&self) -> Arc<AtomicI64> {
+        self.heartbeat.clone()
+    }
+
     pub fn active_count(&self) -> usize {
         self.jobs.len()
     }
@@ -216,19 +229,32 @@ impl Engine {
     /// poll (zero never waits).
     pub async fn tick(&mut self, wait: Duration) -> TickReport {
         let mut report = TickReport::default();
-        if !self.draining && self.jobs.len() < self.cfg.max_jobs {
-            let room = (self.cfg.max_jobs - self.jobs.len()).min(10);
+        // Fill the free slots: receives of at most 10 (the SQS batch size), the first one
+        // long-polling, the next ones only while full batches keep coming.
+        let mut wait = wait;
+        while !self.draining && self.jobs.len() < self.cfg.max_jobs {
+            let room = (self.cfg.max_jobs - self.jobs.len()).min(RECEIVE_BATCH);
             match self.ports.queue.receive(room, wait).await {
                 Ok(deliveries) => {
-                    report.received = deliveries.len();
+                    let full = deliveries.len() == RECEIVE_BATCH;
+                    report.received += deliveries.len();
                     self.dispatch_all(deliveries, &mut report).await;
+                    if !full {
+                        break;
+                    }
                 }
-                Err(e) => warn!(error = %e, "receive failed"),
+                Err(e) => {
+                    warn!(error = %e, "receive failed");
+                    break;
+                }
             }
+            wait = Duration::ZERO;
         }
         self.supervise(&mut report).await;
         self.poll(&mut report).await;
         self.stats.totals.add(&report);
+        self.heartbeat
+            .store(self.ports.clock.now().millis(), Ordering::Relaxed);
         report
     }
 

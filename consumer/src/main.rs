@@ -2,6 +2,7 @@
 //! and runs the engine or an operator command.
 
 mod config;
+mod health;
 mod wiring;
 
 use anyhow::{Context, Result};
@@ -27,6 +28,13 @@ async fn main() -> ExitCode {
 }
 
 async fn dispatch(cli: Cli) -> Result<ExitCode> {
+    if let Command::Health {
+        health_file,
+        max_age,
+    } = &cli.command
+    {
+        return Ok(health::check(health_file, *max_age));
+    }
     let visibility = match &cli.command {
         Command::Run(a) => a.visibility,
         _ => std::time::Duration::from_secs(300),
@@ -90,6 +98,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             println!("{verb} {} message(s)", report.selected.len());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Health { .. } => Ok(ExitCode::SUCCESS),
         Command::Board { board, json } => {
             let b = kiro_github::embedded::EmbeddedBoard::open(&board, wired.db.clone())?;
             let items = b.items().await?;
@@ -195,6 +204,7 @@ async fn run(state_dir: &std::path::Path, wired: wiring::Wired, args: RunArgs) -
     let cancel = CancellationToken::new();
     spawn_signal_handler(cancel.clone())?;
     let mut engine = Engine::new(cfg, ports);
+    health::spawn_writer(args.health_file.clone(), engine.heartbeat(), cancel.clone());
     let stats = engine.run(cancel.clone(), args.until_idle).await;
     let t = &stats.totals;
     tracing::info!(

@@ -47,6 +47,7 @@ export KIRO_GIT_BASE="file://$state/forge"
 export KIRO_AGENT_CMD="node $example/agent/scripted-agent.mjs"
 export KIRO_TEST_CMD="npm test --silent"
 export KIRO_BUILDSPEC="$root/buildspec.yml"
+export KIRO_HEALTH_FILE="$state/consumer.health"
 
 echo "==> kiro-producer --once"
 "$bin/kiro-producer" --once
