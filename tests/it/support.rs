@@ -174,5 +174,9 @@ pub fn pipeline_env(state: &Path) -> Vec<(String, String)> {
             "KIRO_BUILDSPEC".into(),
             repo_root().join("buildspec.yml").display().to_string(),
         ),
+        (
+            "KIRO_HEALTH_FILE".into(),
+            state.join("consumer.health").display().to_string(),
+        ),
     ]
 }
