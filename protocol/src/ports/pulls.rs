@@ -26,6 +26,18 @@ pub struct Report {
     pub markdown: String,
 }
 
+/// A run's result as a check on the pull request's head commit (GitHub check runs need
+/// App credentials; forges without checks ignore it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckReport {
+    pub item: ItemId,
+    pub success: bool,
+    /// One line, e.g. "3 of 5 tasks done, coverage 84%".
+    pub title: String,
+    /// Markdown (the same text as the report is fine).
+    pub summary: String,
+}
+
 #[async_trait]
 pub trait PullRequests: Send + Sync + std::fmt::Debug {
     async fn get(&self, repo: &RepoName, pr: PrNumber) -> Result<Option<PullRequest>, PortError>;
@@ -35,4 +47,16 @@ pub trait PullRequests: Send + Sync + std::fmt::Debug {
         pr: PrNumber,
         report: &Report,
     ) -> Result<(), PortError>;
+
+    /// Create or update this system's check run on the pull request's head commit, where
+    /// the forge supports it. The default does nothing.
+    async fn publish_check(
+        &self,
+        repo: &RepoName,
+        pr: PrNumber,
+        check: &CheckReport,
+    ) -> Result<(), PortError> {
+        let _ = (repo, pr, check);
+        Ok(())
+    }
 }
