@@ -1,0 +1,235 @@
+// Stack configuration: the typed settings of one stack (test, staging, production), their
+// defaults, and their validation.
+//
+// Invariant: `parseConfig` either returns a complete, valid `StackConfig` or throws one
+// `ConfigError` that names every bad key (`kiro-infra:<key>`) and says what is expected, so a
+// `pulumi up` with a broken stack file stops before it creates anything.
+
+/** The Pulumi project name; config keys are `kiro-infra:<key>`. */
+export const PROJECT = "kiro-infra";
+
+/** CloudWatch Logs accepts only these retention periods (days). */
+export const LOG_RETENTION_DAYS = [
+  1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288,
+  3653,
+] as const;
+
+export interface StackConfig {
+  /** Stack name; every resource name starts with `kiro-<stack>`. */
+  stack: string;
+  /** Tag of the consumer image in the stack's ECR repository (immutable tags; never `latest`). */
+  imageTag: string;
+  /** VPC and private subnets the Fargate tasks run in (they need outbound HTTPS). */
+  vpcId: string;
+  subnetIds: string[];
+  /** Give the tasks public IPs (only for subnets without a NAT gateway). */
+  assignPublicIp: boolean;
+  /** Secrets Manager ARNs (created by the operator, see the README). */
+  githubTokenSecretArn: string;
+  kiroApiKeySecretArn: string;
+  /** Optional GitHub App private key (PEM) for check runs. */
+  githubAppKeySecretArn?: string;
+  /** Consumer service scaling. */
+  consumerMinTasks: number;
+  consumerMaxTasks: number;
+  backlogPerTaskTarget: number;
+  consumerMaxJobs: number;
+  consumerCpu: number;
+  consumerMemory: number;
+  /** EventBridge Scheduler expression for the producer (`rate(...)` or `cron(...)`). */
+  producerSchedule: string;
+  /** CodeBuild project settings. */
+  buildTimeoutMinutes: number;
+  queuedTimeoutMinutes: number;
+  concurrentBuildLimit: number;
+  buildComputeType: string;
+  buildImage: string;
+  /** Pinned tools the buildspec installs on CodeBuild. */
+  workerVersion: string;
+  workerSha256?: string;
+  workerUrl?: string;
+  kiroCliVersion: string;
+  kiroCliSha256?: string;
+  kiroCliUrl?: string;
+  /** ADOT collector image (pinned tag). */
+  otelCollectorImage: string;
+  logRetentionDays: number;
+  /** DynamoDB deletion protection (keep it on for production). */
+  deletionProtection: boolean;
+  /** Optional e-mail subscription on the alarm topic. */
+  alarmEmail?: string;
+  /** Extra plain (non-secret) environment for the consumer and the producer containers. */
+  consumerEnvironment: Record<string, string>;
+  producerEnvironment: Record<string, string>;
+}
+
+/** Every problem found in one stack configuration, each naming its key. */
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid stack configuration:\n  - ${problems.join("\n  - ")}`);
+    this.name = "ConfigError";
+  }
+}
+
+/** A raw configuration source: the value of `kiro-infra:<key>` as Pulumi stores it (strings or
+ *  already-parsed YAML values), or undefined. */
+export type RawConfig = (key: string) => unknown;
+
+const SECRET_ARN = /^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+$/;
+const SHA256 = /^[0-9a-f]{64}$/;
+const VERSION = /^v?\d+\.\d+\.\d+([.-][0-9A-Za-z.-]+)?$/;
+const SCHEDULE = /^(rate\(\d+ (minute|minutes|hour|hours|day|days)\)|cron\(.+\)|at\(.+\))$/;
+const ENV_NAME = /^[A-Z_][A-Z0-9_]*$/;
+
+/** Environment variables the program sets itself; extra environment may not override them. */
+export const RESERVED_ENV = [
+  "KIRO_BACKEND",
+  "KIRO_QUEUE_URL",
+  "KIRO_DLQ_URL",
+  "KIRO_LEASE_TABLE",
+  "KIRO_CODEBUILD_PROJECT",
+  "KIRO_LOG_FORMAT",
+  "KIRO_METRICS",
+  "KIRO_MAX_JOBS",
+  "OTEL_EXPORTER_OTLP_ENDPOINT",
+  "GITHUB_TOKEN",
+  "GITHUB_APP_PRIVATE_KEY",
+  "KIRO_API_KEY",
+];
+
+export function parseConfig(stack: string, raw: RawConfig): StackConfig {
+  const problems: string[] = [];
+  const key = (k: string) => `${PROJECT}:${k}`;
+
+  const str = (k: string, opts: { required?: boolean; def?: string; re?: RegExp; what?: string } = {}) => {
+    const v = raw(k);
+    if (v === undefined || v === null || v === "") {
+      if (opts.required) problems.push(`${key(k)} is required${opts.what ? ` (${opts.what})` : ""}`);
+      return opts.def;
+    }
+    if (typeof v !== "string") {
+      problems.push(`${key(k)} must be a string, got ${JSON.stringify(v)}`);
+      return opts.def;
+    }
+    if (opts.re && !opts.re.test(v)) {
+      problems.push(`${key(k)} must be ${opts.what ?? `like ${opts.re}`}, got ${JSON.stringify(v)}`);
+    }
+    return v;
+  };
+  const int = (k: string, def: number, min: number, max: number) => {
+    const v = raw(k);
+    if (v === undefined || v === null || v === "") return def;
+    const n = typeof v === "number" ? v : typeof v === "string" && /^-?\d+$/.test(v.trim()) ? Number(v) : NaN;
+    if (!Number.isInteger(n)) {
+      problems.push(`${key(k)} must be an integer, got ${JSON.stringify(v)}`);
+      return def;
+    }
+    if (n < min || n > max) {
+      const range = min === 1 && max === Number.MAX_SAFE_INTEGER ? "a positive integer" : `between ${min} and ${max}`;
+      problems.push(`${key(k)} must be ${range}, got ${n}`);
+    }
+    return n;
+  };
+  const bool = (k: string, def: boolean) => {
+    const v = raw(k);
+    if (v === undefined || v === null || v === "") return def;
+    if (v === true || v === "true") return true;
+    if (v === false || v === "false") return false;
+    problems.push(`${key(k)} must be true or false, got ${JSON.stringify(v)}`);
+    return def;
+  };
+  const json = (k: string): unknown => {
+    const v = raw(k);
+    if (typeof v !== "string") return v;
+    try {
+      return JSON.parse(v);
+    } catch {
+      problems.push(`${key(k)} must be valid JSON (Pulumi stores structured values as JSON), got ${JSON.stringify(v)}`);
+      return undefined;
+    }
+  };
+  const list = (k: string, re: RegExp, what: string) => {
+    const v = json(k);
+    if (v === undefined || v === null) {
+      problems.push(`${key(k)} is required (a list of ${what})`);
+      return [];
+    }
+    if (!Array.isArray(v) || v.length === 0 || v.some((s) => typeof s !== "string" || !re.test(s))) {
+      problems.push(`${key(k)} must be a non-empty list of ${what}, got ${JSON.stringify(v)}`);
+      return [];
+    }
+    return v as string[];
+  };
+  const env = (k: string) => {
+    const v = json(k);
+    if (v === undefined || v === null) return {};
+    if (typeof v !== "object" || Array.isArray(v)) {
+      problems.push(`${key(k)} must be a map of NAME: value, got ${JSON.stringify(v)}`);
+      return {};
+    }
+    const out: Record<string, string> = {};
+    for (const [name, value] of Object.entries(v as Record<string, unknown>)) {
+      if (!ENV_NAME.test(name)) problems.push(`${key(k)}.${name} is not a valid environment variable name`);
+      else if (RESERVED_ENV.includes(name)) problems.push(`${key(k)}.${name} is set by the program and cannot be overridden`);
+      else if (typeof value !== "string") problems.push(`${key(k)}.${name} must be a string`);
+      else out[name] = value;
+    }
+    return out;
+  };
+
+  if (!/^[a-z][a-z0-9-]{0,19}$/.test(stack)) {
+    problems.push(`stack name ${JSON.stringify(stack)} must be lower-case letters, digits and '-' (at most 20 characters)`);
+  }
+  const imageTag = str("imageTag", {
+    required: true,
+    re: /^(?!latest$)[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/,
+    what: "an immutable image tag such as a version or commit (not 'latest')",
+  });
+  const secretWhat = "a Secrets Manager secret ARN (arn:aws:secretsmanager:<region>:<account>:secret:<name>)";
+  const cfg: StackConfig = {
+    stack,
+    imageTag: imageTag ?? "",
+    vpcId: str("vpcId", { required: true, re: /^vpc-[0-9a-f]+$/, what: "a VPC id (vpc-...)" }) ?? "",
+    subnetIds: list("subnetIds", /^subnet-[0-9a-f]+$/, "subnet ids (subnet-...)"),
+    assignPublicIp: bool("assignPublicIp", false),
+    githubTokenSecretArn: str("githubTokenSecretArn", { required: true, re: SECRET_ARN, what: secretWhat }) ?? "",
+    kiroApiKeySecretArn: str("kiroApiKeySecretArn", { required: true, re: SECRET_ARN, what: secretWhat }) ?? "",
+    githubAppKeySecretArn: str("githubAppKeySecretArn", { re: SECRET_ARN, what: secretWhat }),
+    consumerMinTasks: int("consumerMinTasks", 0, 0, 1000),
+    consumerMaxTasks: int("consumerMaxTasks", 10, 1, 1000),
+    backlogPerTaskTarget: int("backlogPerTaskTarget", 8, 1, 10_000),
+    consumerMaxJobs: int("consumerMaxJobs", 16, 1, 1000),
+    consumerCpu: int("consumerCpu", 512, 256, 16384),
+    consumerMemory: int("consumerMemory", 1024, 512, 122880),
+    producerSchedule: str("producerSchedule", { def: "rate(5 minutes)", re: SCHEDULE, what: "rate(N minutes), cron(...) or at(...)" }) ?? "",
+    buildTimeoutMinutes: int("buildTimeoutMinutes", 60, 5, 2160),
+    queuedTimeoutMinutes: int("queuedTimeoutMinutes", 480, 5, 480),
+    concurrentBuildLimit: int("concurrentBuildLimit", 10, 1, 1000),
+    buildComputeType: str("buildComputeType", { def: "BUILD_GENERAL1_MEDIUM", re: /^BUILD_[A-Z0-9_]+$/, what: "a CodeBuild compute type" }) ?? "",
+    buildImage: str("buildImage", { def: "aws/codebuild/standard:7.0" }) ?? "",
+    workerVersion: str("workerVersion", { required: true, re: VERSION, what: "a pinned version such as 0.1.0" }) ?? "",
+    workerSha256: str("workerSha256", { re: SHA256, what: "a lower-case hex SHA-256" }),
+    workerUrl: str("workerUrl", { re: /^https:\/\//, what: "an https URL" }),
+    kiroCliVersion: str("kiroCliVersion", { required: true, re: VERSION, what: "a pinned version such as 2.8.0" }) ?? "",
+    kiroCliSha256: str("kiroCliSha256", { re: SHA256, what: "a lower-case hex SHA-256" }),
+    kiroCliUrl: str("kiroCliUrl", { re: /^https:\/\//, what: "an https URL" }),
+    otelCollectorImage: str("otelCollectorImage", {
+      def: "public.ecr.aws/aws-observability/aws-otel-collector:v0.40.0",
+      re: /^[^:@\s]+(:(?!latest$)[A-Za-z0-9_.-]+|@sha256:[0-9a-f]{64})$/,
+      what: "an image with a pinned tag or digest (not 'latest')",
+    }) ?? "",
+    logRetentionDays: int("logRetentionDays", 30, 1, 3653),
+    deletionProtection: bool("deletionProtection", true),
+    alarmEmail: str("alarmEmail", { re: /^[^@\s]+@[^@\s]+\.[^@\s]+$/, what: "an e-mail address" }),
+    consumerEnvironment: env("consumerEnvironment"),
+    producerEnvironment: env("producerEnvironment"),
+  };
+  if (!(LOG_RETENTION_DAYS as readonly number[]).includes(cfg.logRetentionDays)) {
+    problems.push(`${key("logRetentionDays")} must be one of ${LOG_RETENTION_DAYS.join(", ")}, got ${cfg.logRetentionDays}`);
+  }
+  if (cfg.consumerMinTasks > cfg.consumerMaxTasks) {
+    problems.push(`${key("consumerMinTasks")} (${cfg.consumerMinTasks}) must not exceed ${key("consumerMaxTasks")} (${cfg.consumerMaxTasks})`);
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  return cfg;
+}

@@ -1,0 +1,116 @@
+// The IAM actions each component may use: the one table the roles are built from, the policy
+// checks compare against, and the README's "Deploying to AWS" section repeats.
+//
+// Invariant: a role's inline policy grants exactly the actions listed here for its component,
+// never an action with `*`, and `Resource: "*"` only for the actions in
+// `ACTIONS_WITHOUT_RESOURCE_SCOPE` (AWS offers no resource-level permission for them).
+
+export type Component =
+  | "producer-task"
+  | "producer-execution"
+  | "consumer-task"
+  | "consumer-execution"
+  | "codebuild"
+  | "scheduler";
+
+/** Pull the image, write the container logs, read the container's secrets. */
+const EXECUTION = [
+  "ecr:GetAuthorizationToken",
+  "ecr:BatchCheckLayerAvailability",
+  "ecr:GetDownloadUrlForLayer",
+  "ecr:BatchGetImage",
+  "logs:CreateLogStream",
+  "logs:PutLogEvents",
+  "secretsmanager:GetSecretValue",
+];
+
+/** What the ADOT collector sidecar needs to export traces to X-Ray. */
+export const XRAY_ACTIONS = [
+  "xray:PutTraceSegments",
+  "xray:PutTelemetryRecords",
+  "xray:GetSamplingRules",
+  "xray:GetSamplingTargets",
+  "xray:GetSamplingStatisticSummaries",
+];
+
+export const ROLE_ACTIONS: Record<Component, readonly string[]> = {
+  // kiro-producer --once: enqueue ready items (SendMessage) and check the queue exists.
+  "producer-task": ["sqs:SendMessage", "sqs:GetQueueAttributes"],
+  "producer-execution": EXECUTION,
+  // kiro-consumer run: the queue and DLQ (dead-lettering sends to the DLQ, replay sends back,
+  // redrive uses the message-move tasks), the job-record table (conditional writes; a
+  // TransactWriteItems call is authorised per item as PutItem/UpdateItem/ConditionCheckItem),
+  // the builds, its own scale-in protection, and the X-Ray export of the sidecar.
+  "consumer-task": [
+    "sqs:ReceiveMessage",
+    "sqs:DeleteMessage",
+    "sqs:ChangeMessageVisibility",
+    "sqs:SendMessage",
+    "sqs:GetQueueAttributes",
+    "sqs:StartMessageMoveTask",
+    "sqs:ListMessageMoveTasks",
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:ConditionCheckItem",
+    "dynamodb:Query",
+    "codebuild:StartBuild",
+    "codebuild:BatchGetBuilds",
+    "codebuild:StopBuild",
+    "ecs:UpdateTaskProtection",
+    ...XRAY_ACTIONS,
+  ],
+  "consumer-execution": EXECUTION,
+  // The build: its log group, its JUnit report group, the fence check on the
+  // job-record table, and the buildspec's secrets.
+  codebuild: [
+    "logs:CreateLogStream",
+    "logs:PutLogEvents",
+    "codebuild:CreateReport",
+    "codebuild:UpdateReport",
+    "codebuild:BatchPutTestCases",
+    "dynamodb:GetItem",
+    "dynamodb:Query",
+    "secretsmanager:GetSecretValue",
+  ],
+  // EventBridge Scheduler: start the producer task, handing it its two roles.
+  scheduler: ["ecs:RunTask", "iam:PassRole"],
+};
+
+/** The service each component's role trusts. */
+export const TRUSTED_SERVICE: Record<Component, string> = {
+  "producer-task": "ecs-tasks.amazonaws.com",
+  "producer-execution": "ecs-tasks.amazonaws.com",
+  "consumer-task": "ecs-tasks.amazonaws.com",
+  "consumer-execution": "ecs-tasks.amazonaws.com",
+  codebuild: "codebuild.amazonaws.com",
+  scheduler: "scheduler.amazonaws.com",
+};
+
+/** Actions AWS authorises only on `Resource: "*"`. */
+export const ACTIONS_WITHOUT_RESOURCE_SCOPE: readonly string[] = ["ecr:GetAuthorizationToken", ...XRAY_ACTIONS];
+
+export const COMPONENTS = Object.keys(ROLE_ACTIONS) as Component[];
+
+/** An IAM policy statement as the program writes it. */
+export interface Statement {
+  Sid?: string;
+  Effect: "Allow" | "Deny";
+  Action: string[];
+  Resource: string[];
+  Condition?: Record<string, unknown>;
+}
+
+export interface PolicyDocument {
+  Version: "2012-10-17";
+  Statement: Statement[];
+}
+
+/** One `Allow` statement; resources must be given (use `ACTIONS_WITHOUT_RESOURCE_SCOPE` for `*`). */
+export function allow(sid: string, actions: readonly string[], resources: readonly string[]): Statement {
+  return { Sid: sid, Effect: "Allow", Action: [...actions], Resource: [...resources] };
+}
+
+export function document(statements: Statement[]): PolicyDocument {
+  return { Version: "2012-10-17", Statement: statements };
+}

@@ -1,0 +1,661 @@
+// The whole deployment of one stack: queues, job-record table, registry, cluster, consumer
+// service with autoscaling, scheduled producer, CodeBuild project, IAM and alarms.
+//
+// Invariant: plain `@pulumi/aws` resources only (no component resources, no awsx), so every
+// resource is registered with the engine — and with the test mocks — directly; every IAM role
+// is built from `ROLE_ACTIONS` and scoped to this stack's own ARNs (plus the configured secrets).
+import * as fs from "node:fs";
+import * as path from "node:path";
+import * as aws from "@pulumi/aws";
+import * as pulumi from "@pulumi/pulumi";
+import type { StackConfig } from "./config";
+import { XRAY_ACTIONS, ROLE_ACTIONS, TRUSTED_SERVICE, allow, document } from "./permissions";
+import type { Component, Statement } from "./permissions";
+
+/** The consumer's CloudWatch Embedded Metric Format namespace (the alarms read it). */
+export const METRICS_NAMESPACE = "KiroCodebuildWorker";
+
+/** The EMF metrics the alarms rely on (dimension-less; the consumer emits them per finished job). */
+export const EMF_METRICS = {
+  /** Builds that finished, whatever their outcome. */
+  buildsFinished: "BuildsFinished",
+  /** Builds that finished with a failure outcome. */
+  buildsFailed: "BuildsFailed",
+  /** Builds whose outcome class was `tests-failed`. */
+  testsFailed: "TestsFailed",
+  /** Duration of each finished build, milliseconds. */
+  buildDuration: "BuildDuration",
+  /** Error log lines of the consumer (from a metric filter on its log group). */
+  consumerErrors: "ConsumerErrors",
+} as const;
+
+/** The TTL attribute of the job-record table (clean-up only; never relied on for correctness). */
+export const TTL_ATTRIBUTE = "expires_ttl";
+
+/** Secret ids `buildspec.yml` names by default; the program substitutes the stack's ARNs. */
+export const BUILDSPEC_SECRET_PLACEHOLDERS = {
+  githubToken: "kiro-codebuild-worker/github-token",
+  kiroApiKey: "kiro-codebuild-worker/kiro-api-key",
+} as const;
+
+/** Default location of the repository's buildspec. */
+export const BUILDSPEC_PATH = path.join(__dirname, "..", "..", "buildspec.yml");
+
+export const CONSUMER_CONTAINER = "consumer";
+export const PRODUCER_CONTAINER = "producer";
+export const OTEL_CONTAINER = "otel-collector";
+
+/** The ADOT collector's bundled configuration: OTLP in, X-Ray out. */
+export const OTEL_CONFIG = "--config=/etc/ecs/ecs-xray.yaml";
+
+export interface Deployment {
+  queue: aws.sqs.Queue;
+  dlq: aws.sqs.Queue;
+  table: aws.dynamodb.Table;
+  repository: aws.ecr.Repository;
+  cluster: aws.ecs.Cluster;
+  consumerService: aws.ecs.Service;
+  consumerTaskDefinition: aws.ecs.TaskDefinition;
+  producerTaskDefinition: aws.ecs.TaskDefinition;
+  project: aws.codebuild.Project;
+  schedule: aws.scheduler.Schedule;
+  alarmTopic: aws.sns.Topic;
+  roles: Record<Component, aws.iam.Role>;
+}
+
+/** The buildspec CodeBuild runs: the repository's file with the stack's secret ARNs in place of
+ *  the default secret names. Throws if a placeholder is missing (the file and the program
+ *  would disagree about where the secrets come from). */
+export function renderBuildspec(text: string, cfg: Pick<StackConfig, "githubTokenSecretArn" | "kiroApiKeySecretArn">): string {
+  let out = text;
+  const swaps: [string, string][] = [
+    [BUILDSPEC_SECRET_PLACEHOLDERS.githubToken, cfg.githubTokenSecretArn],
+    [BUILDSPEC_SECRET_PLACEHOLDERS.kiroApiKey, cfg.kiroApiKeySecretArn],
+  ];
+  for (const [placeholder, arn] of swaps) {
+    const re = new RegExp(`(:\\s*)${placeholder.replace(/[/.-]/g, "\\$&")}\\s*$`, "m");
+    if (!re.test(out)) throw new Error(`buildspec.yml has no secrets-manager entry for ${placeholder}`);
+    out = out.replace(re, `$1${arn}`);
+  }
+  return out;
+}
+
+export function createStack(cfg: StackConfig, opts: { buildspecText?: string } = {}): Deployment {
+  const prefix = `kiro-${cfg.stack}`;
+  const tags = { "kiro:stack": cfg.stack, "kiro:app": "kiro-codebuild-worker" };
+  const region = aws.getRegionOutput().region;
+
+  // ── Queues ────────────────────────────────────────────────────────────────────────────────
+  const dlq = new aws.sqs.Queue("dlq", {
+    name: `${prefix}-dlq.fifo`,
+    fifoQueue: true,
+    contentBasedDeduplication: false,
+    messageRetentionSeconds: 14 * 24 * 3600,
+    sqsManagedSseEnabled: true,
+    tags,
+  });
+  const queue = new aws.sqs.Queue("queue", {
+    name: `${prefix}-work.fifo`,
+    fifoQueue: true,
+    contentBasedDeduplication: false,
+    deduplicationScope: "messageGroup",
+    fifoThroughputLimit: "perMessageGroupId",
+    visibilityTimeoutSeconds: 300,
+    receiveWaitTimeSeconds: 20,
+    messageRetentionSeconds: 14 * 24 * 3600,
+    sqsManagedSseEnabled: true,
+    // A safety net far above the consumer's attempt budget: the consumer dead-letters
+    // explicitly with the reason; this only catches messages it can never settle.
+    redrivePolicy: pulumi.jsonStringify({ deadLetterTargetArn: dlq.arn, maxReceiveCount: 50 }),
+    tags,
+  });
+  new aws.sqs.RedriveAllowPolicy("dlq-redrive-allow", {
+    queueUrl: dlq.url,
+    redriveAllowPolicy: pulumi.jsonStringify({ redrivePermission: "byQueue", sourceQueueArns: [queue.arn] }),
+  });
+
+  // ── Job-record table ──────────────────────────────────────────────────────────────────────
+  const table = new aws.dynamodb.Table("jobs", {
+    name: `${prefix}-jobs`,
+    billingMode: "PAY_PER_REQUEST",
+    hashKey: "pk",
+    rangeKey: "sk",
+    attributes: [
+      { name: "pk", type: "S" },
+      { name: "sk", type: "S" },
+    ],
+    ttl: { attributeName: TTL_ATTRIBUTE, enabled: true },
+    pointInTimeRecovery: { enabled: true },
+    serverSideEncryption: { enabled: true },
+    deletionProtectionEnabled: cfg.deletionProtection,
+    tags,
+  });
+
+  // ── Registry ──────────────────────────────────────────────────────────────────────────────
+  const repository = new aws.ecr.Repository("consumer-image", {
+    name: `${prefix}/consumer`,
+    imageTagMutability: "IMMUTABLE",
+    imageScanningConfiguration: { scanOnPush: true },
+    encryptionConfigurations: [{ encryptionType: "AES256" }],
+    forceDelete: !cfg.deletionProtection,
+    tags,
+  });
+  new aws.ecr.LifecyclePolicy("consumer-image-lifecycle", {
+    repository: repository.name,
+    policy: JSON.stringify({
+      rules: [
+        {
+          rulePriority: 1,
+          description: "keep the last 20 images",
+          selection: { tagStatus: "any", countType: "imageCountMoreThan", countNumber: 20 },
+          action: { type: "expire" },
+        },
+      ],
+    }),
+  });
+  const image = pulumi.interpolate`${repository.repositoryUrl}:${cfg.imageTag}`;
+
+  // ── Logs ──────────────────────────────────────────────────────────────────────────────────
+  const logGroup = (name: string) =>
+    new aws.cloudwatch.LogGroup(`${name}-logs`, {
+      name: `/${prefix}/${name}`,
+      retentionInDays: cfg.logRetentionDays,
+      tags,
+    });
+  const consumerLogs = logGroup("consumer");
+  const producerLogs = logGroup("producer");
+  const buildLogs = logGroup("codebuild");
+
+  // ── Cluster ───────────────────────────────────────────────────────────────────────────────
+  const cluster = new aws.ecs.Cluster("cluster", {
+    name: prefix,
+    settings: [{ name: "containerInsights", value: "enabled" }],
+    tags,
+  });
+  const clusterTasksArn = cluster.arn.apply((arn) => `${arn.replace(":cluster/", ":task/")}/*`);
+
+  const securityGroup = new aws.ec2.SecurityGroup("tasks", {
+    name: `${prefix}-tasks`,
+    description: "kiro tasks: outbound HTTPS only (AWS APIs, GitHub, image pulls)",
+    vpcId: cfg.vpcId,
+    egress: [{ protocol: "tcp", fromPort: 443, toPort: 443, cidrBlocks: ["0.0.0.0/0"], description: "HTTPS" }],
+    tags,
+  });
+
+  // ── CodeBuild report groups and project ───────────────────────────────────────────────────
+  const projectName = `${prefix}-worker`;
+  // CodeBuild maps the buildspec's `junit` report group to `<project>-junit`.
+  const junitReports = new aws.codebuild.ReportGroup("junit-reports", {
+    name: `${projectName}-junit`,
+    type: "TEST",
+    exportConfig: { type: "NO_EXPORT" },
+    deleteReports: true,
+    tags,
+  });
+
+
+  // ── IAM: one role per component, one inline policy each ───────────────────────────────────
+  const roles = {} as Record<Component, aws.iam.Role>;
+  for (const component of Object.keys(ROLE_ACTIONS) as Component[]) {
+    roles[component] = new aws.iam.Role(`${component}-role`, {
+      name: `${prefix}-${component}`,
+      description: `kiro ${cfg.stack}: ${component}`,
+      assumeRolePolicy: JSON.stringify({
+        Version: "2012-10-17",
+        Statement: [{ Effect: "Allow", Principal: { Service: TRUSTED_SERVICE[component] }, Action: "sts:AssumeRole" }],
+      }),
+      maxSessionDuration: 3600,
+      tags,
+    });
+  }
+  const grant = (component: Component, statements: pulumi.Input<Statement>[]) =>
+    new aws.iam.RolePolicy(`${component}-policy`, {
+      name: component,
+      role: roles[component].name,
+      policy: pulumi.all(statements).apply((s) => JSON.stringify(document(s as Statement[]))),
+    });
+  const stmt = (sid: string, actions: readonly string[], resources: pulumi.Input<string>[]) =>
+    pulumi.all(resources).apply((r) => allow(sid, actions, r));
+  const logStreams = (group: aws.cloudwatch.LogGroup) => pulumi.interpolate`${group.arn}:log-stream:*`;
+  const containerSecrets = [cfg.githubTokenSecretArn, ...(cfg.githubAppKeySecretArn ? [cfg.githubAppKeySecretArn] : [])];
+  const executionStatements = (logs: aws.cloudwatch.LogGroup, secrets: string[]) => [
+    stmt("PullImageAuth", ["ecr:GetAuthorizationToken"], ["*"]),
+    stmt("PullImage", ["ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage"], [repository.arn]),
+    stmt("Logs", ["logs:CreateLogStream", "logs:PutLogEvents"], [logs.arn, logStreams(logs)]),
+    stmt("Secrets", ["secretsmanager:GetSecretValue"], secrets),
+  ];
+  grant("producer-task", [stmt("Enqueue", ["sqs:SendMessage", "sqs:GetQueueAttributes"], [queue.arn])]);
+  grant("producer-execution", executionStatements(producerLogs, [cfg.githubTokenSecretArn]));
+  grant("consumer-execution", executionStatements(consumerLogs, containerSecrets));
+  grant("codebuild", [
+    stmt("Logs", ["logs:CreateLogStream", "logs:PutLogEvents"], [buildLogs.arn, logStreams(buildLogs)]),
+    stmt(
+      "Reports",
+      ["codebuild:CreateReport", "codebuild:UpdateReport", "codebuild:BatchPutTestCases"],
+      [junitReports.arn],
+    ),
+    stmt("FenceCheck", ["dynamodb:GetItem", "dynamodb:Query"], [table.arn]),
+    stmt("Secrets", ["secretsmanager:GetSecretValue"], [cfg.githubTokenSecretArn, cfg.kiroApiKeySecretArn]),
+  ]);
+
+  // ── CodeBuild project ─────────────────────────────────────────────────────────────────────
+  const buildspecText = opts.buildspecText ?? fs.readFileSync(BUILDSPEC_PATH, "utf8");
+  const plain = (name: string, value: string) => ({ name, value, type: "PLAINTEXT" });
+  const project = new aws.codebuild.Project("worker", {
+    name: projectName,
+    description: "Runs kiro-worker for one work item (buildspec.yml of kiro-codebuild-worker)",
+    serviceRole: roles.codebuild.arn,
+    buildTimeout: cfg.buildTimeoutMinutes,
+    queuedTimeout: cfg.queuedTimeoutMinutes,
+    concurrentBuildLimit: cfg.concurrentBuildLimit,
+    // The worker clones the item's repository itself; the buildspec is this repository's,
+    // inlined at deploy time with the stack's secret ARNs.
+    source: { type: "NO_SOURCE", buildspec: renderBuildspec(buildspecText, cfg) },
+    artifacts: { type: "NO_ARTIFACTS" },
+    environment: {
+      type: "LINUX_CONTAINER",
+      computeType: cfg.buildComputeType,
+      image: cfg.buildImage,
+      imagePullCredentialsType: "CODEBUILD",
+      environmentVariables: [
+        plain("KIRO_WORKER_VERSION", cfg.workerVersion),
+        plain("KIRO_WORKER_SHA256", cfg.workerSha256 ?? ""),
+        plain("KIRO_WORKER_URL", cfg.workerUrl ?? ""),
+        plain("KIRO_CLI_VERSION", cfg.kiroCliVersion),
+        plain("KIRO_CLI_SHA256", cfg.kiroCliSha256 ?? ""),
+        plain("KIRO_CLI_URL", cfg.kiroCliUrl ?? ""),
+        { name: "KIRO_LEASE_TABLE", value: table.name, type: "PLAINTEXT" },
+        plain("KIRO_GITHUB_TOKEN_SECRET_ARN", cfg.githubTokenSecretArn),
+        plain("KIRO_API_KEY_SECRET_ARN", cfg.kiroApiKeySecretArn),
+      ],
+    },
+    logsConfig: { cloudwatchLogs: { status: "ENABLED", groupName: buildLogs.name }, s3Logs: { status: "DISABLED" } },
+    tags,
+  });
+
+  grant("consumer-task", [
+    stmt(
+      "Queues",
+      ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:SendMessage", "sqs:GetQueueAttributes"],
+      [queue.arn, dlq.arn],
+    ),
+    stmt("Redrive", ["sqs:StartMessageMoveTask", "sqs:ListMessageMoveTasks"], [dlq.arn, queue.arn]),
+    stmt(
+      "JobRecords",
+      ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem", "dynamodb:Query"],
+      [table.arn],
+    ),
+    stmt("Builds", ["codebuild:StartBuild", "codebuild:BatchGetBuilds", "codebuild:StopBuild"], [project.arn]),
+    stmt("ScaleInProtection", ["ecs:UpdateTaskProtection"], [clusterTasksArn]),
+    stmt("Traces", XRAY_ACTIONS, ["*"]),
+  ]);
+
+  // ── Task definitions ──────────────────────────────────────────────────────────────────────
+  const awslogs = (group: aws.cloudwatch.LogGroup, streamPrefix: string) => ({
+    logDriver: "awslogs",
+    options: { "awslogs-group": group.name, "awslogs-region": region, "awslogs-stream-prefix": streamPrefix },
+  });
+  const envList = (env: Record<string, pulumi.Input<string>>) =>
+    Object.entries(env)
+      .sort(([a], [b]) => a.localeCompare(b))
+      .map(([name, value]) => ({ name, value }));
+  const commonEnv = {
+    KIRO_BACKEND: "aws",
+    KIRO_QUEUE_URL: queue.url,
+    KIRO_DLQ_URL: dlq.url,
+    KIRO_LEASE_TABLE: table.name,
+    KIRO_CODEBUILD_PROJECT: project.name,
+    KIRO_LOG_FORMAT: "json",
+    KIRO_METRICS: "emf",
+  };
+  const githubSecrets = [
+    { name: "GITHUB_TOKEN", valueFrom: cfg.githubTokenSecretArn },
+    ...(cfg.githubAppKeySecretArn ? [{ name: "GITHUB_APP_PRIVATE_KEY", valueFrom: cfg.githubAppKeySecretArn }] : []),
+  ];
+  const runtimePlatform = { operatingSystemFamily: "LINUX", cpuArchitecture: "X86_64" };
+
+  const consumerContainers = pulumi.jsonStringify([
+    {
+      name: CONSUMER_CONTAINER,
+      image,
+      essential: true,
+      entryPoint: ["/kiro-consumer"],
+      command: ["run"],
+      // Fargate's maximum: the consumer hands its jobs off on SIGTERM within this window.
+      stopTimeout: 120,
+      readonlyRootFilesystem: false,
+      user: "65532:65532",
+      environment: envList({
+        ...cfg.consumerEnvironment,
+        ...commonEnv,
+        KIRO_MAX_JOBS: String(cfg.consumerMaxJobs),
+        OTEL_EXPORTER_OTLP_ENDPOINT: "http://localhost:4318",
+      }),
+      secrets: githubSecrets,
+      healthCheck: {
+        command: ["CMD", "/kiro-consumer", "health"],
+        interval: 30,
+        timeout: 5,
+        retries: 3,
+        startPeriod: 60,
+      },
+      dependsOn: [{ containerName: OTEL_CONTAINER, condition: "START" }],
+      logConfiguration: awslogs(consumerLogs, "consumer"),
+    },
+    {
+      name: OTEL_CONTAINER,
+      image: cfg.otelCollectorImage,
+      essential: false,
+      command: [OTEL_CONFIG],
+      logConfiguration: awslogs(consumerLogs, "otel"),
+    },
+  ]);
+  const consumerTaskDefinition = new aws.ecs.TaskDefinition("consumer-task", {
+    family: `${prefix}-consumer`,
+    requiresCompatibilities: ["FARGATE"],
+    networkMode: "awsvpc",
+    cpu: String(cfg.consumerCpu),
+    memory: String(cfg.consumerMemory),
+    runtimePlatform,
+    executionRoleArn: roles["consumer-execution"].arn,
+    taskRoleArn: roles["consumer-task"].arn,
+    containerDefinitions: consumerContainers,
+    tags,
+  });
+  const producerTaskDefinition = new aws.ecs.TaskDefinition("producer-task", {
+    family: `${prefix}-producer`,
+    requiresCompatibilities: ["FARGATE"],
+    networkMode: "awsvpc",
+    cpu: "256",
+    memory: "512",
+    runtimePlatform,
+    executionRoleArn: roles["producer-execution"].arn,
+    taskRoleArn: roles["producer-task"].arn,
+    containerDefinitions: pulumi.jsonStringify([
+      {
+        name: PRODUCER_CONTAINER,
+        image,
+        essential: true,
+        entryPoint: ["/kiro-producer"],
+        command: ["--once"],
+        stopTimeout: 30,
+        user: "65532:65532",
+        environment: envList({ ...cfg.producerEnvironment, ...commonEnv }),
+        secrets: [{ name: "GITHUB_TOKEN", valueFrom: cfg.githubTokenSecretArn }],
+        logConfiguration: awslogs(producerLogs, "producer"),
+      },
+    ]),
+    tags,
+  });
+
+  // ── Consumer service and autoscaling ──────────────────────────────────────────────────────
+  const network = {
+    subnets: cfg.subnetIds,
+    securityGroups: [securityGroup.id],
+    assignPublicIp: cfg.assignPublicIp,
+  };
+  const consumerService = new aws.ecs.Service(
+    "consumer",
+    {
+      name: `${prefix}-consumer`,
+      cluster: cluster.arn,
+      taskDefinition: consumerTaskDefinition.arn,
+      launchType: "FARGATE",
+      desiredCount: cfg.consumerMinTasks,
+      networkConfiguration: network,
+      deploymentMinimumHealthyPercent: 100,
+      deploymentMaximumPercent: 200,
+      deploymentCircuitBreaker: { enable: true, rollback: true },
+      enableExecuteCommand: false,
+      propagateTags: "SERVICE",
+      tags,
+    },
+    // Autoscaling owns the task count after the first deploy.
+    { ignoreChanges: ["desiredCount"] },
+  );
+  const scalingTarget = new aws.appautoscaling.Target("consumer-scaling", {
+    serviceNamespace: "ecs",
+    scalableDimension: "ecs:service:DesiredCount",
+    resourceId: pulumi.interpolate`service/${cluster.name}/${consumerService.name}`,
+    minCapacity: cfg.consumerMinTasks,
+    maxCapacity: cfg.consumerMaxTasks,
+  });
+  const scalingRef = {
+    serviceNamespace: scalingTarget.serviceNamespace,
+    scalableDimension: scalingTarget.scalableDimension,
+    resourceId: scalingTarget.resourceId,
+  };
+  new aws.appautoscaling.Policy("consumer-backlog-per-task", {
+    name: `${prefix}-backlog-per-task`,
+    policyType: "TargetTrackingScaling",
+    ...scalingRef,
+    targetTrackingScalingPolicyConfiguration: {
+      targetValue: cfg.backlogPerTaskTarget,
+      scaleInCooldown: 300,
+      scaleOutCooldown: 60,
+      customizedMetricSpecification: {
+        metrics: [
+          {
+            id: "m1",
+            label: "visible messages",
+            returnData: false,
+            metricStat: {
+              metric: {
+                namespace: "AWS/SQS",
+                metricName: "ApproximateNumberOfMessagesVisible",
+                dimensions: [{ name: "QueueName", value: queue.name }],
+              },
+              stat: "Sum",
+            },
+          },
+          {
+            id: "m2",
+            label: "running consumer tasks",
+            returnData: false,
+            metricStat: {
+              metric: {
+                namespace: "ECS/ContainerInsights",
+                metricName: "RunningTaskCount",
+                dimensions: [
+                  { name: "ClusterName", value: cluster.name },
+                  { name: "ServiceName", value: consumerService.name },
+                ],
+              },
+              stat: "Average",
+            },
+          },
+          { id: "e1", label: "backlog per task", expression: "m1 / m2", returnData: true },
+        ],
+      },
+    },
+  });
+  // Backlog per task has no datapoint at zero tasks: a step policy starts the first task.
+  const fromZero = new aws.appautoscaling.Policy("consumer-scale-from-zero", {
+    name: `${prefix}-scale-from-zero`,
+    policyType: "StepScaling",
+    ...scalingRef,
+    stepScalingPolicyConfiguration: {
+      adjustmentType: "ExactCapacity",
+      cooldown: 60,
+      metricAggregationType: "Maximum",
+      stepAdjustments: [{ metricIntervalLowerBound: "0", scalingAdjustment: 1 }],
+    },
+  });
+
+  // ── Producer schedule ─────────────────────────────────────────────────────────────────────
+  const schedule = new aws.scheduler.Schedule("producer-schedule", {
+    name: `${prefix}-producer`,
+    description: "kiro-producer --once: enqueue the board's ready items",
+    scheduleExpression: cfg.producerSchedule,
+    flexibleTimeWindow: { mode: "OFF" },
+    state: "ENABLED",
+    target: {
+      arn: cluster.arn,
+      roleArn: roles.scheduler.arn,
+      retryPolicy: { maximumRetryAttempts: 0 },
+      ecsParameters: {
+        taskDefinitionArn: producerTaskDefinition.arn,
+        launchType: "FARGATE",
+        taskCount: 1,
+        networkConfiguration: network,
+        propagateTags: "TASK_DEFINITION",
+      },
+    },
+  });
+  grant("scheduler", [
+    stmt("RunProducer", ["ecs:RunTask"], [producerTaskDefinition.arnWithoutRevision.apply((arn) => `${arn}:*`)]),
+    stmt("PassProducerRoles", ["iam:PassRole"], [roles["producer-task"].arn, roles["producer-execution"].arn]),
+  ]);
+
+  // ── Alarms ────────────────────────────────────────────────────────────────────────────────
+  const alarmTopic = new aws.sns.Topic("alarms", { name: `${prefix}-alarms`, tags });
+  if (cfg.alarmEmail) {
+    new aws.sns.TopicSubscription("alarms-email", { topic: alarmTopic.arn, protocol: "email", endpoint: cfg.alarmEmail });
+  }
+  new aws.cloudwatch.LogMetricFilter("consumer-errors", {
+    name: `${prefix}-consumer-errors`,
+    logGroupName: consumerLogs.name,
+    pattern: '{ $.level = "ERROR" }',
+    metricTransformation: {
+      name: EMF_METRICS.consumerErrors,
+      namespace: METRICS_NAMESPACE,
+      value: "1",
+      defaultValue: "0",
+    },
+  });
+  const alarm = (name: string, args: Omit<aws.cloudwatch.MetricAlarmArgs, "name" | "alarmActions" | "okActions">) =>
+    new aws.cloudwatch.MetricAlarm(`${name}-alarm`, {
+      name: `${prefix}-${name}`,
+      alarmActions: [alarmTopic.arn],
+      okActions: [alarmTopic.arn],
+      tags,
+      ...args,
+    });
+  const metric = (id: string, namespace: string, metricName: string, stat: string, dimensions?: Record<string, pulumi.Input<string>>) => ({
+    id,
+    returnData: false,
+    metric: { namespace, metricName, stat, period: 300, dimensions },
+  });
+  const emf = (id: string, name: string, stat = "Sum") => metric(id, METRICS_NAMESPACE, name, stat);
+
+  alarm("build-failure-rate", {
+    alarmDescription: "More than 50% of the builds that finished failed",
+    comparisonOperator: "GreaterThanThreshold",
+    threshold: 50,
+    evaluationPeriods: 3,
+    datapointsToAlarm: 2,
+    treatMissingData: "notBreaching",
+    metricQueries: [
+      emf("failed", EMF_METRICS.buildsFailed),
+      emf("finished", EMF_METRICS.buildsFinished),
+      { id: "rate", label: "build failure rate (%)", expression: "IF(finished > 0, 100 * failed / finished, 0)", returnData: true },
+    ],
+  });
+  alarm("build-duration", {
+    alarmDescription: "Builds take longer than 45 minutes on average",
+    comparisonOperator: "GreaterThanThreshold",
+    threshold: 45 * 60 * 1000,
+    evaluationPeriods: 1,
+    treatMissingData: "notBreaching",
+    namespace: METRICS_NAMESPACE,
+    metricName: EMF_METRICS.buildDuration,
+    statistic: "Average",
+    period: 900,
+    unit: "Milliseconds",
+  });
+  alarm("test-failure-rate", {
+    alarmDescription: "More than 15% of the builds that finished failed their tests",
+    comparisonOperator: "GreaterThanThreshold",
+    threshold: 15,
+    evaluationPeriods: 3,
+    datapointsToAlarm: 2,
+    treatMissingData: "notBreaching",
+    metricQueries: [
+      emf("tests", EMF_METRICS.testsFailed),
+      emf("finished", EMF_METRICS.buildsFinished),
+      { id: "rate", label: "test failure rate (%)", expression: "IF(finished > 0, 100 * tests / finished, 0)", returnData: true },
+    ],
+  });
+  alarm("dlq-not-empty", {
+    alarmDescription: "Dead letters are waiting (kiro-consumer dlq list)",
+    comparisonOperator: "GreaterThanThreshold",
+    threshold: 0,
+    evaluationPeriods: 1,
+    treatMissingData: "notBreaching",
+    namespace: "AWS/SQS",
+    metricName: "ApproximateNumberOfMessagesVisible",
+    dimensions: { QueueName: dlq.name },
+    statistic: "Maximum",
+    period: 300,
+  });
+  alarm("oldest-message-age", {
+    alarmDescription: "A work item has waited in the queue for more than 2 hours",
+    comparisonOperator: "GreaterThanThreshold",
+    threshold: 2 * 3600,
+    evaluationPeriods: 1,
+    treatMissingData: "notBreaching",
+    namespace: "AWS/SQS",
+    metricName: "ApproximateAgeOfOldestMessage",
+    dimensions: { QueueName: queue.name },
+    statistic: "Maximum",
+    period: 300,
+  });
+  alarm("table-throttling", {
+    alarmDescription: "DynamoDB throttled reads or writes on the job-record table",
+    comparisonOperator: "GreaterThanThreshold",
+    threshold: 0,
+    evaluationPeriods: 1,
+    treatMissingData: "notBreaching",
+    metricQueries: [
+      metric("reads", "AWS/DynamoDB", "ReadThrottleEvents", "Sum", { TableName: table.name }),
+      metric("writes", "AWS/DynamoDB", "WriteThrottleEvents", "Sum", { TableName: table.name }),
+      { id: "throttled", label: "throttle events", expression: "reads + writes", returnData: true },
+    ],
+  });
+  alarm("consumer-errors", {
+    alarmDescription: "The consumer logged 5 or more errors in 5 minutes",
+    comparisonOperator: "GreaterThanOrEqualToThreshold",
+    threshold: 5,
+    evaluationPeriods: 1,
+    treatMissingData: "notBreaching",
+    namespace: METRICS_NAMESPACE,
+    metricName: EMF_METRICS.consumerErrors,
+    statistic: "Sum",
+    period: 300,
+  });
+  // Scale-out from zero: work is visible and no consumer runs. Not an operator alarm: its only
+  // action is the step policy above.
+  new aws.cloudwatch.MetricAlarm("scale-from-zero-alarm", {
+    name: `${prefix}-scale-from-zero`,
+    alarmDescription: "Messages are visible while no consumer task runs",
+    comparisonOperator: "GreaterThanThreshold",
+    threshold: 0,
+    evaluationPeriods: 1,
+    treatMissingData: "missing",
+    alarmActions: [fromZero.arn],
+    metricQueries: [
+      metric("visible", "AWS/SQS", "ApproximateNumberOfMessagesVisible", "Maximum", { QueueName: queue.name }),
+      metric("tasks", "ECS/ContainerInsights", "RunningTaskCount", "Maximum", {
+        ClusterName: cluster.name,
+        ServiceName: consumerService.name,
+      }),
+      { id: "idle_with_work", label: "visible work, no tasks", expression: "IF(visible > 0 AND FILL(tasks, 0) == 0, 1, 0)", returnData: true },
+    ],
+    tags,
+  });
+
+  return {
+    queue,
+    dlq,
+    table,
+    repository,
+    cluster,
+    consumerService,
+    consumerTaskDefinition,
+    producerTaskDefinition,
+    project,
+    schedule,
+    alarmTopic,
+    roles,
+  };
+}
