@@ -107,6 +107,7 @@ async fn main() {
             builds: builds.clone(),
             board: None,
             clock,
+            protection: None,
         },
     );
     let t1 = Instant::now();

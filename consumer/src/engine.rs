@@ -14,7 +14,9 @@
 //! 4. **poll** the builds that are due, in one batched status call, and settle finished
 //!    jobs: ack on success; otherwise the [`RetryPolicy`] decides between a delayed
 //!    retry (the message stays in flight, so the project's order holds) and an explicit
-//!    dead letter with reason, class and attempt history.
+//!    dead letter with reason, class and attempt history;
+//! 5. **protect**: hold scale-in protection while any job is in flight (on at 0 → 1 job,
+//!    off at → 0, re-armed before it expires); failures are logged, never fatal.
 //!
 //! Invariants: a build is started only by the holder of the project's lease, after the
 //! intent is recorded under its fence; every job-record write is fence-conditional; a
@@ -28,7 +30,7 @@ use kiro_protocol::ports::build::env as build_env;
 use kiro_protocol::{
     AttemptRecord, Board, BuildId, BuildRequest, BuildRunner, BuildState, BuildStatus, Clock,
     DeadLetter, Delivery, Envelope, Failure, FailureClass, ItemStatus, JobRecord, JobState, Lease,
-    LeaseError, LeaseStore, OutcomeStatus, WorkItem, WorkQueue, WorkerOutcome,
+    LeaseError, LeaseStore, OutcomeStatus, TaskProtection, WorkItem, WorkQueue, WorkerOutcome,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -115,6 +117,22 @@ pub struct Ports {
     /// Where dead-lettered items are marked failed; optional.
     pub board: Option<Arc<dyn Board>>,
     pub clock: Arc<dyn Clock>,
+    /// Scale-in protection held while jobs are in flight (ECS); optional.
+    pub protection: Option<Arc<dyn TaskProtection>>,
+}
+
+/// How long to wait before asking again after a protection call failed.
+const PROTECTION_RETRY: Duration = Duration::from_secs(15);
+
+/// What the engine knows of its scale-in protection.
+#[derive(Debug, Default)]
+struct ProtectionState {
+    /// Protection was last confirmed on.
+    on: bool,
+    /// When protection must be re-armed (it expires by itself).
+    rearm_at: Option<Instant>,
+    /// After a failed call: no new call before this.
+    retry_at: Option<Instant>,
 }
 
 /// A job this consumer holds.
@@ -185,6 +203,7 @@ pub struct Engine {
     last_settled: HashMap<String, kiro_protocol::Timestamp>,
     /// Wall-clock milliseconds of the last completed tick (read by the health check).
     heartbeat: Arc<AtomicI64>,
+    protection: ProtectionState,
 }
 
 impl Engine {
@@ -197,6 +216,7 @@ impl Engine {
             draining: false,
             last_settled: HashMap::new(),
             heartbeat: Arc::new(AtomicI64::new(0)),
+            protection: ProtectionState::default(),
         }
     }
 
@@ -252,6 +272,7 @@ impl Engine {
         }
         self.supervise(&mut report).await;
         self.poll(&mut report).await;
+        self.update_protection().await;
         self.stats.totals.add(&report);
         self.heartbeat
             .store(self.ports.clock.now().millis(), Ordering::Relaxed);
@@ -904,6 +925,47 @@ impl Engine {
         }
     }
 
+    /// Hold scale-in protection while jobs are in flight: on when the engine goes from no
+    /// job to some, off when it goes back to none, re-armed before it expires. A failed
+    /// call is logged and tried again later; it never touches the jobs.
+    async fn update_protection(&mut self) {
+        let Some(protection) = self.ports.protection.clone() else {
+            return;
+        };
+        let want = !self.jobs.is_empty();
+        let now = Instant::now();
+        let st = &mut self.protection;
+        if st.retry_at.is_some_and(|t| t > now) {
+            return;
+        }
+        let rearm = st.on && want && st.rearm_at.is_some_and(|t| t <= now);
+        if st.on == want && !rearm {
+            return;
+        }
+        match protection.set(want).await {
+            Ok(()) => {
+                if st.on != want {
+                    info!(
+                        protected = want,
+                        jobs = self.jobs.len(),
+                        "scale-in protection changed"
+                    );
+                }
+                st.on = want;
+                st.retry_at = None;
+                st.rearm_at = if want {
+                    protection.refresh_every().map(|d| now + d)
+                } else {
+                    None
+                };
+            }
+            Err(e) => {
+                warn!(error = %e, protected = want, "cannot change scale-in protection; trying again later");
+                st.retry_at = Some(now + PROTECTION_RETRY);
+            }
+        }
+    }
+
     /// Hand every job off: record `handoff`, make the message visible now, release the
     /// lease. Builds keep running; the next consumer re-attaches at once.
     #[instrument(skip_all, fields(jobs = self.jobs.len()))]
@@ -929,6 +991,10 @@ impl Engine {
             }
         }))
         .await;
+        // Nothing is held any more: the task may be scaled in (a last try, even right
+        // after a failed call).
+        self.protection.retry_at = None;
+        self.update_protection().await;
     }
 }
 

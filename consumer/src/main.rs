@@ -200,6 +200,7 @@ async fn run(state_dir: &std::path::Path, wired: wiring::Wired, args: RunArgs) -
         builds,
         board,
         clock: wired.clock,
+        protection: None,
     };
     let cancel = CancellationToken::new();
     spawn_signal_handler(cancel.clone())?;

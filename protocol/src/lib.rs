@@ -29,6 +29,7 @@ pub use outcome::{OutcomeStatus, WorkerOutcome};
 pub use ports::board::{Board, BoardItem, InvalidItem, ItemStatus};
 pub use ports::build::{BuildRequest, BuildRunner, BuildState, BuildStatus};
 pub use ports::lease::{Lease, LeaseError, LeaseStore, LeaseView, build_may_act, fence_is_current};
+pub use ports::protection::TaskProtection;
 pub use ports::pulls::{CheckReport, PullRequest, PullRequests, Report};
 pub use ports::queue::{
     DeadLetter, DeadLetterEntry, Delivery, DlqSelection, OutgoingMessage, QueueDepth, ReplayReport,

@@ -200,6 +200,7 @@ impl Harness {
                 builds: self.runner.clone(),
                 board: None,
                 clock: self.clock.clone(),
+                protection: None,
             },
         )
     }

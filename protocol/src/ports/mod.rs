@@ -7,5 +7,6 @@
 pub mod board;
 pub mod build;
 pub mod lease;
+pub mod protection;
 pub mod pulls;
 pub mod queue;
