@@ -227,7 +227,7 @@ export function parseConfig(stack: string, raw: RawConfig): StackConfig {
   if (!(LOG_RETENTION_DAYS as readonly number[]).includes(cfg.logRetentionDays)) {
     problems.push(`${key("logRetentionDays")} must be one of ${LOG_RETENTION_DAYS.join(", ")}, got ${cfg.logRetentionDays}`);
   }
-  if (cfg.consumerMinTasks > cfg.consumerMaxTasks) {
+  if (cfg.consumerMaxTasks >= 1 && cfg.consumerMinTasks > cfg.consumerMaxTasks) {
     problems.push(`${key("consumerMinTasks")} (${cfg.consumerMinTasks}) must not exceed ${key("consumerMaxTasks")} (${cfg.consumerMaxTasks})`);
   }
   if (problems.length > 0) throw new ConfigError(problems);
