@@ -9,6 +9,7 @@
 //!
 //! [`PortError`]: kiro_protocol::PortError
 
+pub mod aws;
 pub mod contract;
 pub mod embedded;
 pub mod noop;

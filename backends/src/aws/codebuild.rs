@@ -1,0 +1,1 @@
+//! `BuildRunner` on AWS CodeBuild (issue 3, part B).

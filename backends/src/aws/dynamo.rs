@@ -1,0 +1,1 @@
+//! `LeaseStore` on one DynamoDB table: the per-project lease rows and the job records.

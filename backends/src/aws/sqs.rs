@@ -1,0 +1,1 @@
+//! `WorkQueue` on an SQS FIFO queue with a FIFO dead-letter queue.
