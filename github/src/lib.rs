@@ -2,6 +2,8 @@
 //!
 //! - [`embedded`]: the one-machine default — a human-editable board file (YAML) whose
 //!   status changes and pull-request reports live in the shared state database.
+//! - [`gh`]: the GitHub adapters — a Projects (v2) board over GraphQL, pull-request
+//!   reports and check runs over REST, token or GitHub App authentication.
 //! - [`redact`]: strips token-looking values from any text before it is stored or shown.
 //!
 //! Invariant: callers only see the ports of `kiro-protocol` and [`PortError`]s; nothing
@@ -10,6 +12,7 @@
 //! [`PortError`]: kiro_protocol::PortError
 
 pub mod embedded;
+pub mod gh;
 pub mod redact;
 
 pub use embedded::{BoardEntry, BoardFileError, EmbeddedBoard, EmbeddedPulls, StoredReport};
