@@ -7,7 +7,8 @@
 //! `permanent-input` failure naming the field, never a clap error, so the worker can still
 //! write its outcome. The GitHub token is a [`Secret`] whose `Debug` prints nothing.
 
-use clap::{Args, Parser, Subcommand};
+use crate::steps::coverage::CoverageFormat;
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use kiro_protocol::ports::build::env;
 use kiro_protocol::{
     BranchName, BuildId, Failure, FailureClass, Fence, IdError, ItemId, PrNumber, ProjectKey,
@@ -59,6 +60,35 @@ impl FromStr for Secret {
     }
 }
 
+/// An on/off switch whose default depends on something else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Toggle {
+    Auto,
+    #[value(alias = "true", alias = "1", alias = "yes")]
+    On,
+    #[value(alias = "false", alias = "0", alias = "no")]
+    Off,
+}
+
+impl Toggle {
+    /// `auto` resolves to `default`.
+    pub fn resolve(self, default: bool) -> bool {
+        match self {
+            Toggle::Auto => default,
+            Toggle::On => true,
+            Toggle::Off => false,
+        }
+    }
+}
+
+/// kiro-cli's agent harness (`--v3` / `--v2`); `none` adds no flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Harness {
+    V2,
+    V3,
+    None,
+}
+
 /// Everything the worker needs, from flags or (usually) the environment.
 #[derive(Debug, Clone, Args)]
 pub struct Config {
@@ -106,14 +136,46 @@ pub struct Config {
     pub agent_cmd: String,
     #[arg(long, env = "KIRO_AGENT_TIMEOUT", default_value = "60m")]
     pub agent_timeout: humantime::Duration,
+    /// `<agent> whoami` before the agent runs: `auto` (only when the agent is kiro-cli),
+    /// `on` or `off`.
+    #[arg(long, env = "KIRO_AGENT_PREFLIGHT", value_enum, default_value = "auto")]
+    pub agent_preflight: Toggle,
+    #[arg(long, env = "KIRO_AGENT_PREFLIGHT_TIMEOUT", default_value = "30s")]
+    pub agent_preflight_timeout: humantime::Duration,
+    /// kiro-cli's custom agent (`--agent NAME`).
+    #[arg(long, env = "KIRO_AGENT_NAME")]
+    pub agent_name: Option<String>,
+    /// kiro-cli's harness flag: `v3` (`--v3`), `v2` (`--v2`) or `none`.
+    #[arg(long, env = "KIRO_AGENT_HARNESS", value_enum, default_value = "v3")]
+    pub agent_harness: Harness,
+    /// kiro-cli's model (`--model X`).
+    #[arg(long, env = "KIRO_AGENT_MODEL")]
+    pub agent_model: Option<String>,
+    /// kiro-cli's API key, passed to the agent (and its preflight) only; never logged.
+    #[arg(long, env = "KIRO_API_KEY", hide_env_values = true)]
+    pub kiro_api_key: Option<Secret>,
+    /// Central steering files: a git URL (optionally `#ref`) or a local directory.
+    #[arg(long, env = "KIRO_STEERING_SOURCE")]
+    pub steering_source: Option<String>,
     /// The repository's test command, run with `sh -c` in the checkout.
     #[arg(long, env = "KIRO_TEST_CMD", default_value = "npm test")]
     pub test_cmd: String,
     #[arg(long, env = "KIRO_TEST_TIMEOUT", default_value = "30m")]
     pub test_timeout: humantime::Duration,
-    /// The lcov report, relative to the checkout.
-    #[arg(long, env = "KIRO_LCOV_PATH", default_value = "coverage/lcov.info")]
-    pub lcov_path: PathBuf,
+    /// The coverage report's format: `auto` (detected from the file), `lcov`,
+    /// `cobertura`, `istanbul` (`coverage-summary.json`) or `llvm-cov` (`--json`).
+    #[arg(long, env = "KIRO_COVERAGE_FORMAT", value_enum, default_value = "auto")]
+    pub coverage_format: CoverageFormat,
+    /// The coverage report, relative to the checkout (default: the format's usual path;
+    /// for `auto`, the first of those that exists).
+    #[arg(long, env = "KIRO_COVERAGE_PATH")]
+    pub coverage_path: Option<PathBuf>,
+    /// Older name of `KIRO_COVERAGE_PATH` (used when that one is not set).
+    #[arg(long, env = "KIRO_LCOV_PATH")]
+    pub lcov_path: Option<PathBuf>,
+    /// A JUnit XML report the tests write, relative to the checkout (default: none).
+    #[arg(long, env = "KIRO_JUNIT_PATH")]
+    pub junit_path: Option<PathBuf>,
     /// Minimum line coverage in percent.
     #[arg(long, env = "KIRO_COVERAGE_THRESHOLD", default_value_t = 80.0)]
     pub coverage_threshold: f64,
@@ -157,9 +219,19 @@ impl Config {
             workdir: PathBuf::from("workspace"),
             agent_cmd: "kiro-cli chat --no-interactive --trust-all-tools".into(),
             agent_timeout: Duration::from_secs(60 * 60).into(),
+            agent_preflight: Toggle::Auto,
+            agent_preflight_timeout: Duration::from_secs(30).into(),
+            agent_name: None,
+            agent_harness: Harness::V3,
+            agent_model: None,
+            kiro_api_key: None,
+            steering_source: None,
             test_cmd: "npm test".into(),
             test_timeout: Duration::from_secs(30 * 60).into(),
-            lcov_path: PathBuf::from("coverage/lcov.info"),
+            coverage_format: CoverageFormat::Auto,
+            coverage_path: None,
+            lcov_path: None,
+            junit_path: None,
             coverage_threshold: 80.0,
             outcome_file: PathBuf::from("kiro-outcome.env"),
             state_dir: None,
@@ -189,6 +261,10 @@ impl Config {
 
     pub fn agent_log(&self) -> PathBuf {
         self.build_dir.join("kiro-agent.log")
+    }
+
+    pub fn preflight_log(&self) -> PathBuf {
+        self.build_dir.join("kiro-agent-preflight.log")
     }
 
     pub fn test_log(&self) -> PathBuf {

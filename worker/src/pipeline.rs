@@ -13,8 +13,9 @@
 use crate::config::{Config, Inputs};
 use crate::outcome_file;
 use crate::steps::report::{self, ReportData};
+use crate::steps::steering::{self, SteeringSource, SyncReport};
 use crate::steps::test_run::TestResult;
-use crate::steps::{agent, coverage, git, spec, test_run};
+use crate::steps::{agent, coverage, git, junit, spec, test_run};
 use crate::tasks::{self, Progress, Task};
 use crate::wiring::Ports;
 use kiro_protocol::{
@@ -32,6 +33,7 @@ struct RunState {
     coverage: Option<f64>,
     commit: Option<String>,
     pushed: bool,
+    steering: Option<SyncReport>,
 }
 
 /// Run the whole pipeline for the item in `cfg`. Never panics; always an outcome.
@@ -105,11 +107,12 @@ async fn steps(
     let docs = validate_step(ports, inputs, &checkout).await?;
     st.before = tasks::parse(&docs.tasks);
     st.after = st.before.clone();
+    st.steering = steering_step(cfg, &checkout).await?;
     if Progress::of(&st.before).open() > 0 {
         agent_step(cfg, inputs, &checkout, &docs, &st.before).await?;
         st.after = progress_step(inputs, &checkout, &st.before)?;
     } else {
-        info!("no open tasks: skipping the agent");
+        info!("no required task is open: skipping the agent");
     }
     let tests = tests_step(cfg, &checkout).await?;
     let failed = tests.failure();
@@ -117,8 +120,18 @@ async fn steps(
     if let Some(f) = failed {
         return Err(f);
     }
-    let lcov = checkout.join(&cfg.lcov_path);
-    match coverage::gate(&lcov, &cfg.lcov_path, cfg.coverage_threshold) {
+    let configured = cfg.coverage_path.as_ref().or(cfg.lcov_path.as_ref());
+    let shown = coverage::report_path(
+        &checkout,
+        configured.map(PathBuf::as_path),
+        cfg.coverage_format,
+    );
+    match coverage::gate(
+        &checkout.join(&shown),
+        &shown,
+        cfg.coverage_format,
+        cfg.coverage_threshold,
+    ) {
         Ok(c) => st.coverage = Some(c),
         Err((f, c)) => {
             st.coverage = c;
@@ -193,6 +206,18 @@ async fn validate_step(
     Ok(docs)
 }
 
+/// Sync the central steering files into the checkout, when a source is configured.
+#[instrument(skip_all)]
+async fn steering_step(cfg: &Config, checkout: &Path) -> Result<Option<SyncReport>, Failure> {
+    let Some(raw) = cfg.steering_source.as_deref() else {
+        return Ok(None);
+    };
+    let source = SteeringSource::parse(raw)?;
+    let dir = checkout.to_owned();
+    let report = blocking(move || steering::sync(&source, &dir)).await?;
+    Ok(Some(report))
+}
+
 #[instrument(skip_all, fields(spec = %inputs.spec))]
 async fn agent_step(
     cfg: &Config,
@@ -201,22 +226,26 @@ async fn agent_step(
     docs: &spec::SpecDocs,
     before: &[Task],
 ) -> Result<(), Failure> {
+    let steering_files = steering::read_all(checkout);
     let prompt = spec::prompt(
         &inputs.spec,
         docs,
         before,
+        &steering_files,
         &cfg.test_cmd,
         cfg.coverage_threshold,
     );
-    agent::run(
-        &cfg.agent_cmd,
-        &prompt,
-        checkout,
-        &inputs.spec,
-        cfg.agent_timeout.into(),
-        &cfg.agent_log(),
-    )
-    .await
+    let agent = agent::Agent::from_config(cfg)?;
+    agent.preflight(&cfg.preflight_log()).await?;
+    agent
+        .run(
+            &prompt,
+            checkout,
+            &inputs.spec,
+            cfg.agent_timeout.into(),
+            &cfg.agent_log(),
+        )
+        .await
 }
 
 /// Judge the agent by the repository: re-read tasks.md.
@@ -230,7 +259,8 @@ fn progress_step(inputs: &Inputs, checkout: &Path, before: &[Task]) -> Result<Ve
     let after = tasks::parse(&text);
     let newly = tasks::newly_done(before, &after);
     info!(done = ?newly, "tasks moved to done");
-    if newly.is_empty() && Progress::of(&after).open() > 0 {
+    let (was, now) = (Progress::of(before), Progress::of(&after));
+    if now.done <= was.done && now.open() > 0 {
         return Err(Failure::new(
             FailureClass::AgentFailed,
             "agent made no progress",
@@ -241,8 +271,13 @@ fn progress_step(inputs: &Inputs, checkout: &Path, before: &[Task]) -> Result<Ve
 
 #[instrument(skip_all)]
 async fn tests_step(cfg: &Config, checkout: &Path) -> Result<TestResult, Failure> {
-    let secrets: Vec<&str> = cfg.github_token.iter().map(|s| s.expose()).collect();
-    let r = test_run::run(
+    let secrets: Vec<&str> = cfg
+        .github_token
+        .iter()
+        .chain(cfg.kiro_api_key.iter())
+        .map(|s| s.expose())
+        .collect();
+    let mut r = test_run::run(
         &cfg.test_cmd,
         checkout,
         cfg.test_timeout.into(),
@@ -250,7 +285,22 @@ async fn tests_step(cfg: &Config, checkout: &Path) -> Result<TestResult, Failure
         &secrets,
     )
     .await?;
-    info!(passed = r.passed, summary = %r.summary, "tests finished");
+    if let Some(rel) = &cfg.junit_path {
+        match std::fs::read_to_string(checkout.join(rel)) {
+            Err(e) => warn!(file = %rel.display(), error = %e, "no JUnit report"),
+            Ok(text) => match junit::counts(&text) {
+                Err(e) => warn!(file = %rel.display(), error = %e, "unreadable JUnit report"),
+                Ok(c) => {
+                    if c.failed() && r.passed {
+                        r.passed = false;
+                        r.summary = format!("exit code 0, but the JUnit report has {c}");
+                    }
+                    r.counts = Some(c);
+                }
+            },
+        }
+    }
+    info!(passed = r.passed, summary = %r.summary, counts = ?r.counts, "tests finished");
     Ok(r)
 }
 
@@ -288,10 +338,15 @@ async fn commit_step(
     let done = tasks::newly_done(before, after);
     let message = commit_message(inputs, &done);
     let exclude = git::Exclusions(
-        [cfg.agent_log(), cfg.test_log(), cfg.outcome_path()]
-            .iter()
-            .filter_map(|p| relative_inside(p, checkout))
-            .collect(),
+        [
+            cfg.agent_log(),
+            cfg.preflight_log(),
+            cfg.test_log(),
+            cfg.outcome_path(),
+        ]
+        .iter()
+        .filter_map(|p| relative_inside(p, checkout))
+        .collect(),
     );
     let dir = checkout.to_owned();
     let name = cfg.git_author_name.clone();
@@ -358,6 +413,7 @@ async fn publish(
         threshold: cfg.coverage_threshold,
         commit: st.commit.as_deref(),
         pushed: st.pushed,
+        steering: st.steering.as_ref(),
         failure,
     });
     ports

@@ -7,6 +7,9 @@
 //! not reliable; `_Requirements: 1.2, 3.4_` lines belong to the task above them; nothing
 //! inside a ``` or ~~~ code fence is a task.
 //!
+//! Progress ([`Progress`]) counts required tasks, with optional ones apart; a parent
+//! counts as done once all its required sub-tasks are.
+//!
 //! Invariant: [`parse`] is total — it never panics and never fails; a line it does not
 //! understand is simply not a task.
 
@@ -158,24 +161,74 @@ fn parse_requirements(line: &str) -> Option<Vec<String>> {
     )
 }
 
-/// Counts of a plan.
+/// Whether each task counts as done: its own box is ticked, or it is a parent (by
+/// number: `2` is the parent of `2.1` and `2.1.3`) whose required sub-tasks — at least
+/// one — are all done.
+pub fn effective_done(tasks: &[Task]) -> Vec<bool> {
+    tasks
+        .iter()
+        .map(|t| {
+            if t.state.is_done() {
+                return true;
+            }
+            if t.id.starts_with('#') {
+                return false;
+            }
+            let prefix = format!("{}.", t.id);
+            let mut required = tasks
+                .iter()
+                .filter(|c| !c.optional && c.id.starts_with(&prefix))
+                .peekable();
+            required.peek().is_some() && required.all(|c| c.state.is_done())
+        })
+        .collect()
+}
+
+/// Counts of a plan: required tasks, and optional ones apart.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Progress {
+    /// Required tasks done (a parent counts once all its required sub-tasks are done).
     pub done: u32,
+    /// Required tasks.
     pub total: u32,
+    pub optional_done: u32,
+    pub optional_total: u32,
 }
 
 impl Progress {
     pub fn of(tasks: &[Task]) -> Progress {
         let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        let done = effective_done(tasks);
+        let tally = |optional: bool| {
+            let of_kind = || {
+                tasks
+                    .iter()
+                    .zip(&done)
+                    .filter(move |(t, _)| t.optional == optional)
+            };
+            (
+                count(of_kind().filter(|(_, d)| **d).count()),
+                count(of_kind().count()),
+            )
+        };
+        let (done, total) = tally(false);
+        let (optional_done, optional_total) = tally(true);
         Progress {
-            done: count(tasks.iter().filter(|t| t.state.is_done()).count()),
-            total: count(tasks.len()),
+            done,
+            total,
+            optional_done,
+            optional_total,
         }
     }
 
+    /// Required tasks still open.
     pub fn open(self) -> u32 {
-        self.total - self.done
+        self.total.saturating_sub(self.done)
+    }
+
+    /// Optional tasks still open.
+    pub fn optional_open(self) -> u32 {
+        self.optional_total.saturating_sub(self.optional_done)
     }
 }
 
@@ -187,6 +240,49 @@ pub fn newly_done(before: &[Task], after: &[Task]) -> Vec<String> {
         .filter(|t| !before.iter().any(|b| b.id == t.id && b.state.is_done()))
         .map(|t| t.id.clone())
         .collect()
+}
+
+/// One task's state before and after the run (`None`: not in that version of the plan).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub id: String,
+    pub title: String,
+    pub optional: bool,
+    pub before: Option<TaskState>,
+    pub after: Option<TaskState>,
+}
+
+impl Change {
+    pub fn changed(&self) -> bool {
+        self.before != self.after
+    }
+}
+
+/// Every task of `after` (then those only in `before`), with both states.
+pub fn changes(before: &[Task], after: &[Task]) -> Vec<Change> {
+    let find = |ts: &[Task], id: &str| ts.iter().find(|t| t.id == id).map(|t| t.state);
+    let mut out: Vec<Change> = after
+        .iter()
+        .map(|t| Change {
+            id: t.id.clone(),
+            title: t.title.clone(),
+            optional: t.optional,
+            before: find(before, &t.id),
+            after: Some(t.state),
+        })
+        .collect();
+    for b in before {
+        if !after.iter().any(|a| a.id == b.id) {
+            out.push(Change {
+                id: b.id.clone(),
+                title: b.title.clone(),
+                optional: b.optional,
+                before: Some(b.state),
+                after: None,
+            });
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -220,7 +316,52 @@ Some prose with [x] in it\n- [x]not a task\n";
         assert_eq!(t[6].state, TaskState::Done);
         assert_eq!(t[6].title, "Upper-case done");
         assert_eq!(t[7].title, "Checkpoint without a number");
-        assert_eq!(Progress::of(&t), Progress { done: 3, total: 8 });
+        assert_eq!(
+            Progress::of(&t),
+            Progress {
+                done: 3,
+                total: 7,
+                optional_done: 0,
+                optional_total: 1
+            }
+        );
+    }
+
+    #[test]
+    fn parents_are_done_by_their_required_children() {
+        let t = parse(
+            "- [ ] 1. parent\n  - [x] 1.1 a\n  - [x] 1.2 b\n  - [ ]* 1.3 opt\n- [ ] 2. leaf\n- [ ] 3. only optional kids\n  - [x]* 3.1 o\n",
+        );
+        assert_eq!(
+            effective_done(&t),
+            [true, true, true, false, false, false, true]
+        );
+        let p = Progress::of(&t);
+        assert_eq!((p.done, p.total, p.open()), (3, 5, 2));
+        assert_eq!(
+            (p.optional_done, p.optional_total, p.optional_open()),
+            (1, 2, 1)
+        );
+    }
+
+    #[test]
+    fn changes_list_every_task_with_both_states() {
+        let before = parse("- [ ] 1. a\n- [x] 2. b\n- [ ] 3. gone\n");
+        let after = parse("- [x] 1. a\n- [x] 2. b\n- [-] 4. new\n");
+        let c = changes(&before, &after);
+        let view: Vec<(&str, Option<TaskState>, Option<TaskState>, bool)> = c
+            .iter()
+            .map(|c| (c.id.as_str(), c.before, c.after, c.changed()))
+            .collect();
+        assert_eq!(
+            view,
+            [
+                ("1", Some(TaskState::Open), Some(TaskState::Done), true),
+                ("2", Some(TaskState::Done), Some(TaskState::Done), false),
+                ("4", None, Some(TaskState::InProgress), true),
+                ("3", Some(TaskState::Open), None, true),
+            ]
+        );
     }
 
     #[test]
@@ -289,13 +430,16 @@ Some prose with [x] in it\n- [x]not a task\n";
             let after = parse(&render(&tasks, &tick));
             prop_assert_eq!(before.len(), tasks.len());
             prop_assert_eq!(after.len(), tasks.len());
-            let newly = tasks
+            let ticked = |optional: bool| tasks
                 .iter()
                 .zip(&tick)
-                .filter(|((_, m, _, _), t)| **t && !matches!(m, 'x' | 'X'))
+                .filter(|((_, m, o, _), t)| **t && *o == optional && !matches!(m, 'x' | 'X'))
                 .count() as u32;
-            prop_assert_eq!(Progress::of(&after).done, Progress::of(&before).done + newly);
-            prop_assert_eq!(newly_done(&before, &after).len() as u32, newly);
+            let (b, a) = (Progress::of(&before), Progress::of(&after));
+            prop_assert_eq!(a.done, b.done + ticked(false));
+            prop_assert_eq!(a.optional_done, b.optional_done + ticked(true));
+            prop_assert_eq!(a.total + a.optional_total, tasks.len() as u32);
+            prop_assert_eq!(newly_done(&before, &after).len() as u32, ticked(false) + ticked(true));
         }
     }
 }

@@ -1,75 +1,308 @@
-//! The agent step: run the headless coding agent on the checkout.
+//! The agent step: run the headless coding agent (kiro-cli, or a stand-in) on the
+//! checkout, after an authentication preflight.
 //!
 //! Invariant: the agent command is split with `shell-words` and the prompt is appended
-//! as ONE argument — nothing goes through a shell. The agent gets a fresh, empty `HOME`
-//! (and XDG dirs inside it) so no stored login can shadow `KIRO_API_KEY`, never sees the
-//! git push token, and is killed with its whole process group at the time limit. Its exit
-//! code is only one signal: the pipeline judges progress from `tasks.md`.
+//! as ONE argument — nothing goes through a shell. The preflight and the agent share one
+//! fresh, empty `HOME` (and XDG dirs inside it) so no stored login can shadow
+//! `KIRO_API_KEY`; neither sees the git push token; the API key reaches them only through
+//! their environment and is masked in every log line and failure reason. Both are killed
+//! with their whole process group at their time limit. For kiro-cli the headless flags
+//! (`--no-interactive --trust-all-tools --wrap never`, the harness) are always present.
+//! The exit code is only one signal: the pipeline judges progress from `tasks.md`.
 
-use crate::steps::process::{Exit, run_captured};
+use crate::config::{Config, Harness, Secret};
+use crate::steps::process::{Captured, Exit, run_captured};
 use kiro_protocol::{Failure, FailureClass, SpecPath};
 use std::path::Path;
 use std::time::Duration;
+use tempfile::TempDir;
 use tokio::process::Command;
 
 /// Environment variables the agent must not inherit.
 pub const WITHHELD: &[&str] = &["GITHUB_TOKEN", "GH_TOKEN"];
 
-/// Run `agent_cmd + [prompt]` in `checkout`, logging to `log`.
-pub async fn run(
-    agent_cmd: &str,
-    prompt: &str,
-    checkout: &Path,
-    spec: &SpecPath,
-    limit: Duration,
-    log: &Path,
-) -> Result<(), Failure> {
-    let argv = shell_words::split(agent_cmd).map_err(|e| {
-        Failure::new(
-            FailureClass::PermanentInput,
-            format!("KIRO_AGENT_CMD cannot be split into words: {e}"),
-        )
-    })?;
-    let Some((program, args)) = argv.split_first() else {
-        return Err(Failure::new(
-            FailureClass::PermanentInput,
-            "KIRO_AGENT_CMD is empty",
-        ));
-    };
-    let home = tempfile::Builder::new()
-        .prefix("kiro-agent-home-")
-        .tempdir()
-        .map_err(|e| {
+/// The program name that gets kiro-cli's treatment (flags, preflight by default).
+pub const KIRO_CLI: &str = "kiro-cli";
+
+/// Output lines that mean "no usable login" (matched lower-cased).
+const AUTH_ERRORS: &[&str] = &[
+    "not logged in",
+    "not authenticated",
+    "unauthenticated",
+    "unauthorized",
+    "invalid api key",
+    "invalid key",
+    "api key is invalid",
+    "authentication failed",
+    "authentication error",
+    "login required",
+    "please log in",
+    "please login",
+    "kiro-cli login",
+    "device authorization",
+    "expired token",
+    "token has expired",
+];
+
+/// At most this many output lines for an agent run whose auth error is believed: a real
+/// working transcript is longer, and may legitimately mention these words.
+const SHORT_OUTPUT: usize = 10;
+
+/// The agent's argument vector, with kiro-cli's headless flags completed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentCommand {
+    pub program: String,
+    pub args: Vec<String>,
+    /// The program is kiro-cli (by file name).
+    pub kiro: bool,
+}
+
+/// kiro-cli's optional flags.
+#[derive(Debug, Clone, Copy)]
+pub struct KiroFlags<'a> {
+    pub agent: Option<&'a str>,
+    pub harness: Harness,
+    pub model: Option<&'a str>,
+}
+
+impl AgentCommand {
+    /// Split `cmd` and, for kiro-cli, complete it: the `chat` sub-command when none is
+    /// given, `--no-interactive`, `--trust-all-tools`, `--wrap never`, the harness,
+    /// `--agent` and `--model` — each unless the command already says it.
+    pub fn parse(cmd: &str, flags: KiroFlags<'_>) -> Result<AgentCommand, Failure> {
+        let argv = shell_words::split(cmd).map_err(|e| {
             Failure::new(
-                FailureClass::Internal,
-                format!("cannot create the agent's HOME: {e}"),
+                FailureClass::PermanentInput,
+                format!("KIRO_AGENT_CMD cannot be split into words: {e}"),
             )
         })?;
-    let mut cmd = Command::new(program);
-    cmd.args(args)
-        .arg(prompt)
-        .current_dir(checkout)
-        .env("HOME", home.path())
-        .env("XDG_CONFIG_HOME", home.path().join(".config"))
-        .env("XDG_DATA_HOME", home.path().join(".local/share"))
-        .env("XDG_CACHE_HOME", home.path().join(".cache"))
-        .env("XDG_STATE_HOME", home.path().join(".local/state"))
-        .env(kiro_protocol::ports::build::env::SPEC, spec.as_str())
-        .env("NO_COLOR", "1");
-    for var in WITHHELD {
-        cmd.env_remove(var);
+        let Some((program, args)) = argv.split_first() else {
+            return Err(Failure::new(
+                FailureClass::PermanentInput,
+                "KIRO_AGENT_CMD is empty",
+            ));
+        };
+        let kiro = Path::new(program)
+            .file_name()
+            .is_some_and(|n| n == KIRO_CLI);
+        let mut args = args.to_vec();
+        if kiro {
+            complete_kiro_args(&mut args, flags);
+        }
+        Ok(AgentCommand {
+            program: program.clone(),
+            args,
+            kiro,
+        })
     }
-    let captured = run_captured(cmd, limit, log, 40).await.map_err(|e| {
+}
+
+fn complete_kiro_args(args: &mut Vec<String>, flags: KiroFlags<'_>) {
+    if args.first().is_none_or(|a| a.starts_with('-')) {
+        args.insert(0, "chat".into());
+    }
+    let has = |args: &[String], names: &[&str]| {
+        args.iter().any(|a| {
+            names
+                .iter()
+                .any(|n| a == n || a.starts_with(&format!("{n}=")))
+        })
+    };
+    let push = |args: &mut Vec<String>, names: &[&str], add: &[&str]| {
+        if !has(args, names) {
+            args.extend(add.iter().map(|s| (*s).to_owned()));
+        }
+    };
+    push(
+        args,
+        &["--no-interactive", "--non-interactive"],
+        &["--no-interactive"],
+    );
+    push(args, &["--trust-all-tools", "-a"], &["--trust-all-tools"]);
+    push(args, &["--wrap", "-w"], &["--wrap", "never"]);
+    match flags.harness {
+        Harness::V3 => push(args, &["--v3", "--v2"], &["--v3"]),
+        Harness::V2 => push(args, &["--v3", "--v2"], &["--v2"]),
+        Harness::None => {}
+    }
+    if let Some(name) = flags.agent.filter(|n| !n.trim().is_empty()) {
+        push(args, &["--agent", "--profile"], &["--agent", name.trim()]);
+    }
+    if let Some(model) = flags.model.filter(|m| !m.trim().is_empty()) {
+        push(args, &["--model"], &["--model", model.trim()]);
+    }
+}
+
+/// The agent of one run: its command, its fresh HOME and its key.
+#[derive(Debug)]
+pub struct Agent {
+    pub command: AgentCommand,
+    home: TempDir,
+    api_key: Option<Secret>,
+    /// The preflight's time limit, when the preflight is on.
+    preflight: Option<Duration>,
+}
+
+impl Agent {
+    /// The agent `cfg` describes, with a fresh, empty HOME.
+    pub fn from_config(cfg: &Config) -> Result<Agent, Failure> {
+        let command = AgentCommand::parse(
+            &cfg.agent_cmd,
+            KiroFlags {
+                agent: cfg.agent_name.as_deref(),
+                harness: cfg.agent_harness,
+                model: cfg.agent_model.as_deref(),
+            },
+        )?;
+        let preflight = cfg
+            .agent_preflight
+            .resolve(command.kiro)
+            .then(|| cfg.agent_preflight_timeout.into());
+        Agent::new(command, cfg.kiro_api_key.clone(), preflight)
+    }
+
+    /// An agent with a fresh, empty HOME.
+    pub fn new(
+        command: AgentCommand,
+        api_key: Option<Secret>,
+        preflight: Option<Duration>,
+    ) -> Result<Agent, Failure> {
+        let home = tempfile::Builder::new()
+            .prefix("kiro-agent-home-")
+            .tempdir()
+            .map_err(|e| {
+                Failure::new(
+                    FailureClass::Internal,
+                    format!("cannot create the agent's HOME: {e}"),
+                )
+            })?;
+        Ok(Agent {
+            command,
+            home,
+            api_key: api_key.filter(|k| !k.expose().trim().is_empty()),
+            preflight,
+        })
+    }
+
+    /// The HOME the agent runs with.
+    pub fn home(&self) -> &Path {
+        self.home.path()
+    }
+
+    fn secrets(&self) -> Vec<String> {
+        self.api_key.iter().map(|k| k.expose().to_owned()).collect()
+    }
+
+    fn base_command(&self, cwd: &Path) -> Command {
+        let home = self.home.path();
+        let mut cmd = Command::new(&self.command.program);
+        cmd.current_dir(cwd)
+            .env("HOME", home)
+            .env("XDG_CONFIG_HOME", home.join(".config"))
+            .env("XDG_DATA_HOME", home.join(".local/share"))
+            .env("XDG_CACHE_HOME", home.join(".cache"))
+            .env("XDG_STATE_HOME", home.join(".local/state"))
+            .env("NO_COLOR", "1");
+        match &self.api_key {
+            Some(k) => cmd.env("KIRO_API_KEY", k.expose()),
+            None => cmd.env_remove("KIRO_API_KEY"),
+        };
+        for var in WITHHELD {
+            cmd.env_remove(var);
+        }
+        cmd
+    }
+
+    fn start_failure(&self, e: &std::io::Error) -> Failure {
         let class = if e.kind() == std::io::ErrorKind::NotFound {
             FailureClass::PermanentInput
         } else {
             FailureClass::AgentFailed
         };
-        Failure::new(class, format!("agent {program:?} could not start: {e}"))
-    })?;
-    tracing::info!(exit = ?captured.exit, "agent finished");
-    match captured.exit {
+        Failure::new(
+            class,
+            format!("agent {:?} could not start: {e}", self.command.program),
+        )
+    }
+
+    /// `<program> whoami` under the preflight limit (a no-op when the preflight is off):
+    /// a missing key, a time-out, a non-zero exit or an output that says "not logged in"
+    /// is an `auth` failure.
+    #[tracing::instrument(skip_all, fields(program = %self.command.program))]
+    pub async fn preflight(&self, log: &Path) -> Result<(), Failure> {
+        let Some(limit) = self.preflight else {
+            return Ok(());
+        };
+        let who = format!("{} whoami", self.command.program);
+        if self.command.kiro && self.api_key.is_none() {
+            return Err(Failure::new(
+                FailureClass::Auth,
+                format!("KIRO_API_KEY is not set: {KIRO_CLI} cannot log in headlessly"),
+            ));
+        }
+        let mut cmd = self.base_command(self.home.path());
+        cmd.arg("whoami");
+        let c = run_captured(cmd, limit, log, 20, &self.secrets())
+            .await
+            .map_err(|e| self.start_failure(&e))?;
+        let last = last_line(&c);
+        let fail = |what: String| Err(Failure::new(FailureClass::Auth, what));
+        match c.exit {
+            Exit::TimedOut => fail(format!(
+                "{who} did not answer within {} (no usable login; is KIRO_API_KEY valid?)",
+                humantime::format_duration(limit)
+            )),
+            Exit::Signal(s) => fail(format!("{who} was killed by signal {s}")),
+            Exit::Code(0) if says_not_logged_in(&c.tail) => {
+                fail(format!("{who} reports no login: {last}"))
+            }
+            Exit::Code(0) => {
+                tracing::info!("preflight passed");
+                Ok(())
+            }
+            Exit::Code(n) => fail(format!("{who} failed (exit code {n}): {last}")),
+        }
+    }
+
+    /// Run `command + [prompt]` in `checkout` for at most `limit`, logging to `log`.
+    #[tracing::instrument(skip_all, fields(program = %self.command.program))]
+    pub async fn run(
+        &self,
+        prompt: &str,
+        checkout: &Path,
+        spec: &SpecPath,
+        limit: Duration,
+        log: &Path,
+    ) -> Result<(), Failure> {
+        let mut cmd = self.base_command(checkout);
+        cmd.args(&self.command.args)
+            .arg(prompt)
+            .env(kiro_protocol::ports::build::env::SPEC, spec.as_str());
+        let c = run_captured(cmd, limit, log, 40, &self.secrets())
+            .await
+            .map_err(|e| self.start_failure(&e))?;
+        tracing::info!(exit = ?c.exit, lines = c.lines, "agent finished");
+        judge_exit(&c, limit)
+    }
+}
+
+/// Map the agent's exit (and, for a short output, an auth error in it) to a result.
+fn judge_exit(c: &Captured, limit: Duration) -> Result<(), Failure> {
+    let auth = matches!(c.exit, Exit::Code(0 | 1))
+        && c.lines <= SHORT_OUTPUT
+        && says_not_logged_in(&c.tail);
+    if auth {
+        return Err(Failure::new(
+            FailureClass::Auth,
+            format!("agent reports an authentication error: {}", last_line(c)),
+        ));
+    }
+    match c.exit {
         Exit::Code(0) => Ok(()),
+        Exit::Code(1) => Err(Failure::new(
+            FailureClass::AgentFailed,
+            format!("agent failed (exit code 1): {}", last_line(c)),
+        )),
         Exit::Code(3) => Err(Failure::new(
             FailureClass::AgentFailed,
             "MCP server failed to start (agent exit code 3)",
@@ -78,9 +311,9 @@ pub async fn run(
             FailureClass::PermanentInput,
             "agent not found (agent exit code 4)",
         )),
-        Exit::Code(c) => Err(Failure::new(
+        Exit::Code(n) => Err(Failure::new(
             FailureClass::AgentFailed,
-            format!("agent exited with code {c}"),
+            format!("agent exited with code {n}"),
         )),
         Exit::Signal(s) => Err(Failure::new(
             FailureClass::AgentFailed,
@@ -93,5 +326,185 @@ pub async fn run(
                 humantime::format_duration(limit)
             ),
         )),
+    }
+}
+
+fn says_not_logged_in(lines: &[String]) -> bool {
+    lines.iter().any(|l| {
+        let l = l.to_lowercase();
+        AUTH_ERRORS.iter().any(|p| l.contains(p))
+    })
+}
+
+/// The last non-empty output line (already masked), shortened, or `no output`.
+fn last_line(c: &Captured) -> String {
+    let line = c
+        .tail
+        .iter()
+        .rev()
+        .map(|l| l.trim())
+        .find(|l| !l.is_empty())
+        .unwrap_or("no output");
+    let mut s: String = line.chars().take(200).collect();
+    if line.chars().count() > 200 {
+        s.push('…');
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags() -> KiroFlags<'static> {
+        KiroFlags {
+            agent: None,
+            harness: Harness::V3,
+            model: None,
+        }
+    }
+
+    #[test]
+    fn kiro_cli_gets_its_headless_flags() {
+        let c = AgentCommand::parse("kiro-cli", flags()).unwrap();
+        assert!(c.kiro);
+        assert_eq!(
+            c.args,
+            [
+                "chat",
+                "--no-interactive",
+                "--trust-all-tools",
+                "--wrap",
+                "never",
+                "--v3"
+            ]
+        );
+        let c = AgentCommand::parse(
+            "/opt/bin/kiro-cli chat -a --non-interactive --wrap=auto --v2 --agent mine",
+            KiroFlags {
+                agent: Some("other"),
+                harness: Harness::V3,
+                model: Some("claude-sonnet-4"),
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            c.args,
+            [
+                "chat",
+                "-a",
+                "--non-interactive",
+                "--wrap=auto",
+                "--v2",
+                "--agent",
+                "mine",
+                "--model",
+                "claude-sonnet-4"
+            ]
+        );
+        let c = AgentCommand::parse(
+            "kiro-cli chat --no-interactive",
+            KiroFlags {
+                agent: Some("reviewer"),
+                harness: Harness::None,
+                model: None,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            c.args,
+            [
+                "chat",
+                "--no-interactive",
+                "--trust-all-tools",
+                "--wrap",
+                "never",
+                "--agent",
+                "reviewer"
+            ]
+        );
+    }
+
+    #[test]
+    fn other_agents_are_left_alone() {
+        let c = AgentCommand::parse("node 'my agent.mjs' --x", flags()).unwrap();
+        assert!(!c.kiro);
+        assert_eq!(c.program, "node");
+        assert_eq!(c.args, ["my agent.mjs", "--x"]);
+        assert_eq!(
+            AgentCommand::parse("  ", flags()).unwrap_err().reason,
+            "KIRO_AGENT_CMD is empty"
+        );
+        assert_eq!(
+            AgentCommand::parse("a 'b", flags()).unwrap_err().class,
+            FailureClass::PermanentInput
+        );
+    }
+
+    #[test]
+    fn preflight_defaults_follow_the_program() {
+        let mut cfg = Config::defaults();
+        assert!(Agent::from_config(&cfg).unwrap().preflight.is_some());
+        cfg.agent_cmd = "node agent.mjs".into();
+        assert!(Agent::from_config(&cfg).unwrap().preflight.is_none());
+        cfg.agent_preflight = crate::config::Toggle::On;
+        assert_eq!(
+            Agent::from_config(&cfg).unwrap().preflight,
+            Some(Duration::from_secs(30))
+        );
+        cfg.agent_cmd = "kiro-cli".into();
+        cfg.agent_preflight = crate::config::Toggle::Off;
+        assert!(Agent::from_config(&cfg).unwrap().preflight.is_none());
+    }
+
+    fn captured(exit: Exit, tail: &[&str]) -> Captured {
+        Captured {
+            exit,
+            tail: tail.iter().map(|s| (*s).to_owned()).collect(),
+            pid: None,
+            lines: tail.len(),
+        }
+    }
+
+    #[test]
+    fn exit_codes_are_mapped() {
+        let limit = Duration::from_secs(60);
+        let class = |c: Captured| judge_exit(&c, limit).unwrap_err().class;
+        assert!(judge_exit(&captured(Exit::Code(0), &["done"]), limit).is_ok());
+        assert_eq!(
+            class(captured(Exit::Code(1), &["boom"])),
+            FailureClass::AgentFailed
+        );
+        assert_eq!(
+            class(captured(Exit::Code(3), &[])),
+            FailureClass::AgentFailed
+        );
+        assert_eq!(
+            class(captured(Exit::Code(4), &[])),
+            FailureClass::PermanentInput
+        );
+        assert_eq!(
+            class(captured(Exit::Code(9), &[])),
+            FailureClass::AgentFailed
+        );
+        assert_eq!(
+            class(captured(Exit::Signal(9), &[])),
+            FailureClass::AgentFailed
+        );
+        assert_eq!(
+            judge_exit(&captured(Exit::TimedOut, &[]), limit)
+                .unwrap_err()
+                .reason,
+            "agent timed out after 1m"
+        );
+        // Kiro's invalid key: exit 0, nothing on stdout, an auth line on stderr.
+        assert_eq!(
+            class(captured(Exit::Code(0), &["error: Invalid API key"])),
+            FailureClass::Auth
+        );
+        // A long transcript that mentions the words is a normal run.
+        let mut long = captured(Exit::Code(0), &["handle 401 unauthorized responses"]);
+        long.lines = 500;
+        assert!(judge_exit(&long, limit).is_ok());
     }
 }

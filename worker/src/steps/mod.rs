@@ -7,7 +7,9 @@
 pub mod agent;
 pub mod coverage;
 pub mod git;
+pub mod junit;
 pub mod process;
 pub mod report;
 pub mod spec;
+pub mod steering;
 pub mod test_run;

@@ -3,7 +3,8 @@
 //! Invariant: the child runs in its own process group, and when it exits or its time is
 //! up the whole group is killed (SIGKILL), so nothing it started outlives the step or
 //! keeps the output pipes open. Its stdout and stderr go, line by line and with ANSI
-//! escape codes stripped, to a log file; the last lines are kept for the report.
+//! escape codes stripped and every given secret value masked, to a log file; the last
+//! lines are kept for the report.
 
 use std::collections::VecDeque;
 use std::os::unix::process::ExitStatusExt;
@@ -30,18 +31,31 @@ pub struct Captured {
     pub tail: Vec<String>,
     /// The child's process id (also its process group id).
     pub pid: Option<u32>,
+    /// How many lines of output there were in all.
+    pub lines: usize,
 }
 
 /// How long to wait for the output pipes after the group was killed.
 const DRAIN_LIMIT: Duration = Duration::from_secs(5);
 
-/// Run `cmd` (stdin closed) for at most `limit`, logging its output to `log`.
+/// Replace every secret value (of at least 4 characters) in `line` by `***`.
+pub fn mask(line: String, secrets: &[String]) -> String {
+    secrets
+        .iter()
+        .filter(|s| s.len() >= 4)
+        .fold(line, |l, s| l.replace(s.as_str(), "***"))
+}
+
+/// Run `cmd` (stdin closed) for at most `limit`, logging its output to `log` with every
+/// value of `secrets` masked.
 pub async fn run_captured(
     mut cmd: Command,
     limit: Duration,
     log: &Path,
     tail_lines: usize,
+    secrets: &[String],
 ) -> std::io::Result<Captured> {
+    let secrets = secrets.to_vec();
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -65,7 +79,10 @@ pub async fn run_captured(
     let collector = tokio::spawn(async move {
         let mut tail = VecDeque::with_capacity(tail_lines + 1);
         let mut io_error = None;
+        let mut lines = 0usize;
         while let Some(line) = rx.recv().await {
+            lines += 1;
+            let line = mask(line, &secrets);
             if io_error.is_none() {
                 let mut bytes = line.clone().into_bytes();
                 bytes.push(b'\n');
@@ -79,7 +96,7 @@ pub async fn run_captured(
             }
         }
         let _ = file.flush().await;
-        (Vec::from(tail), io_error)
+        (Vec::from(tail), lines, io_error)
     });
 
     let exit = match tokio::time::timeout(limit, child.wait()).await {
@@ -104,13 +121,18 @@ pub async fn run_captured(
             abort.abort();
         }
     }
-    let (tail, io_error) = collector
+    let (tail, lines, io_error) = collector
         .await
         .map_err(|e| std::io::Error::other(format!("log collector failed: {e}")))?;
     if let Some(e) = io_error {
         return Err(e);
     }
-    Ok(Captured { exit, tail, pid })
+    Ok(Captured {
+        exit,
+        tail,
+        pid,
+        lines,
+    })
 }
 
 async fn forward_lines<R: AsyncRead + Unpin>(r: R, tx: mpsc::Sender<String>) {
@@ -207,7 +229,7 @@ mod tests {
         let mut cmd = Command::new("sh");
         cmd.arg("-c")
             .arg("printf '\\033[32mgreen\\033[0m\\n'; echo err >&2; exit 3");
-        let c = run_captured(cmd, Duration::from_secs(20), &log, 10)
+        let c = run_captured(cmd, Duration::from_secs(20), &log, 10, &[])
             .await
             .unwrap();
         assert_eq!(c.exit, Exit::Code(3));
@@ -217,9 +239,30 @@ mod tests {
 
         let mut cmd = Command::new("sh");
         cmd.arg("-c").arg("sleep 30 & sleep 30");
-        let c = run_captured(cmd, Duration::from_millis(300), &log, 10)
+        let c = run_captured(cmd, Duration::from_millis(300), &log, 10, &[])
             .await
             .unwrap();
         assert_eq!(c.exit, Exit::TimedOut);
+
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg("echo key=ksk_topsecret; echo ksk_topsecret >&2");
+        let c = run_captured(
+            cmd,
+            Duration::from_secs(20),
+            &log,
+            10,
+            &["ksk_topsecret".into()],
+        )
+        .await
+        .unwrap();
+        let mut tail = c.tail.clone();
+        tail.sort();
+        assert_eq!(tail, ["***", "key=***"]);
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(
+            !text.contains("topsecret") && text.contains("key=***"),
+            "{text}"
+        );
     }
 }

@@ -7,8 +7,9 @@
 
 use crate::config::Inputs;
 use crate::steps::coverage::pct;
+use crate::steps::steering::SyncReport;
 use crate::steps::test_run::TestResult;
-use crate::tasks::{Task, TaskState};
+use crate::tasks::{self, Progress, Task, TaskState};
 use kiro_protocol::Failure;
 
 /// Everything a report shows.
@@ -22,6 +23,8 @@ pub struct ReportData<'a> {
     pub threshold: f64,
     pub commit: Option<&'a str>,
     pub pushed: bool,
+    /// What the steering sync did, when a central source is configured.
+    pub steering: Option<&'a SyncReport>,
     pub failure: Option<&'a Failure>,
 }
 
@@ -34,8 +37,8 @@ fn cell(s: &str) -> String {
         .replace('<', "&lt;")
 }
 
-fn state(t: Option<&Task>) -> String {
-    match t.map(|t| t.state) {
+fn state(s: Option<TaskState>) -> String {
+    match s {
         None => "—".into(),
         Some(TaskState::Done) => "✅ done".into(),
         Some(s) => s.to_string(),
@@ -59,36 +62,67 @@ pub fn render(d: &ReportData<'_>) -> String {
         md.push_str(&format!("| Failure | {} |\n", cell(&f.reason)));
     }
     md.push_str("\n#### Tasks\n\n| Task | Title | Before | After |\n|---|---|---|---|\n");
-    let mut ids: Vec<&Task> = d.after.iter().collect();
-    for b in d.before {
-        if !d.after.iter().any(|a| a.id == b.id) {
-            ids.push(b);
-        }
-    }
-    for t in ids {
-        let before = d.before.iter().find(|b| b.id == t.id);
-        let after = d.after.iter().find(|a| a.id == t.id);
+    let changes = tasks::changes(d.before, d.after);
+    for c in &changes {
+        let after = if c.changed() {
+            format!("**{}**", state(c.after))
+        } else {
+            state(c.after)
+        };
         md.push_str(&format!(
             "| {}{} | {} | {} | {} |\n",
-            cell(&t.id),
-            if t.optional { " (optional)" } else { "" },
-            cell(&t.title),
-            state(before),
-            state(after)
+            cell(&c.id),
+            if c.optional { " (optional)" } else { "" },
+            cell(&c.title),
+            state(c.before),
+            after
         ));
     }
-    let done = |ts: &[Task]| ts.iter().filter(|t| t.state.is_done()).count();
+    let (b, a) = (Progress::of(d.before), Progress::of(d.after));
     md.push_str(&format!(
-        "\nDone: {} → {} of {}\n",
-        done(d.before),
-        done(d.after),
-        d.after.len().max(d.before.len())
+        "\nRequired tasks done: {} → {} of {}",
+        b.done,
+        a.done,
+        a.total.max(b.total)
     ));
+    if a.optional_total + b.optional_total > 0 {
+        md.push_str(&format!(
+            "; optional: {} → {} of {}",
+            b.optional_done,
+            a.optional_done,
+            a.optional_total.max(b.optional_total)
+        ));
+    }
+    md.push('\n');
+    let moved: Vec<String> = changes
+        .iter()
+        .filter(|c| c.changed())
+        .map(|c| {
+            format!(
+                "{} ({} → {})",
+                cell(&c.id),
+                c.before.map_or("—".to_owned(), |s| s.to_string()),
+                c.after.map_or("—".to_owned(), |s| s.to_string())
+            )
+        })
+        .collect();
+    if !moved.is_empty() {
+        md.push_str(&format!("\nChanged: {}\n", moved.join(", ")));
+    }
     md.push_str("\n#### Checks\n\n");
     match d.tests {
         None => md.push_str("- Tests: not run\n"),
-        Some(t) if t.passed => md.push_str("- Tests: ✅ passed\n"),
-        Some(t) => md.push_str(&format!("- Tests: ❌ failed ({})\n", cell(&t.summary))),
+        Some(t) if t.passed => md.push_str("- Tests: ✅ passed"),
+        Some(t) => md.push_str(&format!("- Tests: ❌ failed ({})", cell(&t.summary))),
+    }
+    if let Some(c) = d.tests.and_then(|t| t.counts) {
+        md.push_str(&format!(
+            " — {} tests, {} failures, {} errors, {} skipped",
+            c.tests, c.failures, c.errors, c.skipped
+        ));
+    }
+    if d.tests.is_some() {
+        md.push('\n');
     }
     match d.coverage {
         None => md.push_str(&format!(
@@ -111,6 +145,31 @@ pub fn render(d: &ReportData<'_>) -> String {
         (Some(c), false) => md.push_str(&format!("- Commit: `{c}` (not pushed)\n")),
         (None, _) if d.failure.is_none() => md.push_str("- Commit: none (no changes)\n"),
         (None, _) => md.push_str("- Commit: none\n"),
+    }
+    if let Some(sr) = d.steering {
+        let list = |v: &[String]| {
+            v.iter()
+                .map(|n| format!("`{}`", cell(n)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut parts = Vec::new();
+        for (what, v) in [
+            ("added", &sr.added),
+            ("updated", &sr.updated),
+            ("removed", &sr.removed),
+            ("kept the repository's own", &sr.kept_local),
+            ("skipped", &sr.skipped),
+        ] {
+            if !v.is_empty() {
+                parts.push(format!("{what} {}", list(v)));
+            }
+        }
+        if parts.is_empty() {
+            md.push_str("- Steering: up to date\n");
+        } else {
+            md.push_str(&format!("- Steering: {}\n", parts.join("; ")));
+        }
     }
     if let Some(t) = d.tests.filter(|t| !t.passed && !t.tail.is_empty()) {
         let body = t.tail.join("\n");
@@ -149,12 +208,27 @@ mod tests {
     #[test]
     fn renders_tasks_checks_and_escaped_tail() {
         let i = inputs();
-        let before = crate::tasks::parse("- [ ] 1. Add `subtract` | pipe\n- [x] 2. Old\n");
-        let after = crate::tasks::parse("- [x] 1. Add `subtract` | pipe\n- [x] 2. Old\n");
+        let before = crate::tasks::parse(
+            "- [ ] 1. Add `subtract` | pipe\n- [x] 2. Old\n- [ ]* 3. Extra\n- [ ] 4. Later\n",
+        );
+        let after = crate::tasks::parse(
+            "- [x] 1. Add `subtract` | pipe\n- [x] 2. Old\n- [x]* 3. Extra\n- [-] 4. Later\n",
+        );
         let tests = TestResult {
             passed: false,
             summary: "exit code 1".into(),
             tail: vec!["```".into(), "not ok 1".into()],
+            counts: Some(crate::steps::junit::TestCounts {
+                tests: 5,
+                failures: 1,
+                errors: 0,
+                skipped: 2,
+            }),
+        };
+        let steering = SyncReport {
+            added: vec!["org.md".into()],
+            removed: vec!["old.md".into()],
+            ..Default::default()
         };
         let failure = Failure::new(FailureClass::TestsFailed, "tests failed (exit code 1)");
         let md = render(&ReportData {
@@ -166,15 +240,38 @@ mod tests {
             threshold: 80.0,
             commit: None,
             pushed: false,
+            steering: Some(&steering),
             failure: Some(&failure),
         });
         assert!(md.contains("failed: `tests-failed`"), "{md}");
         assert!(md.contains("| Attempt | 2 |") && md.contains("| Fence | 3 |"));
         assert!(
-            md.contains("| 1 | Add `subtract` \\| pipe | open | ✅ done |"),
+            md.contains("| 1 | Add `subtract` \\| pipe | open | **✅ done** |"),
             "{md}"
         );
-        assert!(md.contains("Done: 1 → 2 of 2"));
+        assert!(md.contains("| 2 | Old | ✅ done | ✅ done |"), "{md}");
+        assert!(
+            md.contains("| 3 (optional) | Extra | open | **✅ done** |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("Required tasks done: 1 → 2 of 3; optional: 0 → 1 of 1\n"),
+            "{md}"
+        );
+        assert!(
+            md.contains("Changed: 1 (open → done), 3 (open → done), 4 (open → in progress)"),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "- Tests: ❌ failed (exit code 1) — 5 tests, 1 failures, 0 errors, 2 skipped\n"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("- Steering: added `org.md`; removed `old.md`\n"),
+            "{md}"
+        );
         assert!(md.contains("❌ 62.5% (threshold 80%)"));
         assert!(md.contains("````text\n```\nnot ok 1\n````"), "{md}");
     }

@@ -5,6 +5,7 @@
 //! is refused, so a repository cannot make the worker read files outside the checkout
 //! into a prompt or report); a missing document is a `permanent-input` failure naming it.
 
+use crate::steps::steering::{self, SteeringFile};
 use crate::tasks::{Task, TaskState};
 use kiro_protocol::{Failure, FailureClass, SpecPath};
 use std::path::Path;
@@ -52,37 +53,87 @@ pub fn load(checkout: &Path, spec: &SpecPath) -> Result<SpecDocs, Failure> {
     })
 }
 
-/// The prompt given to the agent.
+/// The most steering text (bytes) copied into the prompt; the rest is named only.
+pub const STEERING_PROMPT_BYTES: usize = 32 * 1024;
+
+/// The prompt given to the agent: the rules, the open tasks (required first, then the
+/// optional ones, marked), the steering files (the always-included ones in full, within
+/// [`STEERING_PROMPT_BYTES`]; the others by name), the requirements and the design.
 pub fn prompt(
     spec: &SpecPath,
     docs: &SpecDocs,
     tasks: &[Task],
+    steering: &[SteeringFile],
     test_cmd: &str,
     threshold: f64,
 ) -> String {
-    let mut open = String::new();
-    for t in tasks.iter().filter(|t| t.state != TaskState::Done) {
-        open.push_str(&format!(
-            "- {} {}{}\n",
-            t.id,
-            t.title,
-            if t.optional { " (optional)" } else { "" }
-        ));
+    let done = crate::tasks::effective_done(tasks);
+    let open: Vec<&Task> = tasks
+        .iter()
+        .zip(&done)
+        .filter(|(t, d)| !**d && t.state != TaskState::Done)
+        .map(|(t, _)| t)
+        .collect();
+    let mut list = String::new();
+    for t in open.iter().filter(|t| !t.optional) {
+        list.push_str(&format!("- {} {}\n", t.id, t.title));
+    }
+    let optional: Vec<&&Task> = open.iter().filter(|t| t.optional).collect();
+    if !optional.is_empty() {
+        list.push_str(
+            "\nOptional tasks (only after every required task is done; they may be skipped):\n",
+        );
+        for t in optional {
+            list.push_str(&format!("- {} {} (optional)\n", t.id, t.title));
+        }
+    }
+    let mut steering_text = String::new();
+    let mut budget = STEERING_PROMPT_BYTES;
+    for f in steering {
+        let inclusion = f.front.inclusion.as_deref().unwrap_or("always");
+        if f.front.always() && f.body.len() <= budget {
+            budget -= f.body.len();
+            steering_text.push_str(&format!(
+                "----- {}/{} -----\n{}\n\n",
+                steering::STEERING_DIR,
+                f.name,
+                f.body
+            ));
+        } else {
+            let pattern = f
+                .front
+                .pattern
+                .as_deref()
+                .map(|p| format!(", for files matching {p}"))
+                .unwrap_or_default();
+            steering_text.push_str(&format!(
+                "(also {}/{}: inclusion {inclusion}{pattern}; read it when it applies)\n\n",
+                steering::STEERING_DIR,
+                f.name
+            ));
+        }
     }
     format!(
         "You are running headlessly in a CI build; there is no user to ask. The current \
 directory is a git checkout of the feature branch.\n\n\
-Implement the spec at {spec}: complete its open tasks, listed below.\n\n\
+Implement the spec at {spec}: complete its open tasks, listed below, required tasks first.\n\n\
 Rules:\n\
-1. Follow {spec}/{REQUIREMENTS} and {spec}/{DESIGN} (both below) and the steering files in .kiro/steering/.\n\
+1. Follow {spec}/{REQUIREMENTS} and {spec}/{DESIGN} (both below) and the steering files in .kiro/steering/ (below).\n\
 2. When a task is complete, mark it done in {spec}/{TASKS} by changing its \"- [ ]\" to \"- [x]\". Leave other text in that file unchanged.\n\
 3. Keep the tests passing and write tests for new code: the build runs `{test_cmd}` and requires line coverage of at least {threshold}%.\n\
 4. At a checkpoint task, run the tests instead of asking the user.\n\
-5. Do not commit, push or change git configuration: the build does that after checking your work.\n\n\
-Open tasks:\n{open}\n\
+5. Do not commit, push or change git configuration: the build does that after checking your work.\n\
+6. Do not edit files in .kiro/steering/.\n\n\
+Open tasks:\n{list}\n\
+{steering_section}\
 ----- {REQUIREMENTS} -----\n{}\n\n----- {DESIGN} -----\n{}\n",
         docs.requirements.trim_end(),
         docs.design.trim_end(),
+        steering_section = if steering_text.is_empty() {
+            String::new()
+        } else {
+            format!("Steering:\n\n{steering_text}")
+        },
         threshold = crate::steps::coverage::pct(threshold),
     )
 }
@@ -115,13 +166,39 @@ mod tests {
         let docs = SpecDocs {
             requirements: "REQ".into(),
             design: "DES".into(),
-            tasks: "- [x] 1. done one\n- [ ] 2. open one\n- [ ]* 2.1 maybe\n".into(),
+            tasks: "- [x] 1. done one\n- [ ] 2. open one\n- [ ]* 2.1 maybe\n- [ ] 3 last\n".into(),
         };
         let t = crate::tasks::parse(&docs.tasks);
-        let p = prompt(&spec, &docs, &t, "npm test", 80.0);
-        assert!(p.contains("- 2 open one\n- 2.1 maybe (optional)\n"), "{p}");
+        let steer = vec![
+            SteeringFile {
+                name: "tech.md".into(),
+                front: Default::default(),
+                body: "Use Node 20.".into(),
+            },
+            SteeringFile {
+                name: "ui.md".into(),
+                front: steering::FrontMatter {
+                    inclusion: Some("fileMatch".into()),
+                    pattern: Some("src/**/*.tsx".into()),
+                },
+                body: "React rules".into(),
+            },
+        ];
+        let p = prompt(&spec, &docs, &t, &steer, "npm test", 80.0);
+        assert!(
+            p.contains("- 2 open one\n- 3 last\n\nOptional tasks (only after every required task is done; they may be skipped):\n- 2.1 maybe (optional)\n"),
+            "{p}"
+        );
         assert!(!p.contains("done one"));
         assert!(p.contains("REQ") && p.contains("DES"));
         assert!(p.contains("at least 80%"));
+        assert!(
+            p.contains("----- .kiro/steering/tech.md -----\nUse Node 20.\n"),
+            "{p}"
+        );
+        assert!(p.contains(
+            "(also .kiro/steering/ui.md: inclusion fileMatch, for files matching src/**/*.tsx"
+        ));
+        assert!(!p.contains("React rules"));
     }
 }

@@ -25,6 +25,8 @@ pub struct TestResult {
     pub summary: String,
     /// The last lines of output (kept for failures).
     pub tail: Vec<String>,
+    /// Counts from the JUnit report, when one is configured and readable.
+    pub counts: Option<crate::steps::junit::TestCounts>,
 }
 
 impl TestResult {
@@ -52,7 +54,8 @@ pub async fn run(
     for var in WITHHELD {
         cmd.env_remove(var);
     }
-    let c = run_captured(cmd, limit, log, TAIL_LINES)
+    let secrets: Vec<String> = secrets.iter().map(|s| (*s).to_owned()).collect();
+    let c = run_captured(cmd, limit, log, TAIL_LINES, &secrets)
         .await
         .map_err(|e| Failure::new(FailureClass::Internal, format!("cannot run tests: {e}")))?;
     let (passed, summary) = match c.exit {
@@ -64,20 +67,11 @@ pub async fn run(
             format!("timed out after {}", humantime::format_duration(limit)),
         ),
     };
-    let tail = c
-        .tail
-        .into_iter()
-        .map(|line| {
-            secrets
-                .iter()
-                .filter(|s| s.len() >= 4)
-                .fold(line, |l, s| l.replace(s, "***"))
-        })
-        .collect();
     Ok(TestResult {
         passed,
         summary,
-        tail,
+        tail: c.tail,
+        counts: None,
     })
 }
 
