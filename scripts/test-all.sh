@@ -24,6 +24,25 @@ fi
 # The AWS adapters' tests start moto_server from here (on 127.0.0.1, a free port).
 export KIRO_MOTO_SERVER="$venv/bin/moto_server"
 
+# ── Deployment (issue 6): infra-pulumi, Dockerfile.consumer, buildspec.yml ──────────────
+# No AWS account, Pulumi CLI or Docker daemon: tsc, the program under Pulumi mocks with the
+# policy checks, the buildspec schema and install-guard tests, the Dockerfile structure test
+# (all in infra-pulumi's node:test suite), and hadolint from the venv.
+infra="$root/infra-pulumi"
+infra_stamp="$infra/node_modules/.package-lock.json.stamp"
+if [ ! -d "$infra/node_modules" ] || ! cmp -s "$infra/package-lock.json" "$infra_stamp" 2>/dev/null; then
+  echo "==> npm ci (infra-pulumi)"
+  (cd "$infra" && npm ci --no-audit --no-fund --loglevel=error)
+  cp "$infra/package-lock.json" "$infra_stamp"
+fi
+echo "==> infra-pulumi: tsc --noEmit"
+(cd "$infra" && npx --no-install tsc --noEmit)
+echo "==> infra-pulumi: mocks, policy checks, buildspec schema, Dockerfile structure"
+(cd "$infra" && node --import tsx --test --test-reporter=dot tests/*.test.ts)
+echo "==> hadolint Dockerfile.consumer"
+"$venv/bin/hadolint" Dockerfile.consumer
+# ── end of the deployment section ───────────────────────────────────────────────────────
+
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 
