@@ -151,7 +151,9 @@ mod tests {
 
     #[test]
     fn the_retry_future_is_send() {
-        assert_send(retry(&RetryPolicy::none(), |_| async { Ok::<_, AwsError>(()) }));
+        assert_send(retry(&RetryPolicy::none(), |_| async {
+            Ok::<_, AwsError>(())
+        }));
     }
 
     #[tokio::test(start_paused = true)]

@@ -82,9 +82,8 @@ pub async fn sdk_config(settings: &AwsSettings) -> SdkConfig {
         loader = loader.endpoint_url(url.clone());
     }
     if uses_test_credentials(settings) {
-        loader = loader.credentials_provider(Credentials::new(
-            "test", "test", None, None, "kiro-test",
-        ));
+        loader =
+            loader.credentials_provider(Credentials::new("test", "test", None, None, "kiro-test"));
     }
     loader.load().await
 }

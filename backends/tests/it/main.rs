@@ -2,6 +2,7 @@
 //! run against the embedded adapters on real SQLite files in temporary directories,
 //! plus restart, multi-process and property (state-machine) tests.
 
+mod aws;
 mod build;
 mod lease;
 mod queue;

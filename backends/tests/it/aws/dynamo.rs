@@ -1,0 +1,1 @@
+//! Lease store on DynamoDB (moto).

@@ -1,0 +1,7 @@
+//! The AWS adapters: contract suites on moto server, faults on aws-smithy-mocks.
+
+mod codebuild;
+mod dynamo;
+mod faults;
+mod moto;
+mod sqs;
