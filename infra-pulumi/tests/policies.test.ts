@@ -2,6 +2,8 @@
 // exactly its documented actions, and each rule fires on a bad resource.
 import { before, describe, test } from "node:test";
 import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as path from "node:path";
 import { COMPONENTS, ROLE_ACTIONS } from "../src/permissions";
 import { RULES, T, checkAll, policyStatements } from "../src/policies";
 import type { PolicyContext, ResourceRecord } from "../src/policies";
@@ -169,5 +171,19 @@ describe("the program with a flipped setting fails the policies", () => {
     });
     const rules = new Set(checkAll(flipped, ctx).map((v) => v.rule));
     assert.deepEqual([...rules].sort(), ["fifo-dead-letter-queue", "iam-actions-match-component", "iam-no-wildcard-action", "iam-resources-scoped"]);
+  });
+});
+
+describe("documentation", () => {
+  test("the README's IAM table lists exactly ROLE_ACTIONS", () => {
+    const readme = fs.readFileSync(path.join(__dirname, "..", "..", "README.md"), "utf8");
+    const section = readme.split("## Deploying to AWS")[1]?.split("\n## ")[0] ?? "";
+    const rows = new Map<string, string[]>();
+    for (const line of section.split("\n")) {
+      const m = /^\| `([a-z-]+)` \| (`[a-z0-9]+:\w+`(?:, `[a-z0-9]+:\w+`)*) \|$/.exec(line);
+      if (m) rows.set(m[1], m[2].split(", ").map((a) => a.slice(1, -1)));
+    }
+    assert.deepEqual([...rows.keys()].sort(), [...COMPONENTS].sort());
+    for (const c of COMPONENTS) assert.deepEqual(rows.get(c), [...ROLE_ACTIONS[c]], c);
   });
 });
