@@ -1,1 +1,611 @@
 //! `LeaseStore` on one DynamoDB table: the per-project lease rows and the job records.
+//!
+//! Schema (one table, created by [`create_table`]):
+//!
+//! | attribute     | type | lease row (`sk = "LEASE"`)               | job row (`sk = "JOB#<item>"`)   |
+//! |---------------|------|------------------------------------------|---------------------------------|
+//! | `pk`          | S    | project key (partition key)              | project key                     |
+//! | `sk`          | S    | `LEASE` (sort key)                       | `JOB#<item id>`                 |
+//! | `owner`       | S    | holder; absent when released             | owner at the last write         |
+//! | `fence`       | N    | fencing token, `ADD fence :one` per acquire | fence of the last write      |
+//! | `expires_at`  | N    | lease expiry, epoch **milliseconds**     | —                               |
+//! | `current_item`| S    | item of the last job record written      | —                               |
+//! | `acquire_token`| S   | random token of the last acquire (re-read after an unknown outcome) | — |
+//! | `job`         | S    | —                                        | the `JobRecord` as JSON         |
+//! | `item`,`state`| S    | —                                        | indexed copies of the record    |
+//! | `updated_at`  | N    | —                                        | epoch ms of the record          |
+//! | `expires_ttl` | N    | epoch **seconds**, DynamoDB TTL, clean-up only (expiry + 7 days / update + 90 days) |
+//!
+//! Operations:
+//! - `acquire`: ONE conditional `UpdateItem` (`SET owner, expires_at … ADD fence :one`),
+//!   condition: the row is absent, released (no owner) or `expires_at <= now - skew`;
+//!   `ReturnValuesOnConditionCheckFailure = ALL_OLD` names the holder on failure;
+//! - `renew` / `release`: `UpdateItem` conditional on `owner` and `fence`;
+//! - `record`: `TransactWriteItems` — an `Update` of the lease row (sets `current_item`)
+//!   conditional on `owner` + `fence`, and a `Put` of the job row;
+//! - reads are strongly consistent.
+//!
+//! Invariant: a write whose result is unknown (timeout, 5xx, lost connection) is re-read
+//! with a consistent read before anything is concluded: the acquire token, the renewed
+//! expiry, the released owner or the written job JSON tell whether it was applied, and
+//! only a write known not to be applied is retried. TTL never decides anything: expiry is
+//! judged from `expires_at` against the `Clock` port.
+
+use super::classify::{AwsError, classify};
+use super::retry::{RetryPolicy, retry};
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, Put, ReturnValue,
+    ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TimeToLiveSpecification,
+    TransactWriteItem, Update,
+};
+use kiro_protocol::{
+    Clock, FailureClass, Fence, ItemId, JobRecord, Lease, LeaseError, LeaseStore, LeaseView,
+    PortError, ProjectKey, Timestamp,
+};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tracing::instrument;
+
+const LEASE_SK: &str = "LEASE";
+const JOB_PREFIX: &str = "JOB#";
+const LEASE_TTL_GRACE_S: i64 = 7 * 24 * 3600;
+const JOB_TTL_S: i64 = 90 * 24 * 3600;
+
+type Item = HashMap<String, AttributeValue>;
+
+/// `LeaseStore` over one DynamoDB table.
+#[derive(Debug, Clone)]
+pub struct DynamoLeaseStore {
+    client: Client,
+    table: String,
+    clock: Arc<dyn Clock>,
+    skew: Duration,
+    policy: RetryPolicy,
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn get_s<'a>(item: &'a Item, k: &str) -> Option<&'a str> {
+    item.get(k).and_then(|v| v.as_s().ok()).map(String::as_str)
+}
+
+fn get_n(item: &Item, k: &str) -> Option<i64> {
+    item.get(k)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|s| s.parse().ok())
+}
+
+fn key(project: &ProjectKey, sk: &str) -> Item {
+    HashMap::from([
+        ("pk".to_owned(), s(project.as_str())),
+        ("sk".to_owned(), s(sk)),
+    ])
+}
+
+fn view_of(project: &ProjectKey, item: &Item) -> LeaseView {
+    LeaseView {
+        project: project.clone(),
+        owner: get_s(item, "owner").map(str::to_owned),
+        fence: Fence(get_n(item, "fence").unwrap_or(0).max(0) as u64),
+        expires_at: Timestamp(get_n(item, "expires_at").unwrap_or(0)),
+        current_item: get_s(item, "current_item").and_then(|i| ItemId::parse(i).ok()),
+    }
+}
+
+fn token() -> String {
+    format!(
+        "{:016x}{:016x}",
+        rand::random::<u64>(),
+        rand::random::<u64>()
+    )
+}
+
+impl DynamoLeaseStore {
+    /// A store on `table`; a lease counts as expired only `skew` after its `expires_at`.
+    pub fn new(
+        client: Client,
+        table: impl Into<String>,
+        clock: Arc<dyn Clock>,
+        skew: Duration,
+    ) -> Self {
+        DynamoLeaseStore {
+            client,
+            table: table.into(),
+            clock,
+            skew,
+            policy: RetryPolicy::default(),
+        }
+    }
+
+    /// The same store with another retry policy.
+    pub fn with_retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    async fn read(&self, key: Item) -> Result<Option<Item>, AwsError> {
+        retry(&self.policy, |_| {
+            let req = self
+                .client
+                .get_item()
+                .table_name(&self.table)
+                .set_key(Some(key.clone()))
+                .consistent_read(true);
+            async move {
+                req.send()
+                    .await
+                    .map_err(|e| classify("dynamodb:GetItem", &e))
+            }
+        })
+        .await
+        .map(|o| o.item)
+    }
+
+    async fn lease_row(&self, project: &ProjectKey) -> Result<Option<Item>, PortError> {
+        Ok(self.read(key(project, LEASE_SK)).await?)
+    }
+
+    fn fence_lost(&self, lease: &Lease, row: Option<&Item>) -> LeaseError {
+        LeaseError::FenceLost {
+            project: lease.project.clone(),
+            mine: lease.fence,
+            current: row.map(|r| view_of(&lease.project, r).fence),
+        }
+    }
+
+    /// Run a conditional write with retries; after an attempt whose outcome is unknown,
+    /// `settled` re-reads and answers `Some(v)` when the write turns out applied.
+    async fn write<T, W, WF, C, CF>(&self, mut write: W, settled: C) -> Result<T, AwsError>
+    where
+        W: FnMut() -> WF,
+        WF: std::future::Future<Output = Result<T, AwsError>>,
+        C: Fn() -> CF,
+        CF: std::future::Future<Output = Result<Option<T>, AwsError>>,
+    {
+        let unknown = AtomicBool::new(false);
+        let res = retry(&self.policy, |_| {
+            let check = unknown.load(Ordering::Relaxed).then(&settled);
+            let attempt = write();
+            let unknown = &unknown;
+            async move {
+                if let Some(check) = check {
+                    if let Some(v) = check.await? {
+                        return Ok(v);
+                    }
+                }
+                let r = attempt.await;
+                if let Err(e) = &r {
+                    if e.outcome_unknown {
+                        unknown.store(true, Ordering::Relaxed);
+                    }
+                }
+                r
+            }
+        })
+        .await;
+        match res {
+            Err(e) if unknown.load(Ordering::Relaxed) && e.condition_failed => {
+                // An earlier attempt may have applied and made this one's condition fail.
+                match settled().await? {
+                    Some(v) => Ok(v),
+                    None => Err(e),
+                }
+            }
+            Err(e) if e.outcome_unknown => match settled().await {
+                Ok(Some(v)) => Ok(v),
+                _ => Err(e),
+            },
+            other => other,
+        }
+    }
+}
+
+/// The old item a failed conditional `UpdateItem` returned (ALL_OLD).
+fn old_item(
+    err: &aws_sdk_dynamodb::error::SdkError<
+        aws_sdk_dynamodb::operation::update_item::UpdateItemError,
+        aws_smithy_runtime_api::http::Response,
+    >,
+) -> Option<Item> {
+    use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+    match err.as_service_error() {
+        Some(UpdateItemError::ConditionalCheckFailedException(c)) => c.item.clone(),
+        _ => None,
+    }
+}
+
+#[async_trait]
+impl LeaseStore for DynamoLeaseStore {
+    #[instrument(skip_all, fields(project = %project, owner))]
+    async fn acquire(
+        &self,
+        project: &ProjectKey,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<Lease, LeaseError> {
+        let now = self.clock.now();
+        let expires_at = now.plus(ttl);
+        let cutoff = now.minus(self.skew);
+        let tok = token();
+        let holder: std::sync::Mutex<Option<Item>> = std::sync::Mutex::new(None);
+        let lease_of = |item: &Item| Lease {
+            project: project.clone(),
+            owner: owner.to_owned(),
+            fence: view_of(project, item).fence,
+            expires_at,
+        };
+        let res = self
+            .write(
+                || {
+                    let req = self
+                        .client
+                        .update_item()
+                        .table_name(&self.table)
+                        .set_key(Some(key(project, LEASE_SK)))
+                        .update_expression(
+                            "SET #o = :o, #e = :e, #t = :t, #tok = :tok ADD #f :one",
+                        )
+                        .condition_expression(
+                            "attribute_not_exists(#pk) OR attribute_not_exists(#o) OR #e <= :cutoff",
+                        )
+                        .expression_attribute_names("#pk", "pk")
+                        .expression_attribute_names("#o", "owner")
+                        .expression_attribute_names("#e", "expires_at")
+                        .expression_attribute_names("#t", "expires_ttl")
+                        .expression_attribute_names("#tok", "acquire_token")
+                        .expression_attribute_names("#f", "fence")
+                        .expression_attribute_values(":o", s(owner))
+                        .expression_attribute_values(":e", n(expires_at.millis()))
+                        .expression_attribute_values(
+                            ":t",
+                            n(expires_at.as_secs() + LEASE_TTL_GRACE_S),
+                        )
+                        .expression_attribute_values(":tok", s(&tok))
+                        .expression_attribute_values(":one", n(1))
+                        .expression_attribute_values(":cutoff", n(cutoff.millis()))
+                        .return_values(ReturnValue::AllNew)
+                        .return_values_on_condition_check_failure(
+                            ReturnValuesOnConditionCheckFailure::AllOld,
+                        );
+                    let holder = &holder;
+                    async move {
+                        match req.send().await {
+                            Ok(out) => Ok(lease_of(&out.attributes.unwrap_or_default())),
+                            Err(e) => {
+                                if let Ok(mut h) = holder.lock() {
+                                    *h = old_item(&e);
+                                }
+                                Err(classify("dynamodb:UpdateItem", &e))
+                            }
+                        }
+                    }
+                },
+                || async {
+                    let row = self.read(key(project, LEASE_SK)).await?;
+                    Ok(row
+                        .filter(|r| get_s(r, "acquire_token") == Some(tok.as_str()))
+                        .map(|r| lease_of(&r)))
+                },
+            )
+            .await;
+        match res {
+            Ok(l) => Ok(l),
+            Err(e) if e.condition_failed => {
+                let old = holder.lock().ok().and_then(|mut h| h.take());
+                let row = match old {
+                    Some(r) => Some(r),
+                    None => self.lease_row(project).await?,
+                };
+                let view = row.map(|r| view_of(project, &r));
+                match view {
+                    Some(v) => Err(LeaseError::Held {
+                        project: project.clone(),
+                        holder: v.owner.unwrap_or_default(),
+                        fence: v.fence,
+                        expires_at: v.expires_at,
+                    }),
+                    None => Err(LeaseError::Port(e.into_port())),
+                }
+            }
+            Err(e) => Err(LeaseError::Port(e.into_port())),
+        }
+    }
+
+    #[instrument(skip_all, fields(project = %lease.project, fence = %lease.fence))]
+    async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Lease, LeaseError> {
+        let expires_at = self.clock.now().plus(ttl);
+        let renewed = Lease {
+            expires_at,
+            ..lease.clone()
+        };
+        let res = self
+            .write(
+                || {
+                    let req = self
+                        .client
+                        .update_item()
+                        .table_name(&self.table)
+                        .set_key(Some(key(&lease.project, LEASE_SK)))
+                        .update_expression("SET #e = :e, #t = :t")
+                        .condition_expression("#o = :o AND #f = :f")
+                        .expression_attribute_names("#o", "owner")
+                        .expression_attribute_names("#f", "fence")
+                        .expression_attribute_names("#e", "expires_at")
+                        .expression_attribute_names("#t", "expires_ttl")
+                        .expression_attribute_values(":o", s(&lease.owner))
+                        .expression_attribute_values(":f", n(lease.fence.0))
+                        .expression_attribute_values(":e", n(expires_at.millis()))
+                        .expression_attribute_values(
+                            ":t",
+                            n(expires_at.as_secs() + LEASE_TTL_GRACE_S),
+                        );
+                    let renewed = renewed.clone();
+                    async move {
+                        req.send()
+                            .await
+                            .map(|_| renewed)
+                            .map_err(|e| classify("dynamodb:UpdateItem", &e))
+                    }
+                },
+                || async {
+                    let row = self.read(key(&lease.project, LEASE_SK)).await?;
+                    Ok(row
+                        .filter(|r| {
+                            let v = view_of(&lease.project, r);
+                            v.owner.as_deref() == Some(lease.owner.as_str())
+                                && v.fence == lease.fence
+                                && v.expires_at == expires_at
+                        })
+                        .map(|_| renewed.clone()))
+                },
+            )
+            .await;
+        match res {
+            Ok(l) => Ok(l),
+            Err(e) if e.condition_failed => {
+                let row = self.lease_row(&lease.project).await?;
+                Err(self.fence_lost(lease, row.as_ref()))
+            }
+            Err(e) => Err(LeaseError::Port(e.into_port())),
+        }
+    }
+
+    #[instrument(skip_all, fields(project = %lease.project, fence = %lease.fence))]
+    async fn release(&self, lease: &Lease) -> Result<(), LeaseError> {
+        let res = self
+            .write(
+                || {
+                    let req = self
+                        .client
+                        .update_item()
+                        .table_name(&self.table)
+                        .set_key(Some(key(&lease.project, LEASE_SK)))
+                        .update_expression("REMOVE #o")
+                        .condition_expression("#o = :o AND #f = :f")
+                        .expression_attribute_names("#o", "owner")
+                        .expression_attribute_names("#f", "fence")
+                        .expression_attribute_values(":o", s(&lease.owner))
+                        .expression_attribute_values(":f", n(lease.fence.0));
+                    async move {
+                        req.send()
+                            .await
+                            .map(|_| ())
+                            .map_err(|e| classify("dynamodb:UpdateItem", &e))
+                    }
+                },
+                || async {
+                    let row = self.read(key(&lease.project, LEASE_SK)).await?;
+                    Ok(row
+                        .filter(|r| {
+                            let v = view_of(&lease.project, r);
+                            v.owner.is_none() && v.fence == lease.fence
+                        })
+                        .map(|_| ()))
+                },
+            )
+            .await;
+        match res {
+            Ok(()) => Ok(()),
+            Err(e) if e.condition_failed => {
+                let row = self.lease_row(&lease.project).await?;
+                Err(self.fence_lost(lease, row.as_ref()))
+            }
+            Err(e) => Err(LeaseError::Port(e.into_port())),
+        }
+    }
+
+    #[instrument(skip_all, fields(project = %project))]
+    async fn get(&self, project: &ProjectKey) -> Result<Option<LeaseView>, PortError> {
+        Ok(self.lease_row(project).await?.map(|r| view_of(project, &r)))
+    }
+
+    #[instrument(skip_all, fields(project = %lease.project, item = %job.item, fence = %lease.fence))]
+    async fn record(&self, lease: &Lease, job: &JobRecord) -> Result<(), LeaseError> {
+        let json = serde_json::to_string(job)
+            .map_err(|e| PortError::internal(format!("job record: {e}")))?;
+        let job_key = key(&lease.project, &format!("{JOB_PREFIX}{}", job.item));
+        let mut row = job_key.clone();
+        row.insert("job".into(), s(&json));
+        row.insert("item".into(), s(job.item.as_str()));
+        row.insert("state".into(), s(job.state.as_str()));
+        row.insert("fence".into(), n(lease.fence.0));
+        row.insert("owner".into(), s(&lease.owner));
+        row.insert("updated_at".into(), n(job.updated_at.millis()));
+        row.insert(
+            "expires_ttl".into(),
+            n(job.updated_at.as_secs() + JOB_TTL_S),
+        );
+        let update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(&lease.project, LEASE_SK)))
+            .update_expression("SET #ci = :ci")
+            .condition_expression("#o = :o AND #f = :f")
+            .expression_attribute_names("#ci", "current_item")
+            .expression_attribute_names("#o", "owner")
+            .expression_attribute_names("#f", "fence")
+            .expression_attribute_values(":ci", s(job.item.as_str()))
+            .expression_attribute_values(":o", s(&lease.owner))
+            .expression_attribute_values(":f", n(lease.fence.0))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(|e| PortError::internal(format!("transaction update: {e}")))?;
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(row))
+            .build()
+            .map_err(|e| PortError::internal(format!("transaction put: {e}")))?;
+        let items = vec![
+            TransactWriteItem::builder().update(update).build(),
+            TransactWriteItem::builder().put(put).build(),
+        ];
+        let res = self
+            .write(
+                || {
+                    let req = self
+                        .client
+                        .transact_write_items()
+                        .set_transact_items(Some(items.clone()));
+                    async move {
+                        match req.send().await {
+                            Ok(_) => Ok(()),
+                            Err(e) => {
+                                let mut c = classify("dynamodb:TransactWriteItems", &e);
+                                if let Some(
+                                    TransactWriteItemsError::TransactionCanceledException(t),
+                                ) = e.as_service_error()
+                                {
+                                    let reasons = t.cancellation_reasons();
+                                    if reasons
+                                        .iter()
+                                        .any(|r| r.code() == Some("ConditionalCheckFailed"))
+                                    {
+                                        c.condition_failed = true;
+                                        c.class = FailureClass::Contention;
+                                    }
+                                }
+                                Err(c)
+                            }
+                        }
+                    }
+                },
+                || async {
+                    let got = self.read(job_key.clone()).await?;
+                    Ok(got
+                        .filter(|r| get_s(r, "job") == Some(json.as_str()))
+                        .map(|_| ()))
+                },
+            )
+            .await;
+        match res {
+            Ok(()) => Ok(()),
+            Err(e) if e.condition_failed => {
+                let row = self.lease_row(&lease.project).await?;
+                Err(self.fence_lost(lease, row.as_ref()))
+            }
+            Err(e) => Err(LeaseError::Port(e.into_port())),
+        }
+    }
+
+    #[instrument(skip_all, fields(project = %project, item = %item))]
+    async fn job(
+        &self,
+        project: &ProjectKey,
+        item: &ItemId,
+    ) -> Result<Option<JobRecord>, PortError> {
+        let row = self
+            .read(key(project, &format!("{JOB_PREFIX}{item}")))
+            .await?;
+        row.map(|r| parse_job(&r)).transpose()
+    }
+
+    #[instrument(skip_all)]
+    async fn jobs(&self) -> Result<Vec<JobRecord>, PortError> {
+        let mut out = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let page = retry(&self.policy, |_| {
+                let req = self
+                    .client
+                    .scan()
+                    .table_name(&self.table)
+                    .consistent_read(true)
+                    .filter_expression("begins_with(sk, :job)")
+                    .expression_attribute_values(":job", s(JOB_PREFIX))
+                    .set_exclusive_start_key(start.clone());
+                async move { req.send().await.map_err(|e| classify("dynamodb:Scan", &e)) }
+            })
+            .await?;
+            for r in page.items.unwrap_or_default() {
+                out.push(parse_job(&r)?);
+            }
+            start = page.last_evaluated_key.filter(|k| !k.is_empty());
+            if start.is_none() {
+                break;
+            }
+        }
+        out.sort_by(|a, b| {
+            (a.project.as_str(), a.updated_at).cmp(&(b.project.as_str(), b.updated_at))
+        });
+        Ok(out)
+    }
+}
+
+fn parse_job(row: &Item) -> Result<JobRecord, PortError> {
+    let json = get_s(row, "job").ok_or_else(|| PortError::internal("job row without `job`"))?;
+    serde_json::from_str(json).map_err(|e| PortError::internal(format!("job record JSON: {e}")))
+}
+
+/// Create the lease table `name` (on-demand billing, TTL on `expires_ttl`) for tests and
+/// operators. Infrastructure code creates the same schema in production.
+pub async fn create_table(client: &Client, name: &str) -> Result<(), PortError> {
+    let attr = |n: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(n)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .map_err(|e| PortError::internal(format!("attribute definition: {e}")))
+    };
+    let key = |n: &str, t: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(n)
+            .key_type(t)
+            .build()
+            .map_err(|e| PortError::internal(format!("key schema: {e}")))
+    };
+    client
+        .create_table()
+        .table_name(name)
+        .attribute_definitions(attr("pk")?)
+        .attribute_definitions(attr("sk")?)
+        .key_schema(key("pk", KeyType::Hash)?)
+        .key_schema(key("sk", KeyType::Range)?)
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .map_err(|e| classify("dynamodb:CreateTable", &e))?;
+    client
+        .update_time_to_live()
+        .table_name(name)
+        .time_to_live_specification(
+            TimeToLiveSpecification::builder()
+                .enabled(true)
+                .attribute_name("expires_ttl")
+                .build()
+                .map_err(|e| PortError::internal(format!("ttl spec: {e}")))?,
+        )
+        .send()
+        .await
+        .map_err(|e| classify("dynamodb:UpdateTimeToLive", &e))?;
+    Ok(())
+}
