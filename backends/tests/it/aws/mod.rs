@@ -2,6 +2,7 @@
 
 mod codebuild;
 mod dynamo;
+mod ecs;
 mod faults;
 mod moto;
 mod sqs;
