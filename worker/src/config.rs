@@ -198,6 +198,18 @@ pub struct Config {
     /// Token for https pushes (`x-access-token`); never logged.
     #[arg(long, env = "GITHUB_TOKEN", hide_env_values = true)]
     pub github_token: Option<Secret>,
+    /// GitHub App id: with the key and installation id, clone and push use a fresh
+    /// installation token instead of `GITHUB_TOKEN`.
+    #[arg(long, env = "KIRO_GITHUB_APP_ID")]
+    pub github_app_id: Option<String>,
+    /// GitHub App private key (PEM; literal `\n` accepted); never logged.
+    #[arg(long, env = "KIRO_GITHUB_APP_PRIVATE_KEY", hide_env_values = true)]
+    pub github_app_private_key: Option<Secret>,
+    #[arg(long, env = "KIRO_GITHUB_APP_INSTALLATION_ID")]
+    pub github_app_installation_id: Option<String>,
+    /// GitHub REST base (GitHub Enterprise: `https://HOST/api/v3`).
+    #[arg(long, env = "KIRO_GITHUB_API_URL")]
+    pub github_api_url: Option<String>,
 }
 
 impl Config {
@@ -239,6 +251,10 @@ impl Config {
             git_author_name: "kiro-worker".into(),
             git_author_email: "kiro-worker@users.noreply.local".into(),
             github_token: None,
+            github_app_id: None,
+            github_app_private_key: None,
+            github_app_installation_id: None,
+            github_api_url: None,
         }
     }
 

@@ -15,6 +15,7 @@ use crate::outcome_file;
 use crate::steps::report::{self, ReportData};
 use crate::steps::steering::{self, SteeringSource, SyncReport};
 use crate::steps::test_run::TestResult;
+use crate::steps::token::{self, TokenSource};
 use crate::steps::{agent, coverage, git, junit, spec, test_run};
 use crate::tasks::{self, Progress, Task};
 use crate::wiring::Ports;
@@ -102,8 +103,10 @@ async fn steps(
     // A build whose fence is already stale must not even start the agent.
     check_fence(ports, inputs, "run").await?;
     mark_in_progress(ports, inputs).await;
+    let tokens = token::from_config(cfg)?;
+    info!(kind = tokens.kind(), "git token source");
     let checkout = cfg.checkout_dir();
-    checkout_step(cfg, inputs, &checkout).await?;
+    checkout_step(cfg, inputs, &checkout, tokens.as_ref()).await?;
     let docs = validate_step(ports, inputs, &checkout).await?;
     st.before = tasks::parse(&docs.tasks);
     st.after = st.before.clone();
@@ -141,7 +144,7 @@ async fn steps(
     check_fence(ports, inputs, "push").await?;
     st.commit = commit_step(cfg, inputs, &checkout, &st.before, &st.after).await?;
     if st.commit.is_some() {
-        push_step(cfg, inputs, &checkout).await?;
+        push_step(inputs, &checkout, tokens.as_ref()).await?;
         st.pushed = true;
     }
     Ok(())
@@ -159,10 +162,15 @@ async fn mark_in_progress(ports: &Ports, inputs: &Inputs) {
 }
 
 #[instrument(skip_all, fields(branch = %inputs.branch))]
-async fn checkout_step(cfg: &Config, inputs: &Inputs, dir: &Path) -> Result<(), Failure> {
+async fn checkout_step(
+    cfg: &Config,
+    inputs: &Inputs,
+    dir: &Path,
+    tokens: &dyn TokenSource,
+) -> Result<(), Failure> {
     let url = cfg.clone_url(&inputs.repo);
     let branch = inputs.branch.clone();
-    let token = cfg.github_token.clone();
+    let token = tokens.token().await?;
     let dir = dir.to_owned();
     let head = blocking(move || git::checkout(&url, &dir, &branch, token.as_ref())).await?;
     info!(%head, "checked out");
@@ -384,10 +392,15 @@ fn relative_inside(path: &Path, dir: &Path) -> Option<PathBuf> {
 }
 
 #[instrument(skip_all, fields(branch = %inputs.branch))]
-async fn push_step(cfg: &Config, inputs: &Inputs, checkout: &Path) -> Result<(), Failure> {
+async fn push_step(
+    inputs: &Inputs,
+    checkout: &Path,
+    tokens: &dyn TokenSource,
+) -> Result<(), Failure> {
     let dir = checkout.to_owned();
     let branch = inputs.branch.clone();
-    let token = cfg.github_token.clone();
+    // Asked again right before the push: an App token then has nearly its hour left.
+    let token = tokens.token().await?;
     blocking(move || git::push(&dir, &branch, token.as_ref())).await?;
     info!("pushed");
     Ok(())

@@ -13,3 +13,4 @@ pub mod report;
 pub mod spec;
 pub mod steering;
 pub mod test_run;
+pub mod token;

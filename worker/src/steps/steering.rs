@@ -8,8 +8,11 @@
 //! source, with their git blob ids, so a file removed centrally is removed locally and a
 //! changed one is updated.
 //!
-//! Invariants: a steering file of the repository's own (not in the manifest) is never
-//! written or removed — a name clash keeps the repository's file and logs a warning; only
+//! Invariants: a steering file of the repository's own is never written or removed — a
+//! file is the central source's only when the manifest lists it AND its content still has
+//! the listed blob id (so a hand-edited manifest, or a synced file the repository changed,
+//! cannot make the sync overwrite or delete the repository's work); a name clash keeps
+//! the repository's file and logs a warning; only
 //! plain `*.md` names (`[A-Za-z0-9._-]`, no leading dot, no path) are ever written or
 //! removed, whether they come from the source or from the (repository-controlled)
 //! manifest; nothing is written through a symlink; a source file that is a symlink, is
@@ -320,6 +323,15 @@ fn no_symlink(dir: &Path) -> Result<(), Failure> {
     }
 }
 
+/// The local file `current` is the central source's to replace or remove: the manifest
+/// lists it (`sha`) and its content is still what the sync wrote.
+fn owned(sha: Option<&str>, current: &[u8]) -> Result<bool, Failure> {
+    match sha {
+        None => Ok(false),
+        Some(sha) => Ok(blob_id(current)? == sha),
+    }
+}
+
 fn read_manifest(path: &Path) -> Manifest {
     match std::fs::read_to_string(path) {
         Err(_) => Manifest::default(),
@@ -386,12 +398,14 @@ pub fn sync(source: &SteeringSource, checkout: &Path) -> Result<SyncReport, Fail
             report.kept_local.push(name.clone());
             continue;
         }
-        if !managed.contains_key(name.as_str()) && local.is_some() {
-            warn!(file = %name, "the repository has its own steering file of this name; keeping it");
+        let current = local.and_then(|_| std::fs::read(&path).ok());
+        if let Some(cur) = &current
+            && !owned(managed.get(name.as_str()).copied(), cur)?
+        {
+            warn!(file = %name, "the repository has its own steering file of this name (or changed the synced one); keeping it");
             report.kept_local.push(name.clone());
             continue;
         }
-        let current = local.and_then(|_| std::fs::read(&path).ok());
         if current.as_deref() != Some(bytes.as_slice()) {
             std::fs::write(&path, bytes)
                 .map_err(|e| internal(format!("cannot write {STEERING_DIR}/{name}: {e}")))?;
@@ -411,14 +425,18 @@ pub fn sync(source: &SteeringSource, checkout: &Path) -> Result<SyncReport, Fail
             continue;
         }
         let path = dir.join(name);
-        match std::fs::symlink_metadata(&path) {
-            Ok(m) if m.is_file() || m.file_type().is_symlink() => {
-                std::fs::remove_file(&path)
-                    .map_err(|e| internal(format!("cannot remove {STEERING_DIR}/{name}: {e}")))?;
-                report.removed.push((*name).to_owned());
-            }
-            _ => {}
+        let is_file = std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file());
+        let Some(cur) = is_file.then(|| std::fs::read(&path).ok()).flatten() else {
+            continue;
+        };
+        if !owned(managed.get(*name).copied(), &cur)? {
+            warn!(file = %name, "a synced steering file was changed in the repository; keeping it");
+            report.kept_local.push((*name).to_owned());
+            continue;
         }
+        std::fs::remove_file(&path)
+            .map_err(|e| internal(format!("cannot remove {STEERING_DIR}/{name}: {e}")))?;
+        report.removed.push((*name).to_owned());
     }
     let manifest = Manifest {
         source: source.display(),

@@ -3,7 +3,9 @@
 //! repositories, the scripted stand-in agent (run with node), the real `npm test`, and
 //! the embedded lease store, board and pull-request adapters over a real SQLite file.
 
+mod kiro;
 mod pipeline;
+mod steering;
 
 use kiro_backends::embedded::{EmbeddedDb, SqliteLeaseStore};
 use kiro_github::{EmbeddedBoard, EmbeddedPulls};

@@ -183,7 +183,8 @@ async fn coverage_below_the_threshold_fails_and_pushes_nothing() {
     assert_eq!(class(&o), FailureClass::CoverageBelow);
     let reason = &o.failure.as_ref().unwrap().reason;
     assert!(
-        reason.starts_with("line coverage ") && reason.ends_with("is below the 80% threshold"),
+        reason.starts_with("line coverage ")
+            && reason.ends_with("is below the 80% threshold (lcov report coverage/lcov.info)"),
         "{reason}"
     );
     assert!(o.coverage.unwrap() < 80.0);
