@@ -59,7 +59,7 @@ pub async fn publish(
     let pull = pulls
         .get_wire(repo, pr)
         .await?
-        .ok_or_else(|| PortError::input(format!("pull request {repo}#{pr} does not exist")))?;
+        .ok_or_else(|| PortError::input(format!("pull request {repo}{pr} does not exist")))?;
     let sha = pull.head.sha;
     let conclusion = if check.success { "success" } else { "failure" };
     let title: String = redact(&check.title)

@@ -80,7 +80,8 @@ impl fmt::Debug for GithubClient {
 }
 
 impl GithubClient {
-    /// Build the client. Fails only if the App private key is not a usable PEM key.
+    /// Build the client. Call it inside a tokio runtime (octocrab spawns its connection
+    /// service). Fails only if the App private key is not a usable PEM key.
     pub fn new(settings: GithubSettings) -> Result<Self, PortError> {
         ensure_crypto_provider();
         let octo = Octocrab::builder()

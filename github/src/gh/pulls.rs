@@ -95,7 +95,7 @@ impl GithubPulls {
         repo: &RepoName,
         pr: PrNumber,
     ) -> Result<Option<PullWire>, PortError> {
-        let url = self.client.url(&format!("/repos/{repo}/pulls/{pr}"));
+        let url = self.client.url(&format!("/repos/{repo}/pulls/{}", pr.0));
         let resp = self.client.send(Method::GET, &url, None).await?;
         if resp.status.as_u16() == 404 {
             return Ok(None);
@@ -103,7 +103,7 @@ impl GithubPulls {
         if !resp.status.is_success() {
             return Err(self
                 .client
-                .error_for(&resp, &format!("reading pull request {repo}#{pr}")));
+                .error_for(&resp, &format!("reading pull request {repo}{pr}")));
         }
         resp.json("pull request").map(Some)
     }
@@ -115,10 +115,10 @@ impl GithubPulls {
         pr: PrNumber,
     ) -> Result<Option<(u64, String)>, PortError> {
         let api_origin = origin(&self.client.settings().api_base).to_owned();
-        let mut url = Some(
-            self.client
-                .url(&format!("/repos/{repo}/issues/{pr}/comments?per_page=100")),
-        );
+        let mut url = Some(self.client.url(&format!(
+            "/repos/{repo}/issues/{}/comments?per_page=100",
+            pr.0
+        )));
         let mut found: Vec<(u64, String)> = Vec::new();
         let mut pages = 0;
         while let Some(u) = url.take() {
@@ -127,7 +127,7 @@ impl GithubPulls {
             if !resp.status.is_success() {
                 return Err(self
                     .client
-                    .error_for(&resp, &format!("listing comments of {repo}#{pr}")));
+                    .error_for(&resp, &format!("listing comments of {repo}{pr}")));
             }
             let comments: Vec<CommentWire> = resp.json("issue comments")?;
             found.extend(comments.into_iter().filter_map(|c| {
@@ -174,7 +174,7 @@ impl GithubPulls {
             None => {
                 let url = self
                     .client
-                    .url(&format!("/repos/{repo}/issues/{pr}/comments"));
+                    .url(&format!("/repos/{repo}/issues/{}/comments", pr.0));
                 let created: CommentWire = self
                     .client
                     .json(
@@ -199,14 +199,14 @@ impl GithubPulls {
         let pull = self
             .get_wire(repo, pr)
             .await?
-            .ok_or_else(|| PortError::input(format!("pull request {repo}#{pr} does not exist")))?;
+            .ok_or_else(|| PortError::input(format!("pull request {repo}{pr} does not exist")))?;
         let old = pull.body.unwrap_or_default();
         let new = replace_section(&old, &section);
         if new == old {
             info!("report section unchanged");
             return Ok(());
         }
-        let url = self.client.url(&format!("/repos/{repo}/pulls/{pr}"));
+        let url = self.client.url(&format!("/repos/{repo}/pulls/{}", pr.0));
         let _: serde_json::Value = self
             .client
             .json(
