@@ -203,6 +203,7 @@ async fn exchange(
         if e.class == FailureClass::PermanentInput {
             e.class = FailureClass::Auth;
         }
+        e.message = jwt.scrub(&e.message);
         return Err(e);
     }
     let body: AccessToken = resp.json("installation token")?;
