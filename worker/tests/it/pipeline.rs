@@ -358,3 +358,38 @@ fn buildspec_exports_exactly_the_outcome_variables() {
     assert!(text.contains("KIRO_OUTCOME_FILE: kiro-outcome.env"));
     assert!(text.contains("kiro-worker run"));
 }
+
+#[tokio::test]
+async fn junit_failures_fail_the_tests_even_when_the_command_passed() {
+    let w = World::new();
+    let fence = w.take_lease("calc").await;
+    let junit = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/junit/jest-junit.xml");
+    let mut cfg = w.config(CALC_1, fence);
+    cfg.test_cmd = format!(
+        "npm test --silent && mkdir -p reports && cp '{}' reports/junit.xml",
+        junit.display()
+    );
+    cfg.junit_path = Some("reports/junit.xml".into());
+    let before = w.tip("calc", "feature/subtract");
+    let o = kiro_worker::run(&cfg, &w.ports).await;
+    assert_eq!(class(&o), FailureClass::TestsFailed, "{o:?}");
+    assert_eq!(
+        o.failure.as_ref().unwrap().reason,
+        "tests failed (exit code 0, but the JUnit report has 7 tests, 1 failures, 0 errors, 1 skipped)"
+    );
+    assert_eq!(w.tip("calc", "feature/subtract"), before, "nothing pushed");
+    let (report, _) = w
+        .pulls
+        .report(&repo("acme/calc"), PrNumber(1))
+        .await
+        .unwrap()
+        .expect("a failure report");
+    assert!(
+        report
+            .markdown
+            .contains("— 7 tests, 1 failures, 0 errors, 1 skipped"),
+        "{}",
+        report.markdown
+    );
+}
