@@ -445,6 +445,27 @@ mod tests {
         .unwrap();
         let Command::Run(cfg) = cli.command;
         assert_eq!(cfg.branch.as_deref(), Some("b"));
+        assert_eq!(cfg.agent_harness, Harness::V3);
+        assert_eq!(cfg.agent_preflight, Toggle::Auto);
+        assert_eq!(cfg.coverage_format, CoverageFormat::Auto);
+        let cli = Cli::try_parse_from([
+            "kiro-worker",
+            "run",
+            "--agent-harness",
+            "none",
+            "--agent-preflight",
+            "false",
+            "--coverage-format",
+            "llvm-cov",
+            "--kiro-api-key",
+            "ksk_secret",
+        ])
+        .unwrap();
+        let Command::Run(c2) = cli.command;
+        assert_eq!(c2.agent_harness, Harness::None);
+        assert_eq!(c2.agent_preflight, Toggle::Off);
+        assert_eq!(c2.coverage_format, CoverageFormat::LlvmCov);
+        assert!(!format!("{c2:?}").contains("ksk_secret"));
         assert_eq!(Duration::from(cfg.agent_timeout), Duration::from_secs(2));
         assert!(!format!("{cfg:?}").contains("ghp_secret"));
     }

@@ -1,7 +1,8 @@
 //! `kiro-worker`: the pipeline that runs inside a build for one work item.
 //!
-//! checkout → validate spec and pull request → agent on the open tasks → tests →
-//! coverage gate → fence check → commit and push → fence check → report on the pull
+//! checkout → validate spec and pull request → steering sync → agent preflight (`kiro-cli
+//! whoami`) → agent on the open tasks → tests (+ JUnit counts) → coverage gate (lcov,
+//! Cobertura, Istanbul, llvm-cov) → fence check → commit and push → fence check → report on the pull
 //! request → board status; and, whatever happened, the outcome file that the build
 //! exports for the consumer.
 //!
