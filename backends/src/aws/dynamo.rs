@@ -179,16 +179,16 @@ impl DynamoLeaseStore {
             let attempt = write();
             let unknown = &unknown;
             async move {
-                if let Some(check) = check {
-                    if let Some(v) = check.await? {
-                        return Ok(v);
-                    }
+                if let Some(check) = check
+                    && let Some(v) = check.await?
+                {
+                    return Ok(v);
                 }
                 let r = attempt.await;
-                if let Err(e) = &r {
-                    if e.outcome_unknown {
-                        unknown.store(true, Ordering::Relaxed);
-                    }
+                if let Err(e) = &r
+                    && e.outcome_unknown
+                {
+                    unknown.store(true, Ordering::Relaxed);
                 }
                 r
             }
@@ -245,60 +245,54 @@ impl LeaseStore for DynamoLeaseStore {
             fence: view_of(project, item).fence,
             expires_at,
         };
-        let res = self
-            .write(
-                || {
-                    let req = self
-                        .client
-                        .update_item()
-                        .table_name(&self.table)
-                        .set_key(Some(key(project, LEASE_SK)))
-                        .update_expression(
-                            "SET #o = :o, #e = :e, #t = :t, #tok = :tok ADD #f :one",
-                        )
-                        .condition_expression(
-                            "attribute_not_exists(#pk) OR attribute_not_exists(#o) OR #e <= :cutoff",
-                        )
-                        .expression_attribute_names("#pk", "pk")
-                        .expression_attribute_names("#o", "owner")
-                        .expression_attribute_names("#e", "expires_at")
-                        .expression_attribute_names("#t", "expires_ttl")
-                        .expression_attribute_names("#tok", "acquire_token")
-                        .expression_attribute_names("#f", "fence")
-                        .expression_attribute_values(":o", s(owner))
-                        .expression_attribute_values(":e", n(expires_at.millis()))
-                        .expression_attribute_values(
-                            ":t",
-                            n(expires_at.as_secs() + LEASE_TTL_GRACE_S),
-                        )
-                        .expression_attribute_values(":tok", s(&tok))
-                        .expression_attribute_values(":one", n(1))
-                        .expression_attribute_values(":cutoff", n(cutoff.millis()))
-                        .return_values(ReturnValue::AllNew)
-                        .return_values_on_condition_check_failure(
-                            ReturnValuesOnConditionCheckFailure::AllOld,
-                        );
-                    let holder = &holder;
-                    async move {
-                        match req.send().await {
-                            Ok(out) => Ok(lease_of(&out.attributes.unwrap_or_default())),
-                            Err(e) => {
-                                if let Ok(mut h) = holder.lock() {
-                                    *h = old_item(&e);
-                                }
-                                Err(classify("dynamodb:UpdateItem", &e))
+        let res = Box::pin(self.write(
+            || {
+                let req = self
+                    .client
+                    .update_item()
+                    .table_name(&self.table)
+                    .set_key(Some(key(project, LEASE_SK)))
+                    .update_expression("SET #o = :o, #e = :e, #t = :t, #tok = :tok ADD #f :one")
+                    .condition_expression(
+                        "attribute_not_exists(#pk) OR attribute_not_exists(#o) OR #e <= :cutoff",
+                    )
+                    .expression_attribute_names("#pk", "pk")
+                    .expression_attribute_names("#o", "owner")
+                    .expression_attribute_names("#e", "expires_at")
+                    .expression_attribute_names("#t", "expires_ttl")
+                    .expression_attribute_names("#tok", "acquire_token")
+                    .expression_attribute_names("#f", "fence")
+                    .expression_attribute_values(":o", s(owner))
+                    .expression_attribute_values(":e", n(expires_at.millis()))
+                    .expression_attribute_values(":t", n(expires_at.as_secs() + LEASE_TTL_GRACE_S))
+                    .expression_attribute_values(":tok", s(&tok))
+                    .expression_attribute_values(":one", n(1))
+                    .expression_attribute_values(":cutoff", n(cutoff.millis()))
+                    .return_values(ReturnValue::AllNew)
+                    .return_values_on_condition_check_failure(
+                        ReturnValuesOnConditionCheckFailure::AllOld,
+                    );
+                let holder = &holder;
+                async move {
+                    match req.send().await {
+                        Ok(out) => Ok(lease_of(&out.attributes.unwrap_or_default())),
+                        Err(e) => {
+                            if let Ok(mut h) = holder.lock() {
+                                *h = old_item(&e);
                             }
+                            Err(classify("dynamodb:UpdateItem", &e))
                         }
                     }
-                },
-                || async {
-                    let row = self.read(key(project, LEASE_SK)).await?;
-                    Ok(row
-                        .filter(|r| get_s(r, "acquire_token") == Some(tok.as_str()))
-                        .map(|r| lease_of(&r)))
-                },
-            )
-            .await;
+                }
+            },
+            || async {
+                let row = self.read(key(project, LEASE_SK)).await?;
+                Ok(row
+                    .filter(|r| get_s(r, "acquire_token") == Some(tok.as_str()))
+                    .map(|r| lease_of(&r)))
+            },
+        ))
+        .await;
         match res {
             Ok(l) => Ok(l),
             Err(e) if e.condition_failed => {
@@ -329,48 +323,44 @@ impl LeaseStore for DynamoLeaseStore {
             expires_at,
             ..lease.clone()
         };
-        let res = self
-            .write(
-                || {
-                    let req = self
-                        .client
-                        .update_item()
-                        .table_name(&self.table)
-                        .set_key(Some(key(&lease.project, LEASE_SK)))
-                        .update_expression("SET #e = :e, #t = :t")
-                        .condition_expression("#o = :o AND #f = :f")
-                        .expression_attribute_names("#o", "owner")
-                        .expression_attribute_names("#f", "fence")
-                        .expression_attribute_names("#e", "expires_at")
-                        .expression_attribute_names("#t", "expires_ttl")
-                        .expression_attribute_values(":o", s(&lease.owner))
-                        .expression_attribute_values(":f", n(lease.fence.0))
-                        .expression_attribute_values(":e", n(expires_at.millis()))
-                        .expression_attribute_values(
-                            ":t",
-                            n(expires_at.as_secs() + LEASE_TTL_GRACE_S),
-                        );
-                    let renewed = renewed.clone();
-                    async move {
-                        req.send()
-                            .await
-                            .map(|_| renewed)
-                            .map_err(|e| classify("dynamodb:UpdateItem", &e))
-                    }
-                },
-                || async {
-                    let row = self.read(key(&lease.project, LEASE_SK)).await?;
-                    Ok(row
-                        .filter(|r| {
-                            let v = view_of(&lease.project, r);
-                            v.owner.as_deref() == Some(lease.owner.as_str())
-                                && v.fence == lease.fence
-                                && v.expires_at == expires_at
-                        })
-                        .map(|_| renewed.clone()))
-                },
-            )
-            .await;
+        let res = Box::pin(self.write(
+            || {
+                let req = self
+                    .client
+                    .update_item()
+                    .table_name(&self.table)
+                    .set_key(Some(key(&lease.project, LEASE_SK)))
+                    .update_expression("SET #e = :e, #t = :t")
+                    .condition_expression("#o = :o AND #f = :f")
+                    .expression_attribute_names("#o", "owner")
+                    .expression_attribute_names("#f", "fence")
+                    .expression_attribute_names("#e", "expires_at")
+                    .expression_attribute_names("#t", "expires_ttl")
+                    .expression_attribute_values(":o", s(&lease.owner))
+                    .expression_attribute_values(":f", n(lease.fence.0))
+                    .expression_attribute_values(":e", n(expires_at.millis()))
+                    .expression_attribute_values(":t", n(expires_at.as_secs() + LEASE_TTL_GRACE_S));
+                let renewed = renewed.clone();
+                async move {
+                    req.send()
+                        .await
+                        .map(|_| renewed)
+                        .map_err(|e| classify("dynamodb:UpdateItem", &e))
+                }
+            },
+            || async {
+                let row = self.read(key(&lease.project, LEASE_SK)).await?;
+                Ok(row
+                    .filter(|r| {
+                        let v = view_of(&lease.project, r);
+                        v.owner.as_deref() == Some(lease.owner.as_str())
+                            && v.fence == lease.fence
+                            && v.expires_at == expires_at
+                    })
+                    .map(|_| renewed.clone()))
+            },
+        ))
+        .await;
         match res {
             Ok(l) => Ok(l),
             Err(e) if e.condition_failed => {
@@ -383,38 +373,37 @@ impl LeaseStore for DynamoLeaseStore {
 
     #[instrument(skip_all, fields(project = %lease.project, fence = %lease.fence))]
     async fn release(&self, lease: &Lease) -> Result<(), LeaseError> {
-        let res = self
-            .write(
-                || {
-                    let req = self
-                        .client
-                        .update_item()
-                        .table_name(&self.table)
-                        .set_key(Some(key(&lease.project, LEASE_SK)))
-                        .update_expression("REMOVE #o")
-                        .condition_expression("#o = :o AND #f = :f")
-                        .expression_attribute_names("#o", "owner")
-                        .expression_attribute_names("#f", "fence")
-                        .expression_attribute_values(":o", s(&lease.owner))
-                        .expression_attribute_values(":f", n(lease.fence.0));
-                    async move {
-                        req.send()
-                            .await
-                            .map(|_| ())
-                            .map_err(|e| classify("dynamodb:UpdateItem", &e))
-                    }
-                },
-                || async {
-                    let row = self.read(key(&lease.project, LEASE_SK)).await?;
-                    Ok(row
-                        .filter(|r| {
-                            let v = view_of(&lease.project, r);
-                            v.owner.is_none() && v.fence == lease.fence
-                        })
-                        .map(|_| ()))
-                },
-            )
-            .await;
+        let res = Box::pin(self.write(
+            || {
+                let req = self
+                    .client
+                    .update_item()
+                    .table_name(&self.table)
+                    .set_key(Some(key(&lease.project, LEASE_SK)))
+                    .update_expression("REMOVE #o")
+                    .condition_expression("#o = :o AND #f = :f")
+                    .expression_attribute_names("#o", "owner")
+                    .expression_attribute_names("#f", "fence")
+                    .expression_attribute_values(":o", s(&lease.owner))
+                    .expression_attribute_values(":f", n(lease.fence.0));
+                async move {
+                    req.send()
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| classify("dynamodb:UpdateItem", &e))
+                }
+            },
+            || async {
+                let row = self.read(key(&lease.project, LEASE_SK)).await?;
+                Ok(row
+                    .filter(|r| {
+                        let v = view_of(&lease.project, r);
+                        v.owner.is_none() && v.fence == lease.fence
+                    })
+                    .map(|_| ()))
+            },
+        ))
+        .await;
         match res {
             Ok(()) => Ok(()),
             Err(e) if e.condition_failed => {
@@ -469,44 +458,42 @@ impl LeaseStore for DynamoLeaseStore {
             TransactWriteItem::builder().update(update).build(),
             TransactWriteItem::builder().put(put).build(),
         ];
-        let res = self
-            .write(
-                || {
-                    let req = self
-                        .client
-                        .transact_write_items()
-                        .set_transact_items(Some(items.clone()));
-                    async move {
-                        match req.send().await {
-                            Ok(_) => Ok(()),
-                            Err(e) => {
-                                let mut c = classify("dynamodb:TransactWriteItems", &e);
-                                if let Some(
-                                    TransactWriteItemsError::TransactionCanceledException(t),
-                                ) = e.as_service_error()
+        let res = Box::pin(self.write(
+            || {
+                let req = self
+                    .client
+                    .transact_write_items()
+                    .set_transact_items(Some(items.clone()));
+                async move {
+                    match req.send().await {
+                        Ok(_) => Ok(()),
+                        Err(e) => {
+                            let mut c = classify("dynamodb:TransactWriteItems", &e);
+                            if let Some(TransactWriteItemsError::TransactionCanceledException(t)) =
+                                e.as_service_error()
+                            {
+                                let reasons = t.cancellation_reasons();
+                                if reasons
+                                    .iter()
+                                    .any(|r| r.code() == Some("ConditionalCheckFailed"))
                                 {
-                                    let reasons = t.cancellation_reasons();
-                                    if reasons
-                                        .iter()
-                                        .any(|r| r.code() == Some("ConditionalCheckFailed"))
-                                    {
-                                        c.condition_failed = true;
-                                        c.class = FailureClass::Contention;
-                                    }
+                                    c.condition_failed = true;
+                                    c.class = FailureClass::Contention;
                                 }
-                                Err(c)
                             }
+                            Err(c)
                         }
                     }
-                },
-                || async {
-                    let got = self.read(job_key.clone()).await?;
-                    Ok(got
-                        .filter(|r| get_s(r, "job") == Some(json.as_str()))
-                        .map(|_| ()))
-                },
-            )
-            .await;
+                }
+            },
+            || async {
+                let got = self.read(job_key.clone()).await?;
+                Ok(got
+                    .filter(|r| get_s(r, "job") == Some(json.as_str()))
+                    .map(|_| ()))
+            },
+        ))
+        .await;
         match res {
             Ok(()) => Ok(()),
             Err(e) if e.condition_failed => {

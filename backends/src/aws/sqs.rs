@@ -129,21 +129,20 @@ impl Ledger {
         if let Some(prev) = self
             .latest
             .insert(message_id.to_owned(), receipt.to_owned())
+            && prev != receipt
         {
-            if prev != receipt {
-                self.live.remove(&prev);
-                self.retired.insert(prev, now);
-            }
+            self.live.remove(&prev);
+            self.retired.insert(prev, now);
         }
         self.live
             .insert(receipt.to_owned(), (message_id.to_owned(), now));
     }
 
     fn retire(&mut self, receipt: &str, now: Timestamp) {
-        if let Some((id, _)) = self.live.remove(receipt) {
-            if self.latest.get(&id).map(String::as_str) == Some(receipt) {
-                self.latest.remove(&id);
-            }
+        if let Some((id, _)) = self.live.remove(receipt)
+            && self.latest.get(&id).map(String::as_str) == Some(receipt)
+        {
+            self.latest.remove(&id);
         }
         self.retired.insert(receipt.to_owned(), now);
     }
@@ -455,7 +454,7 @@ impl SqsQueue {
     }
 }
 
-fn sys_attr<'a>(m: &'a Message, name: MessageSystemAttributeName) -> Option<&'a str> {
+fn sys_attr(m: &Message, name: MessageSystemAttributeName) -> Option<&str> {
     m.attributes
         .as_ref()
         .and_then(|a| a.get(&name))
@@ -789,10 +788,10 @@ impl WorkQueue for SqsQueue {
             match sent {
                 Ok(id) => {
                     report.replayed.push(MessageId::new(id));
-                    if let Some(r) = &m.receipt_handle {
-                        if let Err(err) = self.delete_raw(&self.settings.dlq_url, r).await {
-                            failure = Some(err);
-                        }
+                    if let Some(r) = &m.receipt_handle
+                        && let Err(err) = self.delete_raw(&self.settings.dlq_url, r).await
+                    {
+                        failure = Some(err);
                     }
                 }
                 Err(err) => {

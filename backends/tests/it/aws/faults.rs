@@ -1,1 +1,349 @@
-//! Fault injection on aws-smithy-mocks.
+//! Fault injection on aws-smithy-mocks: what moto cannot do.
+//!
+//! - throttling and HTTP 5xx on the SQS and DynamoDB call sites: retried with backoff
+//!   and classified (tokio paused time, so backoff costs nothing);
+//! - `ReceiveRequestAttemptId`: the same id after a 5xx, a new one after throttling;
+//! - an ambiguous lease write (HTTP 500 although the write was applied): the consistent
+//!   re-read concludes success without writing again;
+//! - `dlq_redrive` through `StartMessageMoveTask` (moto answers it with HTTP 500).
+
+use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemOutput;
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_sqs::Client as Sqs;
+use aws_sdk_sqs::operation::delete_message::DeleteMessageOutput;
+use aws_sdk_sqs::operation::get_queue_attributes::GetQueueAttributesOutput;
+use aws_sdk_sqs::operation::receive_message::{ReceiveMessageError, ReceiveMessageOutput};
+use aws_sdk_sqs::operation::send_message::{SendMessageError, SendMessageOutput};
+use aws_sdk_sqs::operation::start_message_move_task::StartMessageMoveTaskOutput;
+use aws_sdk_sqs::types::QueueAttributeName;
+use aws_smithy_mocks::{RuleMode, mock, mock_client};
+use aws_smithy_types::error::ErrorMetadata;
+use kiro_backends::aws::dynamo::DynamoLeaseStore;
+use kiro_backends::aws::sqs::{SqsQueue, SqsSettings};
+use kiro_backends::contract::queue::message;
+use kiro_protocol::{
+    FailureClass, Fence, Lease, LeaseStore, ManualClock, ProjectKey, Receipt, Timestamp, WorkQueue,
+};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+fn throttled_send() -> SendMessageError {
+    SendMessageError::generic(ErrorMetadata::builder().code("ThrottlingException").build())
+}
+
+fn queue(client: Sqs) -> SqsQueue {
+    SqsQueue::new(
+        client,
+        SqsSettings::new("https://sqs/q.fifo", "https://sqs/q-dlq.fifo"),
+        Arc::new(ManualClock::new(Timestamp(1_000_000))),
+    )
+}
+
+fn no_retry_sqs(c: aws_sdk_sqs::config::Builder) -> aws_sdk_sqs::config::Builder {
+    c.retry_config(aws_sdk_sqs::config::retry::RetryConfig::disabled())
+}
+
+#[tokio::test(start_paused = true)]
+async fn send_is_retried_after_throttling_and_5xx() {
+    let rule = mock!(Sqs::send_message)
+        .sequence()
+        .error(throttled_send)
+        .http_status(500, None)
+        .output(|| SendMessageOutput::builder().message_id("m-1").build())
+        .build();
+    let q = queue(mock_client!(
+        aws_sdk_sqs,
+        RuleMode::Sequential,
+        &[&rule],
+        no_retry_sqs
+    ));
+    let out = q.send(message("alpha", "d1", "b")).await.unwrap();
+    assert_eq!(out.message_id.as_str(), "m-1");
+    assert_eq!(rule.num_calls(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn persistent_throttling_is_classified_after_the_budget() {
+    let rule = mock!(Sqs::send_message)
+        .sequence()
+        .error(throttled_send)
+        .repeatedly()
+        .build();
+    let q = queue(mock_client!(
+        aws_sdk_sqs,
+        RuleMode::Sequential,
+        &[&rule],
+        no_retry_sqs
+    ));
+    let err = q.send(message("alpha", "d1", "b")).await.unwrap_err();
+    assert_eq!(err.class, FailureClass::Throttled);
+    assert_eq!(rule.num_calls(), 5, "1 attempt + 4 retries");
+}
+
+#[tokio::test(start_paused = true)]
+async fn permanent_errors_are_not_retried() {
+    let rule = mock!(Sqs::delete_message).then_http_response(|| {
+        aws_smithy_runtime_api::http::Response::new(
+            aws_smithy_runtime_api::http::StatusCode::try_from(400).unwrap(),
+            aws_smithy_types::body::SdkBody::from(
+                r#"{"__type":"com.amazonaws.sqs#InvalidAddress","message":"bad"}"#,
+            ),
+        )
+    });
+    let q = queue(mock_client!(
+        aws_sdk_sqs,
+        RuleMode::Sequential,
+        &[&rule],
+        no_retry_sqs
+    ));
+    let err = q.ack(&Receipt::new("r")).await.unwrap_err();
+    assert_eq!(err.class, FailureClass::PermanentInput);
+    assert_eq!(rule.num_calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn ack_and_depth_survive_5xx() {
+    let del = mock!(Sqs::delete_message)
+        .sequence()
+        .http_status(503, None)
+        .output(|| DeleteMessageOutput::builder().build())
+        .build();
+    let attrs = mock!(Sqs::get_queue_attributes)
+        .sequence()
+        .http_status(500, None)
+        .output(|| {
+            GetQueueAttributesOutput::builder()
+                .attributes(QueueAttributeName::ApproximateNumberOfMessages, "3")
+                .build()
+        })
+        .repeatedly()
+        .build();
+    let q = queue(mock_client!(
+        aws_sdk_sqs,
+        RuleMode::Sequential,
+        &[&del, &attrs],
+        no_retry_sqs
+    ));
+    q.ack(&Receipt::new("r")).await.unwrap();
+    assert_eq!(del.num_calls(), 2);
+    let d = q.depth().await.unwrap();
+    assert_eq!(d.visible, 3);
+    assert_eq!(d.dead_letters, 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn receive_attempt_id_is_kept_after_5xx_and_renewed_after_throttling() {
+    let ids: Arc<Mutex<Vec<String>>> = Arc::default();
+    let seen = ids.clone();
+    let rule = mock!(Sqs::receive_message)
+        .match_requests(move |r| {
+            let id = r
+                .receive_request_attempt_id()
+                .unwrap_or_default()
+                .to_owned();
+            let mut v = seen.lock().unwrap();
+            if v.last() != Some(&id) {
+                v.push(id);
+            }
+            true
+        })
+        .sequence()
+        .error(|| {
+            ReceiveMessageError::generic(
+                ErrorMetadata::builder().code("ThrottlingException").build(),
+            )
+        })
+        .http_status(500, None)
+        .output(|| ReceiveMessageOutput::builder().build())
+        .build();
+    let q = queue(mock_client!(
+        aws_sdk_sqs,
+        RuleMode::Sequential,
+        &[&rule],
+        no_retry_sqs
+    ));
+    let got = q.receive(10, Duration::from_secs(1)).await.unwrap();
+    assert!(got.is_empty());
+    assert_eq!(rule.num_calls(), 3);
+    let ids = ids.lock().unwrap().clone();
+    assert_eq!(
+        ids.len(),
+        2,
+        "a new id after throttling, the same one after the 5xx: {ids:?}"
+    );
+    assert!(ids.iter().all(|i| !i.is_empty()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn redrive_starts_a_message_move_task_from_the_dlq() {
+    let count = mock!(Sqs::get_queue_attributes)
+        .match_requests(|r| {
+            r.attribute_names()
+                .contains(&QueueAttributeName::ApproximateNumberOfMessages)
+        })
+        .then_output(|| {
+            GetQueueAttributesOutput::builder()
+                .attributes(QueueAttributeName::ApproximateNumberOfMessages, "2")
+                .build()
+        });
+    let arn_rule = |url: &'static str, arn: &'static str| {
+        mock!(Sqs::get_queue_attributes)
+            .match_requests(move |r| {
+                r.attribute_names().contains(&QueueAttributeName::QueueArn)
+                    && r.queue_url() == Some(url)
+            })
+            .then_output(move || {
+                GetQueueAttributesOutput::builder()
+                    .attributes(QueueAttributeName::QueueArn, arn)
+                    .build()
+            })
+    };
+    let arn_dlq = arn_rule(
+        "https://sqs/q-dlq.fifo",
+        "arn:aws:sqs:us-east-1:1:q-dlq.fifo",
+    );
+    let arn_main = arn_rule("https://sqs/q.fifo", "arn:aws:sqs:us-east-1:1:q.fifo");
+    let start = mock!(Sqs::start_message_move_task)
+        .match_requests(|r| {
+            r.source_arn() == Some("arn:aws:sqs:us-east-1:1:q-dlq.fifo")
+                && r.destination_arn() == Some("arn:aws:sqs:us-east-1:1:q.fifo")
+        })
+        .sequence()
+        .http_status(500, None)
+        .output(|| {
+            StartMessageMoveTaskOutput::builder()
+                .task_handle("t-1")
+                .build()
+        })
+        .build();
+    let q = queue(mock_client!(
+        aws_sdk_sqs,
+        RuleMode::MatchAny,
+        &[&count, &arn_dlq, &arn_main, &start],
+        no_retry_sqs
+    ));
+    assert_eq!(q.dlq_redrive().await.unwrap(), 2);
+    assert_eq!(start.num_calls(), 2, "the 500 was retried");
+}
+
+fn no_retry_ddb(c: aws_sdk_dynamodb::config::Builder) -> aws_sdk_dynamodb::config::Builder {
+    c.retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled())
+}
+
+fn lease_row(owner: &str, fence: u64, expires_at: i64) -> GetItemOutput {
+    GetItemOutput::builder()
+        .item("pk", AttributeValue::S("alpha".into()))
+        .item("sk", AttributeValue::S("LEASE".into()))
+        .item("owner", AttributeValue::S(owner.into()))
+        .item("fence", AttributeValue::N(fence.to_string()))
+        .item("expires_at", AttributeValue::N(expires_at.to_string()))
+        .build()
+}
+
+fn lease(expires_at: i64) -> Lease {
+    Lease {
+        project: ProjectKey::parse("alpha").unwrap(),
+        owner: "owner-a".into(),
+        fence: Fence(3),
+        expires_at: Timestamp(expires_at),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn renew_answered_500_but_applied_is_concluded_by_a_consistent_reread() {
+    let now = 5_000_000;
+    let update = mock!(aws_sdk_dynamodb::Client::update_item).then_http_response(|| {
+        aws_smithy_runtime_api::http::Response::new(
+            aws_smithy_runtime_api::http::StatusCode::try_from(500).unwrap(),
+            aws_smithy_types::body::SdkBody::empty(),
+        )
+    });
+    let read = mock!(aws_sdk_dynamodb::Client::get_item)
+        .match_requests(|r| r.consistent_read() == Some(true))
+        .then_output(move || lease_row("owner-a", 3, now + 30_000));
+    let client = mock_client!(
+        aws_sdk_dynamodb,
+        RuleMode::Sequential,
+        &[&update, &read],
+        no_retry_ddb
+    );
+    let store = DynamoLeaseStore::new(
+        client,
+        "t",
+        Arc::new(ManualClock::new(Timestamp(now))),
+        Duration::from_secs(1),
+    );
+    let renewed = store
+        .renew(&lease(now + 1_000), Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(renewed.expires_at, Timestamp(now + 30_000));
+    assert_eq!(update.num_calls(), 1, "an applied write is not repeated");
+    assert_eq!(read.num_calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn renew_answered_500_and_not_applied_is_written_again() {
+    let now = 5_000_000;
+    let update = mock!(aws_sdk_dynamodb::Client::update_item)
+        .sequence()
+        .http_status(500, None)
+        .output(|| UpdateItemOutput::builder().build())
+        .build();
+    let read = mock!(aws_sdk_dynamodb::Client::get_item)
+        .then_output(move || lease_row("owner-a", 3, now + 1_000));
+    let client = mock_client!(
+        aws_sdk_dynamodb,
+        RuleMode::MatchAny,
+        &[&update, &read],
+        no_retry_ddb
+    );
+    let store = DynamoLeaseStore::new(
+        client,
+        "t",
+        Arc::new(ManualClock::new(Timestamp(now))),
+        Duration::from_secs(1),
+    );
+    let renewed = store
+        .renew(&lease(now + 1_000), Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(renewed.expires_at, Timestamp(now + 30_000));
+    assert_eq!(update.num_calls(), 2);
+    assert_eq!(read.num_calls(), 1, "re-read once before writing again");
+}
+
+#[tokio::test(start_paused = true)]
+async fn lease_reads_are_retried_when_throttled() {
+    let read = mock!(aws_sdk_dynamodb::Client::get_item)
+        .sequence()
+        .error(|| {
+            aws_sdk_dynamodb::operation::get_item::GetItemError::generic(
+                ErrorMetadata::builder()
+                    .code("ProvisionedThroughputExceededException")
+                    .build(),
+            )
+        })
+        .output(|| lease_row("owner-a", 7, 1))
+        .build();
+    let client = mock_client!(
+        aws_sdk_dynamodb,
+        RuleMode::Sequential,
+        &[&read],
+        no_retry_ddb
+    );
+    let store = DynamoLeaseStore::new(
+        client,
+        "t",
+        Arc::new(ManualClock::new(Timestamp(0))),
+        Duration::ZERO,
+    );
+    let view = store
+        .get(&ProjectKey::parse("alpha").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(view.fence, Fence(7));
+    assert_eq!(read.num_calls(), 2);
+}
