@@ -30,9 +30,78 @@ pub struct Cli {
     /// Log format on stderr: `auto` is text on a terminal and JSON lines otherwise.
     #[arg(long, global = true, env = "KIRO_LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
     pub log_format: LogFormat,
+    /// AWS settings (used with `--backend aws`).
+    #[command(flatten)]
+    pub aws: AwsArgs,
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// Settings of the AWS backend. Each is required with `--backend aws`; a missing one is
+/// named in the error.
+#[derive(Debug, Clone, Default, Args)]
+pub struct AwsArgs {
+    /// AWS region (falls back to AWS_REGION).
+    #[arg(long = "aws-region", global = true, env = "KIRO_AWS_REGION")]
+    pub region: Option<String>,
+    /// One endpoint for every AWS service (an emulator such as moto).
+    #[arg(
+        long = "aws-endpoint-url",
+        global = true,
+        env = "KIRO_AWS_ENDPOINT_URL"
+    )]
+    pub endpoint_url: Option<String>,
+    /// URL of the SQS FIFO work queue.
+    #[arg(long, global = true, env = "KIRO_QUEUE_URL")]
+    pub queue_url: Option<String>,
+    /// URL of the SQS FIFO dead-letter queue.
+    #[arg(long, global = true, env = "KIRO_DLQ_URL")]
+    pub dlq_url: Option<String>,
+    /// DynamoDB table of leases and job records.
+    #[arg(long, global = true, env = "KIRO_LEASE_TABLE")]
+    pub lease_table: Option<String>,
+    /// CodeBuild project that runs the builds (with KIRO_BUILD_RUNNER=codebuild).
+    #[arg(long, global = true, env = "KIRO_CODEBUILD_PROJECT")]
+    pub codebuild_project: Option<String>,
+    /// Which build runner the AWS backend uses: `local` runs buildspec.yml on this
+    /// machine (quick start, tests), `codebuild` runs AWS CodeBuild.
+    #[arg(long, global = true, env = "KIRO_BUILD_RUNNER", value_enum, default_value_t = BuildRunnerKind::Local)]
+    pub build_runner: BuildRunnerKind,
+}
+
+/// The build runner of the AWS backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum BuildRunnerKind {
+    #[default]
+    Local,
+    Codebuild,
+}
+
+impl AwsArgs {
+    /// The region: `--aws-region`/`KIRO_AWS_REGION`, else `AWS_REGION`.
+    pub fn region(&self) -> Result<String, MissingSetting> {
+        self.region
+            .clone()
+            .or_else(|| std::env::var("AWS_REGION").ok().filter(|r| !r.is_empty()))
+            .ok_or(MissingSetting("KIRO_AWS_REGION (or AWS_REGION)"))
+    }
+
+    /// A required setting, or an error naming it.
+    pub fn require<'a>(
+        value: &'a Option<String>,
+        name: &'static str,
+    ) -> Result<&'a str, MissingSetting> {
+        value
+            .as_deref()
+            .filter(|v| !v.is_empty())
+            .ok_or(MissingSetting(name))
+    }
+}
+
+/// A setting the chosen backend needs is not set.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("--backend aws needs {0}")]
+pub struct MissingSetting(pub &'static str);
 
 /// Where `run` writes its heartbeat and `health` reads it.
 pub const DEFAULT_HEALTH_FILE: &str = "/tmp/kiro-consumer.health";
@@ -41,6 +110,9 @@ pub const DEFAULT_HEALTH_FILE: &str = "/tmp/kiro-consumer.health";
 pub enum Backend {
     /// SQLite queue and leases and a local buildspec runner in --state-dir (no cloud account).
     Embedded,
+    /// SQS FIFO queue + FIFO DLQ and DynamoDB leases (KIRO_AWS_REGION, KIRO_QUEUE_URL,
+    /// KIRO_DLQ_URL, KIRO_LEASE_TABLE; KIRO_AWS_ENDPOINT_URL for an emulator).
+    Aws,
 }
 
 #[derive(Debug, Subcommand)]

@@ -43,7 +43,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Run(a) => a.lease_skew,
         _ => std::time::Duration::from_secs(2),
     };
-    let wired = wiring::core(cli.backend, &cli.state_dir, visibility, skew)?;
+    let wired = wiring::core(cli.backend, &cli.aws, &cli.state_dir, visibility, skew).await?;
     match cli.command {
         Command::Run(args) => run(&cli.state_dir, wired, args).await,
         Command::Jobs { json } => {

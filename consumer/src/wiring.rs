@@ -1,10 +1,15 @@
 //! The one place the consumer picks and builds its adapters.
 //!
 //! Invariant: only this module (and `main`) knows which backend is in use; the engine
-//! and the operator views see ports only.
+//! and the operator views see ports only. With `--backend aws` the queue is SQS FIFO
+//! and the leases live in DynamoDB; builds still run locally (`KIRO_BUILD_RUNNER=local`)
+//! until the CodeBuild runner is wired here.
 
-use crate::config::{Backend, RunArgs};
+use crate::config::{AwsArgs, Backend, BuildRunnerKind, RunArgs};
 use anyhow::{Context, Result};
+use kiro_backends::aws::dynamo::DynamoLeaseStore;
+use kiro_backends::aws::settings::AwsSettings;
+use kiro_backends::aws::sqs::{SqsQueue, SqsSettings};
 use kiro_backends::embedded::build::locate_launcher;
 use kiro_backends::embedded::{
     EmbeddedDb, LocalBuildConfig, LocalBuildRunner, QueueConfig, SqliteLeaseStore, SqliteQueue,
@@ -27,13 +32,42 @@ pub struct Wired {
 }
 
 /// Queue and leases (what every command needs).
-pub fn core(
+pub async fn core(
     backend: Backend,
+    aws: &AwsArgs,
     state_dir: &Path,
     visibility: Duration,
     skew: Duration,
 ) -> Result<Wired> {
     match backend {
+        Backend::Aws => {
+            let region = aws.region()?;
+            let queue_url = AwsArgs::require(&aws.queue_url, "KIRO_QUEUE_URL")?;
+            let dlq_url = AwsArgs::require(&aws.dlq_url, "KIRO_DLQ_URL")?;
+            let table = AwsArgs::require(&aws.lease_table, "KIRO_LEASE_TABLE")?;
+            if aws.build_runner == BuildRunnerKind::Codebuild {
+                AwsArgs::require(&aws.codebuild_project, "KIRO_CODEBUILD_PROJECT")?;
+                anyhow::bail!(
+                    "KIRO_BUILD_RUNNER=codebuild is not wired yet: use KIRO_BUILD_RUNNER=local"
+                );
+            }
+            let mut settings = AwsSettings::new(region);
+            settings.endpoint_url = aws.endpoint_url.clone().filter(|u| !u.is_empty());
+            // The local build runner and the board still keep their state here.
+            let db = EmbeddedDb::open_dir(state_dir)
+                .with_context(|| format!("opening the state directory {}", state_dir.display()))?;
+            let clock: Arc<dyn Clock> = Arc::new(TokioClock::new());
+            let mut sqs = SqsSettings::new(queue_url, dlq_url);
+            sqs.visibility_timeout = visibility;
+            let queue = SqsQueue::connect(&settings, sqs, clock.clone()).await;
+            let leases = DynamoLeaseStore::connect(&settings, table, clock.clone(), skew).await;
+            Ok(Wired {
+                db,
+                clock,
+                queue: Arc::new(queue),
+                leases: Arc::new(leases),
+            })
+        }
         Backend::Embedded => {
             let db = EmbeddedDb::open_dir(state_dir)
                 .with_context(|| format!("opening the state directory {}", state_dir.display()))?;

@@ -128,6 +128,22 @@ impl DynamoLeaseStore {
         }
     }
 
+    /// A store reaching DynamoDB as `aws` says (what the binaries' wiring calls).
+    pub async fn connect(
+        aws: &super::settings::AwsSettings,
+        table: impl Into<String>,
+        clock: Arc<dyn Clock>,
+        skew: Duration,
+    ) -> Self {
+        let config = super::settings::sdk_config(aws).await;
+        DynamoLeaseStore::new(Client::new(&config), table, clock, skew)
+    }
+
+    /// Create this store's table (tests, operators).
+    pub async fn create_table(&self) -> Result<(), PortError> {
+        create_table(&self.client, &self.table).await
+    }
+
     /// The same store with another retry policy.
     pub fn with_retry_policy(mut self, policy: RetryPolicy) -> Self {
         self.policy = policy;

@@ -203,6 +203,17 @@ impl SqsQueue {
         }
     }
 
+    /// A queue adapter reaching SQS as `aws` says (what the binaries' wiring calls, so
+    /// no AWS SDK type appears outside this crate).
+    pub async fn connect(
+        aws: &super::settings::AwsSettings,
+        settings: SqsSettings,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let config = super::settings::sdk_config(aws).await;
+        SqsQueue::new(Client::new(&config), settings, clock)
+    }
+
     /// The same adapter with another retry policy.
     pub fn with_retry_policy(mut self, policy: RetryPolicy) -> Self {
         self.policy = policy;
