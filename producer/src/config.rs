@@ -55,6 +55,22 @@ pub struct Cli {
     /// Log format on stderr: `auto` is text on a terminal and JSON otherwise.
     #[arg(long, value_enum, env = "KIRO_LOG_FORMAT", default_value_t = LogFormat::Auto)]
     pub log_format: LogFormat,
+
+    /// AWS region of the queue (`--backend aws`; falls back to AWS_REGION).
+    #[arg(long = "aws-region", env = "KIRO_AWS_REGION")]
+    pub aws_region: Option<String>,
+
+    /// One endpoint for every AWS service (an emulator such as moto).
+    #[arg(long = "aws-endpoint-url", env = "KIRO_AWS_ENDPOINT_URL")]
+    pub aws_endpoint_url: Option<String>,
+
+    /// URL of the SQS FIFO work queue (`--backend aws`).
+    #[arg(long, env = "KIRO_QUEUE_URL")]
+    pub queue_url: Option<String>,
+
+    /// URL of the SQS FIFO dead-letter queue (`--backend aws`).
+    #[arg(long, env = "KIRO_DLQ_URL")]
+    pub dlq_url: Option<String>,
 }
 
 /// The adapters to use.
@@ -62,6 +78,9 @@ pub struct Cli {
 pub enum Backend {
     /// SQLite queue in the state directory, board from a local file.
     Embedded,
+    /// SQS FIFO queue (KIRO_AWS_REGION, KIRO_QUEUE_URL, KIRO_DLQ_URL); the board is
+    /// still the local board file.
+    Aws,
 }
 
 /// Run once, or repeatedly.
@@ -86,12 +105,22 @@ pub enum BackendConfig {
         state_dir: PathBuf,
         board_file: PathBuf,
     },
+    Aws {
+        state_dir: PathBuf,
+        board_file: PathBuf,
+        region: String,
+        endpoint_url: Option<String>,
+        queue_url: String,
+        dlq_url: String,
+    },
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ConfigError {
     #[error("the embedded backend needs a board file: pass --board FILE or set KIRO_BOARD_FILE")]
     MissingBoard,
+    #[error("--backend aws needs {0}")]
+    MissingSetting(&'static str),
 }
 
 impl Config {
@@ -105,6 +134,23 @@ impl Config {
                 state_dir: cli.state_dir,
                 board_file: cli.board.ok_or(ConfigError::MissingBoard)?,
             },
+            Backend::Aws => {
+                let need = |v: Option<String>, name: &'static str| {
+                    v.filter(|s| !s.is_empty())
+                        .ok_or(ConfigError::MissingSetting(name))
+                };
+                BackendConfig::Aws {
+                    region: need(
+                        cli.aws_region.or_else(|| std::env::var("AWS_REGION").ok()),
+                        "KIRO_AWS_REGION (or AWS_REGION)",
+                    )?,
+                    queue_url: need(cli.queue_url, "KIRO_QUEUE_URL")?,
+                    dlq_url: need(cli.dlq_url, "KIRO_DLQ_URL")?,
+                    endpoint_url: cli.aws_endpoint_url.filter(|s| !s.is_empty()),
+                    state_dir: cli.state_dir,
+                    board_file: cli.board.ok_or(ConfigError::MissingBoard)?,
+                }
+            }
         };
         Ok(Config {
             mode,
@@ -160,6 +206,10 @@ mod tests {
             board: None,
             backend: Backend::Embedded,
             log_format: LogFormat::Auto,
+            aws_region: None,
+            aws_endpoint_url: None,
+            queue_url: None,
+            dlq_url: None,
         };
         let err = Config::from_cli(cli).unwrap_err();
         assert_eq!(err, ConfigError::MissingBoard);
@@ -170,7 +220,40 @@ mod tests {
     fn bad_periods_are_rejected() {
         assert!(parse(&["--every", "soon", "--board", "b"]).is_err());
         assert!(parse(&["--every", "0s", "--board", "b"]).is_err());
-        assert!(parse(&["--backend", "aws", "--board", "b"]).is_err());
+    }
+
+    #[test]
+    fn the_aws_backend_names_a_missing_setting() {
+        let cli = parse(&[
+            "--backend",
+            "aws",
+            "--board",
+            "b",
+            "--aws-region",
+            "eu-west-1",
+            "--queue-url",
+            "q",
+        ])
+        .unwrap();
+        let err = Config::from_cli(cli).unwrap_err();
+        assert_eq!(err, ConfigError::MissingSetting("KIRO_DLQ_URL"));
+        let cli = parse(&[
+            "--backend",
+            "aws",
+            "--board",
+            "b",
+            "--aws-region",
+            "r",
+            "--queue-url",
+            "q",
+            "--dlq-url",
+            "d",
+        ])
+        .unwrap();
+        assert!(matches!(
+            Config::from_cli(cli).unwrap().backend,
+            BackendConfig::Aws { .. }
+        ));
     }
 
     #[test]

@@ -34,7 +34,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(config: Config) -> anyhow::Result<ExitCode> {
-    let producer = wiring::producer(&config)?;
+    let producer = wiring::producer(&config).await?;
     match config.mode {
         Mode::Once => once(&producer).await,
         Mode::Every(period) => {
