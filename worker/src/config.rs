@@ -181,6 +181,31 @@ pub struct Config {
     pub coverage_threshold: f64,
     #[arg(long, env = "KIRO_OUTCOME_FILE", default_value = "kiro-outcome.env")]
     pub outcome_file: PathBuf,
+    /// Where the lease store lives (the fence check): `embedded` (KIRO_STATE_DIR) or
+    /// `aws` (DynamoDB table KIRO_LEASE_TABLE).
+    #[arg(long, env = "KIRO_BACKEND", value_enum, default_value = "embedded")]
+    pub backend: LeaseBackend,
+    /// Where the board and pull requests live: `embedded` (KIRO_BOARD_FILE + KIRO_STATE_DIR)
+    /// or `github` (GITHUB_TOKEN or the KIRO_GITHUB_APP_* settings, KIRO_GITHUB_PROJECT).
+    #[arg(long, env = "KIRO_FORGE", value_enum, default_value = "embedded")]
+    pub forge: Forge,
+    /// AWS region of the lease table (falls back to AWS_REGION).
+    #[arg(long, env = "KIRO_AWS_REGION")]
+    pub aws_region: Option<String>,
+    /// One endpoint for every AWS service (an emulator such as moto).
+    #[arg(long, env = "KIRO_AWS_ENDPOINT_URL")]
+    pub aws_endpoint_url: Option<String>,
+    /// DynamoDB table of leases and job records (`KIRO_BACKEND=aws`).
+    #[arg(long, env = "KIRO_LEASE_TABLE")]
+    pub lease_table: Option<String>,
+    /// The GitHub project holding the board (`orgs/<org>/<number>` or
+    /// `users/<user>/<number>`), for `KIRO_FORGE=github`.
+    #[arg(long, env = "KIRO_GITHUB_PROJECT")]
+    pub github_project: Option<String>,
+    /// Where the report goes on GitHub: one sticky `comment`, or a marked section of the
+    /// pull request's `body`.
+    #[arg(long, env = "KIRO_REPORT_MODE", value_enum, default_value = "comment")]
+    pub report_mode: ReportModeArg,
     /// The embedded backend's state directory (`kiro.db`).
     #[arg(long, env = "KIRO_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
@@ -246,6 +271,13 @@ impl Config {
             junit_path: None,
             coverage_threshold: 80.0,
             outcome_file: PathBuf::from("kiro-outcome.env"),
+            backend: LeaseBackend::Embedded,
+            forge: Forge::Embedded,
+            aws_region: None,
+            aws_endpoint_url: None,
+            lease_table: None,
+            github_project: None,
+            report_mode: ReportModeArg::Comment,
             state_dir: None,
             board_file: None,
             git_author_name: "kiro-worker".into(),
@@ -296,6 +328,27 @@ impl Config {
             repo.name()
         )
     }
+}
+
+/// Where the worker's lease store lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LeaseBackend {
+    Embedded,
+    Aws,
+}
+
+/// Where the worker's board and pull requests live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Forge {
+    Embedded,
+    Github,
+}
+
+/// How the report is kept on a GitHub pull request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportModeArg {
+    Comment,
+    Body,
 }
 
 /// The item's values, parsed.

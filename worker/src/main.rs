@@ -42,7 +42,7 @@ fn real_main() -> anyhow::Result<()> {
     let Command::Run(cfg) = cli.command;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let outcome = runtime.block_on(async {
-        match wiring::ports(&cfg) {
+        match wiring::ports(&cfg).await {
             Ok(ports) => kiro_worker::run(&cfg, &ports).await,
             Err(f) => {
                 tracing::error!(class = %f.class, reason = %f.reason, "cannot build the ports");
