@@ -123,3 +123,37 @@ pub fn embedded(state_dir: &Path, board_file: &Path) -> Result<Ports, Failure> {
         pulls: Arc::new(pulls),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn failure(cfg: Config) -> String {
+        match ports(&cfg).await {
+            Ok(_) => panic!("expected a failure"),
+            Err(f) => {
+                assert_eq!(f.class, FailureClass::PermanentInput);
+                f.reason
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_missing_setting_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = Config::defaults();
+        assert!(failure(cfg.clone()).await.contains("KIRO_STATE_DIR"));
+        cfg.state_dir = Some(dir.path().to_path_buf());
+        assert!(failure(cfg.clone()).await.contains("KIRO_BOARD_FILE"));
+        cfg.backend = LeaseBackend::Aws;
+        cfg.aws_region = Some("eu-west-1".into());
+        assert!(failure(cfg.clone()).await.contains("KIRO_LEASE_TABLE"));
+        cfg.backend = LeaseBackend::Embedded;
+        cfg.forge = Forge::Github;
+        let reason = failure(cfg).await;
+        assert!(
+            reason.contains("KIRO_GITHUB_PROJECT") || reason.contains("GITHUB_TOKEN"),
+            "{reason}"
+        );
+    }
+}
