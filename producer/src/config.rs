@@ -71,6 +71,25 @@ pub struct Cli {
     /// URL of the SQS FIFO dead-letter queue (`--backend aws`).
     #[arg(long, env = "KIRO_DLQ_URL")]
     pub dlq_url: Option<String>,
+
+    /// Where the board lives: the local board file (`embedded`) or a GitHub Projects
+    /// (v2) board (`github`: GITHUB_TOKEN or the KIRO_GITHUB_APP_* settings).
+    #[arg(long, value_enum, env = "KIRO_FORGE", default_value_t = Forge::Embedded)]
+    pub forge: Forge,
+
+    /// The GitHub project (`orgs/<org>/<number>`, `users/<user>/<number>` or its URL)
+    /// with `--forge github`.
+    #[arg(long, env = "KIRO_GITHUB_PROJECT")]
+    pub github_project: Option<String>,
+}
+
+/// Where the board lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Forge {
+    /// The board file (--board / KIRO_BOARD_FILE), statuses in the state directory.
+    Embedded,
+    /// A GitHub Projects (v2) board.
+    Github,
 }
 
 /// The adapters to use.
@@ -78,8 +97,7 @@ pub struct Cli {
 pub enum Backend {
     /// SQLite queue in the state directory, board from a local file.
     Embedded,
-    /// SQS FIFO queue (KIRO_AWS_REGION, KIRO_QUEUE_URL, KIRO_DLQ_URL); the board is
-    /// still the local board file.
+    /// SQS FIFO queue (KIRO_AWS_REGION, KIRO_QUEUE_URL, KIRO_DLQ_URL).
     Aws,
 }
 
@@ -94,20 +112,25 @@ pub enum Mode {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub mode: Mode,
+    /// Where the embedded queue and board statuses live.
+    pub state_dir: PathBuf,
     pub backend: BackendConfig,
+    pub forge: ForgeConfig,
     pub log_format: LogFormat,
 }
 
-/// The chosen backend and its settings.
+/// The chosen board and its settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ForgeConfig {
+    Embedded { board_file: PathBuf },
+    Github { project: String },
+}
+
+/// The chosen queue backend and its settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BackendConfig {
-    Embedded {
-        state_dir: PathBuf,
-        board_file: PathBuf,
-    },
+    Embedded,
     Aws {
-        state_dir: PathBuf,
-        board_file: PathBuf,
         region: String,
         endpoint_url: Option<String>,
         queue_url: String,
@@ -121,6 +144,8 @@ pub enum ConfigError {
     MissingBoard,
     #[error("--backend aws needs {0}")]
     MissingSetting(&'static str),
+    #[error("--forge github needs --github-project or KIRO_GITHUB_PROJECT (e.g. orgs/acme/7)")]
+    NoGithubProject,
 }
 
 impl Config {
@@ -129,11 +154,19 @@ impl Config {
             Some(period) => Mode::Every(period),
             None => Mode::Once,
         };
-        let backend = match cli.backend {
-            Backend::Embedded => BackendConfig::Embedded {
-                state_dir: cli.state_dir,
+        let forge = match cli.forge {
+            Forge::Embedded => ForgeConfig::Embedded {
                 board_file: cli.board.ok_or(ConfigError::MissingBoard)?,
             },
+            Forge::Github => ForgeConfig::Github {
+                project: cli
+                    .github_project
+                    .filter(|p| !p.is_empty())
+                    .ok_or(ConfigError::NoGithubProject)?,
+            },
+        };
+        let backend = match cli.backend {
+            Backend::Embedded => BackendConfig::Embedded,
             Backend::Aws => {
                 let need = |v: Option<String>, name: &'static str| {
                     v.filter(|s| !s.is_empty())
@@ -147,14 +180,14 @@ impl Config {
                     queue_url: need(cli.queue_url, "KIRO_QUEUE_URL")?,
                     dlq_url: need(cli.dlq_url, "KIRO_DLQ_URL")?,
                     endpoint_url: cli.aws_endpoint_url.filter(|s| !s.is_empty()),
-                    state_dir: cli.state_dir,
-                    board_file: cli.board.ok_or(ConfigError::MissingBoard)?,
                 }
             }
         };
         Ok(Config {
             mode,
+            state_dir: cli.state_dir,
             backend,
+            forge,
             log_format: cli.log_format,
         })
     }
@@ -181,10 +214,11 @@ mod tests {
         let cli = parse(&["--every", "5m", "--board", "b.yaml", "--state-dir", "s"]).unwrap();
         let c = Config::from_cli(cli).unwrap();
         assert_eq!(c.mode, Mode::Every(Duration::from_secs(300)));
+        assert_eq!(c.backend, BackendConfig::Embedded);
+        assert_eq!(c.state_dir, PathBuf::from("s"));
         assert_eq!(
-            c.backend,
-            BackendConfig::Embedded {
-                state_dir: "s".into(),
+            c.forge,
+            ForgeConfig::Embedded {
                 board_file: "b.yaml".into()
             }
         );
@@ -210,6 +244,8 @@ mod tests {
             aws_endpoint_url: None,
             queue_url: None,
             dlq_url: None,
+            forge: Forge::Embedded,
+            github_project: None,
         };
         let err = Config::from_cli(cli).unwrap_err();
         assert_eq!(err, ConfigError::MissingBoard);
@@ -254,6 +290,22 @@ mod tests {
             Config::from_cli(cli).unwrap().backend,
             BackendConfig::Aws { .. }
         ));
+    }
+
+    #[test]
+    fn the_github_forge_needs_a_project_but_no_board_file() {
+        let err = Config::from_cli(parse(&["--forge", "github"]).unwrap()).unwrap_err();
+        assert_eq!(err, ConfigError::NoGithubProject);
+        let c = Config::from_cli(
+            parse(&["--forge", "github", "--github-project", "orgs/acme/7"]).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            c.forge,
+            ForgeConfig::Github {
+                project: "orgs/acme/7".into()
+            }
+        );
     }
 
     #[test]

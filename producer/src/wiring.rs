@@ -4,57 +4,65 @@
 //! `Arc<dyn Clock>`) only; which backend stands behind them is decided here, from the
 //! [`Config`], once.
 
-use crate::config::{BackendConfig, Config};
+use crate::config::{BackendConfig, Config, ForgeConfig};
 use anyhow::Context;
 use kiro_backends::aws::settings::AwsSettings;
 use kiro_backends::aws::sqs::{SqsQueue, SqsSettings};
 use kiro_backends::embedded::{EmbeddedDb, QueueConfig, SqliteQueue};
 use kiro_github::EmbeddedBoard;
+use kiro_github::gh::{FieldConfig, GithubBoard, GithubSettings, ProjectRef};
 use kiro_producer::Producer;
-use kiro_protocol::{Clock, SystemClock};
+use kiro_protocol::{Board, Clock, SystemClock, WorkQueue};
 use std::sync::Arc;
 
 /// Build the producer for `config`.
 pub async fn producer(config: &Config) -> anyhow::Result<Producer> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    match &config.backend {
+    let open_db = || {
+        EmbeddedDb::open_dir(&config.state_dir).with_context(|| {
+            format!(
+                "cannot open the state database in {}",
+                config.state_dir.display()
+            )
+        })
+    };
+    let board: Arc<dyn Board> = match &config.forge {
+        ForgeConfig::Embedded { board_file } => Arc::new(
+            EmbeddedBoard::open(board_file, open_db()?)
+                .context("cannot open the board")?
+                .with_clock(clock.clone()),
+        ),
+        ForgeConfig::Github { project } => {
+            let settings = GithubSettings::from_env().context("GitHub settings")?;
+            let project = ProjectRef::parse(project).context("KIRO_GITHUB_PROJECT")?;
+            Arc::new(
+                GithubBoard::new(settings, project, FieldConfig::default())
+                    .context("cannot connect to the GitHub board")?,
+            )
+        }
+    };
+    let queue: Arc<dyn WorkQueue> = match &config.backend {
         BackendConfig::Aws {
-            state_dir,
-            board_file,
             region,
             endpoint_url,
             queue_url,
             dlq_url,
         } => {
-            let db = EmbeddedDb::open_dir(state_dir).with_context(|| {
-                format!("cannot open the state database in {}", state_dir.display())
-            })?;
-            let board = EmbeddedBoard::open(board_file, db)
-                .context("cannot open the board")?
-                .with_clock(clock.clone());
             let mut aws = AwsSettings::new(region.clone());
             aws.endpoint_url = endpoint_url.clone();
-            let queue = SqsQueue::connect(
-                &aws,
-                SqsSettings::new(queue_url.clone(), dlq_url.clone()),
-                clock.clone(),
+            Arc::new(
+                SqsQueue::connect(
+                    &aws,
+                    SqsSettings::new(queue_url.clone(), dlq_url.clone()),
+                    clock.clone(),
+                )
+                .await,
             )
-            .await;
-            Ok(Producer::new(Arc::new(board), Arc::new(queue), clock))
         }
-        BackendConfig::Embedded {
-            state_dir,
-            board_file,
-        } => {
-            let db = EmbeddedDb::open_dir(state_dir).with_context(|| {
-                format!("cannot open the state database in {}", state_dir.display())
-            })?;
-            let board = EmbeddedBoard::open(board_file, db.clone())
-                .context("cannot open the board")?
-                .with_clock(clock.clone());
-            let queue = SqliteQueue::new(db, clock.clone(), QueueConfig::default())
-                .context("cannot open the embedded queue")?;
-            Ok(Producer::new(Arc::new(board), Arc::new(queue), clock))
-        }
-    }
+        BackendConfig::Embedded => Arc::new(
+            SqliteQueue::new(open_db()?, clock.clone(), QueueConfig::default())
+                .context("cannot open the embedded queue")?,
+        ),
+    };
+    Ok(Producer::new(board, queue, clock))
 }
