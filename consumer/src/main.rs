@@ -45,7 +45,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
     };
     let wired = wiring::core(cli.backend, &cli.aws, &cli.state_dir, visibility, skew).await?;
     match cli.command {
-        Command::Run(args) => run(&cli.state_dir, wired, args).await,
+        Command::Run(args) => run(&cli.state_dir, &cli.aws, wired, args).await,
         Command::Jobs { json } => {
             let jobs = wired.leases.jobs().await?;
             if json {
@@ -169,12 +169,18 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-async fn run(state_dir: &std::path::Path, wired: wiring::Wired, args: RunArgs) -> Result<ExitCode> {
+async fn run(
+    state_dir: &std::path::Path,
+    aws: &config::AwsArgs,
+    wired: wiring::Wired,
+    args: RunArgs,
+) -> Result<ExitCode> {
     let wiring::RunParts {
         builds,
         board,
         build_env,
-    } = wiring::run_parts(&wired, state_dir, &args)?;
+        protection,
+    } = wiring::run_parts(&wired, aws, state_dir, &args).await?;
     let cfg = EngineConfig {
         max_jobs: args.max_jobs.max(1),
         receive_wait: args.receive_wait,
@@ -200,7 +206,7 @@ async fn run(state_dir: &std::path::Path, wired: wiring::Wired, args: RunArgs) -
         builds,
         board,
         clock: wired.clock,
-        protection: None,
+        protection,
     };
     let cancel = CancellationToken::new();
     spawn_signal_handler(cancel.clone())?;

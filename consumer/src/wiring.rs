@@ -1,13 +1,16 @@
 //! The one place the consumer picks and builds its adapters.
 //!
 //! Invariant: only this module (and `main`) knows which backend is in use; the engine
-//! and the operator views see ports only. With `--backend aws` the queue is SQS FIFO
-//! and the leases live in DynamoDB; builds still run locally (`KIRO_BUILD_RUNNER=local`)
-//! until the CodeBuild runner is wired here.
+//! and the operator views see ports only. With `--backend aws` the queue is SQS FIFO,
+//! the leases live in DynamoDB, builds run in CodeBuild (`KIRO_BUILD_RUNNER=codebuild`)
+//! or on this machine (`local`, for the quick start and tests), and on ECS the task holds
+//! scale-in protection while it has jobs.
 
 use crate::config::{AwsArgs, Backend, BuildRunnerKind, RunArgs};
 use anyhow::{Context, Result};
+use kiro_backends::aws::codebuild::CodeBuildRunner;
 use kiro_backends::aws::dynamo::DynamoLeaseStore;
+use kiro_backends::aws::ecs::protection_from_env;
 use kiro_backends::aws::settings::AwsSettings;
 use kiro_backends::aws::sqs::{SqsQueue, SqsSettings};
 use kiro_backends::embedded::build::locate_launcher;
@@ -16,7 +19,7 @@ use kiro_backends::embedded::{
 };
 use kiro_consumer::clock::TokioClock;
 use kiro_github::embedded::EmbeddedBoard;
-use kiro_protocol::{Board, BuildRunner, Clock, LeaseStore, WorkQueue};
+use kiro_protocol::{Board, BuildRunner, Clock, LeaseStore, TaskProtection, WorkQueue};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -29,6 +32,8 @@ pub struct Wired {
     pub clock: Arc<dyn Clock>,
     pub queue: Arc<dyn WorkQueue>,
     pub leases: Arc<dyn LeaseStore>,
+    /// The AWS settings, with `--backend aws`.
+    pub aws: Option<AwsSettings>,
 }
 
 /// Queue and leases (what every command needs).
@@ -47,9 +52,6 @@ pub async fn core(
             let table = AwsArgs::require(&aws.lease_table, "KIRO_LEASE_TABLE")?;
             if aws.build_runner == BuildRunnerKind::Codebuild {
                 AwsArgs::require(&aws.codebuild_project, "KIRO_CODEBUILD_PROJECT")?;
-                anyhow::bail!(
-                    "KIRO_BUILD_RUNNER=codebuild is not wired yet: use KIRO_BUILD_RUNNER=local"
-                );
             }
             let mut settings = AwsSettings::new(region);
             settings.endpoint_url = aws.endpoint_url.clone().filter(|u| !u.is_empty());
@@ -66,6 +68,7 @@ pub async fn core(
                 clock,
                 queue: Arc::new(queue),
                 leases: Arc::new(leases),
+                aws: Some(settings),
             })
         }
         Backend::Embedded => {
@@ -86,6 +89,7 @@ pub async fn core(
                 clock,
                 queue: Arc::new(queue),
                 leases: Arc::new(leases),
+                aws: None,
             })
         }
     }
@@ -99,10 +103,43 @@ pub struct RunParts {
     pub board: Option<Arc<dyn Board>>,
     /// Settings passed into every build.
     pub build_env: BTreeMap<String, String>,
+    /// ECS scale-in protection (with `--backend aws`).
+    pub protection: Option<Arc<dyn TaskProtection>>,
 }
 
-/// The build runner and the board for `run`.
-pub fn run_parts(wired: &Wired, state_dir: &Path, args: &RunArgs) -> Result<RunParts> {
+/// The build runner, the board and the task protection for `run`.
+pub async fn run_parts(
+    wired: &Wired,
+    aws_args: &AwsArgs,
+    state_dir: &Path,
+    args: &RunArgs,
+) -> Result<RunParts> {
+    let board = match &args.board {
+        Some(file) => {
+            let file = absolute(file)?;
+            let board: Arc<dyn Board> = Arc::new(
+                EmbeddedBoard::open(&file, wired.db.clone())
+                    .with_context(|| format!("opening the board file {}", file.display()))?,
+            );
+            Some((file, board))
+        }
+        None => None,
+    };
+    let protection = match &wired.aws {
+        Some(aws) => Some(protection_from_env(aws).await),
+        None => None,
+    };
+    if let (Some(aws), BuildRunnerKind::Codebuild) = (&wired.aws, aws_args.build_runner) {
+        let project = AwsArgs::require(&aws_args.codebuild_project, "KIRO_CODEBUILD_PROJECT")?;
+        // The CodeBuild project carries the worker's settings and secrets; the engine
+        // adds the item's variables to every build.
+        return Ok(RunParts {
+            builds: Arc::new(CodeBuildRunner::connect(aws, project).await),
+            board: board.map(|(_, b)| b),
+            build_env: BTreeMap::new(),
+            protection,
+        });
+    }
     let state_dir = absolute(state_dir)?;
     let launcher = locate_launcher().context(
         "the local build launcher kiro-local-build was not found next to kiro-consumer or on PATH: build the workspace (cargo build --workspace --bins)",
@@ -130,17 +167,20 @@ pub fn run_parts(wired: &Wired, state_dir: &Path, args: &RunArgs) -> Result<RunP
             format!("file://{}", state_dir.join("forge").display()),
         );
     }
-    let board: Option<Arc<dyn Board>> = match &args.board {
-        Some(file) => {
-            let file = absolute(file)?;
-            base_env.insert("KIRO_BOARD_FILE".to_owned(), file.display().to_string());
-            Some(Arc::new(
-                EmbeddedBoard::open(&file, wired.db.clone())
-                    .with_context(|| format!("opening the board file {}", file.display()))?,
-            ))
+    if let Some((file, _)) = &board {
+        base_env.insert("KIRO_BOARD_FILE".to_owned(), file.display().to_string());
+    }
+    if let Some(aws) = &wired.aws {
+        // A local build under the AWS backend checks its fence in DynamoDB.
+        base_env.insert("KIRO_BACKEND".to_owned(), "aws".to_owned());
+        base_env.insert("KIRO_AWS_REGION".to_owned(), aws.region.clone());
+        if let Some(url) = &aws.endpoint_url {
+            base_env.insert("KIRO_AWS_ENDPOINT_URL".to_owned(), url.clone());
         }
-        None => None,
-    };
+        if let Some(table) = &aws_args.lease_table {
+            base_env.insert("KIRO_LEASE_TABLE".to_owned(), table.clone());
+        }
+    }
     let runner = LocalBuildRunner::new(
         wired.db.clone(),
         wired.clock.clone(),
@@ -154,8 +194,9 @@ pub fn run_parts(wired: &Wired, state_dir: &Path, args: &RunArgs) -> Result<RunP
     )?;
     Ok(RunParts {
         builds: Arc::new(runner),
-        board,
+        board: board.map(|(_, b)| b),
         build_env: base_env,
+        protection,
     })
 }
 

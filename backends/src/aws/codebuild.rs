@@ -52,6 +52,10 @@ pub struct CodeBuildRunner {
     client: Client,
     project: String,
     retry: RetryPolicy,
+    /// Whether the branch is passed as `sourceVersion` (projects with a repository
+    /// source). A `NO_SOURCE` project (what infra-pulumi deploys: the worker clones the
+    /// item's repository itself, from `KIRO_REPO` and `KIRO_BRANCH`) rejects it.
+    source_version: bool,
 }
 
 impl CodeBuildRunner {
@@ -60,13 +64,25 @@ impl CodeBuildRunner {
         CodeBuildRunner::from_client(Client::new(sdk), project)
     }
 
+    /// A runner built from this crate's AWS settings (region, endpoint override).
+    pub async fn connect(aws: &super::settings::AwsSettings, project: impl Into<String>) -> Self {
+        CodeBuildRunner::new(&super::settings::sdk_config(aws).await, project)
+    }
+
     /// A runner on a client built elsewhere (tests hand in a mocked client).
     pub fn from_client(client: Client, project: impl Into<String>) -> Self {
         CodeBuildRunner {
             client,
             project: project.into(),
             retry: RetryPolicy::default(),
+            source_version: false,
         }
+    }
+
+    /// Pass the branch as `sourceVersion` (for projects whose source is the repository).
+    pub fn with_source_version(mut self, on: bool) -> Self {
+        self.source_version = on;
+        self
     }
 
     /// Retry with `policy` instead of the default.
@@ -242,7 +258,10 @@ impl BuildRunner for CodeBuildRunner {
                 .client
                 .start_build()
                 .project_name(&self.project)
-                .source_version(req.source_version.as_str())
+                .set_source_version(
+                    self.source_version
+                        .then(|| req.source_version.as_str().to_owned()),
+                )
                 .set_environment_variables_override(Some(env.clone()))
                 .idempotency_token(&req.idempotency_key)
                 .timeout_in_minutes_override(minutes);

@@ -179,6 +179,13 @@ impl TaskProtection for NoProtection {
 
 /// ECS protection when `metadata_uri` (the value of `ECS_CONTAINER_METADATA_URI_V4`) is
 /// set and not empty, the no-op otherwise.
+/// The protection for this process: ECS when the task metadata endpoint is in the
+/// environment (`ECS_CONTAINER_METADATA_URI_V4`), otherwise a no-op.
+pub async fn protection_from_env(aws: &super::settings::AwsSettings) -> Arc<dyn TaskProtection> {
+    let uri = std::env::var(METADATA_ENV).ok();
+    protection_for(&super::settings::sdk_config(aws).await, uri)
+}
+
 pub fn protection_for(sdk: &SdkConfig, metadata_uri: Option<String>) -> Arc<dyn TaskProtection> {
     match metadata_uri.filter(|u| !u.trim().is_empty()) {
         Some(uri) => Arc::new(EcsTaskProtection::new(sdk, uri)),

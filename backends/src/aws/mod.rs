@@ -7,7 +7,8 @@
 //! - [`sqs`]: `WorkQueue` on an SQS FIFO queue with a FIFO dead-letter queue;
 //! - [`dynamo`]: `LeaseStore` on one DynamoDB table (leases and job records);
 //! - [`codebuild`]: `BuildRunner` on AWS CodeBuild;
-//! - [`ecs`]: `TaskProtection` through the ECS task scale-in protection endpoint.
+//! - [`ecs`]: `TaskProtection` through the ECS task scale-in protection endpoint;
+//! - [`moto`]: test support — a shared moto server for the tests of this and other crates.
 //!
 //! Invariant: no AWS SDK type crosses this module's public surface except in the
 //! constructors that take an `SdkConfig` or a client (so tests can hand in mocked clients);
@@ -19,6 +20,7 @@ pub mod classify;
 pub mod codebuild;
 pub mod dynamo;
 pub mod ecs;
+pub mod moto;
 pub mod retry;
 pub mod settings;
 pub mod sqs;

@@ -260,7 +260,9 @@ fn fast_retry() -> RetryPolicy {
 }
 
 fn runner(state: &Shared, faults: &[Rule]) -> CodeBuildRunner {
-    CodeBuildRunner::from_client(client(state, faults), PROJECT).with_retry(fast_retry())
+    CodeBuildRunner::from_client(client(state, faults), PROJECT)
+        .with_retry(fast_retry())
+        .with_source_version(true)
 }
 
 fn request(key: &str) -> BuildRequest {
@@ -313,6 +315,16 @@ impl BuildHarness for Harness {
 #[tokio::test(start_paused = true)]
 async fn codebuild_passes_the_build_contract() {
     contract::run_all(&Harness::new()).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_no_source_project_gets_the_branch_only_in_the_environment() {
+    let state = Shared::default();
+    let runner =
+        CodeBuildRunner::from_client(client(&state, &[]), PROJECT).with_retry(fast_retry());
+    runner.start(&request("calc/CALC-1/7/2")).await.unwrap();
+    let st = state.lock().unwrap();
+    assert_eq!(st.start_inputs[0].source_version(), None);
 }
 
 #[tokio::test(start_paused = true)]
@@ -518,8 +530,8 @@ async fn moto_accepts_the_start_and_batch_get_request_shapes() {
         ArtifactsType, ComputeType, EnvironmentType, ProjectArtifacts, ProjectEnvironment,
         ProjectSource, SourceType,
     };
-    let sdk = super::moto::config().await;
-    let name = super::moto::unique("kiro-cb");
+    let sdk = kiro_backends::aws::moto::config().await;
+    let name = kiro_backends::aws::moto::unique("kiro-cb");
     // moto rejects NO_SOURCE without a location: an S3 source stands in.
     Client::new(&sdk)
         .create_project()

@@ -3,9 +3,9 @@
 //! Real time (moto has no time travel): leases last 2 s, the skew bound is 1 s, and
 //! `advance` sleeps. Every check gets its own table.
 
-use super::moto::{config, unique};
 use async_trait::async_trait;
 use kiro_backends::aws::dynamo::{DynamoLeaseStore, create_table};
+use kiro_backends::aws::moto::{config, unique};
 use kiro_backends::contract::lease::{self as contract, LeaseHarness};
 use kiro_protocol::{LeaseStore, SystemClock};
 use std::sync::Arc;

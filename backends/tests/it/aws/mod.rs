@@ -4,5 +4,4 @@ mod codebuild;
 mod dynamo;
 mod ecs;
 mod faults;
-mod moto;
 mod sqs;

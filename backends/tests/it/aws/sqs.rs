@@ -9,8 +9,8 @@
 //! aws-smithy-mocks in `faults.rs`; `dedup_expires_after_window` needs 5 real minutes
 //! and is skipped by the suite itself when time is not cheap.
 
-use super::moto::{config, unique};
 use async_trait::async_trait;
+use kiro_backends::aws::moto::{config, unique};
 use kiro_backends::aws::sqs::{SqsQueue, SqsSettings, create_queues};
 use kiro_backends::contract::queue::{self as contract, QueueHarness, message};
 use kiro_protocol::{SystemClock, TraceContext, WorkQueue};

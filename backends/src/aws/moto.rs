@@ -1,4 +1,6 @@
-//! One moto server per test binary, started on first use and stopped at exit.
+//! TEST SUPPORT: one moto server (the AWS API emulator) per test binary, started on first
+//! use and stopped at exit. Used by this crate's tests and the end-to-end tests; it panics
+//! with instructions when moto is missing, because a test must fail, never skip.
 //!
 //! The server binary is `KIRO_MOTO_SERVER`, else `<workspace>/.venv/bin/moto_server`
 //! (what `scripts/test-all.sh` installs from `scripts/requirements-test.txt`); when neither
@@ -10,8 +12,8 @@
 //! server and run in parallel, so each test creates its own uniquely named queues and
 //! tables instead of resetting moto between tests.
 
+use crate::aws::settings::{AwsSettings, sdk_config};
 use aws_config::SdkConfig;
-use kiro_backends::aws::settings::{AwsSettings, sdk_config};
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
