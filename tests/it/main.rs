@@ -5,6 +5,7 @@
 //! `kiro-worker` binaries from the workspace's target directory; `scripts/test-all.sh`
 //! builds them (`cargo build --workspace --bins`) before running the tests.
 
+mod aws;
 mod crash;
 mod quickstart;
 mod support;

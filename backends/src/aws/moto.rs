@@ -108,3 +108,31 @@ pub fn settings() -> AwsSettings {
 pub async fn config() -> SdkConfig {
     sdk_config(&settings()).await
 }
+
+/// Names of the resources [`provision`] created.
+#[derive(Debug, Clone)]
+pub struct Provisioned {
+    pub queue_url: String,
+    pub dlq_url: String,
+    pub table: String,
+}
+
+/// Create a fresh FIFO queue with its FIFO dead-letter queue and a lease table on the
+/// shared moto server, named after `prefix` (unique per call).
+pub async fn provision(prefix: &str) -> Provisioned {
+    let sdk = config().await;
+    let name = unique(prefix);
+    let (queue_url, dlq_url) =
+        crate::aws::sqs::create_queues(&aws_sdk_sqs::Client::new(&sdk), &name)
+            .await
+            .expect("create queues on moto");
+    let table = format!("{name}-leases");
+    crate::aws::dynamo::create_table(&aws_sdk_dynamodb::Client::new(&sdk), &table)
+        .await
+        .expect("create the lease table on moto");
+    Provisioned {
+        queue_url,
+        dlq_url,
+        table,
+    }
+}

@@ -1,0 +1,125 @@
+//! The quick-start pipeline with the queue on SQS and the leases on DynamoDB (both on the
+//! moto emulator, 127.0.0.1) and the local build runner: the same final states as on the
+//! embedded default.
+
+use crate::support::*;
+use kiro_backends::aws::moto;
+use kiro_protocol::{FailureClass, JobState};
+use std::process::Command;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_pipeline_runs_on_sqs_and_dynamodb() {
+    let bin = bin_dir();
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let setup = Command::new("bash")
+        .arg(example().join("setup-forge.sh"))
+        .arg(&state)
+        .output()
+        .unwrap();
+    assert!(
+        setup.status.success(),
+        "{}",
+        String::from_utf8_lossy(&setup.stderr)
+    );
+
+    let aws = moto::provision("e2e").await;
+    let mut env = pipeline_env(&state);
+    env.extend([
+        ("KIRO_BACKEND".to_owned(), "aws".to_owned()),
+        ("KIRO_AWS_REGION".to_owned(), "us-east-1".to_owned()),
+        (
+            "KIRO_AWS_ENDPOINT_URL".to_owned(),
+            moto::moto().endpoint.clone(),
+        ),
+        ("KIRO_QUEUE_URL".to_owned(), aws.queue_url.clone()),
+        ("KIRO_DLQ_URL".to_owned(), aws.dlq_url.clone()),
+        ("KIRO_LEASE_TABLE".to_owned(), aws.table.clone()),
+        ("KIRO_BUILD_RUNNER".to_owned(), "local".to_owned()),
+        ("AWS_ACCESS_KEY_ID".to_owned(), "test".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY".to_owned(), "test".to_owned()),
+    ]);
+
+    let produce = Command::new(bin.join("kiro-producer"))
+        .arg("--once")
+        .envs(env.clone())
+        .output()
+        .unwrap();
+    assert!(
+        produce.status.success(),
+        "{}",
+        String::from_utf8_lossy(&produce.stderr)
+    );
+    let consume = Command::new(bin.join("kiro-consumer"))
+        .args([
+            "run",
+            "--until-idle",
+            "--max-jobs",
+            "4",
+            "--poll-every",
+            "500ms",
+            "--receive-wait",
+            "1s",
+            "--visibility",
+            "60s",
+        ])
+        .envs(env.clone())
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&consume.stderr);
+    assert!(consume.status.success(), "{log}");
+
+    let jobs = Command::new(bin.join("kiro-consumer"))
+        .args(["jobs", "--json"])
+        .envs(env.clone())
+        .output()
+        .unwrap();
+    assert!(
+        jobs.status.success(),
+        "{}",
+        String::from_utf8_lossy(&jobs.stderr)
+    );
+    let jobs: Vec<kiro_protocol::JobRecord> = serde_json::from_slice(&jobs.stdout).unwrap();
+    let state_of = |item: &str| {
+        jobs.iter()
+            .find(|j| j.item.as_str() == item)
+            .unwrap_or_else(|| panic!("no job record for {item} in DynamoDB:\n{log}"))
+            .clone()
+    };
+    for item in ["CALC-1", "CALC-2", "GREET-1"] {
+        let j = state_of(item);
+        assert_eq!(
+            (j.state, j.attempts),
+            (JobState::Succeeded, 1),
+            "{item}: {j:?}\n{log}"
+        );
+    }
+    let g2 = state_of("GREET-2");
+    assert_eq!(g2.state, JobState::DeadLettered);
+    assert_eq!(
+        g2.last_failure.map(|f| f.class),
+        Some(FailureClass::CoverageBelow)
+    );
+    assert!(jobs.iter().all(|j| j.item.as_str() != "BAD-1"));
+
+    let dlq = Command::new(bin.join("kiro-consumer"))
+        .args(["dlq", "list", "--json"])
+        .envs(env)
+        .output()
+        .unwrap();
+    let dlq: serde_json::Value = serde_json::from_slice(&dlq.stdout).unwrap();
+    let dlq = dlq.as_array().unwrap();
+    assert_eq!(dlq.len(), 1, "{dlq:?}");
+    assert_eq!(dlq[0]["item"], "GREET-2");
+    assert_eq!(dlq[0]["class"], "coverage-below");
+
+    // The workers pushed under fences kept in DynamoDB: the commits are there.
+    let s = State::open(&state);
+    let (msg, author, _) = tip(
+        &s.remote("calc"),
+        "feature/subtract",
+        ".kiro/specs/subtract/tasks.md",
+    );
+    assert!(msg.contains(".kiro/specs/subtract"), "{msg}");
+    assert_eq!(author, "kiro-worker");
+}
