@@ -11,17 +11,7 @@ use std::process::Command;
 async fn the_pipeline_runs_on_sqs_and_dynamodb() {
     let bin = bin_dir();
     let tmp = tempfile::tempdir().unwrap();
-    let state = tmp.path().join("state");
-    let setup = Command::new("bash")
-        .arg(example().join("setup-forge.sh"))
-        .arg(&state)
-        .output()
-        .unwrap();
-    assert!(
-        setup.status.success(),
-        "{}",
-        String::from_utf8_lossy(&setup.stderr)
-    );
+    let state = forge(tmp.path());
 
     let aws = moto::provision("e2e").await;
     let mut env = pipeline_env(&state);

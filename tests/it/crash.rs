@@ -10,17 +10,7 @@ use std::time::{Duration, Instant};
 async fn a_killed_consumer_is_replaced_without_duplicate_builds() {
     let bin = bin_dir();
     let tmp = tempfile::tempdir().unwrap();
-    let state = tmp.path().join("state");
-    let setup = Command::new("bash")
-        .arg(example().join("setup-forge.sh"))
-        .arg(&state)
-        .output()
-        .unwrap();
-    assert!(
-        setup.status.success(),
-        "{}",
-        String::from_utf8_lossy(&setup.stderr)
-    );
+    let state = forge(tmp.path());
 
     let mut env = pipeline_env(&state);
     // A slower agent, so the builds are surely running when the consumer dies.

@@ -155,6 +155,23 @@ pub fn tip(repo: &git2::Repository, branch: &str, path: &str) -> (String, String
     )
 }
 
+/// A state directory under `tmp` whose forge holds the example repositories as bare
+/// remotes (examples/quickstart/setup-forge.sh).
+pub fn forge(tmp: &Path) -> PathBuf {
+    let state = tmp.join("state");
+    let setup = std::process::Command::new("bash")
+        .arg(example().join("setup-forge.sh"))
+        .arg(&state)
+        .output()
+        .unwrap();
+    assert!(
+        setup.status.success(),
+        "{}",
+        String::from_utf8_lossy(&setup.stderr)
+    );
+    state
+}
+
 /// The environment the quick start gives the binaries.
 pub fn pipeline_env(state: &Path) -> Vec<(String, String)> {
     let ex = example();
