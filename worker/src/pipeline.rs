@@ -20,7 +20,8 @@ use crate::steps::{agent, coverage, git, junit, spec, test_run};
 use crate::tasks::{self, Progress, Task};
 use crate::wiring::Ports;
 use kiro_protocol::{
-    Failure, FailureClass, ItemStatus, OutcomeStatus, Report, WorkerOutcome, build_may_act,
+    CheckReport, Failure, FailureClass, ItemStatus, OutcomeStatus, Report, WorkerOutcome,
+    build_may_act,
 };
 use std::path::{Path, PathBuf};
 use tracing::{Instrument, error, info, info_span, instrument, warn};
@@ -406,6 +407,19 @@ async fn push_step(
     Ok(())
 }
 
+/// One line for the check run: the failure, or tasks and coverage.
+fn check_title(st: &RunState, threshold: f64, failure: Option<&Failure>) -> String {
+    if let Some(f) = failure {
+        let reason: String = f.reason.chars().take(120).collect();
+        return format!("{}: {reason}", f.class);
+    }
+    let coverage = st
+        .coverage
+        .map(|c| format!("coverage {c:.1}% (threshold {threshold:.0}%)"))
+        .unwrap_or_else(|| "coverage not measured".to_owned());
+    format!("tasks done, {coverage}")
+}
+
 /// Report on the pull request and, on success, move the board item to Done — both only
 /// while the fence is current.
 #[instrument(skip_all, fields(pr = %inputs.pr))]
@@ -429,6 +443,12 @@ async fn publish(
         steering: st.steering.as_ref(),
         failure,
     });
+    let check = CheckReport {
+        item: inputs.item.clone(),
+        success: failure.is_none(),
+        title: check_title(st, cfg.coverage_threshold, failure),
+        summary: markdown.clone(),
+    };
     ports
         .pulls
         .upsert_report(
@@ -440,6 +460,14 @@ async fn publish(
             },
         )
         .await?;
+    // The check run is a courtesy on top of the report (GitHub App only): never fatal.
+    if let Err(e) = ports
+        .pulls
+        .publish_check(&inputs.repo, inputs.pr, &check)
+        .await
+    {
+        warn!(error = %e, "cannot publish the check run");
+    }
     if failure.is_none() {
         ports
             .board

@@ -53,6 +53,42 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// The embedded pull requests, recording the check runs the worker publishes (the
+/// embedded forge has none; GitHub's are tested in kiro-github against wiremock).
+#[derive(Debug)]
+pub struct RecordingPulls {
+    inner: EmbeddedPulls,
+    pub checks: std::sync::Mutex<Vec<kiro_protocol::CheckReport>>,
+}
+
+#[async_trait::async_trait]
+impl kiro_protocol::PullRequests for RecordingPulls {
+    async fn get(
+        &self,
+        repo: &kiro_protocol::RepoName,
+        pr: kiro_protocol::PrNumber,
+    ) -> Result<Option<kiro_protocol::PullRequest>, kiro_protocol::PortError> {
+        self.inner.get(repo, pr).await
+    }
+    async fn upsert_report(
+        &self,
+        repo: &kiro_protocol::RepoName,
+        pr: kiro_protocol::PrNumber,
+        report: &kiro_protocol::Report,
+    ) -> Result<(), kiro_protocol::PortError> {
+        self.inner.upsert_report(repo, pr, report).await
+    }
+    async fn publish_check(
+        &self,
+        _repo: &kiro_protocol::RepoName,
+        _pr: kiro_protocol::PrNumber,
+        check: &kiro_protocol::CheckReport,
+    ) -> Result<(), kiro_protocol::PortError> {
+        self.checks.lock().unwrap().push(check.clone());
+        Ok(())
+    }
+}
+
 /// One test's world: forge, state directory, build directory, ports.
 #[allow(missing_debug_implementations)]
 pub struct World {
@@ -61,6 +97,7 @@ pub struct World {
     pub pulls: EmbeddedPulls,
     pub lease: SqliteLeaseStore,
     pub ports: kiro_worker::Ports,
+    pub recorded: Arc<RecordingPulls>,
 }
 
 impl World {
@@ -98,9 +135,15 @@ impl World {
         }
         let state = root.path().join("state");
         let board_file = quickstart().join("board.yaml");
-        let ports = kiro_worker::wiring::embedded(&state, &board_file).unwrap();
+        let mut ports = kiro_worker::wiring::embedded(&state, &board_file).unwrap();
         let db = EmbeddedDb::open_dir(&state).unwrap();
+        let recorded = Arc::new(RecordingPulls {
+            inner: EmbeddedPulls::open(&board_file, db.clone()).unwrap(),
+            checks: Default::default(),
+        });
+        ports.pulls = recorded.clone();
         World {
+            recorded,
             board: EmbeddedBoard::open(&board_file, db.clone()).unwrap(),
             pulls: EmbeddedPulls::open(&board_file, db.clone()).unwrap(),
             lease: SqliteLeaseStore::new(db, Arc::new(SystemClock), Duration::ZERO).unwrap(),

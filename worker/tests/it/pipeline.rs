@@ -54,6 +54,12 @@ async fn a_good_item_is_implemented_pushed_reported_and_done() {
         "coverage output was committed: {files}"
     );
 
+    // One check run, successful, naming the coverage.
+    let checks = w.recorded.checks.lock().unwrap().clone();
+    assert_eq!(checks.len(), 1);
+    assert!(checks[0].success, "{:?}", checks[0]);
+    assert!(checks[0].title.contains("coverage"), "{}", checks[0].title);
+
     // The report and the board.
     let (report, revision) = w
         .pulls
@@ -190,6 +196,14 @@ async fn coverage_below_the_threshold_fails_and_pushes_nothing() {
     assert!(o.coverage.unwrap() < 80.0);
     assert_eq!(o.commit, None);
     assert_eq!(w.tip("greeter", "feature/farewell"), before);
+    let checks = w.recorded.checks.lock().unwrap().clone();
+    assert_eq!(checks.len(), 1);
+    assert!(!checks[0].success);
+    assert!(
+        checks[0].title.starts_with("coverage-below: "),
+        "{}",
+        checks[0].title
+    );
     // The failure is on the pull request; the board is left for the consumer.
     let (report, _) = w
         .pulls
