@@ -30,7 +30,8 @@ use kiro_protocol::ports::build::env as build_env;
 use kiro_protocol::{
     AttemptRecord, Board, BuildId, BuildRequest, BuildRunner, BuildState, BuildStatus, Clock,
     DeadLetter, Delivery, Envelope, Failure, FailureClass, ItemStatus, JobRecord, JobState, Lease,
-    LeaseError, LeaseStore, OutcomeStatus, TaskProtection, WorkItem, WorkQueue, WorkerOutcome,
+    LeaseError, LeaseStore, OutcomeStatus, Receipt, TaskProtection, WorkItem, WorkQueue,
+    WorkerOutcome,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -190,6 +191,9 @@ pub struct EngineStats {
 enum Dispatch {
     Active(Box<ActiveJob>, bool),
     Settled(TickReport),
+    /// Success recorded; the message is acked in one batch with the tick's other
+    /// successes, then the lease is released.
+    Succeeded(Receipt, Box<Lease>),
 }
 
 #[derive(Debug)]
@@ -348,6 +352,7 @@ impl Engine {
             }
             futures.push(self.dispatch(d));
         }
+        let mut done = Vec::new();
         for outcome in join_all(futures).await {
             match outcome {
                 Dispatch::Active(job, adopted) => {
@@ -371,8 +376,10 @@ impl Engine {
                     self.jobs.insert(job.item.project.to_string(), *job);
                 }
                 Dispatch::Settled(r) => report.add(&r),
+                Dispatch::Succeeded(receipt, lease) => done.push((receipt, lease)),
             }
         }
+        self.ack_successes(done, report).await;
     }
 
     /// Take one delivery as far as a running build, or settle it.
@@ -779,11 +786,15 @@ impl Engine {
             self.last_settled.insert(job.delivery.group.clone(), now);
         }
         let settled = join_all(finished.into_iter().map(|(job, s)| self.finish(job, s))).await;
+        let mut done = Vec::new();
         for d in settled {
-            if let Dispatch::Settled(r) = d {
-                report.add(&r);
+            match d {
+                Dispatch::Settled(r) => report.add(&r),
+                Dispatch::Succeeded(receipt, lease) => done.push((receipt, lease)),
+                Dispatch::Active(..) => {}
             }
         }
+        self.ack_successes(done, report).await;
     }
 
     /// A build finished: settle the job.
@@ -816,15 +827,33 @@ impl Engine {
         job.record.updated_at = self.ports.clock.now();
         if let Err(e) = self.ports.leases.record(&job.lease, &job.record).await {
             warn!(error = %e, "cannot record success; leaving the message for the next holder");
+            r.deferred = 1;
             return Dispatch::Settled(r);
         }
-        if let Err(e) = self.ports.queue.ack(&job.delivery.receipt).await {
-            warn!(error = %e, "cannot ack; the redelivery will be acked from the job record");
-        }
-        self.give_up_lease(&job.lease).await;
         info!(attempts = job.record.attempts, "succeeded");
-        r.succeeded = 1;
-        Dispatch::Settled(r)
+        Dispatch::Succeeded(job.delivery.receipt, Box::new(job.lease))
+    }
+
+    /// Ack the tick's successes in one batch (the record is already final, so a failed
+    /// ack only means the redelivery is acked from the job record), then release their
+    /// leases.
+    async fn ack_successes(&self, done: Vec<(Receipt, Box<Lease>)>, report: &mut TickReport) {
+        if done.is_empty() {
+            return;
+        }
+        report.succeeded += done.len();
+        let receipts: Vec<Receipt> = done.iter().map(|(r, _)| r.clone()).collect();
+        match self.ports.queue.ack_batch(&receipts).await {
+            Ok(results) => {
+                for r in results.into_iter().filter_map(Result::err) {
+                    warn!(error = %r, "cannot ack; the redelivery will be acked from the job record");
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot ack; the redeliveries will be acked from the job records")
+            }
+        }
+        join_all(done.iter().map(|(_, lease)| self.give_up_lease(lease))).await;
     }
 
     /// Retry with backoff or dead-letter, as the policy decides.

@@ -44,9 +44,9 @@ use super::retry::{RetryPolicy, retry};
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{
-    ChangeMessageVisibilityBatchRequestEntry, Message, MessageAttributeValue,
-    MessageSystemAttributeName, MessageSystemAttributeNameForSends, MessageSystemAttributeValue,
-    QueueAttributeName,
+    BatchResultErrorEntry, ChangeMessageVisibilityBatchRequestEntry,
+    DeleteMessageBatchRequestEntry, Message, MessageAttributeValue, MessageSystemAttributeName,
+    MessageSystemAttributeNameForSends, MessageSystemAttributeValue, QueueAttributeName,
 };
 use kiro_protocol::ports::queue::standard_attributes;
 use kiro_protocol::{
@@ -168,6 +168,36 @@ fn stale(receipt: &str) -> PortError {
         FailureClass::FenceLost,
         format!("receipt {short}… is no longer current"),
     )
+}
+
+/// One result per batch entry: `Ok` unless SQS listed the entry (by its index id) as failed.
+fn entry_results(
+    n: usize,
+    failed: Vec<BatchResultErrorEntry>,
+    op: &str,
+) -> Vec<Result<(), PortError>> {
+    let mut results: Vec<Result<(), PortError>> = vec![Ok(()); n];
+    for f in failed {
+        let Ok(i) = f.id.parse::<usize>() else {
+            continue;
+        };
+        if let Some(slot) = results.get_mut(i) {
+            let class = super::classify::class_of_code(&f.code).unwrap_or(if f.sender_fault {
+                FailureClass::PermanentInput
+            } else {
+                FailureClass::Transient
+            });
+            *slot = Err(PortError::new(
+                class,
+                format!(
+                    "{op} entry failed with {}: {}",
+                    f.code,
+                    f.message.unwrap_or_default()
+                ),
+            ));
+        }
+    }
+    results
 }
 
 fn secs(d: Duration) -> i32 {
@@ -357,28 +387,47 @@ impl SqsQueue {
             }
         })
         .await?;
-        let mut results: Vec<Result<(), PortError>> = vec![Ok(()); entries.len()];
-        for f in out.failed {
-            let Ok(i) = f.id.parse::<usize>() else {
-                continue;
-            };
-            if let Some(slot) = results.get_mut(i) {
-                let class = super::classify::class_of_code(&f.code).unwrap_or(if f.sender_fault {
-                    FailureClass::PermanentInput
-                } else {
-                    FailureClass::Transient
-                });
-                *slot = Err(PortError::new(
-                    class,
-                    format!(
-                        "sqs:ChangeMessageVisibilityBatch entry failed with {}: {}",
-                        f.code,
-                        f.message.unwrap_or_default()
-                    ),
-                ));
-            }
+        Ok(entry_results(
+            entries.len(),
+            out.failed,
+            "sqs:ChangeMessageVisibilityBatch",
+        ))
+    }
+
+    /// `DeleteMessageBatch` of at most 10 receipts; one result per receipt.
+    async fn delete_batch(
+        &self,
+        queue_url: &str,
+        receipts: &[String],
+    ) -> Result<Vec<Result<(), PortError>>, PortError> {
+        let mut built = Vec::with_capacity(receipts.len());
+        for (i, receipt) in receipts.iter().enumerate() {
+            built.push(
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(receipt)
+                    .build()
+                    .map_err(|e| PortError::internal(format!("delete entry: {e}")))?,
+            );
         }
-        Ok(results)
+        let out = retry(&self.policy, |_| {
+            let req = self
+                .client
+                .delete_message_batch()
+                .queue_url(queue_url)
+                .set_entries(Some(built.clone()));
+            async move {
+                req.send()
+                    .await
+                    .map_err(|e| classify("sqs:DeleteMessageBatch", &e))
+            }
+        })
+        .await?;
+        Ok(entry_results(
+            receipts.len(),
+            out.failed,
+            "sqs:DeleteMessageBatch",
+        ))
     }
 
     async fn delete_raw(&self, queue_url: &str, receipt: &str) -> Result<(), PortError> {
@@ -693,6 +742,38 @@ impl WorkQueue for SqsQueue {
             .await?;
         self.ledger().retire(receipt.as_str(), self.clock.now());
         Ok(())
+    }
+
+    #[instrument(skip_all, fields(receipts = receipts.len()))]
+    async fn ack_batch(
+        &self,
+        receipts: &[Receipt],
+    ) -> Result<Vec<Result<(), PortError>>, PortError> {
+        let mut results: Vec<Option<Result<(), PortError>>> = vec![None; receipts.len()];
+        let mut todo: Vec<(usize, String)> = Vec::new();
+        for (i, r) in receipts.iter().enumerate() {
+            match self.check_current(r) {
+                Ok(()) => todo.push((i, r.as_str().to_owned())),
+                Err(e) => results[i] = Some(Err(e)),
+            }
+        }
+        for chunk in todo.chunks(BATCH) {
+            let handles: Vec<String> = chunk.iter().map(|(_, r)| r.clone()).collect();
+            let res = self
+                .delete_batch(&self.settings.queue_url, &handles)
+                .await?;
+            let now = self.clock.now();
+            for ((i, handle), r) in chunk.iter().zip(res) {
+                if r.is_ok() {
+                    self.ledger().retire(handle, now);
+                }
+                results[*i] = Some(r);
+            }
+        }
+        Ok(results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(PortError::internal("receipt not processed"))))
+            .collect())
     }
 
     #[instrument(skip_all, fields(delay_s = delay.as_secs()))]

@@ -53,6 +53,7 @@ pub async fn run_all(h: &dyn QueueHarness) {
     visibility_expiry_redelivers(h).await;
     extend_keeps_message_invisible(h).await;
     stale_receipt_fails_and_changes_nothing(h).await;
+    ack_batch_settles_each_receipt(h).await;
     dedup_holds_after_delete(h).await;
     if h.time_is_cheap() {
         dedup_expires_after_window(h).await;
@@ -282,6 +283,49 @@ pub async fn stale_receipt_fails_and_changes_nothing(h: &dyn QueueHarness) {
     );
     ack(&*q, &current).await;
     assert_fence_lost(q.ack(&current.receipt).await, "ack twice");
+}
+
+/// `ack_batch` deletes every current receipt (more than one batch of 10 of them) and
+/// answers `fence-lost` for a stale one, entry by entry.
+pub async fn ack_batch_settles_each_receipt(h: &dyn QueueHarness) {
+    let q = h.queue().await;
+    let groups: Vec<String> = (0..12).map(|i| format!("batch-{i}")).collect();
+    for g in &groups {
+        send(&*q, g, &format!("{g}-m")).await;
+    }
+    let mut got = Vec::new();
+    for _ in 0..10 {
+        got.extend(recv(h, &*q, 10).await);
+        if got.len() >= groups.len() {
+            break;
+        }
+    }
+    assert_eq!(
+        got.len(),
+        groups.len(),
+        "contract: one message per group received"
+    );
+    let mut receipts: Vec<_> = got.iter().map(|d| d.receipt.clone()).collect();
+    // A receipt already settled stands among the current ones.
+    ack(&*q, &got[0]).await;
+    receipts.rotate_left(1);
+    let results = ok(q.ack_batch(&receipts).await, "ack_batch");
+    assert_eq!(
+        results.len(),
+        receipts.len(),
+        "contract: one result per receipt"
+    );
+    for r in &results[..results.len() - 1] {
+        assert!(
+            r.is_ok(),
+            "contract: a current receipt is acked in a batch: {r:?}"
+        );
+    }
+    assert_fence_lost(
+        results[results.len() - 1].clone(),
+        "ack_batch with a settled receipt",
+    );
+    recv_none(h, &*q, "every message was deleted").await;
 }
 
 /// A deduplication id is remembered within the window, even after its message was

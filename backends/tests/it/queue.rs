@@ -74,6 +74,7 @@ mod contract_suite {
         visibility_expiry_redelivers,
         extend_keeps_message_invisible,
         stale_receipt_fails_and_changes_nothing,
+        ack_batch_settles_each_receipt,
         dedup_holds_after_delete,
         dedup_expires_after_window,
         release_with_delay,

@@ -577,3 +577,36 @@ async fn a_failing_protection_never_stops_jobs_and_is_retried() {
     assert_eq!(*p.calls.lock().unwrap(), [true, true, false]);
     assert_eq!(h.job("alpha", "A-1").await.state, JobState::Handoff);
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_successes_of_a_tick_are_acked_in_one_batch() {
+    let h = Harness::new();
+    let counting = Arc::new(CountingQueue {
+        inner: h.queue.clone(),
+        single_acks: Mutex::new(0),
+        batches: Mutex::new(Vec::new()),
+    });
+    for (id, p) in [("A-1", "alpha"), ("B-1", "beta"), ("C-1", "gamma")] {
+        h.send(id, p).await;
+    }
+    let mut e = kiro_consumer::Engine::new(
+        Harness::config("c1"),
+        kiro_consumer::Ports {
+            queue: counting.clone(),
+            leases: h.leases.clone(),
+            builds: h.runner.clone(),
+            board: None,
+            clock: h.clock.clone(),
+            protection: None,
+        },
+    );
+    assert_eq!(e.tick(Duration::ZERO).await.started, 3);
+    for id in ["A-1", "B-1", "C-1"] {
+        h.runner.succeed(id);
+    }
+    pass(Duration::from_secs(6)).await;
+    assert_eq!(e.tick(Duration::ZERO).await.succeeded, 3);
+    assert_eq!(*counting.batches.lock().unwrap(), [3], "one batch of three");
+    assert_eq!(*counting.single_acks.lock().unwrap(), 0);
+    assert!(h.depth().await.is_idle());
+}

@@ -293,3 +293,54 @@ impl LeaseStore for FlakyLeases {
         self.inner.jobs().await
     }
 }
+
+/// A queue that counts how the engine acknowledges (one by one, or in batches).
+#[derive(Debug)]
+pub struct CountingQueue {
+    pub inner: Arc<SqliteQueue>,
+    pub single_acks: Mutex<usize>,
+    pub batches: Mutex<Vec<usize>>,
+}
+
+#[async_trait]
+impl WorkQueue for CountingQueue {
+    async fn send(&self, m: OutgoingMessage) -> Result<SendOutcome, PortError> {
+        self.inner.send(m).await
+    }
+    async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>, PortError> {
+        self.inner.receive(max, wait).await
+    }
+    async fn extend(
+        &self,
+        r: &[Receipt],
+        v: Duration,
+    ) -> Result<Vec<Result<(), PortError>>, PortError> {
+        self.inner.extend(r, v).await
+    }
+    async fn ack(&self, r: &Receipt) -> Result<(), PortError> {
+        *self.single_acks.lock().unwrap() += 1;
+        self.inner.ack(r).await
+    }
+    async fn ack_batch(&self, r: &[Receipt]) -> Result<Vec<Result<(), PortError>>, PortError> {
+        self.batches.lock().unwrap().push(r.len());
+        self.inner.ack_batch(r).await
+    }
+    async fn release(&self, r: &Receipt, d: Duration) -> Result<(), PortError> {
+        self.inner.release(r, d).await
+    }
+    async fn dead_letter(&self, d: &Delivery, l: &DeadLetter) -> Result<(), PortError> {
+        self.inner.dead_letter(d, l).await
+    }
+    async fn dlq_list(&self, n: usize) -> Result<Vec<DeadLetterEntry>, PortError> {
+        self.inner.dlq_list(n).await
+    }
+    async fn dlq_replay(&self, s: &DlqSelection, dry: bool) -> Result<ReplayReport, PortError> {
+        self.inner.dlq_replay(s, dry).await
+    }
+    async fn dlq_redrive(&self) -> Result<u64, PortError> {
+        self.inner.dlq_redrive().await
+    }
+    async fn depth(&self) -> Result<QueueDepth, PortError> {
+        self.inner.depth().await
+    }
+}

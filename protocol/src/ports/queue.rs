@@ -165,6 +165,18 @@ pub trait WorkQueue: Send + Sync + std::fmt::Debug {
     ) -> Result<Vec<Result<(), PortError>>, PortError>;
     /// Delete the message: it is done.
     async fn ack(&self, receipt: &Receipt) -> Result<(), PortError>;
+    /// Delete several messages; one result per receipt. Adapters with a batch call (SQS
+    /// `DeleteMessageBatch`, 10 per call) override this; the default acks one by one.
+    async fn ack_batch(
+        &self,
+        receipts: &[Receipt],
+    ) -> Result<Vec<Result<(), PortError>>, PortError> {
+        let mut out = Vec::with_capacity(receipts.len());
+        for r in receipts {
+            out.push(self.ack(r).await);
+        }
+        Ok(out)
+    }
     /// Give the message back, visible again after `delay`.
     async fn release(&self, receipt: &Receipt, delay: Duration) -> Result<(), PortError>;
     /// Send the message to the dead-letter queue with `letter`, then delete it.

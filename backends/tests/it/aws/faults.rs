@@ -347,3 +347,61 @@ async fn lease_reads_are_retried_when_throttled() {
     assert_eq!(view.fence, Fence(7));
     assert_eq!(read.num_calls(), 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn acks_go_out_in_batches_of_ten_with_per_entry_results() {
+    use aws_sdk_sqs::operation::delete_message_batch::DeleteMessageBatchOutput;
+    use aws_sdk_sqs::types::{BatchResultErrorEntry, DeleteMessageBatchResultEntry};
+    let sizes: Arc<Mutex<Vec<usize>>> = Arc::default();
+    let seen = sizes.clone();
+    let rule = mock!(Sqs::delete_message_batch)
+        .match_requests(move |req| {
+            seen.lock().unwrap().push(req.entries().len());
+            true
+        })
+        .then_output(|| {
+            DeleteMessageBatchOutput::builder()
+                .successful(
+                    DeleteMessageBatchResultEntry::builder()
+                        .id("0")
+                        .build()
+                        .unwrap(),
+                )
+                .failed(
+                    BatchResultErrorEntry::builder()
+                        .id("1")
+                        .code("ReceiptHandleIsInvalid")
+                        .sender_fault(true)
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+                .unwrap()
+        });
+    let q = queue(mock_client!(
+        aws_sdk_sqs,
+        RuleMode::MatchAny,
+        &[&rule],
+        no_retry_sqs
+    ));
+    let receipts: Vec<Receipt> = (0..15).map(|i| Receipt::new(format!("r-{i}"))).collect();
+    let results = q.ack_batch(&receipts).await.unwrap();
+    assert_eq!(
+        *sizes.lock().unwrap(),
+        [10, 5],
+        "⌈15/10⌉ DeleteMessageBatch calls"
+    );
+    assert_eq!(results.len(), 15);
+    // Entry 1 of each call failed with a stale receipt: fence-lost, the others are acked.
+    for (i, r) in results.iter().enumerate() {
+        if i == 1 || i == 11 {
+            assert_eq!(
+                r.as_ref().unwrap_err().class,
+                FailureClass::FenceLost,
+                "{i}"
+            );
+        } else {
+            assert!(r.is_ok(), "{i}: {r:?}");
+        }
+    }
+}

@@ -68,6 +68,7 @@ contract_tests!(
     visibility_expiry_redelivers,
     extend_keeps_message_invisible,
     stale_receipt_fails_and_changes_nothing,
+    ack_batch_settles_each_receipt,
     dedup_holds_after_delete,
     release_with_delay,
     dead_letter_list_and_replay,
