@@ -3,7 +3,8 @@
 //! - throttling and HTTP 5xx on the SQS and DynamoDB call sites: retried with backoff
 //!   and classified (tokio paused time, so backoff costs nothing);
 //! - `ReceiveRequestAttemptId`: the same id after a 5xx, a new one after throttling;
-//! - an ambiguous lease write (HTTP 500 although the write was applied): the consistent
+//! - an ambiguous lease write (HTTP 500, or an attempt timeout, although the write was
+//!   applied): the consistent
 //!   re-read concludes success without writing again;
 //! - `dlq_redrive` through `StartMessageMoveTask` (moto answers it with HTTP 500).
 
@@ -404,4 +405,90 @@ async fn acks_go_out_in_batches_of_ten_with_per_entry_results() {
             assert!(r.is_ok(), "{i}: {r:?}");
         }
     }
+}
+
+/// A DynamoDB HTTP client whose first request never answers (the SDK's attempt timeout
+/// fires) and whose later requests get `reply` — a write that timed out on the wire
+/// although the table applied it.
+fn first_call_hangs(reply: &'static str) -> (aws_sdk_dynamodb::Client, Arc<Mutex<Vec<String>>>) {
+    use aws_smithy_runtime_api::client::http::{
+        HttpConnectorFuture, SharedHttpConnector, http_client_fn,
+    };
+    use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+    #[derive(Debug)]
+    struct Connector {
+        calls: Arc<Mutex<Vec<String>>>,
+        reply: &'static str,
+    }
+    impl aws_smithy_runtime_api::client::http::HttpConnector for Connector {
+        fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+            let target = request
+                .headers()
+                .get("x-amz-target")
+                .unwrap_or_default()
+                .to_owned();
+            let mut calls = self.calls.lock().unwrap();
+            calls.push(target);
+            let first = calls.len() == 1;
+            let reply = self.reply;
+            HttpConnectorFuture::new(async move {
+                if first {
+                    std::future::pending::<()>().await;
+                }
+                let mut resp = aws_smithy_runtime_api::http::Response::new(
+                    aws_smithy_runtime_api::http::StatusCode::try_from(200).unwrap(),
+                    aws_smithy_types::body::SdkBody::from(reply),
+                );
+                resp.headers_mut()
+                    .insert("content-type", "application/x-amz-json-1.0");
+                Ok(resp)
+            })
+        }
+    }
+    let calls: Arc<Mutex<Vec<String>>> = Arc::default();
+    let connector = SharedHttpConnector::new(Connector {
+        calls: calls.clone(),
+        reply,
+    });
+    let http = http_client_fn(move |_, _| connector.clone());
+    let config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+        .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "test", "test", None, None, "static",
+        ))
+        .http_client(http)
+        .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled())
+        .timeout_config(
+            aws_sdk_dynamodb::config::timeout::TimeoutConfig::builder()
+                .operation_attempt_timeout(Duration::from_secs(2))
+                .build(),
+        )
+        .build();
+    (aws_sdk_dynamodb::Client::from_conf(config), calls)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_renew_that_times_out_but_was_applied_is_concluded_by_a_consistent_reread() {
+    let now = 5_000_000;
+    // The consistent re-read finds the write applied: the lease already runs to now + 30 s.
+    let reply = r#"{"Item":{"pk":{"S":"alpha"},"sk":{"S":"LEASE"},"owner":{"S":"owner-a"},"fence":{"N":"3"},"expires_at":{"N":"5030000"}}}"#;
+    let (client, calls) = first_call_hangs(reply);
+    let store = DynamoLeaseStore::new(
+        client,
+        "t",
+        Arc::new(ManualClock::new(Timestamp(now))),
+        Duration::from_secs(1),
+    );
+    let renewed = store
+        .renew(&lease(now + 1_000), Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(renewed.expires_at, Timestamp(now + 30_000));
+    let calls = calls.lock().unwrap().clone();
+    assert_eq!(
+        calls,
+        ["DynamoDB_20120810.UpdateItem", "DynamoDB_20120810.GetItem"],
+        "the timed-out write is re-read, not repeated"
+    );
 }
