@@ -4,8 +4,7 @@
 //!   and classified (tokio paused time, so backoff costs nothing);
 //! - `ReceiveRequestAttemptId`: the same id after a 5xx, a new one after throttling;
 //! - an ambiguous lease write (HTTP 500, or an attempt timeout, although the write was
-//!   applied): the consistent
-//!   re-read concludes success without writing again;
+//!   applied): the consistent re-read concludes success without writing again;
 //! - `dlq_redrive` through `StartMessageMoveTask` (moto answers it with HTTP 500).
 
 use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
