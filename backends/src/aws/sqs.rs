@@ -25,6 +25,7 @@
 //!   receives returns per group (up to 10 per call). Replay sends each selected letter to
 //!   the main queue in its group with a fresh dedup id (`replay-<dlq id>`), then deletes it
 //!   from the DLQ;
+//! - `dlq_purge`: `PurgeQueue` on the DLQ;
 //! - `dlq_redrive`: `StartMessageMoveTask` from the DLQ to the main queue (asynchronous on
 //!   AWS); returns the DLQ's approximate size when the task started;
 //! - `depth`: `GetQueueAttributes` on both queues.
@@ -933,6 +934,33 @@ impl WorkQueue for SqsQueue {
             messages = waiting,
             "DLQ redrive started"
         );
+        Ok(waiting)
+    }
+
+    /// `PurgeQueue` on the DLQ; the count is SQS's approximate number of messages just
+    /// before (SQS deletes asynchronously, within 60 seconds).
+    #[instrument(skip_all)]
+    async fn dlq_purge(&self) -> Result<u64, PortError> {
+        let attrs = self
+            .attributes(
+                &self.settings.dlq_url,
+                &[
+                    QueueAttributeName::ApproximateNumberOfMessages,
+                    QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+                ],
+            )
+            .await?;
+        let waiting = attr_count(&attrs, QueueAttributeName::ApproximateNumberOfMessages)
+            + attr_count(
+                &attrs,
+                QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+            );
+        retry(&self.policy, |_| {
+            let req = self.client.purge_queue().queue_url(&self.settings.dlq_url);
+            async move { req.send().await.map_err(|e| classify("sqs:PurgeQueue", &e)) }
+        })
+        .await?;
+        tracing::info!(messages = waiting, "DLQ purged");
         Ok(waiting)
     }
 

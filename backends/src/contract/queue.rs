@@ -62,6 +62,7 @@ pub async fn run_all(h: &dyn QueueHarness) {
     dead_letter_list_and_replay(h).await;
     replay_selection_and_dry_run(h).await;
     redrive_moves_everything(h).await;
+    purge_deletes_every_dead_letter(h).await;
     depth_counts(h).await;
     trace_and_attributes_round_trip(h).await;
 }
@@ -490,6 +491,38 @@ pub async fn redrive_moves_everything(h: &dyn QueueHarness) {
     bodies.sort();
     assert_eq!(bodies, ["rd-a", "rd-b"]);
     assert_eq!(ok(q.dlq_redrive().await, "empty redrive"), 0);
+}
+
+/// Purge deletes every dead letter, reports how many, and leaves the main queue alone.
+pub async fn purge_deletes_every_dead_letter(h: &dyn QueueHarness) {
+    let q = h.queue().await;
+    send(&*q, "alpha", "pg-a").await;
+    send(&*q, "beta", "pg-b").await;
+    send(&*q, "gamma", "pg-c").await;
+    for d in recv(h, &*q, 10).await {
+        if d.body == "pg-c" {
+            ok(q.release(&d.receipt, Duration::ZERO).await, "release");
+            continue;
+        }
+        ok(
+            q.dead_letter(&d, &letter(FailureClass::TestsFailed, "tests"))
+                .await,
+            "dead_letter",
+        );
+    }
+    assert_eq!(ok(q.dlq_list(10).await, "dlq_list").len(), 2);
+    assert_eq!(ok(q.dlq_purge().await, "purge"), 2, "contract: purge count");
+    assert!(
+        ok(q.dlq_list(10).await, "dlq_list").is_empty(),
+        "contract: the DLQ is empty after a purge"
+    );
+    recv_one(h, &*q, "pg-c").await;
+    assert!(
+        ok(q.dlq_replay(&all(), false).await, "replay after purge")
+            .replayed
+            .is_empty(),
+        "contract: nothing to replay after a purge"
+    );
 }
 
 /// `depth` counts visible, in-flight (or delayed) and dead-lettered messages.

@@ -738,6 +738,18 @@ impl WorkQueue for SqliteQueue {
         Ok(u64::try_from(report.replayed.len()).unwrap_or(u64::MAX))
     }
 
+    #[instrument(skip_all)]
+    async fn dlq_purge(&self) -> Result<u64, PortError> {
+        self.db
+            .call(move |c| {
+                let tx = immediate(c)?;
+                let n = tx.execute("DELETE FROM queue_dlq", []).map_err(sql_error)?;
+                tx.commit().map_err(sql_error)?;
+                Ok(u64::try_from(n).unwrap_or(u64::MAX))
+            })
+            .await
+    }
+
     async fn depth(&self) -> Result<QueueDepth, PortError> {
         let now = self.clock.now();
         self.db

@@ -81,6 +81,7 @@ mod contract_suite {
         dead_letter_list_and_replay,
         replay_selection_and_dry_run,
         redrive_moves_everything,
+        purge_deletes_every_dead_letter,
         depth_counts,
         trace_and_attributes_round_trip,
     );

@@ -96,6 +96,18 @@ pub struct DeadLetterEntry {
     pub receive_count: u32,
 }
 
+impl DeadLetterEntry {
+    /// Whether `id` names this letter: its id in the DLQ or the one it had in the queue.
+    pub fn is_named(&self, id: &str) -> bool {
+        self.id.as_str() == id || self.original_id.as_str() == id
+    }
+
+    /// The letter named `id` in `entries` (see [`DeadLetterEntry::is_named`]).
+    pub fn find<'a>(entries: &'a [DeadLetterEntry], id: &str) -> Option<&'a DeadLetterEntry> {
+        entries.iter().find(|e| e.is_named(id))
+    }
+}
+
 /// Which dead letters to replay. Criteria combine with AND; `all` must be set to select
 /// everything when no other criterion is given (so an empty selection selects nothing).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -191,6 +203,14 @@ pub trait WorkQueue: Send + Sync + std::fmt::Debug {
     ) -> Result<ReplayReport, PortError>;
     /// Move everything in the dead-letter queue back; returns how many moved.
     async fn dlq_redrive(&self) -> Result<u64, PortError>;
+    /// Delete every dead letter; returns how many were deleted (as far as the queue can
+    /// tell). Adapters override this; the default refuses (an `Input` error), so a queue
+    /// that cannot purge never silently keeps its letters.
+    async fn dlq_purge(&self) -> Result<u64, PortError> {
+        Err(PortError::input(
+            "this queue cannot purge its dead-letter queue",
+        ))
+    }
     async fn depth(&self) -> Result<QueueDepth, PortError>;
 }
 
@@ -244,6 +264,14 @@ mod tests {
             }
             .matches(&e, Timestamp(0))
         );
+    }
+
+    #[test]
+    fn find_by_either_id() {
+        let entries = vec![entry("p", FailureClass::TestsFailed, 0)];
+        assert!(DeadLetterEntry::find(&entries, "d1").is_some());
+        assert!(DeadLetterEntry::find(&entries, "m1").is_some());
+        assert!(DeadLetterEntry::find(&entries, "x").is_none());
     }
 
     #[test]

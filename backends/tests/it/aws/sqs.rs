@@ -73,6 +73,7 @@ contract_tests!(
     release_with_delay,
     dead_letter_list_and_replay,
     replay_selection_and_dry_run,
+    purge_deletes_every_dead_letter,
     depth_counts,
     trace_and_attributes_round_trip,
 );
