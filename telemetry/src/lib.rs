@@ -3,7 +3,10 @@
 //! Owns how a binary writes its logs: to stderr, filtered by `RUST_LOG` (default
 //! `info`), as readable text on a terminal and as JSON lines otherwise (`auto`), or as
 //! forced by `--log-format` / `KIRO_LOG_FORMAT`. Invariant: logs never go to stdout, which
-//! is kept for command output (tables, JSON, summaries).
+//! is kept for command output (tables, JSON, summaries) and, when `KIRO_METRICS=emf`, for
+//! the CloudWatch Embedded Metric Format lines of [`metrics`].
+
+pub mod metrics;
 
 use clap::ValueEnum;
 use std::io::IsTerminal;

@@ -1,0 +1,388 @@
+//! Metrics: the [`Metrics`] port and its implementations.
+//!
+//! Owns how the binaries report numbers: a [`Metric`] (name, value, unit, dimensions) is
+//! handed to a [`Metrics`] sink, which is [`EmfMetrics`] in production (one CloudWatch
+//! Embedded Metric Format JSON line per metric, written to stdout where the awslogs driver
+//! or the CloudWatch agent picks it up), [`NoMetrics`] when metrics are off, and
+//! [`MemoryMetrics`] in tests. The names and the namespace are the ones the deployed
+//! CloudWatch alarms read (`infra-pulumi/src/stack.ts`: `METRICS_NAMESPACE`,
+//! `EMF_METRICS`). Invariant: recording never fails and never blocks on anything but the
+//! writer; an I/O error is dropped (metrics are best effort, never fatal).
+
+use clap::ValueEnum;
+use serde_json::{Map, Value, json};
+use std::fmt;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The CloudWatch namespace of every metric (`METRICS_NAMESPACE` in the stack).
+pub const NAMESPACE: &str = "KiroCodebuildWorker";
+
+/// Metric names. The first four are read by the deployed alarms and stay dimensionless.
+pub mod names {
+    /// Builds that finished, whatever their outcome (alarm input).
+    pub const BUILDS_FINISHED: &str = "BuildsFinished";
+    /// Builds that finished with a failure outcome (alarm input).
+    pub const BUILDS_FAILED: &str = "BuildsFailed";
+    /// Builds whose outcome class was `tests-failed` (alarm input).
+    pub const TESTS_FAILED: &str = "TestsFailed";
+    /// Duration of each finished build, milliseconds (alarm input).
+    pub const BUILD_DURATION: &str = "BuildDuration";
+    /// Builds started (a new attempt, not a re-attach).
+    pub const BUILDS_STARTED: &str = "BuildsStarted";
+    /// Builds that finished successfully.
+    pub const BUILDS_SUCCEEDED: &str = "BuildsSucceeded";
+    /// Failed builds, with a `FailureClass` dimension.
+    pub const BUILDS_FAILED_BY_CLASS: &str = "BuildsFailedByClass";
+    /// Message visible → build started, milliseconds (first deliveries only).
+    pub const DISPATCH_LATENCY: &str = "DispatchLatency";
+    /// Messages returned because another consumer held the project's lease.
+    pub const LEASE_CONTENTION: &str = "LeaseContention";
+    /// Messages moved to the dead-letter queue.
+    pub const DEAD_LETTERS: &str = "DeadLetters";
+    /// Line coverage reported by a finished build, percent.
+    pub const COVERAGE: &str = "Coverage";
+}
+
+/// The dimension carrying a failure class (on [`names::BUILDS_FAILED_BY_CLASS`]).
+pub const FAILURE_CLASS_DIMENSION: &str = "FailureClass";
+
+/// A CloudWatch unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    Count,
+    Milliseconds,
+    Percent,
+}
+
+impl Unit {
+    /// The unit's name in CloudWatch.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unit::Count => "Count",
+            Unit::Milliseconds => "Milliseconds",
+            Unit::Percent => "Percent",
+        }
+    }
+}
+
+impl fmt::Display for Unit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One data point.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Metric {
+    pub name: String,
+    pub value: f64,
+    pub unit: Unit,
+    /// Dimension name → value (none for the alarm metrics).
+    pub dimensions: Vec<(String, String)>,
+    /// When it happened, milliseconds since the epoch; `None` means "now" at write time.
+    pub at_ms: Option<i64>,
+}
+
+impl Metric {
+    /// A data point without dimensions.
+    pub fn new(name: impl Into<String>, value: f64, unit: Unit) -> Self {
+        Metric {
+            name: name.into(),
+            value,
+            unit,
+            dimensions: Vec::new(),
+            at_ms: None,
+        }
+    }
+
+    /// A count of `n`.
+    pub fn count(name: impl Into<String>, n: u64) -> Self {
+        // Counts stay far below 2^53: the conversion is exact.
+        Metric::new(name, n as f64, Unit::Count)
+    }
+
+    /// A duration in milliseconds.
+    pub fn millis(name: impl Into<String>, ms: u64) -> Self {
+        Metric::new(name, ms as f64, Unit::Milliseconds)
+    }
+
+    /// Add a dimension.
+    pub fn with_dimension(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.dimensions.push((name.into(), value.into()));
+        self
+    }
+
+    /// Set the time of the data point (milliseconds since the epoch).
+    pub fn at(mut self, ms: i64) -> Self {
+        self.at_ms = Some(ms);
+        self
+    }
+}
+
+/// Where metrics go. Object-safe; implementations never fail.
+pub trait Metrics: Send + Sync + fmt::Debug {
+    fn record(&self, m: Metric);
+}
+
+/// Metrics off: every data point is dropped.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoMetrics;
+
+impl Metrics for NoMetrics {
+    fn record(&self, _m: Metric) {}
+}
+
+/// **Test stand-in**: keeps every data point in memory.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryMetrics {
+    recorded: Arc<Mutex<Vec<Metric>>>,
+}
+
+impl MemoryMetrics {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every data point so far, in order.
+    pub fn all(&self) -> Vec<Metric> {
+        match self.recorded.lock() {
+            Ok(v) => v.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// The data points named `name`.
+    pub fn named(&self, name: &str) -> Vec<Metric> {
+        self.all().into_iter().filter(|m| m.name == name).collect()
+    }
+
+    /// The sum of the values of the data points named `name`.
+    pub fn sum(&self, name: &str) -> f64 {
+        self.named(name).iter().map(|m| m.value).sum()
+    }
+}
+
+impl Metrics for MemoryMetrics {
+    fn record(&self, m: Metric) {
+        match self.recorded.lock() {
+            Ok(mut v) => v.push(m),
+            Err(p) => p.into_inner().push(m),
+        }
+    }
+}
+
+/// Writes one Embedded Metric Format JSON line per data point.
+pub struct EmfMetrics {
+    namespace: String,
+    out: Mutex<Box<dyn Write + Send>>,
+}
+
+impl fmt::Debug for EmfMetrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EmfMetrics")
+            .field("namespace", &self.namespace)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EmfMetrics {
+    /// EMF lines on stdout, in the [`NAMESPACE`].
+    pub fn stdout() -> Self {
+        Self::to_writer(std::io::stdout())
+    }
+
+    /// EMF lines to `out`, in the [`NAMESPACE`].
+    pub fn to_writer(out: impl Write + Send + 'static) -> Self {
+        EmfMetrics {
+            namespace: NAMESPACE.into(),
+            out: Mutex::new(Box::new(out)),
+        }
+    }
+
+    /// The EMF document of one data point (without the trailing newline).
+    pub fn line(namespace: &str, m: &Metric) -> String {
+        let at = m.at_ms.unwrap_or_else(now_ms);
+        let dims: Vec<&str> = m.dimensions.iter().map(|(k, _)| k.as_str()).collect();
+        let mut root = Map::new();
+        root.insert(
+            "_aws".into(),
+            json!({
+                "Timestamp": at,
+                "CloudWatchMetrics": [{
+                    "Namespace": namespace,
+                    "Dimensions": [dims],
+                    "Metrics": [{ "Name": m.name, "Unit": m.unit.as_str() }],
+                }],
+            }),
+        );
+        for (k, v) in &m.dimensions {
+            root.insert(k.clone(), Value::String(v.clone()));
+        }
+        // A non-finite value is not valid JSON; CloudWatch would reject it anyway.
+        let value = serde_json::Number::from_f64(m.value).map_or(Value::Null, Value::Number);
+        root.insert(m.name.clone(), value);
+        Value::Object(root).to_string()
+    }
+}
+
+impl Metrics for EmfMetrics {
+    fn record(&self, m: Metric) {
+        if !m.value.is_finite() {
+            return;
+        }
+        let mut line = Self::line(&self.namespace, &m);
+        line.push('\n');
+        let mut out = match self.out.lock() {
+            Ok(o) => o,
+            Err(p) => p.into_inner(),
+        };
+        // Best effort: a closed stdout must not stop the consumer.
+        let _ = out.write_all(line.as_bytes()).and_then(|()| out.flush());
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Which metrics sink a binary uses (`KIRO_METRICS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum MetricsMode {
+    /// No metrics (the embedded default: keeps the quick start's output readable).
+    #[default]
+    Off,
+    /// CloudWatch Embedded Metric Format lines on stdout.
+    Emf,
+}
+
+impl MetricsMode {
+    /// The mode named by `KIRO_METRICS` (`emf` or `off`; unset or unknown is off).
+    pub fn from_env() -> Self {
+        Self::parse(std::env::var("KIRO_METRICS").ok().as_deref())
+    }
+
+    /// `emf` (any case) is EMF; anything else is off.
+    pub fn parse(v: Option<&str>) -> Self {
+        match v.map(str::trim) {
+            Some(s) if s.eq_ignore_ascii_case("emf") => MetricsMode::Emf,
+            _ => MetricsMode::Off,
+        }
+    }
+
+    /// The sink for this mode (`None` when off).
+    pub fn sink(self) -> Option<Arc<dyn Metrics>> {
+        match self {
+            MetricsMode::Off => None,
+            MetricsMode::Emf => Some(Arc::new(EmfMetrics::stdout())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer tests can read back.
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn lines(buf: &Shared) -> Vec<Value> {
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn an_alarm_metric_is_one_dimensionless_emf_line() {
+        let buf = Shared::default();
+        let emf = EmfMetrics::to_writer(buf.clone());
+        emf.record(Metric::millis(names::BUILD_DURATION, 1234).at(1_700_000_000_000));
+        emf.record(Metric::count(names::BUILDS_FINISHED, 1).at(1_700_000_000_001));
+        let docs = lines(&buf);
+        assert_eq!(docs.len(), 2);
+        let d = &docs[0];
+        assert_eq!(d["_aws"]["Timestamp"], 1_700_000_000_000_i64);
+        let directive = &d["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(directive["Namespace"], "KiroCodebuildWorker");
+        assert_eq!(directive["Dimensions"], json!([[]]));
+        assert_eq!(
+            directive["Metrics"],
+            json!([{ "Name": "BuildDuration", "Unit": "Milliseconds" }])
+        );
+        assert_eq!(d["BuildDuration"], 1234.0);
+        assert_eq!(docs[1]["BuildsFinished"], 1.0);
+        assert_eq!(
+            docs[1]["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Unit"],
+            "Count"
+        );
+    }
+
+    #[test]
+    fn dimensions_are_declared_and_carried_as_members() {
+        let m = Metric::count(names::BUILDS_FAILED_BY_CLASS, 1)
+            .with_dimension(FAILURE_CLASS_DIMENSION, "tests-failed")
+            .at(5);
+        let d: Value = serde_json::from_str(&EmfMetrics::line(NAMESPACE, &m)).unwrap();
+        assert_eq!(
+            d["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([["FailureClass"]])
+        );
+        assert_eq!(d["FailureClass"], "tests-failed");
+        assert_eq!(d["BuildsFailedByClass"], 1.0);
+        // Only the members the spec allows in the metadata object.
+        let aws = d["_aws"].as_object().unwrap();
+        let mut keys: Vec<&String> = aws.keys().collect();
+        keys.sort();
+        assert_eq!(keys, ["CloudWatchMetrics", "Timestamp"]);
+    }
+
+    #[test]
+    fn a_missing_time_is_now_and_a_non_finite_value_is_dropped() {
+        let buf = Shared::default();
+        let emf = EmfMetrics::to_writer(buf.clone());
+        emf.record(Metric::new(names::COVERAGE, f64::NAN, Unit::Percent));
+        assert!(lines(&buf).is_empty());
+        emf.record(Metric::new(names::COVERAGE, 87.5, Unit::Percent));
+        let docs = lines(&buf);
+        assert!(docs[0]["_aws"]["Timestamp"].as_i64().unwrap() > 1_600_000_000_000);
+        assert_eq!(docs[0]["Coverage"], 87.5);
+    }
+
+    #[test]
+    fn memory_metrics_keep_every_point_and_sum_by_name() {
+        let m = MemoryMetrics::new();
+        let sink: Arc<dyn Metrics> = Arc::new(m.clone());
+        sink.record(Metric::count(names::DEAD_LETTERS, 1));
+        sink.record(Metric::count(names::DEAD_LETTERS, 2));
+        sink.record(Metric::count(names::BUILDS_STARTED, 1));
+        assert_eq!(m.sum(names::DEAD_LETTERS), 3.0);
+        assert_eq!(m.named(names::BUILDS_STARTED).len(), 1);
+        assert_eq!(m.all().len(), 3);
+        NoMetrics.record(Metric::count(names::DEAD_LETTERS, 1));
+    }
+
+    #[test]
+    fn kiro_metrics_selects_emf_or_off() {
+        assert_eq!(MetricsMode::parse(Some("emf")), MetricsMode::Emf);
+        assert_eq!(MetricsMode::parse(Some(" EMF ")), MetricsMode::Emf);
+        assert_eq!(MetricsMode::parse(Some("off")), MetricsMode::Off);
+        assert_eq!(MetricsMode::parse(None), MetricsMode::Off);
+        assert!(MetricsMode::Off.sink().is_none());
+        assert!(MetricsMode::Emf.sink().is_some());
+    }
+}
