@@ -166,7 +166,16 @@ pub enum DlqCommand {
         #[arg(long, default_value_t = 1000)]
         limit: usize,
     },
-    /// Put selected dead letters back into their project's queue (fresh dedup id).
+    /// The full record of one dead letter: attempts, fence, build id and log, trace id
+    /// (and the X-Ray console link on AWS).
+    Show {
+        /// Dead-letter message id (or the id it had in the queue).
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put selected dead letters back into their project's queue (fresh dedup id), one
+    /// at a time and in dead-letter order, writing one audit line per message.
     Replay {
         /// Dead-letter message id (repeatable).
         #[arg(long = "id")]
@@ -186,7 +195,33 @@ pub enum DlqCommand {
         /// Show what would be replayed; change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// At most this many messages per second.
+        #[arg(long, default_value_t = 10.0, value_parser = positive_rate)]
+        rate: f64,
+        /// Do not ask for confirmation (required when stdin is not a terminal).
+        #[arg(long, short = 'y')]
+        yes: bool,
     },
+    /// Move every dead letter back to the queue (StartMessageMoveTask on AWS).
+    Redrive {
+        /// Do not ask for confirmation (required when stdin is not a terminal).
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+    /// Delete every dead letter.
+    Purge {
+        /// Do not ask for confirmation (required when stdin is not a terminal).
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+}
+
+/// A finite rate above zero (messages per second).
+fn positive_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!("{s:?} is not a rate above zero")),
+    }
 }
 
 #[derive(Debug, Clone, Args)]

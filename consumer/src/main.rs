@@ -2,15 +2,15 @@
 //! and runs the engine or an operator command.
 
 mod config;
+mod dlq;
 mod health;
 mod wiring;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use config::{Cli, Command, DlqCommand, RunArgs};
+use config::{Cli, Command, RunArgs};
 use kiro_consumer::ops;
 use kiro_consumer::{Engine, EngineConfig, Ports, RetryPolicy};
-use kiro_protocol::{DlqSelection, MessageId};
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
 
@@ -55,47 +55,16 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Dlq {
-            command: DlqCommand::List { json, limit },
-        } => {
-            let entries = wired.queue.dlq_list(limit).await?;
-            let now = wired.clock.now();
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&ops::dlq_json(&entries, now))?
-                );
-            } else if entries.is_empty() {
-                println!("the dead-letter queue is empty");
-            } else {
-                print!("{}", ops::dlq_table(&entries, now));
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Dlq {
-            command:
-                DlqCommand::Replay {
-                    ids,
-                    project,
-                    class,
-                    older_than,
-                    all,
-                    dry_run,
+        Command::Dlq { command } => {
+            let show = ops::ShowContext {
+                state_dir: (cli.backend == config::Backend::Embedded)
+                    .then(|| cli.state_dir.clone()),
+                aws_region: match cli.backend {
+                    config::Backend::Aws => cli.aws.region().ok(),
+                    config::Backend::Embedded => None,
                 },
-        } => {
-            let selection = DlqSelection {
-                ids: ids.into_iter().map(MessageId::new).collect(),
-                project,
-                class,
-                older_than,
-                all,
             };
-            let report = wired.queue.dlq_replay(&selection, dry_run).await?;
-            let verb = if dry_run { "would replay" } else { "replayed" };
-            for id in &report.selected {
-                println!("{verb} {id}");
-            }
-            println!("{verb} {} message(s)", report.selected.len());
+            dlq::run(&*wired.queue, &*wired.clock, &show, command).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Health { .. } => Ok(ExitCode::SUCCESS),

@@ -1,9 +1,10 @@
-//! Operator views: job records and dead letters as aligned text tables or JSON.
+//! Operator views: job records and dead letters as aligned text tables or JSON, the
+//! full record of one dead letter (`dlq show`) and the audit line of a replay.
 //!
 //! Invariant: these views only read; nothing here changes a job or a message. Values
 //! shown come from typed records (no raw environment), so no secret can appear.
 
-use kiro_protocol::{DeadLetterEntry, Envelope, JobRecord, Timestamp};
+use kiro_protocol::{DeadLetterEntry, Envelope, JobRecord, MessageId, Timestamp, TraceContext};
 use serde_json::json;
 
 /// Render rows as a left-aligned table with a header.
@@ -84,8 +85,8 @@ pub fn jobs_json(jobs: &[JobRecord]) -> serde_json::Value {
     serde_json::to_value(jobs).unwrap_or_default()
 }
 
-/// The item id inside a dead letter's body, if it decodes.
-fn item_of(e: &DeadLetterEntry) -> String {
+/// The item id inside a dead letter's body, if it decodes (`?` otherwise).
+pub fn item_of(e: &DeadLetterEntry) -> String {
     Envelope::decode(&e.body)
         .map(|env| env.item.id.to_string())
         .unwrap_or_else(|_| "?".into())
@@ -145,6 +146,137 @@ pub fn dlq_json(entries: &[DeadLetterEntry], now: Timestamp) -> serde_json::Valu
     )
 }
 
+/// The trace id of a context in X-Ray form (`1-xxxxxxxx-xxxxxxxxxxxxxxxxxxxxxxxx`): the
+/// `Root` of the X-Ray header, else derived from the W3C trace id.
+pub fn xray_trace_id(trace: &TraceContext) -> Option<String> {
+    if let Some(root) = trace.xray.as_deref().and_then(|h| {
+        h.split(';')
+            .find_map(|p| p.trim().strip_prefix("Root="))
+            .map(str::to_owned)
+    }) {
+        return Some(root);
+    }
+    trace
+        .trace_id()
+        .map(|t| format!("1-{}-{}", &t[..8], &t[8..]))
+}
+
+/// The X-Ray console link of a trace.
+pub fn xray_link(region: &str, xray_id: &str) -> String {
+    format!("https://console.aws.amazon.com/xray/home?region={region}#/traces/{xray_id}")
+}
+
+/// What `dlq show` knows beyond the letter itself (it depends on the backend).
+#[derive(Debug, Clone, Default)]
+pub struct ShowContext {
+    /// The state directory of the embedded default (build logs live under it).
+    pub state_dir: Option<std::path::PathBuf>,
+    /// The AWS region, on the AWS backend (for the X-Ray console link).
+    pub aws_region: Option<String>,
+}
+
+/// Where the build log of `build_id` is, when known.
+fn log_location(ctx: &ShowContext, build_id: &str) -> Option<String> {
+    ctx.state_dir.as_ref().map(|d| {
+        d.join("builds")
+            .join(build_id.replace(':', "_"))
+            .join("build.log")
+            .display()
+            .to_string()
+    })
+}
+
+/// The full record of one dead letter as JSON.
+pub fn dlq_show_json(e: &DeadLetterEntry, now: Timestamp, ctx: &ShowContext) -> serde_json::Value {
+    let build_id = e.letter.build_id.clone().or_else(|| {
+        e.letter
+            .attempts
+            .iter()
+            .rev()
+            .find_map(|a| a.build_id.clone())
+    });
+    let xray = xray_trace_id(&e.letter.trace);
+    let link = match (&ctx.aws_region, &xray) {
+        (Some(region), Some(id)) => Some(xray_link(region, id)),
+        _ => None,
+    };
+    json!({
+        "message": e.id.as_str(),
+        "original_message": e.original_id.as_str(),
+        "project": e.group,
+        "item": item_of(e),
+        "class": e.letter.class.as_str(),
+        "reason": e.letter.reason,
+        "receive_count": e.receive_count,
+        "attempts": e.letter.attempts,
+        "fence": e.letter.fence,
+        "build_id": build_id,
+        "build_log": build_id.as_ref().and_then(|b| log_location(ctx, b.as_str())),
+        "trace_id": e.letter.trace.trace_id(),
+        "xray_trace_id": xray,
+        "xray_link": link,
+        "traceparent": e.letter.trace.traceparent,
+        "age_seconds": now.since(e.dead_lettered_at).as_secs(),
+    })
+}
+
+/// The full record of one dead letter as readable text (`key: value` lines).
+pub fn dlq_show(e: &DeadLetterEntry, now: Timestamp, ctx: &ShowContext) -> String {
+    let v = dlq_show_json(e, now, ctx);
+    let text = |k: &str| match &v[k] {
+        serde_json::Value::Null => "-".to_owned(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let mut out = String::new();
+    for (label, key) in [
+        ("message", "message"),
+        ("original message", "original_message"),
+        ("project", "project"),
+        ("item", "item"),
+        ("class", "class"),
+        ("reason", "reason"),
+        ("receive count", "receive_count"),
+        ("fence", "fence"),
+        ("build id", "build_id"),
+        ("build log", "build_log"),
+        ("trace id", "trace_id"),
+        ("x-ray trace", "xray_trace_id"),
+        ("x-ray console", "xray_link"),
+    ] {
+        out.push_str(&format!("{label:<17}{}\n", text(key)));
+    }
+    out.push_str(&format!(
+        "dead-lettered    {} ago\n",
+        age(now, e.dead_lettered_at)
+    ));
+    out.push_str(&format!("attempts         {}\n", e.letter.attempts.len()));
+    for a in &e.letter.attempts {
+        out.push_str(&format!(
+            "  #{} fence={} build={} failure={}\n",
+            a.attempt,
+            a.fence,
+            a.build_id.as_ref().map_or("-".into(), |b| b.to_string()),
+            a.failure
+                .as_ref()
+                .map_or("-".into(), |f| format!("{}: {}", f.class, f.reason)),
+        ));
+    }
+    out
+}
+
+/// The one audit line a replay writes per message.
+pub fn replay_audit_line(e: &DeadLetterEntry, new_id: &MessageId) -> String {
+    format!(
+        "replayed {} project={} item={} class={} new={}",
+        e.id,
+        e.group,
+        item_of(e),
+        e.letter.class,
+        new_id
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,6 +288,31 @@ mod tests {
             &[vec!["xxx".into(), "y".into()], vec!["z".into(), "w".into()]],
         );
         assert_eq!(t, "A    BB\nxxx  y\nz    w\n");
+    }
+
+    #[test]
+    fn xray_ids_from_either_header() {
+        let w3c = TraceContext::from_traceparent(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )
+        .unwrap_or_default();
+        assert_eq!(
+            xray_trace_id(&w3c).as_deref(),
+            Some("1-4bf92f35-77b34da6a3ce929d0e0e4736")
+        );
+        let aws = TraceContext {
+            xray: Some("Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            xray_trace_id(&aws).as_deref(),
+            Some("1-5759e988-bd862e3fe1be46a994272793")
+        );
+        assert_eq!(xray_trace_id(&TraceContext::default()), None);
+        assert_eq!(
+            xray_link("eu-west-1", "1-a-b"),
+            "https://console.aws.amazon.com/xray/home?region=eu-west-1#/traces/1-a-b"
+        );
     }
 
     #[test]
