@@ -98,6 +98,7 @@ async fn main() {
         contention_delay: Duration::from_secs(1),
         retry: RetryPolicy::default(),
         build_env: Default::default(),
+        metrics: None,
     };
     let mut engine = Engine::new(
         cfg,

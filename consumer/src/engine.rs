@@ -33,6 +33,7 @@ use kiro_protocol::{
     LeaseError, LeaseStore, OutcomeStatus, Receipt, TaskProtection, WorkItem, WorkQueue,
     WorkerOutcome,
 };
+use kiro_telemetry::metrics::{FAILURE_CLASS_DIMENSION, Metric, Metrics, Unit, names};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -73,6 +74,8 @@ pub struct EngineConfig {
     pub retry: RetryPolicy,
     /// Extra environment for every build (settings, never secrets).
     pub build_env: BTreeMap<String, String>,
+    /// Where the engine reports its metrics (CloudWatch EMF in production); none when off.
+    pub metrics: Option<Arc<dyn Metrics>>,
 }
 
 impl Default for EngineConfig {
@@ -90,6 +93,7 @@ impl Default for EngineConfig {
             contention_delay: Duration::from_secs(60),
             retry: RetryPolicy::default(),
             build_env: BTreeMap::new(),
+            metrics: None,
         }
     }
 }
@@ -228,6 +232,45 @@ impl Engine {
         &self.cfg
     }
 
+    /// Report one data point, stamped with the engine's clock.
+    fn metric(&self, m: Metric) {
+        if let Some(sink) = &self.cfg.metrics {
+            sink.record(m.at(self.ports.clock.now().millis()));
+        }
+    }
+
+    /// The metrics of a finished build: the alarm inputs (dimensionless), success or
+    /// failure by class, duration since the attempt started, and coverage.
+    fn finished_metrics(&self, job: &ActiveJob, failure: Option<&Failure>, coverage: Option<f64>) {
+        if self.cfg.metrics.is_none() {
+            return;
+        }
+        self.metric(Metric::count(names::BUILDS_FINISHED, 1));
+        if let Some(started) = job.record.history.last().map(|a| a.started_at) {
+            let ms = self.ports.clock.now().since(started).as_millis();
+            self.metric(Metric::millis(
+                names::BUILD_DURATION,
+                u64::try_from(ms).unwrap_or(u64::MAX),
+            ));
+        }
+        match failure {
+            None => self.metric(Metric::count(names::BUILDS_SUCCEEDED, 1)),
+            Some(f) => {
+                self.metric(Metric::count(names::BUILDS_FAILED, 1));
+                self.metric(
+                    Metric::count(names::BUILDS_FAILED_BY_CLASS, 1)
+                        .with_dimension(FAILURE_CLASS_DIMENSION, f.class.as_str()),
+                );
+                if f.class == FailureClass::TestsFailed {
+                    self.metric(Metric::count(names::TESTS_FAILED, 1));
+                }
+            }
+        }
+        if let Some(c) = coverage {
+            self.metric(Metric::new(names::COVERAGE, c, Unit::Percent));
+        }
+    }
+
     pub fn stats(&self) -> &EngineStats {
         &self.stats
     }
@@ -360,17 +403,18 @@ impl Engine {
                         report.adopted += 1;
                     } else {
                         report.started += 1;
+                        self.metric(Metric::count(names::BUILDS_STARTED, 1));
                         let visible = self
                             .last_settled
                             .get(&job.delivery.group)
                             .map_or(job.delivery.sent_at, |t| (*t).max(job.delivery.sent_at));
                         let latency = self.ports.clock.now().since(visible);
-                        if job.delivery.receive_count == 1
-                            && self.stats.dispatch_latency_ms.len() < 1_000_000
-                        {
-                            self.stats
-                                .dispatch_latency_ms
-                                .push(u64::try_from(latency.as_millis()).unwrap_or(u64::MAX));
+                        let latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
+                        if job.delivery.receive_count == 1 {
+                            self.metric(Metric::millis(names::DISPATCH_LATENCY, latency_ms));
+                            if self.stats.dispatch_latency_ms.len() < 1_000_000 {
+                                self.stats.dispatch_latency_ms.push(latency_ms);
+                            }
                         }
                     }
                     self.jobs.insert(job.item.project.to_string(), *job);
@@ -431,6 +475,7 @@ impl Engine {
                 info!(%holder, wait_ms = wait.as_millis() as u64, "project busy; message returned");
                 self.release_quietly(&d, wait).await;
                 settled.contention += 1;
+                self.metric(Metric::count(names::LEASE_CONTENTION, 1));
                 return Dispatch::Settled(settled);
             }
             Err(e) => {
@@ -808,6 +853,7 @@ impl Engine {
                 last.ended_at = Some(now);
                 last.failure = outcome.failure.clone();
             }
+            self.finished_metrics(&job, outcome.failure.as_ref(), outcome.coverage);
             match outcome.failure {
                 None => self.settle_success(job).await,
                 Some(f) => {
@@ -927,6 +973,7 @@ impl Engine {
             Ok(()) => {
                 warn!(message = %d.message_id, class = %letter.class, reason = %letter.reason, "dead-lettered");
                 r.dead_lettered = 1;
+                self.metric(Metric::count(names::DEAD_LETTERS, 1));
                 if let (Some(board), Ok(env)) = (&self.ports.board, Envelope::decode(&d.body)) {
                     let note = format!("dead-lettered ({}): {}", letter.class, letter.reason);
                     if let Err(e) = board

@@ -2,4 +2,5 @@
 //! (SQLite in a temp dir), with tokio's paused time driving leases, visibility and retries.
 
 mod engine;
+mod metrics;
 mod support;

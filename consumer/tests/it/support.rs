@@ -184,6 +184,7 @@ impl Harness {
                 max_delay: Duration::from_secs(60),
             },
             build_env: BTreeMap::new(),
+            metrics: None,
         }
     }
 
