@@ -166,6 +166,8 @@ async fn run(
             max_delay: args.retry_max,
         },
         build_env,
+        // `KIRO_METRICS=emf`: CloudWatch EMF lines on stdout; off by default.
+        metrics: kiro_telemetry::metrics::MetricsMode::from_env().sink(),
         ..EngineConfig::default()
     };
     tracing::info!(owner = %cfg.owner, max_jobs = cfg.max_jobs, "consumer starting");
