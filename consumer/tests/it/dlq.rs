@@ -308,3 +308,111 @@ async fn purge_and_redrive_with_yes() {
     );
     assert_eq!(s.ok(&["dlq", "list"]), "the dead-letter queue is empty\n");
 }
+
+/// The same console on SQS (moto): show gives the X-Ray console link, replay audits and
+/// requeues, purge empties the DLQ.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_on_sqs_shows_the_xray_link_replays_and_purges() {
+    use kiro_backends::aws::moto;
+    use kiro_backends::aws::sqs::{SqsQueue, SqsSettings};
+    let aws = moto::provision("dlq-console").await;
+    let q = SqsQueue::connect(
+        &moto::settings(),
+        SqsSettings::new(aws.queue_url.clone(), aws.dlq_url.clone()),
+        Arc::new(SystemClock),
+    )
+    .await;
+    let trace = TraceContext {
+        traceparent: Some(TRACEPARENT.into()),
+        tracestate: None,
+        xray: Some(
+            "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1".into(),
+        ),
+    };
+    let dead_letter = |body: &'static str| {
+        let q = &q;
+        let trace = trace.clone();
+        async move {
+            q.send(OutgoingMessage {
+                body: body.into(),
+                group: ProjectKey::parse("alpha").unwrap(),
+                dedup: DedupId::new(format!("{body}-{}", moto::unique("d"))),
+                trace: trace.clone(),
+                attributes: Default::default(),
+            })
+            .await
+            .unwrap();
+            let d = q
+                .receive(1, Duration::from_secs(1))
+                .await
+                .unwrap()
+                .remove(0);
+            let letter = DeadLetter {
+                reason: "tests failed".into(),
+                class: FailureClass::TestsFailed,
+                attempts: vec![],
+                fence: Some(Fence(3)),
+                build_id: Some(BuildId::new("proj:1234")),
+                trace,
+            };
+            q.dead_letter(&d, &letter).await.unwrap();
+        }
+    };
+    dead_letter("first").await;
+    let id = q.dlq_list(10).await.unwrap()[0].id.clone();
+
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_kiro-consumer"))
+            .args(["--backend", "aws", "--log-format", "json"])
+            .args(args)
+            .env("KIRO_AWS_REGION", "us-east-1")
+            .env("KIRO_AWS_ENDPOINT_URL", moto::moto().endpoint.clone())
+            .env("KIRO_QUEUE_URL", &aws.queue_url)
+            .env("KIRO_DLQ_URL", &aws.dlq_url)
+            .env("KIRO_LEASE_TABLE", &aws.table)
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let ok = |args: &[&str]| {
+        let out = run(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let show = ok(&["dlq", "show", id.as_str()]);
+    assert!(
+        show.contains(
+            "https://console.aws.amazon.com/xray/home?region=us-east-1#/traces/1-5759e988-bd862e3fe1be46a994272793"
+        ),
+        "{show}"
+    );
+    assert!(show.contains("proj:1234"), "{show}");
+
+    assert!(!run(&["dlq", "replay", "--all"]).status.success());
+    assert_eq!(
+        q.dlq_list(10).await.unwrap().len(),
+        1,
+        "a refusal changes nothing"
+    );
+    let out = ok(&["dlq", "replay", "--all", "--yes", "--rate", "1000"]);
+    assert!(
+        out.starts_with(&format!(
+            "replayed {id} project=alpha item=? class=tests-failed new="
+        )),
+        "{out}"
+    );
+    let back = q.receive(1, Duration::from_secs(1)).await.unwrap();
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].body, "first");
+    q.ack(&back[0].receipt).await.unwrap();
+
+    dead_letter("second").await;
+    assert_eq!(ok(&["dlq", "purge", "--yes"]), "purged 1 dead letter(s)\n");
+    assert!(q.dlq_list(10).await.unwrap().is_empty());
+}
