@@ -361,9 +361,11 @@ async fn console_on_sqs_shows_the_xray_link_replays_and_purges() {
     dead_letter("first").await;
     let id = q.dlq_list(10).await.unwrap()[0].id.clone();
 
+    let state = tempfile::tempdir().unwrap();
     let run = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_kiro-consumer"))
-            .args(["--backend", "aws", "--log-format", "json"])
+            .args(["--backend", "aws", "--log-format", "json", "--state-dir"])
+            .arg(state.path())
             .args(args)
             .env("KIRO_AWS_REGION", "us-east-1")
             .env("KIRO_AWS_ENDPOINT_URL", moto::moto().endpoint.clone())
