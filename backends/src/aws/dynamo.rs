@@ -139,6 +139,23 @@ impl DynamoLeaseStore {
         DynamoLeaseStore::new(Client::new(&config), table, clock, skew)
     }
 
+    /// An `UpdateItem` of `lease`'s row that only applies while its owner and fence are
+    /// still the caller's (the fenced write behind renew and release).
+    fn fenced_lease_update(
+        &self,
+        lease: &Lease,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(&lease.project, LEASE_SK)))
+            .condition_expression("#o = :o AND #f = :f")
+            .expression_attribute_names("#o", "owner")
+            .expression_attribute_names("#f", "fence")
+            .expression_attribute_values(":o", s(&lease.owner))
+            .expression_attribute_values(":f", n(lease.fence.0))
+    }
+
     /// Create this store's table (tests, operators).
     pub async fn create_table(&self) -> Result<(), PortError> {
         create_table(&self.client, &self.table).await
@@ -342,18 +359,10 @@ impl LeaseStore for DynamoLeaseStore {
         let res = Box::pin(self.write(
             || {
                 let req = self
-                    .client
-                    .update_item()
-                    .table_name(&self.table)
-                    .set_key(Some(key(&lease.project, LEASE_SK)))
+                    .fenced_lease_update(lease)
                     .update_expression("SET #e = :e, #t = :t")
-                    .condition_expression("#o = :o AND #f = :f")
-                    .expression_attribute_names("#o", "owner")
-                    .expression_attribute_names("#f", "fence")
                     .expression_attribute_names("#e", "expires_at")
                     .expression_attribute_names("#t", "expires_ttl")
-                    .expression_attribute_values(":o", s(&lease.owner))
-                    .expression_attribute_values(":f", n(lease.fence.0))
                     .expression_attribute_values(":e", n(expires_at.millis()))
                     .expression_attribute_values(":t", n(expires_at.as_secs() + LEASE_TTL_GRACE_S));
                 let renewed = renewed.clone();
@@ -392,16 +401,8 @@ impl LeaseStore for DynamoLeaseStore {
         let res = Box::pin(self.write(
             || {
                 let req = self
-                    .client
-                    .update_item()
-                    .table_name(&self.table)
-                    .set_key(Some(key(&lease.project, LEASE_SK)))
-                    .update_expression("REMOVE #o")
-                    .condition_expression("#o = :o AND #f = :f")
-                    .expression_attribute_names("#o", "owner")
-                    .expression_attribute_names("#f", "fence")
-                    .expression_attribute_values(":o", s(&lease.owner))
-                    .expression_attribute_values(":f", n(lease.fence.0));
+                    .fenced_lease_update(lease)
+                    .update_expression("REMOVE #o");
                 async move {
                     req.send()
                         .await
