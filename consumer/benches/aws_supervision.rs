@@ -115,6 +115,14 @@ impl WorkQueue for CountingQueue {
         Calls::bump(&self.calls.sqs_delete, 1);
         self.inner.ack(receipt).await
     }
+    async fn ack_batch(
+        &self,
+        receipts: &[Receipt],
+    ) -> Result<Vec<Result<(), PortError>>, PortError> {
+        // The SQS adapter sends DeleteMessageBatch in tens.
+        Calls::bump(&self.calls.sqs_delete, receipts.len().div_ceil(10) as u64);
+        self.inner.ack_batch(receipts).await
+    }
     async fn release(&self, receipt: &Receipt, delay: Duration) -> Result<(), PortError> {
         Calls::bump(&self.calls.sqs_change_visibility, 1);
         self.inner.release(receipt, delay).await
@@ -446,7 +454,7 @@ async fn run(n: usize, build_minutes: u64) {
         wall.elapsed().as_secs_f64()
     );
     println!(
-        "SQS: {} (ReceiveMessage {}, ChangeMessageVisibilityBatch {}, DeleteMessage {}, ChangeMessageVisibility {}, other {})",
+        "SQS: {} (ReceiveMessage {}, ChangeMessageVisibilityBatch {}, DeleteMessage(Batch) {}, ChangeMessageVisibility {}, other {})",
         calls.sqs(),
         g(&calls.sqs_receive),
         g(&calls.sqs_visibility_batch),
