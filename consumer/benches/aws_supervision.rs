@@ -17,6 +17,9 @@
 //! tick against ⌈n/10⌉ and ⌈n/100⌉, peak RSS (VmHWM) and CPU time. Asserts nothing.
 //! Run: `cargo bench -p kiro-consumer --bench aws_supervision -- [JOBS] [BUILD_MINUTES]`.
 
+#[path = "common/mod.rs"]
+mod common;
+
 use async_trait::async_trait;
 use aws_sdk_codebuild::Client;
 use aws_sdk_codebuild::config::retry::RetryConfig;
@@ -28,7 +31,6 @@ use kiro_backends::aws::codebuild::CodeBuildRunner;
 use kiro_backends::embedded::{EmbeddedDb, QueueConfig, SqliteLeaseStore, SqliteQueue};
 use kiro_consumer::clock::TokioClock;
 use kiro_consumer::{Engine, EngineConfig, Ports};
-use kiro_protocol::ports::queue::standard_attributes;
 use kiro_protocol::*;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -336,29 +338,7 @@ async fn run(n: usize, build_minutes: u64) {
         .expect("queue"),
     );
     for i in 0..n {
-        let item = BoardItem {
-            id: format!("I-{i}"),
-            project: format!("p{i:05}"),
-            title: String::new(),
-            repo: "acme/bench".into(),
-            branch: "feature/bench".into(),
-            spec: "bench".into(),
-            pr: "1".into(),
-            updated_at: "1".into(),
-        }
-        .validate()
-        .expect("valid item");
-        let trace = TraceContext::default();
-        sqlite_queue
-            .send(OutgoingMessage {
-                body: Envelope::new(item.clone(), trace.clone(), clock.now()).encode(),
-                group: item.project.clone(),
-                dedup: item.dedup_id(),
-                attributes: standard_attributes(&trace),
-                trace,
-            })
-            .await
-            .expect("send");
+        common::enqueue(&*sqlite_queue, &*clock, i, format!("p{i:05}")).await;
     }
     let queue = Arc::new(CountingQueue {
         inner: sqlite_queue,

@@ -6,13 +6,13 @@
 //! p50/p99 dispatch latency (message visible → build started). Run with
 //! `scripts/bench.sh` (`cargo bench -p kiro-consumer --bench dispatch -- [ITEMS] [PROJECTS] [MAX_JOBS]`).
 
+#[path = "common/mod.rs"]
+mod common;
+
 use kiro_backends::embedded::{EmbeddedDb, QueueConfig, SqliteLeaseStore, SqliteQueue};
 use kiro_backends::noop::NoopBuildRunner;
 use kiro_consumer::{Engine, EngineConfig, Ports, RetryPolicy};
-use kiro_protocol::ports::queue::standard_attributes;
-use kiro_protocol::{
-    BoardItem, Clock, Envelope, OutgoingMessage, ProjectKey, SystemClock, TraceContext, WorkQueue,
-};
+use kiro_protocol::{Clock, SystemClock};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -58,30 +58,7 @@ async fn main() {
 
     let t0 = Instant::now();
     for n in 0..items {
-        let project = format!("p{:04}", n % projects);
-        let item = BoardItem {
-            id: format!("I-{n}"),
-            project: project.clone(),
-            title: String::new(),
-            repo: "acme/bench".into(),
-            branch: "feature/bench".into(),
-            spec: "bench".into(),
-            pr: "1".into(),
-            updated_at: "1".into(),
-        }
-        .validate()
-        .expect("valid item");
-        let trace = TraceContext::default();
-        queue
-            .send(OutgoingMessage {
-                body: Envelope::new(item.clone(), trace.clone(), clock.now()).encode(),
-                group: ProjectKey::parse(&project).expect("project"),
-                dedup: item.dedup_id(),
-                attributes: standard_attributes(&trace),
-                trace,
-            })
-            .await
-            .expect("send");
+        common::enqueue(&*queue, &*clock, n, format!("p{:04}", n % projects)).await;
     }
     let enqueue = t0.elapsed();
 

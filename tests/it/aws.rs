@@ -30,16 +30,7 @@ async fn the_pipeline_runs_on_sqs_and_dynamodb() {
         ("AWS_SECRET_ACCESS_KEY".to_owned(), "test".to_owned()),
     ]);
 
-    let produce = Command::new(bin.join("kiro-producer"))
-        .arg("--once")
-        .envs(env.clone())
-        .output()
-        .unwrap();
-    assert!(
-        produce.status.success(),
-        "{}",
-        String::from_utf8_lossy(&produce.stderr)
-    );
+    produce_once(&bin, &env);
     let consume = Command::new(bin.join("kiro-consumer"))
         .args([
             "run",

@@ -23,16 +23,7 @@ async fn a_killed_consumer_is_replaced_without_duplicate_builds() {
         ),
     ));
 
-    let produce = Command::new(bin.join("kiro-producer"))
-        .arg("--once")
-        .envs(env.clone())
-        .output()
-        .unwrap();
-    assert!(
-        produce.status.success(),
-        "{}",
-        String::from_utf8_lossy(&produce.stderr)
-    );
+    produce_once(&bin, &env);
 
     let consumer_args = [
         "run",

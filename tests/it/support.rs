@@ -172,6 +172,20 @@ pub fn forge(tmp: &Path) -> PathBuf {
     state
 }
 
+/// `kiro-producer --once` with `env`; it must succeed.
+pub fn produce_once(bin: &Path, env: &[(String, String)]) {
+    let out = std::process::Command::new(bin.join("kiro-producer"))
+        .arg("--once")
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// The environment the quick start gives the binaries.
 pub fn pipeline_env(state: &Path) -> Vec<(String, String)> {
     let ex = example();

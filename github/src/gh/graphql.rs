@@ -76,6 +76,22 @@ fn class_of(kind: Option<&str>) -> FailureClass {
     }
 }
 
+/// POST a GraphQL document and parse the answer (a non-2xx status is an error).
+async fn post(
+    client: &GithubClient,
+    document: &str,
+    variables: Value,
+    what: &str,
+) -> Result<GqlResponse, PortError> {
+    let url = client.settings().graphql_endpoint();
+    let body = json!({ "query": document, "variables": variables });
+    let resp = client.send(Method::POST, &url, Some(&body)).await?;
+    if !resp.status.is_success() {
+        return Err(client.error_for(&resp, what));
+    }
+    resp.json(what)
+}
+
 /// Run a query; `what` names the operation in errors.
 pub async fn query(
     client: &GithubClient,
@@ -83,13 +99,7 @@ pub async fn query(
     variables: Value,
     what: &str,
 ) -> Result<GraphqlOutcome, PortError> {
-    let url = client.settings().graphql_endpoint();
-    let body = json!({ "query": document, "variables": variables });
-    let resp = client.send(Method::POST, &url, Some(&body)).await?;
-    if !resp.status.is_success() {
-        return Err(client.error_for(&resp, what));
-    }
-    let parsed: GqlResponse = resp.json(what)?;
+    let parsed = post(client, document, variables, what).await?;
     let warnings: Vec<String> = parsed.errors.iter().map(|e| describe(client, e)).collect();
     match parsed.data {
         Some(data) if !data.is_null() => {
@@ -117,13 +127,7 @@ pub async fn mutate(
     variables: Value,
     what: &str,
 ) -> Result<Value, PortError> {
-    let url = client.settings().graphql_endpoint();
-    let body = json!({ "query": document, "variables": variables });
-    let resp = client.send(Method::POST, &url, Some(&body)).await?;
-    if !resp.status.is_success() {
-        return Err(client.error_for(&resp, what));
-    }
-    let parsed: GqlResponse = resp.json(what)?;
+    let parsed = post(client, document, variables, what).await?;
     if let Some(first) = parsed.errors.first() {
         let all: Vec<String> = parsed.errors.iter().map(|e| describe(client, e)).collect();
         return Err(PortError::new(
