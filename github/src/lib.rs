@@ -4,7 +4,8 @@
 //!   status changes and pull-request reports live in the shared state database.
 //! - [`gh`]: the GitHub adapters — a Projects (v2) board over GraphQL, pull-request
 //!   reports and check runs over REST, token or GitHub App authentication.
-//! - [`redact`]: strips token-looking values from any text before it is stored or shown.
+//! - [`redact`]: strips token-looking values from any text before it is stored or shown
+//!   (re-exported from `kiro-protocol`, where the logs and spans share it).
 //!
 //! Invariant: callers only see the ports of `kiro-protocol` and [`PortError`]s; nothing
 //! this crate stores on a board item or a pull request has passed around [`redact()`].
@@ -13,7 +14,7 @@
 
 pub mod embedded;
 pub mod gh;
-pub mod redact;
+pub use kiro_protocol::redact;
 
 pub use embedded::{BoardEntry, BoardFileError, EmbeddedBoard, EmbeddedPulls, StoredReport};
-pub use redact::redact;
+pub use kiro_protocol::redact::redact;

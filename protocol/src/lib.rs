@@ -15,6 +15,7 @@ pub mod ids;
 pub mod job;
 pub mod outcome;
 pub mod ports;
+pub mod redact;
 pub mod trace;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};

@@ -7,6 +7,7 @@
 //! the CloudWatch Embedded Metric Format lines of [`metrics`].
 
 pub mod metrics;
+pub mod otlp_metrics;
 
 use clap::ValueEnum;
 use std::io::IsTerminal;

@@ -1,4 +1,4 @@
-//! Secret redaction for text that leaves the process: board notes and pull-request reports.
+//! Secret redaction for text that leaves the process: logs, span attributes, board notes and pull-request reports.
 //!
 //! Invariant: [`redact`] replaces every value that looks like a credential — GitHub tokens
 //! (`ghp_`, `gho_`, `ghu_`, `ghs_`, `ghr_`, `github_pat_`), Kiro API keys (`ksk_`) and AWS

@@ -1,0 +1,1 @@
+//! OTLP metrics export (filled in by the metrics work).
