@@ -7,6 +7,7 @@
 //! the CloudWatch Embedded Metric Format lines of [`metrics`].
 
 pub mod metrics;
+pub mod otel_env;
 pub mod otlp_metrics;
 
 use clap::ValueEnum;
