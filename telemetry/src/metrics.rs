@@ -3,12 +3,18 @@
 //! Owns how the binaries report numbers: a [`Metric`] (name, value, unit, dimensions) is
 //! handed to a [`Metrics`] sink, which is [`EmfMetrics`] in production (one CloudWatch
 //! Embedded Metric Format JSON line per metric, written to stdout where the awslogs driver
-//! or the CloudWatch agent picks it up), [`NoMetrics`] when metrics are off, and
-//! [`MemoryMetrics`] in tests. The names and the namespace are the ones the deployed
-//! CloudWatch alarms read (`infra-pulumi/src/stack.ts`: `METRICS_NAMESPACE`,
+//! or the CloudWatch agent picks it up), [`OtlpMetrics`](crate::otlp_metrics::OtlpMetrics)
+//! when the `OTEL_*` environment names a metrics endpoint, [`FanOut`] when both are on,
+//! [`NoMetrics`] when metrics are off, and [`MemoryMetrics`] in tests. [`MetricsMode`]
+//! (`KIRO_METRICS`) turns EMF on or off; OTLP is turned on by the `OTEL_*` variables
+//! alone, so either, both or neither may run. The names and the namespace are the ones the
+//! deployed CloudWatch alarms read (`infra-pulumi/src/stack.ts`: `METRICS_NAMESPACE`,
 //! `EMF_METRICS`). Invariant: recording never fails and never blocks on anything but the
-//! writer; an I/O error is dropped (metrics are best effort, never fatal).
+//! writer (never on the network); an I/O or export error is dropped (metrics are best
+//! effort, never fatal). [`Metrics::flush`] is for shutdown: it may block the calling
+//! thread while buffered data points are sent.
 
+use crate::otlp_metrics::OtlpMetrics;
 use clap::ValueEnum;
 use serde_json::{Map, Value, json};
 use std::fmt;
@@ -123,7 +129,41 @@ impl Metric {
 
 /// Where metrics go. Object-safe; implementations never fail.
 pub trait Metrics: Send + Sync + fmt::Debug {
+    /// Record one data point (never blocks on the network).
     fn record(&self, m: Metric);
+
+    /// Send whatever is buffered (at shutdown); may block the calling thread for a while.
+    /// Sinks that write as they record have nothing to do.
+    fn flush(&self) {}
+}
+
+/// Every data point to each of several sinks (EMF and OTLP both on).
+#[derive(Debug, Clone)]
+pub struct FanOut {
+    sinks: Vec<Arc<dyn Metrics>>,
+}
+
+impl FanOut {
+    pub fn new(sinks: Vec<Arc<dyn Metrics>>) -> Self {
+        FanOut { sinks }
+    }
+}
+
+impl Metrics for FanOut {
+    fn record(&self, m: Metric) {
+        if let Some((last, rest)) = self.sinks.split_last() {
+            for s in rest {
+                s.record(m.clone());
+            }
+            last.record(m);
+        }
+    }
+
+    fn flush(&self) {
+        for s in &self.sinks {
+            s.flush();
+        }
+    }
 }
 
 /// Metrics off: every data point is dropped.
@@ -273,13 +313,45 @@ impl MetricsMode {
         }
     }
 
-    /// The sink for this mode (`None` when off).
+    /// The sink for this mode, plus OTLP when the `OTEL_*` environment turns it on
+    /// (whatever the mode), for the service named after the running executable
+    /// (`kiro-consumer`, …) unless `OTEL_SERVICE_NAME` says otherwise; `None` when both
+    /// are off.
     pub fn sink(self) -> Option<Arc<dyn Metrics>> {
-        match self {
+        self.sink_for(&default_service())
+    }
+
+    /// [`MetricsMode::sink`] with `service` as the default service name.
+    pub fn sink_for(self, service: &str) -> Option<Arc<dyn Metrics>> {
+        self.sink_with(EmfMetrics::stdout, OtlpMetrics::from_env(service))
+    }
+
+    /// The sink for this mode and `otlp`: EMF (built by `emf`, called only in the EMF
+    /// mode), OTLP, a [`FanOut`] to both, or `None`.
+    pub fn sink_with(
+        self,
+        emf: impl FnOnce() -> EmfMetrics,
+        otlp: Option<OtlpMetrics>,
+    ) -> Option<Arc<dyn Metrics>> {
+        let emf: Option<Arc<dyn Metrics>> = match self {
             MetricsMode::Off => None,
-            MetricsMode::Emf => Some(Arc::new(EmfMetrics::stdout())),
+            MetricsMode::Emf => Some(Arc::new(emf())),
+        };
+        let otlp: Option<Arc<dyn Metrics>> = otlp.map(|o| Arc::new(o) as Arc<dyn Metrics>);
+        match (emf, otlp) {
+            (Some(e), Some(o)) => Some(Arc::new(FanOut::new(vec![e, o]))),
+            (e, o) => e.or(o),
         }
     }
+}
+
+/// The running executable's name (`kiro-consumer`, `kiro-producer`, `kiro-worker`).
+fn default_service() -> String {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "kiro-codebuild-worker".to_owned())
 }
 
 #[cfg(test)]
@@ -382,7 +454,22 @@ mod tests {
         assert_eq!(MetricsMode::parse(Some(" EMF ")), MetricsMode::Emf);
         assert_eq!(MetricsMode::parse(Some("off")), MetricsMode::Off);
         assert_eq!(MetricsMode::parse(None), MetricsMode::Off);
-        assert!(MetricsMode::Off.sink().is_none());
-        assert!(MetricsMode::Emf.sink().is_some());
+        let no_emf = || -> EmfMetrics { unreachable!("EMF is off") };
+        assert!(MetricsMode::Off.sink_with(no_emf, None).is_none());
+        let emf = MetricsMode::Emf.sink_with(|| EmfMetrics::to_writer(Shared::default()), None);
+        assert!(format!("{emf:?}").contains("EmfMetrics"));
+    }
+
+    #[test]
+    fn a_fan_out_gives_every_sink_every_point_and_flushes_them_all() {
+        let (a, b) = (MemoryMetrics::new(), MemoryMetrics::new());
+        let fan = FanOut::new(vec![Arc::new(a.clone()), Arc::new(b.clone())]);
+        fan.record(Metric::count(names::DEAD_LETTERS, 2));
+        fan.record(Metric::millis(names::DISPATCH_LATENCY, 40));
+        fan.flush();
+        assert_eq!(a.all(), b.all());
+        assert_eq!(a.sum(names::DEAD_LETTERS), 2.0);
+        assert_eq!(b.named(names::DISPATCH_LATENCY).len(), 1);
+        FanOut::new(Vec::new()).record(Metric::count(names::DEAD_LETTERS, 1));
     }
 }
