@@ -1,8 +1,9 @@
 //! The dead-letter console, end to end: the real `kiro-consumer dlq …` binary against an
 //! embedded state directory filled through the `SqliteQueue` API (send, receive,
 //! dead-letter). Checks outputs and effects of list / show / replay / dry-run / purge,
-//! the refusal without `--yes` on a non-terminal stdin, per-project order on replay and
-//! that an interrupted replay loses nothing.
+//! the refusal without `--yes` on a non-terminal stdin, per-project order on replay,
+//! that an interrupted replay loses nothing and that no progress bar is drawn when
+//! stdout is not a terminal; on SQS (moto), the X-Ray console link.
 
 use kiro_backends::embedded::{EmbeddedDb, QueueConfig, SqliteQueue};
 use kiro_protocol::*;
@@ -213,7 +214,7 @@ async fn replay_audits_each_message_and_keeps_project_order() {
     let a2 = s
         .dead_letter("A2", "alpha", FailureClass::TestsFailed)
         .await;
-    let out = s.ok(&[
+    let run = s.run(&[
         "dlq",
         "replay",
         "--project",
@@ -222,6 +223,9 @@ async fn replay_audits_each_message_and_keeps_project_order() {
         "--rate",
         "1000",
     ]);
+    assert!(run.status.success());
+    assert_no_bar(&run);
+    let out = String::from_utf8(run.stdout).unwrap();
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 3, "{out}");
     assert!(
@@ -281,13 +285,29 @@ async fn interrupted_replay_loses_nothing() {
     assert_eq!(s.dlq_len().await, 0);
 }
 
+/// Progress bars are drawn only when stdout is a terminal: through a pipe, stdout holds
+/// exactly the audit and count lines and stderr no bar (no carriage return, no escape).
+fn assert_no_bar(out: &Output) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !err.contains('\r') && !err.contains('\x1b'),
+        "a progress bar was drawn off a terminal: {err:?}"
+    );
+}
+
 #[tokio::test]
 async fn purge_and_redrive_with_yes() {
     let s = State::new();
     s.dead_letter("A1", "alpha", FailureClass::TestsFailed)
         .await;
     s.dead_letter("B1", "beta", FailureClass::TestsFailed).await;
-    assert_eq!(s.ok(&["dlq", "redrive", "--yes"]), "redrove 2 message(s)\n");
+    let out = s.run(&["dlq", "redrive", "--yes"]);
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "redrove 2 message(s)\n"
+    );
+    assert_no_bar(&out);
     assert_eq!(s.dlq_len().await, 0);
     let mut items = s.drain_items().await;
     items.sort();
@@ -297,10 +317,13 @@ async fn purge_and_redrive_with_yes() {
         .await;
     s.dead_letter("D1", "delta", FailureClass::TestsFailed)
         .await;
+    let out = s.run(&["dlq", "purge", "--yes"]);
+    assert!(out.status.success());
     assert_eq!(
-        s.ok(&["dlq", "purge", "--yes"]),
+        String::from_utf8_lossy(&out.stdout),
         "purged 2 dead letter(s)\n"
     );
+    assert_no_bar(&out);
     assert_eq!(s.dlq_len().await, 0);
     assert!(
         s.drain_items().await.is_empty(),
