@@ -171,12 +171,16 @@ pub fn xray_link(region: &str, xray_id: &str) -> String {
 pub struct ShowContext {
     /// The state directory of the embedded default (build logs live under it).
     pub state_dir: Option<std::path::PathBuf>,
-    /// The AWS region, on the AWS backend (for the X-Ray console link).
+    /// The AWS region, on the AWS backend (for the X-Ray and CodeBuild console links).
     pub aws_region: Option<String>,
 }
 
-/// Where the build log of `build_id` is, when known.
+/// Where the build log of `build_id` is, when known: on AWS the CodeBuild console page of
+/// the build (its logs are a tab there), on the embedded default the log file.
 fn log_location(ctx: &ShowContext, build_id: &str) -> Option<String> {
+    if let Some(region) = &ctx.aws_region {
+        return codebuild_link(region, build_id);
+    }
     ctx.state_dir.as_ref().map(|d| {
         d.join("builds")
             .join(build_id.replace(':', "_"))
@@ -184,6 +188,29 @@ fn log_location(ctx: &ShowContext, build_id: &str) -> Option<String> {
             .display()
             .to_string()
     })
+}
+
+/// The CodeBuild console link of a build; its id is `<project>:<uuid>` (None otherwise).
+pub fn codebuild_link(region: &str, build_id: &str) -> Option<String> {
+    let (project, _) = build_id.split_once(':')?;
+    Some(format!(
+        "https://{region}.console.aws.amazon.com/codesuite/codebuild/projects/{}/build/{}/?region={region}",
+        url_encode(project),
+        url_encode(build_id)
+    ))
+}
+
+/// Percent-encode everything but RFC 3986's unreserved characters (so `:` is `%3A`).
+fn url_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// The full record of one dead letter as JSON.
@@ -313,6 +340,36 @@ mod tests {
             xray_link("eu-west-1", "1-a-b"),
             "https://console.aws.amazon.com/xray/home?region=eu-west-1#/traces/1-a-b"
         );
+    }
+
+    #[test]
+    fn build_logs_link_codebuild_on_aws_and_a_file_locally() {
+        let aws = ShowContext {
+            state_dir: None,
+            aws_region: Some("eu-west-1".into()),
+        };
+        assert_eq!(
+            log_location(&aws, "kiro-calc:0f9e8d7c-1234-4abc-9def-0123456789ab").as_deref(),
+            Some(
+                "https://eu-west-1.console.aws.amazon.com/codesuite/codebuild/projects/kiro-calc\
+                 /build/kiro-calc%3A0f9e8d7c-1234-4abc-9def-0123456789ab/?region=eu-west-1"
+            )
+        );
+        assert_eq!(
+            codebuild_link("eu-west-1", "no-colon"),
+            None,
+            "not a CodeBuild id"
+        );
+        assert_eq!(url_encode("a b/c:d"), "a%20b%2Fc%3Ad");
+        let local = ShowContext {
+            state_dir: Some("/state".into()),
+            aws_region: None,
+        };
+        assert_eq!(
+            log_location(&local, "local:X1").as_deref(),
+            Some("/state/builds/local_X1/build.log")
+        );
+        assert_eq!(log_location(&ShowContext::default(), "p:1"), None);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! dead-letter). Checks outputs and effects of list / show / replay / dry-run / purge,
 //! the refusal without `--yes` on a non-terminal stdin, per-project order on replay,
 //! that an interrupted replay loses nothing and that no progress bar is drawn when
-//! stdout is not a terminal; on SQS (moto), the X-Ray console link.
+//! stdout is not a terminal; on SQS (moto), the X-Ray and CodeBuild console links.
 
 use kiro_backends::embedded::{EmbeddedDb, QueueConfig, SqliteQueue};
 use kiro_protocol::*;
@@ -418,6 +418,16 @@ async fn console_on_sqs_shows_the_xray_link_replays_and_purges() {
         "{show}"
     );
     assert!(show.contains("proj:1234"), "{show}");
+    let build_link = "https://us-east-1.console.aws.amazon.com/codesuite/codebuild/projects/proj\
+                      /build/proj%3A1234/?region=us-east-1";
+    assert!(
+        show.lines()
+            .any(|l| l.starts_with("build log") && l.ends_with(build_link)),
+        "{show}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&["dlq", "show", id.as_str(), "--json"])).unwrap();
+    assert_eq!(json["build_log"], build_link);
 
     assert!(!run(&["dlq", "replay", "--all"]).status.success());
     assert_eq!(
