@@ -125,6 +125,19 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show one work item's trace: on the embedded default, the spans the producer,
+    /// consumer and worker stored under the state directory, as a tree with durations
+    /// and events; on AWS, the trace id and the X-Ray console link.
+    Trace {
+        /// The board item id.
+        item: String,
+        /// Only the item of this project (when the same id is used in several).
+        #[arg(long)]
+        project: Option<String>,
+        /// Print the stored spans as JSON (embedded default).
+        #[arg(long)]
+        json: bool,
+    },
     /// Inspect and replay the dead-letter queue.
     Dlq {
         #[command(subcommand)]

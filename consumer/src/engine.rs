@@ -34,13 +34,17 @@ use kiro_protocol::{
     WorkerOutcome,
 };
 use kiro_telemetry::metrics::{FAILURE_CLASS_DIMENSION, Metric, Metrics, Unit, names};
+use kiro_telemetry::otel::{self, keys};
+use opentelemetry::KeyValue;
+use opentelemetry::trace::Status;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, debug, info, info_span, instrument, warn};
+use tracing::{Instrument, Span, debug, info, info_span, instrument, warn};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// Most messages one receive asks for (the SQS limit).
 const RECEIVE_BATCH: usize = 10;
@@ -151,6 +155,9 @@ struct ActiveJob {
     safe_until: Instant,
     next_renew: Instant,
     next_poll: Instant,
+    /// The item's `process` span: heartbeats, retries and the handoff are its events;
+    /// it ends when the job is settled or handed off.
+    span: Span,
 }
 
 /// What one tick did (counts), for logs, tests and the benchmark.
@@ -197,7 +204,7 @@ enum Dispatch {
     Settled(TickReport),
     /// Success recorded; the message is acked in one batch with the tick's other
     /// successes, then the lease is released.
-    Succeeded(Receipt, Box<Lease>),
+    Succeeded(Receipt, Box<Lease>, Span),
 }
 
 #[derive(Debug)]
@@ -420,7 +427,7 @@ impl Engine {
                     self.jobs.insert(job.item.project.to_string(), *job);
                 }
                 Dispatch::Settled(r) => report.add(&r),
-                Dispatch::Succeeded(receipt, lease) => done.push((receipt, lease)),
+                Dispatch::Succeeded(receipt, lease, span) => done.push((receipt, lease, span)),
             }
         }
         self.ack_successes(done, report).await;
@@ -428,10 +435,57 @@ impl Engine {
 
     /// Take one delivery as far as a running build, or settle it.
     async fn dispatch(&self, d: Delivery) -> Dispatch {
-        let envelope = match Envelope::decode(&d.body) {
+        let decoded = Envelope::decode(&d.body);
+        // The message attributes carry the context; the envelope keeps a copy (for a
+        // queue that lost the attributes, e.g. a hand-made replay).
+        let trace = match &decoded {
+            Ok(e) if d.trace.is_empty() => &e.trace,
+            _ => &d.trace,
+        };
+        let span = self.process_span(&d, trace);
+        self.dispatch_in(d, decoded, span.clone())
+            .instrument(span)
+            .await
+    }
+
+    /// The `process` span of a delivery: a child of the producer's `send` span (whose
+    /// context the message carries) and linked to it, as the messaging conventions ask.
+    fn process_span(&self, d: &Delivery, trace: &kiro_protocol::TraceContext) -> Span {
+        let dest = self.ports.queue.destination();
+        let span = info_span!(
+            parent: None,
+            "process",
+            otel.name = %format!("process {}", dest.name),
+            otel.kind = "consumer",
+            trace_id = tracing::field::Empty,
+            kiro.project = %d.group,
+            kiro.item = tracing::field::Empty,
+        );
+        otel::continue_trace(&span, trace);
+        span.set_attribute(keys::MESSAGING_SYSTEM, dest.system);
+        span.set_attribute(keys::MESSAGING_OPERATION_TYPE, "process");
+        span.set_attribute(keys::MESSAGING_OPERATION_NAME, "process");
+        span.set_attribute(keys::MESSAGING_DESTINATION_NAME, dest.name);
+        span.set_attribute(keys::MESSAGING_MESSAGE_ID, d.message_id.to_string());
+        span.set_attribute(keys::MESSAGING_GROUP, d.group.clone());
+        span.set_attribute(
+            "messaging.aws.sqs.receive_count",
+            i64::from(d.receive_count),
+        );
+        span
+    }
+
+    async fn dispatch_in(
+        &self,
+        d: Delivery,
+        decoded: Result<Envelope, kiro_protocol::EnvelopeError>,
+        span: Span,
+    ) -> Dispatch {
+        let envelope = match decoded {
             Ok(e) => e,
             Err(e) => {
                 let failure = Failure::from(e);
+                span.set_status(Status::error(failure.reason.clone()));
                 warn!(message = %d.message_id, reason = %failure.reason, "undecodable message");
                 let letter = DeadLetter {
                     reason: failure.reason.clone(),
@@ -445,10 +499,8 @@ impl Engine {
             }
         };
         let item = envelope.item;
-        let span = info_span!("process", project = %item.project, item = %item.id, message = %d.message_id);
-        self.dispatch_item(d, item, envelope.trace)
-            .instrument(span)
-            .await
+        span.record("kiro.item", tracing::field::display(&item.id));
+        self.dispatch_item(d, item, envelope.trace).await
     }
 
     async fn dispatch_item(
@@ -557,6 +609,7 @@ impl Engine {
                     settled.deferred += 1;
                     return Dispatch::Settled(settled);
                 }
+                record_build(&id, &lease);
                 info!(build = %id, fence = %lease.fence, "re-attached to a running build");
                 return Dispatch::Active(Box::new(self.active(d, item, lease, record, id)), true);
             }
@@ -608,6 +661,8 @@ impl Engine {
                     // idempotency key recorded with the intent.
                     warn!(error = %e, build = %id, "cannot record the build id");
                 }
+                record_build(&id, &lease);
+                Span::current().set_attribute(keys::ATTEMPT, i64::from(record.attempts));
                 info!(build = %id, fence = %lease.fence, attempt = record.attempts, "build started");
                 Dispatch::Active(Box::new(self.active(d, item, lease, record, id)), false)
             }
@@ -649,6 +704,8 @@ impl Engine {
             safe_until: now + confirmed,
             next_renew: now + self.cfg.renew_every,
             next_poll: now,
+            // Called inside the delivery's `process` span.
+            span: Span::current(),
         }
     }
 
@@ -662,7 +719,14 @@ impl Engine {
         env.insert(build_env::PR.into(), item.pr.0.to_string());
         env.insert(build_env::FENCE.into(), record.fence.to_string());
         env.insert(build_env::ATTEMPT.into(), record.attempts.to_string());
-        if let Some(tp) = &record.trace.traceparent {
+        // The worker continues the trace under this consumer's `process` span (or the
+        // message's context when no span is recorded).
+        let here = otel::inject(&Span::current());
+        if let Some(tp) = here
+            .traceparent
+            .as_ref()
+            .or(record.trace.traceparent.as_ref())
+        {
             env.insert(build_env::TRACEPARENT.into(), tp.clone());
         }
         BuildRequest {
@@ -737,6 +801,11 @@ impl Engine {
                         job.safe_until = started + confirmed;
                         job.next_renew = started + self.cfg.renew_every;
                         debug!(project = %key, "heartbeat");
+                        otel::span_event(
+                            &job.span,
+                            "heartbeat",
+                            vec![KeyValue::new(keys::FENCE, job.lease.fence.to_string())],
+                        );
                     }
                     (Err(LeaseError::FenceLost { .. }), _) | (_, Some(false)) => {
                         fence_lost.push(key.clone())
@@ -746,7 +815,9 @@ impl Engine {
                         job.next_renew = Instant::now() + Duration::from_secs(1);
                     }
                     (Err(e), _) => {
-                        warn!(project = %key, error = %e, "lease renewal not confirmed");
+                        job.span.in_scope(
+                            || warn!(project = %key, error = %e, "lease renewal not confirmed"),
+                        );
                         job.next_renew = Instant::now() + Duration::from_secs(1);
                     }
                 }
@@ -771,6 +842,12 @@ impl Engine {
     /// Stop acting on a job. When its fence is known to be lost the build cannot push
     /// anyway, so it is stopped; otherwise it is left for whoever takes the project next.
     async fn cancel_job(&self, job: ActiveJob, fence_lost: bool) {
+        let span = job.span.clone();
+        span.set_status(Status::error("renewal not confirmed in time"));
+        self.cancel_job_in(job, fence_lost).instrument(span).await;
+    }
+
+    async fn cancel_job_in(&self, job: ActiveJob, fence_lost: bool) {
         warn!(project = %job.item.project, item = %job.item.id, fence_lost, "job cancelled: renewal not confirmed in time");
         if fence_lost {
             if let Ok(Some(view)) = self.ports.leases.get(&job.item.project).await {
@@ -835,7 +912,7 @@ impl Engine {
         for d in settled {
             match d {
                 Dispatch::Settled(r) => report.add(&r),
-                Dispatch::Succeeded(receipt, lease) => done.push((receipt, lease)),
+                Dispatch::Succeeded(receipt, lease, span) => done.push((receipt, lease, span)),
                 Dispatch::Active(..) => {}
             }
         }
@@ -844,7 +921,14 @@ impl Engine {
 
     /// A build finished: settle the job.
     async fn finish(&self, mut job: ActiveJob, status: BuildStatus) -> Dispatch {
-        let span = info_span!("settle", project = %job.item.project, item = %job.item.id, build = %status.id);
+        // Created inside `process` (not with an explicit parent): the OpenTelemetry layer
+        // takes a span only when it opens inside an item's span.
+        let span = job
+            .span
+            .in_scope(|| info_span!("finish", kiro.build_id = %status.id));
+        // Entered inside the `process` span too: a span ends when it is last exited, and
+        // the item's processing ends with its settlement.
+        let process = job.span.clone();
         async move {
             let outcome = outcome_of(&status);
             let now = self.ports.clock.now();
@@ -863,6 +947,7 @@ impl Engine {
             }
         }
         .instrument(span)
+        .instrument(process)
         .await
     }
 
@@ -877,29 +962,60 @@ impl Engine {
             return Dispatch::Settled(r);
         }
         info!(attempts = job.record.attempts, "succeeded");
-        Dispatch::Succeeded(job.delivery.receipt, Box::new(job.lease))
+        Dispatch::Succeeded(job.delivery.receipt, Box::new(job.lease), job.span)
     }
 
     /// Ack the tick's successes in one batch (the record is already final, so a failed
     /// ack only means the redelivery is acked from the job record), then release their
     /// leases.
-    async fn ack_successes(&self, done: Vec<(Receipt, Box<Lease>)>, report: &mut TickReport) {
+    async fn ack_successes(&self, done: Vec<(Receipt, Box<Lease>, Span)>, report: &mut TickReport) {
         if done.is_empty() {
             return;
         }
         report.succeeded += done.len();
-        let receipts: Vec<Receipt> = done.iter().map(|(r, _)| r.clone()).collect();
+        // One `settle` span per message (children of their `process` spans) around the
+        // one batched call.
+        let settles: Vec<Span> = done
+            .iter()
+            .map(|(_, _, process)| self.settle_span(process, "ack"))
+            .collect();
+        let receipts: Vec<Receipt> = done.iter().map(|(r, _, _)| r.clone()).collect();
         match self.ports.queue.ack_batch(&receipts).await {
             Ok(results) => {
-                for r in results.into_iter().filter_map(Result::err) {
-                    warn!(error = %r, "cannot ack; the redelivery will be acked from the job record");
+                for (r, settle) in results.into_iter().zip(&settles) {
+                    if let Err(e) = r {
+                        settle.in_scope(|| {
+                            warn!(error = %e, "cannot ack; the redelivery will be acked from the job record")
+                        });
+                    }
                 }
             }
             Err(e) => {
                 warn!(error = %e, "cannot ack; the redeliveries will be acked from the job records")
             }
         }
-        join_all(done.iter().map(|(_, lease)| self.give_up_lease(lease))).await;
+        join_all(
+            done.iter()
+                .map(|(_, lease, process)| self.give_up_lease(lease).instrument(process.clone())),
+        )
+        .await;
+    }
+
+    /// A `settle` span under `process`: how the message was settled (`ack`, `retry`,
+    /// `dead_letter`).
+    fn settle_span(&self, process: &Span, how: &'static str) -> Span {
+        let dest = self.ports.queue.destination();
+        let span = process.in_scope(|| {
+            info_span!(
+                "settle",
+                otel.name = %format!("settle {}", dest.name),
+                kiro.settle = how,
+            )
+        });
+        span.set_attribute(keys::MESSAGING_SYSTEM, dest.system);
+        span.set_attribute(keys::MESSAGING_OPERATION_TYPE, "settle");
+        span.set_attribute(keys::MESSAGING_OPERATION_NAME, how);
+        span
     }
 
     /// Retry with backoff or dead-letter, as the policy decides.
@@ -915,16 +1031,34 @@ impl Engine {
         }
         job.record.last_failure = Some(failure.clone());
         job.record.updated_at = self.ports.clock.now();
+        job.span
+            .set_attribute(keys::FAILURE_CLASS, failure.class.as_str());
         match self.cfg.retry.decide(&failure, job.record.attempts) {
             Decision::Retry { delay } => {
+                otel::span_event(
+                    &job.span,
+                    "retry",
+                    vec![
+                        KeyValue::new(keys::FAILURE_CLASS, failure.class.as_str()),
+                        KeyValue::new(keys::ATTEMPT, i64::from(job.record.attempts)),
+                        KeyValue::new(
+                            "delay_ms",
+                            i64::try_from(delay.as_millis()).unwrap_or(i64::MAX),
+                        ),
+                    ],
+                );
                 job.record.state = JobState::Retrying;
                 job.record.build_id = None;
                 if let Err(e) = self.ports.leases.record(&job.lease, &job.record).await {
                     warn!(error = %e, "cannot record the retry; leaving the message for the next holder");
                     return Dispatch::Settled(r);
                 }
-                self.release_quietly(&job.delivery, delay).await;
-                self.give_up_lease(&job.lease).await;
+                async {
+                    self.release_quietly(&job.delivery, delay).await;
+                    self.give_up_lease(&job.lease).await;
+                }
+                .instrument(self.settle_span(&job.span, "retry"))
+                .await;
                 info!(
                     delay_ms = delay.as_millis() as u64,
                     attempts = job.record.attempts,
@@ -939,29 +1073,42 @@ impl Engine {
                     warn!(error = %e, "cannot record the dead letter; leaving the message for the next holder");
                     return Dispatch::Settled(r);
                 }
+                job.span.set_status(Status::error(reason.clone()));
                 let letter = letter_for(&job.record, failure.class, reason);
-                let d = self.settle_dead_letter(&job.delivery, &letter).await;
-                self.give_up_lease(&job.lease).await;
-                d
+                async {
+                    let d = self.settle_dead_letter(&job.delivery, &letter).await;
+                    self.give_up_lease(&job.lease).await;
+                    d
+                }
+                .instrument(self.settle_span(&job.span, "dead_letter"))
+                .await
             }
         }
     }
 
     /// A redelivered message whose job already ended: finish settling it.
     async fn settle_known_final(&self, d: Delivery, lease: Lease, r: JobRecord) -> Dispatch {
+        let process = Span::current();
         let result = if r.state == JobState::Succeeded {
             info!("redelivered after success; acknowledging");
-            if let Err(e) = self.ports.queue.ack(&d.receipt).await {
-                warn!(error = %e, "cannot ack");
+            async {
+                if let Err(e) = self.ports.queue.ack(&d.receipt).await {
+                    warn!(error = %e, "cannot ack");
+                }
             }
+            .instrument(self.settle_span(&process, "ack"))
+            .await;
             Dispatch::Settled(TickReport::default())
         } else {
             let failure = r
                 .last_failure
                 .clone()
                 .unwrap_or_else(|| Failure::new(FailureClass::Internal, "dead-lettered"));
+            process.set_status(Status::error(failure.reason.clone()));
             let letter = letter_for(&r, failure.class, failure.reason);
-            self.settle_dead_letter(&d, &letter).await
+            self.settle_dead_letter(&d, &letter)
+                .instrument(self.settle_span(&process, "dead_letter"))
+                .await
         };
         self.give_up_lease(&lease).await;
         result
@@ -1049,7 +1196,10 @@ impl Engine {
         self.draining = true;
         let jobs: Vec<ActiveJob> = self.jobs.drain().map(|(_, j)| j).collect();
         let ports = &self.ports;
-        join_all(jobs.into_iter().map(|mut job| async move {
+        join_all(jobs.into_iter().map(|mut job| {
+            let span = job.span.clone();
+            async move {
+            otel::span_event(&job.span, "handoff", vec![KeyValue::new(keys::BUILD_ID, job.build_id.to_string())]);
             job.record.state = JobState::Handoff;
             job.record.owner = None;
             job.record.updated_at = ports.clock.now();
@@ -1065,6 +1215,8 @@ impl Engine {
                 }
                 Err(e) => warn!(project = %job.item.project, error = %e, "handoff not recorded; the lease expires by itself"),
             }
+            }
+            .instrument(span)
         }))
         .await;
         // Nothing is held any more: the task may be scaled in (a last try, even right
@@ -1072,6 +1224,16 @@ impl Engine {
         self.protection.retry_at = None;
         self.update_protection().await;
     }
+}
+
+/// Put the build id and the fence on the current (`process`) span.
+fn record_build(id: &BuildId, lease: &Lease) {
+    let span = Span::current();
+    span.set_attribute(keys::BUILD_ID, id.to_string());
+    span.set_attribute(
+        keys::FENCE,
+        i64::try_from(lease.fence.0).unwrap_or(i64::MAX),
+    );
 }
 
 /// The dead letter for a job: its history, fence, last build and trace context.

@@ -5,7 +5,8 @@
 //!   re-attach and handoff;
 //! - [`policy`]: the retry policy (the only place that decides retry vs dead-letter);
 //! - [`clock`]: a wall clock that follows tokio's pausable time;
-//! - [`ops`]: operator views (job records, dead letters, reports) as tables or JSON.
+//! - [`ops`]: operator views (job records, dead letters, reports) as tables or JSON;
+//! - [`trace`]: `kiro-consumer trace <item>` (the stored span tree, or the X-Ray link).
 //!
 //! Invariant: the engine reaches the outside world only through the ports of
 //! `kiro-protocol`; backends are chosen in the binary's `wiring` module.
@@ -14,6 +15,7 @@ pub mod clock;
 pub mod engine;
 pub mod ops;
 pub mod policy;
+pub mod trace;
 
 pub use engine::{Engine, EngineConfig, EngineStats, Ports, TickReport};
 pub use policy::RetryPolicy;

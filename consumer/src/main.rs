@@ -17,14 +17,23 @@ use tokio_util::sync::CancellationToken;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    kiro_telemetry::init_logging(cli.log_format);
-    match dispatch(cli).await {
+    // Only `run` makes spans; the embedded default keeps them beside its state.
+    let span_dir = (matches!(cli.command, Command::Run(_))
+        && cli.backend == config::Backend::Embedded)
+        .then(|| kiro_telemetry::spans::span_dir(&cli.state_dir));
+    let telemetry = kiro_telemetry::init(
+        kiro_telemetry::TelemetryConfig::new("kiro-consumer", cli.log_format)
+            .with_span_dir(span_dir),
+    );
+    let code = match dispatch(cli).await {
         Ok(code) => code,
         Err(e) => {
             eprintln!("kiro-consumer: {e:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    telemetry.shutdown();
+    code
 }
 
 async fn dispatch(cli: Cli) -> Result<ExitCode> {
@@ -52,6 +61,46 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&ops::jobs_json(&jobs))?);
             } else {
                 print!("{}", ops::jobs_table(&jobs));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Trace {
+            item,
+            project,
+            json,
+        } => {
+            let jobs = wired.leases.jobs().await?;
+            match cli.backend {
+                config::Backend::Embedded => {
+                    let dir = kiro_telemetry::spans::span_dir(&cli.state_dir);
+                    let traces = kiro_consumer::trace::embedded_traces(
+                        &dir,
+                        &jobs,
+                        &item,
+                        project.as_deref(),
+                    )?;
+                    if json {
+                        let v: Vec<serde_json::Value> = traces
+                            .iter()
+                            .map(|t| serde_json::json!({"trace_id": t.trace_id, "spans": t.spans}))
+                            .collect();
+                        println!("{}", serde_json::to_string_pretty(&v)?);
+                    } else {
+                        print!("{}", kiro_consumer::trace::render_embedded(&traces));
+                    }
+                }
+                config::Backend::Aws => {
+                    let region = cli.aws.region()?;
+                    print!(
+                        "{}",
+                        kiro_consumer::trace::aws_report(
+                            &region,
+                            &jobs,
+                            &item,
+                            project.as_deref()
+                        )?
+                    );
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -184,6 +233,10 @@ async fn run(
     let mut engine = Engine::new(cfg, ports);
     health::spawn_writer(args.health_file.clone(), engine.heartbeat(), cancel.clone());
     let stats = engine.run(cancel.clone(), args.until_idle).await;
+    if let Some(m) = &engine.config().metrics {
+        // Export what the OTLP reader still holds (EMF lines are already written).
+        m.flush();
+    }
     let t = &stats.totals;
     tracing::info!(
         started = t.started,

@@ -15,15 +15,18 @@
 use kiro_protocol::ids::quote_for_display;
 use kiro_protocol::ports::queue::standard_attributes;
 use kiro_protocol::{
-    Board, BoardItem, Clock, Envelope, ItemId, ItemStatus, OutgoingMessage, PortError,
-    TraceContext, WorkQueue,
+    Board, BoardItem, Clock, Envelope, ItemId, ItemStatus, OutgoingMessage, PortError, WorkQueue,
 };
+use kiro_telemetry::otel::{self, keys};
+use opentelemetry::KeyValue;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use tracing::{info, instrument, warn};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// A tick that could not run at all.
 #[derive(Debug, Error)]
@@ -139,7 +142,25 @@ impl Producer {
         };
 
         let id = item.id.clone();
-        let trace = TraceContext::default();
+        // The item's trace starts here: a root span (not a child of the tick), whose
+        // context travels in the message as `traceparent` and `AWSTraceHeader`.
+        let dest = self.queue.destination();
+        let span = tracing::info_span!(
+            parent: None,
+            "send",
+            otel.name = %format!("send {}", dest.name),
+            otel.kind = "producer",
+            trace_id = tracing::field::Empty,
+            kiro.project = %item.project,
+            kiro.item = %item.id,
+        );
+        span.set_attribute(keys::MESSAGING_SYSTEM, dest.system);
+        span.set_attribute(keys::MESSAGING_OPERATION_TYPE, "send");
+        span.set_attribute(keys::MESSAGING_OPERATION_NAME, "send");
+        span.set_attribute(keys::MESSAGING_DESTINATION_NAME, dest.name.clone());
+        span.set_attribute(keys::MESSAGING_GROUP, item.project.to_string());
+        otel::record_trace_id(&span);
+        let trace = otel::inject(&span);
         let msg = OutgoingMessage {
             group: item.project.clone(),
             dedup: item.dedup_id(),
@@ -147,15 +168,28 @@ impl Producer {
             body: Envelope::new(item, trace.clone(), self.clock.now()).encode(),
             trace,
         };
+        self.send(msg, id, report).instrument(span).await;
+    }
+
+    /// Send one message and mark its item Queued, inside the item's `send` span.
+    async fn send(&self, msg: OutgoingMessage, id: ItemId, report: &mut TickReport) {
+        let span = tracing::Span::current();
         let group = msg.group.clone();
         let sent = match self.queue.send(msg).await {
             Ok(sent) => sent,
             Err(e) => {
                 warn!(item = %id, project = %group, "cannot enqueue item, it stays ready: {e}");
+                span.set_status(opentelemetry::trace::Status::error(format!(
+                    "send failed: {e}"
+                )));
                 report.errors.push((id, format!("send failed: {e}")));
                 return;
             }
         };
+        span.set_attribute(keys::MESSAGING_MESSAGE_ID, sent.message_id.to_string());
+        if sent.duplicate {
+            otel::span_event(&span, "duplicate", vec![KeyValue::new("duplicate", true)]);
+        }
         if let Err(e) = self
             .board
             .set_status(id.as_str(), ItemStatus::Queued, None)

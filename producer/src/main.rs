@@ -23,14 +23,22 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    kiro_telemetry::init_logging(config.log_format);
-    match run(config).await {
+    // The embedded default keeps spans beside its state for `kiro-consumer trace`.
+    let span_dir = matches!(config.backend, config::BackendConfig::Embedded)
+        .then(|| kiro_telemetry::spans::span_dir(&config.state_dir));
+    let telemetry = kiro_telemetry::init(
+        kiro_telemetry::TelemetryConfig::new("kiro-producer", config.log_format)
+            .with_span_dir(span_dir),
+    );
+    let code = match run(config).await {
         Ok(code) => code,
         Err(e) => {
             tracing::error!("{e:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    telemetry.shutdown();
+    code
 }
 
 async fn run(config: Config) -> anyhow::Result<ExitCode> {

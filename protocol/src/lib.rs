@@ -33,7 +33,7 @@ pub use ports::lease::{Lease, LeaseError, LeaseStore, LeaseView, build_may_act, 
 pub use ports::protection::TaskProtection;
 pub use ports::pulls::{CheckReport, PullRequest, PullRequests, Report};
 pub use ports::queue::{
-    DeadLetter, DeadLetterEntry, Delivery, DlqSelection, OutgoingMessage, QueueDepth, ReplayReport,
-    SendOutcome, WorkQueue,
+    DeadLetter, DeadLetterEntry, Delivery, Destination, DlqSelection, OutgoingMessage, QueueDepth,
+    ReplayReport, SendOutcome, WorkQueue,
 };
 pub use trace::TraceContext;

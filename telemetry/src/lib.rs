@@ -1,18 +1,24 @@
 //! Telemetry set-up shared by `kiro-producer`, `kiro-consumer` and `kiro-worker`.
 //!
-//! Owns how a binary writes its logs: to stderr, filtered by `RUST_LOG` (default
-//! `info`), as readable text on a terminal and as JSON lines otherwise (`auto`), or as
-//! forced by `--log-format` / `KIRO_LOG_FORMAT`. Invariant: logs never go to stdout, which
-//! is kept for command output (tables, JSON, summaries) and, when `KIRO_METRICS=emf`, for
-//! the CloudWatch Embedded Metric Format lines of [`metrics`].
+//! Owns how a binary writes its logs and traces ([`otel::init`]): logs go to stderr,
+//! filtered by `RUST_LOG` (default `info`), as readable text on a terminal and as JSON
+//! lines otherwise (`auto`), or as forced by `--log-format` / `KIRO_LOG_FORMAT`, each line
+//! inside a work item carrying its trace id and every line redacted; spans go to OTLP
+//! when the `OTEL_*` environment says so ([`otel_env`]) and to the embedded span store
+//! ([`spans`]) when a directory is given. Metrics are [`metrics`] (EMF) and
+//! [`otlp_metrics`]. Invariant: logs never go to stdout, which is kept for command output
+//! (tables, JSON, summaries) and, when `KIRO_METRICS=emf`, for the CloudWatch Embedded
+//! Metric Format lines of [`metrics`].
 
 pub mod metrics;
+pub mod otel;
 pub mod otel_env;
 pub mod otlp_metrics;
+pub mod spans;
+
+pub use otel::{Telemetry, TelemetryConfig, init};
 
 use clap::ValueEnum;
-use std::io::IsTerminal;
-use tracing_subscriber::EnvFilter;
 
 /// How logs are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
@@ -35,21 +41,6 @@ impl LogFormat {
             LogFormat::Auto => !stderr_is_terminal,
         }
     }
-}
-
-/// Install the global subscriber. Calling it twice keeps the first one.
-pub fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let terminal = std::io::stderr().is_terminal();
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    // `try_init` fails only when a subscriber is already installed; keep that one.
-    let _ = if format.is_json(terminal) {
-        builder.json().try_init()
-    } else {
-        builder.with_ansi(terminal).with_target(false).try_init()
-    };
 }
 
 #[cfg(test)]

@@ -12,14 +12,24 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    kiro_telemetry::init_logging(kiro_telemetry::LogFormat::Auto);
-    match real_main() {
+    // In a local build of the embedded default the state directory is known: spans go
+    // to its store, beside the producer's and the consumer's.
+    let span_dir = std::env::var_os("KIRO_STATE_DIR")
+        .filter(|d| !d.is_empty())
+        .map(|d| kiro_telemetry::spans::span_dir(std::path::Path::new(&d)));
+    let telemetry = kiro_telemetry::init(
+        kiro_telemetry::TelemetryConfig::new("kiro-worker", kiro_telemetry::LogFormat::Auto)
+            .with_span_dir(span_dir),
+    );
+    let code = match real_main() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("kiro-worker: {e:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    telemetry.shutdown();
+    code
 }
 
 fn real_main() -> anyhow::Result<()> {

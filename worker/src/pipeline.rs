@@ -19,12 +19,14 @@ use crate::steps::token::{self, TokenSource};
 use crate::steps::{agent, coverage, git, junit, spec, test_run};
 use crate::tasks::{self, Progress, Task};
 use crate::wiring::Ports;
+use kiro_protocol::TraceContext;
 use kiro_protocol::{
     CheckReport, Failure, FailureClass, ItemStatus, OutcomeStatus, Report, WorkerOutcome,
     build_may_act,
 };
 use std::path::{Path, PathBuf};
 use tracing::{Instrument, error, info, info_span, instrument, warn};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// What the run learned so far (used for the report and the outcome, success or not).
 #[derive(Debug, Default)]
@@ -47,14 +49,32 @@ pub async fn run(cfg: &Config, ports: &Ports) -> WorkerOutcome {
             return WorkerOutcome::failure(f);
         }
     };
+    // The build continues the item's trace under the consumer's `process` span, whose
+    // context the consumer passed as `TRACEPARENT` (validated before use).
     let span = info_span!(
+        parent: None,
         "worker",
-        item = %inputs.item,
-        project = %inputs.project,
-        attempt = inputs.attempt,
-        fence = %inputs.fence,
+        trace_id = tracing::field::Empty,
+        kiro.item = %inputs.item,
+        kiro.project = %inputs.project,
+        kiro.attempt = inputs.attempt,
+        kiro.fence = %inputs.fence,
     );
-    run_item(cfg, ports, &inputs).instrument(span).await
+    let parent = cfg
+        .traceparent
+        .as_deref()
+        .and_then(TraceContext::from_traceparent)
+        .unwrap_or_default();
+    kiro_telemetry::otel::continue_trace(&span, &parent);
+    let outcome = run_item(cfg, ports, &inputs).instrument(span.clone()).await;
+    if let Some(f) = &outcome.failure {
+        span.set_status(opentelemetry::trace::Status::error(format!(
+            "{}: {}",
+            f.class, f.reason
+        )));
+        span.set_attribute(kiro_telemetry::otel::keys::FAILURE_CLASS, f.class.as_str());
+    }
+    outcome
 }
 
 /// Run, then write the outcome file. `Err` only when the file could not be written.

@@ -51,9 +51,9 @@ use aws_sdk_sqs::types::{
 };
 use kiro_protocol::ports::queue::standard_attributes;
 use kiro_protocol::{
-    Clock, DeadLetter, DeadLetterEntry, DedupId, Delivery, DlqSelection, FailureClass, MessageId,
-    OutgoingMessage, PortError, QueueDepth, Receipt, ReplayReport, SendOutcome, Timestamp,
-    TraceContext, WorkQueue,
+    Clock, DeadLetter, DeadLetterEntry, DedupId, Delivery, Destination, DlqSelection, FailureClass,
+    MessageId, OutgoingMessage, PortError, QueueDepth, Receipt, ReplayReport, SendOutcome,
+    Timestamp, TraceContext, WorkQueue,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -522,6 +522,11 @@ fn sys_attr(m: &Message, name: MessageSystemAttributeName) -> Option<&str> {
         .map(String::as_str)
 }
 
+/// The queue's name: the last path segment of its URL.
+fn queue_name(url: &str) -> &str {
+    url.trim_end_matches('/').rsplit('/').next().unwrap_or(url)
+}
+
 fn message_attrs(m: &Message) -> BTreeMap<String, String> {
     m.message_attributes
         .iter()
@@ -585,6 +590,13 @@ fn attr_count(attrs: &HashMap<QueueAttributeName, String>, name: QueueAttributeN
 
 #[async_trait]
 impl WorkQueue for SqsQueue {
+    fn destination(&self) -> Destination {
+        Destination {
+            system: "aws_sqs",
+            name: queue_name(&self.settings.queue_url).to_owned(),
+        }
+    }
+
     #[instrument(skip_all, fields(group = %msg.group, dedup = %msg.dedup))]
     async fn send(&self, msg: OutgoingMessage) -> Result<SendOutcome, PortError> {
         let now = self.clock.now();
@@ -1036,4 +1048,19 @@ pub async fn create_queues(client: &Client, name: &str) -> Result<(String, Strin
         .await
         .map_err(|e| classify("sqs:CreateQueue", &e))?;
     Ok((main.queue_url.unwrap_or_default(), dlq_url))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::queue_name;
+
+    #[test]
+    fn the_queue_name_is_the_last_segment_of_its_url() {
+        assert_eq!(
+            queue_name("https://sqs.eu-west-1.amazonaws.com/123456789012/kiro-work.fifo"),
+            "kiro-work.fifo"
+        );
+        assert_eq!(queue_name("http://127.0.0.1:5000/123/q.fifo/"), "q.fifo");
+        assert_eq!(queue_name("q"), "q");
+    }
 }

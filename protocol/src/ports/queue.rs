@@ -164,8 +164,24 @@ impl QueueDepth {
     }
 }
 
+/// How a queue is named in traces (the OpenTelemetry messaging conventions).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Destination {
+    /// `messaging.system`: `aws_sqs`, or `kiro_sqlite` for the embedded queue.
+    pub system: &'static str,
+    /// `messaging.destination.name`: the queue's name.
+    pub name: String,
+}
+
 #[async_trait]
 pub trait WorkQueue: Send + Sync + std::fmt::Debug {
+    /// How this queue is named in traces.
+    fn destination(&self) -> Destination {
+        Destination {
+            system: "kiro_sqlite",
+            name: "work".to_owned(),
+        }
+    }
     async fn send(&self, msg: OutgoingMessage) -> Result<SendOutcome, PortError>;
     /// Up to `max` messages, waiting up to `wait` for the first one.
     async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>, PortError>;
