@@ -7,5 +7,7 @@
 
 mod aws;
 mod crash;
+mod otlp;
 mod quickstart;
 mod support;
+mod trace;

@@ -1,0 +1,1 @@
+//! One trace per work item, in memory, across producer, consumer and worker (placeholder).
