@@ -205,10 +205,25 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    log_layer_to(json, ansi, std::io::stderr, filter)
+}
+
+/// The log layer writing to `writer` with `filter` (the tests read the lines back).
+pub fn log_layer_to<S, W, F>(
+    json: bool,
+    ansi: bool,
+    writer: W,
+    filter: F,
+) -> Box<dyn Layer<S> + Send + Sync>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+    F: tracing_subscriber::layer::Filter<S> + Send + Sync + 'static,
+{
     if json {
         tracing_subscriber::fmt::layer()
             .json()
-            .with_writer(std::io::stderr)
+            .with_writer(writer)
             .event_format(KiroFormat {
                 inner: Format::default().json(),
                 json: true,
@@ -217,7 +232,7 @@ where
             .boxed()
     } else {
         tracing_subscriber::fmt::layer()
-            .with_writer(std::io::stderr)
+            .with_writer(writer)
             .event_format(KiroFormat {
                 inner: Format::default().with_target(false).with_ansi(ansi),
                 json: false,
