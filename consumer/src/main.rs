@@ -21,9 +21,17 @@ async fn main() -> ExitCode {
     let span_dir = (matches!(cli.command, Command::Run(_))
         && cli.backend == config::Backend::Embedded)
         .then(|| kiro_telemetry::spans::span_dir(&cli.state_dir));
+    // Operator commands print their own output (and progress bars): only warnings and
+    // errors are logged unless RUST_LOG says otherwise.
+    let default_filter = if matches!(cli.command, Command::Run(_)) {
+        "info"
+    } else {
+        "warn"
+    };
     let telemetry = kiro_telemetry::init(
         kiro_telemetry::TelemetryConfig::new("kiro-consumer", cli.log_format)
-            .with_span_dir(span_dir),
+            .with_span_dir(span_dir)
+            .with_default_filter(default_filter),
     );
     let code = match dispatch(cli).await {
         Ok(code) => code,

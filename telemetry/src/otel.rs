@@ -78,6 +78,9 @@ pub struct TelemetryConfig {
     pub log_format: LogFormat,
     /// Where the embedded default keeps spans for `kiro-consumer trace` (none: not kept).
     pub span_dir: Option<PathBuf>,
+    /// The log filter when `RUST_LOG` is unset (`info`; operator commands use `warn` so
+    /// their output and progress bars are not interleaved with adapter chatter).
+    pub default_filter: &'static str,
 }
 
 impl TelemetryConfig {
@@ -86,7 +89,13 @@ impl TelemetryConfig {
             service: service.to_owned(),
             log_format,
             span_dir: None,
+            default_filter: "info",
         }
+    }
+
+    pub fn with_default_filter(mut self, filter: &'static str) -> Self {
+        self.default_filter = filter;
+        self
     }
 
     pub fn with_span_dir(mut self, dir: Option<PathBuf>) -> Self {
@@ -151,7 +160,13 @@ pub fn init(cfg: TelemetryConfig) -> Telemetry {
     let provider = builder.build();
     let terminal = std::io::stderr().is_terminal();
     let installed = tracing_subscriber::registry()
-        .with(log_layer(cfg.log_format.is_json(terminal), terminal))
+        .with(log_layer_to(
+            cfg.log_format.is_json(terminal),
+            terminal,
+            std::io::stderr,
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new(cfg.default_filter)),
+        ))
         .with(TraceIdLayer)
         .with(otel_layer(&provider))
         .try_init()
