@@ -4,4 +4,5 @@
 mod dlq;
 mod engine;
 mod metrics;
+mod spans;
 mod support;
