@@ -1,9 +1,11 @@
 //! The README's first command, run in a temp dir: final states, pushed commits in the
-//! bare remotes, pull-request reports, the dead letter and the rejected item.
+//! bare remotes, pull-request reports, the dead letter and the rejected item; then each
+//! item's trace as `kiro-consumer trace` prints it from the span store, and the trace id
+//! on the consumer's log lines.
 
 use crate::support::*;
 use kiro_protocol::{FailureClass, ItemStatus, JobState};
-use std::process::Command;
+use std::process::{Command, Output};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_quick_start_runs_the_whole_pipeline() {
@@ -118,4 +120,120 @@ async fn the_quick_start_runs_the_whole_pipeline() {
 
     // Nothing left behind.
     assert!(s.depth().await.is_idle());
+
+    // One trace per item, stored by all three binaries, printed as a tree.
+    let calc1 = s.job("CALC-1").await.unwrap();
+    let trace_id = calc1
+        .trace
+        .trace_id()
+        .expect("the job record carries the item's trace")
+        .to_owned();
+    let out = trace(&bin, &state, &["CALC-1"]);
+    let tree = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let first = tree.lines().next().unwrap_or_default();
+    let printed = first.strip_prefix("trace ").unwrap_or_default();
+    assert!(
+        printed.len() >= 32 && printed[..32].bytes().all(|b| b.is_ascii_hexdigit()),
+        "{tree}"
+    );
+    assert_eq!(&printed[..32], trace_id, "{tree}");
+    // send (producer) → process (consumer) → worker (worker), each nested deeper.
+    let depth = |name: &str, service: &str| {
+        let needle = format!("─ {name} [{service}]");
+        let line = tree
+            .lines()
+            .find(|l| l.contains(&needle))
+            .unwrap_or_else(|| panic!("no `{needle}` in\n{tree}"));
+        line.find(&needle).unwrap()
+    };
+    let send = depth("send work", "kiro-producer");
+    let process = depth("process work", "kiro-consumer");
+    let worker = depth("worker", "kiro-worker");
+    assert!(send < process && process < worker, "{tree}");
+    assert!(!tree.contains("ERROR"), "CALC-1 succeeded:\n{tree}");
+
+    // The dead-lettered item's trace shows why.
+    let out = trace(&bin, &state, &["GREET-2"]);
+    let failed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(failed.contains("ERROR: coverage-below"), "{failed}");
+    assert!(
+        failed.contains("kiro.failure_class=coverage-below"),
+        "{failed}"
+    );
+
+    // An unknown item is an error naming it.
+    let out = trace(&bin, &state, &["NOPE-9"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(err.contains("no trace recorded for item NOPE-9"), "{err}");
+
+    // `--json`: the same trace, spans of all three services.
+    let out = trace(&bin, &state, &["--json", "CALC-1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("trace --json");
+    let traces = json.as_array().expect("an array of traces");
+    assert_eq!(traces.len(), 1, "{json:#}");
+    assert_eq!(traces[0]["trace_id"], trace_id.as_str());
+    let spans = traces[0]["spans"].as_array().unwrap();
+    for service in ["kiro-producer", "kiro-consumer", "kiro-worker"] {
+        assert!(
+            spans.iter().any(|s| s["service"] == service),
+            "no span of {service}"
+        );
+    }
+    assert!(spans.iter().all(|s| s["trace_id"] == trace_id.as_str()));
+
+    // The consumer's logs (JSON: stderr is not a terminal): every line inside CALC-1's
+    // spans carries its trace id, "build started" among them.
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let of_calc1: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| {
+            l["spans"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|s| s["kiro.item"] == "CALC-1"))
+        })
+        .collect();
+    assert!(
+        of_calc1
+            .iter()
+            .any(|l| l["fields"]["message"] == "build started"),
+        "{stderr}"
+    );
+    for l in &of_calc1 {
+        assert_eq!(l["trace_id"], trace_id.as_str(), "{l}");
+    }
+}
+
+/// `kiro-consumer --state-dir <state> trace <args>`.
+fn trace(bin: &std::path::Path, state: &std::path::Path, args: &[&str]) -> Output {
+    Command::new(bin.join("kiro-consumer"))
+        .arg("--state-dir")
+        .arg(state)
+        .arg("trace")
+        .args(args)
+        .output()
+        .unwrap()
 }
