@@ -1,6 +1,8 @@
 //! Spans over the wire: a small OTLP/HTTP receiver (wiremock on 127.0.0.1) gets the
 //! spans the producer, the consumer and the worker export while the quick-start pipeline
-//! runs, as protobuf, one trace per item with the parent chain send → process → worker.
+//! runs, as protobuf, one trace per item with the parent chain send → process → worker;
+//! and a token-looking value in a failure never reaches the logs, the span store or the
+//! receiver.
 //!
 //! The worker is started by the consumer's local builds, which inherit the consumer's
 //! environment, so `OTEL_EXPORTER_OTLP_ENDPOINT` reaches it without any extra wiring.
@@ -13,10 +15,13 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
+
+/// A token-looking value (the shape of a GitHub personal access token).
+const TOKEN: &str = "ghp_0123456789abcdefghijklmnop";
 
 /// A receiver answering 200 to every OTLP/HTTP export (traces, and metrics too so the
 /// binaries' metric exports do not log failures).
@@ -237,4 +242,81 @@ async fn spans_reach_an_otlp_http_receiver_from_all_three_binaries() {
             .any(|r| r.service == "kiro-worker" && r.parent_id() == worker.span_id()),
         "the worker's steps are exported under it"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_in_a_failure_never_reaches_logs_spans_or_the_collector() {
+    let bin = bin_dir();
+    let server = receiver().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let state = forge(tmp.path());
+    // A git base whose path holds a token-looking value: every clone fails, and git's
+    // message (which names the path) travels into the worker's logs, the failure
+    // reason, the consumer's logs and the spans' errors.
+    let base: PathBuf = tmp.path().join(TOKEN);
+    let env = env_with(
+        &state,
+        &server.uri(),
+        &[("KIRO_GIT_BASE", format!("file://{}", base.display()))],
+    );
+    let out = run_pipeline(&bin, &env, &["--max-attempts", "1"]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+
+    let s = State::open(&state);
+    let calc1 = s.job("CALC-1").await.expect("CALC-1 job");
+    assert_eq!(calc1.state, JobState::DeadLettered, "{calc1:?}\n{stderr}");
+    let reason = calc1.last_failure.expect("a failure").reason;
+    assert!(reason.contains("clone failed"), "{reason}");
+
+    // The consumer's logs.
+    assert!(stderr.contains("[REDACTED]"), "{stderr}");
+    assert!(!stderr.contains(TOKEN), "{stderr}");
+    // The worker's logs (its stderr goes to the build logs).
+    let logs: Vec<(PathBuf, String)> = files(&state.join("builds"), "build.log");
+    assert!(!logs.is_empty());
+    for (p, text) in &logs {
+        assert!(text.contains("[REDACTED]"), "{}:\n{text}", p.display());
+        assert!(!text.contains(TOKEN), "{}:\n{text}", p.display());
+    }
+    // The span store of the embedded default.
+    let stored = files(&kiro_telemetry::spans::span_dir(&state), ".jsonl");
+    assert!(!stored.is_empty());
+    let all: String = stored.iter().map(|(_, t)| t.as_str()).collect();
+    assert!(all.contains("[REDACTED]"), "{all}");
+    for (p, text) in &stored {
+        assert!(!text.contains(TOKEN), "{}:\n{text}", p.display());
+    }
+    // The collector.
+    let (spans, bodies) = received_spans(&server).await;
+    assert!(
+        spans.iter().any(|r| r.service == "kiro-worker"),
+        "the worker exported its spans"
+    );
+    let token = TOKEN.as_bytes();
+    for b in &bodies {
+        assert!(
+            !b.windows(token.len()).any(|w| w == token),
+            "an exported span carries the token"
+        );
+    }
+}
+
+/// The files under `dir` (recursively) whose name ends with `suffix`, with their text.
+fn files(dir: &Path, suffix: &str) -> Vec<(PathBuf, String)> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files(&p, suffix));
+        } else if p
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().ends_with(suffix))
+        {
+            out.push((p.clone(), std::fs::read_to_string(&p).unwrap_or_default()));
+        }
+    }
+    out
 }
