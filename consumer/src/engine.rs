@@ -994,6 +994,9 @@ impl Engine {
                 warn!(error = %e, "cannot ack; the redeliveries will be acked from the job records")
             }
         }
+        // The settle spans end with the ack (they are never entered, so they end when
+        // closed): before their `process` spans, which end on their last exit below.
+        drop(settles);
         join_all(
             done.iter()
                 .map(|(_, lease, process)| self.give_up_lease(lease).instrument(process.clone())),
@@ -1251,6 +1254,16 @@ fn letter_for(record: &JobRecord, class: FailureClass, reason: String) -> DeadLe
 /// The outcome of a finished build: the worker's exported variables when it reported,
 /// otherwise the build's own state.
 pub fn outcome_of(status: &BuildStatus) -> WorkerOutcome {
+    // The reason is stored in the job record and the dead letter and shown by the
+    // console: whatever the build reported, it is redacted here.
+    let mut outcome = reported_outcome(status);
+    if let Some(f) = &mut outcome.failure {
+        f.reason = kiro_protocol::redact::redact(&f.reason);
+    }
+    outcome
+}
+
+fn reported_outcome(status: &BuildStatus) -> WorkerOutcome {
     let reported = WorkerOutcome::from_vars(&status.exported);
     let worker_spoke = status
         .exported
@@ -1274,5 +1287,42 @@ pub fn outcome_of(status: &BuildStatus) -> WorkerOutcome {
                 ..reported
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kiro_protocol::Timestamp;
+
+    #[test]
+    fn a_reported_failure_reason_is_redacted_before_it_is_stored() {
+        let token = "ghp_0123456789abcdefghijklmnop";
+        let failed = WorkerOutcome::failure(Failure::new(
+            FailureClass::BuildFailed,
+            format!("cannot clone file:///x/{token}/calc"),
+        ));
+        let status = BuildStatus {
+            id: BuildId::new("local:calc:1"),
+            state: BuildState::Failed,
+            phase: None,
+            started_at: Timestamp(0),
+            ended_at: Some(Timestamp(1)),
+            exported: failed.to_vars(),
+            log: None,
+            message: None,
+        };
+        let reason = outcome_of(&status).failure.unwrap().reason;
+        assert_eq!(reason, "cannot clone file:///x/[REDACTED]/calc");
+        let crashed = BuildStatus {
+            exported: Default::default(),
+            message: Some(format!("phase BUILD failed: token {token}")),
+            ..status
+        };
+        let reason = outcome_of(&crashed).failure.unwrap().reason;
+        assert!(
+            !reason.contains(token) && reason.contains("[REDACTED]"),
+            "{reason}"
+        );
     }
 }

@@ -136,7 +136,8 @@ pub async fn run_parts(
         return Ok(RunParts {
             builds: Arc::new(CodeBuildRunner::connect(aws, project).await),
             board: board.map(|(_, b)| b),
-            build_env: BTreeMap::new(),
+            // The worker exports its spans where this consumer does.
+            build_env: otel_for_builds(|k| std::env::var(k).ok()),
             protection,
         });
     }
@@ -170,6 +171,10 @@ pub async fn run_parts(
     if let Some((file, _)) = &board {
         base_env.insert("KIRO_BOARD_FILE".to_owned(), file.display().to_string());
     }
+    if std::env::var_os("OTEL_SERVICE_NAME").is_some() {
+        // The inherited environment names this consumer; the worker's spans are its own.
+        base_env.insert("OTEL_SERVICE_NAME".to_owned(), "kiro-worker".to_owned());
+    }
     if let Some(aws) = &wired.aws {
         // A local build under the AWS backend checks its fence in DynamoDB.
         base_env.insert("KIRO_BACKEND".to_owned(), "aws".to_owned());
@@ -200,6 +205,53 @@ pub async fn run_parts(
     })
 }
 
+/// The OpenTelemetry exporter settings a build inherits from this consumer: where and
+/// whether to export. Not `OTEL_EXPORTER_OTLP_HEADERS` (it may hold credentials, and build
+/// environment overrides are visible in the CodeBuild console) and not the service name
+/// or resource attributes (they name this consumer).
+fn otel_for_builds(var: impl Fn(&str) -> Option<String>) -> BTreeMap<String, String> {
+    [
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+        "OTEL_TRACES_EXPORTER",
+        "OTEL_METRICS_EXPORTER",
+        "OTEL_SDK_DISABLED",
+    ]
+    .into_iter()
+    .filter_map(|k| var(k).map(|v| (k.to_owned(), v)))
+    .collect()
+}
+
 fn absolute(p: &Path) -> Result<PathBuf> {
     std::path::absolute(p).with_context(|| format!("resolving {}", p.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builds_get_the_exporter_settings_but_not_headers_or_names() {
+        let env = |k: &str| match k {
+            "OTEL_EXPORTER_OTLP_ENDPOINT" => Some("http://collector:4318".to_owned()),
+            "OTEL_EXPORTER_OTLP_HEADERS" => Some("authorization=secret".to_owned()),
+            "OTEL_SERVICE_NAME" => Some("kiro-consumer-blue".to_owned()),
+            "OTEL_TRACES_EXPORTER" => Some("otlp".to_owned()),
+            _ => None,
+        };
+        let got = otel_for_builds(env);
+        assert_eq!(
+            got.into_iter().collect::<Vec<_>>(),
+            vec![
+                (
+                    "OTEL_EXPORTER_OTLP_ENDPOINT".to_owned(),
+                    "http://collector:4318".to_owned()
+                ),
+                ("OTEL_TRACES_EXPORTER".to_owned(), "otlp".to_owned()),
+            ]
+        );
+        assert!(otel_for_builds(|_| None).is_empty());
+    }
 }

@@ -375,13 +375,20 @@ fn redact_attrs(attrs: &mut [KeyValue]) {
     }
 }
 
-/// `span` with every string attribute, event name and event field redacted.
+/// `span` with its name, every string attribute, its error status, every event name and
+/// event field redacted.
 pub fn redact_span(mut span: SpanData) -> SpanData {
     let clean = redact(&span.name);
     if clean != span.name {
         span.name = clean.into();
     }
     redact_attrs(&mut span.attributes);
+    if let opentelemetry::trace::Status::Error { description } = &mut span.status {
+        let clean = redact(description);
+        if clean != *description {
+            *description = clean.into();
+        }
+    }
     for e in span.events.events.iter_mut() {
         let clean = redact(&e.name);
         if clean != e.name {
