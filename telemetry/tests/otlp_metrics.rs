@@ -225,7 +225,10 @@ fn recording_does_not_wait_for_a_slow_receiver() {
     };
     // Let the flush reach the receiver, then record while the export is stalled there.
     while rt.block_on(server.received_requests()).unwrap().is_empty() {
-        assert!(!flusher.is_finished(), "the flush ended before its export arrived");
+        assert!(
+            !flusher.is_finished(),
+            "the flush ended before its export arrived"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     for _ in 0..1_000 {
