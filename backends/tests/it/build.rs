@@ -268,8 +268,9 @@ phases:
     let id = {
         let first = h.reopen(Arc::new(SystemClock));
         let id = first.start(&req).await.unwrap();
-        let st = contract::wait_for(&h, &id, "in progress", |s| {
-            s.state == BuildState::InProgress
+        // The launcher records the state before the phase: wait for both.
+        let st = contract::wait_for(&h, &id, "in its build phase", |s| {
+            s.state == BuildState::InProgress && s.phase.is_some()
         })
         .await;
         assert_eq!(st.phase.as_deref(), Some("BUILD"));
