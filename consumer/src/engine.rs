@@ -29,9 +29,9 @@ use futures::future::join_all;
 use kiro_protocol::ports::build::env as build_env;
 use kiro_protocol::{
     AttemptRecord, Board, BuildId, BuildRequest, BuildRunner, BuildState, BuildStatus, Clock,
-    DeadLetter, Delivery, Envelope, Failure, FailureClass, ItemStatus, JobRecord, JobState, Lease,
-    LeaseError, LeaseStore, OutcomeStatus, Receipt, TaskProtection, WorkItem, WorkQueue,
-    WorkerOutcome,
+    DeadLetter, Delivery, Destination, Envelope, Failure, FailureClass, ItemStatus, JobRecord,
+    JobState, Lease, LeaseError, LeaseStore, OutcomeStatus, Receipt, TaskProtection, WorkItem,
+    WorkQueue, WorkerOutcome,
 };
 use kiro_telemetry::metrics::{FAILURE_CLASS_DIMENSION, Metric, Metrics, Unit, names};
 use kiro_telemetry::otel::{self, keys};
@@ -219,11 +219,15 @@ pub struct Engine {
     /// Wall-clock milliseconds of the last completed tick (read by the health check).
     heartbeat: Arc<AtomicI64>,
     protection: ProtectionState,
+    /// How the queue is named in spans (asked once).
+    dest: Destination,
 }
 
 impl Engine {
     pub fn new(cfg: EngineConfig, ports: Ports) -> Self {
+        let dest = ports.queue.destination();
         Engine {
+            dest,
             cfg,
             ports,
             jobs: HashMap::new(),
@@ -451,21 +455,17 @@ impl Engine {
     /// The `process` span of a delivery: a child of the producer's `send` span (whose
     /// context the message carries) and linked to it, as the messaging conventions ask.
     fn process_span(&self, d: &Delivery, trace: &kiro_protocol::TraceContext) -> Span {
-        let dest = self.ports.queue.destination();
         let span = info_span!(
             parent: None,
             "process",
-            otel.name = %format!("process {}", dest.name),
+            otel.name = %format!("process {}", self.dest.name),
             otel.kind = "consumer",
             trace_id = tracing::field::Empty,
             kiro.project = %d.group,
             kiro.item = tracing::field::Empty,
         );
         otel::continue_trace(&span, trace);
-        span.set_attribute(keys::MESSAGING_SYSTEM, dest.system);
-        span.set_attribute(keys::MESSAGING_OPERATION_TYPE, "process");
-        span.set_attribute(keys::MESSAGING_OPERATION_NAME, "process");
-        span.set_attribute(keys::MESSAGING_DESTINATION_NAME, dest.name);
+        otel::set_messaging(&span, &self.dest, "process", "process");
         span.set_attribute(keys::MESSAGING_MESSAGE_ID, d.message_id.to_string());
         span.set_attribute(keys::MESSAGING_GROUP, d.group.clone());
         span.set_attribute(
@@ -801,10 +801,9 @@ impl Engine {
                         job.safe_until = started + confirmed;
                         job.next_renew = started + self.cfg.renew_every;
                         debug!(project = %key, "heartbeat");
-                        otel::span_event(
-                            &job.span,
+                        job.span.add_event(
                             "heartbeat",
-                            vec![KeyValue::new(keys::FENCE, job.lease.fence.to_string())],
+                            vec![KeyValue::new(keys::FENCE, fence_value(&job.lease))],
                         );
                     }
                     (Err(LeaseError::FenceLost { .. }), _) | (_, Some(false)) => {
@@ -1007,17 +1006,14 @@ impl Engine {
     /// A `settle` span under `process`: how the message was settled (`ack`, `retry`,
     /// `dead_letter`).
     fn settle_span(&self, process: &Span, how: &'static str) -> Span {
-        let dest = self.ports.queue.destination();
         let span = process.in_scope(|| {
             info_span!(
                 "settle",
-                otel.name = %format!("settle {}", dest.name),
+                otel.name = %format!("settle {}", self.dest.name),
                 kiro.settle = how,
             )
         });
-        span.set_attribute(keys::MESSAGING_SYSTEM, dest.system);
-        span.set_attribute(keys::MESSAGING_OPERATION_TYPE, "settle");
-        span.set_attribute(keys::MESSAGING_OPERATION_NAME, how);
+        otel::set_messaging(&span, &self.dest, "settle", how);
         span
     }
 
@@ -1038,8 +1034,7 @@ impl Engine {
             .set_attribute(keys::FAILURE_CLASS, failure.class.as_str());
         match self.cfg.retry.decide(&failure, job.record.attempts) {
             Decision::Retry { delay } => {
-                otel::span_event(
-                    &job.span,
+                job.span.add_event(
                     "retry",
                     vec![
                         KeyValue::new(keys::FAILURE_CLASS, failure.class.as_str()),
@@ -1199,27 +1194,9 @@ impl Engine {
         self.draining = true;
         let jobs: Vec<ActiveJob> = self.jobs.drain().map(|(_, j)| j).collect();
         let ports = &self.ports;
-        join_all(jobs.into_iter().map(|mut job| {
+        join_all(jobs.into_iter().map(|job| {
             let span = job.span.clone();
-            async move {
-            otel::span_event(&job.span, "handoff", vec![KeyValue::new(keys::BUILD_ID, job.build_id.to_string())]);
-            job.record.state = JobState::Handoff;
-            job.record.owner = None;
-            job.record.updated_at = ports.clock.now();
-            match ports.leases.record(&job.lease, &job.record).await {
-                Ok(()) => {
-                    if let Err(e) = ports.queue.release(&job.delivery.receipt, Duration::ZERO).await {
-                        warn!(error = %e, "cannot make the message visible; it returns after its visibility timeout");
-                    }
-                    if let Err(e) = ports.leases.release(&job.lease).await {
-                        warn!(error = %e, "cannot release the lease; it expires by itself");
-                    }
-                    info!(project = %job.item.project, build = %job.build_id, "handed off");
-                }
-                Err(e) => warn!(project = %job.item.project, error = %e, "handoff not recorded; the lease expires by itself"),
-            }
-            }
-            .instrument(span)
+            hand_off(ports, job).instrument(span)
         }))
         .await;
         // Nothing is held any more: the task may be scaled in (a last try, even right
@@ -1229,14 +1206,46 @@ impl Engine {
     }
 }
 
+/// Hand one job off (inside its `process` span): record `handoff`, make its message
+/// visible now, release its lease.
+async fn hand_off(ports: &Ports, mut job: ActiveJob) {
+    job.span.add_event(
+        "handoff",
+        vec![KeyValue::new(keys::BUILD_ID, job.build_id.to_string())],
+    );
+    job.record.state = JobState::Handoff;
+    job.record.owner = None;
+    job.record.updated_at = ports.clock.now();
+    match ports.leases.record(&job.lease, &job.record).await {
+        Ok(()) => {
+            if let Err(e) = ports
+                .queue
+                .release(&job.delivery.receipt, Duration::ZERO)
+                .await
+            {
+                warn!(error = %e, "cannot make the message visible; it returns after its visibility timeout");
+            }
+            if let Err(e) = ports.leases.release(&job.lease).await {
+                warn!(error = %e, "cannot release the lease; it expires by itself");
+            }
+            info!(project = %job.item.project, build = %job.build_id, "handed off");
+        }
+        Err(e) => {
+            warn!(project = %job.item.project, error = %e, "handoff not recorded; the lease expires by itself")
+        }
+    }
+}
+
+/// A fence as a span attribute value.
+fn fence_value(lease: &Lease) -> i64 {
+    i64::try_from(lease.fence.0).unwrap_or(i64::MAX)
+}
+
 /// Put the build id and the fence on the current (`process`) span.
 fn record_build(id: &BuildId, lease: &Lease) {
     let span = Span::current();
     span.set_attribute(keys::BUILD_ID, id.to_string());
-    span.set_attribute(
-        keys::FENCE,
-        i64::try_from(lease.fence.0).unwrap_or(i64::MAX),
-    );
+    span.set_attribute(keys::FENCE, fence_value(lease));
 }
 
 /// The dead letter for a job: its history, fence, last build and trace context.

@@ -88,11 +88,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                         project.as_deref(),
                     )?;
                     if json {
-                        let v: Vec<serde_json::Value> = traces
-                            .iter()
-                            .map(|t| serde_json::json!({"trace_id": t.trace_id, "spans": t.spans}))
-                            .collect();
-                        println!("{}", serde_json::to_string_pretty(&v)?);
+                        println!("{}", serde_json::to_string_pretty(&traces)?);
                     } else {
                         print!("{}", kiro_consumer::trace::render_embedded(&traces));
                     }

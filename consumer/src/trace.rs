@@ -11,7 +11,7 @@
 use crate::ops::{xray_link, xray_trace_id};
 use kiro_protocol::JobRecord;
 use kiro_telemetry::otel::keys;
-use kiro_telemetry::spans::{self, SpanStoreError, StoredSpan};
+use kiro_telemetry::spans::{self, SpanStoreError, StoredTrace};
 use std::path::Path;
 
 /// Why no trace could be shown.
@@ -42,13 +42,6 @@ fn records_of<'a>(
         .filter(move |r| r.item.as_str() == item && project.is_none_or(|p| r.project.as_str() == p))
 }
 
-/// One trace of the embedded span store.
-#[derive(Debug, Clone)]
-pub struct StoredTrace {
-    pub trace_id: String,
-    pub spans: Vec<StoredSpan>,
-}
-
 /// The stored traces of `item`, oldest first.
 pub fn embedded_traces(
     span_dir: &Path,
@@ -56,29 +49,29 @@ pub fn embedded_traces(
     item: &str,
     project: Option<&str>,
 ) -> Result<Vec<StoredTrace>, TraceError> {
-    let mut ids = spans::traces_of_item(span_dir, item)?;
+    let mut found = spans::traces_of_item(span_dir, item)?;
+    // A job record may name a trace whose spans do not name the item (a stray store).
     for r in records_of(jobs, item, project) {
         if let Some(t) = r.trace.trace_id()
-            && !ids.iter().any(|i| i == t)
+            && !found.iter().any(|f| f.trace_id == t)
         {
-            ids.push(t.to_owned());
-        }
-    }
-    let mut out = Vec::new();
-    for id in ids {
-        let spans = spans::read_trace(span_dir, &id)?;
-        let in_project = project.is_none_or(|p| {
-            spans
-                .iter()
-                .any(|s| s.attributes.get(keys::PROJECT).map(String::as_str) == Some(p))
-        });
-        if !spans.is_empty() && in_project {
-            out.push(StoredTrace {
-                trace_id: id,
-                spans,
+            found.push(StoredTrace {
+                trace_id: t.to_owned(),
+                spans: spans::read_trace(span_dir, t)?,
             });
         }
     }
+    let out: Vec<StoredTrace> = found
+        .into_iter()
+        .filter(|t| {
+            !t.spans.is_empty()
+                && project.is_none_or(|p| {
+                    t.spans
+                        .iter()
+                        .any(|s| s.attributes.get(keys::PROJECT).map(String::as_str) == Some(p))
+                })
+        })
+        .collect();
     if out.is_empty() {
         return Err(TraceError::NotFound {
             item: item.to_owned(),

@@ -154,10 +154,7 @@ impl Producer {
             kiro.project = %item.project,
             kiro.item = %item.id,
         );
-        span.set_attribute(keys::MESSAGING_SYSTEM, dest.system);
-        span.set_attribute(keys::MESSAGING_OPERATION_TYPE, "send");
-        span.set_attribute(keys::MESSAGING_OPERATION_NAME, "send");
-        span.set_attribute(keys::MESSAGING_DESTINATION_NAME, dest.name.clone());
+        otel::set_messaging(&span, &dest, "send", "send");
         span.set_attribute(keys::MESSAGING_GROUP, item.project.to_string());
         otel::record_trace_id(&span);
         let trace = otel::inject(&span);
@@ -188,7 +185,7 @@ impl Producer {
         };
         span.set_attribute(keys::MESSAGING_MESSAGE_ID, sent.message_id.to_string());
         if sent.duplicate {
-            otel::span_event(&span, "duplicate", vec![KeyValue::new("duplicate", true)]);
+            span.add_event("duplicate", vec![KeyValue::new("duplicate", true)]);
         }
         if let Err(e) = self
             .board

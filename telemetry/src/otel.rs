@@ -10,23 +10,25 @@
 //! - the span store of the embedded default ([`crate::spans`]) when a span directory is
 //!   given (`kiro-consumer trace <item>` reads it).
 //!
-//! It also owns the carrier conversions ([`inject`], [`extract`]): a span's context
-//! becomes a [`TraceContext`] holding both a W3C `traceparent` and an X-Ray
-//! `AWSTraceHeader`; reading prefers the W3C value and falls back to the X-Ray header.
+//! It also owns the carrier conversions ([`inject`], [`continue_trace`]): a span's
+//! context becomes a [`TraceContext`] holding both a W3C `traceparent` and an X-Ray
+//! `AWSTraceHeader`; reading prefers the W3C value and falls back to the X-Ray header;
+//! and the messaging attributes every queue span carries ([`set_messaging`]).
 //!
 //! Invariants: telemetry never fails a binary (an exporter that cannot be built is
 //! logged and skipped); only spans and events of the project's own crates (targets
-//! `kiro…`) at INFO or above, inside a work item's root span, become OpenTelemetry data, so no dependency's spans (HTTP
-//! clients carrying credentials) are exported; every exported string attribute, event
-//! field and span name passes through [`redact`]; the process must keep the returned
+//! `kiro…`) at INFO or above, inside a work item's root span, become OpenTelemetry
+//! data, so no dependency's spans (HTTP clients carrying credentials) are exported; every
+//! exported span name, string attribute, error status and event passes through
+//! [`redact`]; the process must keep the returned
 //! [`Telemetry`] alive and drop it (or call [`Telemetry::shutdown`]) before exiting, which
 //! flushes what is buffered.
 
 use crate::LogFormat;
 use crate::otel_env::{self, Signal};
 use crate::spans::FileSpanExporter;
-use kiro_protocol::TraceContext;
 use kiro_protocol::redact::redact;
+use kiro_protocol::{Destination, TraceContext};
 use opentelemetry::trace::{SpanContext, TraceContextExt, TracerProvider as _};
 use opentelemetry::{Context, KeyValue, Value};
 use opentelemetry_aws::trace::XrayIdGenerator;
@@ -214,16 +216,8 @@ where
         }))
 }
 
-/// The log layer: `RUST_LOG` (default `info`), stderr, trace id, redaction.
-pub fn log_layer<S>(json: bool, ansi: bool) -> Box<dyn Layer<S> + Send + Sync>
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-{
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    log_layer_to(json, ansi, std::io::stderr, filter)
-}
-
-/// The log layer writing to `writer` with `filter` (the tests read the lines back).
+/// The log layer: `writer` (stderr in the binaries), `filter` (`RUST_LOG` or the
+/// binary's default), the item's trace id on each line, every line redacted.
 pub fn log_layer_to<S, W, F>(
     json: bool,
     ansi: bool,
@@ -472,11 +466,6 @@ pub fn remote_span_context(tc: &TraceContext) -> Option<SpanContext> {
         .filter(SpanContext::is_valid)
 }
 
-/// The parent context a carrier names (see [`remote_span_context`]).
-pub fn extract(tc: &TraceContext) -> Option<Context> {
-    remote_span_context(tc).map(|sc| Context::new().with_remote_span_context(sc))
-}
-
 /// Make `span` (not yet entered) a child of the carrier's span, link it to that span
 /// too (the messaging conventions' creation-context link), and record its trace id for
 /// the logs. With an empty or unusable carrier the span starts a trace of its own.
@@ -488,33 +477,34 @@ pub fn continue_trace(span: &tracing::Span, tc: &TraceContext) {
     record_trace_id(span);
 }
 
-/// Link `span` (not yet entered) to the carrier's span, if it names one.
-pub fn link(span: &tracing::Span, tc: &TraceContext) {
-    if let Some(sc) = remote_span_context(tc) {
-        span.add_link(sc);
-    }
-}
-
 /// Record `span`'s trace id in its [`TRACE_ID_FIELD`] (declared `Empty` on the span),
 /// so every log line inside it carries the id. Starts the span's OpenTelemetry context:
 /// call it after the parent and links are set.
 pub fn record_trace_id(span: &tracing::Span) {
-    let cx = span.context();
-    let id = cx.span().span_context().trace_id();
-    if id != opentelemetry::trace::TraceId::INVALID {
-        span.record(TRACE_ID_FIELD, tracing::field::display(id));
+    if let Some(id) = trace_id_of(span) {
+        span.record(TRACE_ID_FIELD, id);
     }
-}
-
-/// Add an event (a heartbeat, a retry, a handoff) to `span` without writing a log line.
-pub fn span_event(span: &tracing::Span, name: &'static str, attrs: Vec<KeyValue>) {
-    span.add_event(name, attrs);
 }
 
 /// The trace id of `span` (32 hex digits), if it has one.
 pub fn trace_id_of(span: &tracing::Span) -> Option<String> {
     let id = span.context().span().span_context().trace_id();
     (id != opentelemetry::trace::TraceId::INVALID).then(|| id.to_string())
+}
+
+/// Put the messaging conventions' attributes of one queue operation on `span`:
+/// the system and destination of `dest`, the operation type (`send`, `process`,
+/// `settle`) and its name (the same, or how a message was settled).
+pub fn set_messaging(
+    span: &tracing::Span,
+    dest: &Destination,
+    op_type: &'static str,
+    op_name: &'static str,
+) {
+    span.set_attribute(keys::MESSAGING_SYSTEM, dest.system);
+    span.set_attribute(keys::MESSAGING_DESTINATION_NAME, dest.name.clone());
+    span.set_attribute(keys::MESSAGING_OPERATION_TYPE, op_type);
+    span.set_attribute(keys::MESSAGING_OPERATION_NAME, op_name);
 }
 
 #[cfg(test)]

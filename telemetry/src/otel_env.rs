@@ -5,8 +5,10 @@
 //! `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`), the signal's exporter is not `none`
 //! (`OTEL_TRACES_EXPORTER`, `OTEL_METRICS_EXPORTER`) and the SDK is not disabled
 //! (`OTEL_SDK_DISABLED=true`). With nothing set, nothing is exported and no connection is
-//! ever attempted. The endpoint itself is read by `opentelemetry-otlp`, which follows the
-//! specification (a signal endpoint is used as is; the general one gets `/v1/<signal>`).
+//! ever attempted. [`otlp_endpoint`] resolves the endpoint as the specification says (a
+//! signal endpoint is used as is; the general one gets `/v1/<signal>`): the metrics sink
+//! uses it, and the trace exporter of `opentelemetry-otlp` reads the same variables the
+//! same way.
 
 /// A telemetry signal with its own exporter settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,11 +25,33 @@ impl Signal {
             Signal::Metrics => "METRICS",
         }
     }
+
+    /// `traces` or `metrics`, as in the OTLP/HTTP paths.
+    fn path(self) -> &'static str {
+        match self {
+            Signal::Traces => "traces",
+            Signal::Metrics => "metrics",
+        }
+    }
+}
+
+/// The OTLP/HTTP endpoint of `signal` the environment names, as the specification
+/// reads it: `OTEL_EXPORTER_OTLP_<SIGNAL>_ENDPOINT` as is, else
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` with `/v1/<signal>` appended; `None` when neither is set.
+pub fn otlp_endpoint(signal: Signal, var: impl Fn(&str) -> Option<String>) -> Option<String> {
+    let set = |name: &str| {
+        var(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    };
+    set(&format!("OTEL_EXPORTER_OTLP_{}_ENDPOINT", signal.upper())).or_else(|| {
+        set("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .map(|base| format!("{}/v1/{}", base.trim_end_matches('/'), signal.path()))
+    })
 }
 
 /// Whether the OTLP exporter of `signal` is on, reading variables through `var`.
 pub fn otlp_enabled(signal: Signal, var: impl Fn(&str) -> Option<String>) -> bool {
-    let set = |name: &str| var(name).is_some_and(|v| !v.trim().is_empty());
     if var("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")) {
         return false;
     }
@@ -35,8 +59,7 @@ pub fn otlp_enabled(signal: Signal, var: impl Fn(&str) -> Option<String>) -> boo
     if exporter.is_some_and(|v| v.split(',').all(|e| e.trim().eq_ignore_ascii_case("none"))) {
         return false;
     }
-    set("OTEL_EXPORTER_OTLP_ENDPOINT")
-        || set(&format!("OTEL_EXPORTER_OTLP_{}_ENDPOINT", signal.upper()))
+    otlp_endpoint(signal, var).is_some()
 }
 
 /// [`otlp_enabled`] on the process environment.
@@ -99,6 +122,45 @@ mod tests {
             Signal::Traces,
             env(&[base, ("OTEL_TRACES_EXPORTER", "otlp")])
         ));
+    }
+
+    #[test]
+    fn the_signal_endpoint_is_used_as_is_and_the_general_one_gets_the_path() {
+        assert_eq!(otlp_endpoint(Signal::Metrics, env(&[])), None);
+        assert_eq!(
+            otlp_endpoint(
+                Signal::Metrics,
+                env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318/")])
+            )
+            .as_deref(),
+            Some("http://c:4318/v1/metrics")
+        );
+        assert_eq!(
+            otlp_endpoint(
+                Signal::Metrics,
+                env(&[
+                    ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
+                    ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://m:9/custom"),
+                ])
+            )
+            .as_deref(),
+            Some("http://m:9/custom")
+        );
+        assert_eq!(
+            otlp_endpoint(
+                Signal::Metrics,
+                env(&[("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", " ")])
+            ),
+            None
+        );
+        assert_eq!(
+            otlp_endpoint(
+                Signal::Traces,
+                env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318")])
+            )
+            .as_deref(),
+            Some("http://c:4318/v1/traces")
+        );
     }
 
     #[test]

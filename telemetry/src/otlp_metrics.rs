@@ -69,21 +69,6 @@ const MILLIS_BOUNDS: [f64; 16] = [
 /// Histogram bucket bounds for percents (coverage): deciles.
 const PERCENT_BOUNDS: [f64; 9] = [10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0];
 
-/// The metrics endpoint the environment names, following the OTLP exporter
-/// specification: `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT` as is, else
-/// `OTEL_EXPORTER_OTLP_ENDPOINT` with `/v1/metrics` appended; `None` when neither is set.
-pub fn endpoint(var: impl Fn(&str) -> Option<String>) -> Option<String> {
-    let set = |name: &str| {
-        var(name)
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty())
-    };
-    set("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT").or_else(|| {
-        set("OTEL_EXPORTER_OTLP_ENDPOINT")
-            .map(|base| format!("{}/v1/metrics", base.trim_end_matches('/')))
-    })
-}
-
 /// The export temporality: delta unless `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`
 /// asks for `cumulative` or `lowmemory`.
 ///
@@ -147,7 +132,7 @@ impl OtlpMetrics {
         if !otel_env::otlp_enabled(Signal::Metrics, &var) {
             return Ok(None);
         }
-        let Some(endpoint) = endpoint(&var) else {
+        let Some(endpoint) = otel_env::otlp_endpoint(Signal::Metrics, &var) else {
             return Ok(None);
         };
         let service = otel_env::service_name(default_service, &var);
@@ -157,9 +142,6 @@ impl OtlpMetrics {
     /// [`OtlpMetrics::from_vars`] on the process environment. A sink that cannot be built
     /// (a malformed endpoint) is logged and left out: metrics are never fatal.
     pub fn from_env(default_service: &str) -> Option<Self> {
-        if !otel_env::otlp_enabled_from_env(Signal::Metrics) {
-            return None;
-        }
         match Self::from_vars(default_service, |k| std::env::var(k).ok()) {
             Ok(sink) => sink,
             Err(error) => {
@@ -299,27 +281,6 @@ mod tests {
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
         move |k| m.get(k).cloned()
-    }
-
-    #[test]
-    fn the_signal_endpoint_is_used_as_is_and_the_general_one_gets_the_path() {
-        assert_eq!(endpoint(env(&[])), None);
-        assert_eq!(
-            endpoint(env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318/")])).as_deref(),
-            Some("http://c:4318/v1/metrics")
-        );
-        assert_eq!(
-            endpoint(env(&[
-                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
-                ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://m:9/custom"),
-            ]))
-            .as_deref(),
-            Some("http://m:9/custom")
-        );
-        assert_eq!(
-            endpoint(env(&[("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", " ")])),
-            None
-        );
     }
 
     #[test]

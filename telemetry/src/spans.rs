@@ -235,8 +235,16 @@ pub fn read_trace(dir: &Path, trace_id: &str) -> Result<Vec<StoredSpan>, SpanSto
     }
 }
 
-/// The traces in `dir` with a span whose `kiro.item` attribute is `item`, oldest first.
-pub fn traces_of_item(dir: &Path, item: &str) -> Result<Vec<String>, SpanStoreError> {
+/// One stored trace: its id and its spans.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoredTrace {
+    pub trace_id: String,
+    pub spans: Vec<StoredSpan>,
+}
+
+/// The traces in `dir` with a span whose `kiro.item` attribute is `item`, oldest first
+/// (each file is read once).
+pub fn traces_of_item(dir: &Path, item: &str) -> Result<Vec<StoredTrace>, SpanStoreError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
@@ -263,10 +271,16 @@ pub fn traces_of_item(dir: &Path, item: &str) -> Result<Vec<String>, SpanStoreEr
                 == Some(item)
         }) {
             let start = spans.iter().map(|s| s.start_unix_nanos).min().unwrap_or(0);
-            found.push((start, trace));
+            found.push((
+                start,
+                StoredTrace {
+                    trace_id: trace,
+                    spans,
+                },
+            ));
         }
     }
-    found.sort();
+    found.sort_by(|a, b| (a.0, &a.1.trace_id).cmp(&(b.0, &b.1.trace_id)));
     Ok(found.into_iter().map(|(_, t)| t).collect())
 }
 
@@ -477,11 +491,11 @@ mod tests {
             format!("{good}\n{{\"trace_id\":\"tru"),
         )
         .unwrap();
-        assert_eq!(read_trace(dir.path(), t).unwrap(), vec![s]);
-        assert_eq!(
-            traces_of_item(dir.path(), "A-1").unwrap(),
-            vec![t.to_owned()]
-        );
+        assert_eq!(read_trace(dir.path(), t).unwrap(), vec![s.clone()]);
+        let found = traces_of_item(dir.path(), "A-1").unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].trace_id, t);
+        assert_eq!(found[0].spans, vec![s]);
         assert!(traces_of_item(dir.path(), "B-2").unwrap().is_empty());
         assert!(
             traces_of_item(&dir.path().join("none"), "A-1")

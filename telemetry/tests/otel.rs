@@ -119,8 +119,7 @@ fn a_carrier_joins_two_spans_into_one_xray_shaped_trace_and_logs_carry_its_id() 
             let child = tracing::info_span!(target: "kiro_test", "settle", kiro.item = "A-1");
             child.in_scope(|| tracing::warn!(target: "kiro_test", token = TOKEN, "dead-lettered"));
         });
-        otel::span_event(
-            &process,
+        process.add_event(
             "heartbeat",
             vec![opentelemetry::KeyValue::new(keys::FENCE, 3)],
         );
@@ -226,11 +225,11 @@ fn the_file_exporter_keeps_spans_the_trace_command_reads() {
     });
     provider.shutdown().unwrap();
 
-    assert_eq!(
-        spans::traces_of_item(dir.path(), "A-1").unwrap(),
-        vec![trace.clone()]
-    );
+    let found = spans::traces_of_item(dir.path(), "A-1").unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].trace_id, trace);
     let stored = spans::read_trace(dir.path(), &trace).unwrap();
+    assert_eq!(stored, found[0].spans);
     assert_eq!(stored.len(), 2);
     let root = stored.iter().find(|s| s.name == "send").unwrap();
     assert_eq!(root.service, "kiro-producer");
