@@ -11,23 +11,10 @@ import * as pulumi from "@pulumi/pulumi";
 import type { StackConfig } from "./config";
 import { XRAY_ACTIONS, ROLE_ACTIONS, TRUSTED_SERVICE, allow, document } from "./permissions";
 import type { Component, Statement } from "./permissions";
+import { createAlarms } from "./alarms";
+import { createScaling } from "./scaling";
 
-/** The consumer's CloudWatch Embedded Metric Format namespace (the alarms read it). */
-export const METRICS_NAMESPACE = "KiroCodebuildWorker";
-
-/** The EMF metrics the alarms rely on (dimension-less; the consumer emits them per finished job). */
-export const EMF_METRICS = {
-  /** Builds that finished, whatever their outcome. */
-  buildsFinished: "BuildsFinished",
-  /** Builds that finished with a failure outcome. */
-  buildsFailed: "BuildsFailed",
-  /** Builds whose outcome class was `tests-failed`. */
-  testsFailed: "TestsFailed",
-  /** Duration of each finished build, milliseconds. */
-  buildDuration: "BuildDuration",
-  /** Error log lines of the consumer (from a metric filter on its log group). */
-  consumerErrors: "ConsumerErrors",
-} as const;
+export { EMF_METRICS, METRICS_NAMESPACE } from "./alarms";
 
 /** The TTL attribute of the job-record table (clean-up only; never relied on for correctness). */
 export const TTL_ATTRIBUTE = "expires_ttl";
@@ -413,74 +400,7 @@ export function createStack(cfg: StackConfig, opts: { buildspecText?: string } =
     // Autoscaling owns the task count after the first deploy.
     { ignoreChanges: ["desiredCount"] },
   );
-  const scalingTarget = new aws.appautoscaling.Target("consumer-scaling", {
-    serviceNamespace: "ecs",
-    scalableDimension: "ecs:service:DesiredCount",
-    resourceId: pulumi.interpolate`service/${cluster.name}/${consumerService.name}`,
-    minCapacity: cfg.consumerMinTasks,
-    maxCapacity: cfg.consumerMaxTasks,
-  });
-  const scalingRef = {
-    serviceNamespace: scalingTarget.serviceNamespace,
-    scalableDimension: scalingTarget.scalableDimension,
-    resourceId: scalingTarget.resourceId,
-  };
-  new aws.appautoscaling.Policy("consumer-backlog-per-task", {
-    name: `${prefix}-backlog-per-task`,
-    policyType: "TargetTrackingScaling",
-    ...scalingRef,
-    targetTrackingScalingPolicyConfiguration: {
-      targetValue: cfg.backlogPerTaskTarget,
-      scaleInCooldown: 300,
-      scaleOutCooldown: 60,
-      customizedMetricSpecification: {
-        metrics: [
-          {
-            id: "m1",
-            label: "visible messages",
-            returnData: false,
-            metricStat: {
-              metric: {
-                namespace: "AWS/SQS",
-                metricName: "ApproximateNumberOfMessagesVisible",
-                dimensions: [{ name: "QueueName", value: queue.name }],
-              },
-              stat: "Sum",
-            },
-          },
-          {
-            id: "m2",
-            label: "running consumer tasks",
-            returnData: false,
-            metricStat: {
-              metric: {
-                namespace: "ECS/ContainerInsights",
-                metricName: "RunningTaskCount",
-                dimensions: [
-                  { name: "ClusterName", value: cluster.name },
-                  { name: "ServiceName", value: consumerService.name },
-                ],
-              },
-              stat: "Average",
-            },
-          },
-          { id: "e1", label: "backlog per task", expression: "m1 / m2", returnData: true },
-        ],
-      },
-    },
-  });
-  // Backlog per task has no datapoint at zero tasks: a step policy starts the first task.
-  const fromZero = new aws.appautoscaling.Policy("consumer-scale-from-zero", {
-    name: `${prefix}-scale-from-zero`,
-    policyType: "StepScaling",
-    ...scalingRef,
-    stepScalingPolicyConfiguration: {
-      adjustmentType: "ExactCapacity",
-      cooldown: 60,
-      metricAggregationType: "Maximum",
-      stepAdjustments: [{ metricIntervalLowerBound: "0", scalingAdjustment: 1 }],
-    },
-  });
+  createScaling({ prefix, cfg, tags, cluster, consumerService, queue });
 
   // ── Producer schedule ─────────────────────────────────────────────────────────────────────
   const schedule = new aws.scheduler.Schedule("producer-schedule", {
@@ -507,142 +427,7 @@ export function createStack(cfg: StackConfig, opts: { buildspecText?: string } =
     stmt("PassProducerRoles", ["iam:PassRole"], [roles["producer-task"].arn, roles["producer-execution"].arn]),
   ]);
 
-  // ── Alarms ────────────────────────────────────────────────────────────────────────────────
-  const alarmTopic = new aws.sns.Topic("alarms", { name: `${prefix}-alarms`, tags });
-  if (cfg.alarmEmail) {
-    new aws.sns.TopicSubscription("alarms-email", { topic: alarmTopic.arn, protocol: "email", endpoint: cfg.alarmEmail });
-  }
-  new aws.cloudwatch.LogMetricFilter("consumer-errors", {
-    name: `${prefix}-consumer-errors`,
-    logGroupName: consumerLogs.name,
-    pattern: '{ $.level = "ERROR" }',
-    metricTransformation: {
-      name: EMF_METRICS.consumerErrors,
-      namespace: METRICS_NAMESPACE,
-      value: "1",
-      defaultValue: "0",
-    },
-  });
-  const alarm = (name: string, args: Omit<aws.cloudwatch.MetricAlarmArgs, "name" | "alarmActions" | "okActions">) =>
-    new aws.cloudwatch.MetricAlarm(`${name}-alarm`, {
-      name: `${prefix}-${name}`,
-      alarmActions: [alarmTopic.arn],
-      okActions: [alarmTopic.arn],
-      tags,
-      ...args,
-    });
-  const metric = (id: string, namespace: string, metricName: string, stat: string, dimensions?: Record<string, pulumi.Input<string>>) => ({
-    id,
-    returnData: false,
-    metric: { namespace, metricName, stat, period: 300, dimensions },
-  });
-  const emf = (id: string, name: string, stat = "Sum") => metric(id, METRICS_NAMESPACE, name, stat);
-
-  alarm("build-failure-rate", {
-    alarmDescription: "More than 50% of the builds that finished failed",
-    comparisonOperator: "GreaterThanThreshold",
-    threshold: 50,
-    evaluationPeriods: 3,
-    datapointsToAlarm: 2,
-    treatMissingData: "notBreaching",
-    metricQueries: [
-      emf("failed", EMF_METRICS.buildsFailed),
-      emf("finished", EMF_METRICS.buildsFinished),
-      { id: "rate", label: "build failure rate (%)", expression: "IF(finished > 0, 100 * failed / finished, 0)", returnData: true },
-    ],
-  });
-  alarm("build-duration", {
-    alarmDescription: "Builds take longer than 45 minutes on average",
-    comparisonOperator: "GreaterThanThreshold",
-    threshold: 45 * 60 * 1000,
-    evaluationPeriods: 1,
-    treatMissingData: "notBreaching",
-    namespace: METRICS_NAMESPACE,
-    metricName: EMF_METRICS.buildDuration,
-    statistic: "Average",
-    period: 900,
-    unit: "Milliseconds",
-  });
-  alarm("test-failure-rate", {
-    alarmDescription: "More than 15% of the builds that finished failed their tests",
-    comparisonOperator: "GreaterThanThreshold",
-    threshold: 15,
-    evaluationPeriods: 3,
-    datapointsToAlarm: 2,
-    treatMissingData: "notBreaching",
-    metricQueries: [
-      emf("tests", EMF_METRICS.testsFailed),
-      emf("finished", EMF_METRICS.buildsFinished),
-      { id: "rate", label: "test failure rate (%)", expression: "IF(finished > 0, 100 * tests / finished, 0)", returnData: true },
-    ],
-  });
-  alarm("dlq-not-empty", {
-    alarmDescription: "Dead letters are waiting (kiro-consumer dlq list)",
-    comparisonOperator: "GreaterThanThreshold",
-    threshold: 0,
-    evaluationPeriods: 1,
-    treatMissingData: "notBreaching",
-    namespace: "AWS/SQS",
-    metricName: "ApproximateNumberOfMessagesVisible",
-    dimensions: { QueueName: dlq.name },
-    statistic: "Maximum",
-    period: 300,
-  });
-  alarm("oldest-message-age", {
-    alarmDescription: "A work item has waited in the queue for more than 2 hours",
-    comparisonOperator: "GreaterThanThreshold",
-    threshold: 2 * 3600,
-    evaluationPeriods: 1,
-    treatMissingData: "notBreaching",
-    namespace: "AWS/SQS",
-    metricName: "ApproximateAgeOfOldestMessage",
-    dimensions: { QueueName: queue.name },
-    statistic: "Maximum",
-    period: 300,
-  });
-  alarm("table-throttling", {
-    alarmDescription: "DynamoDB throttled reads or writes on the job-record table",
-    comparisonOperator: "GreaterThanThreshold",
-    threshold: 0,
-    evaluationPeriods: 1,
-    treatMissingData: "notBreaching",
-    metricQueries: [
-      metric("reads", "AWS/DynamoDB", "ReadThrottleEvents", "Sum", { TableName: table.name }),
-      metric("writes", "AWS/DynamoDB", "WriteThrottleEvents", "Sum", { TableName: table.name }),
-      { id: "throttled", label: "throttle events", expression: "reads + writes", returnData: true },
-    ],
-  });
-  alarm("consumer-errors", {
-    alarmDescription: "The consumer logged 5 or more errors in 5 minutes",
-    comparisonOperator: "GreaterThanOrEqualToThreshold",
-    threshold: 5,
-    evaluationPeriods: 1,
-    treatMissingData: "notBreaching",
-    namespace: METRICS_NAMESPACE,
-    metricName: EMF_METRICS.consumerErrors,
-    statistic: "Sum",
-    period: 300,
-  });
-  // Scale-out from zero: work is visible and no consumer runs. Not an operator alarm: its only
-  // action is the step policy above.
-  new aws.cloudwatch.MetricAlarm("scale-from-zero-alarm", {
-    name: `${prefix}-scale-from-zero`,
-    alarmDescription: "Messages are visible while no consumer task runs",
-    comparisonOperator: "GreaterThanThreshold",
-    threshold: 0,
-    evaluationPeriods: 1,
-    treatMissingData: "missing",
-    alarmActions: [fromZero.arn],
-    metricQueries: [
-      metric("visible", "AWS/SQS", "ApproximateNumberOfMessagesVisible", "Maximum", { QueueName: queue.name }),
-      metric("tasks", "ECS/ContainerInsights", "RunningTaskCount", "Maximum", {
-        ClusterName: cluster.name,
-        ServiceName: consumerService.name,
-      }),
-      { id: "idle_with_work", label: "visible work, no tasks", expression: "IF(visible > 0 AND FILL(tasks, 0) == 0, 1, 0)", returnData: true },
-    ],
-    tags,
-  });
+  const alarmTopic = createAlarms({ prefix, cfg, tags, queue, dlq, table, consumerLogs });
 
   return {
     queue,
