@@ -13,6 +13,8 @@ import { XRAY_ACTIONS, ROLE_ACTIONS, TRUSTED_SERVICE, allow, document } from "./
 import type { Component, Statement } from "./permissions";
 import { createAlarms } from "./alarms";
 import { createScaling } from "./scaling";
+import { consumerEnv, envList, producerEnv, taskSecrets } from "./environment";
+import type { EnvRefs } from "./environment";
 
 export { EMF_METRICS, METRICS_NAMESPACE } from "./alarms";
 
@@ -212,7 +214,7 @@ export function createStack(cfg: StackConfig, opts: { buildspecText?: string } =
     stmt("Secrets", ["secretsmanager:GetSecretValue"], secrets),
   ];
   grant("producer-task", [stmt("Enqueue", ["sqs:SendMessage", "sqs:GetQueueAttributes"], [queue.arn])]);
-  grant("producer-execution", executionStatements(producerLogs, [cfg.githubTokenSecretArn]));
+  grant("producer-execution", executionStatements(producerLogs, containerSecrets));
   grant("consumer-execution", executionStatements(consumerLogs, containerSecrets));
   grant("codebuild", [
     stmt("Logs", ["logs:CreateLogStream", "logs:PutLogEvents"], [buildLogs.arn, logStreams(buildLogs)]),
@@ -282,23 +284,8 @@ export function createStack(cfg: StackConfig, opts: { buildspecText?: string } =
     logDriver: "awslogs",
     options: { "awslogs-group": group.name, "awslogs-region": region, "awslogs-stream-prefix": streamPrefix },
   });
-  const envList = (env: Record<string, pulumi.Input<string>>) =>
-    Object.entries(env)
-      .sort(([a], [b]) => a.localeCompare(b))
-      .map(([name, value]) => ({ name, value }));
-  const commonEnv = {
-    KIRO_BACKEND: "aws",
-    KIRO_QUEUE_URL: queue.url,
-    KIRO_DLQ_URL: dlq.url,
-    KIRO_LEASE_TABLE: table.name,
-    KIRO_CODEBUILD_PROJECT: project.name,
-    KIRO_LOG_FORMAT: "json",
-    KIRO_METRICS: "emf",
-  };
-  const githubSecrets = [
-    { name: "GITHUB_TOKEN", valueFrom: cfg.githubTokenSecretArn },
-    ...(cfg.githubAppKeySecretArn ? [{ name: "GITHUB_APP_PRIVATE_KEY", valueFrom: cfg.githubAppKeySecretArn }] : []),
-  ];
+  const refs: EnvRefs = { region, queueUrl: queue.url, dlqUrl: dlq.url, tableName: table.name, projectName: project.name };
+  const secrets = taskSecrets(cfg);
   const runtimePlatform = { operatingSystemFamily: "LINUX", cpuArchitecture: "X86_64" };
 
   const consumerContainers = pulumi.jsonStringify([
@@ -312,13 +299,8 @@ export function createStack(cfg: StackConfig, opts: { buildspecText?: string } =
       stopTimeout: 120,
       readonlyRootFilesystem: false,
       user: "65532:65532",
-      environment: envList({
-        ...cfg.consumerEnvironment,
-        ...commonEnv,
-        KIRO_MAX_JOBS: String(cfg.consumerMaxJobs),
-        OTEL_EXPORTER_OTLP_ENDPOINT: "http://localhost:4318",
-      }),
-      secrets: githubSecrets,
+      environment: envList(consumerEnv(cfg, refs)),
+      secrets,
       healthCheck: {
         command: ["CMD", "/kiro-consumer", "health"],
         interval: 30,
@@ -367,8 +349,8 @@ export function createStack(cfg: StackConfig, opts: { buildspecText?: string } =
         command: ["--once"],
         stopTimeout: 30,
         user: "65532:65532",
-        environment: envList({ ...cfg.producerEnvironment, ...commonEnv }),
-        secrets: [{ name: "GITHUB_TOKEN", valueFrom: cfg.githubTokenSecretArn }],
+        environment: envList(producerEnv(cfg, refs)),
+        secrets,
         logConfiguration: awslogs(producerLogs, "producer"),
       },
     ]),

@@ -26,12 +26,15 @@ export const RAW: Record<string, string> = {
   githubTokenSecretArn: SECRETS.github,
   kiroApiKeySecretArn: SECRETS.kiro,
   githubAppKeySecretArn: SECRETS.app,
+  githubAppId: "123456",
+  githubAppInstallationId: "7654321",
+  githubProject: "orgs/acme/7",
   consumerMaxTasks: "6",
   workerVersion: "0.1.0",
   workerSha256: "a".repeat(64),
   kiroCliVersion: "2.8.0",
   alarmEmail: "ops@example.com",
-  consumerEnvironment: JSON.stringify({ KIRO_GITHUB_PROJECT: "acme/7" }),
+  consumerEnvironment: JSON.stringify({ KIRO_MAX_ATTEMPTS: "4" }),
 };
 
 export function testConfig(overrides: Record<string, string | undefined> = {}, stack = "test"): StackConfig {

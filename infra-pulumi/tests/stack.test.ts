@@ -90,7 +90,7 @@ describe("consumer task and service", () => {
     assert.deepEqual(consumer.healthCheck.command, ["CMD", "/kiro-consumer", "health"]);
     assert.deepEqual(consumer.secrets, [
       { name: "GITHUB_TOKEN", valueFrom: SECRETS.github },
-      { name: "GITHUB_APP_PRIVATE_KEY", valueFrom: SECRETS.app },
+      { name: "KIRO_GITHUB_APP_PRIVATE_KEY", valueFrom: SECRETS.app },
     ]);
     const env = Object.fromEntries(consumer.environment.map((e: Any) => [e.name, e.value]));
     assert.equal(env.KIRO_BACKEND, "aws");
@@ -98,7 +98,7 @@ describe("consumer task and service", () => {
     assert.equal(env.KIRO_DLQ_URL, await value(run.d.dlq.url));
     assert.equal(env.KIRO_LEASE_TABLE, "kiro-test-jobs");
     assert.equal(env.KIRO_CODEBUILD_PROJECT, "kiro-test-worker");
-    assert.equal(env.KIRO_GITHUB_PROJECT, "acme/7", "extra environment from the stack config");
+    assert.equal(env.KIRO_MAX_ATTEMPTS, "4", "extra environment from the stack config");
     assert.equal(env.OTEL_EXPORTER_OTLP_ENDPOINT, "http://localhost:4318");
     assert.equal(consumer.logConfiguration.options["awslogs-group"], "/kiro-test/consumer");
   });
@@ -177,7 +177,10 @@ describe("producer", () => {
     const [producer] = containers(td);
     assert.deepEqual(producer.entryPoint, ["/kiro-producer"]);
     assert.deepEqual(producer.command, ["--once"]);
-    assert.deepEqual(producer.secrets, [{ name: "GITHUB_TOKEN", valueFrom: SECRETS.github }]);
+    assert.deepEqual(producer.secrets, [
+      { name: "GITHUB_TOKEN", valueFrom: SECRETS.github },
+      { name: "KIRO_GITHUB_APP_PRIVATE_KEY", valueFrom: SECRETS.app },
+    ]);
   });
 
   test("the scheduler may run only the producer task and pass only its two roles", () => {
