@@ -13,7 +13,7 @@ import { XRAY_ACTIONS, ROLE_ACTIONS, TRUSTED_SERVICE, allow, document } from "./
 import type { Component, Statement } from "./permissions";
 import { createAlarms } from "./alarms";
 import { createScaling } from "./scaling";
-import { consumerEnv, envList, producerEnv, taskSecrets } from "./environment";
+import { buildVariables, consumerEnv, envList, producerEnv, taskSecrets } from "./environment";
 import type { EnvRefs } from "./environment";
 
 export { EMF_METRICS, METRICS_NAMESPACE } from "./alarms";
@@ -224,12 +224,11 @@ export function createStack(cfg: StackConfig, opts: { buildspecText?: string } =
       [junitReports.arn],
     ),
     stmt("FenceCheck", ["dynamodb:GetItem", "dynamodb:Query"], [table.arn]),
-    stmt("Secrets", ["secretsmanager:GetSecretValue"], [cfg.githubTokenSecretArn, cfg.kiroApiKeySecretArn]),
+    stmt("Secrets", ["secretsmanager:GetSecretValue"], [cfg.githubTokenSecretArn, cfg.kiroApiKeySecretArn, ...(cfg.githubAppKeySecretArn ? [cfg.githubAppKeySecretArn] : [])]),
   ]);
 
   // ── CodeBuild project ─────────────────────────────────────────────────────────────────────
   const buildspecText = opts.buildspecText ?? fs.readFileSync(BUILDSPEC_PATH, "utf8");
-  const plain = (name: string, value: string) => ({ name, value, type: "PLAINTEXT" });
   const project = new aws.codebuild.Project("worker", {
     name: projectName,
     description: "Runs kiro-worker for one work item (buildspec.yml of kiro-codebuild-worker)",
@@ -246,17 +245,7 @@ export function createStack(cfg: StackConfig, opts: { buildspecText?: string } =
       computeType: cfg.buildComputeType,
       image: cfg.buildImage,
       imagePullCredentialsType: "CODEBUILD",
-      environmentVariables: [
-        plain("KIRO_WORKER_VERSION", cfg.workerVersion),
-        plain("KIRO_WORKER_SHA256", cfg.workerSha256 ?? ""),
-        plain("KIRO_WORKER_URL", cfg.workerUrl ?? ""),
-        plain("KIRO_CLI_VERSION", cfg.kiroCliVersion),
-        plain("KIRO_CLI_SHA256", cfg.kiroCliSha256 ?? ""),
-        plain("KIRO_CLI_URL", cfg.kiroCliUrl ?? ""),
-        { name: "KIRO_LEASE_TABLE", value: table.name, type: "PLAINTEXT" },
-        plain("KIRO_GITHUB_TOKEN_SECRET_ARN", cfg.githubTokenSecretArn),
-        plain("KIRO_API_KEY_SECRET_ARN", cfg.kiroApiKeySecretArn),
-      ],
+      environmentVariables: buildVariables(cfg, { tableName: table.name }),
     },
     logsConfig: { cloudwatchLogs: { status: "ENABLED", groupName: buildLogs.name }, s3Logs: { status: "DISABLED" } },
     tags,

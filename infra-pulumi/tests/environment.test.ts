@@ -73,3 +73,49 @@ describe("no container uses the old, unread App key name", () => {
     }
   });
 });
+
+describe("CodeBuild project (kiro-worker's environment)", () => {
+  const vars = (): Record<string, { value: string; type: string }> =>
+    Object.fromEntries(one(run, "aws:codebuild/project:Project", "worker").inputs.environment.environmentVariables.map((v: Any) => [v.name, v]));
+
+  test("the AWS lease store and the GitHub forge (worker/src/wiring.rs needs both, or KIRO_STATE_DIR)", () => {
+    const v = vars();
+    assert.equal(v.KIRO_BACKEND.value, "aws");
+    assert.equal(v.KIRO_LEASE_TABLE.value, "kiro-test-jobs");
+    assert.equal(v.KIRO_FORGE.value, "github");
+    assert.equal(v.KIRO_GITHUB_PROJECT.value, "orgs/acme/7");
+    assert.equal("KIRO_STATE_DIR" in v, false);
+  });
+
+  test("the GitHub App: ids in plain text, the key as a SECRETS_MANAGER variable under the name the worker reads", () => {
+    const v = vars();
+    assert.deepEqual(v.KIRO_GITHUB_APP_ID, { name: "KIRO_GITHUB_APP_ID", value: "123456", type: "PLAINTEXT" });
+    assert.deepEqual(v.KIRO_GITHUB_APP_INSTALLATION_ID, { name: "KIRO_GITHUB_APP_INSTALLATION_ID", value: "7654321", type: "PLAINTEXT" });
+    assert.deepEqual(v.KIRO_GITHUB_APP_PRIVATE_KEY, { name: "KIRO_GITHUB_APP_PRIVATE_KEY", value: SECRETS.app, type: "SECRETS_MANAGER" });
+    for (const [name, e] of Object.entries(v)) if (name !== "KIRO_GITHUB_APP_PRIVATE_KEY") assert.equal(e.type, "PLAINTEXT", name);
+  });
+
+  test("test and coverage defaults from the stack (KIRO_TEST_CMD, KIRO_COVERAGE_FORMAT, KIRO_COVERAGE_THRESHOLD)", () => {
+    const v = vars();
+    assert.equal(v.KIRO_TEST_CMD.value, "npm test");
+    assert.equal(v.KIRO_COVERAGE_FORMAT.value, "auto");
+    assert.equal(v.KIRO_COVERAGE_THRESHOLD.value, "80");
+    assert.equal("KIRO_COVERAGE_PATH" in v, false, "unset: the worker looks in the format's usual places");
+    assert.equal("KIRO_JUNIT_PATH" in v, false);
+  });
+
+  test("no unread variables: the old *_SECRET_ARN names are gone; secrets stay references", () => {
+    const v = vars();
+    assert.equal("KIRO_GITHUB_TOKEN_SECRET_ARN" in v, false);
+    assert.equal("KIRO_API_KEY_SECRET_ARN" in v, false);
+    assert.equal("GITHUB_TOKEN" in v, false, "from the buildspec's secrets-manager section");
+    assert.equal("KIRO_API_KEY" in v, false, "from the buildspec's secrets-manager section");
+  });
+
+  test("without buildOtlpEndpoint the builds' OTLP export is off (nothing listens where they run)", () => {
+    const v = vars();
+    assert.equal(v.OTEL_TRACES_EXPORTER.value, "none");
+    assert.equal(v.OTEL_METRICS_EXPORTER.value, "none");
+    assert.equal("OTEL_EXPORTER_OTLP_ENDPOINT" in v, false);
+  });
+});

@@ -211,7 +211,10 @@ describe("CodeBuild", () => {
     assert.equal(env.KIRO_WORKER_VERSION.value, "0.1.0");
     assert.equal(env.KIRO_CLI_VERSION.value, "2.8.0");
     assert.equal(env.KIRO_WORKER_SHA256.value, "a".repeat(64));
-    for (const e of Object.values(env) as Any[]) assert.equal(e.type, "PLAINTEXT", `${e.name}: secrets come from the buildspec`);
+    for (const e of Object.values(env) as Any[]) {
+      const expected = e.name === "KIRO_GITHUB_APP_PRIVATE_KEY" ? "SECRETS_MANAGER" : "PLAINTEXT";
+      assert.equal(e.type, expected, `${e.name}: secrets are Secrets Manager references`);
+    }
   });
 
   test("the JUnit report group the buildspec names exists", () => {
