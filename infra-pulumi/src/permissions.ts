@@ -73,8 +73,9 @@ export const ROLE_ACTIONS: Record<Component, readonly string[]> = {
     "dynamodb:Query",
     "secretsmanager:GetSecretValue",
   ],
-  // EventBridge Scheduler: start the producer task, handing it its two roles.
-  scheduler: ["ecs:RunTask", "iam:PassRole"],
+  // EventBridge Scheduler: start the producer task (tagging it: propagateTags), handing it its
+  // two roles, and send a failed invocation to the schedule's dead-letter queue.
+  scheduler: ["ecs:RunTask", "ecs:TagResource", "iam:PassRole", "sqs:SendMessage"],
 };
 
 /** The service each component's role trusts. */

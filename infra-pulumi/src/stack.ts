@@ -9,10 +9,12 @@ import * as path from "node:path";
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
 import type { StackConfig } from "./config";
-import { XRAY_ACTIONS, ROLE_ACTIONS, TRUSTED_SERVICE, allow, document } from "./permissions";
+import { XRAY_ACTIONS } from "./permissions";
+import { createRoles, grant as grantTo, logStreams, stmt } from "./iam";
 import type { Component, Statement } from "./permissions";
 import { createAlarms } from "./alarms";
 import { createScaling } from "./scaling";
+import { createSchedule } from "./schedule";
 import { buildVariables, consumerEnv, envList, producerEnv, taskSecrets } from "./environment";
 import type { EnvRefs } from "./environment";
 
@@ -30,9 +32,8 @@ export const BUILDSPEC_SECRET_PLACEHOLDERS = {
 /** Default location of the repository's buildspec. */
 export const BUILDSPEC_PATH = path.join(__dirname, "..", "..", "buildspec.yml");
 
-export const CONSUMER_CONTAINER = "consumer";
-export const PRODUCER_CONTAINER = "producer";
-export const OTEL_CONTAINER = "otel-collector";
+export { CONSUMER_CONTAINER, OTEL_CONTAINER, PRODUCER_CONTAINER } from "./names";
+import { CONSUMER_CONTAINER, OTEL_CONTAINER, PRODUCER_CONTAINER } from "./names";
 
 /** The ADOT collector's bundled configuration: OTLP in, X-Ray out. */
 export const OTEL_CONFIG = "--config=/etc/ecs/ecs-xray.yaml";
@@ -48,6 +49,7 @@ export interface Deployment {
   producerTaskDefinition: aws.ecs.TaskDefinition;
   project: aws.codebuild.Project;
   schedule: aws.scheduler.Schedule;
+  scheduleDlq: aws.sqs.Queue;
   alarmTopic: aws.sns.Topic;
   roles: Record<Component, aws.iam.Role>;
 }
@@ -184,28 +186,8 @@ export function createStack(cfg: StackConfig, opts: { buildspecText?: string } =
 
 
   // ── IAM: one role per component, one inline policy each ───────────────────────────────────
-  const roles = {} as Record<Component, aws.iam.Role>;
-  for (const component of Object.keys(ROLE_ACTIONS) as Component[]) {
-    roles[component] = new aws.iam.Role(`${component}-role`, {
-      name: `${prefix}-${component}`,
-      description: `kiro ${cfg.stack}: ${component}`,
-      assumeRolePolicy: JSON.stringify({
-        Version: "2012-10-17",
-        Statement: [{ Effect: "Allow", Principal: { Service: TRUSTED_SERVICE[component] }, Action: "sts:AssumeRole" }],
-      }),
-      maxSessionDuration: 3600,
-      tags,
-    });
-  }
-  const grant = (component: Component, statements: pulumi.Input<Statement>[]) =>
-    new aws.iam.RolePolicy(`${component}-policy`, {
-      name: component,
-      role: roles[component].name,
-      policy: pulumi.all(statements).apply((s) => JSON.stringify(document(s as Statement[]))),
-    });
-  const stmt = (sid: string, actions: readonly string[], resources: pulumi.Input<string>[]) =>
-    pulumi.all(resources).apply((r) => allow(sid, actions, r));
-  const logStreams = (group: aws.cloudwatch.LogGroup) => pulumi.interpolate`${group.arn}:log-stream:*`;
+  const roles = createRoles(prefix, cfg, tags);
+  const grant = (component: Component, statements: pulumi.Input<Statement>[]) => grantTo(roles, component, statements);
   const containerSecrets = [cfg.githubTokenSecretArn, ...(cfg.githubAppKeySecretArn ? [cfg.githubAppKeySecretArn] : [])];
   const executionStatements = (logs: aws.cloudwatch.LogGroup, secrets: string[]) => [
     stmt("PullImageAuth", ["ecr:GetAuthorizationToken"], ["*"]),
@@ -373,32 +355,19 @@ export function createStack(cfg: StackConfig, opts: { buildspecText?: string } =
   );
   createScaling({ prefix, cfg, tags, cluster, consumerService, queue });
 
-  // ── Producer schedule ─────────────────────────────────────────────────────────────────────
-  const schedule = new aws.scheduler.Schedule("producer-schedule", {
-    name: `${prefix}-producer`,
-    description: "kiro-producer --once: enqueue the board's ready items",
-    scheduleExpression: cfg.producerSchedule,
-    flexibleTimeWindow: { mode: "OFF" },
-    state: "ENABLED",
-    target: {
-      arn: cluster.arn,
-      roleArn: roles.scheduler.arn,
-      retryPolicy: { maximumRetryAttempts: 0 },
-      ecsParameters: {
-        taskDefinitionArn: producerTaskDefinition.arn,
-        launchType: "FARGATE",
-        taskCount: 1,
-        networkConfiguration: network,
-        propagateTags: "TASK_DEFINITION",
-      },
-    },
-  });
-  grant("scheduler", [
-    stmt("RunProducer", ["ecs:RunTask"], [producerTaskDefinition.arnWithoutRevision.apply((arn) => `${arn}:*`)]),
-    stmt("PassProducerRoles", ["iam:PassRole"], [roles["producer-task"].arn, roles["producer-execution"].arn]),
-  ]);
-
+  // ── Alarms and the scheduled producer ──────────────────────────────────────────────────────
   const alarmTopic = createAlarms({ prefix, cfg, tags, queue, dlq, table, consumerLogs });
+  const { schedule, scheduleDlq } = createSchedule({
+    prefix,
+    cfg,
+    tags,
+    cluster,
+    clusterTasksArn,
+    producerTaskDefinition,
+    network,
+    roles,
+    alarmTopic,
+  });
 
   return {
     queue,
@@ -411,6 +380,7 @@ export function createStack(cfg: StackConfig, opts: { buildspecText?: string } =
     producerTaskDefinition,
     project,
     schedule,
+    scheduleDlq,
     alarmTopic,
     roles,
   };

@@ -24,7 +24,8 @@ describe("queues", () => {
       assert.equal(q.sqsManagedSseEnabled, true, name);
       assert.match(q.name, /^kiro-test-.*\.fifo$/);
     }
-    assert.equal(ofType(run, "aws:sqs/queue:Queue").length, 2);
+    // Plus the schedule's (standard) dead-letter queue, see schedule.test.ts.
+    assert.deepEqual(ofType(run, "aws:sqs/queue:Queue").map((q) => q.name).sort(), ["dlq", "queue", "schedule-dlq"]);
   });
 
   test("the work queue redrives to the DLQ as a high safety net; the DLQ keeps 14 days", () => {
@@ -186,6 +187,7 @@ describe("producer", () => {
   test("the scheduler may run only the producer task and pass only its two roles", () => {
     const doc = JSON.parse(one(run, "aws:iam/rolePolicy:RolePolicy", "scheduler-policy").inputs.policy);
     const byAction = Object.fromEntries(doc.Statement.map((s: Any) => [s.Action.join(","), s.Resource]));
+    assert.deepEqual(Object.keys(byAction).sort(), ["ecs:RunTask", "ecs:TagResource", "iam:PassRole", "sqs:SendMessage"]);
     assert.deepEqual(byAction["ecs:RunTask"], [`${one(run, "aws:ecs/taskDefinition:TaskDefinition", "producer-task").state?.arnWithoutRevision}:*`]);
     assert.deepEqual(byAction["iam:PassRole"], [
       one(run, "aws:iam/role:Role", "producer-task-role").state?.arn,
@@ -234,6 +236,8 @@ describe("alarms", () => {
       "consumer-errors-alarm",
       "dlq-not-empty-alarm",
       "oldest-message-age-alarm",
+      "producer-failed-alarm",
+      "producer-schedule-failed-alarm",
       "table-throttling-alarm",
       "test-failure-rate-alarm",
     ]);
@@ -293,9 +297,10 @@ describe("alarms", () => {
 });
 
 describe("logs", () => {
-  test("three log groups with the configured retention", () => {
+  test("four log groups with the configured retention", () => {
     const groups = ofType(run, "aws:cloudwatch/logGroup:LogGroup").map((g) => [g.inputs.name, g.inputs.retentionInDays]);
     assert.deepEqual(groups.sort(), [
+      ["/aws/events/kiro-test/producer-failures", 30],
       ["/kiro-test/codebuild", 30],
       ["/kiro-test/consumer", 30],
       ["/kiro-test/producer", 30],
