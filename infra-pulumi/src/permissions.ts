@@ -24,7 +24,8 @@ const EXECUTION = [
   "secretsmanager:GetSecretValue",
 ];
 
-/** What the ADOT collector sidecar needs to export traces to X-Ray. */
+/** What the ADOT collector sidecar needs to export traces to X-Ray (its metrics, EMF log events,
+ *  need logs:CreateLogStream and logs:PutLogEvents on the stack's otel-metrics log group). */
 export const XRAY_ACTIONS = [
   "xray:PutTraceSegments",
   "xray:PutTelemetryRecords",
@@ -59,6 +60,8 @@ export const ROLE_ACTIONS: Record<Component, readonly string[]> = {
     "codebuild:StopBuild",
     "ecs:UpdateTaskProtection",
     ...XRAY_ACTIONS,
+    "logs:CreateLogStream",
+    "logs:PutLogEvents",
   ],
   "consumer-execution": EXECUTION,
   // The build: its log group, its JUnit report group, the fence check on the

@@ -15,6 +15,7 @@ import type { Component, Statement } from "./permissions";
 import { createAlarms } from "./alarms";
 import { createScaling } from "./scaling";
 import { createSchedule } from "./schedule";
+import { COLLECTOR_CONFIG_VAR, collectorConfig } from "./collector";
 import { buildVariables, consumerEnv, envList, producerEnv, taskSecrets } from "./environment";
 import type { EnvRefs } from "./environment";
 
@@ -35,8 +36,6 @@ export const BUILDSPEC_PATH = path.join(__dirname, "..", "..", "buildspec.yml");
 export { CONSUMER_CONTAINER, OTEL_CONTAINER, PRODUCER_CONTAINER } from "./names";
 import { CONSUMER_CONTAINER, OTEL_CONTAINER, PRODUCER_CONTAINER } from "./names";
 
-/** The ADOT collector's bundled configuration: OTLP in, X-Ray out. */
-export const OTEL_CONFIG = "--config=/etc/ecs/ecs-xray.yaml";
 
 export interface Deployment {
   queue: aws.sqs.Queue;
@@ -156,6 +155,8 @@ export function createStack(cfg: StackConfig, opts: { buildspecText?: string } =
   const consumerLogs = logGroup("consumer");
   const producerLogs = logGroup("producer");
   const buildLogs = logGroup("codebuild");
+  // The collector sidecar's awsemf exporter writes the consumer's OTLP metrics here.
+  const otelMetricsLogs = logGroup("otel-metrics");
 
   // ── Cluster ───────────────────────────────────────────────────────────────────────────────
   const cluster = new aws.ecs.Cluster("cluster", {
@@ -248,6 +249,7 @@ export function createStack(cfg: StackConfig, opts: { buildspecText?: string } =
     stmt("Builds", ["codebuild:StartBuild", "codebuild:BatchGetBuilds", "codebuild:StopBuild"], [project.arn]),
     stmt("ScaleInProtection", ["ecs:UpdateTaskProtection"], [clusterTasksArn]),
     stmt("Traces", XRAY_ACTIONS, ["*"]),
+    stmt("OtlpMetrics", ["logs:CreateLogStream", "logs:PutLogEvents"], [otelMetricsLogs.arn, logStreams(otelMetricsLogs)]),
   ]);
 
   // ── Task definitions ──────────────────────────────────────────────────────────────────────
@@ -286,7 +288,12 @@ export function createStack(cfg: StackConfig, opts: { buildspecText?: string } =
       name: OTEL_CONTAINER,
       image: cfg.otelCollectorImage,
       essential: false,
-      command: [OTEL_CONFIG],
+      environment: [
+        {
+          name: COLLECTOR_CONFIG_VAR,
+          value: pulumi.all([region, otelMetricsLogs.name]).apply(([r, g]) => collectorConfig({ region: r, metricsLogGroup: g })),
+        },
+      ],
       logConfiguration: awslogs(consumerLogs, "otel"),
     },
   ]);

@@ -1,7 +1,7 @@
 // The program under Pulumi mocks: the resources it declares and their key properties.
 import { before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { EMF_METRICS, METRICS_NAMESPACE, OTEL_CONFIG, TTL_ATTRIBUTE } from "../src/stack";
+import { EMF_METRICS, METRICS_NAMESPACE, TTL_ATTRIBUTE } from "../src/stack";
 import { SECRETS, deploy, ofType, one, value } from "./harness";
 import type { Run } from "./harness";
 
@@ -104,12 +104,10 @@ describe("consumer task and service", () => {
     assert.equal(consumer.logConfiguration.options["awslogs-group"], "/kiro-test/consumer");
   });
 
-  test("an ADOT collector sidecar exports to X-Ray and starts before the consumer", () => {
+  test("an ADOT collector sidecar (configured in collector.test.ts) starts before the consumer", () => {
     const [consumer, otel] = containers(one(run, "aws:ecs/taskDefinition:TaskDefinition", "consumer-task"));
     assert.equal(otel.name, "otel-collector");
     assert.match(otel.image, /^public\.ecr\.aws\/aws-observability\/aws-otel-collector:v\d+\.\d+\.\d+$/);
-    assert.deepEqual(otel.command, [OTEL_CONFIG]);
-    assert.equal(OTEL_CONFIG, "--config=/etc/ecs/ecs-xray.yaml");
     assert.equal(otel.essential, false);
     assert.deepEqual(consumer.dependsOn, [{ containerName: "otel-collector", condition: "START" }]);
   });
@@ -297,12 +295,13 @@ describe("alarms", () => {
 });
 
 describe("logs", () => {
-  test("four log groups with the configured retention", () => {
+  test("five log groups with the configured retention", () => {
     const groups = ofType(run, "aws:cloudwatch/logGroup:LogGroup").map((g) => [g.inputs.name, g.inputs.retentionInDays]);
     assert.deepEqual(groups.sort(), [
       ["/aws/events/kiro-test/producer-failures", 30],
       ["/kiro-test/codebuild", 30],
       ["/kiro-test/consumer", 30],
+      ["/kiro-test/otel-metrics", 30],
       ["/kiro-test/producer", 30],
     ]);
   });
