@@ -189,14 +189,23 @@ export function createStack(cfg: StackConfig, opts: { buildspecText?: string } =
   // ── IAM: one role per component, one inline policy each ───────────────────────────────────
   const roles = createRoles(prefix, cfg, tags);
   const grant = (component: Component, statements: pulumi.Input<Statement>[]) => grantTo(roles, component, statements);
-  const containerSecrets = [cfg.githubTokenSecretArn, ...(cfg.githubAppKeySecretArn ? [cfg.githubAppKeySecretArn] : [])];
+  const containerSecrets = taskSecrets(cfg).map((x) => x.valueFrom);
+  // With a customer-managed key on the secrets, whoever reads one decrypts through Secrets Manager.
+  const decryptSecrets = cfg.secretsKmsKeyArn
+    ? [
+        stmt("DecryptSecrets", ["kms:Decrypt"], [cfg.secretsKmsKeyArn], {
+          StringEquals: { "kms:ViaService": pulumi.interpolate`secretsmanager.${region}.amazonaws.com` },
+        }),
+      ]
+    : [];
   const executionStatements = (logs: aws.cloudwatch.LogGroup, secrets: string[]) => [
     stmt("PullImageAuth", ["ecr:GetAuthorizationToken"], ["*"]),
     stmt("PullImage", ["ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage"], [repository.arn]),
     stmt("Logs", ["logs:CreateLogStream", "logs:PutLogEvents"], [logs.arn, logStreams(logs)]),
     stmt("Secrets", ["secretsmanager:GetSecretValue"], secrets),
+    ...decryptSecrets,
   ];
-  grant("producer-task", [stmt("Enqueue", ["sqs:SendMessage", "sqs:GetQueueAttributes"], [queue.arn])]);
+  grant("producer-task", [stmt("Enqueue", ["sqs:SendMessage"], [queue.arn])]);
   grant("producer-execution", executionStatements(producerLogs, containerSecrets));
   grant("consumer-execution", executionStatements(consumerLogs, containerSecrets));
   grant("codebuild", [
@@ -206,8 +215,9 @@ export function createStack(cfg: StackConfig, opts: { buildspecText?: string } =
       ["codebuild:CreateReport", "codebuild:UpdateReport", "codebuild:BatchPutTestCases"],
       [junitReports.arn],
     ),
-    stmt("FenceCheck", ["dynamodb:GetItem", "dynamodb:Query"], [table.arn]),
+    stmt("FenceCheck", ["dynamodb:GetItem"], [table.arn]),
     stmt("Secrets", ["secretsmanager:GetSecretValue"], [cfg.githubTokenSecretArn, cfg.kiroApiKeySecretArn, ...(cfg.githubAppKeySecretArn ? [cfg.githubAppKeySecretArn] : [])]),
+    ...decryptSecrets,
   ]);
 
   // ── CodeBuild project ─────────────────────────────────────────────────────────────────────
@@ -235,17 +245,10 @@ export function createStack(cfg: StackConfig, opts: { buildspecText?: string } =
   });
 
   grant("consumer-task", [
-    stmt(
-      "Queues",
-      ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:SendMessage", "sqs:GetQueueAttributes"],
-      [queue.arn, dlq.arn],
-    ),
-    stmt("Redrive", ["sqs:StartMessageMoveTask", "sqs:ListMessageMoveTasks"], [dlq.arn, queue.arn]),
-    stmt(
-      "JobRecords",
-      ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem", "dynamodb:Query"],
-      [table.arn],
-    ),
+    stmt("WorkQueue", ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"], [queue.arn]),
+    stmt("DeadLetter", ["sqs:SendMessage"], [dlq.arn]),
+    stmt("Depth", ["sqs:GetQueueAttributes"], [queue.arn, dlq.arn]),
+    stmt("JobRecords", ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"], [table.arn]),
     stmt("Builds", ["codebuild:StartBuild", "codebuild:BatchGetBuilds", "codebuild:StopBuild"], [project.arn]),
     stmt("ScaleInProtection", ["ecs:UpdateTaskProtection"], [clusterTasksArn]),
     stmt("Traces", XRAY_ACTIONS, ["*"]),

@@ -45,7 +45,13 @@ export function testConfig(overrides: Record<string, string | undefined> = {}, s
 export function policyContext(cfg: StackConfig): PolicyContext {
   return {
     stackPrefix: `kiro-${cfg.stack}`,
-    externalArns: [cfg.githubTokenSecretArn, cfg.kiroApiKeySecretArn, ...(cfg.githubAppKeySecretArn ? [cfg.githubAppKeySecretArn] : [])],
+    externalArns: [
+      cfg.githubTokenSecretArn,
+      cfg.kiroApiKeySecretArn,
+      ...(cfg.githubAppKeySecretArn ? [cfg.githubAppKeySecretArn] : []),
+      ...(cfg.secretsKmsKeyArn ? [cfg.secretsKmsKeyArn] : []),
+    ],
+    secretsKms: cfg.secretsKmsKeyArn !== undefined,
   };
 }
 
