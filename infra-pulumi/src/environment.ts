@@ -12,7 +12,7 @@ import type * as pulumi from "@pulumi/pulumi";
 import type { StackConfig } from "./config";
 
 /** Where the consumer's ADOT collector sidecar listens (OTLP/HTTP). */
-export const SIDECAR_OTLP_ENDPOINT = "http://localhost:4318";
+export const SIDECAR_OTLP_ENDPOINT = "http://127.0.0.1:4318";
 
 /** The deployed resources the environment names. */
 export interface EnvRefs {

@@ -45,7 +45,7 @@ describe("collector configuration", () => {
     for (const e of c.service.extensions ?? []) assert.ok(e in c.extensions, `extension ${e}`);
   });
 
-  test("OTLP/HTTP listens where the consumer exports (OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318)", () => {
+  test("OTLP/HTTP listens where the consumer exports (OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318)", () => {
     const [consumer] = containers();
     const env = Object.fromEntries(consumer.environment.map((e: Any) => [e.name, e.value]));
     const port = new URL(env.OTEL_EXPORTER_OTLP_ENDPOINT).port;

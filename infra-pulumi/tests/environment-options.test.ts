@@ -51,6 +51,6 @@ describe("CodeBuild project with every option", () => {
   test("the consumer still exports to its sidecar, not to the builds' collector", () => {
     const [consumer] = JSON.parse(one(run, "aws:ecs/taskDefinition:TaskDefinition", "consumer-task").inputs.containerDefinitions);
     const env = Object.fromEntries(consumer.environment.map((e: Any) => [e.name, e.value]));
-    assert.equal(env.OTEL_EXPORTER_OTLP_ENDPOINT, "http://localhost:4318");
+    assert.equal(env.OTEL_EXPORTER_OTLP_ENDPOINT, "http://127.0.0.1:4318", "the sidecar, on the task's loopback");
   });
 });

@@ -100,7 +100,7 @@ describe("consumer task and service", () => {
     assert.equal(env.KIRO_LEASE_TABLE, "kiro-test-jobs");
     assert.equal(env.KIRO_CODEBUILD_PROJECT, "kiro-test-worker");
     assert.equal(env.KIRO_MAX_ATTEMPTS, "4", "extra environment from the stack config");
-    assert.equal(env.OTEL_EXPORTER_OTLP_ENDPOINT, "http://localhost:4318");
+    assert.equal(env.OTEL_EXPORTER_OTLP_ENDPOINT, "http://127.0.0.1:4318", "the sidecar, on the task's loopback");
     assert.equal(consumer.logConfiguration.options["awslogs-group"], "/kiro-test/consumer");
   });
 
