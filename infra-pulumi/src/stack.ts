@@ -1,17 +1,21 @@
 // The whole deployment of one stack: queues, job-record table, registry, cluster, consumer
-// service with autoscaling, scheduled producer, CodeBuild project, IAM and alarms.
+// service (scaling.ts), scheduled producer (schedule.ts), CodeBuild project, IAM (iam.ts) and
+// alarms (alarms.ts); the binaries' environment comes from environment.ts and the collector
+// sidecar's configuration from collector.ts.
 //
 // Invariant: plain `@pulumi/aws` resources only (no component resources, no awsx), so every
 // resource is registered with the engine — and with the test mocks — directly; every IAM role
-// is built from `ROLE_ACTIONS` and scoped to this stack's own ARNs (plus the configured secrets).
+// is built from `ROLE_ACTIONS` and scoped to this stack's own ARNs (plus the configured secrets
+// and their KMS key).
 import * as fs from "node:fs";
 import * as path from "node:path";
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
 import type { StackConfig } from "./config";
 import { XRAY_ACTIONS } from "./permissions";
-import { createRoles, grant as grantTo, logStreams, stmt } from "./iam";
 import type { Component, Statement } from "./permissions";
+import { createRoles, grant as grantTo, logStreams, stmt } from "./iam";
+import { CONSUMER_CONTAINER, OTEL_CONTAINER, PRODUCER_CONTAINER } from "./names";
 import { createAlarms } from "./alarms";
 import { createScaling } from "./scaling";
 import { createSchedule } from "./schedule";
@@ -34,8 +38,6 @@ export const BUILDSPEC_SECRET_PLACEHOLDERS = {
 export const BUILDSPEC_PATH = path.join(__dirname, "..", "..", "buildspec.yml");
 
 export { CONSUMER_CONTAINER, OTEL_CONTAINER, PRODUCER_CONTAINER } from "./names";
-import { CONSUMER_CONTAINER, OTEL_CONTAINER, PRODUCER_CONTAINER } from "./names";
-
 
 export interface Deployment {
   queue: aws.sqs.Queue;
