@@ -24,13 +24,48 @@ pub struct WorkItem {
     pub branch: BranchName,
     pub spec: SpecPath,
     pub pr: PrNumber,
-    /// Free text for humans; never passed to a shell.
-    #[serde(default)]
+    /// Free text for humans; never passed to a shell. At most [`TITLE_MAX`] characters,
+    /// no control characters (checked when decoded too).
+    #[serde(default, deserialize_with = "title")]
     pub title: String,
     /// The board's last-update marker for the item (opaque); part of the dedup id, so an
-    /// item edited on the board can be enqueued again.
-    #[serde(default)]
+    /// item edited on the board can be enqueued again. At most [`UPDATED_AT_MAX`]
+    /// characters, no control characters (checked when decoded too).
+    #[serde(default, deserialize_with = "updated_at")]
     pub updated_at: String,
+}
+
+/// The longest title a work item carries (characters).
+pub const TITLE_MAX: usize = 200;
+/// The longest last-update marker a work item carries (characters).
+pub const UPDATED_AT_MAX: usize = 64;
+
+/// A decoded free-text field must be one `BoardItem::validate` could have produced.
+fn free_text<'de, D: serde::Deserializer<'de>>(
+    d: D,
+    field: &str,
+    max: usize,
+) -> Result<String, D::Error> {
+    let s = String::deserialize(d)?;
+    if s.chars().any(char::is_control) {
+        return Err(serde::de::Error::custom(format!(
+            "invalid {field}: holds a control character"
+        )));
+    }
+    if s.chars().count() > max {
+        return Err(serde::de::Error::custom(format!(
+            "invalid {field}: longer than {max} characters"
+        )));
+    }
+    Ok(s)
+}
+
+fn title<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    free_text(d, "title", TITLE_MAX)
+}
+
+fn updated_at<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    free_text(d, "updated_at", UPDATED_AT_MAX)
 }
 
 impl WorkItem {
@@ -173,6 +208,61 @@ pub(crate) mod tests {
         v["item"]["branch"] = "a..b".into();
         let err = Envelope::decode(&v.to_string()).unwrap_err();
         assert!(err.to_string().contains("invalid branch"), "{err}");
+    }
+
+    /// Hostile queue bodies: every field of the envelope decodes through its validation,
+    /// so a message written by hand (or by an older, buggier producer) cannot start a
+    /// build with a value the board validation refuses. Each error names the field.
+    #[test]
+    fn hostile_envelope_fields_are_refused_by_name() {
+        let long = "x".repeat(TITLE_MAX + 1);
+        let cases: Vec<(&str, serde_json::Value, &str)> = vec![
+            ("pr", 0.into(), "invalid pull request"),
+            (
+                "pr",
+                1_000_000_000_000_000u64.into(),
+                "invalid pull request",
+            ),
+            ("pr", (-1).into(), "invalid pull request"),
+            ("pr", 1.5.into(), "invalid pull request"),
+            ("pr", "0".into(), "invalid pull request"),
+            ("pr", "$(id)".into(), "invalid pull request"),
+            ("pr", serde_json::Value::Null, "invalid pull request"),
+            ("id", "A 1".into(), "invalid item id"),
+            ("project", "-calc".into(), "invalid project"),
+            ("repo", "acme/calc/x".into(), "invalid repo"),
+            ("branch", "feature/$(id)".into(), "invalid branch"),
+            ("spec", "../../etc".into(), "invalid spec"),
+            ("title", "a\u{1b}[31mred".into(), "invalid title"),
+            ("title", long.as_str().into(), "invalid title"),
+            ("updated_at", "x\ny".into(), "invalid updated_at"),
+        ];
+        for (field, value, want) in cases {
+            let mut v = serde_json::to_value(Envelope::new(
+                item("A-1", "calc"),
+                TraceContext::default(),
+                Timestamp(5),
+            ))
+            .unwrap();
+            v["item"][field] = value.clone();
+            let err = Envelope::decode(&v.to_string()).unwrap_err();
+            assert!(
+                matches!(err, EnvelopeError::InvalidItem(_)) && err.to_string().contains(want),
+                "{field} = {value}: {err}"
+            );
+        }
+        // The string form the board uses is accepted as well as the number.
+        let mut v = serde_json::to_value(Envelope::new(
+            item("A-1", "calc"),
+            TraceContext::default(),
+            Timestamp(5),
+        ))
+        .unwrap();
+        v["item"]["pr"] = "#42".into();
+        assert_eq!(
+            Envelope::decode(&v.to_string()).unwrap().item.pr,
+            PrNumber(42)
+        );
     }
 
     #[test]
