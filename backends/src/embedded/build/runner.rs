@@ -545,6 +545,10 @@ pub async fn run_recorded_build(db: EmbeddedDb, id: &BuildId) -> Result<BuildSta
             let _ = stop_tx.send(true);
         }
     });
+    // Before anything is spawned: every process the build starts stays in this tree.
+    if let Err(e) = process::become_subreaper() {
+        warn!(error = %e, "cannot become a child subreaper; orphans of the build may outlive it");
+    }
 
     db.migrate(SCHEMA)?;
     let key = id.as_str().to_owned();
@@ -633,7 +637,11 @@ pub async fn run_recorded_build(db: EmbeddedDb, id: &BuildId) -> Result<BuildSta
             warn!(error = %e, "cannot record the current phase");
         }
     };
-    match exec::execute(&spec, &plan, stop_rx, &mut on_phase).await {
+    let ran = exec::execute(&spec, &plan, stop_rx, &mut on_phase).await;
+    // Nothing the build started may outlive it (an agent in its own process group, a
+    // worker's orphan, a daemon): end the whole tree before the build is recorded done.
+    process::end_tree(me, KILL_GRACE).await;
+    match ran {
         Ok(outcome) => record_end(
             &db,
             &key,
