@@ -5,3 +5,4 @@ mod dynamo;
 mod ecs;
 mod faults;
 mod sqs;
+mod transact;
