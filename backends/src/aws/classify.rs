@@ -334,6 +334,45 @@ mod tests {
     }
 
     #[test]
+    fn the_concurrent_build_limit_is_throttled_never_input() {
+        let e = service(Some("AccountLimitExceededException"), 400);
+        assert_eq!(e.class, FailureClass::Throttled);
+        assert!(e.is_retryable());
+        assert!(!e.outcome_unknown, "refused: no build started");
+    }
+
+    #[test]
+    fn cancellation_reasons_decide_the_class() {
+        let c = |r: &[Option<&str>]| class_of_cancellation(r.iter().copied());
+        assert_eq!(
+            c(&[Some("None"), Some("ConditionalCheckFailed")]),
+            Some(FailureClass::Contention)
+        );
+        assert_eq!(
+            c(&[Some("ConditionalCheckFailed"), Some("TransactionConflict")]),
+            Some(FailureClass::Contention),
+            "a failed condition wins"
+        );
+        assert_eq!(
+            c(&[Some("TransactionConflict"), None]),
+            Some(FailureClass::Transient)
+        );
+        for t in [
+            "ThrottlingError",
+            "ProvisionedThroughputExceeded",
+            "RequestLimitExceeded",
+        ] {
+            assert_eq!(
+                c(&[Some("None"), Some(t)]),
+                Some(FailureClass::Throttled),
+                "{t}"
+            );
+        }
+        assert_eq!(c(&[Some("None"), Some("ValidationError")]), None);
+        assert_eq!(c(&[]), None);
+    }
+
+    #[test]
     fn server_errors_are_transient_with_unknown_outcome() {
         let e = service(Some("InternalError"), 500);
         assert_eq!(e.class, FailureClass::Transient);

@@ -12,8 +12,8 @@ use aws_smithy_runtime_api::http::{Response as HttpResponse, StatusCode};
 use aws_smithy_types::body::SdkBody;
 use kiro_backends::aws::dynamo::DynamoLeaseStore;
 use kiro_protocol::{
-    FailureClass, Fence, ItemId, JobRecord, Lease, LeaseError, LeaseStore, ManualClock,
-    MessageId, ProjectKey, Timestamp, TraceContext,
+    FailureClass, Fence, ItemId, JobRecord, Lease, LeaseError, LeaseStore, ManualClock, MessageId,
+    ProjectKey, Timestamp, TraceContext,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -114,14 +114,23 @@ async fn a_throttled_transaction_is_retried_and_the_retry_succeeds() {
 #[tokio::test(start_paused = true)]
 async fn persistent_cancellations_are_classified_by_their_reasons() {
     for (reasons, class) in [
-        (&["None", "TransactionConflict"][..], FailureClass::Transient),
+        (
+            &["None", "TransactionConflict"][..],
+            FailureClass::Transient,
+        ),
         (&["ThrottlingError", "None"][..], FailureClass::Throttled),
         (
             &["None", "ProvisionedThroughputExceeded"][..],
             FailureClass::Throttled,
         ),
-        (&["RequestLimitExceeded", "None"][..], FailureClass::Throttled),
-        (&["None", "ValidationError"][..], FailureClass::PermanentInput),
+        (
+            &["RequestLimitExceeded", "None"][..],
+            FailureClass::Throttled,
+        ),
+        (
+            &["None", "ValidationError"][..],
+            FailureClass::PermanentInput,
+        ),
     ] {
         let reasons: &'static [&'static str] = Box::leak(reasons.to_vec().into_boxed_slice());
         let tx = mock!(Client::transact_write_items)
