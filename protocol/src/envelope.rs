@@ -8,6 +8,7 @@
 use crate::clock::Timestamp;
 use crate::failure::{Failure, FailureClass};
 use crate::ids::{BranchName, DedupId, ItemId, PrNumber, ProjectKey, RepoName, SpecPath};
+use crate::ports::queue::FIFO_ID_MAX;
 use crate::trace::TraceContext;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -69,13 +70,24 @@ fn updated_at<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error
 }
 
 impl WorkItem {
-    /// The FIFO deduplication id: the item id plus a hash of its last update. At most
-    /// 128 characters of the set SQS accepts.
+    /// The FIFO deduplication id: the item id plus a hash of its last update
+    /// (`<item>.<hash>`). An item id too long for that (over 111 characters) keeps a
+    /// readable prefix and adds a hash of the whole id (`<prefix>.<id hash>.<hash>`), so
+    /// the id is always at most [`FIFO_ID_MAX`] characters of the set SQS accepts (item
+    /// ids are letters, digits and `._:-`).
     pub fn dedup_id(&self) -> DedupId {
+        let id = self.id.as_str();
+        let marker = fnv1a(self.updated_at.as_bytes());
+        let short = format!("{id}.{marker:016x}");
+        if short.len() <= FIFO_ID_MAX {
+            return DedupId::new(short);
+        }
+        // Item ids are ASCII: cutting at a byte index cuts at a character.
+        let keep = FIFO_ID_MAX - 2 * 17;
         DedupId::new(format!(
-            "{}.{:016x}",
-            self.id.as_str(),
-            fnv1a(self.updated_at.as_bytes())
+            "{}.{:016x}.{marker:016x}",
+            &id[..keep],
+            fnv1a(id.as_bytes())
         ))
     }
 }
@@ -273,5 +285,65 @@ pub(crate) mod tests {
         assert_ne!(a.dedup_id(), b.dedup_id());
         assert_eq!(a.dedup_id(), a.clone().dedup_id());
         assert!(a.dedup_id().as_str().len() <= 128);
+    }
+
+    #[test]
+    fn a_long_item_id_keeps_a_readable_prefix_and_stays_unique() {
+        let long = "I".repeat(128);
+        let mut a = item("A-1", "calc");
+        a.id = ItemId::parse(&long).unwrap();
+        let d = a.dedup_id();
+        assert_eq!(d.as_str().len(), 128, "{d}");
+        assert!(d.as_str().starts_with(&"I".repeat(94)), "{d}");
+        let mut b = a.clone();
+        b.id = ItemId::parse(&format!("{}J", "I".repeat(127))).unwrap();
+        assert_ne!(a.dedup_id(), b.dedup_id(), "same prefix, other id");
+        let mut c = a.clone();
+        c.updated_at = "later".into();
+        assert_ne!(a.dedup_id(), c.dedup_id(), "same id, other update");
+        // The longest id that fits keeps the readable form.
+        let mut e = a.clone();
+        e.id = ItemId::parse(&"E".repeat(111)).unwrap();
+        assert!(
+            e.dedup_id()
+                .as_str()
+                .starts_with(&format!("{}.", "E".repeat(111)))
+        );
+    }
+
+    proptest::proptest! {
+        /// Every dedup id and group id the producer can make satisfies SQS's rule.
+        #[test]
+        fn every_dedup_and_group_id_is_valid_for_sqs(
+            id in "[A-Za-z0-9][A-Za-z0-9._:-]{0,127}",
+            project in "[A-Za-z0-9][A-Za-z0-9._-]{0,63}",
+            updated in proptest::prelude::any::<String>(),
+        ) {
+            let mut w = item("A-1", "calc");
+            w.id = ItemId::parse(&id).unwrap();
+            w.project = ProjectKey::parse(&project).unwrap();
+            w.updated_at = updated;
+            let dedup = w.dedup_id();
+            proptest::prop_assert!(
+                crate::ports::queue::check_fifo_id("dedup id", dedup.as_str()).is_ok(),
+                "{}", dedup
+            );
+            proptest::prop_assert!(
+                crate::ports::queue::check_fifo_id("group id", w.project.as_str()).is_ok()
+            );
+        }
+    }
+
+    #[test]
+    fn the_fifo_id_rule_names_the_field_and_the_problem() {
+        use crate::ports::queue::check_fifo_id;
+        assert!(check_fifo_id("dedup id", "a.b-c_d:e!~{}").is_ok());
+        let e = check_fifo_id("dedup id", &"x".repeat(129)).unwrap_err();
+        assert_eq!(e.field, "dedup id");
+        assert!(e.reason.contains("129 characters"), "{e}");
+        assert!(check_fifo_id("group id", "").is_err());
+        let e = check_fifo_id("group id", "a b").unwrap_err();
+        assert!(e.reason.contains("' '"), "{e}");
+        assert!(check_fifo_id("group id", "é").is_err());
     }
 }

@@ -88,7 +88,7 @@ fn request(key: &str, env: &[(&str, &str)], timeout: Duration) -> BuildRequest {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect(),
-        timeout,
+        timeout: Some(timeout),
     }
 }
 

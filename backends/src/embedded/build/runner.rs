@@ -39,6 +39,9 @@ use tracing::{debug, error, info, instrument, warn};
 /// declared vanished (covers the moment between recording a build and spawning it).
 pub const SPAWN_GRACE: Duration = Duration::from_secs(30);
 
+/// The time limit of a build whose request sets none.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60 * 60);
+
 /// How long a killed build's processes get between SIGTERM and SIGKILL.
 pub const KILL_GRACE: Duration = Duration::from_secs(5);
 
@@ -363,7 +366,7 @@ fn record_build(
             req.idempotency_key,
             req.source_version.as_str(),
             env_json,
-            i64::try_from(req.timeout.as_millis()).unwrap_or(i64::MAX),
+            i64::try_from(req.timeout.unwrap_or(DEFAULT_TIMEOUT).as_millis()).unwrap_or(i64::MAX),
             config.buildspec.to_string_lossy(),
             build_dir.to_string_lossy(),
             now.millis(),
