@@ -7,4 +7,5 @@ mod engine;
 mod metrics;
 mod reattach;
 mod spans;
+mod standing;
 mod support;
