@@ -123,7 +123,17 @@ pub fn build_timeout(
     set: Option<Duration>,
 ) -> Result<Option<Duration>, InvalidSetting> {
     match (runner, set) {
-        (BuildRunnerKind::Local, t) => Ok(Some(t.unwrap_or(LOCAL_BUILD_TIMEOUT))),
+        (BuildRunnerKind::Local, Some(t)) => {
+            in_range(
+                "build-timeout",
+                "KIRO_BUILD_TIMEOUT",
+                t,
+                Duration::from_secs(1),
+                CODEBUILD_TIMEOUT_MAX,
+            )?;
+            Ok(Some(t))
+        }
+        (BuildRunnerKind::Local, None) => Ok(Some(LOCAL_BUILD_TIMEOUT)),
         (BuildRunnerKind::Codebuild, None) => Ok(None),
         (BuildRunnerKind::Codebuild, Some(t))
             if (CODEBUILD_TIMEOUT_MIN..=CODEBUILD_TIMEOUT_MAX).contains(&t) =>
@@ -277,7 +287,7 @@ pub struct RunArgs {
     /// Exit once nothing is in flight here and the queue is empty (quick start, tests).
     #[arg(long)]
     pub until_idle: bool,
-    /// Jobs in flight at most.
+    /// Jobs in flight at most (1 to 5000).
     #[arg(long, env = "KIRO_MAX_JOBS", default_value_t = 16)]
     pub max_jobs: usize,
     /// Board file of the embedded board (dead-lettered items are marked failed there).
@@ -286,16 +296,18 @@ pub struct RunArgs {
     /// The buildspec the local build runner executes.
     #[arg(long, env = "KIRO_BUILDSPEC", default_value = "buildspec.yml")]
     pub buildspec: PathBuf,
-    /// Lease time-to-live; renewed every third of it.
+    /// Lease time-to-live; renewed every third of it (1s to 1h).
     #[arg(long, env = "KIRO_LEASE_TTL", value_parser = humantime::parse_duration, default_value = "60s")]
     pub lease_ttl: Duration,
-    /// Allowed clock skew between consumers: an expired lease is taken only this long after expiry.
+    /// Allowed clock skew between consumers: an expired lease is taken only this long after
+    /// expiry (0s up to the lease TTL).
     #[arg(long, env = "KIRO_LEASE_SKEW", value_parser = humantime::parse_duration, default_value = "2s")]
     pub lease_skew: Duration,
-    /// Message visibility set on receive and on every extension.
+    /// Message visibility set on receive and on every extension (at least the lease TTL, at
+    /// most SQS's 12h).
     #[arg(long, env = "KIRO_VISIBILITY", value_parser = humantime::parse_duration, default_value = "5m")]
     pub visibility: Duration,
-    /// How often running builds are polled.
+    /// How often running builds are polled (100ms to 10m).
     #[arg(long, env = "KIRO_POLL_EVERY", value_parser = humantime::parse_duration, default_value = "2s")]
     pub poll_every: Duration,
     /// Time limit of each build. Unset with KIRO_BUILD_RUNNER=codebuild: the CodeBuild
@@ -303,21 +315,118 @@ pub struct RunArgs {
     /// within CodeBuild's 5m to 36h. Unset with the local runner: 60m.
     #[arg(long, env = "KIRO_BUILD_TIMEOUT", value_parser = humantime::parse_duration)]
     pub build_timeout: Option<Duration>,
-    /// Counted attempts before an item is dead-lettered.
+    /// Counted attempts before an item is dead-lettered (1 to 100).
     #[arg(long, env = "KIRO_MAX_ATTEMPTS", default_value_t = 3)]
     pub max_attempts: u32,
-    /// First retry delay (doubles each attempt, with jitter).
+    /// First retry delay, doubling each attempt with jitter (100ms up to --retry-max).
     #[arg(long, env = "KIRO_RETRY_BASE", value_parser = humantime::parse_duration, default_value = "30s")]
     pub retry_base: Duration,
-    /// Longest retry delay.
+    /// Longest retry delay (at most 12h: a retry is a visibility delay on the message).
     #[arg(long, env = "KIRO_RETRY_MAX", value_parser = humantime::parse_duration, default_value = "15m")]
     pub retry_max: Duration,
     /// Where the loop's heartbeat is written for `kiro-consumer health`.
     #[arg(long, env = "KIRO_HEALTH_FILE", default_value = DEFAULT_HEALTH_FILE)]
     pub health_file: PathBuf,
-    /// Long-poll wait of a receive.
+    /// Long-poll wait of a receive (0s to SQS's 20s).
     #[arg(long, env = "KIRO_RECEIVE_WAIT", value_parser = humantime::parse_duration, default_value = "2s")]
     pub receive_wait: Duration,
+}
+
+/// A duration setting's name as a user sees it: the flag and its variable.
+fn named(flag: &str, var: &str) -> String {
+    format!("--{flag} ({var})")
+}
+
+fn in_range(
+    flag: &str,
+    var: &str,
+    value: Duration,
+    min: Duration,
+    max: Duration,
+) -> Result<(), InvalidSetting> {
+    if (min..=max).contains(&value) {
+        return Ok(());
+    }
+    Err(InvalidSetting(format!(
+        "{} is {}: must be between {} and {}",
+        named(flag, var),
+        humantime::format_duration(value),
+        humantime::format_duration(min),
+        humantime::format_duration(max)
+    )))
+}
+
+impl RunArgs {
+    /// Every duration and count within its documented range, and the relations between
+    /// them: the lease renewal (a third of the TTL) well inside both the TTL and the
+    /// message visibility, the skew inside the TTL, the retry delays ordered. The first
+    /// problem is named by its flag and variable.
+    pub fn check(&self) -> Result<(), InvalidSetting> {
+        let s = Duration::from_secs;
+        let ms = Duration::from_millis;
+        in_range("lease-ttl", "KIRO_LEASE_TTL", self.lease_ttl, s(1), s(3600))?;
+        in_range(
+            "lease-skew",
+            "KIRO_LEASE_SKEW",
+            self.lease_skew,
+            s(0),
+            self.lease_ttl,
+        )?;
+        in_range(
+            "visibility",
+            "KIRO_VISIBILITY",
+            self.visibility,
+            self.lease_ttl,
+            s(12 * 3600),
+        )?;
+        in_range(
+            "poll-every",
+            "KIRO_POLL_EVERY",
+            self.poll_every,
+            ms(100),
+            s(600),
+        )?;
+        in_range(
+            "receive-wait",
+            "KIRO_RECEIVE_WAIT",
+            self.receive_wait,
+            s(0),
+            s(20),
+        )?;
+        in_range(
+            "retry-max",
+            "KIRO_RETRY_MAX",
+            self.retry_max,
+            ms(100),
+            s(12 * 3600),
+        )?;
+        in_range(
+            "retry-base",
+            "KIRO_RETRY_BASE",
+            self.retry_base,
+            ms(100),
+            self.retry_max,
+        )?;
+        // The build timeout's range depends on the runner: see [`build_timeout`].
+        let count = |flag: &str, var: &str, n: u64, max: u64| {
+            if (1..=max).contains(&n) {
+                Ok(())
+            } else {
+                Err(InvalidSetting(format!(
+                    "{} is {n}: must be between 1 and {max}",
+                    named(flag, var)
+                )))
+            }
+        };
+        count("max-jobs", "KIRO_MAX_JOBS", self.max_jobs as u64, 5000)?;
+        count(
+            "max-attempts",
+            "KIRO_MAX_ATTEMPTS",
+            u64::from(self.max_attempts),
+            100,
+        )?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -67,6 +67,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
     // Checked before anything is wired: a bad setting exits 2 at once.
     let build_timeout = match &cli.command {
         Command::Run(a) => {
+            a.check()?;
             let runner = match cli.backend {
                 config::Backend::Aws => cli.aws.build_runner,
                 config::Backend::Embedded => config::BuildRunnerKind::Local,
@@ -198,7 +199,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             } else {
                 for r in reports {
                     println!(
-                        "── {}#{} (revision {}) ──\n{}\n",
+                        "── {}{} (revision {}) ──\n{}\n",
                         r.repo, r.number, r.revision, r.report.markdown
                     );
                 }
@@ -222,7 +223,7 @@ async fn run(
         protection,
     } = wiring::run_parts(&wired, aws, state_dir, &args).await?;
     let cfg = EngineConfig {
-        max_jobs: args.max_jobs.max(1),
+        max_jobs: args.max_jobs,
         receive_wait: args.receive_wait,
         lease_ttl: args.lease_ttl,
         visibility: args.visibility,
@@ -232,7 +233,7 @@ async fn run(
         build_timeout,
         contention_delay: args.lease_ttl,
         retry: RetryPolicy {
-            max_attempts: args.max_attempts.max(1),
+            max_attempts: args.max_attempts,
             base_delay: args.retry_base,
             max_delay: args.retry_max,
         },

@@ -42,3 +42,49 @@ fn the_help_says_an_unset_timeout_is_the_codebuild_projects() {
     assert!(help.contains("KIRO_BUILD_TIMEOUT"), "{help}");
     assert!(help.contains("project's own timeout"), "{help}");
 }
+
+/// Nonsense settings never start: each exits 2 before anything is wired, naming the flag
+/// and its variable (they used to start with exit 0, and `--max-jobs 0` then dead-lettered
+/// every queued message).
+#[test]
+fn settings_outside_their_range_exit_2_naming_flag_and_variable() {
+    let cases: [(&str, &str, &str); 16] = [
+        ("KIRO_LEASE_TTL", "0s", "--lease-ttl"),
+        ("KIRO_LEASE_TTL", "999999999999h", "--lease-ttl"),
+        ("KIRO_MAX_JOBS", "0", "--max-jobs"),
+        ("KIRO_MAX_JOBS", "100000", "--max-jobs"),
+        ("KIRO_VISIBILITY", "0s", "--visibility"),
+        ("KIRO_VISIBILITY", "13h", "--visibility"),
+        ("KIRO_VISIBILITY", "30s", "--visibility"), // below the default 60s lease TTL
+        ("KIRO_POLL_EVERY", "0s", "--poll-every"),
+        ("KIRO_BUILD_TIMEOUT", "0s", "--build-timeout"),
+        ("KIRO_MAX_ATTEMPTS", "0", "--max-attempts"),
+        ("KIRO_RETRY_BASE", "1h", "--retry-base"), // above the default 15m maximum
+        ("KIRO_RETRY_MAX", "13h", "--retry-max"),
+        ("KIRO_RECEIVE_WAIT", "21s", "--receive-wait"),
+        ("KIRO_RECEIVE_WAIT", "1000h", "--receive-wait"),
+        ("KIRO_LEASE_SKEW", "2m", "--lease-skew"), // beyond the default 60s TTL
+        ("KIRO_MAX_JOBS", "-1", "--max-jobs"),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().to_str().unwrap();
+    for (var, value, flag) in cases {
+        let out = consumer(&["run"], &[("KIRO_STATE_DIR", state), (var, value)]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{var}={value}: {err}");
+        assert!(
+            err.contains(flag) && (err.contains(var) || err.contains("invalid value")),
+            "{var}={value}: {err}"
+        );
+    }
+    // Both together: --retry-base 1h with --retry-max 1s names the base.
+    let out = consumer(
+        &["run", "--retry-base", "1h", "--retry-max", "1s"],
+        &[("KIRO_STATE_DIR", state)],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--retry-base (KIRO_RETRY_BASE)"), "{err}");
+    // Nothing was created for a refused start.
+    assert!(!dir.path().join("kiro.db").exists());
+}

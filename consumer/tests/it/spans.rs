@@ -34,6 +34,10 @@ fn collector() -> (
             .with(TraceIdLayer)
             .with(otel_layer(&provider)),
     );
+    // Other tests of this binary run the engine at the same time without a subscriber; a
+    // callsite they registered while this one was being set up could keep a cached
+    // "never" interest. Recompute every callsite's interest now that ours is installed.
+    tracing::callsite::rebuild_interest_cache();
     (provider, exporter, guard)
 }
 
