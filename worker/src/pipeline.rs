@@ -318,7 +318,14 @@ async fn tests_step(cfg: &Config, checkout: &Path) -> Result<TestResult, Failure
         match std::fs::read_to_string(checkout.join(rel)) {
             Err(e) => warn!(file = %rel.display(), error = %e, "no JUnit report"),
             Ok(text) => match junit::counts(&text) {
-                Err(e) => warn!(file = %rel.display(), error = %e, "unreadable JUnit report"),
+                Err(e @ junit::JunitError::Malformed(_)) => {
+                    warn!(file = %rel.display(), error = %e, "unreadable JUnit report")
+                }
+                // Counts no run produces: never read as "no failures".
+                Err(e @ junit::JunitError::Impossible(_)) => {
+                    r.passed = false;
+                    r.summary = format!("the JUnit report at {} {e}", rel.display());
+                }
                 Ok(c) => {
                     if c.failed() && r.passed {
                         r.passed = false;

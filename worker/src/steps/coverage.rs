@@ -89,24 +89,38 @@ pub struct Coverage {
     pub files: Vec<FileCoverage>,
 }
 
+fn sum(mut counts: impl Iterator<Item = u64>, field: &str) -> Result<u64, ReadError> {
+    counts.try_fold(0u64, |a, n| {
+        a.checked_add(n).ok_or_else(|| {
+            ReadError::Impossible(format!(
+                "the sum of the {field} counts overflows a 64-bit number"
+            ))
+        })
+    })
+}
+
 impl Coverage {
-    pub fn found(&self) -> u64 {
-        self.files.iter().map(|f| f.found).sum()
+    /// Lines found (`LF`) over every record; an overflowing sum is an impossible report.
+    pub fn found(&self) -> Result<u64, ReadError> {
+        sum(self.files.iter().map(|f| f.found), "LF")
     }
 
-    pub fn hit(&self) -> u64 {
-        self.files.iter().map(|f| f.hit).sum()
+    /// Lines hit (`LH`) over every record; an overflowing sum is an impossible report.
+    pub fn hit(&self) -> Result<u64, ReadError> {
+        sum(self.files.iter().map(|f| f.hit), "LH")
     }
 
     /// Total line coverage in percent; `None` when the report holds no lines.
-    pub fn percent(&self) -> Option<f64> {
-        let found = self.found();
-        (found > 0).then(|| self.hit().min(found) as f64 * 100.0 / found as f64)
+    pub fn percent(&self) -> Result<Option<f64>, ReadError> {
+        let found = self.found()?;
+        let hit = self.hit()?;
+        Ok((found > 0).then(|| hit as f64 * 100.0 / found as f64))
     }
 }
 
-/// Parse lcov text. Unknown lines are ignored.
-pub fn parse_lcov(text: &str) -> Coverage {
+/// Parse lcov text. Unknown lines are ignored; an `LF`/`LH` that is not a count, or a
+/// record with `LH > LF`, is an impossible report naming the record and the field.
+pub fn parse_lcov(text: &str) -> Result<Coverage, ReadError> {
     #[derive(Default)]
     struct Rec {
         path: String,
@@ -116,46 +130,76 @@ pub fn parse_lcov(text: &str) -> Coverage {
         da_hit: u64,
         open: bool,
     }
-    fn close(rec: &mut Rec, out: &mut Vec<FileCoverage>) {
+    fn close(rec: &mut Rec, out: &mut Vec<FileCoverage>) -> Result<(), ReadError> {
         if rec.open {
+            let found = rec.lf.unwrap_or(rec.da_found);
+            let hit = rec.lh.unwrap_or(rec.da_hit);
+            if hit > found {
+                return Err(ReadError::Impossible(format!(
+                    "LH {hit} > LF {found} in record {}",
+                    shown_record(&rec.path)
+                )));
+            }
             out.push(FileCoverage {
                 path: std::mem::take(&mut rec.path),
-                found: rec.lf.unwrap_or(rec.da_found),
-                hit: rec.lh.unwrap_or(rec.da_hit),
+                found,
+                hit,
             });
         }
         *rec = Rec::default();
+        Ok(())
+    }
+    fn count(field: &str, n: &str, rec: &Rec) -> Result<u64, ReadError> {
+        n.trim().parse::<u64>().map_err(|_| {
+            ReadError::Impossible(format!(
+                "{field} {:?} in record {} is not a count",
+                n.trim().chars().take(40).collect::<String>(),
+                shown_record(&rec.path)
+            ))
+        })
     }
     let mut files = Vec::new();
     let mut rec = Rec::default();
     for line in text.lines() {
         let line = line.trim();
         if let Some(p) = line.strip_prefix("SF:") {
-            close(&mut rec, &mut files);
+            close(&mut rec, &mut files)?;
             rec.path = p.to_owned();
             rec.open = true;
         } else if line == "end_of_record" {
-            close(&mut rec, &mut files);
+            close(&mut rec, &mut files)?;
         } else if let Some(n) = line.strip_prefix("LF:") {
             rec.open = true;
-            rec.lf = n.trim().parse().ok();
+            rec.lf = Some(count("LF", n, &rec)?);
         } else if let Some(n) = line.strip_prefix("LH:") {
             rec.open = true;
-            rec.lh = n.trim().parse().ok();
+            rec.lh = Some(count("LH", n, &rec)?);
         } else if let Some(da) = line.strip_prefix("DA:") {
             rec.open = true;
-            rec.da_found += 1;
+            rec.da_found = rec.da_found.saturating_add(1);
             let hits = da
                 .split(',')
                 .nth(1)
                 .and_then(|h| h.trim().parse::<u64>().ok());
             if hits.is_some_and(|h| h > 0) {
-                rec.da_hit += 1;
+                rec.da_hit = rec.da_hit.saturating_add(1);
             }
         }
     }
-    close(&mut rec, &mut files);
-    Coverage { files }
+    close(&mut rec, &mut files)?;
+    Ok(Coverage { files })
+}
+
+/// A record's path as shown in a message: at most 200 characters, `(unnamed)` if empty.
+fn shown_record(path: &str) -> String {
+    if path.is_empty() {
+        return "(unnamed)".to_owned();
+    }
+    let mut s: String = path.chars().take(200).collect();
+    if path.chars().count() > 200 {
+        s.push('…');
+    }
+    s
 }
 
 /// Why a report could not be read.
@@ -165,6 +209,10 @@ pub enum ReadError {
     Malformed(CoverageFormat, String),
     #[error("holds no lines")]
     NoLines,
+    /// Counts no real report can hold (`LH > LF`, a rate above 1, a negative or
+    /// non-numeric count, a total that overflows): named by field.
+    #[error("is impossible: {0}")]
+    Impossible(String),
     #[error(
         "is not in a known coverage format (lcov, Cobertura XML, Istanbul summary, llvm-cov JSON)"
     )]
@@ -214,7 +262,9 @@ pub fn read(
         f => f,
     };
     let value = match format {
-        CoverageFormat::Auto | CoverageFormat::Lcov => parse_lcov(text).percent(),
+        CoverageFormat::Auto | CoverageFormat::Lcov => parse_lcov(text)
+            .and_then(|c| c.percent())
+            .map_err(|e| (e, format))?,
         CoverageFormat::Cobertura => cobertura_percent(text).map_err(|e| (e, format))?,
         CoverageFormat::Istanbul => {
             json_percent(text, format, &["total", "lines"], "pct").map_err(|e| (e, format))?
@@ -224,15 +274,20 @@ pub fn read(
                 .map_err(|e| (e, format))?
         }
     };
-    value
-        .filter(|v| v.is_finite())
-        .map(|v| (v.clamp(0.0, 100.0), format))
-        .ok_or((ReadError::NoLines, format))
+    match value {
+        None => Err((ReadError::NoLines, format)),
+        // Every parser rejects what is not a finite 0–100; this only guards that.
+        Some(v) if !(0.0..=100.0).contains(&v) => {
+            Err((ReadError::Impossible(format!("a total of {v}%")), format))
+        }
+        Some(v) => Ok((v, format)),
+    }
 }
 
 /// The root `<coverage>` element's `lines-covered / lines-valid`, else `line-rate`.
 fn cobertura_percent(text: &str) -> Result<Option<f64>, ReadError> {
     let bad = |m: String| ReadError::Malformed(CoverageFormat::Cobertura, m);
+    let impossible = ReadError::Impossible;
     let mut reader = quick_xml::Reader::from_str(text);
     loop {
         match reader.read_event() {
@@ -245,11 +300,31 @@ fn cobertura_percent(text: &str) -> Result<Option<f64>, ReadError> {
                     let a = a.map_err(|e| bad(e.to_string()))?;
                     attrs.insert(a.key.as_ref().to_owned(), a.value.trim().to_owned());
                 }
-                let num = |k: &str| attrs.get(k).and_then(|v| v.parse::<f64>().ok());
-                return Ok(match (num("lines-covered"), num("lines-valid")) {
-                    (Some(c), Some(v)) if v > 0.0 => Some(c.min(v) * 100.0 / v),
+                // An attribute that is present must be a finite, non-negative number.
+                let num = |k: &str| -> Result<Option<f64>, ReadError> {
+                    let Some(v) = attrs.get(k) else {
+                        return Ok(None);
+                    };
+                    match v.parse::<f64>() {
+                        Ok(n) if n.is_finite() && n >= 0.0 => Ok(Some(n)),
+                        _ => Err(impossible(format!(
+                            "{k}=\"{}\" is not a non-negative number",
+                            v.chars().take(40).collect::<String>()
+                        ))),
+                    }
+                };
+                let (covered, valid) = (num("lines-covered")?, num("lines-valid")?);
+                let rate = num("line-rate")?;
+                if let Some(r) = rate.filter(|r| *r > 1.0) {
+                    return Err(impossible(format!("line-rate {r} is above 1")));
+                }
+                return Ok(match (covered, valid) {
+                    (Some(c), Some(v)) if c > v => {
+                        return Err(impossible(format!("lines-covered {c} > lines-valid {v}")));
+                    }
+                    (Some(c), Some(v)) if v > 0.0 => Some(c * 100.0 / v),
                     (_, Some(v)) if v <= 0.0 => None,
-                    _ => num("line-rate").map(|r| r * 100.0),
+                    _ => rate.map(|r| r * 100.0),
                 });
             }
             Ok(Event::Eof) => return Err(bad("no <coverage> element".into())),
@@ -279,17 +354,47 @@ fn json_percent(
             ReadError::Malformed(format, format!("no {} in the document", path.join(".")))
         })?;
     }
-    let lines = ["total", "count"]
-        .iter()
-        .find_map(|k| at.get(*k).and_then(serde_json::Value::as_f64));
+    let at_path = path.join(".");
+    let field = |k: &str| -> Result<Option<f64>, ReadError> {
+        match at.get(k) {
+            None => Ok(None),
+            Some(serde_json::Value::Number(n)) => match n.as_f64() {
+                Some(x) if x.is_finite() && x >= 0.0 => Ok(Some(x)),
+                _ => Err(ReadError::Impossible(format!(
+                    "{at_path}.{k} {n} is not a non-negative number"
+                ))),
+            },
+            // Istanbul writes `"pct": "Unknown"` for a file with no lines.
+            Some(_) => Ok(None),
+        }
+    };
+    let lines = match field("total")? {
+        Some(t) => Some(t),
+        None => field("count")?,
+    };
+    if let (Some(c), Some(t)) = (field("covered")?, lines)
+        && c > t
+    {
+        return Err(ReadError::Impossible(format!(
+            "{at_path}.covered {c} > {at_path}.{} {t}",
+            if at.get("total").is_some() {
+                "total"
+            } else {
+                "count"
+            }
+        )));
+    }
     if lines == Some(0.0) {
         return Ok(None);
     }
-    match at.get(leaf).and_then(serde_json::Value::as_f64) {
+    match field(leaf)? {
+        Some(p) if p > 100.0 => Err(ReadError::Impossible(format!(
+            "{at_path}.{leaf} {p} is above 100"
+        ))),
         Some(p) => Ok(Some(p)),
         None => Err(ReadError::Malformed(
             format,
-            format!("no number at {}.{leaf}", path.join(".")),
+            format!("no number at {at_path}.{leaf}"),
         )),
     }
 }
@@ -368,16 +473,18 @@ SF:test/a.test.js\nDA:1,1\nDA:2,3\nDA:3,0\nend_of_record\n";
 
     #[test]
     fn totals_sum_lh_over_lf() {
-        let c = parse_lcov(LCOV);
+        let c = parse_lcov(LCOV).unwrap();
         assert_eq!(c.files.len(), 2);
         assert_eq!((c.files[0].found, c.files[0].hit), (10, 5));
         assert_eq!((c.files[1].found, c.files[1].hit), (3, 2), "DA fallback");
-        assert_eq!(c.found(), 13);
-        assert!((c.percent().unwrap() - 700.0 / 13.0).abs() < 1e-9);
-        assert_eq!(parse_lcov("").percent(), None);
+        assert_eq!(c.found(), Ok(13));
+        assert!((c.percent().unwrap().unwrap() - 700.0 / 13.0).abs() < 1e-9);
+        assert_eq!(parse_lcov("").unwrap().percent(), Ok(None));
         assert_eq!(
-            parse_lcov("SF:x\nLF:0\nLH:0\nend_of_record\n").percent(),
-            None
+            parse_lcov("SF:x\nLF:0\nLH:0\nend_of_record\n")
+                .unwrap()
+                .percent(),
+            Ok(None)
         );
     }
 
@@ -469,6 +576,123 @@ SF:test/a.test.js\nDA:1,1\nDA:2,3\nDA:3,0\nend_of_record\n";
         assert_eq!(
             report_path(d, Some(Path::new("x/y.xml")), CoverageFormat::Auto),
             Path::new("x/y.xml")
+        );
+    }
+
+    /// Counts no real report can hold: each is a classified error naming the field,
+    /// never a panic, a wrap-around or a clamped 100%.
+    #[test]
+    fn impossible_counts_are_bad_reports_naming_the_field() {
+        let max = u64::MAX;
+        let cases: [(&str, &str, CoverageFormat, &str); 12] = [
+            (
+                "lcov LF sum overflows",
+                &format!(
+                    "SF:a\nLF:{max}\nLH:1\nend_of_record\nSF:b\nLF:{max}\nLH:1\nend_of_record\n"
+                ),
+                CoverageFormat::Lcov,
+                "LF",
+            ),
+            (
+                "lcov LH sum overflows",
+                &format!(
+                    "SF:a\nLF:{max}\nLH:{max}\nend_of_record\nSF:b\nLF:{max}\nLH:{max}\nend_of_record\n"
+                ),
+                CoverageFormat::Lcov,
+                "LF",
+            ),
+            (
+                "lcov LH > LF",
+                "SF:src/a.js\nLF:10\nLH:12\nend_of_record\n",
+                CoverageFormat::Lcov,
+                "LH 12 > LF 10 in record src/a.js",
+            ),
+            (
+                "lcov negative LF",
+                "SF:a\nLF:-3\nLH:1\nend_of_record\n",
+                CoverageFormat::Lcov,
+                "LF",
+            ),
+            (
+                "lcov non-number LH",
+                "SF:a\nLF:3\nLH:NaN\nend_of_record\n",
+                CoverageFormat::Lcov,
+                "LH",
+            ),
+            (
+                "cobertura line-rate > 1",
+                r#"<coverage line-rate="1.5"/>"#,
+                CoverageFormat::Cobertura,
+                "line-rate",
+            ),
+            (
+                "cobertura negative line-rate",
+                r#"<coverage line-rate="-0.5"/>"#,
+                CoverageFormat::Cobertura,
+                "line-rate",
+            ),
+            (
+                "cobertura NaN line-rate",
+                r#"<coverage line-rate="NaN"/>"#,
+                CoverageFormat::Cobertura,
+                "line-rate",
+            ),
+            (
+                "cobertura covered > valid",
+                r#"<coverage lines-valid="10" lines-covered="11" line-rate="1"/>"#,
+                CoverageFormat::Cobertura,
+                "lines-covered",
+            ),
+            (
+                "istanbul pct > 100",
+                r#"{"total":{"lines":{"total":10,"covered":10,"pct":150}}}"#,
+                CoverageFormat::Istanbul,
+                "total.lines.pct",
+            ),
+            (
+                "istanbul covered > total",
+                r#"{"total":{"lines":{"total":10,"covered":12,"pct":100}}}"#,
+                CoverageFormat::Istanbul,
+                "total.lines.covered",
+            ),
+            (
+                "llvm-cov negative percent",
+                r#"{"data":[{"totals":{"lines":{"count":10,"covered":1,"percent":-3}}}]}"#,
+                CoverageFormat::LlvmCov,
+                "data.0.totals.lines.percent",
+            ),
+        ];
+        for (name, text, format, field) in cases {
+            for f in [format, CoverageFormat::Auto] {
+                let got = std::panic::catch_unwind(|| read(text, "report", f));
+                let Ok(got) = got else {
+                    panic!("{name}: panicked");
+                };
+                match got {
+                    Err((ReadError::Impossible(why), used)) => {
+                        assert_eq!(used, format, "{name}");
+                        assert!(why.contains(field), "{name}: {why} should name {field}");
+                    }
+                    other => panic!("{name} ({f}): expected an impossible report, got {other:?}"),
+                }
+            }
+        }
+        // Through the gate: a classified failure naming the file, not a pass.
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("lcov.info");
+        std::fs::write(&p, "SF:src/a.js\nLF:10\nLH:12\nend_of_record\n").unwrap();
+        let (f, v) = gate(
+            &p,
+            Path::new("coverage/lcov.info"),
+            CoverageFormat::Auto,
+            0.0,
+        )
+        .unwrap_err();
+        assert_eq!(f.class, FailureClass::CoverageBelow);
+        assert_eq!(v, None);
+        assert_eq!(
+            f.reason,
+            "the lcov coverage report at coverage/lcov.info is impossible: LH 12 > LF 10 in record src/a.js"
         );
     }
 
