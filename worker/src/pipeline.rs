@@ -129,7 +129,9 @@ async fn steps(
     let checkout = cfg.checkout_dir();
     checkout_step(cfg, inputs, &checkout, tokens.as_ref()).await?;
     let docs = validate_step(ports, inputs, &checkout).await?;
-    st.before = tasks::parse(&docs.tasks);
+    let tasks_file = format!("{}/{}", inputs.spec, spec::TASKS);
+    st.before = tasks::parse_checked(&docs.tasks, &tasks_file)
+        .map_err(|e| Failure::new(FailureClass::PermanentInput, e.to_string()))?;
     st.after = st.before.clone();
     st.steering = steering_step(cfg, &checkout).await?;
     if Progress::of(&st.before).open() > 0 {
@@ -285,7 +287,13 @@ fn progress_step(inputs: &Inputs, checkout: &Path, before: &[Task]) -> Result<Ve
             format!("after the agent ran: {}", f.reason),
         )
     })?;
-    let after = tasks::parse(&text);
+    let file = format!("{}/{}", inputs.spec, spec::TASKS);
+    let after = tasks::parse_checked(&text, &file).map_err(|e| {
+        Failure::new(
+            FailureClass::AgentFailed,
+            format!("after the agent ran: {e}"),
+        )
+    })?;
     let newly = tasks::newly_done(before, &after);
     info!(done = ?newly, "tasks moved to done");
     let (was, now) = (Progress::of(before), Progress::of(&after));

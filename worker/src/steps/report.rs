@@ -85,7 +85,7 @@ pub fn render(d: &ReportData<'_>) -> String {
         a.done,
         a.total.max(b.total)
     ));
-    if a.optional_total + b.optional_total > 0 {
+    if a.optional_total > 0 || b.optional_total > 0 {
         md.push_str(&format!(
             "; optional: {} → {} of {}",
             b.optional_done,
