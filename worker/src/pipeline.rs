@@ -10,6 +10,7 @@
 //!   but the report shows the failure;
 //! - [`run`] never panics on bad input and always returns an outcome.
 
+use crate::checkout_fs;
 use crate::config::{Config, Inputs};
 use crate::outcome_file;
 use crate::steps::report::{self, ReportData};
@@ -153,7 +154,7 @@ async fn steps(
         cfg.coverage_format,
     );
     match coverage::gate(
-        &checkout.join(&shown),
+        &checkout,
         &shown,
         cfg.coverage_format,
         cfg.coverage_threshold,
@@ -323,8 +324,14 @@ async fn tests_step(cfg: &Config, checkout: &Path) -> Result<TestResult, Failure
     )
     .await?;
     if let Some(rel) = &cfg.junit_path {
-        match std::fs::read_to_string(checkout.join(rel)) {
-            Err(e) => warn!(file = %rel.display(), error = %e, "no JUnit report"),
+        match checkout_fs::read_confined(checkout, rel, junit::MAX_REPORT_BYTES) {
+            Err(e) if e.is_missing() => warn!(file = %rel.display(), "no JUnit report"),
+            // A report outside the checkout, a FIFO, a device, too large: never read as
+            // "no failures".
+            Err(e) => {
+                r.passed = false;
+                r.summary = format!("the JUnit report {e}");
+            }
             Ok(text) => match junit::counts(&text) {
                 Err(e @ junit::JunitError::Malformed(_)) => {
                     warn!(file = %rel.display(), error = %e, "unreadable JUnit report")

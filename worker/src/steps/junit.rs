@@ -11,6 +11,9 @@
 
 use quick_xml::events::{BytesStart, Event};
 
+/// The largest JUnit report read, in bytes.
+pub const MAX_REPORT_BYTES: u64 = 64 * 1024 * 1024;
+
 /// Why a JUnit report gives no counts.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JunitError {
