@@ -12,6 +12,7 @@
 //! written and carries the failure — the process itself exits 0 when it could write it.
 
 pub mod checkout_fs;
+pub mod child_env;
 pub mod config;
 pub mod outcome_file;
 pub mod pipeline;

@@ -10,7 +10,6 @@
 //!   but the report shows the failure;
 //! - [`run`] never panics on bad input and always returns an outcome.
 
-use crate::checkout_fs;
 use crate::config::{Config, Inputs};
 use crate::outcome_file;
 use crate::steps::report::{self, ReportData};
@@ -20,6 +19,7 @@ use crate::steps::token::{self, TokenSource};
 use crate::steps::{agent, coverage, git, junit, spec, test_run};
 use crate::tasks::{self, Progress, Task};
 use crate::wiring::Ports;
+use crate::{checkout_fs, child_env};
 use kiro_protocol::TraceContext;
 use kiro_protocol::{
     CheckReport, Failure, FailureClass, ItemStatus, OutcomeStatus, Report, WorkerOutcome,
@@ -267,7 +267,7 @@ async fn agent_step(
         &cfg.test_cmd,
         cfg.coverage_threshold,
     );
-    let agent = agent::Agent::from_config(cfg)?;
+    let agent = agent::Agent::from_config(cfg, std::env::vars_os())?;
     agent.preflight(&cfg.preflight_log()).await?;
     agent
         .run(
@@ -315,12 +315,15 @@ async fn tests_step(cfg: &Config, checkout: &Path) -> Result<TestResult, Failure
         .chain(cfg.kiro_api_key.iter())
         .map(|s| s.expose())
         .collect();
+    let extra = child_env::parse_extra(child_env::TEST_PASS_SETTING, cfg.test_env_pass.as_deref())?;
+    let env = child_env::ChildEnv::for_tests(std::env::vars_os(), &extra);
     let mut r = test_run::run(
         &cfg.test_cmd,
         checkout,
         cfg.test_timeout.into(),
         &cfg.test_log(),
         &secrets,
+        &env,
     )
     .await?;
     if let Some(rel) = &cfg.junit_path {

@@ -4,12 +4,14 @@
 //! Invariant: the agent command is split with `shell-words` and the prompt is appended
 //! as ONE argument — nothing goes through a shell. The preflight and the agent share one
 //! fresh, empty `HOME` (and XDG dirs inside it) so no stored login can shadow
-//! `KIRO_API_KEY`; neither sees the git push token; the API key reaches them only through
-//! their environment and is masked in every log line and failure reason. Both are killed
+//! `KIRO_API_KEY`; their environment is an allow-list ([`crate::child_env`]: never cloud
+//! credentials, the git push token or `KIRO_*` internals); the API key reaches them only
+//! through their environment and is masked in every log line and failure reason. Both are killed
 //! with their whole process group at their time limit. For kiro-cli the headless flags
 //! (`--no-interactive --trust-all-tools --wrap never`, the harness) are always present.
 //! The exit code is only one signal: the pipeline judges progress from `tasks.md`.
 
+use crate::child_env::{self, ChildEnv};
 use crate::config::{Config, Harness, Secret};
 use crate::steps::process::{Captured, Exit, run_captured};
 use kiro_protocol::{Failure, FailureClass, SpecPath};
@@ -17,9 +19,6 @@ use std::path::Path;
 use std::time::Duration;
 use tempfile::TempDir;
 use tokio::process::Command;
-
-/// Environment variables the agent must not inherit.
-pub const WITHHELD: &[&str] = &["GITHUB_TOKEN", "GH_TOKEN"];
 
 /// The program name that gets kiro-cli's treatment (flags, preflight by default).
 pub const KIRO_CLI: &str = "kiro-cli";
@@ -141,11 +140,19 @@ pub struct Agent {
     api_key: Option<Secret>,
     /// The preflight's time limit, when the preflight is on.
     preflight: Option<Duration>,
+    /// What the agent inherits from the worker's environment (an allow-list).
+    env: ChildEnv,
 }
 
 impl Agent {
-    /// The agent `cfg` describes, with a fresh, empty HOME.
-    pub fn from_config(cfg: &Config) -> Result<Agent, Failure> {
+    /// The agent `cfg` describes, with a fresh, empty HOME and the allow-listed
+    /// variables of `parent` (a snapshot of the worker's environment).
+    pub fn from_config(
+        cfg: &Config,
+        parent: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+    ) -> Result<Agent, Failure> {
+        let extra =
+            child_env::parse_extra(child_env::AGENT_PASS_SETTING, cfg.agent_env_pass.as_deref())?;
         let command = AgentCommand::parse(
             &cfg.agent_cmd,
             KiroFlags {
@@ -158,7 +165,14 @@ impl Agent {
             .agent_preflight
             .resolve(command.kiro)
             .then(|| cfg.agent_preflight_timeout.into());
-        Agent::new(command, cfg.kiro_api_key.clone(), preflight)
+        Ok(Agent::new(command, cfg.kiro_api_key.clone(), preflight)?
+            .with_env(ChildEnv::for_agent(parent, &extra)))
+    }
+
+    /// The agent with `env` as what it inherits.
+    pub fn with_env(mut self, env: ChildEnv) -> Agent {
+        self.env = env;
+        self
     }
 
     /// An agent with a fresh, empty HOME.
@@ -181,6 +195,7 @@ impl Agent {
             home,
             api_key: api_key.filter(|k| !k.expose().trim().is_empty()),
             preflight,
+            env: ChildEnv::default(),
         })
     }
 
@@ -196,6 +211,7 @@ impl Agent {
     fn base_command(&self, cwd: &Path) -> Command {
         let home = self.home.path();
         let mut cmd = Command::new(&self.command.program);
+        self.env.apply(&mut cmd);
         cmd.current_dir(cwd)
             .env("HOME", home)
             .env("XDG_CONFIG_HOME", home.join(".config"))
@@ -203,12 +219,8 @@ impl Agent {
             .env("XDG_CACHE_HOME", home.join(".cache"))
             .env("XDG_STATE_HOME", home.join(".local/state"))
             .env("NO_COLOR", "1");
-        match &self.api_key {
-            Some(k) => cmd.env("KIRO_API_KEY", k.expose()),
-            None => cmd.env_remove("KIRO_API_KEY"),
-        };
-        for var in WITHHELD {
-            cmd.env_remove(var);
+        if let Some(k) = &self.api_key {
+            cmd.env("KIRO_API_KEY", k.expose());
         }
         cmd
     }
@@ -444,17 +456,17 @@ mod tests {
     #[test]
     fn preflight_defaults_follow_the_program() {
         let mut cfg = Config::defaults();
-        assert!(Agent::from_config(&cfg).unwrap().preflight.is_some());
+        assert!(Agent::from_config(&cfg, []).unwrap().preflight.is_some());
         cfg.agent_cmd = "node agent.mjs".into();
-        assert!(Agent::from_config(&cfg).unwrap().preflight.is_none());
+        assert!(Agent::from_config(&cfg, []).unwrap().preflight.is_none());
         cfg.agent_preflight = crate::config::Toggle::On;
         assert_eq!(
-            Agent::from_config(&cfg).unwrap().preflight,
+            Agent::from_config(&cfg, []).unwrap().preflight,
             Some(Duration::from_secs(30))
         );
         cfg.agent_cmd = "kiro-cli".into();
         cfg.agent_preflight = crate::config::Toggle::Off;
-        assert!(Agent::from_config(&cfg).unwrap().preflight.is_none());
+        assert!(Agent::from_config(&cfg, []).unwrap().preflight.is_none());
     }
 
     fn captured(exit: Exit, tail: &[&str]) -> Captured {
@@ -506,5 +518,93 @@ mod tests {
         let mut long = captured(Exit::Code(0), &["handle 401 unauthorized responses"]);
         long.lines = 500;
         assert!(judge_exit(&long, limit).is_ok());
+    }
+
+    /// A stand-in agent dumps its environment: exactly the allow-list plus what the
+    /// worker sets, never a cloud credential, the GitHub token or a KIRO_* internal.
+    #[tokio::test]
+    async fn the_agent_gets_exactly_the_allow_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let dump = dir.path().join("env.txt");
+        let parent: Vec<(std::ffi::OsString, std::ffi::OsString)> = [
+            ("PATH", std::env::var("PATH").unwrap_or_default().as_str()),
+            ("HOME", "/root"),
+            ("LC_ALL", "C.UTF-8"),
+            ("CI", "true"),
+            ("https_proxy", "http://proxy:3128"),
+            (
+                "AWS_SECRET_ACCESS_KEY",
+                "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            ),
+            ("AWS_SESSION_TOKEN", "IQoJb3JpZ2luX2VjEXAMPLE"),
+            (
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                "http://169.254.170.23/v1/creds",
+            ),
+            ("ECS_CONTAINER_METADATA_URI", "http://169.254.170.2/v3"),
+            ("GITHUB_TOKEN", "ghp_abcdefghijklmnop"),
+            ("GH_TOKEN", "ghp_abcdefghijklmnop"),
+            ("KIRO_API_KEY", "ksk_from_the_worker_env"),
+            ("KIRO_LEASE_TABLE", "t"),
+            ("MY_AGENT_SETTING", "x"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.into(), v.into()))
+        .collect();
+        let mut cfg = Config::defaults();
+        cfg.agent_cmd = format!("sh -c 'env > \"{}\"'", dump.display());
+        cfg.agent_env_pass = Some("MY_AGENT_SETTING".into());
+        cfg.kiro_api_key = Some(Secret::new("ksk_the_agents_own_key"));
+        let agent = Agent::from_config(&cfg, parent).unwrap();
+        let spec = SpecPath::parse("subtract").unwrap();
+        agent
+            .run(
+                "the prompt",
+                dir.path(),
+                &spec,
+                Duration::from_secs(20),
+                &dir.path().join("agent.log"),
+            )
+            .await
+            .unwrap();
+        let text = std::fs::read_to_string(&dump).unwrap();
+        let mut names: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.split_once('=').map(|(k, _)| k))
+            .filter(|k| !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+            .collect();
+        names.sort();
+        names.retain(|n| !matches!(*n, "PWD" | "SHLVL" | "OLDPWD" | "_"));
+        assert_eq!(
+            names,
+            [
+                "HOME",
+                "KIRO_API_KEY",
+                "KIRO_SPEC_PATH",
+                "LC_ALL",
+                "MY_AGENT_SETTING",
+                "NO_COLOR",
+                "PATH",
+                "XDG_CACHE_HOME",
+                "XDG_CONFIG_HOME",
+                "XDG_DATA_HOME",
+                "XDG_STATE_HOME",
+                "https_proxy",
+            ]
+        );
+        assert!(text.contains("KIRO_API_KEY=ksk_the_agents_own_key\n"));
+        assert!(!text.contains("HOME=/root\n") && !text.contains("wJalr"));
+        let e = Agent::from_config(
+            &Config {
+                agent_env_pass: Some("AWS_SECRET_ACCESS_KEY".into()),
+                ..Config::defaults()
+            },
+            [],
+        )
+        .unwrap_err();
+        assert!(
+            e.reason
+                .starts_with("KIRO_AGENT_ENV_PASS names AWS_SECRET_ACCESS_KEY")
+        );
     }
 }
