@@ -397,6 +397,7 @@ async fn commit_step(
             cfg.preflight_log(),
             cfg.test_log(),
             cfg.outcome_path(),
+            cfg.report_file(),
         ]
         .iter()
         .filter_map(|p| relative_inside(p, checkout))
@@ -488,6 +489,7 @@ async fn publish(
         steering: st.steering.as_ref(),
         failure,
     });
+    let markdown = keep_full_report(cfg, &markdown);
     let check = CheckReport {
         item: inputs.item.clone(),
         success: failure.is_none(),
@@ -520,6 +522,25 @@ async fn publish(
             .await?;
     }
     Ok(())
+}
+
+/// Write the whole report to the build's report file and return what is posted: the
+/// report cut to GitHub's limit, naming the file (and the build's page) when cut.
+fn keep_full_report(cfg: &Config, markdown: &str) -> String {
+    let file = cfg.report_file();
+    let _ = std::fs::create_dir_all(&cfg.build_dir);
+    if let Err(e) = std::fs::write(&file, markdown) {
+        warn!(file = %file.display(), error = %e, "cannot keep the full report");
+    }
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let full_at = match cfg.build_url.as_deref().filter(|u| !u.trim().is_empty()) {
+        Some(url) => format!("`{name}` in the directory of [the build]({})", url.trim()),
+        None => format!("`{name}` in the build's directory"),
+    };
+    report::cap(markdown, &full_at)
 }
 
 async fn blocking<T, F>(f: F) -> Result<T, Failure>
