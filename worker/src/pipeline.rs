@@ -457,7 +457,7 @@ async fn push_step(
 fn check_title(st: &RunState, threshold: f64, failure: Option<&Failure>) -> String {
     if let Some(f) = failure {
         let reason: String = f.reason.chars().take(120).collect();
-        return format!("{}: {reason}", f.class);
+        return kiro_protocol::redact::redact(&format!("{}: {reason}", f.class));
     }
     let coverage = st
         .coverage
@@ -489,7 +489,7 @@ async fn publish(
         steering: st.steering.as_ref(),
         failure,
     });
-    let markdown = keep_full_report(cfg, &markdown);
+    let markdown = keep_full_report(cfg, &kiro_protocol::redact::redact(&markdown));
     let check = CheckReport {
         item: inputs.item.clone(),
         success: failure.is_none(),

@@ -3,8 +3,9 @@
 //! Invariant: the child runs in its own process group, and when it exits or its time is
 //! up the whole group is killed (SIGKILL), so nothing it started outlives the step or
 //! keeps the output pipes open. Its stdout and stderr go, line by line and with ANSI
-//! escape codes stripped and every given secret value masked, to a log file; the last
-//! lines are kept for the report.
+//! escape codes stripped, every given secret value masked and every credential-looking
+//! value redacted ([`kiro_protocol::redact::LineRedactor`], PEM blocks included), to a
+//! log file; the last lines are kept (as redacted) for the report.
 
 use std::collections::VecDeque;
 use std::os::unix::process::ExitStatusExt;
@@ -80,9 +81,10 @@ pub async fn run_captured(
         let mut tail = VecDeque::with_capacity(tail_lines + 1);
         let mut io_error = None;
         let mut lines = 0usize;
+        let mut redactor = kiro_protocol::redact::LineRedactor::new();
         while let Some(line) = rx.recv().await {
             lines += 1;
-            let line = mask(line, &secrets);
+            let line = redactor.line(&mask(line, &secrets));
             if io_error.is_none() {
                 let mut bytes = line.clone().into_bytes();
                 bytes.push(b'\n');

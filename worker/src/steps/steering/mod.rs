@@ -486,7 +486,7 @@ pub fn sync(source: &SteeringSource, checkout: &Path) -> Result<SyncReport, Fail
         let mut json = serde_json::to_string_pretty(&manifest)
             .map_err(|e| internal(format!("cannot write the steering manifest: {e}")))?;
         json.push('\n');
-        std::fs::write(&manifest_path, json)
+        std::fs::write(&manifest_path, kiro_protocol::redact::redact(&json))
             .map_err(|e| internal(format!("cannot write the steering manifest: {e}")))?;
     }
     info!(
