@@ -111,6 +111,9 @@ pub struct Config {
     pub attempt: Option<String>,
     #[arg(long, env = env::TRACEPARENT)]
     pub traceparent: Option<String>,
+    /// This build's page (CodeBuild sets it): linked from a report too long for GitHub.
+    #[arg(long, env = "CODEBUILD_BUILD_URL")]
+    pub build_url: Option<String>,
     /// This build's id, as the build runner sets it (`CODEBUILD_BUILD_ID`); lets the
     /// worker act after a new lease holder adopted its build.
     #[arg(long, env = "CODEBUILD_BUILD_ID")]
@@ -154,6 +157,16 @@ pub struct Config {
     /// kiro-cli's API key, passed to the agent (and its preflight) only; never logged.
     #[arg(long, env = "KIRO_API_KEY", hide_env_values = true)]
     pub kiro_api_key: Option<Secret>,
+    /// Extra variables of the worker's environment passed to the agent (comma- or
+    /// space-separated names; never `AWS_*`, `ECS_CONTAINER_METADATA_URI*`, the GitHub
+    /// token or `KIRO_*`). The agent otherwise gets only PATH, locale, TERM, TMPDIR, TZ
+    /// and the proxy settings, with a fresh HOME and its KIRO_API_KEY.
+    #[arg(long, env = "KIRO_AGENT_ENV_PASS")]
+    pub agent_env_pass: Option<String>,
+    /// Extra variables passed to the test command (same rules as KIRO_AGENT_ENV_PASS;
+    /// the tests also get CI, and never KIRO_API_KEY).
+    #[arg(long, env = "KIRO_TEST_ENV_PASS")]
+    pub test_env_pass: Option<String>,
     /// Central steering files: a git URL (optionally `#ref`) or a local directory.
     #[arg(long, env = "KIRO_STEERING_SOURCE")]
     pub steering_source: Option<String>,
@@ -251,6 +264,7 @@ impl Config {
             attempt: None,
             traceparent: None,
             build_id: None,
+            build_url: None,
             git_base: "https://github.com".into(),
             build_dir: PathBuf::from("."),
             workdir: PathBuf::from("workspace"),
@@ -262,6 +276,8 @@ impl Config {
             agent_harness: Harness::V3,
             agent_model: None,
             kiro_api_key: None,
+            agent_env_pass: None,
+            test_env_pass: None,
             steering_source: None,
             test_cmd: "npm test".into(),
             test_timeout: Duration::from_secs(30 * 60).into(),
@@ -317,6 +333,11 @@ impl Config {
 
     pub fn test_log(&self) -> PathBuf {
         self.build_dir.join("kiro-tests.log")
+    }
+
+    /// The full pull-request report (the one posted may be cut to GitHub's limit).
+    pub fn report_file(&self) -> PathBuf {
+        self.build_dir.join("kiro-report.md")
     }
 
     /// The clone URL of `repo`.

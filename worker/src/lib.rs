@@ -11,6 +11,8 @@
 //! after checking the build's fence is still current; the outcome file is always
 //! written and carries the failure — the process itself exits 0 when it could write it.
 
+pub mod checkout_fs;
+pub mod child_env;
 pub mod config;
 pub mod outcome_file;
 pub mod pipeline;

@@ -4,10 +4,13 @@
 //! Invariant: every value is single-quoted with `'` written as `'\''`, so sourcing the
 //! file with `sh` reproduces each value byte for byte and runs nothing — whatever a
 //! failure reason contains (quotes, `$()`, backticks, newlines). Names come only from
-//! [`kiro_protocol::outcome::vars`]. The file is written to a temporary name and renamed,
+//! [`kiro_protocol::outcome::vars`]. Every value is redacted
+//! ([`kiro_protocol::redact::redact`]) first: a failure reason never carries a token into
+//! the build's exported variables. The file is written to a temporary name and renamed,
 //! so a reader never sees half of it.
 
 use kiro_protocol::WorkerOutcome;
+use kiro_protocol::redact::redact;
 use std::io::Write;
 use std::path::Path;
 
@@ -30,7 +33,7 @@ pub fn shell_quote(value: &str) -> String {
 pub fn render(outcome: &WorkerOutcome) -> String {
     let mut s = String::from("# Written by kiro-worker; sourced by buildspec.yml.\n");
     for (k, v) in outcome.to_vars() {
-        s.push_str(&format!("export {k}={}\n", shell_quote(&v)));
+        s.push_str(&format!("export {k}={}\n", shell_quote(&redact(&v))));
     }
     s
 }
@@ -113,6 +116,23 @@ mod tests {
         write(&path, &o).unwrap();
         let back = WorkerOutcome::from_vars(&source(&path));
         assert_eq!(back, o);
+    }
+
+    #[test]
+    fn a_token_in_a_reason_never_reaches_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("o.env");
+        let o = WorkerOutcome::failure(Failure::new(
+            FailureClass::AgentFailed,
+            "agent failed (exit code 1): push to https://x:ghp_abcdefghijklmnop@github.com with AKIAIOSFODNN7EXAMPLE",
+        ));
+        write(&path, &o).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains("ghp_abcdefghijklmnop") && !text.contains("AKIAIOSFODNN7EXAMPLE"));
+        assert_eq!(
+            source(&path)[vars::FAILURE_REASON],
+            "agent failed (exit code 1): push to https://***@github.com with [REDACTED]"
+        );
     }
 
     proptest::proptest! {

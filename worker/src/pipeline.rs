@@ -19,6 +19,7 @@ use crate::steps::token::{self, TokenSource};
 use crate::steps::{agent, coverage, git, junit, spec, test_run};
 use crate::tasks::{self, Progress, Task};
 use crate::wiring::Ports;
+use crate::{checkout_fs, child_env};
 use kiro_protocol::TraceContext;
 use kiro_protocol::{
     CheckReport, Failure, FailureClass, ItemStatus, OutcomeStatus, Report, WorkerOutcome,
@@ -129,7 +130,9 @@ async fn steps(
     let checkout = cfg.checkout_dir();
     checkout_step(cfg, inputs, &checkout, tokens.as_ref()).await?;
     let docs = validate_step(ports, inputs, &checkout).await?;
-    st.before = tasks::parse(&docs.tasks);
+    let tasks_file = format!("{}/{}", inputs.spec, spec::TASKS);
+    st.before = tasks::parse_checked(&docs.tasks, &tasks_file)
+        .map_err(|e| Failure::new(FailureClass::PermanentInput, e.to_string()))?;
     st.after = st.before.clone();
     st.steering = steering_step(cfg, &checkout).await?;
     if Progress::of(&st.before).open() > 0 {
@@ -151,7 +154,7 @@ async fn steps(
         cfg.coverage_format,
     );
     match coverage::gate(
-        &checkout.join(&shown),
+        &checkout,
         &shown,
         cfg.coverage_format,
         cfg.coverage_threshold,
@@ -264,7 +267,7 @@ async fn agent_step(
         &cfg.test_cmd,
         cfg.coverage_threshold,
     );
-    let agent = agent::Agent::from_config(cfg)?;
+    let agent = agent::Agent::from_config(cfg, std::env::vars_os())?;
     agent.preflight(&cfg.preflight_log()).await?;
     agent
         .run(
@@ -285,7 +288,13 @@ fn progress_step(inputs: &Inputs, checkout: &Path, before: &[Task]) -> Result<Ve
             format!("after the agent ran: {}", f.reason),
         )
     })?;
-    let after = tasks::parse(&text);
+    let file = format!("{}/{}", inputs.spec, spec::TASKS);
+    let after = tasks::parse_checked(&text, &file).map_err(|e| {
+        Failure::new(
+            FailureClass::AgentFailed,
+            format!("after the agent ran: {e}"),
+        )
+    })?;
     let newly = tasks::newly_done(before, &after);
     info!(done = ?newly, "tasks moved to done");
     let (was, now) = (Progress::of(before), Progress::of(&after));
@@ -306,19 +315,35 @@ async fn tests_step(cfg: &Config, checkout: &Path) -> Result<TestResult, Failure
         .chain(cfg.kiro_api_key.iter())
         .map(|s| s.expose())
         .collect();
+    let extra = child_env::parse_extra(child_env::TEST_PASS_SETTING, cfg.test_env_pass.as_deref())?;
+    let env = child_env::ChildEnv::for_tests(std::env::vars_os(), &extra);
     let mut r = test_run::run(
         &cfg.test_cmd,
         checkout,
         cfg.test_timeout.into(),
         &cfg.test_log(),
         &secrets,
+        &env,
     )
     .await?;
     if let Some(rel) = &cfg.junit_path {
-        match std::fs::read_to_string(checkout.join(rel)) {
-            Err(e) => warn!(file = %rel.display(), error = %e, "no JUnit report"),
+        match checkout_fs::read_confined(checkout, rel, junit::MAX_REPORT_BYTES) {
+            Err(e) if e.is_missing() => warn!(file = %rel.display(), "no JUnit report"),
+            // A report outside the checkout, a FIFO, a device, too large: never read as
+            // "no failures".
+            Err(e) => {
+                r.passed = false;
+                r.summary = format!("the JUnit report {e}");
+            }
             Ok(text) => match junit::counts(&text) {
-                Err(e) => warn!(file = %rel.display(), error = %e, "unreadable JUnit report"),
+                Err(e @ junit::JunitError::Malformed(_)) => {
+                    warn!(file = %rel.display(), error = %e, "unreadable JUnit report")
+                }
+                // Counts no run produces: never read as "no failures".
+                Err(e @ junit::JunitError::Impossible(_)) => {
+                    r.passed = false;
+                    r.summary = format!("the JUnit report at {} {e}", rel.display());
+                }
                 Ok(c) => {
                     if c.failed() && r.passed {
                         r.passed = false;
@@ -372,6 +397,7 @@ async fn commit_step(
             cfg.preflight_log(),
             cfg.test_log(),
             cfg.outcome_path(),
+            cfg.report_file(),
         ]
         .iter()
         .filter_map(|p| relative_inside(p, checkout))
@@ -431,7 +457,7 @@ async fn push_step(
 fn check_title(st: &RunState, threshold: f64, failure: Option<&Failure>) -> String {
     if let Some(f) = failure {
         let reason: String = f.reason.chars().take(120).collect();
-        return format!("{}: {reason}", f.class);
+        return kiro_protocol::redact::redact(&format!("{}: {reason}", f.class));
     }
     let coverage = st
         .coverage
@@ -463,6 +489,7 @@ async fn publish(
         steering: st.steering.as_ref(),
         failure,
     });
+    let markdown = keep_full_report(cfg, &kiro_protocol::redact::redact(&markdown));
     let check = CheckReport {
         item: inputs.item.clone(),
         success: failure.is_none(),
@@ -495,6 +522,25 @@ async fn publish(
             .await?;
     }
     Ok(())
+}
+
+/// Write the whole report to the build's report file and return what is posted: the
+/// report cut to GitHub's limit, naming the file (and the build's page) when cut.
+fn keep_full_report(cfg: &Config, markdown: &str) -> String {
+    let file = cfg.report_file();
+    let _ = std::fs::create_dir_all(&cfg.build_dir);
+    if let Err(e) = std::fs::write(&file, markdown) {
+        warn!(file = %file.display(), error = %e, "cannot keep the full report");
+    }
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let full_at = match cfg.build_url.as_deref().filter(|u| !u.trim().is_empty()) {
+        Some(url) => format!("`{name}` in the directory of [the build]({})", url.trim()),
+        None => format!("`{name}` in the build's directory"),
+    };
+    report::cap(markdown, &full_at)
 }
 
 async fn blocking<T, F>(f: F) -> Result<T, Failure>

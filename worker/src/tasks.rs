@@ -10,8 +10,13 @@
 //! Progress ([`Progress`]) counts required tasks, with optional ones apart; a parent
 //! counts as done once all its required sub-tasks are.
 //!
+//! Limits: a `tasks.md` is read up to [`MAX_BYTES`] and holds at most [`MAX_TASKS`]
+//! tasks ([`parse_checked`] names the file when it holds more); a task number is at most
+//! [`MAX_ID_LEN`] characters (a longer token is part of the title).
+//!
 //! Invariant: [`parse`] is total — it never panics and never fails; a line it does not
-//! understand is simply not a task.
+//! understand is simply not a task. Every pass over a plan ([`effective_done`],
+//! [`Progress::of`], [`changes`], [`newly_done`]) is linear in its size.
 
 use std::fmt;
 
@@ -64,8 +69,39 @@ pub struct Task {
     pub line: usize,
 }
 
+/// The most tasks a `tasks.md` may hold ([`parse_checked`]).
+pub const MAX_TASKS: usize = 100_000;
+
+/// The largest `tasks.md` the worker reads, in bytes.
+pub const MAX_BYTES: u64 = 8 * 1024 * 1024;
+
+/// A plan over [`MAX_TASKS`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file} has more than {MAX_TASKS} tasks (the limit)")]
+pub struct TooManyTasks {
+    /// The file, as shown (relative to the checkout).
+    pub file: String,
+}
+
+/// Parse a `tasks.md` shown as `file`, refusing one of more than [`MAX_TASKS`] tasks
+/// (it stops reading at the first task over the limit).
+pub fn parse_checked(text: &str, file: &str) -> Result<Vec<Task>, TooManyTasks> {
+    let tasks = parse_at_most(text, MAX_TASKS + 1);
+    if tasks.len() > MAX_TASKS {
+        return Err(TooManyTasks {
+            file: file.to_owned(),
+        });
+    }
+    Ok(tasks)
+}
+
 /// Parse a `tasks.md`. Never panics.
 pub fn parse(text: &str) -> Vec<Task> {
+    parse_at_most(text, usize::MAX)
+}
+
+/// Parse at most `limit` tasks.
+fn parse_at_most(text: &str, limit: usize) -> Vec<Task> {
     let mut tasks: Vec<Task> = Vec::new();
     let mut fence: Option<&str> = None;
     for (n, raw) in text.split('\n').enumerate() {
@@ -87,6 +123,9 @@ pub fn parse(text: &str) -> Vec<Task> {
         }
         if let Some(task) = parse_task_line(trimmed, n, tasks.len() + 1) {
             tasks.push(task);
+            if tasks.len() >= limit {
+                break;
+            }
         } else if let Some(reqs) = parse_requirements(trimmed)
             && let Some(last) = tasks.last_mut()
         {
@@ -129,12 +168,16 @@ fn parse_task_line(line: &str, line_no: usize, ordinal: usize) -> Option<Task> {
     })
 }
 
+/// The longest task number (`2.1.3`): a longer token is part of the title.
+pub const MAX_ID_LEN: usize = 32;
+
 /// Split `2.1 Title` / `1. Title` into (`2.1`, `Title`).
 fn split_id(text: &str) -> (Option<String>, &str) {
     let token_end = text.find([' ', '\t']).unwrap_or(text.len());
     let token = &text[..token_end];
     let number = token.strip_suffix('.').unwrap_or(token);
     let is_number = !number.is_empty()
+        && number.len() <= MAX_ID_LEN
         && number
             .split('.')
             .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
@@ -164,22 +207,33 @@ fn parse_requirements(line: &str) -> Option<Vec<String>> {
 /// Whether each task counts as done: its own box is ticked, or it is a parent (by
 /// number: `2` is the parent of `2.1` and `2.1.3`) whose required sub-tasks — at least
 /// one — are all done.
+///
+/// Linear in the plan: one pass records, for every number prefix of a required task,
+/// whether it has required descendants and whether one of them is not done; ids are at
+/// most [`MAX_ID_LEN`] long, so each task has a bounded number of prefixes.
 pub fn effective_done(tasks: &[Task]) -> Vec<bool> {
+    use std::collections::HashMap;
+    // prefix → (has a required descendant, every required descendant is done)
+    let mut subtree: HashMap<&str, (bool, bool)> = HashMap::new();
+    for c in tasks
+        .iter()
+        .filter(|c| !c.optional && !c.id.starts_with('#'))
+    {
+        let id = c.id.as_str();
+        for (i, _) in id.match_indices('.') {
+            let entry = subtree.entry(&id[..i]).or_insert((false, true));
+            entry.0 = true;
+            entry.1 &= c.state.is_done();
+        }
+    }
     tasks
         .iter()
         .map(|t| {
-            if t.state.is_done() {
-                return true;
-            }
-            if t.id.starts_with('#') {
-                return false;
-            }
-            let prefix = format!("{}.", t.id);
-            let mut required = tasks
-                .iter()
-                .filter(|c| !c.optional && c.id.starts_with(&prefix))
-                .peekable();
-            required.peek().is_some() && required.all(|c| c.state.is_done())
+            t.state.is_done()
+                || (!t.id.starts_with('#')
+                    && subtree
+                        .get(t.id.as_str())
+                        .is_some_and(|(any, all)| *any && *all))
         })
         .collect()
 }
@@ -234,10 +288,14 @@ impl Progress {
 
 /// Ids of tasks done in `after` that were not done in `before` (matched by id).
 pub fn newly_done(before: &[Task], after: &[Task]) -> Vec<String> {
+    let done_before: std::collections::HashSet<&str> = before
+        .iter()
+        .filter(|b| b.state.is_done())
+        .map(|b| b.id.as_str())
+        .collect();
     after
         .iter()
-        .filter(|t| t.state.is_done())
-        .filter(|t| !before.iter().any(|b| b.id == t.id && b.state.is_done()))
+        .filter(|t| t.state.is_done() && !done_before.contains(t.id.as_str()))
         .map(|t| t.id.clone())
         .collect()
 }
@@ -258,21 +316,30 @@ impl Change {
     }
 }
 
-/// Every task of `after` (then those only in `before`), with both states.
+/// Every task of `after` (then those only in `before`), with both states. A task of
+/// a repeated id is matched with the first task of that id in the other list.
 pub fn changes(before: &[Task], after: &[Task]) -> Vec<Change> {
-    let find = |ts: &[Task], id: &str| ts.iter().find(|t| t.id == id).map(|t| t.state);
+    use std::collections::HashMap;
+    fn first_by_id(ts: &[Task]) -> HashMap<&str, TaskState> {
+        let mut m = HashMap::with_capacity(ts.len());
+        for t in ts {
+            m.entry(t.id.as_str()).or_insert(t.state);
+        }
+        m
+    }
+    let (was, now) = (first_by_id(before), first_by_id(after));
     let mut out: Vec<Change> = after
         .iter()
         .map(|t| Change {
             id: t.id.clone(),
             title: t.title.clone(),
             optional: t.optional,
-            before: find(before, &t.id),
+            before: was.get(t.id.as_str()).copied(),
             after: Some(t.state),
         })
         .collect();
     for b in before {
-        if !after.iter().any(|a| a.id == b.id) {
+        if !now.contains_key(b.id.as_str()) {
             out.push(Change {
                 id: b.id.clone(),
                 title: b.title.clone(),
@@ -396,6 +463,67 @@ Some prose with [x] in it\n- [x]not a task\n";
             ));
         }
         s
+    }
+
+    /// A plan of `groups` parents with three sub-tasks each (4 × `groups` tasks): `N.1`
+    /// done, `N.2` optional and done, `N.3` done for even `N` — so even parents are done.
+    fn big_plan(groups: usize) -> String {
+        let mut s = String::from("# Plan\n\n");
+        for n in 1..=groups {
+            let third = if n % 2 == 0 { 'x' } else { ' ' };
+            s.push_str(&format!(
+                "- [ ] {n}. parent {n}\n  - [x] {n}.1 first\n  - [x]* {n}.2 optional\n  - [{third}] {n}.3 third\n  - _Requirements: 1.{n}_\n"
+            ));
+        }
+        s
+    }
+
+    /// 100,000 tasks (the documented limit) parse and count in linear time: the test has
+    /// no timing assertion, it simply must finish (a quadratic pass would hang CI).
+    #[test]
+    fn a_plan_at_the_task_limit_parses_and_counts() {
+        assert_eq!(MAX_TASKS, 100_000);
+        let text = big_plan(MAX_TASKS / 4);
+        let t = parse_checked(&text, ".kiro/specs/big/tasks.md").unwrap();
+        assert_eq!(t.len(), 100_000);
+        assert_eq!(
+            Progress::of(&t),
+            Progress {
+                done: 25_000 + 12_500 + 12_500,
+                total: 75_000,
+                optional_done: 25_000,
+                optional_total: 25_000,
+            }
+        );
+        let done = effective_done(&t);
+        assert!(done[4], "parent 2 is done by its children");
+        assert!(!done[0], "parent 1 is not");
+        assert_eq!(changes(&t, &t).len(), 100_000);
+        assert!(newly_done(&t, &t).is_empty());
+        let mut after = t.clone();
+        after[0].state = TaskState::Done;
+        assert_eq!(newly_done(&t, &after), ["1"]);
+    }
+
+    #[test]
+    fn a_plan_over_the_task_limit_is_refused_naming_the_file() {
+        let mut text = big_plan(MAX_TASKS / 4);
+        text.push_str("- [ ] 999999. one too many\n");
+        let e = parse_checked(&text, ".kiro/specs/big/tasks.md").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            ".kiro/specs/big/tasks.md has more than 100000 tasks (the limit)"
+        );
+    }
+
+    /// A task number with thousands of parts is not a number: ids stay short, so the
+    /// parent look-up stays linear.
+    #[test]
+    fn absurd_task_numbers_are_not_ids() {
+        let long = vec!["1"; 5_000].join(".");
+        let t = parse(&format!("- [ ] 1. a\n- [x] {long} deep\n"));
+        assert_eq!(t[1].id, "#2");
+        assert_eq!(effective_done(&t), [false, true]);
     }
 
     proptest! {

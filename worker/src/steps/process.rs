@@ -3,8 +3,9 @@
 //! Invariant: the child runs in its own process group, and when it exits or its time is
 //! up the whole group is killed (SIGKILL), so nothing it started outlives the step or
 //! keeps the output pipes open. Its stdout and stderr go, line by line and with ANSI
-//! escape codes stripped and every given secret value masked, to a log file; the last
-//! lines are kept for the report.
+//! escape codes stripped, every given secret value masked and every credential-looking
+//! value redacted ([`kiro_protocol::redact::LineRedactor`], PEM blocks included), to a
+//! log file; the last lines are kept (as redacted) for the report.
 
 use std::collections::VecDeque;
 use std::os::unix::process::ExitStatusExt;
@@ -80,9 +81,10 @@ pub async fn run_captured(
         let mut tail = VecDeque::with_capacity(tail_lines + 1);
         let mut io_error = None;
         let mut lines = 0usize;
+        let mut redactor = kiro_protocol::redact::LineRedactor::new();
         while let Some(line) = rx.recv().await {
             lines += 1;
-            let line = mask(line, &secrets);
+            let line = redactor.line(&mask(line, &secrets));
             if io_error.is_none() {
                 let mut bytes = line.clone().into_bytes();
                 bytes.push(b'\n');
@@ -135,20 +137,43 @@ pub async fn run_captured(
     })
 }
 
+/// The longest output line kept, in bytes: a longer one is cut into several (a child
+/// that prints gigabytes without a newline must not fill the worker's memory).
+pub const MAX_LINE_BYTES: usize = 16 * 1024;
+
 async fn forward_lines<R: AsyncRead + Unpin>(r: R, tx: mpsc::Sender<String>) {
     let mut reader = BufReader::new(r);
-    let mut buf = Vec::new();
+    let mut buf: Vec<u8> = Vec::new();
     loop {
-        buf.clear();
-        match reader.read_until(b'\n', &mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {
-                let text = String::from_utf8_lossy(&buf);
-                let line = strip_ansi(text.trim_end_matches(['\n', '\r']));
-                if tx.send(line).await.is_err() {
-                    break;
+        let (done, used, eof) = match reader.fill_buf().await {
+            Err(_) => break,
+            Ok([]) => (true, 0, true),
+            Ok(chunk) => {
+                let room = MAX_LINE_BYTES - buf.len();
+                match chunk.iter().take(room).position(|b| *b == b'\n') {
+                    Some(i) => {
+                        buf.extend_from_slice(&chunk[..i]);
+                        (true, i + 1, false)
+                    }
+                    None => {
+                        let n = chunk.len().min(room);
+                        buf.extend_from_slice(&chunk[..n]);
+                        (buf.len() >= MAX_LINE_BYTES, n, false)
+                    }
                 }
             }
+        };
+        reader.consume(used);
+        if done && !(eof && buf.is_empty()) {
+            let text = String::from_utf8_lossy(&buf);
+            let line = strip_ansi(text.trim_end_matches(['\n', '\r']));
+            buf.clear();
+            if tx.send(line).await.is_err() {
+                break;
+            }
+        }
+        if eof {
+            break;
         }
     }
 }
@@ -264,5 +289,25 @@ mod tests {
             !text.contains("topsecret") && text.contains("key=***"),
             "{text}"
         );
+    }
+
+    /// A child that prints megabytes without a newline: its output is cut into lines
+    /// of at most MAX_LINE_BYTES, nothing is lost, memory stays bounded.
+    #[tokio::test]
+    async fn endless_lines_are_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("x.log");
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg("head -c 1000000 /dev/zero | tr '\\0' a; echo; echo end");
+        let c = run_captured(cmd, Duration::from_secs(20), &log, 3, &[])
+            .await
+            .unwrap();
+        assert_eq!(c.exit, Exit::Code(0));
+        let text = std::fs::read_to_string(&log).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines.iter().all(|l| l.len() <= MAX_LINE_BYTES));
+        assert_eq!(lines.iter().map(|l| l.len()).sum::<usize>(), 1_000_000 + 3);
+        assert_eq!(lines.last(), Some(&"end"));
     }
 }

@@ -4,6 +4,8 @@
 //! result (whose tail was already masked), the coverage figures and the commit id —
 //! never from the environment — so it cannot leak a secret. Repository-controlled text
 //! (task titles, test output) is escaped so it cannot break the table or the code block.
+//! The report posted is at most [`REPORT_MAX_CHARS`] characters ([`cap`]): a longer one is
+//! cut at a line, its open blocks closed, with a note naming where the full text is.
 
 use crate::config::Inputs;
 use crate::steps::coverage::pct;
@@ -85,7 +87,7 @@ pub fn render(d: &ReportData<'_>) -> String {
         a.done,
         a.total.max(b.total)
     ));
-    if a.optional_total + b.optional_total > 0 {
+    if a.optional_total > 0 || b.optional_total > 0 {
         md.push_str(&format!(
             "; optional: {} → {} of {}",
             b.optional_done,
@@ -183,6 +185,73 @@ pub fn render(d: &ReportData<'_>) -> String {
     md
 }
 
+/// The longest report posted, in characters: GitHub stops a comment, a description and a
+/// check-run summary at 65,536; 1,024 are left for the adapter's marker or section.
+pub const REPORT_MAX_CHARS: usize = 65_536 - 1_024;
+
+/// `full` when it is at most [`REPORT_MAX_CHARS`] characters; otherwise its first lines,
+/// with an open code block and `<details>` closed, and a note saying how much was kept
+/// and where the full report is (`full_at`) — the whole at most [`REPORT_MAX_CHARS`].
+pub fn cap(full: &str, full_at: &str) -> String {
+    let total = full.chars().count();
+    if total <= REPORT_MAX_CHARS {
+        return full.to_owned();
+    }
+    let note = |kept: usize| {
+        format!(
+            "\n---\n\n> ✂️ This report was cut at {kept} of {total} characters (GitHub's limit). The full report: {full_at}.\n"
+        )
+    };
+    let mut budget = REPORT_MAX_CHARS.saturating_sub(note(total).chars().count());
+    loop {
+        let head = head_lines(full, budget);
+        let out = format!("{head}{}{}", closers(head), note(head.chars().count()));
+        let n = out.chars().count();
+        if n <= REPORT_MAX_CHARS || budget == 0 {
+            return out;
+        }
+        budget = budget.saturating_sub(n - REPORT_MAX_CHARS);
+    }
+}
+
+/// The longest prefix of `s` of at most `chars` characters that ends a line (or the
+/// cut itself when there is no line break in it).
+fn head_lines(s: &str, chars: usize) -> &str {
+    let end = s.char_indices().nth(chars).map_or(s.len(), |(i, _)| i);
+    let head = &s[..end];
+    match head.rfind('\n') {
+        Some(i) => &head[..=i],
+        None => head,
+    }
+}
+
+/// What closes the code block and the `<details>` elements `head` leaves open.
+fn closers(head: &str) -> String {
+    let mut fence: Option<usize> = None;
+    for line in head.lines() {
+        let ticks = line.chars().take_while(|c| *c == '`').count();
+        match fence {
+            None if ticks >= 3 => fence = Some(ticks),
+            Some(open) if ticks >= open && line[ticks..].trim().is_empty() => fence = None,
+            _ => {}
+        }
+    }
+    let mut out = String::new();
+    if !head.is_empty() && !head.ends_with('\n') {
+        out.push('\n');
+    }
+    if let Some(n) = fence {
+        out.push_str(&"`".repeat(n));
+        out.push('\n');
+    }
+    let open = head.matches("<details>").count();
+    let closed = head.matches("</details>").count();
+    for _ in closed..open {
+        out.push_str("\n</details>\n");
+    }
+    out
+}
+
 fn longest_run(s: &str, c: char) -> usize {
     let (mut best, mut cur) = (0, 0);
     for ch in s.chars() {
@@ -274,5 +343,43 @@ mod tests {
         );
         assert!(md.contains("❌ 62.5% (threshold 80%)"));
         assert!(md.contains("````text\n```\nnot ok 1\n````"), "{md}");
+    }
+
+    /// At the boundary: a report of exactly the limit (counted in characters, not bytes)
+    /// is posted whole; one character more is cut, with a note and where the full text is.
+    #[test]
+    fn a_report_over_githubs_limit_is_cut_with_a_note() {
+        let at = "where: `kiro-report.md` of build https://ci.example/b/1";
+        let exact: String = "é".repeat(REPORT_MAX_CHARS);
+        assert_eq!(cap(&exact, at), exact);
+        let over = format!("{exact}x");
+        let cut = cap(&over, at);
+        assert!(
+            cut.chars().count() <= REPORT_MAX_CHARS,
+            "{}",
+            cut.chars().count()
+        );
+        assert!(cut.starts_with("éééé"));
+        assert!(
+            cut.contains(&format!("of {} characters", REPORT_MAX_CHARS + 1)),
+            "{}",
+            &cut[cut.len() - 300..]
+        );
+        assert!(
+            cut.ends_with(&format!("{at}.\n")),
+            "{}",
+            &cut[cut.len() - 300..]
+        );
+        // A 9 MB report cut inside the test-output block closes the block and <details>.
+        let fenced = format!(
+            "### report\n<details><summary>tail</summary>\n\n````text\n{}",
+            "line of output\n".repeat(600_000)
+        );
+        let cut = cap(&fenced, at);
+        assert!(cut.chars().count() <= REPORT_MAX_CHARS);
+        let fences = cut.lines().filter(|l| l.starts_with("````")).count();
+        assert_eq!(fences, 2, "the code block is closed");
+        assert!(cut.contains("</details>"));
+        assert!(cut.find("</details>") < cut.find("This report was cut"));
     }
 }

@@ -1,10 +1,14 @@
 //! The spec folder: check it holds Kiro's three documents, read them, and build the
 //! agent's prompt.
 //!
-//! Invariant: only regular files directly inside `<checkout>/<spec>` are read (a symlink
-//! is refused, so a repository cannot make the worker read files outside the checkout
-//! into a prompt or report); a missing document is a `permanent-input` failure naming it.
+//! Invariant: the documents are read through [`crate::checkout_fs`] — resolved inside
+//! the checkout (a symlinked `.kiro`, `.kiro/specs` or document pointing outside is
+//! refused), regular files only, at most [`MAX_DOC_BYTES`] (tasks.md:
+//! [`crate::tasks::MAX_BYTES`]) — so a repository cannot make the worker read files
+//! outside the checkout into a prompt or report; a missing or refused document is a
+//! `permanent-input` failure naming it and the rule.
 
+use crate::checkout_fs;
 use crate::steps::steering::{self, SteeringFile};
 use crate::tasks::{Task, TaskState};
 use kiro_protocol::{Failure, FailureClass, SpecPath};
@@ -22,7 +26,11 @@ pub struct SpecDocs {
     pub tasks: String,
 }
 
-/// Read one document of the spec.
+/// The largest requirements or design document read, in bytes (tasks.md:
+/// [`crate::tasks::MAX_BYTES`]).
+pub const MAX_DOC_BYTES: u64 = 1024 * 1024;
+
+/// Read one document of the spec (confined to the checkout, see [`crate::checkout_fs`]).
 pub fn read_doc(checkout: &Path, spec: &SpecPath, name: &str) -> Result<String, Failure> {
     let dir = checkout.join(spec.as_str());
     let missing =
@@ -32,13 +40,19 @@ pub fn read_doc(checkout: &Path, spec: &SpecPath, name: &str) -> Result<String, 
         Ok(_) => return Err(missing("is not a folder")),
         Err(_) => return Err(missing("folder not found on the branch")),
     }
-    let file = dir.join(name);
-    match std::fs::symlink_metadata(&file) {
-        Ok(m) if m.is_file() => {}
-        Ok(_) => return Err(missing(&format!("{name} is not a regular file"))),
-        Err(_) => return Err(missing(&format!("{name} is missing"))),
-    }
-    std::fs::read_to_string(&file).map_err(|e| missing(&format!("cannot read {name}: {e}")))
+    let limit = if name == TASKS {
+        crate::tasks::MAX_BYTES
+    } else {
+        MAX_DOC_BYTES
+    };
+    let rel = Path::new(spec.as_str()).join(name);
+    checkout_fs::read_confined(checkout, &rel, limit).map_err(|e| {
+        if e.is_missing() {
+            missing(&format!("{name} is missing"))
+        } else {
+            Failure::new(FailureClass::PermanentInput, e.to_string())
+        }
+    })
 }
 
 /// Check and read the spec folder.
@@ -157,7 +171,35 @@ mod tests {
         assert_eq!(e.reason, "spec .kiro/specs/subtract: design.md is missing");
         std::os::unix::fs::symlink("/etc/hostname", d.join("design.md")).unwrap();
         let e = load(dir.path(), &spec).unwrap_err();
-        assert!(e.reason.contains("not a regular file"));
+        assert_eq!(
+            e.reason,
+            ".kiro/specs/subtract/design.md resolves outside the checkout"
+        );
+    }
+
+    /// The campaign's escape: `.kiro` (or `.kiro/specs`) a symlink to a folder outside
+    /// the repository with the same layout. Nothing of it is read.
+    #[test]
+    fn a_symlinked_parent_cannot_reach_outside_the_checkout() {
+        for link in [".kiro", ".kiro/specs"] {
+            let dir = tempfile::tempdir().unwrap();
+            let outside = dir.path().join("outside");
+            let specs = outside.join(".kiro/specs/subtract");
+            std::fs::create_dir_all(&specs).unwrap();
+            for doc in [TASKS, REQUIREMENTS, DESIGN] {
+                std::fs::write(specs.join(doc), "- [ ] 1. SECRET FROM OUTSIDE\n").unwrap();
+            }
+            let checkout = dir.path().join("checkout");
+            std::fs::create_dir_all(checkout.join(link).parent().unwrap()).unwrap();
+            std::os::unix::fs::symlink(outside.join(link), checkout.join(link)).unwrap();
+            let spec = SpecPath::parse("subtract").unwrap();
+            let e = load(&checkout, &spec).unwrap_err();
+            assert_eq!(e.class, FailureClass::PermanentInput, "{link}");
+            assert_eq!(
+                e.reason, ".kiro/specs/subtract/tasks.md resolves outside the checkout",
+                "{link}"
+            );
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 mod kiro;
 mod pipeline;
+mod secrets;
 mod steering;
 
 use kiro_backends::embedded::{EmbeddedDb, SqliteLeaseStore};

@@ -190,3 +190,50 @@ async fn synced_steering_is_committed_with_the_agents_changes() {
         report.markdown
     );
 }
+
+/// The repository controls `.kiro/steering/`: a FIFO as the manifest (it blocked the
+/// sync forever), a steering file symlinked outside the checkout or to a device, an
+/// oversize one — the sync neither hangs nor reads them, the prompt never sees them.
+#[test]
+fn hostile_steering_entries_are_neither_read_nor_hung_on() {
+    let root = tempfile::tempdir().unwrap();
+    let central = root.path().join("central");
+    write(&central, "security.md", SECURITY);
+    let checkout = root.path().join("checkout");
+    let dir = checkout.join(STEERING_DIR);
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join(MANIFEST);
+    let st = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    write(&central, "new.md", "# New central rules\n");
+    let e = steering::sync(&SteeringSource::Dir(central.clone()), &checkout).unwrap_err();
+    assert_eq!(
+        e.reason,
+        ".kiro/steering/.kiro-central-manifest.json is a symlink or not a regular file; not syncing steering"
+    );
+    std::fs::remove_file(&fifo).unwrap();
+    std::fs::remove_file(central.join("new.md")).unwrap();
+    write(root.path(), "outside/secret.md", "SECRET FROM OUTSIDE\n");
+    std::os::unix::fs::symlink(root.path().join("outside/secret.md"), dir.join("leak.md")).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", dir.join("zero.md")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", dir.join("security.md")).unwrap();
+    write(&dir, "huge.md", &"x".repeat(300 * 1024));
+    write(&dir, "own.md", "# Our own rules\n");
+
+    let report = steering::sync(&SteeringSource::Dir(central.clone()), &checkout).unwrap();
+    // The repository's symlinked `security.md` is kept, not followed nor replaced.
+    assert_eq!(names(&report.kept_local), ["security.md"]);
+    assert!(
+        std::fs::symlink_metadata(dir.join("security.md"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    let files = steering::read_all(&checkout);
+    let seen: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(seen, ["own.md"]);
+    assert!(files.iter().all(|f| !f.body.contains("SECRET")));
+}

@@ -2,14 +2,18 @@
 //! checkout, after an authentication preflight.
 //!
 //! Invariant: the agent command is split with `shell-words` and the prompt is appended
-//! as ONE argument — nothing goes through a shell. The preflight and the agent share one
+//! as ONE argument — nothing goes through a shell; a prompt over [`PROMPT_ARG_MAX`]
+//! bytes (Linux refuses one argument over 128 KiB) is written to [`PROMPT_FILE`] in the
+//! agent's fresh HOME and the argument is a short prompt naming that file. The preflight and the agent share one
 //! fresh, empty `HOME` (and XDG dirs inside it) so no stored login can shadow
-//! `KIRO_API_KEY`; neither sees the git push token; the API key reaches them only through
-//! their environment and is masked in every log line and failure reason. Both are killed
+//! `KIRO_API_KEY`; their environment is an allow-list ([`crate::child_env`]: never cloud
+//! credentials, the git push token or `KIRO_*` internals); the API key reaches them only
+//! through their environment and is masked in every log line and failure reason. Both are killed
 //! with their whole process group at their time limit. For kiro-cli the headless flags
 //! (`--no-interactive --trust-all-tools --wrap never`, the harness) are always present.
 //! The exit code is only one signal: the pipeline judges progress from `tasks.md`.
 
+use crate::child_env::{self, ChildEnv};
 use crate::config::{Config, Harness, Secret};
 use crate::steps::process::{Captured, Exit, run_captured};
 use kiro_protocol::{Failure, FailureClass, SpecPath};
@@ -18,8 +22,12 @@ use std::time::Duration;
 use tempfile::TempDir;
 use tokio::process::Command;
 
-/// Environment variables the agent must not inherit.
-pub const WITHHELD: &[&str] = &["GITHUB_TOKEN", "GH_TOKEN"];
+/// The longest prompt passed as one argument, in bytes (Linux refuses a single argument
+/// over 128 KiB with E2BIG); a longer one goes through [`PROMPT_FILE`].
+pub const PROMPT_ARG_MAX: usize = 64 * 1024;
+
+/// The file in the agent's fresh HOME that holds a prompt over [`PROMPT_ARG_MAX`].
+pub const PROMPT_FILE: &str = "kiro-prompt.md";
 
 /// The program name that gets kiro-cli's treatment (flags, preflight by default).
 pub const KIRO_CLI: &str = "kiro-cli";
@@ -141,11 +149,19 @@ pub struct Agent {
     api_key: Option<Secret>,
     /// The preflight's time limit, when the preflight is on.
     preflight: Option<Duration>,
+    /// What the agent inherits from the worker's environment (an allow-list).
+    env: ChildEnv,
 }
 
 impl Agent {
-    /// The agent `cfg` describes, with a fresh, empty HOME.
-    pub fn from_config(cfg: &Config) -> Result<Agent, Failure> {
+    /// The agent `cfg` describes, with a fresh, empty HOME and the allow-listed
+    /// variables of `parent` (a snapshot of the worker's environment).
+    pub fn from_config(
+        cfg: &Config,
+        parent: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+    ) -> Result<Agent, Failure> {
+        let extra =
+            child_env::parse_extra(child_env::AGENT_PASS_SETTING, cfg.agent_env_pass.as_deref())?;
         let command = AgentCommand::parse(
             &cfg.agent_cmd,
             KiroFlags {
@@ -158,7 +174,14 @@ impl Agent {
             .agent_preflight
             .resolve(command.kiro)
             .then(|| cfg.agent_preflight_timeout.into());
-        Agent::new(command, cfg.kiro_api_key.clone(), preflight)
+        Ok(Agent::new(command, cfg.kiro_api_key.clone(), preflight)?
+            .with_env(ChildEnv::for_agent(parent, &extra)))
+    }
+
+    /// The agent with `env` as what it inherits.
+    pub fn with_env(mut self, env: ChildEnv) -> Agent {
+        self.env = env;
+        self
     }
 
     /// An agent with a fresh, empty HOME.
@@ -181,6 +204,7 @@ impl Agent {
             home,
             api_key: api_key.filter(|k| !k.expose().trim().is_empty()),
             preflight,
+            env: ChildEnv::default(),
         })
     }
 
@@ -196,6 +220,7 @@ impl Agent {
     fn base_command(&self, cwd: &Path) -> Command {
         let home = self.home.path();
         let mut cmd = Command::new(&self.command.program);
+        self.env.apply(&mut cmd);
         cmd.current_dir(cwd)
             .env("HOME", home)
             .env("XDG_CONFIG_HOME", home.join(".config"))
@@ -203,12 +228,8 @@ impl Agent {
             .env("XDG_CACHE_HOME", home.join(".cache"))
             .env("XDG_STATE_HOME", home.join(".local/state"))
             .env("NO_COLOR", "1");
-        match &self.api_key {
-            Some(k) => cmd.env("KIRO_API_KEY", k.expose()),
-            None => cmd.env_remove("KIRO_API_KEY"),
-        };
-        for var in WITHHELD {
-            cmd.env_remove(var);
+        if let Some(k) = &self.api_key {
+            cmd.env("KIRO_API_KEY", k.expose());
         }
         cmd
     }
@@ -264,6 +285,28 @@ impl Agent {
         }
     }
 
+    /// The prompt argument: `prompt` itself up to [`PROMPT_ARG_MAX`] bytes; beyond, a
+    /// short prompt naming [`PROMPT_FILE`] in the agent's fresh HOME, which holds it.
+    fn prompt_arg(&self, prompt: &str) -> Result<String, Failure> {
+        if prompt.len() <= PROMPT_ARG_MAX {
+            return Ok(prompt.to_owned());
+        }
+        let file = self.home.path().join(PROMPT_FILE);
+        std::fs::write(&file, prompt).map_err(|e| {
+            Failure::new(
+                FailureClass::Internal,
+                format!("cannot write the agent's prompt file: {e}"),
+            )
+        })?;
+        tracing::info!(bytes = prompt.len(), file = %file.display(), "prompt passed as a file");
+        Ok(format!(
+            "Your instructions for this run are longer than one command-line argument may be, \
+so they are in the file {}. Read that whole file first and follow it exactly: it holds the \
+spec, its open tasks and the rules of this run.",
+            file.display()
+        ))
+    }
+
     /// Run `command + [prompt]` in `checkout` for at most `limit`, logging to `log`.
     #[tracing::instrument(skip_all, fields(program = %self.command.program))]
     pub async fn run(
@@ -274,9 +317,10 @@ impl Agent {
         limit: Duration,
         log: &Path,
     ) -> Result<(), Failure> {
+        let arg = self.prompt_arg(prompt)?;
         let mut cmd = self.base_command(checkout);
         cmd.args(&self.command.args)
-            .arg(prompt)
+            .arg(arg)
             .env(kiro_protocol::ports::build::env::SPEC, spec.as_str());
         let c = run_captured(cmd, limit, log, 40, &self.secrets())
             .await
@@ -353,158 +397,4 @@ fn last_line(c: &Captured) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn flags() -> KiroFlags<'static> {
-        KiroFlags {
-            agent: None,
-            harness: Harness::V3,
-            model: None,
-        }
-    }
-
-    #[test]
-    fn kiro_cli_gets_its_headless_flags() {
-        let c = AgentCommand::parse("kiro-cli", flags()).unwrap();
-        assert!(c.kiro);
-        assert_eq!(
-            c.args,
-            [
-                "chat",
-                "--no-interactive",
-                "--trust-all-tools",
-                "--wrap",
-                "never",
-                "--v3"
-            ]
-        );
-        let c = AgentCommand::parse(
-            "/opt/bin/kiro-cli chat -a --non-interactive --wrap=auto --v2 --agent mine",
-            KiroFlags {
-                agent: Some("other"),
-                harness: Harness::V3,
-                model: Some("claude-sonnet-4"),
-            },
-        )
-        .unwrap();
-        assert_eq!(
-            c.args,
-            [
-                "chat",
-                "-a",
-                "--non-interactive",
-                "--wrap=auto",
-                "--v2",
-                "--agent",
-                "mine",
-                "--model",
-                "claude-sonnet-4"
-            ]
-        );
-        let c = AgentCommand::parse(
-            "kiro-cli chat --no-interactive",
-            KiroFlags {
-                agent: Some("reviewer"),
-                harness: Harness::None,
-                model: None,
-            },
-        )
-        .unwrap();
-        assert_eq!(
-            c.args,
-            [
-                "chat",
-                "--no-interactive",
-                "--trust-all-tools",
-                "--wrap",
-                "never",
-                "--agent",
-                "reviewer"
-            ]
-        );
-    }
-
-    #[test]
-    fn other_agents_are_left_alone() {
-        let c = AgentCommand::parse("node 'my agent.mjs' --x", flags()).unwrap();
-        assert!(!c.kiro);
-        assert_eq!(c.program, "node");
-        assert_eq!(c.args, ["my agent.mjs", "--x"]);
-        assert_eq!(
-            AgentCommand::parse("  ", flags()).unwrap_err().reason,
-            "KIRO_AGENT_CMD is empty"
-        );
-        assert_eq!(
-            AgentCommand::parse("a 'b", flags()).unwrap_err().class,
-            FailureClass::PermanentInput
-        );
-    }
-
-    #[test]
-    fn preflight_defaults_follow_the_program() {
-        let mut cfg = Config::defaults();
-        assert!(Agent::from_config(&cfg).unwrap().preflight.is_some());
-        cfg.agent_cmd = "node agent.mjs".into();
-        assert!(Agent::from_config(&cfg).unwrap().preflight.is_none());
-        cfg.agent_preflight = crate::config::Toggle::On;
-        assert_eq!(
-            Agent::from_config(&cfg).unwrap().preflight,
-            Some(Duration::from_secs(30))
-        );
-        cfg.agent_cmd = "kiro-cli".into();
-        cfg.agent_preflight = crate::config::Toggle::Off;
-        assert!(Agent::from_config(&cfg).unwrap().preflight.is_none());
-    }
-
-    fn captured(exit: Exit, tail: &[&str]) -> Captured {
-        Captured {
-            exit,
-            tail: tail.iter().map(|s| (*s).to_owned()).collect(),
-            pid: None,
-            lines: tail.len(),
-        }
-    }
-
-    #[test]
-    fn exit_codes_are_mapped() {
-        let limit = Duration::from_secs(60);
-        let class = |c: Captured| judge_exit(&c, limit).unwrap_err().class;
-        assert!(judge_exit(&captured(Exit::Code(0), &["done"]), limit).is_ok());
-        assert_eq!(
-            class(captured(Exit::Code(1), &["boom"])),
-            FailureClass::AgentFailed
-        );
-        assert_eq!(
-            class(captured(Exit::Code(3), &[])),
-            FailureClass::AgentFailed
-        );
-        assert_eq!(
-            class(captured(Exit::Code(4), &[])),
-            FailureClass::PermanentInput
-        );
-        assert_eq!(
-            class(captured(Exit::Code(9), &[])),
-            FailureClass::AgentFailed
-        );
-        assert_eq!(
-            class(captured(Exit::Signal(9), &[])),
-            FailureClass::AgentFailed
-        );
-        assert_eq!(
-            judge_exit(&captured(Exit::TimedOut, &[]), limit)
-                .unwrap_err()
-                .reason,
-            "agent timed out after 1m"
-        );
-        // Kiro's invalid key: exit 0, nothing on stdout, an auth line on stderr.
-        assert_eq!(
-            class(captured(Exit::Code(0), &["error: Invalid API key"])),
-            FailureClass::Auth
-        );
-        // A long transcript that mentions the words is a normal run.
-        let mut long = captured(Exit::Code(0), &["handle 401 unauthorized responses"]);
-        long.lines = 500;
-        assert!(judge_exit(&long, limit).is_ok());
-    }
-}
+mod tests;

@@ -15,9 +15,12 @@
 //! the repository's file and logs a warning; only
 //! plain `*.md` names (`[A-Za-z0-9._-]`, no leading dot, no path) are ever written or
 //! removed, whether they come from the source or from the (repository-controlled)
-//! manifest; nothing is written through a symlink; a source file that is a symlink, is
+//! manifest; nothing is written through a symlink; every file of the checkout (steering
+//! files, the manifest) is read through [`crate::checkout_fs`] (inside the checkout,
+//! regular files, bounded), and one that cannot be read is kept as the repository's; a source file that is a symlink, is
 //! over [`MAX_FILE_BYTES`] or has a bad name is skipped with a warning.
 
+use crate::checkout_fs;
 use git2::{ObjectType, Oid, build::RepoBuilder};
 use kiro_protocol::{Failure, FailureClass};
 use serde::{Deserialize, Serialize};
@@ -332,9 +335,24 @@ fn owned(sha: Option<&str>, current: &[u8]) -> Result<bool, Failure> {
     }
 }
 
-fn read_manifest(path: &Path) -> Manifest {
-    match std::fs::read_to_string(path) {
-        Err(_) => Manifest::default(),
+/// The largest manifest read, in bytes.
+pub const MAX_MANIFEST_BYTES: u64 = 1024 * 1024;
+
+/// The largest local (repository) steering file the sync reads to compare; a larger one
+/// is kept as the repository's.
+const MAX_LOCAL_BYTES: u64 = 16 * 1024 * 1024;
+
+/// The most steering files read for the prompt (sorted by name; the rest are ignored).
+pub const MAX_PROMPT_FILES: usize = 200;
+
+fn read_manifest(checkout: &Path) -> Manifest {
+    let rel = Path::new(STEERING_DIR).join(MANIFEST);
+    match checkout_fs::read_confined(checkout, &rel, MAX_MANIFEST_BYTES) {
+        Err(e) if e.is_missing() => Manifest::default(),
+        Err(e) => {
+            warn!(error = %e, "unreadable steering manifest: treating every steering file as the repository's");
+            Manifest::default()
+        }
         Ok(text) => serde_json::from_str(&text).unwrap_or_else(|e| {
             warn!(error = %e, "unreadable steering manifest: treating every steering file as the repository's");
             Manifest::default()
@@ -364,13 +382,16 @@ pub fn sync(source: &SteeringSource, checkout: &Path) -> Result<SyncReport, Fail
     let dir = checkout.join(STEERING_DIR);
     no_symlink(&dir)?;
     let manifest_path = dir.join(MANIFEST);
-    if std::fs::symlink_metadata(&manifest_path).is_ok_and(|m| m.file_type().is_symlink()) {
+    // Never read or write through a symlink, a FIFO (a write would block), a device…
+    if std::fs::symlink_metadata(&manifest_path).is_ok_and(|m| !m.file_type().is_file()) {
         return Err(Failure::new(
             FailureClass::PermanentInput,
-            format!("{STEERING_DIR}/{MANIFEST} is a symlink; not syncing steering"),
+            format!(
+                "{STEERING_DIR}/{MANIFEST} is a symlink or not a regular file; not syncing steering"
+            ),
         ));
     }
-    let old = read_manifest(&manifest_path);
+    let old = read_manifest(checkout);
     let managed: BTreeMap<&str, &str> = old
         .files
         .iter()
@@ -398,7 +419,18 @@ pub fn sync(source: &SteeringSource, checkout: &Path) -> Result<SyncReport, Fail
             report.kept_local.push(name.clone());
             continue;
         }
-        let current = local.and_then(|_| std::fs::read(&path).ok());
+        let rel = Path::new(STEERING_DIR).join(name);
+        let current = match local {
+            None => None,
+            Some(_) => match checkout_fs::read_confined_bytes(checkout, &rel, MAX_LOCAL_BYTES) {
+                Ok(b) => Some(b),
+                Err(e) => {
+                    warn!(error = %e, "the repository's steering file cannot be compared; keeping it");
+                    report.kept_local.push(name.clone());
+                    continue;
+                }
+            },
+        };
         if let Some(cur) = &current
             && !owned(managed.get(name.as_str()).copied(), cur)?
         {
@@ -426,7 +458,9 @@ pub fn sync(source: &SteeringSource, checkout: &Path) -> Result<SyncReport, Fail
         }
         let path = dir.join(name);
         let is_file = std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file());
-        let Some(cur) = is_file.then(|| std::fs::read(&path).ok()).flatten() else {
+        let rel = Path::new(STEERING_DIR).join(name);
+        let read = || checkout_fs::read_confined_bytes(checkout, &rel, MAX_LOCAL_BYTES).ok();
+        let Some(cur) = is_file.then(read).flatten() else {
             continue;
         };
         if !owned(managed.get(*name).copied(), &cur)? {
@@ -452,7 +486,7 @@ pub fn sync(source: &SteeringSource, checkout: &Path) -> Result<SyncReport, Fail
         let mut json = serde_json::to_string_pretty(&manifest)
             .map_err(|e| internal(format!("cannot write the steering manifest: {e}")))?;
         json.push('\n');
-        std::fs::write(&manifest_path, json)
+        std::fs::write(&manifest_path, kiro_protocol::redact::redact(&json))
             .map_err(|e| internal(format!("cannot write the steering manifest: {e}")))?;
     }
     info!(
@@ -473,7 +507,8 @@ pub struct SteeringFile {
     pub body: String,
 }
 
-/// The checkout's steering files (regular `*.md` files with valid names, sorted).
+/// The checkout's steering files (regular `*.md` files with valid names, sorted, at most
+/// [`MAX_PROMPT_FILES`], each read through [`checkout_fs`] within [`MAX_FILE_BYTES`]).
 pub fn read_all(checkout: &Path) -> Vec<SteeringFile> {
     let dir = checkout.join(STEERING_DIR);
     if no_symlink(&dir).is_err() || no_symlink(&checkout.join(".kiro")).is_err() {
@@ -482,15 +517,31 @@ pub fn read_all(checkout: &Path) -> Vec<SteeringFile> {
     let Ok(entries) = std::fs::read_dir(&dir) else {
         return Vec::new();
     };
-    let mut out: Vec<SteeringFile> = entries
+    let mut names: Vec<String> = entries
         .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let meta = e.path().symlink_metadata().ok()?;
-            if !valid_name(&name) || !meta.is_file() || meta.len() > MAX_FILE_BYTES {
-                return None;
-            }
-            let text = std::fs::read_to_string(e.path()).ok()?;
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| valid_name(n))
+        .collect();
+    names.sort();
+    if names.len() > MAX_PROMPT_FILES {
+        warn!(
+            files = names.len(),
+            limit = MAX_PROMPT_FILES,
+            "too many steering files: reading the first by name"
+        );
+        names.truncate(MAX_PROMPT_FILES);
+    }
+    let mut out: Vec<SteeringFile> = names
+        .into_iter()
+        .filter_map(|name| {
+            let rel = Path::new(STEERING_DIR).join(&name);
+            let text = match checkout_fs::read_confined(checkout, &rel, MAX_FILE_BYTES) {
+                Ok(t) => t,
+                Err(e) => {
+                    warn!(error = %e, "skipping a steering file");
+                    return None;
+                }
+            };
             let (front, body) = FrontMatter::split(&text);
             Some(SteeringFile {
                 name,
@@ -504,72 +555,4 @@ pub fn read_all(checkout: &Path) -> Vec<SteeringFile> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sources_parse() {
-        assert_eq!(
-            SteeringSource::parse("https://x-access-token:s3cret@github.com/acme/std.git#v2")
-                .unwrap(),
-            SteeringSource::Git {
-                url: "https://x-access-token:s3cret@github.com/acme/std.git".into(),
-                reference: Some("v2".into())
-            }
-        );
-        assert_eq!(
-            SteeringSource::parse("https://x-access-token:s3cret@github.com/acme/std.git#v2")
-                .unwrap()
-                .display(),
-            "https://github.com/acme/std.git#v2"
-        );
-        assert_eq!(
-            SteeringSource::parse("git@github.com:acme/std.git").unwrap(),
-            SteeringSource::Git {
-                url: "git@github.com:acme/std.git".into(),
-                reference: None
-            }
-        );
-        assert_eq!(
-            SteeringSource::parse("/srv/steering").unwrap(),
-            SteeringSource::Dir("/srv/steering".into())
-        );
-        assert!(SteeringSource::parse(" ").is_err());
-    }
-
-    #[test]
-    fn names_are_validated() {
-        for good in ["tech.md", "00-org-security.md", "API_rules.v2.md"] {
-            assert!(valid_name(good), "{good}");
-        }
-        for bad in [
-            "../x.md",
-            "/etc/x.md",
-            "a/b.md",
-            ".hidden.md",
-            "x.txt",
-            ".md",
-            "a b.md",
-            "x..md",
-            "é.md",
-        ] {
-            assert!(!valid_name(bad), "{bad}");
-        }
-    }
-
-    #[test]
-    fn front_matter_is_read() {
-        let (fm, body) = FrontMatter::split(
-            "---\ninclusion: fileMatch\nfileMatchPattern: \"src/**/*.ts\"\n---\n# Rules\n",
-        );
-        assert_eq!(fm.inclusion.as_deref(), Some("fileMatch"));
-        assert_eq!(fm.pattern.as_deref(), Some("src/**/*.ts"));
-        assert!(!fm.always());
-        assert_eq!(body, "# Rules\n");
-        let (fm, body) = FrontMatter::split("# No front matter\n");
-        assert!(fm.always());
-        assert_eq!(body, "# No front matter\n");
-        let (fm, _) = FrontMatter::split("---\nnot closed\n");
-        assert_eq!(fm, FrontMatter::default());
-    }
-}
+mod tests;

@@ -89,24 +89,38 @@ pub struct Coverage {
     pub files: Vec<FileCoverage>,
 }
 
+fn sum(mut counts: impl Iterator<Item = u64>, field: &str) -> Result<u64, ReadError> {
+    counts.try_fold(0u64, |a, n| {
+        a.checked_add(n).ok_or_else(|| {
+            ReadError::Impossible(format!(
+                "the sum of the {field} counts overflows a 64-bit number"
+            ))
+        })
+    })
+}
+
 impl Coverage {
-    pub fn found(&self) -> u64 {
-        self.files.iter().map(|f| f.found).sum()
+    /// Lines found (`LF`) over every record; an overflowing sum is an impossible report.
+    pub fn found(&self) -> Result<u64, ReadError> {
+        sum(self.files.iter().map(|f| f.found), "LF")
     }
 
-    pub fn hit(&self) -> u64 {
-        self.files.iter().map(|f| f.hit).sum()
+    /// Lines hit (`LH`) over every record; an overflowing sum is an impossible report.
+    pub fn hit(&self) -> Result<u64, ReadError> {
+        sum(self.files.iter().map(|f| f.hit), "LH")
     }
 
     /// Total line coverage in percent; `None` when the report holds no lines.
-    pub fn percent(&self) -> Option<f64> {
-        let found = self.found();
-        (found > 0).then(|| self.hit().min(found) as f64 * 100.0 / found as f64)
+    pub fn percent(&self) -> Result<Option<f64>, ReadError> {
+        let found = self.found()?;
+        let hit = self.hit()?;
+        Ok((found > 0).then(|| hit as f64 * 100.0 / found as f64))
     }
 }
 
-/// Parse lcov text. Unknown lines are ignored.
-pub fn parse_lcov(text: &str) -> Coverage {
+/// Parse lcov text. Unknown lines are ignored; an `LF`/`LH` that is not a count, or a
+/// record with `LH > LF`, is an impossible report naming the record and the field.
+pub fn parse_lcov(text: &str) -> Result<Coverage, ReadError> {
     #[derive(Default)]
     struct Rec {
         path: String,
@@ -116,46 +130,76 @@ pub fn parse_lcov(text: &str) -> Coverage {
         da_hit: u64,
         open: bool,
     }
-    fn close(rec: &mut Rec, out: &mut Vec<FileCoverage>) {
+    fn close(rec: &mut Rec, out: &mut Vec<FileCoverage>) -> Result<(), ReadError> {
         if rec.open {
+            let found = rec.lf.unwrap_or(rec.da_found);
+            let hit = rec.lh.unwrap_or(rec.da_hit);
+            if hit > found {
+                return Err(ReadError::Impossible(format!(
+                    "LH {hit} > LF {found} in record {}",
+                    shown_record(&rec.path)
+                )));
+            }
             out.push(FileCoverage {
                 path: std::mem::take(&mut rec.path),
-                found: rec.lf.unwrap_or(rec.da_found),
-                hit: rec.lh.unwrap_or(rec.da_hit),
+                found,
+                hit,
             });
         }
         *rec = Rec::default();
+        Ok(())
+    }
+    fn count(field: &str, n: &str, rec: &Rec) -> Result<u64, ReadError> {
+        n.trim().parse::<u64>().map_err(|_| {
+            ReadError::Impossible(format!(
+                "{field} {:?} in record {} is not a count",
+                n.trim().chars().take(40).collect::<String>(),
+                shown_record(&rec.path)
+            ))
+        })
     }
     let mut files = Vec::new();
     let mut rec = Rec::default();
     for line in text.lines() {
         let line = line.trim();
         if let Some(p) = line.strip_prefix("SF:") {
-            close(&mut rec, &mut files);
+            close(&mut rec, &mut files)?;
             rec.path = p.to_owned();
             rec.open = true;
         } else if line == "end_of_record" {
-            close(&mut rec, &mut files);
+            close(&mut rec, &mut files)?;
         } else if let Some(n) = line.strip_prefix("LF:") {
             rec.open = true;
-            rec.lf = n.trim().parse().ok();
+            rec.lf = Some(count("LF", n, &rec)?);
         } else if let Some(n) = line.strip_prefix("LH:") {
             rec.open = true;
-            rec.lh = n.trim().parse().ok();
+            rec.lh = Some(count("LH", n, &rec)?);
         } else if let Some(da) = line.strip_prefix("DA:") {
             rec.open = true;
-            rec.da_found += 1;
+            rec.da_found = rec.da_found.saturating_add(1);
             let hits = da
                 .split(',')
                 .nth(1)
                 .and_then(|h| h.trim().parse::<u64>().ok());
             if hits.is_some_and(|h| h > 0) {
-                rec.da_hit += 1;
+                rec.da_hit = rec.da_hit.saturating_add(1);
             }
         }
     }
-    close(&mut rec, &mut files);
-    Coverage { files }
+    close(&mut rec, &mut files)?;
+    Ok(Coverage { files })
+}
+
+/// A record's path as shown in a message: at most 200 characters, `(unnamed)` if empty.
+fn shown_record(path: &str) -> String {
+    if path.is_empty() {
+        return "(unnamed)".to_owned();
+    }
+    let mut s: String = path.chars().take(200).collect();
+    if path.chars().count() > 200 {
+        s.push('…');
+    }
+    s
 }
 
 /// Why a report could not be read.
@@ -165,6 +209,10 @@ pub enum ReadError {
     Malformed(CoverageFormat, String),
     #[error("holds no lines")]
     NoLines,
+    /// Counts no real report can hold (`LH > LF`, a rate above 1, a negative or
+    /// non-numeric count, a total that overflows): named by field.
+    #[error("is impossible: {0}")]
+    Impossible(String),
     #[error(
         "is not in a known coverage format (lcov, Cobertura XML, Istanbul summary, llvm-cov JSON)"
     )]
@@ -214,7 +262,9 @@ pub fn read(
         f => f,
     };
     let value = match format {
-        CoverageFormat::Auto | CoverageFormat::Lcov => parse_lcov(text).percent(),
+        CoverageFormat::Auto | CoverageFormat::Lcov => parse_lcov(text)
+            .and_then(|c| c.percent())
+            .map_err(|e| (e, format))?,
         CoverageFormat::Cobertura => cobertura_percent(text).map_err(|e| (e, format))?,
         CoverageFormat::Istanbul => {
             json_percent(text, format, &["total", "lines"], "pct").map_err(|e| (e, format))?
@@ -224,15 +274,20 @@ pub fn read(
                 .map_err(|e| (e, format))?
         }
     };
-    value
-        .filter(|v| v.is_finite())
-        .map(|v| (v.clamp(0.0, 100.0), format))
-        .ok_or((ReadError::NoLines, format))
+    match value {
+        None => Err((ReadError::NoLines, format)),
+        // Every parser rejects what is not a finite 0–100; this only guards that.
+        Some(v) if !(0.0..=100.0).contains(&v) => {
+            Err((ReadError::Impossible(format!("a total of {v}%")), format))
+        }
+        Some(v) => Ok((v, format)),
+    }
 }
 
 /// The root `<coverage>` element's `lines-covered / lines-valid`, else `line-rate`.
 fn cobertura_percent(text: &str) -> Result<Option<f64>, ReadError> {
     let bad = |m: String| ReadError::Malformed(CoverageFormat::Cobertura, m);
+    let impossible = ReadError::Impossible;
     let mut reader = quick_xml::Reader::from_str(text);
     loop {
         match reader.read_event() {
@@ -245,11 +300,31 @@ fn cobertura_percent(text: &str) -> Result<Option<f64>, ReadError> {
                     let a = a.map_err(|e| bad(e.to_string()))?;
                     attrs.insert(a.key.as_ref().to_owned(), a.value.trim().to_owned());
                 }
-                let num = |k: &str| attrs.get(k).and_then(|v| v.parse::<f64>().ok());
-                return Ok(match (num("lines-covered"), num("lines-valid")) {
-                    (Some(c), Some(v)) if v > 0.0 => Some(c.min(v) * 100.0 / v),
+                // An attribute that is present must be a finite, non-negative number.
+                let num = |k: &str| -> Result<Option<f64>, ReadError> {
+                    let Some(v) = attrs.get(k) else {
+                        return Ok(None);
+                    };
+                    match v.parse::<f64>() {
+                        Ok(n) if n.is_finite() && n >= 0.0 => Ok(Some(n)),
+                        _ => Err(impossible(format!(
+                            "{k}=\"{}\" is not a non-negative number",
+                            v.chars().take(40).collect::<String>()
+                        ))),
+                    }
+                };
+                let (covered, valid) = (num("lines-covered")?, num("lines-valid")?);
+                let rate = num("line-rate")?;
+                if let Some(r) = rate.filter(|r| *r > 1.0) {
+                    return Err(impossible(format!("line-rate {r} is above 1")));
+                }
+                return Ok(match (covered, valid) {
+                    (Some(c), Some(v)) if c > v => {
+                        return Err(impossible(format!("lines-covered {c} > lines-valid {v}")));
+                    }
+                    (Some(c), Some(v)) if v > 0.0 => Some(c * 100.0 / v),
                     (_, Some(v)) if v <= 0.0 => None,
-                    _ => num("line-rate").map(|r| r * 100.0),
+                    _ => rate.map(|r| r * 100.0),
                 });
             }
             Ok(Event::Eof) => return Err(bad("no <coverage> element".into())),
@@ -279,17 +354,47 @@ fn json_percent(
             ReadError::Malformed(format, format!("no {} in the document", path.join(".")))
         })?;
     }
-    let lines = ["total", "count"]
-        .iter()
-        .find_map(|k| at.get(*k).and_then(serde_json::Value::as_f64));
+    let at_path = path.join(".");
+    let field = |k: &str| -> Result<Option<f64>, ReadError> {
+        match at.get(k) {
+            None => Ok(None),
+            Some(serde_json::Value::Number(n)) => match n.as_f64() {
+                Some(x) if x.is_finite() && x >= 0.0 => Ok(Some(x)),
+                _ => Err(ReadError::Impossible(format!(
+                    "{at_path}.{k} {n} is not a non-negative number"
+                ))),
+            },
+            // Istanbul writes `"pct": "Unknown"` for a file with no lines.
+            Some(_) => Ok(None),
+        }
+    };
+    let lines = match field("total")? {
+        Some(t) => Some(t),
+        None => field("count")?,
+    };
+    if let (Some(c), Some(t)) = (field("covered")?, lines)
+        && c > t
+    {
+        return Err(ReadError::Impossible(format!(
+            "{at_path}.covered {c} > {at_path}.{} {t}",
+            if at.get("total").is_some() {
+                "total"
+            } else {
+                "count"
+            }
+        )));
+    }
     if lines == Some(0.0) {
         return Ok(None);
     }
-    match at.get(leaf).and_then(serde_json::Value::as_f64) {
+    match field(leaf)? {
+        Some(p) if p > 100.0 => Err(ReadError::Impossible(format!(
+            "{at_path}.{leaf} {p} is above 100"
+        ))),
         Some(p) => Ok(Some(p)),
         None => Err(ReadError::Malformed(
             format,
-            format!("no number at {}.{leaf}", path.join(".")),
+            format!("no number at {at_path}.{leaf}"),
         )),
     }
 }
@@ -301,11 +406,14 @@ pub fn pct(v: f64) -> String {
     s.to_owned()
 }
 
-/// Read the report at `file` (shown as `shown`) in `format` and check it against
-/// `threshold`. `Ok` carries the total line coverage; a failure carries it too when it
-/// could be computed.
+/// The largest coverage report read, in bytes.
+pub const MAX_REPORT_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Read the report at `shown` (relative to `checkout`, confined to it by
+/// [`crate::checkout_fs`]) in `format` and check it against `threshold`. `Ok` carries the
+/// total line coverage; a failure carries it too when it could be computed.
 pub fn gate(
-    file: &Path,
+    checkout: &Path,
     shown: &Path,
     format: CoverageFormat,
     threshold: f64,
@@ -313,16 +421,21 @@ pub fn gate(
     let fail = |reason: String, value: Option<f64>| {
         (Failure::new(FailureClass::CoverageBelow, reason), value)
     };
-    let text = std::fs::read_to_string(file).map_err(|_| {
-        let what = match format {
-            CoverageFormat::Auto => String::new(),
-            f => format!("{f} "),
-        };
-        fail(
-            format!("no {what}coverage report at {}", shown.display()),
-            None,
-        )
-    })?;
+    let text =
+        crate::checkout_fs::read_confined(checkout, shown, MAX_REPORT_BYTES).map_err(|e| {
+            let what = match format {
+                CoverageFormat::Auto => String::new(),
+                f => format!("{f} "),
+            };
+            if e.is_missing() {
+                fail(
+                    format!("no {what}coverage report at {}", shown.display()),
+                    None,
+                )
+            } else {
+                fail(format!("the {what}coverage report {e}"), None)
+            }
+        })?;
     let name = shown
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -353,163 +466,4 @@ pub fn gate(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const LCOV: &str = "TN:\nSF:src/a.js\nFN:2,add\nDA:1,1\nDA:2,0\nLH:5\nLF:10\nend_of_record\n\
-SF:test/a.test.js\nDA:1,1\nDA:2,3\nDA:3,0\nend_of_record\n";
-
-    fn fixture(name: &str) -> String {
-        let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/coverage")
-            .join(name);
-        std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-    }
-
-    #[test]
-    fn totals_sum_lh_over_lf() {
-        let c = parse_lcov(LCOV);
-        assert_eq!(c.files.len(), 2);
-        assert_eq!((c.files[0].found, c.files[0].hit), (10, 5));
-        assert_eq!((c.files[1].found, c.files[1].hit), (3, 2), "DA fallback");
-        assert_eq!(c.found(), 13);
-        assert!((c.percent().unwrap() - 700.0 / 13.0).abs() < 1e-9);
-        assert_eq!(parse_lcov("").percent(), None);
-        assert_eq!(
-            parse_lcov("SF:x\nLF:0\nLH:0\nend_of_record\n").percent(),
-            None
-        );
-    }
-
-    fn auto(name: &str) -> (f64, CoverageFormat) {
-        read(&fixture(name), name, CoverageFormat::Auto).unwrap()
-    }
-
-    fn close(a: f64, b: f64) -> bool {
-        (a - b).abs() < 1e-6
-    }
-
-    #[test]
-    fn every_format_is_read_and_detected() {
-        let (v, f) = auto("lcov.info");
-        assert_eq!(f, CoverageFormat::Lcov);
-        assert!(close(v, 85.0), "{v}");
-        let (v, f) = auto("cobertura.xml");
-        assert_eq!(f, CoverageFormat::Cobertura);
-        assert!(
-            close(v, 72.0 * 100.0 / 90.0),
-            "lines-covered / lines-valid: {v}"
-        );
-        let (v, f) = auto("cobertura-rate-only.xml");
-        assert_eq!(f, CoverageFormat::Cobertura);
-        assert!(close(v, 91.3), "line-rate: {v}");
-        let (v, f) = auto("coverage-summary.json");
-        assert_eq!(f, CoverageFormat::Istanbul);
-        assert!(close(v, 78.26), "{v}");
-        let (v, f) = auto("llvm-cov.json");
-        assert_eq!(f, CoverageFormat::LlvmCov);
-        assert!(close(v, 88.235_294_117_647_06), "{v}");
-    }
-
-    #[test]
-    fn configured_formats_and_bad_reports() {
-        let xml = fixture("cobertura.xml");
-        // A configured format that does not match the file is a clear error.
-        let (e, f) = read(&xml, "x", CoverageFormat::Istanbul).unwrap_err();
-        assert_eq!(f, CoverageFormat::Istanbul);
-        assert!(matches!(e, ReadError::Malformed(..)), "{e}");
-        assert!(read(&xml, "x", CoverageFormat::Cobertura).is_ok());
-        // No lines at all.
-        let empty = "<?xml version=\"1.0\"?><coverage lines-valid=\"0\" lines-covered=\"0\" line-rate=\"1\"/>";
-        assert_eq!(
-            read(empty, "c.xml", CoverageFormat::Auto).unwrap_err().0,
-            ReadError::NoLines
-        );
-        let json = r#"{"total":{"lines":{"total":0,"covered":0,"skipped":0,"pct":"Unknown"}}}"#;
-        assert_eq!(
-            read(json, "s.json", CoverageFormat::Auto).unwrap_err().0,
-            ReadError::NoLines
-        );
-        assert_eq!(
-            read("hello", "x.txt", CoverageFormat::Auto).unwrap_err().0,
-            ReadError::Unknown
-        );
-        assert_eq!(
-            read("<html/>", "x.xml", CoverageFormat::Auto)
-                .unwrap_err()
-                .0,
-            ReadError::Unknown
-        );
-        assert!(matches!(
-            read("<report/>", "x.xml", CoverageFormat::Cobertura)
-                .unwrap_err()
-                .0,
-            ReadError::Malformed(..)
-        ));
-    }
-
-    #[test]
-    fn auto_finds_the_usual_paths() {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        assert_eq!(
-            report_path(d, None, CoverageFormat::Auto),
-            Path::new("coverage/lcov.info")
-        );
-        std::fs::create_dir_all(d.join("coverage")).unwrap();
-        std::fs::write(d.join("coverage/coverage-summary.json"), "{}").unwrap();
-        assert_eq!(
-            report_path(d, None, CoverageFormat::Auto),
-            Path::new("coverage/coverage-summary.json")
-        );
-        assert_eq!(
-            report_path(d, None, CoverageFormat::LlvmCov),
-            Path::new("coverage/llvm-cov.json")
-        );
-        assert_eq!(
-            report_path(d, Some(Path::new("x/y.xml")), CoverageFormat::Auto),
-            Path::new("x/y.xml")
-        );
-    }
-
-    #[test]
-    fn gate_messages() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("lcov.info");
-        let shown = Path::new("coverage/lcov.info");
-        let auto = CoverageFormat::Auto;
-        let (f, v) = gate(&p, shown, auto, 80.0).unwrap_err();
-        assert_eq!(f.class, FailureClass::CoverageBelow);
-        assert_eq!(f.reason, "no coverage report at coverage/lcov.info");
-        assert_eq!(v, None);
-        let (f, _) = gate(&p, shown, CoverageFormat::Lcov, 80.0).unwrap_err();
-        assert_eq!(f.reason, "no lcov coverage report at coverage/lcov.info");
-        std::fs::write(&p, "").unwrap();
-        assert_eq!(
-            gate(&p, shown, CoverageFormat::Lcov, 80.0)
-                .unwrap_err()
-                .0
-                .reason,
-            "the lcov coverage report at coverage/lcov.info holds no lines"
-        );
-        std::fs::write(&p, "SF:a\nLF:8\nLH:5\nend_of_record\n").unwrap();
-        let (f, v) = gate(&p, shown, auto, 80.0).unwrap_err();
-        assert_eq!(
-            f.reason,
-            "line coverage 62.5% is below the 80% threshold (lcov report coverage/lcov.info)"
-        );
-        assert_eq!(v, Some(62.5));
-        std::fs::write(&p, "SF:a\nLF:5\nLH:4\nend_of_record\n").unwrap();
-        assert_eq!(gate(&p, shown, auto, 80.0).unwrap(), 80.0);
-        assert_eq!(pct(83.333), "83.33");
-
-        let x = dir.path().join("cov.xml");
-        std::fs::write(&x, fixture("cobertura.xml")).unwrap();
-        let (f, v) = gate(&x, Path::new("cov.xml"), auto, 90.0).unwrap_err();
-        assert_eq!(
-            f.reason,
-            "line coverage 80% is below the 90% threshold (Cobertura XML report cov.xml)"
-        );
-        assert_eq!(v, Some(80.0));
-    }
-}
+mod tests;
