@@ -125,6 +125,41 @@ describe("scripts/release-worker.sh package", () => {
   });
 });
 
+describe("scripts/release-worker.sh (build)", () => {
+  /** A PATH with only the basic tools the script itself uses, and the given fakes. */
+  function pathWith(fakes: Record<string, string>): string {
+    const dir = tmp("tools");
+    for (const tool of ["dirname", "grep", "head", "tail", "sed", "cat", "awk"]) {
+      const found = spawnSync("sh", ["-c", `command -v ${tool}`], { encoding: "utf8" }).stdout.trim();
+      assert.ok(found, `${tool} on the test machine`);
+      fs.symlinkSync(found, path.join(dir, tool));
+    }
+    for (const [name, body] of Object.entries(fakes)) fs.writeFileSync(path.join(dir, name), `#!/bin/sh\n${body}\n`, { mode: 0o755 });
+    return dir;
+  }
+  const build = (PATH: string) => spawnSync("/bin/bash", [SCRIPT], { env: { PATH, HOME: os.tmpdir() }, encoding: "utf8" });
+  const cargoCalled = (dir: string) => fs.existsSync(path.join(dir, "cargo-called"));
+
+  test("refuses to start without cargo, the musl target or musl-gcc, naming the fix", () => {
+    const noCargo = build(pathWith({}));
+    assert.equal(noCargo.status, 1);
+    assert.match(noCargo.stderr, /release-worker: 'cargo' is required but not on PATH/);
+
+    const cargo = 'echo called > "$(dirname "$0")/cargo-called"';
+    const gnuOnly = pathWith({ cargo, rustup: 'echo x86_64-unknown-linux-gnu' });
+    const noTarget = build(gnuOnly);
+    assert.equal(noTarget.status, 1);
+    assert.match(noTarget.stderr, /the Rust target x86_64-unknown-linux-musl is not installed: rustup target add x86_64-unknown-linux-musl/);
+    assert.equal(cargoCalled(gnuOnly), false);
+
+    const noMuslGcc = pathWith({ cargo, rustup: 'printf "x86_64-unknown-linux-gnu\\nx86_64-unknown-linux-musl\\n"' });
+    const r = build(noMuslGcc);
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /'musl-gcc' is required but not on PATH \(Debian\/Ubuntu: apt-get install musl-tools/);
+    assert.equal(cargoCalled(noMuslGcc), false);
+  });
+});
+
 describe("buildspec.yml's install phase with the packaged archive", () => {
   const install = (): string => parse(fs.readFileSync(BUILDSPEC_PATH, "utf8")).phases.install.commands[0];
 
