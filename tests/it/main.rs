@@ -7,6 +7,7 @@
 
 mod aws;
 mod crash;
+mod emulator;
 mod otlp;
 mod quickstart;
 mod support;

@@ -128,7 +128,7 @@ fn new_uuid() -> String {
 
 enum Decision {
     Replay(String),
-    New(String, RunInput),
+    New(String, Box<RunInput>),
 }
 
 /// Decide under the lock: replay, refuse, or create the build.
@@ -255,7 +255,7 @@ fn decide(
     }
     Ok(Decision::New(
         id.clone(),
-        RunInput {
+        Box::new(RunInput {
             id,
             arn,
             number,
@@ -269,7 +269,7 @@ fn decide(
             source_version: source_version.unwrap_or_default(),
             dir,
             stop: stop_rx,
-        },
+        }),
     ))
 }
 
@@ -280,7 +280,7 @@ async fn start_build(shared: &Arc<Shared>, req: &Parsed) -> Result<Value, ApiErr
         match decide(shared, &mut state, &req.body, &caller)? {
             Decision::Replay(id) => (id, None),
             Decision::New(id, input) => {
-                tokio::spawn(run::run(shared.clone(), input));
+                tokio::spawn(run::run(shared.clone(), *input));
                 (id, state.holds.pop_front())
             }
         }

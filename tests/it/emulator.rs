@@ -1,0 +1,455 @@
+//! The rehearsal's AWS emulator (`kiro_tests::aws`) driven by the project's own CodeBuild
+//! adapter (`CodeBuildRunner`, the real aws-sdk-codebuild client), the ECS protection
+//! adapter, and raw JSON calls: each CodeBuild semantic the emulator promises, checked.
+
+use kiro_backends::aws::codebuild::CodeBuildRunner;
+use kiro_backends::aws::ecs::EcsTaskProtection;
+use kiro_backends::aws::retry::RetryPolicy;
+use kiro_backends::aws::settings::{AwsSettings, sdk_config};
+use kiro_protocol::{
+    BranchName, BuildId, BuildRequest, BuildRunner, BuildState, BuildStatus, ItemId, ProjectKey,
+    TaskProtection,
+};
+use kiro_tests::aws::{AwsEmulator, EmulatorConfig, EnvVar, ProjectSpec};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// The consumer's access key (what `sdk_config` uses against an emulator).
+const CONSUMER: &str = "consumer-task";
+
+struct Fixture {
+    emu: AwsEmulator,
+    runner: CodeBuildRunner,
+    _dir: tempfile::TempDir,
+}
+
+async fn fixture(project: ProjectSpec, minute: Duration) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = EmulatorConfig::new(dir.path().join("builds"));
+    cfg.minute = minute;
+    cfg.build_base_env.insert(
+        "PATH".into(),
+        std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into()),
+    );
+    let emu = AwsEmulator::start(cfg).await.unwrap();
+    // `sdk_config` signs with `test` when no credentials are in the environment.
+    emu.add_credentials("test", "test", CONSUMER);
+    let name = project.name.clone();
+    emu.create_project(project);
+    let sdk = sdk_config(&AwsSettings::new("us-east-1").with_endpoint(emu.endpoint())).await;
+    let runner = CodeBuildRunner::new(&sdk, name).with_retry(RetryPolicy::none());
+    Fixture {
+        emu,
+        runner,
+        _dir: dir,
+    }
+}
+
+fn request(token: &str, env: &[(&str, &str)]) -> BuildRequest {
+    BuildRequest {
+        project: ProjectKey::parse("calc").unwrap(),
+        item: ItemId::parse("CALC-1").unwrap(),
+        idempotency_key: token.into(),
+        source_version: BranchName::parse("feature/x").unwrap(),
+        env: env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        timeout: Duration::from_secs(60 * 60),
+    }
+}
+
+const SLEEPY: &str = "version: 0.2\nphases:\n  build:\n    commands:\n      - sleep 30\n";
+
+async fn wait_finished(runner: &CodeBuildRunner, id: &BuildId) -> BuildStatus {
+    for _ in 0..1500 {
+        let s = runner.status(std::slice::from_ref(id)).await.unwrap();
+        if let Some(s) = s.into_iter().next()
+            && s.state.is_finished()
+        {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("build {id} did not finish in 30 s");
+}
+
+fn unique(prefix: &str) -> String {
+    kiro_backends::aws::moto::unique(prefix)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_same_token_and_parameters_give_the_same_build() {
+    let f = fixture(
+        ProjectSpec::new("p-same", "codebuild", SLEEPY),
+        Duration::from_secs(60),
+    )
+    .await;
+    let a = f
+        .runner
+        .start(&request("tok-1", &[("K", "v")]))
+        .await
+        .unwrap();
+    let b = f
+        .runner
+        .start(&request("tok-1", &[("K", "v")]))
+        .await
+        .unwrap();
+    assert_eq!(a, b);
+    assert_eq!(f.emu.builds().len(), 1);
+    assert!(a.as_str().starts_with("p-same:"), "{a}");
+    f.runner.stop(&a).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_same_token_with_other_parameters_is_refused_and_starts_nothing() {
+    let f = fixture(
+        ProjectSpec::new("p-diff", "codebuild", SLEEPY),
+        Duration::from_secs(60),
+    )
+    .await;
+    let a = f
+        .runner
+        .start(&request("tok-1", &[("KIRO_FENCE", "1")]))
+        .await
+        .unwrap();
+    let e = f
+        .runner
+        .start(&request("tok-1", &[("KIRO_FENCE", "2")]))
+        .await
+        .unwrap_err();
+    let text = e.to_string();
+    assert!(text.contains("InvalidInputException"), "{text}");
+    assert!(text.contains("different parameters"), "{text}");
+    assert_eq!(f.emu.builds().len(), 1);
+    f.runner.stop(&a).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_is_forgotten_after_five_minutes() {
+    let minute = Duration::from_millis(40);
+    let f = fixture(ProjectSpec::new("p-window", "codebuild", SLEEPY), minute).await;
+    let a = f.runner.start(&request("tok-1", &[])).await.unwrap();
+    tokio::time::sleep(minute * 6).await;
+    let b = f
+        .runner
+        .start(&request("tok-1", &[("OTHER", "x")]))
+        .await
+        .unwrap();
+    assert_ne!(a, b);
+    assert_eq!(f.emu.builds().len(), 2);
+    for id in [a, b] {
+        f.runner.stop(&id).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_concurrent_build_limit_refuses_with_account_limit_exceeded() {
+    let p = ProjectSpec::new("p-limit", "codebuild", SLEEPY).concurrent_build_limit(1);
+    let f = fixture(p, Duration::from_secs(60)).await;
+    let a = f.runner.start(&request("tok-a", &[])).await.unwrap();
+    let e = f.runner.start(&request("tok-b", &[])).await.unwrap_err();
+    assert!(
+        e.to_string().contains("AccountLimitExceededException"),
+        "{e}"
+    );
+    assert_eq!(f.emu.builds().len(), 1);
+    // Once the first build ends, the next one starts.
+    f.runner.stop(&a).await.unwrap();
+    assert_eq!(
+        wait_finished(&f.runner, &a).await.state,
+        BuildState::Stopped
+    );
+    let b = f.runner.start(&request("tok-b", &[])).await.unwrap();
+    assert_ne!(a, b);
+    f.runner.stop(&b).await.unwrap();
+}
+
+const EXPORTING: &str = "version: 0.2
+env:
+  variables:
+    FROM_SPEC: spec
+    OVERRIDDEN_BY_PROJECT: spec
+  exported-variables: [X, Y, Z, FROM_SPEC, OVERRIDDEN_BY_PROJECT, SEEN_ID, SEEN_REGION, SEEN_ARN, SEEN_CREDS]
+phases:
+  build:
+    commands:
+      - export Z=\"$X-$Y\"
+      - export SEEN_ID=$CODEBUILD_BUILD_ID SEEN_REGION=$AWS_REGION SEEN_ARN=$CODEBUILD_BUILD_ARN
+      - export SEEN_CREDS=$AWS_CONTAINER_CREDENTIALS_FULL_URI
+";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn overrides_replace_project_variables_and_exported_variables_come_back() {
+    let p = ProjectSpec::new("p-env", "codebuild", EXPORTING)
+        .env(EnvVar::plain("X", "project"))
+        .env(EnvVar::plain("Y", "kept"))
+        .env(EnvVar::plain("OVERRIDDEN_BY_PROJECT", "project"));
+    let f = fixture(p, Duration::from_secs(60)).await;
+    let id = f
+        .runner
+        .start(&request("tok", &[("X", "override")]))
+        .await
+        .unwrap();
+    let s = wait_finished(&f.runner, &id).await;
+    assert_eq!(s.state, BuildState::Succeeded, "{:?}", s.message);
+    let get = |k: &str| s.exported.get(k).map(String::as_str);
+    assert_eq!(get("Z"), Some("override-kept"));
+    assert_eq!(get("FROM_SPEC"), Some("spec"));
+    assert_eq!(get("OVERRIDDEN_BY_PROJECT"), Some("project"));
+    assert_eq!(get("SEEN_ID"), Some(id.as_str()));
+    assert_eq!(get("SEEN_REGION"), Some("us-east-1"));
+    let view = f.emu.builds().pop().unwrap();
+    assert_eq!(get("SEEN_ARN"), Some(view.arn.as_str()));
+    assert_eq!(
+        get("SEEN_CREDS"),
+        Some(f.emu.credentials_uri("codebuild").as_str())
+    );
+    // The API shows the merged variables: the override replaced X, Y stayed.
+    let vars: BTreeMap<&str, &str> = view
+        .variables
+        .iter()
+        .map(|v| (v.name.as_str(), v.value.as_str()))
+        .collect();
+    assert_eq!(vars.get("X"), Some(&"override"));
+    assert_eq!(vars.get("Y"), Some(&"kept"));
+    assert_eq!(view.initiator, CONSUMER);
+    assert!(view.log.is_file(), "{}", view.log.display());
+    // The next build of the project without an override sees the project's value.
+    let id2 = f.runner.start(&request("tok-2", &[])).await.unwrap();
+    let s2 = wait_finished(&f.runner, &id2).await;
+    assert_eq!(
+        s2.exported.get("Z").map(String::as_str),
+        Some("project-kept")
+    );
+    assert_eq!(f.emu.builds()[1].number, 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_resolve_from_moto_as_the_service_role() {
+    let secret = unique("kiro/app");
+    let token = unique("kiro/token");
+    let dir = tempfile::tempdir().unwrap();
+    let emu = AwsEmulator::start(EmulatorConfig::new(dir.path()))
+        .await
+        .unwrap();
+    for (name, value) in [
+        (
+            &secret,
+            json!({"private_key": "PEM-DATA", "app_id": 7}).to_string(),
+        ),
+        (&token, "ghp_plain".to_owned()),
+    ] {
+        let (status, answer) = emu
+            .call(
+                "admin",
+                "secretsmanager",
+                "secretsmanager.CreateSecret",
+                json!({"Name": name, "SecretString": value}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "{answer}");
+    }
+    let spec = format!(
+        "version: 0.2\nenv:\n  secrets-manager:\n    TOKEN: {token}\n  exported-variables: [TOKEN, KEY, APP]\n\
+         phases:\n  build:\n    commands:\n      - 'true'\n"
+    );
+    emu.create_project(
+        ProjectSpec::new("p-secrets", "codebuild", &spec)
+            .env(EnvVar::secret("KEY", &format!("{secret}:private_key")))
+            .env(EnvVar::secret("APP", &format!("{secret}:app_id"))),
+    );
+    emu.add_credentials("test", "test", CONSUMER);
+    let sdk = sdk_config(&AwsSettings::new("us-east-1").with_endpoint(emu.endpoint())).await;
+    let runner = CodeBuildRunner::new(&sdk, "p-secrets").with_retry(RetryPolicy::none());
+    let id = runner.start(&request("tok", &[])).await.unwrap();
+    let s = wait_finished(&runner, &id).await;
+    assert_eq!(s.state, BuildState::Succeeded, "{:?}", s.message);
+    assert_eq!(
+        s.exported.get("TOKEN").map(String::as_str),
+        Some("ghp_plain")
+    );
+    assert_eq!(s.exported.get("KEY").map(String::as_str), Some("PEM-DATA"));
+    assert_eq!(s.exported.get("APP").map(String::as_str), Some("7"));
+    let reads: Vec<_> = emu
+        .calls()
+        .into_iter()
+        .filter(|c| c.action.as_deref() == Some("GetSecretValue"))
+        .collect();
+    assert_eq!(reads.len(), 3, "{reads:#?}");
+    for c in &reads {
+        assert_eq!(c.role.as_deref(), Some("codebuild"), "{c:?}");
+        assert_eq!(c.status, Some(200));
+        assert!(
+            c.response_arn
+                .as_deref()
+                .is_some_and(|a| a.starts_with("arn:aws:secretsmanager:"))
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unresolvable_secret_fails_the_build_in_provisioning() {
+    let p = ProjectSpec::new("p-nosecret", "codebuild", SLEEPY)
+        .env(EnvVar::secret("KIRO_API_KEY", &unique("missing/secret")));
+    let f = fixture(p, Duration::from_secs(60)).await;
+    let id = f.runner.start(&request("tok", &[])).await.unwrap();
+    let s = wait_finished(&f.runner, &id).await;
+    assert_eq!(s.state, BuildState::Failed);
+    let m = s.message.unwrap_or_default();
+    assert!(m.starts_with("phase PROVISIONING FAILED"), "{m}");
+    assert!(m.contains("Secrets Manager Error"), "{m}");
+    assert!(m.contains("KIRO_API_KEY"), "{m}");
+    assert!(f.emu.builds()[0].environment.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_build_timeout_ends_timed_out() {
+    // The adapter overrides the project's 90 minutes with the request's 60: 60 × 40 ms.
+    let p = ProjectSpec::new("p-timeout", "codebuild", SLEEPY).timeout_minutes(90);
+    let f = fixture(p, Duration::from_millis(40)).await;
+    let id = f.runner.start(&request("tok", &[])).await.unwrap();
+    let s = wait_finished(&f.runner, &id).await;
+    assert_eq!(s.state, BuildState::TimedOut, "{:?}", s.message);
+    assert_eq!(f.emu.builds()[0].timeout_in_minutes, 60);
+    let m = s.message.unwrap_or_default();
+    assert!(m.contains("BUILD TIMED_OUT"), "{m}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stop_build_ends_stopped_and_a_finished_build_cannot_be_stopped_again() {
+    let f = fixture(
+        ProjectSpec::new("p-stop", "codebuild", SLEEPY),
+        Duration::from_secs(60),
+    )
+    .await;
+    let id = f.runner.start(&request("tok", &[])).await.unwrap();
+    f.runner.stop(&id).await.unwrap();
+    let s = wait_finished(&f.runner, &id).await;
+    assert_eq!(s.state, BuildState::Stopped);
+    // The adapter treats CodeBuild's refusal for a finished build as a no-op…
+    f.runner.stop(&id).await.unwrap();
+    // …which the emulator answered with InvalidInputException.
+    let stops: Vec<_> = f
+        .emu
+        .calls()
+        .into_iter()
+        .filter(|c| c.action.as_deref() == Some("StopBuild"))
+        .collect();
+    assert_eq!(stops.len(), 2);
+    assert_eq!(stops[0].status, Some(200));
+    assert_eq!(stops[1].status, Some(400));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_held_start_build_has_started_the_build_before_it_answers() {
+    let f = fixture(
+        ProjectSpec::new("p-hold", "codebuild", SLEEPY),
+        Duration::from_secs(60),
+    )
+    .await;
+    let mut hold = f.emu.hold_next_start_build();
+    let runner = f.runner.clone();
+    let start = tokio::spawn(async move { runner.start(&request("tok", &[])).await });
+    let id = hold.started().await.unwrap();
+    assert_eq!(f.emu.builds()[0].id, id);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!start.is_finished(), "StartBuild answered while held");
+    hold.release();
+    let answered = start.await.unwrap().unwrap();
+    assert_eq!(answered.as_str(), id);
+    f.runner.stop(&answered).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn calls_are_recorded_with_role_action_and_resource() {
+    let f = fixture(
+        ProjectSpec::new("p-rec", "codebuild", SLEEPY),
+        Duration::from_secs(60),
+    )
+    .await;
+    let id = f.runner.start(&request("tok", &[])).await.unwrap();
+    f.runner.status(std::slice::from_ref(&id)).await.unwrap();
+    let queue = unique("rehearsal-q");
+    let (status, answer) = f
+        .emu
+        .call(
+            "producer-task",
+            "sqs",
+            "AmazonSQS.CreateQueue",
+            json!({"QueueName": queue}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{answer}");
+    let (ids_status, ids) = f
+        .emu
+        .call(
+            CONSUMER,
+            "codebuild",
+            "CodeBuild_20161006.ListBuildsForProject",
+            json!({"projectName": "p-rec"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ids_status, 200);
+    assert_eq!(ids["ids"], json!([id.as_str()]));
+    f.runner.stop(&id).await.unwrap();
+
+    let calls = f.emu.calls();
+    let start = &calls[0];
+    assert_eq!(start.iam_action().as_deref(), Some("codebuild:StartBuild"));
+    assert_eq!(start.role.as_deref(), Some(CONSUMER));
+    assert_eq!(start.access_key_id.as_deref(), Some("test"));
+    assert_eq!(start.resources, ["p-rec"]);
+    assert_eq!(start.status, Some(200));
+    assert_eq!(calls[1].action.as_deref(), Some("BatchGetBuilds"));
+    assert_eq!(calls[1].resources, ["p-rec"]);
+    let create = &calls[2];
+    assert_eq!(create.iam_action().as_deref(), Some("sqs:CreateQueue"));
+    assert_eq!(create.role.as_deref(), Some("producer-task"));
+    assert_eq!(create.answered_by, kiro_tests::aws::Answerer::Moto);
+    assert_eq!(create.resources, [queue.as_str()]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn task_protection_and_metadata_work_through_the_ecs_adapter() {
+    let dir = tempfile::tempdir().unwrap();
+    let emu = AwsEmulator::start(EmulatorConfig::new(dir.path()))
+        .await
+        .unwrap();
+    emu.add_credentials("test", "test", CONSUMER);
+    let sdk = sdk_config(&AwsSettings::new("us-east-1").with_endpoint(emu.endpoint())).await;
+    let p = EcsTaskProtection::new(&sdk, emu.metadata_endpoint("task-1"));
+    let task = p.task().await.unwrap().clone();
+    assert_eq!(task.task_arn, emu.task_arn("task-1"));
+    assert!(task.cluster.ends_with(":cluster/kiro"), "{}", task.cluster);
+    p.set(true).await.unwrap();
+    let on = emu.task_protection(&task.task_arn).unwrap();
+    assert!(on.enabled);
+    assert!(on.expiration.is_some());
+    p.set(false).await.unwrap();
+    let off = emu.task_protection(&task.task_arn).unwrap();
+    assert!(!off.enabled);
+    assert_eq!(off.updates, 2);
+    // An unknown task is a failure ECS reports, which the adapter surfaces.
+    let (status, answer) = emu
+        .call(
+            CONSUMER,
+            "ecs",
+            "AmazonEC2ContainerServiceV20141113.UpdateTaskProtection",
+            json!({"cluster": "kiro", "tasks": ["nope"], "protectionEnabled": true}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(answer["failures"][0]["reason"], "MISSING");
+    let recorded = emu
+        .calls()
+        .into_iter()
+        .filter(|c| c.iam_action().as_deref() == Some("ecs:UpdateTaskProtection"))
+        .count();
+    assert_eq!(recorded, 3);
+}
