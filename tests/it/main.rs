@@ -10,5 +10,6 @@ mod crash;
 mod emulator;
 mod otlp;
 mod quickstart;
+mod rehearsal;
 mod support;
 mod trace;
