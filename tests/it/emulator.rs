@@ -453,3 +453,122 @@ async fn task_protection_and_metadata_work_through_the_ecs_adapter() {
         .count();
     assert_eq!(recorded, 3);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn parameter_store_variables_resolve_and_the_credentials_endpoint_serves_the_role() {
+    let param = format!("/{}", unique("kiro/param"));
+    let dir = tempfile::tempdir().unwrap();
+    let emu = AwsEmulator::start(EmulatorConfig::new(dir.path()))
+        .await
+        .unwrap();
+    let (status, answer) = emu
+        .call(
+            "admin",
+            "ssm",
+            "AmazonSSM.PutParameter",
+            json!({"Name": param, "Value": "from-ssm", "Type": "SecureString"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{answer}");
+    let spec = format!(
+        "version: 0.2\nenv:\n  parameter-store:\n    FROM_SPEC: {param}\n  exported-variables: [FROM_SPEC, FROM_PROJECT]\n\
+         phases:\n  build:\n    commands:\n      - 'true'\n"
+    );
+    emu.create_project(
+        ProjectSpec::new("p-ssm", "codebuild", &spec)
+            .env(EnvVar::parameter("FROM_PROJECT", &param)),
+    );
+    let (status, answer) = emu
+        .call(
+            CONSUMER,
+            "codebuild",
+            "CodeBuild_20161006.StartBuild",
+            json!({"projectName": "p-ssm"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{answer}");
+    let id = answer["build"]["id"].as_str().unwrap().to_owned();
+    let b = emu
+        .wait_for_build(&id, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(b.status, "SUCCEEDED", "{:?}", b.phases);
+    assert_eq!(
+        b.exported.get("FROM_SPEC").map(String::as_str),
+        Some("from-ssm")
+    );
+    assert_eq!(
+        b.exported.get("FROM_PROJECT").map(String::as_str),
+        Some("from-ssm")
+    );
+    let gets: Vec<_> = emu
+        .calls()
+        .into_iter()
+        .filter(|c| c.iam_action().as_deref() == Some("ssm:GetParameter"))
+        .collect();
+    assert_eq!(gets.len(), 2);
+    assert!(gets.iter().all(|c| c.role.as_deref() == Some("codebuild")));
+
+    // The container-credentials document the SDK's provider reads.
+    let url = emu.credentials_uri("codebuild");
+    let (_, path) = url.split_once("127.0.0.1").unwrap();
+    let port_path = path.trim_start_matches(':');
+    let (port, path) = port_path.split_once('/').unwrap();
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap()))
+        .await
+        .unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    s.write_all(format!("GET /{path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).await.unwrap();
+    let body: serde_json::Value =
+        serde_json::from_str(raw.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    let creds = emu.credentials_for("codebuild");
+    assert_eq!(body["AccessKeyId"], creds.access_key_id.as_str());
+    assert_eq!(body["SecretAccessKey"], creds.secret_access_key.as_str());
+    assert!(body["Token"].as_str().is_some_and(|t| !t.is_empty()));
+    let expires = body["Expiration"].as_str().unwrap();
+    assert!(humantime::parse_rfc3339(expires).is_ok(), "{expires}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dropping_the_emulator_kills_its_running_builds() {
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("pid");
+    let spec = format!(
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - echo $$ > {}\n      - sleep 30\n",
+        pid_file.display()
+    );
+    let f = fixture(
+        ProjectSpec::new("p-drop", "codebuild", &spec),
+        Duration::from_secs(60),
+    )
+    .await;
+    f.runner.start(&request("tok", &[])).await.unwrap();
+    let mut pid = None;
+    for _ in 0..500 {
+        if let Some(p) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|t| t.trim().parse::<i32>().ok())
+        {
+            pid = Some(p);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let pid = pid.expect("the build wrote its shell's pid");
+    use kiro_backends::embedded::build::process::group_exists;
+    assert!(group_exists(pid));
+    drop(f);
+    for _ in 0..250 {
+        if !group_exists(pid) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the build's process group {pid} outlived the emulator");
+}

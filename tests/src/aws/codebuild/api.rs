@@ -238,6 +238,7 @@ fn decide(
         queued_timeout_in_minutes: spec.queued_timeout_in_minutes,
         image: spec.image.clone(),
         service_role: spec.service_role.clone(),
+        pgid: None,
     };
     build.enter_phase("SUBMITTED");
     build.enter_phase("QUEUED");

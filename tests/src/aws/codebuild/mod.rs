@@ -223,6 +223,8 @@ pub(crate) struct Build {
     pub queued_timeout_in_minutes: u32,
     pub image: String,
     pub service_role: String,
+    /// The process group of the build's phase shells, once a phase started.
+    pub pgid: Option<i32>,
 }
 
 impl Build {
@@ -346,11 +348,17 @@ impl State {
     }
 }
 
-/// Ask every running build to stop (the emulator is going away).
+/// Stop every running build at once (the emulator is going away, perhaps with its
+/// runtime, so nothing may rely on the build tasks running again): the stop signal, and
+/// SIGKILL to each build's process group so no build process outlives the test.
 pub(super) fn stop_all(shared: &Shared) {
+    use kiro_backends::embedded::build::process::{SIGKILL, signal_group};
     for b in &lock(&shared.codebuild).builds {
         if !b.view.complete {
             let _ = b.stop.send(true);
+            if let Some(pgid) = b.pgid {
+                let _ = signal_group(pgid, SIGKILL);
+            }
         }
     }
 }

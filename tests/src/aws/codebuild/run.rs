@@ -191,8 +191,11 @@ pub(crate) async fn run(shared: Arc<Shared>, input: RunInput) {
 
     let phase_shared = shared.clone();
     let phase_id = id.clone();
-    let mut on_phase = move |name: kiro_backends::embedded::build::PhaseName, _pgid: i32| {
-        set_phase(&phase_shared, &phase_id, name.as_str());
+    let mut on_phase = move |name: kiro_backends::embedded::build::PhaseName, pgid: i32| {
+        if let Some(b) = lock(&phase_shared.codebuild).build_mut(&phase_id) {
+            b.enter_phase(name.as_str());
+            b.pgid = (pgid > 1).then_some(pgid);
+        }
     };
     let outcome = execute(&spec, &plan, input.stop.clone(), &mut on_phase).await;
     let outcome = match outcome {
