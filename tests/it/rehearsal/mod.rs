@@ -59,8 +59,11 @@ async fn the_quick_start_as_deployed(stack: &Path) {
     verdict::good_items_succeeded(&o);
     verdict::coverage_item_dead_lettered(&o);
     verdict::hostile_item_rejected(&o);
+    verdict::hostile_item_never_enqueued(&o);
     verdict::one_build_per_item(&o);
+    verdict::builds_keep_the_project_timeout(&o);
     verdict::worker_environment_exact(&o);
+    verdict::task_secrets_resolved_by_execution_roles(&o);
     verdict::iam_measured(&o);
     verdict::worker_spans_reach_the_build_collector(&o).await;
 }
@@ -82,6 +85,7 @@ async fn rehearsal_of_a_consumer_crash_inside_start_build_and_the_build_limit() 
     verdict::limit_waited(&o);
     verdict::good_items_succeeded(&o);
     verdict::hostile_item_rejected(&o);
+    verdict::hostile_item_never_enqueued(&o);
     verdict::worker_environment_exact(&o);
     verdict::iam_measured(&o);
 }

@@ -294,9 +294,13 @@ pub fn reattached_to_the_held_build(o: &Outcome) {
         .find(|j| j.item.as_str() == item)
         .expect("its job record");
     assert_eq!(
-        j.build_id.as_ref().map(|b| b.as_str()),
-        Some(held),
-        "{item}: the job record holds the held build"
+        (j.state, j.build_id.as_ref().map(|b| b.as_str())),
+        (JobState::Succeeded, Some(held)),
+        "{item}: the consumer that replaced the crashed one did not finish on the held build \
+         {held} (attempts {}, last failure {:?})\n{}",
+        j.attempts,
+        j.last_failure,
+        consumer_log(o)
     );
 }
 
@@ -404,4 +408,78 @@ pub async fn worker_spans_reach_the_build_collector(o: &Outcome) {
 pub fn iam_measured(o: &Outcome) {
     let m = iam::measure(&o.render, &o.emu.calls(), &o.scheduler_actions);
     m.assert_clean(&o.render);
+}
+
+/// Each task's secrets were resolved with its execution role (as ECS does), and no
+/// other role read them.
+pub fn task_secrets_resolved_by_execution_roles(o: &Outcome) {
+    let calls = o.emu.calls();
+    for task in [&o.render.tasks.consumer, &o.render.tasks.producer] {
+        let exec = super::provision::role_key(&o.render, &task.execution_role_arn);
+        for c in &task.containers {
+            for (name, arn) in &c.secrets {
+                let fetched = calls.iter().any(|call| {
+                    call.role.as_deref() == Some(exec.as_str())
+                        && call.action.as_deref() == Some("GetSecretValue")
+                        && call.request.as_ref().and_then(|r| r["SecretId"].as_str()) == Some(arn)
+                        && call.succeeded()
+                });
+                assert!(
+                    fetched,
+                    "{}: the container secret {name} ({arn}) was not resolved with the execution role {exec}",
+                    task.family
+                );
+            }
+        }
+    }
+    let task_roles = [
+        super::provision::role_key(&o.render, &o.render.tasks.consumer.task_role_arn),
+        super::provision::role_key(&o.render, &o.render.tasks.producer.task_role_arn),
+    ];
+    let leaked: Vec<String> = calls
+        .iter()
+        .filter(|c| c.action.as_deref() == Some("GetSecretValue"))
+        .filter(|c| c.role.as_ref().is_some_and(|r| task_roles.contains(r)))
+        .map(|c| format!("{:?} read {:?}", c.role, c.resources))
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "task roles read secrets themselves: {leaked:?}"
+    );
+}
+
+/// The hostile item never reached the queue: no recorded SendMessage names it.
+pub fn hostile_item_never_enqueued(o: &Outcome) {
+    let id = item_id(HOSTILE);
+    let sent: Vec<String> = o
+        .emu
+        .calls()
+        .iter()
+        .filter(|c| {
+            c.action
+                .as_deref()
+                .is_some_and(|a| a.starts_with("SendMessage"))
+        })
+        .filter(|c| {
+            c.request
+                .as_ref()
+                .is_some_and(|r| r.to_string().contains(&id))
+        })
+        .map(|c| format!("#{} {:?} by {:?}", c.seq, c.action, c.role))
+        .collect();
+    assert!(sent.is_empty(), "{HOSTILE} was sent to a queue: {sent:?}");
+}
+
+/// Every build runs with the project's timeout (`buildTimeoutMinutes`), not one the
+/// consumer imposes on every StartBuild.
+pub fn builds_keep_the_project_timeout(o: &Outcome) {
+    let want = o.render.codebuild.build_timeout;
+    for b in o.emu.builds() {
+        assert_eq!(
+            b.timeout_in_minutes, want,
+            "build {} runs with a {}-minute timeout, the {} stack's project says {want} \
+             (StartBuild overrode timeoutInMinutes)",
+            b.id, b.timeout_in_minutes, o.render.stack
+        );
+    }
 }
