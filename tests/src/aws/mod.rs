@@ -21,6 +21,7 @@
 //! let mut hold = emu.hold_next_start_build();  // the next StartBuild that creates a build waits…
 //! let id = hold.started().await;       // …after the build exists and runs, before it answers
 //! hold.release();                      // (dropping the hold releases it too)
+//! emu.inject_fault(Fault::lost_answer("StartBuild"))  // next StartBuild starts a build, answers 500
 //! emu.call(role, "secretsmanager", "secretsmanager.CreateSecret", json).await  // set-up calls, recorded as `role`
 //! emu.moto_endpoint()                  // the moto server behind it
 //! ```
@@ -46,6 +47,7 @@
 
 pub mod codebuild;
 pub mod ecs;
+pub mod fault;
 pub mod iam;
 pub mod record;
 mod server;
@@ -53,6 +55,7 @@ pub mod wire;
 
 pub use codebuild::{BuildView, EnvVar, EnvVarType, PhaseView, ProjectSpec, StartBuildHold};
 pub use ecs::TaskProtectionView;
+pub use fault::{Fault, FaultWhen};
 pub use record::{Answerer, RecordedCall};
 
 use serde_json::Value;
@@ -78,6 +81,8 @@ pub struct EmulatorConfig {
     /// Length of an emulated minute: build timeouts (`timeoutInMinutes`) and the
     /// idempotency window (5 minutes) are counted in it. Default 60 s.
     pub minute: Duration,
+    /// The account's concurrent build limit over all projects (`None`: no limit).
+    pub account_concurrent_build_limit: Option<u32>,
 }
 
 impl EmulatorConfig {
@@ -90,6 +95,7 @@ impl EmulatorConfig {
             build_root: build_root.into(),
             build_base_env: BTreeMap::new(),
             minute: Duration::from_secs(60),
+            account_concurrent_build_limit: None,
         }
     }
 }
@@ -130,6 +136,7 @@ pub(crate) struct Shared {
     creds: Mutex<CredentialStore>,
     pub(crate) codebuild: Mutex<codebuild::State>,
     pub(crate) ecs: Mutex<ecs::State>,
+    pub(crate) faults: Mutex<fault::Faults>,
 }
 
 /// Lock a mutex, ignoring poisoning (a panicking test thread must not hide the state).
@@ -248,6 +255,7 @@ impl AwsEmulator {
             creds: Mutex::new(CredentialStore::default()),
             codebuild: Mutex::new(codebuild::State::default()),
             ecs: Mutex::new(ecs::State::default()),
+            faults: Mutex::new(fault::Faults::default()),
         });
         let server = tokio::spawn(server::serve(listener, shared.clone()));
         Ok(AwsEmulator { shared, server })
@@ -330,6 +338,11 @@ impl AwsEmulator {
     /// is released or dropped. Holds queue up (one per future StartBuild).
     pub fn hold_next_start_build(&self) -> StartBuildHold {
         lock(&self.shared.codebuild).hold()
+    }
+
+    /// Answer the next call of `fault.action` with `fault`'s error (once).
+    pub fn inject_fault(&self, fault: Fault) {
+        lock(&self.shared.faults).push(fault);
     }
 
     /// Wait until build `id` has finished (or `limit` passed); returns its view.

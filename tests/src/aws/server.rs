@@ -4,9 +4,10 @@
 //! Invariant: a forwarded request reaches moto byte for byte (method, path, query,
 //! headers, body); the call is recorded before routing and its status set when answered.
 
+use super::fault::{Fault, FaultWhen};
 use super::record::{self, Answerer, RecordedCall};
 use super::wire::{self, Body};
-use super::{Shared, codebuild, ecs};
+use super::{Shared, codebuild, ecs, lock};
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
@@ -114,6 +115,12 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
         action,
         body: json.unwrap_or(Value::Null),
     };
+    let fault = lock(&shared.faults).take(parsed.action.as_deref());
+    if let Some(f) = fault.as_ref().filter(|f| f.when == FaultWhen::Before) {
+        let resp = fault_answer(f, parsed.service.as_deref());
+        shared.answered(index, resp.status().as_u16(), None);
+        return resp;
+    }
     let (resp, arn) = if ours {
         let resp = match parsed.service.as_deref() {
             Some("codebuild") => codebuild::api::handle(&shared, &parsed).await,
@@ -123,8 +130,17 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
     } else {
         forward(&shared, parts, bytes).await
     };
+    let resp = match &fault {
+        Some(f) => fault_answer(f, parsed.service.as_deref()),
+        None => resp,
+    };
     shared.answered(index, resp.status().as_u16(), arn);
     resp
+}
+
+fn fault_answer(f: &Fault, service: Option<&str>) -> Response<Body> {
+    let ct = wire::content_type_for(service.unwrap_or_default());
+    wire::aws_error(f.status, &f.code, &f.message, ct)
 }
 
 /// The credentials and task-metadata endpoints (not AWS calls).

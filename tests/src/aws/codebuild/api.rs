@@ -194,6 +194,19 @@ fn decide(
             });
         }
     }
+    if let Some(limit) = cfg.account_concurrent_build_limit {
+        let active = state
+            .builds
+            .iter()
+            .filter(|b| b.view.status == Status::InProgress.as_str())
+            .count();
+        if active >= limit as usize {
+            return Err(ApiError {
+                code: "AccountLimitExceededException",
+                message: format!("Cannot have more than {limit} active builds for the account"),
+            });
+        }
+    }
     let spec = project.spec.clone();
     let project = state
         .projects

@@ -16,8 +16,9 @@
 //!   build in PROVISIONING;
 //! - `timeoutInMinutesOverride` replaces the project's timeout for that build; a build
 //!   over its timeout ends TIMED_OUT; StopBuild ends it STOPPED;
-//! - StartBuild while `concurrentBuildLimit` builds of the project are IN_PROGRESS →
-//!   `AccountLimitExceededException` (HTTP 400), nothing started;
+//! - StartBuild while `concurrentBuildLimit` builds of the project (or
+//!   [`super::EmulatorConfig::account_concurrent_build_limit`] builds of the account) are
+//!   IN_PROGRESS → `AccountLimitExceededException` (HTTP 400), nothing started;
 //! - `idempotencyToken`: the same token with the same parameters within 5 minutes → the
 //!   same build; with different parameters → `InvalidInputException` (HTTP 400); after
 //!   5 minutes the token is forgotten.

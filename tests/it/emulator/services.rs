@@ -1,0 +1,321 @@
+//! The emulator's other services: Secrets Manager and Parameter Store variables resolved
+//! as the service role, the credentials and task-metadata endpoints, ECS task protection,
+//! call recording, and injected faults.
+
+use super::{CONSUMER, SLEEPY, fixture, request, unique, wait_finished};
+use kiro_backends::aws::codebuild::CodeBuildRunner;
+use kiro_backends::aws::ecs::EcsTaskProtection;
+use kiro_backends::aws::retry::RetryPolicy;
+use kiro_backends::aws::settings::{AwsSettings, sdk_config};
+use kiro_protocol::{BuildRunner, BuildState, TaskProtection};
+use kiro_tests::aws::{AwsEmulator, EmulatorConfig, EnvVar, ProjectSpec};
+use serde_json::json;
+use std::time::Duration;
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_resolve_from_moto_as_the_service_role() {
+    let secret = unique("kiro/app");
+    let token = unique("kiro/token");
+    let dir = tempfile::tempdir().unwrap();
+    let emu = AwsEmulator::start(EmulatorConfig::new(dir.path()))
+        .await
+        .unwrap();
+    for (name, value) in [
+        (
+            &secret,
+            json!({"private_key": "PEM-DATA", "app_id": 7}).to_string(),
+        ),
+        (&token, "ghp_plain".to_owned()),
+    ] {
+        let (status, answer) = emu
+            .call(
+                "admin",
+                "secretsmanager",
+                "secretsmanager.CreateSecret",
+                json!({"Name": name, "SecretString": value}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "{answer}");
+    }
+    let spec = format!(
+        "version: 0.2\nenv:\n  secrets-manager:\n    TOKEN: {token}\n  exported-variables: [TOKEN, KEY, APP]\n\
+         phases:\n  build:\n    commands:\n      - 'true'\n"
+    );
+    emu.create_project(
+        ProjectSpec::new("p-secrets", "codebuild", &spec)
+            .env(EnvVar::secret("KEY", &format!("{secret}:private_key")))
+            .env(EnvVar::secret("APP", &format!("{secret}:app_id"))),
+    );
+    emu.add_credentials("test", "test", CONSUMER);
+    let sdk = sdk_config(&AwsSettings::new("us-east-1").with_endpoint(emu.endpoint())).await;
+    let runner = CodeBuildRunner::new(&sdk, "p-secrets").with_retry(RetryPolicy::none());
+    let id = runner.start(&request("tok", &[])).await.unwrap();
+    let s = wait_finished(&runner, &id).await;
+    assert_eq!(s.state, BuildState::Succeeded, "{:?}", s.message);
+    assert_eq!(
+        s.exported.get("TOKEN").map(String::as_str),
+        Some("ghp_plain")
+    );
+    assert_eq!(s.exported.get("KEY").map(String::as_str), Some("PEM-DATA"));
+    assert_eq!(s.exported.get("APP").map(String::as_str), Some("7"));
+    let reads: Vec<_> = emu
+        .calls()
+        .into_iter()
+        .filter(|c| c.action.as_deref() == Some("GetSecretValue"))
+        .collect();
+    assert_eq!(reads.len(), 3, "{reads:#?}");
+    for c in &reads {
+        assert_eq!(c.role.as_deref(), Some("codebuild"), "{c:?}");
+        assert_eq!(c.status, Some(200));
+        assert!(
+            c.response_arn
+                .as_deref()
+                .is_some_and(|a| a.starts_with("arn:aws:secretsmanager:"))
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unresolvable_secret_fails_the_build_in_provisioning() {
+    let p = ProjectSpec::new("p-nosecret", "codebuild", SLEEPY)
+        .env(EnvVar::secret("KIRO_API_KEY", &unique("missing/secret")));
+    let f = fixture(p, Duration::from_secs(60)).await;
+    let id = f.runner.start(&request("tok", &[])).await.unwrap();
+    let s = wait_finished(&f.runner, &id).await;
+    assert_eq!(s.state, BuildState::Failed);
+    let m = s.message.unwrap_or_default();
+    assert!(m.starts_with("phase PROVISIONING FAILED"), "{m}");
+    assert!(m.contains("Secrets Manager Error"), "{m}");
+    assert!(m.contains("KIRO_API_KEY"), "{m}");
+    assert!(f.emu.builds()[0].environment.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn calls_are_recorded_with_role_action_and_resource() {
+    let f = fixture(
+        ProjectSpec::new("p-rec", "codebuild", SLEEPY),
+        Duration::from_secs(60),
+    )
+    .await;
+    let id = f.runner.start(&request("tok", &[])).await.unwrap();
+    f.runner.status(std::slice::from_ref(&id)).await.unwrap();
+    let queue = unique("rehearsal-q");
+    let (status, answer) = f
+        .emu
+        .call(
+            "producer-task",
+            "sqs",
+            "AmazonSQS.CreateQueue",
+            json!({"QueueName": queue}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{answer}");
+    let (ids_status, ids) = f
+        .emu
+        .call(
+            CONSUMER,
+            "codebuild",
+            "CodeBuild_20161006.ListBuildsForProject",
+            json!({"projectName": "p-rec"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ids_status, 200);
+    assert_eq!(ids["ids"], json!([id.as_str()]));
+    f.runner.stop(&id).await.unwrap();
+
+    let calls = f.emu.calls();
+    let start = &calls[0];
+    assert_eq!(start.iam_action().as_deref(), Some("codebuild:StartBuild"));
+    assert_eq!(start.role.as_deref(), Some(CONSUMER));
+    assert_eq!(start.access_key_id.as_deref(), Some("test"));
+    assert_eq!(start.resources, ["p-rec"]);
+    assert_eq!(start.status, Some(200));
+    assert_eq!(calls[1].action.as_deref(), Some("BatchGetBuilds"));
+    assert_eq!(calls[1].resources, ["p-rec"]);
+    let create = &calls[2];
+    assert_eq!(create.iam_action().as_deref(), Some("sqs:CreateQueue"));
+    assert_eq!(create.role.as_deref(), Some("producer-task"));
+    assert_eq!(create.answered_by, kiro_tests::aws::Answerer::Moto);
+    assert_eq!(create.resources, [queue.as_str()]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn task_protection_and_metadata_work_through_the_ecs_adapter() {
+    let dir = tempfile::tempdir().unwrap();
+    let emu = AwsEmulator::start(EmulatorConfig::new(dir.path()))
+        .await
+        .unwrap();
+    emu.add_credentials("test", "test", CONSUMER);
+    let sdk = sdk_config(&AwsSettings::new("us-east-1").with_endpoint(emu.endpoint())).await;
+    let p = EcsTaskProtection::new(&sdk, emu.metadata_endpoint("task-1"));
+    let task = p.task().await.unwrap().clone();
+    assert_eq!(task.task_arn, emu.task_arn("task-1"));
+    assert!(task.cluster.ends_with(":cluster/kiro"), "{}", task.cluster);
+    p.set(true).await.unwrap();
+    let on = emu.task_protection(&task.task_arn).unwrap();
+    assert!(on.enabled);
+    assert!(on.expiration.is_some());
+    p.set(false).await.unwrap();
+    let off = emu.task_protection(&task.task_arn).unwrap();
+    assert!(!off.enabled);
+    assert_eq!(off.updates, 2);
+    // An unknown task is a failure ECS reports, which the adapter surfaces.
+    let (status, answer) = emu
+        .call(
+            CONSUMER,
+            "ecs",
+            "AmazonEC2ContainerServiceV20141113.UpdateTaskProtection",
+            json!({"cluster": "kiro", "tasks": ["nope"], "protectionEnabled": true}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(answer["failures"][0]["reason"], "MISSING");
+    let recorded = emu
+        .calls()
+        .into_iter()
+        .filter(|c| c.iam_action().as_deref() == Some("ecs:UpdateTaskProtection"))
+        .count();
+    assert_eq!(recorded, 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn parameter_store_variables_resolve_and_the_credentials_endpoint_serves_the_role() {
+    let param = format!("/{}", unique("kiro/param"));
+    let dir = tempfile::tempdir().unwrap();
+    let emu = AwsEmulator::start(EmulatorConfig::new(dir.path()))
+        .await
+        .unwrap();
+    let (status, answer) = emu
+        .call(
+            "admin",
+            "ssm",
+            "AmazonSSM.PutParameter",
+            json!({"Name": param, "Value": "from-ssm", "Type": "SecureString"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{answer}");
+    let spec = format!(
+        "version: 0.2\nenv:\n  parameter-store:\n    FROM_SPEC: {param}\n  exported-variables: [FROM_SPEC, FROM_PROJECT]\n\
+         phases:\n  build:\n    commands:\n      - 'true'\n"
+    );
+    emu.create_project(
+        ProjectSpec::new("p-ssm", "codebuild", &spec)
+            .env(EnvVar::parameter("FROM_PROJECT", &param)),
+    );
+    let (status, answer) = emu
+        .call(
+            CONSUMER,
+            "codebuild",
+            "CodeBuild_20161006.StartBuild",
+            json!({"projectName": "p-ssm"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{answer}");
+    let id = answer["build"]["id"].as_str().unwrap().to_owned();
+    let b = emu
+        .wait_for_build(&id, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(b.status, "SUCCEEDED", "{:?}", b.phases);
+    assert_eq!(
+        b.exported.get("FROM_SPEC").map(String::as_str),
+        Some("from-ssm")
+    );
+    assert_eq!(
+        b.exported.get("FROM_PROJECT").map(String::as_str),
+        Some("from-ssm")
+    );
+    let gets: Vec<_> = emu
+        .calls()
+        .into_iter()
+        .filter(|c| c.iam_action().as_deref() == Some("ssm:GetParameter"))
+        .collect();
+    assert_eq!(gets.len(), 2);
+    assert!(gets.iter().all(|c| c.role.as_deref() == Some("codebuild")));
+
+    // The container-credentials document the SDK's provider reads.
+    let url = emu.credentials_uri("codebuild");
+    let (_, path) = url.split_once("127.0.0.1").unwrap();
+    let port_path = path.trim_start_matches(':');
+    let (port, path) = port_path.split_once('/').unwrap();
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap()))
+        .await
+        .unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    s.write_all(format!("GET /{path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).await.unwrap();
+    let body: serde_json::Value =
+        serde_json::from_str(raw.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    let creds = emu.credentials_for("codebuild");
+    assert_eq!(body["AccessKeyId"], creds.access_key_id.as_str());
+    assert_eq!(body["SecretAccessKey"], creds.secret_access_key.as_str());
+    assert!(body["Token"].as_str().is_some_and(|t| !t.is_empty()));
+    let expires = body["Expiration"].as_str().unwrap();
+    assert!(humantime::parse_rfc3339(expires).is_ok(), "{expires}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lost_start_build_answer_is_retried_onto_the_same_build() {
+    let f = fixture(
+        ProjectSpec::new("p-lost", "codebuild", SLEEPY),
+        Duration::from_secs(60),
+    )
+    .await;
+    f.emu
+        .inject_fault(kiro_tests::aws::Fault::lost_answer("StartBuild"));
+    // The adapter's default policy retries the 500 with the same token.
+    let runner = f.runner.clone().with_retry(RetryPolicy::default());
+    let id = runner.start(&request("tok", &[])).await.unwrap();
+    assert_eq!(f.emu.builds().len(), 1);
+    assert_eq!(f.emu.builds()[0].id, id.as_str());
+    let statuses: Vec<_> = f
+        .emu
+        .calls()
+        .into_iter()
+        .filter(|c| c.action.as_deref() == Some("StartBuild"))
+        .map(|c| c.status)
+        .collect();
+    assert_eq!(statuses, [Some(500), Some(200)]);
+    f.runner.stop(&id).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_throttled_call_is_not_handled_and_the_account_limit_spans_projects() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = EmulatorConfig::new(dir.path());
+    cfg.account_concurrent_build_limit = Some(1);
+    let emu = AwsEmulator::start(cfg).await.unwrap();
+    emu.add_credentials("test", "test", CONSUMER);
+    for name in ["p-acct-1", "p-acct-2"] {
+        emu.create_project(ProjectSpec::new(name, "codebuild", SLEEPY));
+    }
+    let sdk = sdk_config(&AwsSettings::new("us-east-1").with_endpoint(emu.endpoint())).await;
+    let one = CodeBuildRunner::new(&sdk, "p-acct-1").with_retry(RetryPolicy::none());
+    let two = CodeBuildRunner::new(&sdk, "p-acct-2").with_retry(RetryPolicy::none());
+    emu.inject_fault(kiro_tests::aws::Fault::throttled("StartBuild"));
+    let e = one.start(&request("tok-1", &[])).await.unwrap_err();
+    assert!(e.to_string().contains("ThrottlingException"), "{e}");
+    assert!(
+        emu.builds().is_empty(),
+        "a throttled StartBuild started a build"
+    );
+    let a = one.start(&request("tok-1", &[])).await.unwrap();
+    let e = two.start(&request("tok-2", &[])).await.unwrap_err();
+    assert!(
+        e.to_string().contains("AccountLimitExceededException"),
+        "{e}"
+    );
+    assert!(e.to_string().contains("for the account"), "{e}");
+    one.stop(&a).await.unwrap();
+    assert_eq!(wait_finished(&one, &a).await.state, BuildState::Stopped);
+    two.start(&request("tok-2", &[])).await.unwrap();
+    assert_eq!(emu.builds().len(), 2);
+}
