@@ -119,6 +119,17 @@ async fn the_same_token_with_other_parameters_is_refused_and_starts_nothing() {
         .start(&request("tok-1", &[("KIRO_FENCE", "2")]))
         .await
         .unwrap_err();
+    let reserved = f
+        .runner
+        .start(&request("tok-2", &[("CODEBUILD_BUILD_ID", "x")]))
+        .await
+        .unwrap_err();
+    assert!(
+        reserved
+            .to_string()
+            .contains("CODEBUILD_ prefix is reserved"),
+        "{reserved}"
+    );
     let text = e.to_string();
     assert!(text.contains("InvalidInputException"), "{text}");
     assert!(text.contains("different parameters"), "{text}");

@@ -46,8 +46,10 @@ pub struct RecordedCall {
     /// The `ARN` field of the answer when there is one (Secrets Manager answers carry
     /// the full secret ARN, which a secret name alone does not give).
     pub response_arn: Option<String>,
-    /// HTTP status of the answer; `None` while unanswered (or when the caller went away
-    /// before the answer, e.g. killed during a held `StartBuild`).
+    /// HTTP status of the answer the emulator sent (or injected); `None` while
+    /// unanswered, or when the server abandoned the answer because the caller's
+    /// connection closed first (a caller killed during a held `StartBuild` may show
+    /// either: the build exists in both cases).
     pub status: Option<u16>,
     pub answered_by: Answerer,
     /// The JSON request body, when the request was JSON.

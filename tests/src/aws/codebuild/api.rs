@@ -167,6 +167,19 @@ fn decide(
         ),
     })?;
     let over = overrides(body)?;
+    // CodeBuild refuses the reserved prefix (at CreateProject for project variables).
+    let reserved = project
+        .spec
+        .environment_variables
+        .iter()
+        .chain(&over)
+        .find(|v| v.name.starts_with("CODEBUILD_"));
+    if let Some(v) = reserved {
+        return Err(ApiError::input(format!(
+            "Invalid environment variable name {}: the CODEBUILD_ prefix is reserved",
+            v.name
+        )));
+    }
     let timeout = match body.get("timeoutInMinutesOverride") {
         None => project.spec.timeout_in_minutes,
         Some(v) => {

@@ -16,6 +16,8 @@
 //!   build in PROVISIONING;
 //! - `timeoutInMinutesOverride` replaces the project's timeout for that build; a build
 //!   over its timeout ends TIMED_OUT; StopBuild ends it STOPPED;
+//! - variable names starting with `CODEBUILD_` (project or override) are refused with
+//!   `InvalidInputException`;
 //! - StartBuild while `concurrentBuildLimit` builds of the project (or
 //!   [`super::EmulatorConfig::account_concurrent_build_limit`] builds of the account) are
 //!   IN_PROGRESS → `AccountLimitExceededException` (HTTP 400), nothing started;
@@ -205,8 +207,9 @@ pub struct BuildView {
     /// The project's variables merged with the overrides (unresolved, as the API shows).
     pub variables: Vec<EnvVar>,
     pub timeout_in_minutes: u32,
-    /// The environment the build's shells started with (secrets resolved); empty until
-    /// the build got past PROVISIONING.
+    /// The environment the build's shells started with; empty until the build got past
+    /// PROVISIONING. It holds resolved secret values: assert on single variables, never
+    /// print it whole.
     pub environment: BTreeMap<String, String>,
     pub exported: BTreeMap<String, String>,
     pub dir: PathBuf,
