@@ -288,9 +288,12 @@ pub struct StartBuildHold {
 
 impl StartBuildHold {
     /// The id of the build the held StartBuild created (it is running; its caller has
-    /// not been answered). `None` if the emulator went away first.
-    pub async fn started(&mut self) -> Option<String> {
-        self.started.take()?.await.ok()
+    /// not been answered). `None` if the emulator went away first, or when called a
+    /// second time. The future does not borrow the hold, so the hold can be released or
+    /// dropped while (or after) it is awaited.
+    pub fn started(&mut self) -> impl Future<Output = Option<String>> + Send + 'static {
+        let rx = self.started.take();
+        async move { rx?.await.ok() }
     }
 
     /// Let the held StartBuild answer.
