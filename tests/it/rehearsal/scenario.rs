@@ -232,17 +232,22 @@ pub async fn rehearse(stack_file: &Path, mode: Mode) -> Outcome {
             .await;
         let mut running = first.spawn();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-        let started = loop {
-            tokio::select! {
-                id = hold.started() => break id,
-                () = tokio::time::sleep(Duration::from_millis(500)) => {}
+        // One future for the whole wait: `started` takes the hold's receiver.
+        let started = {
+            let started = hold.started();
+            tokio::pin!(started);
+            loop {
+                tokio::select! {
+                    id = &mut started => break id,
+                    () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                }
+                running.assert_running();
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the first consumer started no build within 90 s:\n{}",
+                    tail(&running.log(), 40)
+                );
             }
-            running.assert_running();
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the first consumer started no build within 90 s:\n{}",
-                tail(&running.log(), 40)
-            );
         };
         held_build = Some(started.expect("the held StartBuild's build id"));
         consumer_logs.push(running.crash());
