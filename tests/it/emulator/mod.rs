@@ -29,6 +29,10 @@ pub async fn fixture(project: ProjectSpec, minute: Duration) -> Fixture {
     let mut cfg = EmulatorConfig::new(dir.path().join("builds"));
     cfg.minute = minute;
     cfg.build_base_env.insert(
+        "KIRO_AWS_ENDPOINT_URL".into(),
+        kiro_tests::aws::ENDPOINT_PLACEHOLDER.into(),
+    );
+    cfg.build_base_env.insert(
         "PATH".into(),
         std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into()),
     );
@@ -182,13 +186,13 @@ env:
   variables:
     FROM_SPEC: spec
     OVERRIDDEN_BY_PROJECT: spec
-  exported-variables: [X, Y, Z, FROM_SPEC, OVERRIDDEN_BY_PROJECT, SEEN_ID, SEEN_REGION, SEEN_ARN, SEEN_CREDS]
+  exported-variables: [X, Y, Z, FROM_SPEC, OVERRIDDEN_BY_PROJECT, SEEN_ID, SEEN_REGION, SEEN_ARN, SEEN_CREDS, SEEN_ENDPOINT]
 phases:
   build:
     commands:
       - export Z=\"$X-$Y\"
       - export SEEN_ID=$CODEBUILD_BUILD_ID SEEN_REGION=$AWS_REGION SEEN_ARN=$CODEBUILD_BUILD_ARN
-      - export SEEN_CREDS=$AWS_CONTAINER_CREDENTIALS_FULL_URI
+      - export SEEN_CREDS=$AWS_CONTAINER_CREDENTIALS_FULL_URI SEEN_ENDPOINT=$KIRO_AWS_ENDPOINT_URL
 ";
 
 #[tokio::test(flavor = "multi_thread")]
@@ -217,6 +221,7 @@ async fn overrides_replace_project_variables_and_exported_variables_come_back() 
         get("SEEN_CREDS"),
         Some(f.emu.credentials_uri("codebuild").as_str())
     );
+    assert_eq!(get("SEEN_ENDPOINT"), Some(f.emu.endpoint().as_str()));
     // The API shows the merged variables: the override replaced X, Y stayed.
     let vars: BTreeMap<&str, &str> = view
         .variables

@@ -4,7 +4,10 @@
 //! # API (as built)
 //!
 //! ```text
-//! let emu = AwsEmulator::start(EmulatorConfig::new(build_root)).await?;   // 127.0.0.1:random
+//! let mut cfg = EmulatorConfig::new(build_root);  // region, account, cluster, minute (60 s),
+//! cfg.build_base_env = [("PATH", image_path), ("KIRO_AWS_ENDPOINT_URL", ENDPOINT_PLACEHOLDER)];
+//! cfg.account_concurrent_build_limit = Some(n);    // optional, default none
+//! let emu = AwsEmulator::start(cfg).await?;         // 127.0.0.1:random; moto started once per binary
 //! emu.endpoint()                       // "http://127.0.0.1:PORT": KIRO_AWS_ENDPOINT_URL / AWS_ENDPOINT_URL
 //! emu.add_credentials(akid, secret, "consumer-task")   // calls signed with akid are recorded as that role
 //! emu.credentials_for("producer-task") -> Credentials  // stand-in keys for a role (minted once)
@@ -18,8 +21,9 @@
 //!     .timeout_minutes(90).concurrent_build_limit(2));
 //! emu.calls() -> Vec<RecordedCall>     // every AWS call, in arrival order (role, service, action, resources, status)
 //! emu.builds() -> Vec<BuildView>       // id, token, project, status, phase, environment, exported, log path
+//! emu.wait_for_build(&id, limit).await // Option<BuildView> once complete (or at the limit)
 //! let mut hold = emu.hold_next_start_build();  // the next StartBuild that creates a build waits…
-//! let id = hold.started().await;       // …after the build exists and runs, before it answers
+//! let id = hold.started().await;       // Some(build id): the build exists and runs; StartBuild not answered
 //! hold.release();                      // (dropping the hold releases it too)
 //! emu.inject_fault(Fault::lost_answer("StartBuild"))  // next StartBuild starts a build, answers 500
 //! emu.call(role, "secretsmanager", "secretsmanager.CreateSecret", json).await  // set-up calls, recorded as `role`
@@ -30,7 +34,8 @@
 //! ListBuildsForProject) → [`codebuild`]; ECS `UpdateTaskProtection` / `GetTaskProtection`
 //! (moto 5.2.5 has neither) → [`ecs`]; paths under `/_emulator/` are the credentials and
 //! task-metadata endpoints (not AWS calls, not recorded); everything else goes to the
-//! shared moto server of this test binary ([`kiro_backends::aws::moto`]) unchanged.
+//! shared moto server of this test binary ([`kiro_backends::aws::moto`]) unchanged,
+//! `Host` header included, so the SQS queue URLs moto makes name the emulator's address.
 //!
 //! Builds' credentials: each build gets `AWS_CONTAINER_CREDENTIALS_FULL_URI` pointing at
 //! this emulator's credentials endpoint for the project's service role. Real CodeBuild
@@ -64,6 +69,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+/// Written in a [`EmulatorConfig::build_base_env`] value, stands for [`AwsEmulator::endpoint`].
+pub const ENDPOINT_PLACEHOLDER: &str = "${EMULATOR_ENDPOINT}";
+
 /// Settings of one emulator.
 #[derive(Debug, Clone)]
 pub struct EmulatorConfig {
@@ -76,7 +84,9 @@ pub struct EmulatorConfig {
     /// Each build runs in `<build_root>/<build uuid>/` (`src/`, `build.log`).
     pub build_root: PathBuf,
     /// The build image's environment: `PATH` and the rehearsal's endpoint overrides.
-    /// Everything CodeBuild adds goes on top (see [`codebuild`]).
+    /// Everything CodeBuild adds goes on top (see [`codebuild`]). Every occurrence of
+    /// [`ENDPOINT_PLACEHOLDER`] in a value becomes the emulator's endpoint (unknown
+    /// before it starts).
     pub build_base_env: BTreeMap<String, String>,
     /// Length of an emulated minute: build timeouts (`timeoutInMinutes`) and the
     /// idempotency window (5 minutes) are counted in it. Default 60 s.

@@ -131,7 +131,14 @@ pub(crate) async fn run(shared: Arc<Shared>, input: RunInput) {
         return;
     }
     let cfg = &shared.cfg;
-    let mut base = cfg.build_base_env.clone();
+    let mut base: BTreeMap<String, String> = cfg
+        .build_base_env
+        .iter()
+        .map(|(k, v)| {
+            let v = v.replace(crate::aws::ENDPOINT_PLACEHOLDER, &shared.endpoint);
+            (k.clone(), v)
+        })
+        .collect();
     base.insert("AWS_REGION".into(), cfg.region.clone());
     base.insert("AWS_DEFAULT_REGION".into(), cfg.region.clone());
     base.insert(
