@@ -27,8 +27,17 @@ export interface StackConfig {
   /** Secrets Manager ARNs (created by the operator, see the README). */
   githubTokenSecretArn: string;
   kiroApiKeySecretArn: string;
-  /** Optional GitHub App private key (PEM) for check runs. */
+  /** Optional GitHub App (check runs, installation tokens): the private key (PEM) secret, the
+   *  App id and the installation id — all three or none (the binaries prefer the App over the
+   *  token when any `KIRO_GITHUB_APP_*` is set, and reject a partial App configuration). */
   githubAppKeySecretArn?: string;
+  githubAppId?: string;
+  githubAppInstallationId?: string;
+  /** The GitHub Projects (v2) board: `orgs/<owner>/<number>`, `users/<owner>/<number>` or its URL. */
+  githubProject: string;
+  /** Optional customer-managed KMS key the secrets are encrypted with (grants `kms:Decrypt`
+   *  through Secrets Manager to every role that reads a secret). */
+  secretsKmsKeyArn?: string;
   /** Consumer service scaling. */
   consumerMinTasks: number;
   consumerMaxTasks: number;
@@ -51,6 +60,16 @@ export interface StackConfig {
   kiroCliVersion: string;
   kiroCliSha256?: string;
   kiroCliUrl?: string;
+  /** The worker's test and coverage settings for every build (KIRO_TEST_CMD,
+   *  KIRO_COVERAGE_FORMAT, KIRO_COVERAGE_PATH, KIRO_COVERAGE_THRESHOLD, KIRO_JUNIT_PATH). */
+  testCommand: string;
+  coverageFormat: string;
+  coveragePath?: string;
+  coverageThreshold: number;
+  junitPath?: string;
+  /** OTLP/HTTP endpoint of a collector the builds can reach; unset turns the builds' OTLP
+   *  export off (OTEL_TRACES_EXPORTER=none, OTEL_METRICS_EXPORTER=none). */
+  buildOtlpEndpoint?: string;
   /** ADOT collector image (pinned tag). */
   otelCollectorImage: string;
   logRetentionDays: number;
@@ -58,9 +77,11 @@ export interface StackConfig {
   deletionProtection: boolean;
   /** Optional e-mail subscription on the alarm topic. */
   alarmEmail?: string;
-  /** Extra plain (non-secret) environment for the consumer and the producer containers. */
+  /** Extra plain (non-secret) environment for the consumer and the producer containers and
+   *  the CodeBuild project (the worker). */
   consumerEnvironment: Record<string, string>;
   producerEnvironment: Record<string, string>;
+  buildEnvironment: Record<string, string>;
 }
 
 /** Every problem found in one stack configuration, each naming its key. */
@@ -80,20 +101,47 @@ const SHA256 = /^[0-9a-f]{64}$/;
 const VERSION = /^v?\d+\.\d+\.\d+([.-][0-9A-Za-z.-]+)?$/;
 const SCHEDULE = /^(rate\(\d+ (minute|minutes|hour|hours|day|days)\)|cron\(.+\)|at\(.+\))$/;
 const ENV_NAME = /^[A-Z_][A-Z0-9_]*$/;
+/** What `ProjectRef::parse` (github/src/gh/board.rs) accepts. */
+const GITHUB_PROJECT = /^(https:\/\/github\.com\/)?(orgs?|users?)\/[A-Za-z0-9_-]+\/(projects\/)?\d+\/?$/;
+const KMS_KEY_ARN = /^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key\/[A-Za-z0-9-]+$/;
+/** `CoverageFormat` of kiro-worker (worker/src/steps/coverage.rs). */
+export const COVERAGE_FORMATS = ["auto", "lcov", "cobertura", "istanbul", "llvm-cov"] as const;
 
-/** Environment variables the program sets itself; extra environment may not override them. */
+/** Environment variables the program sets itself (or, for KIRO_BUILD_TIMEOUT, deliberately
+ *  leaves unset so the CodeBuild project's `buildTimeoutMinutes` applies); extra environment
+ *  may not override them. */
 export const RESERVED_ENV = [
   "KIRO_BACKEND",
+  "KIRO_AWS_REGION",
   "KIRO_QUEUE_URL",
   "KIRO_DLQ_URL",
   "KIRO_LEASE_TABLE",
   "KIRO_CODEBUILD_PROJECT",
+  "KIRO_BUILD_RUNNER",
+  "KIRO_BUILD_TIMEOUT",
+  "KIRO_FORGE",
+  "KIRO_GITHUB_PROJECT",
+  "KIRO_GITHUB_APP_ID",
+  "KIRO_GITHUB_APP_INSTALLATION_ID",
+  "KIRO_GITHUB_APP_PRIVATE_KEY",
   "KIRO_LOG_FORMAT",
   "KIRO_METRICS",
   "KIRO_MAX_JOBS",
+  "KIRO_TEST_CMD",
+  "KIRO_COVERAGE_FORMAT",
+  "KIRO_COVERAGE_PATH",
+  "KIRO_COVERAGE_THRESHOLD",
+  "KIRO_JUNIT_PATH",
+  "KIRO_WORKER_VERSION",
+  "KIRO_WORKER_SHA256",
+  "KIRO_WORKER_URL",
+  "KIRO_CLI_VERSION",
+  "KIRO_CLI_SHA256",
+  "KIRO_CLI_URL",
   "OTEL_EXPORTER_OTLP_ENDPOINT",
+  "OTEL_TRACES_EXPORTER",
+  "OTEL_METRICS_EXPORTER",
   "GITHUB_TOKEN",
-  "GITHUB_APP_PRIVATE_KEY",
   "KIRO_API_KEY",
 ];
 
@@ -170,6 +218,7 @@ export function parseConfig(stack: string, raw: RawConfig): StackConfig {
     const out: Record<string, string> = {};
     for (const [name, value] of Object.entries(v as Record<string, unknown>)) {
       if (!ENV_NAME.test(name)) problems.push(`${key(k)}.${name} is not a valid environment variable name`);
+      else if (name.startsWith("CODEBUILD_")) problems.push(`${key(k)}.${name}: CODEBUILD_ variables are reserved by CodeBuild`);
       else if (RESERVED_ENV.includes(name)) problems.push(`${key(k)}.${name} is set by the program and cannot be overridden`);
       else if (typeof value !== "string") problems.push(`${key(k)}.${name} must be a string`);
       else out[name] = value;
@@ -195,6 +244,15 @@ export function parseConfig(stack: string, raw: RawConfig): StackConfig {
     githubTokenSecretArn: str("githubTokenSecretArn", { required: true, re: SECRET_ARN, what: secretWhat }) ?? "",
     kiroApiKeySecretArn: str("kiroApiKeySecretArn", { required: true, re: SECRET_ARN, what: secretWhat }) ?? "",
     githubAppKeySecretArn: str("githubAppKeySecretArn", { re: SECRET_ARN, what: secretWhat }),
+    githubAppId: str("githubAppId", { re: /^[A-Za-z0-9.]+$/, what: "the GitHub App's id (a number) or client id" }),
+    githubAppInstallationId: str("githubAppInstallationId", { re: /^\d+$/, what: "the App installation's numeric id" }),
+    githubProject:
+      str("githubProject", {
+        required: true,
+        re: GITHUB_PROJECT,
+        what: "the GitHub project as orgs/<owner>/<number>, users/<owner>/<number> or its https://github.com/... URL",
+      }) ?? "",
+    secretsKmsKeyArn: str("secretsKmsKeyArn", { re: KMS_KEY_ARN, what: "a KMS key ARN (arn:aws:kms:<region>:<account>:key/<id>)" }),
     consumerMinTasks: int("consumerMinTasks", 0, 0, 1000),
     consumerMaxTasks: int("consumerMaxTasks", 10, 1, 1000),
     backlogPerTaskTarget: int("backlogPerTaskTarget", 8, 1, 10_000),
@@ -213,6 +271,20 @@ export function parseConfig(stack: string, raw: RawConfig): StackConfig {
     kiroCliVersion: str("kiroCliVersion", { required: true, re: VERSION, what: "a pinned version such as 2.8.0" }) ?? "",
     kiroCliSha256: str("kiroCliSha256", { re: SHA256, what: "a lower-case hex SHA-256" }),
     kiroCliUrl: str("kiroCliUrl", { re: /^https:\/\//, what: "an https URL" }),
+    testCommand: str("testCommand", { def: "npm test" }) ?? "",
+    coverageFormat:
+      str("coverageFormat", {
+        def: "auto",
+        re: new RegExp(`^(${COVERAGE_FORMATS.join("|")})$`),
+        what: `one of ${COVERAGE_FORMATS.join(", ")}`,
+      }) ?? "",
+    coveragePath: str("coveragePath", { re: /^(?!\/)(?!.*\.\.)\S+$/, what: "a path relative to the checkout" }),
+    coverageThreshold: int("coverageThreshold", 80, 0, 100),
+    junitPath: str("junitPath", { re: /^(?!\/)(?!.*\.\.)\S+$/, what: "a path relative to the checkout" }),
+    buildOtlpEndpoint: str("buildOtlpEndpoint", {
+      re: /^https?:\/\/[^\s/]+(:\d+)?\/?$/,
+      what: "an http(s) URL of an OTLP/HTTP collector the builds can reach (scheme, host and port, no path)",
+    }),
     otelCollectorImage: str("otelCollectorImage", {
       def: "public.ecr.aws/aws-observability/aws-otel-collector:v0.40.0",
       re: /^[^:@\s]+(:(?!latest$)[A-Za-z0-9_.-]+|@sha256:[0-9a-f]{64})$/,
@@ -223,7 +295,15 @@ export function parseConfig(stack: string, raw: RawConfig): StackConfig {
     alarmEmail: str("alarmEmail", { re: /^[^@\s]+@[^@\s]+\.[^@\s]+$/, what: "an e-mail address" }),
     consumerEnvironment: env("consumerEnvironment"),
     producerEnvironment: env("producerEnvironment"),
+    buildEnvironment: env("buildEnvironment"),
   };
+  const app = { githubAppKeySecretArn: cfg.githubAppKeySecretArn, githubAppId: cfg.githubAppId, githubAppInstallationId: cfg.githubAppInstallationId };
+  const appSet = Object.entries(app).filter(([, v]) => v !== undefined);
+  if (appSet.length > 0 && appSet.length < 3) {
+    for (const [k, v] of Object.entries(app)) {
+      if (v === undefined) problems.push(`${key(k)} is required when ${appSet.map(([s]) => key(s)).join(" and ")} ${appSet.length === 1 ? "is" : "are"} set (a GitHub App needs its key, id and installation id)`);
+    }
+  }
   if (!(LOG_RETENTION_DAYS as readonly number[]).includes(cfg.logRetentionDays)) {
     problems.push(`${key("logRetentionDays")} must be one of ${LOG_RETENTION_DAYS.join(", ")}, got ${cfg.logRetentionDays}`);
   }

@@ -24,7 +24,8 @@ const EXECUTION = [
   "secretsmanager:GetSecretValue",
 ];
 
-/** What the ADOT collector sidecar needs to export traces to X-Ray. */
+/** What the ADOT collector sidecar needs to export traces to X-Ray (its metrics, EMF log events,
+ *  need logs:CreateLogStream and logs:PutLogEvents on the stack's otel-metrics log group). */
 export const XRAY_ACTIONS = [
   "xray:PutTraceSegments",
   "xray:PutTelemetryRecords",
@@ -34,35 +35,34 @@ export const XRAY_ACTIONS = [
 ];
 
 export const ROLE_ACTIONS: Record<Component, readonly string[]> = {
-  // kiro-producer --once: enqueue ready items (SendMessage) and check the queue exists.
-  "producer-task": ["sqs:SendMessage", "sqs:GetQueueAttributes"],
+  // kiro-producer --once: enqueue ready items (SendMessage; nothing else).
+  "producer-task": ["sqs:SendMessage"],
   "producer-execution": EXECUTION,
-  // kiro-consumer run: the queue and DLQ (dead-lettering sends to the DLQ, replay sends back,
-  // redrive uses the message-move tasks), the job-record table (conditional writes; a
-  // TransactWriteItems call is authorised per item as PutItem/UpdateItem/ConditionCheckItem),
-  // the builds, its own scale-in protection, and the X-Ray export of the sidecar.
+  // kiro-consumer run: receive, extend, release and delete on the work queue, read both queues'
+  // depth (--until-idle), dead-letter to the DLQ (SendMessage), the job-record table (conditional
+  // UpdateItem; TransactWriteItems is authorised per item as UpdateItem + PutItem), the builds,
+  // its own scale-in protection, and the sidecar's X-Ray traces and EMF log events.
+  // See docs/iam.md for the code path of each action.
   "consumer-task": [
     "sqs:ReceiveMessage",
     "sqs:DeleteMessage",
     "sqs:ChangeMessageVisibility",
-    "sqs:SendMessage",
     "sqs:GetQueueAttributes",
-    "sqs:StartMessageMoveTask",
-    "sqs:ListMessageMoveTasks",
+    "sqs:SendMessage",
     "dynamodb:GetItem",
     "dynamodb:PutItem",
     "dynamodb:UpdateItem",
-    "dynamodb:ConditionCheckItem",
-    "dynamodb:Query",
     "codebuild:StartBuild",
     "codebuild:BatchGetBuilds",
     "codebuild:StopBuild",
     "ecs:UpdateTaskProtection",
     ...XRAY_ACTIONS,
+    "logs:CreateLogStream",
+    "logs:PutLogEvents",
   ],
   "consumer-execution": EXECUTION,
-  // The build: its log group, its JUnit report group, the fence check on the
-  // job-record table, and the buildspec's secrets.
+  // The build: its log group, its JUnit report group, the fence check on the job-record table
+  // (GetItem), and its secrets (the buildspec's and the App key variable).
   codebuild: [
     "logs:CreateLogStream",
     "logs:PutLogEvents",
@@ -70,12 +70,28 @@ export const ROLE_ACTIONS: Record<Component, readonly string[]> = {
     "codebuild:UpdateReport",
     "codebuild:BatchPutTestCases",
     "dynamodb:GetItem",
-    "dynamodb:Query",
     "secretsmanager:GetSecretValue",
   ],
-  // EventBridge Scheduler: start the producer task, handing it its two roles.
-  scheduler: ["ecs:RunTask", "iam:PassRole"],
+  // EventBridge Scheduler: start the producer task (tagging it: propagateTags), handing it its
+  // two roles, and send a failed invocation to the schedule's dead-letter queue.
+  scheduler: ["ecs:RunTask", "ecs:TagResource", "iam:PassRole", "sqs:SendMessage"],
 };
+
+/** The roles that read a secret; with `secretsKmsKeyArn` they may also decrypt with that key
+ *  (through Secrets Manager only). */
+export const SECRET_READERS: readonly Component[] = ["producer-execution", "consumer-execution", "codebuild"];
+
+/** Options of a stack that change what a role may do. */
+export interface PermissionOptions {
+  /** A customer-managed KMS key encrypts the secrets (`secretsKmsKeyArn`). */
+  secretsKms: boolean;
+}
+
+/** Every action `component`'s role grants in a stack with `opts`. */
+export function roleActions(component: Component, opts: PermissionOptions = { secretsKms: false }): readonly string[] {
+  const base = ROLE_ACTIONS[component];
+  return opts.secretsKms && SECRET_READERS.includes(component) ? [...base, "kms:Decrypt"] : base;
+}
 
 /** The service each component's role trusts. */
 export const TRUSTED_SERVICE: Record<Component, string> = {

@@ -4,7 +4,7 @@
 // Invariant: the rules are pure functions of resource records (type, logical name, inputs), so
 // the same code runs over every resource the mocks register and over hand-made bad resources
 // in the negative tests; `checkAll` returns every violation, never just the first.
-import { ACTIONS_WITHOUT_RESOURCE_SCOPE, ROLE_ACTIONS } from "./permissions";
+import { ACTIONS_WITHOUT_RESOURCE_SCOPE, ROLE_ACTIONS, roleActions } from "./permissions";
 import type { Component } from "./permissions";
 
 /** A registered resource as the engine (or the mocks) sees it. */
@@ -27,8 +27,10 @@ export interface Violation {
 export interface PolicyContext {
   /** Every stack-owned ARN contains this (`kiro-<stack>`). */
   stackPrefix: string;
-  /** ARNs outside the stack a role may name (the configured secrets). */
+  /** ARNs outside the stack a role may name (the configured secrets and their KMS key). */
   externalArns: string[];
+  /** The stack names a customer-managed KMS key for its secrets. */
+  secretsKms?: boolean;
 }
 
 export interface Rule {
@@ -51,6 +53,7 @@ export const T = {
 
 interface Stmt {
   Effect?: string;
+  Condition?: Record<string, Record<string, unknown>>;
   Action?: string | string[];
   NotAction?: string | string[];
   Resource?: string | string[];
@@ -109,8 +112,8 @@ export const RULES: Rule[] = [
       if (r.type === T.role && (r.inputs.managedPolicyArns ?? []).length > 0) return ["role has managed policies"];
       if (r.type !== T.rolePolicy) return [];
       const component = r.inputs.name as Component;
-      const expected = ROLE_ACTIONS[component];
-      if (!expected) return [`policy name ${JSON.stringify(component)} is not a documented component`];
+      if (!ROLE_ACTIONS[component]) return [`policy name ${JSON.stringify(component)} is not a documented component`];
+      const expected = roleActions(component, { secretsKms: ctx.secretsKms === true });
       const out: string[] = [];
       if (r.inputs.role !== `${ctx.stackPrefix}-${component}`) {
         out.push(`policy ${component} is attached to role ${JSON.stringify(r.inputs.role)}, not ${ctx.stackPrefix}-${component}`);
@@ -143,6 +146,31 @@ export const RULES: Rule[] = [
             out.push(`resource ${res} belongs to neither the stack (${ctx.stackPrefix}) nor its configured secrets`);
           }
         }
+      }
+      return out;
+    },
+  },
+  {
+    name: "iam-passrole-condition",
+    description: "every iam:PassRole names the service the role is passed to (iam:PassedToService)",
+    check(r) {
+      const out: string[] = [];
+      for (const s of policyStatements(r) ?? []) {
+        if (s.Effect !== "Allow" || !asList(s.Action).includes("iam:PassRole")) continue;
+        const service = s.Condition?.StringEquals?.["iam:PassedToService"];
+        if (typeof service !== "string" && !Array.isArray(service)) out.push("iam:PassRole without an iam:PassedToService condition");
+      }
+      return out;
+    },
+  },
+  {
+    name: "kms-via-service",
+    description: "kms:Decrypt is allowed only through a named service (kms:ViaService)",
+    check(r) {
+      const out: string[] = [];
+      for (const s of policyStatements(r) ?? []) {
+        if (s.Effect !== "Allow" || !asList(s.Action).includes("kms:Decrypt")) continue;
+        if (typeof s.Condition?.StringEquals?.["kms:ViaService"] !== "string") out.push("kms:Decrypt without a kms:ViaService condition");
       }
       return out;
     },

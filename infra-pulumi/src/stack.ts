@@ -1,33 +1,29 @@
 // The whole deployment of one stack: queues, job-record table, registry, cluster, consumer
-// service with autoscaling, scheduled producer, CodeBuild project, IAM and alarms.
+// service (scaling.ts), scheduled producer (schedule.ts), CodeBuild project, IAM (iam.ts) and
+// alarms (alarms.ts); the binaries' environment comes from environment.ts and the collector
+// sidecar's configuration from collector.ts.
 //
 // Invariant: plain `@pulumi/aws` resources only (no component resources, no awsx), so every
 // resource is registered with the engine — and with the test mocks — directly; every IAM role
-// is built from `ROLE_ACTIONS` and scoped to this stack's own ARNs (plus the configured secrets).
+// is built from `ROLE_ACTIONS` and scoped to this stack's own ARNs (plus the configured secrets
+// and their KMS key).
 import * as fs from "node:fs";
 import * as path from "node:path";
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
 import type { StackConfig } from "./config";
-import { XRAY_ACTIONS, ROLE_ACTIONS, TRUSTED_SERVICE, allow, document } from "./permissions";
+import { XRAY_ACTIONS } from "./permissions";
 import type { Component, Statement } from "./permissions";
+import { createRoles, grant as grantTo, logStreams, stmt } from "./iam";
+import { CONSUMER_CONTAINER, OTEL_CONTAINER, PRODUCER_CONTAINER } from "./names";
+import { createAlarms } from "./alarms";
+import { createScaling } from "./scaling";
+import { createSchedule } from "./schedule";
+import { COLLECTOR_CONFIG_VAR, collectorConfig } from "./collector";
+import { buildVariables, consumerEnv, envList, producerEnv, taskSecrets } from "./environment";
+import type { EnvRefs } from "./environment";
 
-/** The consumer's CloudWatch Embedded Metric Format namespace (the alarms read it). */
-export const METRICS_NAMESPACE = "KiroCodebuildWorker";
-
-/** The EMF metrics the alarms rely on (dimension-less; the consumer emits them per finished job). */
-export const EMF_METRICS = {
-  /** Builds that finished, whatever their outcome. */
-  buildsFinished: "BuildsFinished",
-  /** Builds that finished with a failure outcome. */
-  buildsFailed: "BuildsFailed",
-  /** Builds whose outcome class was `tests-failed`. */
-  testsFailed: "TestsFailed",
-  /** Duration of each finished build, milliseconds. */
-  buildDuration: "BuildDuration",
-  /** Error log lines of the consumer (from a metric filter on its log group). */
-  consumerErrors: "ConsumerErrors",
-} as const;
+export { EMF_METRICS, METRICS_NAMESPACE } from "./alarms";
 
 /** The TTL attribute of the job-record table (clean-up only; never relied on for correctness). */
 export const TTL_ATTRIBUTE = "expires_ttl";
@@ -41,12 +37,7 @@ export const BUILDSPEC_SECRET_PLACEHOLDERS = {
 /** Default location of the repository's buildspec. */
 export const BUILDSPEC_PATH = path.join(__dirname, "..", "..", "buildspec.yml");
 
-export const CONSUMER_CONTAINER = "consumer";
-export const PRODUCER_CONTAINER = "producer";
-export const OTEL_CONTAINER = "otel-collector";
-
-/** The ADOT collector's bundled configuration: OTLP in, X-Ray out. */
-export const OTEL_CONFIG = "--config=/etc/ecs/ecs-xray.yaml";
+export { CONSUMER_CONTAINER, OTEL_CONTAINER, PRODUCER_CONTAINER } from "./names";
 
 export interface Deployment {
   queue: aws.sqs.Queue;
@@ -59,6 +50,7 @@ export interface Deployment {
   producerTaskDefinition: aws.ecs.TaskDefinition;
   project: aws.codebuild.Project;
   schedule: aws.scheduler.Schedule;
+  scheduleDlq: aws.sqs.Queue;
   alarmTopic: aws.sns.Topic;
   roles: Record<Component, aws.iam.Role>;
 }
@@ -165,6 +157,8 @@ export function createStack(cfg: StackConfig, opts: { buildspecText?: string } =
   const consumerLogs = logGroup("consumer");
   const producerLogs = logGroup("producer");
   const buildLogs = logGroup("codebuild");
+  // The collector sidecar's awsemf exporter writes the consumer's OTLP metrics here.
+  const otelMetricsLogs = logGroup("otel-metrics");
 
   // ── Cluster ───────────────────────────────────────────────────────────────────────────────
   const cluster = new aws.ecs.Cluster("cluster", {
@@ -195,37 +189,26 @@ export function createStack(cfg: StackConfig, opts: { buildspecText?: string } =
 
 
   // ── IAM: one role per component, one inline policy each ───────────────────────────────────
-  const roles = {} as Record<Component, aws.iam.Role>;
-  for (const component of Object.keys(ROLE_ACTIONS) as Component[]) {
-    roles[component] = new aws.iam.Role(`${component}-role`, {
-      name: `${prefix}-${component}`,
-      description: `kiro ${cfg.stack}: ${component}`,
-      assumeRolePolicy: JSON.stringify({
-        Version: "2012-10-17",
-        Statement: [{ Effect: "Allow", Principal: { Service: TRUSTED_SERVICE[component] }, Action: "sts:AssumeRole" }],
-      }),
-      maxSessionDuration: 3600,
-      tags,
-    });
-  }
-  const grant = (component: Component, statements: pulumi.Input<Statement>[]) =>
-    new aws.iam.RolePolicy(`${component}-policy`, {
-      name: component,
-      role: roles[component].name,
-      policy: pulumi.all(statements).apply((s) => JSON.stringify(document(s as Statement[]))),
-    });
-  const stmt = (sid: string, actions: readonly string[], resources: pulumi.Input<string>[]) =>
-    pulumi.all(resources).apply((r) => allow(sid, actions, r));
-  const logStreams = (group: aws.cloudwatch.LogGroup) => pulumi.interpolate`${group.arn}:log-stream:*`;
-  const containerSecrets = [cfg.githubTokenSecretArn, ...(cfg.githubAppKeySecretArn ? [cfg.githubAppKeySecretArn] : [])];
+  const roles = createRoles(prefix, cfg, tags);
+  const grant = (component: Component, statements: pulumi.Input<Statement>[]) => grantTo(roles, component, statements);
+  const containerSecrets = taskSecrets(cfg).map((x) => x.valueFrom);
+  // With a customer-managed key on the secrets, whoever reads one decrypts through Secrets Manager.
+  const decryptSecrets = cfg.secretsKmsKeyArn
+    ? [
+        stmt("DecryptSecrets", ["kms:Decrypt"], [cfg.secretsKmsKeyArn], {
+          StringEquals: { "kms:ViaService": pulumi.interpolate`secretsmanager.${region}.amazonaws.com` },
+        }),
+      ]
+    : [];
   const executionStatements = (logs: aws.cloudwatch.LogGroup, secrets: string[]) => [
     stmt("PullImageAuth", ["ecr:GetAuthorizationToken"], ["*"]),
     stmt("PullImage", ["ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage"], [repository.arn]),
     stmt("Logs", ["logs:CreateLogStream", "logs:PutLogEvents"], [logs.arn, logStreams(logs)]),
     stmt("Secrets", ["secretsmanager:GetSecretValue"], secrets),
+    ...decryptSecrets,
   ];
-  grant("producer-task", [stmt("Enqueue", ["sqs:SendMessage", "sqs:GetQueueAttributes"], [queue.arn])]);
-  grant("producer-execution", executionStatements(producerLogs, [cfg.githubTokenSecretArn]));
+  grant("producer-task", [stmt("Enqueue", ["sqs:SendMessage"], [queue.arn])]);
+  grant("producer-execution", executionStatements(producerLogs, containerSecrets));
   grant("consumer-execution", executionStatements(consumerLogs, containerSecrets));
   grant("codebuild", [
     stmt("Logs", ["logs:CreateLogStream", "logs:PutLogEvents"], [buildLogs.arn, logStreams(buildLogs)]),
@@ -234,13 +217,13 @@ export function createStack(cfg: StackConfig, opts: { buildspecText?: string } =
       ["codebuild:CreateReport", "codebuild:UpdateReport", "codebuild:BatchPutTestCases"],
       [junitReports.arn],
     ),
-    stmt("FenceCheck", ["dynamodb:GetItem", "dynamodb:Query"], [table.arn]),
-    stmt("Secrets", ["secretsmanager:GetSecretValue"], [cfg.githubTokenSecretArn, cfg.kiroApiKeySecretArn]),
+    stmt("FenceCheck", ["dynamodb:GetItem"], [table.arn]),
+    stmt("Secrets", ["secretsmanager:GetSecretValue"], [cfg.githubTokenSecretArn, cfg.kiroApiKeySecretArn, ...(cfg.githubAppKeySecretArn ? [cfg.githubAppKeySecretArn] : [])]),
+    ...decryptSecrets,
   ]);
 
   // ── CodeBuild project ─────────────────────────────────────────────────────────────────────
   const buildspecText = opts.buildspecText ?? fs.readFileSync(BUILDSPEC_PATH, "utf8");
-  const plain = (name: string, value: string) => ({ name, value, type: "PLAINTEXT" });
   const project = new aws.codebuild.Project("worker", {
     name: projectName,
     description: "Runs kiro-worker for one work item (buildspec.yml of kiro-codebuild-worker)",
@@ -257,37 +240,21 @@ export function createStack(cfg: StackConfig, opts: { buildspecText?: string } =
       computeType: cfg.buildComputeType,
       image: cfg.buildImage,
       imagePullCredentialsType: "CODEBUILD",
-      environmentVariables: [
-        plain("KIRO_WORKER_VERSION", cfg.workerVersion),
-        plain("KIRO_WORKER_SHA256", cfg.workerSha256 ?? ""),
-        plain("KIRO_WORKER_URL", cfg.workerUrl ?? ""),
-        plain("KIRO_CLI_VERSION", cfg.kiroCliVersion),
-        plain("KIRO_CLI_SHA256", cfg.kiroCliSha256 ?? ""),
-        plain("KIRO_CLI_URL", cfg.kiroCliUrl ?? ""),
-        { name: "KIRO_LEASE_TABLE", value: table.name, type: "PLAINTEXT" },
-        plain("KIRO_GITHUB_TOKEN_SECRET_ARN", cfg.githubTokenSecretArn),
-        plain("KIRO_API_KEY_SECRET_ARN", cfg.kiroApiKeySecretArn),
-      ],
+      environmentVariables: buildVariables(cfg, { tableName: table.name }),
     },
     logsConfig: { cloudwatchLogs: { status: "ENABLED", groupName: buildLogs.name }, s3Logs: { status: "DISABLED" } },
     tags,
   });
 
   grant("consumer-task", [
-    stmt(
-      "Queues",
-      ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:SendMessage", "sqs:GetQueueAttributes"],
-      [queue.arn, dlq.arn],
-    ),
-    stmt("Redrive", ["sqs:StartMessageMoveTask", "sqs:ListMessageMoveTasks"], [dlq.arn, queue.arn]),
-    stmt(
-      "JobRecords",
-      ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem", "dynamodb:Query"],
-      [table.arn],
-    ),
+    stmt("WorkQueue", ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"], [queue.arn]),
+    stmt("DeadLetter", ["sqs:SendMessage"], [dlq.arn]),
+    stmt("Depth", ["sqs:GetQueueAttributes"], [queue.arn, dlq.arn]),
+    stmt("JobRecords", ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"], [table.arn]),
     stmt("Builds", ["codebuild:StartBuild", "codebuild:BatchGetBuilds", "codebuild:StopBuild"], [project.arn]),
     stmt("ScaleInProtection", ["ecs:UpdateTaskProtection"], [clusterTasksArn]),
     stmt("Traces", XRAY_ACTIONS, ["*"]),
+    stmt("OtlpMetrics", ["logs:CreateLogStream", "logs:PutLogEvents"], [otelMetricsLogs.arn, logStreams(otelMetricsLogs)]),
   ]);
 
   // ── Task definitions ──────────────────────────────────────────────────────────────────────
@@ -295,23 +262,8 @@ export function createStack(cfg: StackConfig, opts: { buildspecText?: string } =
     logDriver: "awslogs",
     options: { "awslogs-group": group.name, "awslogs-region": region, "awslogs-stream-prefix": streamPrefix },
   });
-  const envList = (env: Record<string, pulumi.Input<string>>) =>
-    Object.entries(env)
-      .sort(([a], [b]) => a.localeCompare(b))
-      .map(([name, value]) => ({ name, value }));
-  const commonEnv = {
-    KIRO_BACKEND: "aws",
-    KIRO_QUEUE_URL: queue.url,
-    KIRO_DLQ_URL: dlq.url,
-    KIRO_LEASE_TABLE: table.name,
-    KIRO_CODEBUILD_PROJECT: project.name,
-    KIRO_LOG_FORMAT: "json",
-    KIRO_METRICS: "emf",
-  };
-  const githubSecrets = [
-    { name: "GITHUB_TOKEN", valueFrom: cfg.githubTokenSecretArn },
-    ...(cfg.githubAppKeySecretArn ? [{ name: "GITHUB_APP_PRIVATE_KEY", valueFrom: cfg.githubAppKeySecretArn }] : []),
-  ];
+  const refs: EnvRefs = { region, queueUrl: queue.url, dlqUrl: dlq.url, tableName: table.name, projectName: project.name };
+  const secrets = taskSecrets(cfg);
   const runtimePlatform = { operatingSystemFamily: "LINUX", cpuArchitecture: "X86_64" };
 
   const consumerContainers = pulumi.jsonStringify([
@@ -325,13 +277,8 @@ export function createStack(cfg: StackConfig, opts: { buildspecText?: string } =
       stopTimeout: 120,
       readonlyRootFilesystem: false,
       user: "65532:65532",
-      environment: envList({
-        ...cfg.consumerEnvironment,
-        ...commonEnv,
-        KIRO_MAX_JOBS: String(cfg.consumerMaxJobs),
-        OTEL_EXPORTER_OTLP_ENDPOINT: "http://localhost:4318",
-      }),
-      secrets: githubSecrets,
+      environment: envList(consumerEnv(cfg, refs)),
+      secrets,
       healthCheck: {
         command: ["CMD", "/kiro-consumer", "health"],
         interval: 30,
@@ -346,7 +293,12 @@ export function createStack(cfg: StackConfig, opts: { buildspecText?: string } =
       name: OTEL_CONTAINER,
       image: cfg.otelCollectorImage,
       essential: false,
-      command: [OTEL_CONFIG],
+      environment: [
+        {
+          name: COLLECTOR_CONFIG_VAR,
+          value: pulumi.all([region, otelMetricsLogs.name]).apply(([r, g]) => collectorConfig({ region: r, metricsLogGroup: g })),
+        },
+      ],
       logConfiguration: awslogs(consumerLogs, "otel"),
     },
   ]);
@@ -380,8 +332,8 @@ export function createStack(cfg: StackConfig, opts: { buildspecText?: string } =
         command: ["--once"],
         stopTimeout: 30,
         user: "65532:65532",
-        environment: envList({ ...cfg.producerEnvironment, ...commonEnv }),
-        secrets: [{ name: "GITHUB_TOKEN", valueFrom: cfg.githubTokenSecretArn }],
+        environment: envList(producerEnv(cfg, refs)),
+        secrets,
         logConfiguration: awslogs(producerLogs, "producer"),
       },
     ]),
@@ -413,235 +365,20 @@ export function createStack(cfg: StackConfig, opts: { buildspecText?: string } =
     // Autoscaling owns the task count after the first deploy.
     { ignoreChanges: ["desiredCount"] },
   );
-  const scalingTarget = new aws.appautoscaling.Target("consumer-scaling", {
-    serviceNamespace: "ecs",
-    scalableDimension: "ecs:service:DesiredCount",
-    resourceId: pulumi.interpolate`service/${cluster.name}/${consumerService.name}`,
-    minCapacity: cfg.consumerMinTasks,
-    maxCapacity: cfg.consumerMaxTasks,
-  });
-  const scalingRef = {
-    serviceNamespace: scalingTarget.serviceNamespace,
-    scalableDimension: scalingTarget.scalableDimension,
-    resourceId: scalingTarget.resourceId,
-  };
-  new aws.appautoscaling.Policy("consumer-backlog-per-task", {
-    name: `${prefix}-backlog-per-task`,
-    policyType: "TargetTrackingScaling",
-    ...scalingRef,
-    targetTrackingScalingPolicyConfiguration: {
-      targetValue: cfg.backlogPerTaskTarget,
-      scaleInCooldown: 300,
-      scaleOutCooldown: 60,
-      customizedMetricSpecification: {
-        metrics: [
-          {
-            id: "m1",
-            label: "visible messages",
-            returnData: false,
-            metricStat: {
-              metric: {
-                namespace: "AWS/SQS",
-                metricName: "ApproximateNumberOfMessagesVisible",
-                dimensions: [{ name: "QueueName", value: queue.name }],
-              },
-              stat: "Sum",
-            },
-          },
-          {
-            id: "m2",
-            label: "running consumer tasks",
-            returnData: false,
-            metricStat: {
-              metric: {
-                namespace: "ECS/ContainerInsights",
-                metricName: "RunningTaskCount",
-                dimensions: [
-                  { name: "ClusterName", value: cluster.name },
-                  { name: "ServiceName", value: consumerService.name },
-                ],
-              },
-              stat: "Average",
-            },
-          },
-          { id: "e1", label: "backlog per task", expression: "m1 / m2", returnData: true },
-        ],
-      },
-    },
-  });
-  // Backlog per task has no datapoint at zero tasks: a step policy starts the first task.
-  const fromZero = new aws.appautoscaling.Policy("consumer-scale-from-zero", {
-    name: `${prefix}-scale-from-zero`,
-    policyType: "StepScaling",
-    ...scalingRef,
-    stepScalingPolicyConfiguration: {
-      adjustmentType: "ExactCapacity",
-      cooldown: 60,
-      metricAggregationType: "Maximum",
-      stepAdjustments: [{ metricIntervalLowerBound: "0", scalingAdjustment: 1 }],
-    },
-  });
+  createScaling({ prefix, cfg, tags, cluster, consumerService, queue });
 
-  // ── Producer schedule ─────────────────────────────────────────────────────────────────────
-  const schedule = new aws.scheduler.Schedule("producer-schedule", {
-    name: `${prefix}-producer`,
-    description: "kiro-producer --once: enqueue the board's ready items",
-    scheduleExpression: cfg.producerSchedule,
-    flexibleTimeWindow: { mode: "OFF" },
-    state: "ENABLED",
-    target: {
-      arn: cluster.arn,
-      roleArn: roles.scheduler.arn,
-      retryPolicy: { maximumRetryAttempts: 0 },
-      ecsParameters: {
-        taskDefinitionArn: producerTaskDefinition.arn,
-        launchType: "FARGATE",
-        taskCount: 1,
-        networkConfiguration: network,
-        propagateTags: "TASK_DEFINITION",
-      },
-    },
-  });
-  grant("scheduler", [
-    stmt("RunProducer", ["ecs:RunTask"], [producerTaskDefinition.arnWithoutRevision.apply((arn) => `${arn}:*`)]),
-    stmt("PassProducerRoles", ["iam:PassRole"], [roles["producer-task"].arn, roles["producer-execution"].arn]),
-  ]);
-
-  // ── Alarms ────────────────────────────────────────────────────────────────────────────────
-  const alarmTopic = new aws.sns.Topic("alarms", { name: `${prefix}-alarms`, tags });
-  if (cfg.alarmEmail) {
-    new aws.sns.TopicSubscription("alarms-email", { topic: alarmTopic.arn, protocol: "email", endpoint: cfg.alarmEmail });
-  }
-  new aws.cloudwatch.LogMetricFilter("consumer-errors", {
-    name: `${prefix}-consumer-errors`,
-    logGroupName: consumerLogs.name,
-    pattern: '{ $.level = "ERROR" }',
-    metricTransformation: {
-      name: EMF_METRICS.consumerErrors,
-      namespace: METRICS_NAMESPACE,
-      value: "1",
-      defaultValue: "0",
-    },
-  });
-  const alarm = (name: string, args: Omit<aws.cloudwatch.MetricAlarmArgs, "name" | "alarmActions" | "okActions">) =>
-    new aws.cloudwatch.MetricAlarm(`${name}-alarm`, {
-      name: `${prefix}-${name}`,
-      alarmActions: [alarmTopic.arn],
-      okActions: [alarmTopic.arn],
-      tags,
-      ...args,
-    });
-  const metric = (id: string, namespace: string, metricName: string, stat: string, dimensions?: Record<string, pulumi.Input<string>>) => ({
-    id,
-    returnData: false,
-    metric: { namespace, metricName, stat, period: 300, dimensions },
-  });
-  const emf = (id: string, name: string, stat = "Sum") => metric(id, METRICS_NAMESPACE, name, stat);
-
-  alarm("build-failure-rate", {
-    alarmDescription: "More than 50% of the builds that finished failed",
-    comparisonOperator: "GreaterThanThreshold",
-    threshold: 50,
-    evaluationPeriods: 3,
-    datapointsToAlarm: 2,
-    treatMissingData: "notBreaching",
-    metricQueries: [
-      emf("failed", EMF_METRICS.buildsFailed),
-      emf("finished", EMF_METRICS.buildsFinished),
-      { id: "rate", label: "build failure rate (%)", expression: "IF(finished > 0, 100 * failed / finished, 0)", returnData: true },
-    ],
-  });
-  alarm("build-duration", {
-    alarmDescription: "Builds take longer than 45 minutes on average",
-    comparisonOperator: "GreaterThanThreshold",
-    threshold: 45 * 60 * 1000,
-    evaluationPeriods: 1,
-    treatMissingData: "notBreaching",
-    namespace: METRICS_NAMESPACE,
-    metricName: EMF_METRICS.buildDuration,
-    statistic: "Average",
-    period: 900,
-    unit: "Milliseconds",
-  });
-  alarm("test-failure-rate", {
-    alarmDescription: "More than 15% of the builds that finished failed their tests",
-    comparisonOperator: "GreaterThanThreshold",
-    threshold: 15,
-    evaluationPeriods: 3,
-    datapointsToAlarm: 2,
-    treatMissingData: "notBreaching",
-    metricQueries: [
-      emf("tests", EMF_METRICS.testsFailed),
-      emf("finished", EMF_METRICS.buildsFinished),
-      { id: "rate", label: "test failure rate (%)", expression: "IF(finished > 0, 100 * tests / finished, 0)", returnData: true },
-    ],
-  });
-  alarm("dlq-not-empty", {
-    alarmDescription: "Dead letters are waiting (kiro-consumer dlq list)",
-    comparisonOperator: "GreaterThanThreshold",
-    threshold: 0,
-    evaluationPeriods: 1,
-    treatMissingData: "notBreaching",
-    namespace: "AWS/SQS",
-    metricName: "ApproximateNumberOfMessagesVisible",
-    dimensions: { QueueName: dlq.name },
-    statistic: "Maximum",
-    period: 300,
-  });
-  alarm("oldest-message-age", {
-    alarmDescription: "A work item has waited in the queue for more than 2 hours",
-    comparisonOperator: "GreaterThanThreshold",
-    threshold: 2 * 3600,
-    evaluationPeriods: 1,
-    treatMissingData: "notBreaching",
-    namespace: "AWS/SQS",
-    metricName: "ApproximateAgeOfOldestMessage",
-    dimensions: { QueueName: queue.name },
-    statistic: "Maximum",
-    period: 300,
-  });
-  alarm("table-throttling", {
-    alarmDescription: "DynamoDB throttled reads or writes on the job-record table",
-    comparisonOperator: "GreaterThanThreshold",
-    threshold: 0,
-    evaluationPeriods: 1,
-    treatMissingData: "notBreaching",
-    metricQueries: [
-      metric("reads", "AWS/DynamoDB", "ReadThrottleEvents", "Sum", { TableName: table.name }),
-      metric("writes", "AWS/DynamoDB", "WriteThrottleEvents", "Sum", { TableName: table.name }),
-      { id: "throttled", label: "throttle events", expression: "reads + writes", returnData: true },
-    ],
-  });
-  alarm("consumer-errors", {
-    alarmDescription: "The consumer logged 5 or more errors in 5 minutes",
-    comparisonOperator: "GreaterThanOrEqualToThreshold",
-    threshold: 5,
-    evaluationPeriods: 1,
-    treatMissingData: "notBreaching",
-    namespace: METRICS_NAMESPACE,
-    metricName: EMF_METRICS.consumerErrors,
-    statistic: "Sum",
-    period: 300,
-  });
-  // Scale-out from zero: work is visible and no consumer runs. Not an operator alarm: its only
-  // action is the step policy above.
-  new aws.cloudwatch.MetricAlarm("scale-from-zero-alarm", {
-    name: `${prefix}-scale-from-zero`,
-    alarmDescription: "Messages are visible while no consumer task runs",
-    comparisonOperator: "GreaterThanThreshold",
-    threshold: 0,
-    evaluationPeriods: 1,
-    treatMissingData: "missing",
-    alarmActions: [fromZero.arn],
-    metricQueries: [
-      metric("visible", "AWS/SQS", "ApproximateNumberOfMessagesVisible", "Maximum", { QueueName: queue.name }),
-      metric("tasks", "ECS/ContainerInsights", "RunningTaskCount", "Maximum", {
-        ClusterName: cluster.name,
-        ServiceName: consumerService.name,
-      }),
-      { id: "idle_with_work", label: "visible work, no tasks", expression: "IF(visible > 0 AND FILL(tasks, 0) == 0, 1, 0)", returnData: true },
-    ],
+  // ── Alarms and the scheduled producer ──────────────────────────────────────────────────────
+  const alarmTopic = createAlarms({ prefix, cfg, tags, queue, dlq, table, consumerLogs });
+  const { schedule, scheduleDlq } = createSchedule({
+    prefix,
+    cfg,
     tags,
+    cluster,
+    clusterTasksArn,
+    producerTaskDefinition,
+    network,
+    roles,
+    alarmTopic,
   });
 
   return {
@@ -655,6 +392,7 @@ export function createStack(cfg: StackConfig, opts: { buildspecText?: string } =
     producerTaskDefinition,
     project,
     schedule,
+    scheduleDlq,
     alarmTopic,
     roles,
   };

@@ -19,7 +19,13 @@ function problems(overrides: Record<string, string | undefined>, stack = "test")
 
 describe("stack configuration", () => {
   test("defaults", () => {
-    const cfg = testConfig({ consumerMaxTasks: undefined, alarmEmail: undefined, githubAppKeySecretArn: undefined });
+    const cfg = testConfig({
+      consumerMaxTasks: undefined,
+      alarmEmail: undefined,
+      githubAppKeySecretArn: undefined,
+      githubAppId: undefined,
+      githubAppInstallationId: undefined,
+    });
     assert.equal(cfg.consumerMinTasks, 0);
     assert.equal(cfg.consumerMaxTasks, 10);
     assert.equal(cfg.backlogPerTaskTarget, 8);
@@ -31,6 +37,64 @@ describe("stack configuration", () => {
     assert.equal(cfg.assignPublicIp, false);
     assert.equal(cfg.alarmEmail, undefined);
     assert.deepEqual(cfg.subnetIds, ["subnet-0aaa", "subnet-0bbb"]);
+    assert.equal(cfg.githubAppKeySecretArn, undefined);
+    assert.equal(cfg.testCommand, "npm test");
+    assert.equal(cfg.coverageFormat, "auto");
+    assert.equal(cfg.coverageThreshold, 80);
+    assert.equal(cfg.coveragePath, undefined);
+    assert.equal(cfg.junitPath, undefined);
+    assert.equal(cfg.buildOtlpEndpoint, undefined);
+    assert.equal(cfg.secretsKmsKeyArn, undefined);
+    assert.deepEqual(cfg.buildEnvironment, {});
+  });
+
+  test("a GitHub App needs its key, id and installation id together", () => {
+    assert.deepEqual(problems({ githubAppId: undefined, githubAppInstallationId: undefined }), [
+      "kiro-infra:githubAppId is required when kiro-infra:githubAppKeySecretArn is set (a GitHub App needs its key, id and installation id)",
+      "kiro-infra:githubAppInstallationId is required when kiro-infra:githubAppKeySecretArn is set (a GitHub App needs its key, id and installation id)",
+    ]);
+    assert.match(problems({ githubAppKeySecretArn: undefined })[0], /^kiro-infra:githubAppKeySecretArn is required when kiro-infra:githubAppId and kiro-infra:githubAppInstallationId are set/);
+    assert.match(problems({ githubAppInstallationId: "12ab" })[0], /^kiro-infra:githubAppInstallationId must be the App installation's numeric id/);
+  });
+
+  test("the GitHub project is required, in a form ProjectRef::parse accepts", () => {
+    assert.match(problems({ githubProject: undefined })[0], /^kiro-infra:githubProject is required/);
+    for (const bad of ["acme/7", "orgs/acme", "teams/acme/7", "orgs/acme/seven", "orgs/ac me/7"]) {
+      assert.match(problems({ githubProject: bad })[0] ?? "", /^kiro-infra:githubProject must be/, bad);
+    }
+    for (const good of ["orgs/acme/7", "users/octocat/12", "https://github.com/orgs/acme/projects/7", "https://github.com/users/octo-cat/projects/3/"]) {
+      assert.equal(testConfig({ githubProject: good }).githubProject, good);
+    }
+  });
+
+  test("test and coverage settings: the worker's coverage formats, a threshold in percent, relative paths", () => {
+    assert.match(problems({ coverageFormat: "jacoco" })[0], /^kiro-infra:coverageFormat must be one of auto, lcov, cobertura, istanbul, llvm-cov/);
+    assert.match(problems({ coverageThreshold: "101" })[0], /^kiro-infra:coverageThreshold must be between 0 and 100/);
+    assert.match(problems({ coveragePath: "/etc/passwd" })[0], /^kiro-infra:coveragePath must be a path relative to the checkout/);
+    assert.match(problems({ junitPath: "../x.xml" })[0], /^kiro-infra:junitPath must be a path relative to the checkout/);
+    const cfg = testConfig({ coverageFormat: "llvm-cov", coveragePath: "target/cov.json", coverageThreshold: "65", testCommand: "cargo llvm-cov --json" });
+    assert.deepEqual([cfg.coverageFormat, cfg.coveragePath, cfg.coverageThreshold, cfg.testCommand], ["llvm-cov", "target/cov.json", 65, "cargo llvm-cov --json"]);
+  });
+
+  test("extra environment may not set the program's variables, KIRO_BUILD_TIMEOUT or CodeBuild's own", () => {
+    const found = problems({
+      consumerEnvironment: JSON.stringify({ KIRO_BUILD_TIMEOUT: "30m", KIRO_BUILD_RUNNER: "local" }),
+      producerEnvironment: JSON.stringify({ KIRO_FORGE: "embedded" }),
+      buildEnvironment: JSON.stringify({ KIRO_BACKEND: "embedded", CODEBUILD_BUILD_ID: "x", KIRO_AGENT_MODEL: "m" }),
+    });
+    assert.deepEqual(found.map((p) => p.split(" ")[0].replace(/:$/, "")).sort(), [
+      "kiro-infra:buildEnvironment.CODEBUILD_BUILD_ID",
+      "kiro-infra:buildEnvironment.KIRO_BACKEND",
+      "kiro-infra:consumerEnvironment.KIRO_BUILD_RUNNER",
+      "kiro-infra:consumerEnvironment.KIRO_BUILD_TIMEOUT",
+      "kiro-infra:producerEnvironment.KIRO_FORGE",
+    ]);
+  });
+
+  test("the build's OTLP endpoint is an http(s) URL; the KMS key an ARN", () => {
+    assert.match(problems({ buildOtlpEndpoint: "collector:4318" })[0], /^kiro-infra:buildOtlpEndpoint must be an http\(s\) URL/);
+    assert.equal(testConfig({ buildOtlpEndpoint: "https://otel.example.com:4318" }).buildOtlpEndpoint, "https://otel.example.com:4318");
+    assert.match(problems({ secretsKmsKeyArn: "alias/kiro" })[0], /^kiro-infra:secretsKmsKeyArn must be a KMS key ARN/);
   });
 
   test("the example stack files (test, staging, production) are valid", () => {
@@ -45,6 +109,15 @@ describe("stack configuration", () => {
       const cfg = parseConfig(stack, get);
       assert.equal(cfg.stack, stack);
       assert.ok(cfg.consumerMaxTasks >= 1);
+      // Everything a working deploy needs is in the example (not left to defaults).
+      for (const k of ["githubProject", "testCommand", "coverageFormat", "coverageThreshold"]) {
+        assert.ok(values[`${PROJECT}:${k}`] !== undefined, `${stack}: ${k} is missing`);
+      }
+      if (stack !== "test") {
+        for (const k of ["githubAppKeySecretArn", "githubAppId", "githubAppInstallationId", "buildOtlpEndpoint"]) {
+          assert.ok(values[`${PROJECT}:${k}`] !== undefined, `${stack}: ${k} is missing`);
+        }
+      }
       for (const key of Object.keys(values)) {
         assert.match(key, /^(aws|kiro-infra):/, `${stack}: unexpected namespace in ${key}`);
       }

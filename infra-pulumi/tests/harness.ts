@@ -1,9 +1,10 @@
-// Test harness: Pulumi mocks that answer every resource with realistic ARNs/URLs, record every
-// registered resource, and run the program for a given stack configuration.
+// Test harness: the Pulumi mocks of src/mocks.ts (realistic ARNs/URLs, every registered resource
+// recorded) for the "test" stack, and a runner of the program for a given stack configuration.
 //
 // Invariant: `deploy()` returns only after every registration has been answered, so the record
 // list is complete when the tests (and the policy checks) look at it.
 import * as pulumi from "@pulumi/pulumi";
+import { installMocks } from "../src/mocks";
 import { parseConfig } from "../src/config";
 import type { StackConfig } from "../src/config";
 import type { PolicyContext, ResourceRecord } from "../src/policies";
@@ -26,12 +27,15 @@ export const RAW: Record<string, string> = {
   githubTokenSecretArn: SECRETS.github,
   kiroApiKeySecretArn: SECRETS.kiro,
   githubAppKeySecretArn: SECRETS.app,
+  githubAppId: "123456",
+  githubAppInstallationId: "7654321",
+  githubProject: "orgs/acme/7",
   consumerMaxTasks: "6",
   workerVersion: "0.1.0",
   workerSha256: "a".repeat(64),
   kiroCliVersion: "2.8.0",
   alarmEmail: "ops@example.com",
-  consumerEnvironment: JSON.stringify({ KIRO_GITHUB_PROJECT: "acme/7" }),
+  consumerEnvironment: JSON.stringify({ KIRO_MAX_ATTEMPTS: "4" }),
 };
 
 export function testConfig(overrides: Record<string, string | undefined> = {}, stack = "test"): StackConfig {
@@ -42,75 +46,14 @@ export function testConfig(overrides: Record<string, string | undefined> = {}, s
 export function policyContext(cfg: StackConfig): PolicyContext {
   return {
     stackPrefix: `kiro-${cfg.stack}`,
-    externalArns: [cfg.githubTokenSecretArn, cfg.kiroApiKeySecretArn, ...(cfg.githubAppKeySecretArn ? [cfg.githubAppKeySecretArn] : [])],
+    externalArns: [
+      cfg.githubTokenSecretArn,
+      cfg.kiroApiKeySecretArn,
+      ...(cfg.githubAppKeySecretArn ? [cfg.githubAppKeySecretArn] : []),
+      ...(cfg.secretsKmsKeyArn ? [cfg.secretsKmsKeyArn] : []),
+    ],
+    secretsKms: cfg.secretsKmsKeyArn !== undefined,
   };
-}
-
-const SERVICE: Record<string, string> = {
-  sqs: "sqs",
-  dynamodb: "dynamodb",
-  ecr: "ecr",
-  cloudwatch: "cloudwatch",
-  ecs: "ecs",
-  iam: "iam",
-  codebuild: "codebuild",
-  sns: "sns",
-  scheduler: "scheduler",
-  appautoscaling: "autoscaling",
-  ec2: "ec2",
-};
-
-/** The outputs a real provider would add to a resource's inputs. */
-function fakeState(type: string, name: string, inputs: Record<string, unknown>): Record<string, unknown> {
-  const [, mod, kind] = /^aws:([a-z0-9]+)\/[^:]+:(.+)$/.exec(type) ?? [];
-  const physical = String(inputs.name ?? inputs.family ?? name);
-  const svc = SERVICE[mod ?? ""] ?? mod;
-  const base = `arn:aws:${svc}:${REGION}:${ACCOUNT}`;
-  const state: Record<string, unknown> = { name: physical };
-  switch (type) {
-    case "aws:sqs/queue:Queue":
-      state.arn = `${base}:${physical}`;
-      state.url = `https://sqs.${REGION}.amazonaws.com/${ACCOUNT}/${physical}`;
-      break;
-    case "aws:dynamodb/table:Table":
-      state.arn = `${base}:table/${physical}`;
-      break;
-    case "aws:ecr/repository:Repository":
-      state.arn = `${base}:repository/${physical}`;
-      state.repositoryUrl = `${ACCOUNT}.dkr.ecr.${REGION}.amazonaws.com/${physical}`;
-      break;
-    case "aws:cloudwatch/logGroup:LogGroup":
-      state.arn = `arn:aws:logs:${REGION}:${ACCOUNT}:log-group:${physical}`;
-      break;
-    case "aws:ecs/cluster:Cluster":
-      state.arn = `${base}:cluster/${physical}`;
-      break;
-    case "aws:ecs/service:Service":
-      state.arn = `${base}:service/${physical}`;
-      break;
-    case "aws:ecs/taskDefinition:TaskDefinition":
-      state.arnWithoutRevision = `${base}:task-definition/${physical}`;
-      state.arn = `${state.arnWithoutRevision}:1`;
-      break;
-    case "aws:iam/role:Role":
-      state.arn = `arn:aws:iam::${ACCOUNT}:role/${physical}`;
-      break;
-    case "aws:codebuild/project:Project":
-      state.arn = `${base}:project/${physical}`;
-      break;
-    case "aws:codebuild/reportGroup:ReportGroup":
-      state.arn = `${base}:report-group/${physical}`;
-      break;
-    case "aws:sns/topic:Topic":
-      state.arn = `${base}:${physical}`;
-      break;
-    case "aws:appautoscaling/policy:Policy":
-      state.arn = `${base}:scalingPolicy:0000:resource/ecs/policyName/${physical}`;
-      break;
-    default:
-      state.arn = `${base}:${(kind ?? "resource").toLowerCase()}/${physical}`;
-  }
-  return state;
 }
 
 export interface Run {
@@ -119,30 +62,7 @@ export interface Run {
   resources: ResourceRecord[];
 }
 
-const recorded: ResourceRecord[] = [];
-
-pulumi.runtime.setMocks(
-  {
-    newResource(args) {
-      const state = { ...args.inputs, ...fakeState(args.type, args.name, args.inputs) };
-      recorded.push({ type: args.type, name: args.name, inputs: args.inputs, state });
-      return { id: `${args.name}-id`, state };
-    },
-    call(args) {
-      switch (args.token) {
-        case "aws:index/getRegion:getRegion":
-          return { name: REGION, region: REGION, id: REGION };
-        case "aws:index/getCallerIdentity:getCallerIdentity":
-          return { accountId: ACCOUNT, arn: `arn:aws:iam::${ACCOUNT}:user/test`, userId: "test" };
-        default:
-          throw new Error(`unexpected invoke ${args.token}`);
-      }
-    },
-  },
-  "kiro-infra",
-  "test",
-  false,
-);
+const recorded: ResourceRecord[] = installMocks({ stack: "test", region: REGION, account: ACCOUNT });
 
 /** Runs the program once for `cfg` (one run per test process: resources are global). */
 export async function deploy(cfg: StackConfig = testConfig(), buildspecText?: string): Promise<Run> {

@@ -4,7 +4,7 @@ import { before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { COMPONENTS, ROLE_ACTIONS } from "../src/permissions";
+import { COMPONENTS, ROLE_ACTIONS, SECRET_READERS } from "../src/permissions";
 import { RULES, T, checkAll, policyStatements } from "../src/policies";
 import type { PolicyContext, ResourceRecord } from "../src/policies";
 import { deploy, one, policyContext } from "./harness";
@@ -50,7 +50,7 @@ const rolePolicy = (component: string, statements: object[], role = `kiro-test-$
   inputs: { name: component, role, policy: JSON.stringify({ Version: "2012-10-17", Statement: statements }) },
 });
 const producerOk = [
-  { Effect: "Allow", Action: ["sqs:SendMessage", "sqs:GetQueueAttributes"], Resource: ["arn:aws:sqs:eu-west-1:123456789012:kiro-test-work.fifo"] },
+  { Effect: "Allow", Action: ["sqs:SendMessage"], Resource: ["arn:aws:sqs:eu-west-1:123456789012:kiro-test-work.fifo"] },
 ];
 const violations = (resources: ResourceRecord[], rule: string) => checkAll(resources, ctx).filter((v) => v.rule === rule);
 
@@ -80,8 +80,10 @@ describe("each policy fires on a bad resource", () => {
   test("iam-actions-match-component: an extra action, a missing action, an unknown component, the wrong role", () => {
     const extra = [...producerOk, { Effect: "Allow", Action: ["sqs:DeleteMessage"], Resource: producerOk[0].Resource }];
     assert.match(violations([rolePolicy("producer-task", extra)], "iam-actions-match-component")[0].message, /undocumented actions.*sqs:DeleteMessage/);
-    const missing = [{ ...producerOk[0], Action: ["sqs:SendMessage"] }];
-    assert.match(violations([rolePolicy("producer-task", missing)], "iam-actions-match-component")[0].message, /does not grant.*GetQueueAttributes/);
+    const missing = [{ ...producerOk[0], Action: [] }];
+    assert.match(violations([rolePolicy("producer-task", missing)], "iam-actions-match-component")[0].message, /does not grant.*sqs:SendMessage/);
+    const kms = [...producerOk, { Effect: "Allow", Action: ["kms:Decrypt"], Resource: ["arn:aws:kms:eu-west-1:123456789012:key/k"] }];
+    assert.match(violations([rolePolicy("producer-task", kms)], "iam-actions-match-component")[0].message, /undocumented actions.*kms:Decrypt/, "KMS only for secret readers");
     assert.match(violations([rolePolicy("admin", producerOk)], "iam-actions-match-component")[0].message, /not a documented component/);
     assert.match(violations([rolePolicy("producer-task", producerOk, "kiro-test-consumer-task")], "iam-actions-match-component")[0].message, /attached to role/);
     const attachment: ResourceRecord = { type: T.attachment, name: "a", inputs: { role: "kiro-test-producer-task", policyArn: "arn:aws:iam::aws:policy/AdministratorAccess" } };
@@ -98,6 +100,24 @@ describe("each policy fires on a bad resource", () => {
     // X-Ray on `*` is allowed.
     const xray = [{ Effect: "Allow", Action: ["xray:PutTraceSegments"], Resource: ["*"] }];
     assert.equal(violations([rolePolicy("consumer-task", xray)], "iam-resources-scoped").length, 0);
+  });
+
+  test("iam-passrole-condition: iam:PassRole without iam:PassedToService", () => {
+    const role = "arn:aws:iam::123456789012:role/kiro-test-producer-task";
+    const pass = { Effect: "Allow", Action: ["ecs:RunTask", "iam:PassRole"], Resource: [role] };
+    assert.equal(violations([rolePolicy("scheduler", [pass])], "iam-passrole-condition").length, 1);
+    const other = { ...pass, Condition: { StringLike: { "iam:AssociatedResourceARN": "*" } } };
+    assert.equal(violations([rolePolicy("scheduler", [other])], "iam-passrole-condition").length, 1);
+    const ok = { ...pass, Condition: { StringEquals: { "iam:PassedToService": "ecs-tasks.amazonaws.com" } } };
+    assert.equal(violations([rolePolicy("scheduler", [ok])], "iam-passrole-condition").length, 0);
+  });
+
+  test("kms-via-service: kms:Decrypt without kms:ViaService", () => {
+    const key = "arn:aws:kms:eu-west-1:123456789012:key/k";
+    const bare = { Effect: "Allow", Action: ["kms:Decrypt"], Resource: [key] };
+    assert.equal(violations([rolePolicy("codebuild", [bare])], "kms-via-service").length, 1);
+    const ok = { ...bare, Condition: { StringEquals: { "kms:ViaService": "secretsmanager.eu-west-1.amazonaws.com" } } };
+    assert.equal(violations([rolePolicy("codebuild", [ok])], "kms-via-service").length, 0);
   });
 
   test("iam-one-policy-per-role: a role without its policy", () => {
@@ -149,7 +169,9 @@ describe("each policy fires on a bad resource", () => {
       "iam-actions-match-component",
       "iam-no-wildcard-action",
       "iam-one-policy-per-role",
+      "iam-passrole-condition",
       "iam-resources-scoped",
+      "kms-via-service",
       "log-retention",
       "queue-encrypted",
       "secrets-by-reference",
@@ -175,15 +197,23 @@ describe("the program with a flipped setting fails the policies", () => {
 });
 
 describe("documentation", () => {
-  test("the README's IAM table lists exactly ROLE_ACTIONS", () => {
-    const readme = fs.readFileSync(path.join(__dirname, "..", "..", "README.md"), "utf8");
-    const section = readme.split("## Deploying to AWS")[1]?.split("\n## ")[0] ?? "";
+  test("docs/iam.md lists, per role, exactly ROLE_ACTIONS (plus kms:Decrypt for the secret readers)", () => {
+    const doc = fs.readFileSync(path.join(__dirname, "..", "..", "docs", "iam.md"), "utf8");
+    const section = doc.split("## The deployed roles")[1]?.split("\n## ")[0] ?? "";
     const rows = new Map<string, string[]>();
     for (const line of section.split("\n")) {
-      const m = /^\| `([a-z-]+)` \| (`[a-z0-9]+:\w+`(?:, `[a-z0-9]+:\w+`)*) \|$/.exec(line);
-      if (m) rows.set(m[1], m[2].split(", ").map((a) => a.slice(1, -1)));
+      const m = /^\| `([a-z-]+)` \| `([a-z0-9]+:\w+)` \| [^|]+ \| [^|]+ \|$/.exec(line);
+      if (m) rows.set(m[1], [...(rows.get(m[1]) ?? []), m[2]]);
     }
     assert.deepEqual([...rows.keys()].sort(), [...COMPONENTS].sort());
     for (const c of COMPONENTS) assert.deepEqual(rows.get(c), [...ROLE_ACTIONS[c]], c);
+    const kms = section.split("\n\n").find((p) => p.includes("`kms:Decrypt`")) ?? "";
+    for (const c of SECRET_READERS) assert.ok(kms.includes(`\`${c}\``), `the kms:Decrypt paragraph names ${c}`);
+  });
+
+  test("the README's deployment section links docs/iam.md", () => {
+    const readme = fs.readFileSync(path.join(__dirname, "..", "..", "README.md"), "utf8");
+    const section = readme.split("## Deploying to AWS")[1]?.split("\n## ")[0] ?? "";
+    assert.match(section, /docs\/iam\.md/);
   });
 });

@@ -1,7 +1,7 @@
 // The program under Pulumi mocks: the resources it declares and their key properties.
 import { before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { EMF_METRICS, METRICS_NAMESPACE, OTEL_CONFIG, TTL_ATTRIBUTE } from "../src/stack";
+import { EMF_METRICS, METRICS_NAMESPACE, TTL_ATTRIBUTE } from "../src/stack";
 import { SECRETS, deploy, ofType, one, value } from "./harness";
 import type { Run } from "./harness";
 
@@ -24,7 +24,8 @@ describe("queues", () => {
       assert.equal(q.sqsManagedSseEnabled, true, name);
       assert.match(q.name, /^kiro-test-.*\.fifo$/);
     }
-    assert.equal(ofType(run, "aws:sqs/queue:Queue").length, 2);
+    // Plus the schedule's (standard) dead-letter queue, see schedule.test.ts.
+    assert.deepEqual(ofType(run, "aws:sqs/queue:Queue").map((q) => q.name).sort(), ["dlq", "queue", "schedule-dlq"]);
   });
 
   test("the work queue redrives to the DLQ as a high safety net; the DLQ keeps 14 days", () => {
@@ -90,7 +91,7 @@ describe("consumer task and service", () => {
     assert.deepEqual(consumer.healthCheck.command, ["CMD", "/kiro-consumer", "health"]);
     assert.deepEqual(consumer.secrets, [
       { name: "GITHUB_TOKEN", valueFrom: SECRETS.github },
-      { name: "GITHUB_APP_PRIVATE_KEY", valueFrom: SECRETS.app },
+      { name: "KIRO_GITHUB_APP_PRIVATE_KEY", valueFrom: SECRETS.app },
     ]);
     const env = Object.fromEntries(consumer.environment.map((e: Any) => [e.name, e.value]));
     assert.equal(env.KIRO_BACKEND, "aws");
@@ -98,17 +99,15 @@ describe("consumer task and service", () => {
     assert.equal(env.KIRO_DLQ_URL, await value(run.d.dlq.url));
     assert.equal(env.KIRO_LEASE_TABLE, "kiro-test-jobs");
     assert.equal(env.KIRO_CODEBUILD_PROJECT, "kiro-test-worker");
-    assert.equal(env.KIRO_GITHUB_PROJECT, "acme/7", "extra environment from the stack config");
-    assert.equal(env.OTEL_EXPORTER_OTLP_ENDPOINT, "http://localhost:4318");
+    assert.equal(env.KIRO_MAX_ATTEMPTS, "4", "extra environment from the stack config");
+    assert.equal(env.OTEL_EXPORTER_OTLP_ENDPOINT, "http://127.0.0.1:4318", "the sidecar, on the task's loopback");
     assert.equal(consumer.logConfiguration.options["awslogs-group"], "/kiro-test/consumer");
   });
 
-  test("an ADOT collector sidecar exports to X-Ray and starts before the consumer", () => {
+  test("an ADOT collector sidecar (configured in collector.test.ts) starts before the consumer", () => {
     const [consumer, otel] = containers(one(run, "aws:ecs/taskDefinition:TaskDefinition", "consumer-task"));
     assert.equal(otel.name, "otel-collector");
     assert.match(otel.image, /^public\.ecr\.aws\/aws-observability\/aws-otel-collector:v\d+\.\d+\.\d+$/);
-    assert.deepEqual(otel.command, [OTEL_CONFIG]);
-    assert.equal(OTEL_CONFIG, "--config=/etc/ecs/ecs-xray.yaml");
     assert.equal(otel.essential, false);
     assert.deepEqual(consumer.dependsOn, [{ containerName: "otel-collector", condition: "START" }]);
   });
@@ -177,12 +176,16 @@ describe("producer", () => {
     const [producer] = containers(td);
     assert.deepEqual(producer.entryPoint, ["/kiro-producer"]);
     assert.deepEqual(producer.command, ["--once"]);
-    assert.deepEqual(producer.secrets, [{ name: "GITHUB_TOKEN", valueFrom: SECRETS.github }]);
+    assert.deepEqual(producer.secrets, [
+      { name: "GITHUB_TOKEN", valueFrom: SECRETS.github },
+      { name: "KIRO_GITHUB_APP_PRIVATE_KEY", valueFrom: SECRETS.app },
+    ]);
   });
 
   test("the scheduler may run only the producer task and pass only its two roles", () => {
     const doc = JSON.parse(one(run, "aws:iam/rolePolicy:RolePolicy", "scheduler-policy").inputs.policy);
     const byAction = Object.fromEntries(doc.Statement.map((s: Any) => [s.Action.join(","), s.Resource]));
+    assert.deepEqual(Object.keys(byAction).sort(), ["ecs:RunTask", "ecs:TagResource", "iam:PassRole", "sqs:SendMessage"]);
     assert.deepEqual(byAction["ecs:RunTask"], [`${one(run, "aws:ecs/taskDefinition:TaskDefinition", "producer-task").state?.arnWithoutRevision}:*`]);
     assert.deepEqual(byAction["iam:PassRole"], [
       one(run, "aws:iam/role:Role", "producer-task-role").state?.arn,
@@ -208,7 +211,10 @@ describe("CodeBuild", () => {
     assert.equal(env.KIRO_WORKER_VERSION.value, "0.1.0");
     assert.equal(env.KIRO_CLI_VERSION.value, "2.8.0");
     assert.equal(env.KIRO_WORKER_SHA256.value, "a".repeat(64));
-    for (const e of Object.values(env) as Any[]) assert.equal(e.type, "PLAINTEXT", `${e.name}: secrets come from the buildspec`);
+    for (const e of Object.values(env) as Any[]) {
+      const expected = e.name === "KIRO_GITHUB_APP_PRIVATE_KEY" ? "SECRETS_MANAGER" : "PLAINTEXT";
+      assert.equal(e.type, expected, `${e.name}: secrets are Secrets Manager references`);
+    }
   });
 
   test("the JUnit report group the buildspec names exists", () => {
@@ -228,6 +234,8 @@ describe("alarms", () => {
       "consumer-errors-alarm",
       "dlq-not-empty-alarm",
       "oldest-message-age-alarm",
+      "producer-failed-alarm",
+      "producer-schedule-failed-alarm",
       "table-throttling-alarm",
       "test-failure-rate-alarm",
     ]);
@@ -287,11 +295,13 @@ describe("alarms", () => {
 });
 
 describe("logs", () => {
-  test("three log groups with the configured retention", () => {
+  test("five log groups with the configured retention", () => {
     const groups = ofType(run, "aws:cloudwatch/logGroup:LogGroup").map((g) => [g.inputs.name, g.inputs.retentionInDays]);
     assert.deepEqual(groups.sort(), [
+      ["/aws/events/kiro-test/producer-failures", 30],
       ["/kiro-test/codebuild", 30],
       ["/kiro-test/consumer", 30],
+      ["/kiro-test/otel-metrics", 30],
       ["/kiro-test/producer", 30],
     ]);
   });
