@@ -21,15 +21,14 @@
 //!
 //! - [`render`]: the render's JSON, typed; [`env`]: the additions and the exact check;
 //! - [`provision`]: queues, table, secrets, project, credentials from the render;
-//! - [`github_fake`] and [`board`]: GitHub; [`image`]: the build image; [`forward`]: the
-//!   AWS endpoint's forwarder; [`collector`]: OTLP receivers;
+//! - [`github_fake`] and [`board`]: GitHub; [`image`]: the build image; [`collector`]:
+//!   OTLP receivers;
 //! - [`tasks`]: processes as ECS runs them; [`scenario`]: one rehearsal;
 //!   [`verdict`] and [`iam`]: the assertions.
 
 mod board;
 mod collector;
 mod env;
-mod forward;
 mod github_fake;
 #[cfg(test)]
 mod github_fake_tests;

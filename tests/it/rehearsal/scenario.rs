@@ -8,7 +8,6 @@
 
 use super::board::{PAT, item_id, quickstart_items};
 use super::collector;
-use super::forward::Forwarder;
 use super::github_fake::GithubFake;
 use super::image::Image;
 use super::provision::{self, SecretValues};
@@ -19,7 +18,7 @@ use kiro_backends::aws::dynamo::DynamoLeaseStore;
 use kiro_backends::aws::settings::AwsSettings;
 use kiro_backends::aws::sqs::{SqsQueue, SqsSettings};
 use kiro_protocol::{DeadLetterEntry, JobRecord, JobState, LeaseStore, SystemClock, WorkQueue};
-use kiro_tests::aws::{AwsEmulator, EmulatorConfig};
+use kiro_tests::aws::{AwsEmulator, ENDPOINT_PLACEHOLDER, EmulatorConfig};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -147,9 +146,7 @@ pub async fn rehearse(stack_file: &Path, mode: Mode) -> Outcome {
         build_rewrite.insert(v.clone(), build_collector.uri());
     }
 
-    // AWS: the emulator behind a forwarder whose address the build image can name.
-    let forwarder = Forwarder::bind().await;
-    let aws_url = forwarder.url.clone();
+    // AWS: the emulator (the build image names it before it starts by a placeholder).
     let cli_version = render
         .codebuild
         .var("KIRO_CLI_VERSION")
@@ -165,7 +162,10 @@ pub async fn rehearse(stack_file: &Path, mode: Mode) -> Outcome {
     cfg.build_base_env = BTreeMap::from([
         ("PATH".to_owned(), image.path.clone()),
         ("HOME".to_owned(), build_home.display().to_string()),
-        ("KIRO_AWS_ENDPOINT_URL".to_owned(), aws_url.clone()),
+        (
+            "KIRO_AWS_ENDPOINT_URL".to_owned(),
+            ENDPOINT_PLACEHOLDER.to_owned(),
+        ),
         ("KIRO_GITHUB_API_URL".to_owned(), github.uri()),
         (
             "KIRO_GIT_BASE".to_owned(),
@@ -175,7 +175,6 @@ pub async fn rehearse(stack_file: &Path, mode: Mode) -> Outcome {
     let emu = AwsEmulator::start(cfg)
         .await
         .expect("start the AWS emulator");
-    let _forwarding = forwarder.start(&emu.endpoint());
 
     provision::credentials(&emu, &render);
     provision::resources(&emu, &render, &secrets).await;
@@ -187,7 +186,7 @@ pub async fn rehearse(stack_file: &Path, mode: Mode) -> Outcome {
         emu: &emu,
         render: &render,
         local: Local {
-            aws: aws_url,
+            aws: emu.endpoint(),
             github: github.uri(),
             path: image.path.clone(),
             root: tmp.path().join("tasks"),

@@ -19,7 +19,7 @@ use std::time::Duration;
 /// What the rehearsal points the processes at.
 #[derive(Debug, Clone)]
 pub struct Local {
-    /// The AWS endpoint (the emulator, through its forwarder).
+    /// The AWS endpoint (the emulator).
     pub aws: String,
     pub github: String,
     /// `PATH` of the emulated image.
