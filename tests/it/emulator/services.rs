@@ -319,3 +319,65 @@ async fn a_throttled_call_is_not_handled_and_the_account_limit_spans_projects() 
     two.start(&request("tok-2", &[])).await.unwrap();
     assert_eq!(emu.builds().len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_build_log_goes_to_the_project_log_group_as_the_service_role() {
+    let group = format!("/aws/codebuild/{}", unique("p-logs"));
+    let dir = tempfile::tempdir().unwrap();
+    let emu = AwsEmulator::start(EmulatorConfig::new(dir.path()))
+        .await
+        .unwrap();
+    let (status, answer) = emu
+        .call(
+            "admin",
+            "logs",
+            "Logs_20140328.CreateLogGroup",
+            json!({"logGroupName": group}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{answer}");
+    let spec = "version: 0.2\nphases:\n  build:\n    commands:\n      - echo hello-from-build\n";
+    emu.create_project(ProjectSpec::new("p-logs", "codebuild", spec).log_group(&group));
+    let (_, started) = emu
+        .call(
+            CONSUMER,
+            "codebuild",
+            "CodeBuild_20161006.StartBuild",
+            json!({"projectName": "p-logs"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(started["build"]["logs"]["groupName"], group.as_str());
+    let id = started["build"]["id"].as_str().unwrap().to_owned();
+    let b = emu
+        .wait_for_build(&id, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(b.status, "SUCCEEDED");
+    let stream = id.rsplit(':').next().unwrap();
+    let (status, events) = emu
+        .call(
+            "admin",
+            "logs",
+            "Logs_20140328.GetLogEvents",
+            json!({"logGroupName": group, "logStreamName": stream, "startFromHead": true}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{events}");
+    let lines: Vec<&str> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["message"].as_str())
+        .collect();
+    assert!(lines.contains(&"hello-from-build"), "{lines:?}");
+    let by_build: Vec<_> = emu
+        .calls()
+        .into_iter()
+        .filter(|c| c.service.as_deref() == Some("logs") && c.role.as_deref() == Some("codebuild"))
+        .filter_map(|c| c.iam_action())
+        .collect();
+    assert_eq!(by_build, ["logs:CreateLogStream", "logs:PutLogEvents"]);
+}

@@ -223,6 +223,8 @@ pub fn resource_arn(service: &str, resource: &str, region: &str, account: &str) 
             resource.trim_start_matches('/')
         ),
         "ecs" => format!("arn:aws:ecs:{region}:{account}:cluster/{resource}"),
+        // `group` or `group:log-stream:stream` (see RecordedCall::resources).
+        "logs" => format!("arn:aws:logs:{region}:{account}:log-group:{resource}"),
         other => format!("arn:aws:{other}:{region}:{account}:{resource}"),
     }
 }
@@ -412,6 +414,10 @@ mod tests {
         assert_eq!(
             resource_arn("ssm", "/kiro/p", r, "1"),
             "arn:aws:ssm:us-east-1:1:parameter/kiro/p"
+        );
+        assert_eq!(
+            resource_arn("logs", "/aws/codebuild/p:log-stream:u", r, "1"),
+            "arn:aws:logs:us-east-1:1:log-group:/aws/codebuild/p:log-stream:u"
         );
         let arn = "arn:aws:secretsmanager:us-east-1:1:secret:kiro/gh-AbCdEf";
         assert_eq!(resource_arn("secretsmanager", arn, r, "1"), arn);

@@ -41,7 +41,8 @@ pub struct RecordedCall {
     /// `CreateQueue`/`GetQueueUrl`), table names (`TableName`, every table of a
     /// transaction or batch), CodeBuild project names (`projectName`, or the project part
     /// of build ids), secret ids (`SecretId`), parameter names (`Name`/`Names`), ECS task
-    /// ARNs (`tasks`).
+    /// ARNs (`tasks`), log groups (`group`, or `group:log-stream:stream` when the call
+    /// names a stream).
     pub resources: Vec<String>,
     /// The `ARN` field of the answer when there is one (Secrets Manager answers carry
     /// the full secret ARN, which a secret name alone does not give).
@@ -171,6 +172,15 @@ pub fn resources_of(service: Option<&str>, action: Option<&str>, body: &Value) -
             }
         }
         "secretsmanager" => push_str(&mut out, body.get("SecretId")),
+        "logs" => {
+            let group = body.get("logGroupName").and_then(Value::as_str);
+            let stream = body.get("logStreamName").and_then(Value::as_str);
+            match (group, stream) {
+                (Some(g), Some(s)) => out.push(format!("{g}:log-stream:{s}")),
+                (Some(g), None) => out.push(g.to_owned()),
+                _ => {}
+            }
+        }
         "ssm" => {
             push_str(&mut out, body.get("Name"));
             for n in body
@@ -270,6 +280,12 @@ mod tests {
         assert_eq!(
             resources_of(Some("sqs"), None, &send),
             ["http://h/123/q.fifo"]
+        );
+        let put =
+            json!({"logGroupName": "/aws/codebuild/p", "logStreamName": "u-1", "logEvents": []});
+        assert_eq!(
+            resources_of(Some("logs"), Some("PutLogEvents"), &put),
+            ["/aws/codebuild/p:log-stream:u-1"]
         );
         let secret = json!({"SecretId": "kiro/github-token"});
         assert_eq!(

@@ -265,6 +265,7 @@ fn decide(
         image: spec.image.clone(),
         service_role: spec.service_role.clone(),
         pgid: None,
+        log_group: spec.log_group.clone(),
     };
     build.enter_phase("SUBMITTED");
     build.enter_phase("QUEUED");
@@ -290,6 +291,7 @@ fn decide(
             buildspec: spec.buildspec,
             variables,
             service_role: spec.service_role,
+            log_group: spec.log_group,
             image: spec.image,
             initiator: caller.to_owned(),
             timeout: cfg.minute * timeout,

@@ -25,11 +25,15 @@
 //!   same build; with different parameters → `InvalidInputException` (HTTP 400); after
 //!   5 minutes the token is forgotten.
 //!
+//! - with a log group, the build log goes to CloudWatch Logs as the service role
+//!   (`CreateLogStream` at the start, `PutLogEvents` at the end; see [`logs`]).
+//!
 //! Invariant: the state lock is never held across an await; a build's record is the
 //! one truth every API answer is rendered from.
 
 pub mod api;
 pub mod env;
+pub mod logs;
 pub mod run;
 
 use super::{EmulatorConfig, Shared, lock};
@@ -119,6 +123,9 @@ pub struct ProjectSpec {
     pub queued_timeout_in_minutes: u32,
     /// `None`: no project limit.
     pub concurrent_build_limit: Option<u32>,
+    /// The CloudWatch Logs group builds write to (`logsConfig.cloudWatchLogs.groupName`);
+    /// `None`: the log stays in the build directory only (see [`logs`]).
+    pub log_group: Option<String>,
 }
 
 impl ProjectSpec {
@@ -134,6 +141,7 @@ impl ProjectSpec {
             timeout_in_minutes: 60,
             queued_timeout_in_minutes: 480,
             concurrent_build_limit: None,
+            log_group: None,
         }
     }
 
@@ -149,6 +157,11 @@ impl ProjectSpec {
 
     pub fn concurrent_build_limit(mut self, n: u32) -> Self {
         self.concurrent_build_limit = Some(n);
+        self
+    }
+
+    pub fn log_group(mut self, group: &str) -> Self {
+        self.log_group = Some(group.to_owned());
         self
     }
 }
@@ -227,6 +240,7 @@ pub(crate) struct Build {
     pub queued_timeout_in_minutes: u32,
     pub image: String,
     pub service_role: String,
+    pub log_group: Option<String>,
     /// The process group of the build's phase shells, once a phase started.
     pub pgid: Option<i32>,
 }
@@ -422,7 +436,7 @@ pub(crate) fn build_json(b: &Build, cfg: &EmulatorConfig) -> Value {
         },
         "serviceRole": format!("arn:aws:iam::{}:role/{}", cfg.account, b.service_role),
         "logs": {
-            "groupName": format!("/aws/codebuild/{}", v.project),
+            "groupName": b.log_group.clone().unwrap_or_else(|| format!("/aws/codebuild/{}", v.project)),
             "streamName": stream,
             "deepLink": format!("file://{}", v.log.display()),
         },

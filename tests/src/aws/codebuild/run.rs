@@ -8,6 +8,7 @@
 //! that status and a context, as CodeBuild reports it.
 
 use super::env::{self, ResolveError};
+use super::logs;
 use super::{EnvVar, EnvVarType, Status, now_secs};
 use crate::aws::{Shared, lock};
 use kiro_backends::embedded::build::buildspec::BuildSpec;
@@ -29,6 +30,7 @@ pub(crate) struct RunInput {
     pub buildspec: String,
     pub variables: Vec<EnvVar>,
     pub service_role: String,
+    pub log_group: Option<String>,
     pub image: String,
     pub initiator: String,
     pub timeout: Duration,
@@ -91,44 +93,57 @@ async fn resolve_all(
     Ok((from_buildspec, from_project))
 }
 
-/// Run the build to its end.
+/// How a build ended before its log was uploaded.
+enum End {
+    /// In the current phase, with a context `(code, message)`.
+    InPhase(Status, String, String),
+    /// After the executor ran: status, the executor's message, exported variables.
+    Executed(Status, Option<String>, BTreeMap<String, String>),
+}
+
+/// Run the build to its end: the build, its log to CloudWatch Logs (when the project
+/// names a log group), then its final status.
 pub(crate) async fn run(shared: Arc<Shared>, input: RunInput) {
+    let stream = logs::open(&shared, &input).await;
+    let end = execute_build(&shared, &input).await;
+    if let Some(stream) = stream {
+        logs::upload(&shared, &input, &stream).await;
+    }
+    let id = &input.id;
+    match end {
+        End::InPhase(status, code, message) => end_in_phase(&shared, id, status, &code, &message),
+        End::Executed(status, message, exported) => {
+            mark_phases(&shared, id, status, message.as_deref());
+            finish(&shared, id, status, exported);
+        }
+    }
+}
+
+async fn execute_build(shared: &Arc<Shared>, input: &RunInput) -> End {
     let id = input.id.clone();
-    let (from_buildspec, from_project) = match resolve_all(&shared, &input).await {
+    let (from_buildspec, from_project) = match resolve_all(shared, input).await {
         Ok(v) => v,
         Err(e) => {
-            end_in_phase(&shared, &id, Status::Failed, &e.code, &e.message);
-            return;
+            return End::InPhase(Status::Failed, e.code, e.message);
         }
     };
-    set_phase(&shared, &id, "DOWNLOAD_SOURCE");
+    set_phase(shared, &id, "DOWNLOAD_SOURCE");
     let mut spec = match BuildSpec::parse(&input.buildspec) {
         Ok(s) => s,
         Err(e) => {
-            end_in_phase(
-                &shared,
-                &id,
-                Status::Failed,
-                "YAML_FILE_ERROR",
-                &e.to_string(),
-            );
-            return;
+            return End::InPhase(Status::Failed, "YAML_FILE_ERROR".into(), e.to_string());
         }
     };
     if *input.stop.borrow() {
-        end_in_phase(
-            &shared,
-            &id,
+        return End::InPhase(
             Status::Stopped,
-            "BUILD_STOPPED",
-            "build stopped",
+            "BUILD_STOPPED".into(),
+            "build stopped".into(),
         );
-        return;
     }
     if let Err(e) = std::fs::create_dir_all(&input.dir) {
         let msg = format!("cannot create {}: {e}", input.dir.display());
-        end_in_phase(&shared, &id, Status::Fault, "CLIENT_ERROR", &msg);
-        return;
+        return End::InPhase(Status::Fault, "CLIENT_ERROR".into(), msg);
     }
     let cfg = &shared.cfg;
     let mut base: BTreeMap<String, String> = cfg
@@ -208,8 +223,7 @@ pub(crate) async fn run(shared: Arc<Shared>, input: RunInput) {
     let outcome = match outcome {
         Ok(o) => o,
         Err(e) => {
-            end_in_phase(&shared, &id, Status::Fault, "CLIENT_ERROR", &e.to_string());
-            return;
+            return End::InPhase(Status::Fault, "CLIENT_ERROR".into(), e.to_string());
         }
     };
     let status = match outcome.state {
@@ -219,8 +233,7 @@ pub(crate) async fn run(shared: Arc<Shared>, input: RunInput) {
         BuildState::Fault => Status::Fault,
         _ => Status::Failed,
     };
-    mark_phases(&shared, &id, status, outcome.message.as_deref());
-    finish(&shared, &id, status, outcome.exported);
+    End::Executed(status, outcome.message, outcome.exported)
 }
 
 /// Close the executor's phases: failed ones (named in the executor's message as
