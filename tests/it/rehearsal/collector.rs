@@ -21,6 +21,17 @@ pub async fn receiver() -> MockServer {
     server
 }
 
+/// How many OTLP metric exports the receiver got.
+pub async fn metric_exports(server: &MockServer) -> usize {
+    server
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter(|r| r.url.path() == "/v1/metrics")
+        .count()
+}
+
 /// (service.name, span name) of every span received.
 pub async fn spans(server: &MockServer) -> Vec<(String, String)> {
     let mut out = Vec::new();

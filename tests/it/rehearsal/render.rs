@@ -29,6 +29,9 @@ pub struct Rendered {
     pub codebuild: Project,
     pub schedule: Schedule,
     pub roles: BTreeMap<String, Role>,
+    /// The consumer task's collector sidecar configuration (YAML), when it has one.
+    #[serde(default)]
+    pub collector_config: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -483,3 +483,55 @@ pub fn builds_keep_the_project_timeout(o: &Outcome) {
         );
     }
 }
+
+/// The consumer's traces and OTLP metrics reach its collector sidecar: the endpoint the
+/// consumer is given is the one the sidecar's configuration listens on, the sidecar has a
+/// traces and a metrics pipeline fed by that receiver, and the stand-in sidecar got both.
+pub async fn consumer_telemetry_reaches_its_sidecar(o: &Outcome) {
+    let consumer = o.render.tasks.consumer.container("consumer");
+    let Some(endpoint) = consumer.environment.get("OTEL_EXPORTER_OTLP_ENDPOINT") else {
+        panic!("the consumer container sets no OTEL_EXPORTER_OTLP_ENDPOINT");
+    };
+    let config = o
+        .render
+        .collector_config
+        .as_deref()
+        .expect("the consumer task has a collector sidecar with a configuration");
+    let config: serde_json::Value = serde_saphyr::from_str(config)
+        .unwrap_or_else(|e| panic!("the sidecar's configuration is not YAML: {e}"));
+    let listens = config
+        .pointer("/receivers/otlp/protocols/http/endpoint")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default();
+    let port = |a: &str| {
+        a.rsplit(':')
+            .next()
+            .unwrap_or_default()
+            .trim_end_matches('/')
+            .to_owned()
+    };
+    assert!(
+        !listens.is_empty() && port(listens) == port(endpoint),
+        "the consumer exports to {endpoint}, the sidecar's OTLP/HTTP receiver listens on {listens:?}"
+    );
+    for pipeline in ["traces", "metrics"] {
+        let receivers = config
+            .pointer(&format!("/service/pipelines/{pipeline}/receivers"))
+            .and_then(|v| v.as_array())
+            .cloned()
+            .unwrap_or_default();
+        assert!(
+            receivers.iter().any(|r| r == "otlp"),
+            "the sidecar has no {pipeline} pipeline fed by its otlp receiver: the consumer's {pipeline} are dropped"
+        );
+    }
+    let spans = super::collector::spans(&o.task_collector).await;
+    assert!(
+        spans.iter().any(|(s, _)| s == "kiro-consumer"),
+        "no kiro-consumer span reached the consumer's sidecar ({endpoint})"
+    );
+    assert!(
+        super::collector::metric_exports(&o.task_collector).await > 0,
+        "no OTLP metrics export from the consumer reached its sidecar ({endpoint})"
+    );
+}
