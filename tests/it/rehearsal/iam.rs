@@ -102,6 +102,13 @@ pub const NOT_EXERCISED: &[(&str, &str, &str)] = &[
         "sqs:SendMessage",
         "the schedule's dead-letter queue (a failed RunTask)",
     ),
+    // `kiro-consumer run --until-idle` reads the queues' depth (docs/iam.md); the task runs
+    // `run`, which never idles out, so the rehearsal cannot reach it.
+    (
+        "consumer-task",
+        "sqs:GetQueueAttributes",
+        "kiro-consumer run --until-idle (queue depth)",
+    ),
     // A rare error path: the consumer stops a build whose fence it lost.
     (
         "consumer-task",
