@@ -337,3 +337,56 @@ async fn dropping_the_emulator_kills_its_running_builds() {
     }
     panic!("the build's process group {pid} outlived the emulator");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reports_with_files_record_codebuild_report_calls_as_the_service_role() {
+    let spec = "version: 0.2
+phases:
+  build:
+    commands:
+      - mkdir -p workspace/t && echo '<testsuites/>' > workspace/t/junit-unit.xml
+reports:
+  junit:
+    base-directory: workspace
+    files: ['**/junit*.xml']
+  empty:
+    files: ['nothing/*.xml']
+";
+    let f = fixture(
+        ProjectSpec::new("p-reports", "codebuild", spec),
+        Duration::from_secs(60),
+    )
+    .await;
+    for token in ["tok-1", "tok-2"] {
+        let id = f.runner.start(&request(token, &[])).await.unwrap();
+        assert_eq!(
+            wait_finished(&f.runner, &id).await.state,
+            BuildState::Succeeded
+        );
+    }
+    let report_calls: Vec<(String, String)> = f
+        .emu
+        .calls()
+        .into_iter()
+        .filter(|c| c.resource().is_some_and(|r| r.contains(":report-group/")))
+        .map(|c| {
+            assert_eq!(c.role.as_deref(), Some("codebuild"));
+            (c.iam_action().unwrap(), c.resources[0].clone())
+        })
+        .collect();
+    let group = "arn:aws:codebuild:us-east-1:123456789012:report-group/p-reports-junit";
+    let actions: Vec<&str> = report_calls.iter().map(|(a, _)| a.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "codebuild:CreateReportGroup",
+            "codebuild:CreateReport",
+            "codebuild:BatchPutTestCases",
+            "codebuild:UpdateReport",
+            "codebuild:CreateReport",
+            "codebuild:BatchPutTestCases",
+            "codebuild:UpdateReport",
+        ]
+    );
+    assert!(report_calls.iter().all(|(_, r)| r == group));
+}

@@ -26,7 +26,9 @@
 //!   5 minutes the token is forgotten.
 //!
 //! - with a log group, the build log goes to CloudWatch Logs as the service role
-//!   (`CreateLogStream` at the start, `PutLogEvents` at the end; see [`logs`]).
+//!   (`CreateLogStream` at the start, `PutLogEvents` at the end; see [`logs`]);
+//! - the buildspec's `reports` with matching files → CodeBuild's report calls as the
+//!   service role, recorded (see [`reports`]).
 //!
 //! Invariant: the state lock is never held across an await; a build's record is the
 //! one truth every API answer is rendered from.
@@ -34,11 +36,12 @@
 pub mod api;
 pub mod env;
 pub mod logs;
+pub mod reports;
 pub mod run;
 
 use super::{EmulatorConfig, Shared, lock};
 use serde_json::{Value, json};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::{oneshot, watch};
@@ -325,6 +328,8 @@ pub struct State {
     pub(crate) builds: Vec<Build>,
     pub(crate) tokens: HashMap<String, TokenUse>,
     pub(crate) holds: VecDeque<HoldSlot>,
+    /// Report groups created so far (`<project>-<name>`).
+    pub(crate) report_groups: HashSet<String>,
 }
 
 impl State {

@@ -113,6 +113,7 @@ pub(crate) async fn run(shared: Arc<Shared>, input: RunInput) {
     match end {
         End::InPhase(status, code, message) => end_in_phase(&shared, id, status, &code, &message),
         End::Executed(status, message, exported) => {
+            super::reports::record(&shared, &input);
             mark_phases(&shared, id, status, message.as_deref());
             finish(&shared, id, status, exported);
         }
