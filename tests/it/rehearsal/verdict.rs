@@ -344,14 +344,16 @@ pub fn worker_environment_exact(o: &Outcome) {
                 allowed.insert(name, actual.clone());
             }
         }
-        for line in spec.lines() {
-            // `env.variables` of the buildspec (e.g. KIRO_OUTCOME_FILE).
-            if let Some((k, v)) = line.trim().split_once(": ")
-                && k.chars().all(|c| c.is_ascii_uppercase() || c == '_')
-                && b.environment.get(k).map(String::as_str) == Some(v.trim())
-            {
-                allowed.insert(k.to_owned(), v.trim().to_owned());
-            }
+        // The buildspec's own `env.variables` (KIRO_OUTCOME_FILE).
+        let doc: serde_json::Value = serde_saphyr::from_str(spec).unwrap_or_default();
+        for (k, v) in doc
+            .pointer("/env/variables")
+            .and_then(|v| v.as_object())
+            .into_iter()
+            .flatten()
+        {
+            let v = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+            allowed.insert(k.clone(), v);
         }
         let mut platform: Vec<&str> = CODEBUILD_PROVIDED.to_vec();
         platform.push("AWS_CONTAINER_CREDENTIALS_FULL_URI");
@@ -362,13 +364,21 @@ pub fn worker_environment_exact(o: &Outcome) {
             &platform,
             &[CODEBUILD_PREFIX],
         );
-        // The project's rendered plain variables reach the build unchanged (or rewritten).
+        // The project's rendered plain variables reach the build as rendered (the collector
+        // endpoint as the rehearsal rewrote it): StartBuild overrides none of them.
         for (k, v) in o.render.codebuild.plain_environment() {
-            let got = b.environment.get(&k);
-            assert!(
-                got.is_some(),
-                "build {}: the project's {k} did not reach the build (rendered {v:?})",
-                b.id
+            let want = if o.build_collector_rendered.as_deref() == Some(v.as_str()) {
+                o.build_collector.uri()
+            } else {
+                v.clone()
+            };
+            assert_eq!(
+                b.environment.get(&k),
+                Some(&want),
+                "build {}: the project's {k} is {v:?} in the {} stack, the build got another \
+                 value (StartBuild's environmentVariablesOverride replaced it)",
+                b.id,
+                o.render.stack
             );
         }
     }
