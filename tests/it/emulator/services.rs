@@ -288,36 +288,104 @@ async fn a_lost_start_build_answer_is_retried_onto_the_same_build() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_throttled_call_is_not_handled_and_the_account_limit_spans_projects() {
+async fn a_throttled_call_is_not_handled() {
+    let f = fixture(
+        ProjectSpec::new("p-throttled", "codebuild", SLEEPY),
+        Duration::from_secs(60),
+    )
+    .await;
+    f.emu
+        .inject_fault(kiro_tests::aws::Fault::throttled("StartBuild"));
+    let e = f.runner.start(&request("tok-1", &[])).await.unwrap_err();
+    assert!(e.to_string().contains("ThrottlingException"), "{e}");
+    assert!(
+        f.emu.builds().is_empty(),
+        "a throttled StartBuild started a build"
+    );
+    let a = f.runner.start(&request("tok-1", &[])).await.unwrap();
+    assert_eq!(f.emu.builds().len(), 1);
+    f.runner.stop(&a).await.unwrap();
+}
+
+async fn account_emulator(
+    limit: u32,
+    minute: Duration,
+    queued_timeout: u32,
+) -> (AwsEmulator, [CodeBuildRunner; 2], tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = EmulatorConfig::new(dir.path());
-    cfg.account_concurrent_build_limit = Some(1);
+    cfg.account_concurrent_build_limit = Some(limit);
+    cfg.minute = minute;
     let emu = AwsEmulator::start(cfg).await.unwrap();
     emu.add_credentials("test", "test", CONSUMER);
     for name in ["p-acct-1", "p-acct-2"] {
-        emu.create_project(ProjectSpec::new(name, "codebuild", SLEEPY));
+        let mut p = ProjectSpec::new(name, "codebuild", SLEEPY);
+        p.queued_timeout_in_minutes = queued_timeout;
+        emu.create_project(p);
     }
     let sdk = sdk_config(&AwsSettings::new("us-east-1").with_endpoint(emu.endpoint())).await;
-    let one = CodeBuildRunner::new(&sdk, "p-acct-1").with_retry(RetryPolicy::none());
-    let two = CodeBuildRunner::new(&sdk, "p-acct-2").with_retry(RetryPolicy::none());
-    emu.inject_fault(kiro_tests::aws::Fault::throttled("StartBuild"));
-    let e = one.start(&request("tok-1", &[])).await.unwrap_err();
-    assert!(e.to_string().contains("ThrottlingException"), "{e}");
-    assert!(
-        emu.builds().is_empty(),
-        "a throttled StartBuild started a build"
-    );
-    let a = one.start(&request("tok-1", &[])).await.unwrap();
-    let e = two.start(&request("tok-2", &[])).await.unwrap_err();
+    let runners = ["p-acct-1", "p-acct-2"]
+        .map(|p| CodeBuildRunner::new(&sdk, p).with_retry(RetryPolicy::none()));
+    (emu, runners, dir)
+}
+
+async fn state_of(runner: &CodeBuildRunner, id: &kiro_protocol::BuildId) -> BuildState {
+    runner.status(std::slice::from_ref(id)).await.unwrap()[0].state
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn beyond_the_account_limit_builds_queue_up_to_five_times_the_limit() {
+    let (emu, [one, two], _dir) = account_emulator(1, Duration::from_secs(60), 480).await;
+    let a = one.start(&request("tok-a", &[])).await.unwrap();
+    let b = two.start(&request("tok-b", &[])).await.unwrap();
+    assert_eq!(state_of(&two, &b).await, BuildState::Queued);
+    // b leaves the queue once a ends.
+    one.stop(&a).await.unwrap();
+    for _ in 0..500 {
+        if state_of(&two, &b).await == BuildState::InProgress {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(state_of(&two, &b).await, BuildState::InProgress);
+    // Five may wait; the sixth is refused.
+    let mut waiting = Vec::new();
+    for i in 0..5 {
+        waiting.push(
+            one.start(&request(&format!("tok-q{i}"), &[]))
+                .await
+                .unwrap(),
+        );
+    }
+    let e = one.start(&request("tok-q5", &[])).await.unwrap_err();
     assert!(
         e.to_string().contains("AccountLimitExceededException"),
         "{e}"
     );
-    assert!(e.to_string().contains("for the account"), "{e}");
+    assert!(
+        e.to_string().contains("5 builds in queue for the account"),
+        "{e}"
+    );
+    assert_eq!(emu.builds().len(), 7);
+    for id in waiting.iter().chain([&b]) {
+        let runner = if id == &b { &two } else { &one };
+        runner.stop(id).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_build_queued_past_its_queued_timeout_times_out_in_queued() {
+    // Queued timeout 5 minutes of 20 ms; the running build's 60-minute timeout is 1.2 s.
+    let (emu, [one, two], _dir) = account_emulator(1, Duration::from_millis(20), 5).await;
+    let a = one.start(&request("tok-a", &[])).await.unwrap();
+    let b = two.start(&request("tok-b", &[])).await.unwrap();
+    let s = wait_finished(&two, &b).await;
+    assert_eq!(s.state, BuildState::TimedOut, "{:?}", s.message);
+    let m = s.message.unwrap_or_default();
+    assert!(m.starts_with("phase QUEUED TIMED_OUT"), "{m}");
+    assert_eq!(state_of(&one, &a).await, BuildState::InProgress);
+    assert!(emu.builds()[1].environment.is_empty());
     one.stop(&a).await.unwrap();
-    assert_eq!(wait_finished(&one, &a).await.state, BuildState::Stopped);
-    two.start(&request("tok-2", &[])).await.unwrap();
-    assert_eq!(emu.builds().len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -207,17 +207,21 @@ fn decide(
             });
         }
     }
+    // The account's limit: beyond it builds queue, up to five times the limit.
+    let mut queued = false;
     if let Some(limit) = cfg.account_concurrent_build_limit {
-        let active = state
-            .builds
-            .iter()
-            .filter(|b| b.view.status == Status::InProgress.as_str())
-            .count();
-        if active >= limit as usize {
-            return Err(ApiError {
-                code: "AccountLimitExceededException",
-                message: format!("Cannot have more than {limit} active builds for the account"),
-            });
+        let (running, waiting) = account_load(state);
+        if running >= limit as usize {
+            let max_queue = 5 * limit as usize;
+            if waiting >= max_queue {
+                return Err(ApiError {
+                    code: "AccountLimitExceededException",
+                    message: format!(
+                        "Cannot have more than {max_queue} builds in queue for the account"
+                    ),
+                });
+            }
+            queued = true;
         }
     }
     let spec = project.spec.clone();
@@ -269,7 +273,9 @@ fn decide(
     };
     build.enter_phase("SUBMITTED");
     build.enter_phase("QUEUED");
-    build.enter_phase("PROVISIONING");
+    if !queued {
+        build.enter_phase("PROVISIONING");
+    }
     state.builds.push(build);
     if let Some(t) = &token {
         state.tokens.insert(
@@ -298,8 +304,24 @@ fn decide(
             source_version: source_version.unwrap_or_default(),
             dir,
             stop: stop_rx,
+            queued_timeout: cfg.minute * spec.queued_timeout_in_minutes,
         }),
     ))
+}
+
+/// `(running, queued)` builds of the account: IN_PROGRESS builds past / in QUEUED.
+pub(crate) fn account_load(state: &State) -> (usize, usize) {
+    let active = state
+        .builds
+        .iter()
+        .filter(|b| b.view.status == Status::InProgress.as_str());
+    active.fold((0, 0), |(r, q), b| {
+        if b.view.current_phase == "QUEUED" {
+            (r, q + 1)
+        } else {
+            (r + 1, q)
+        }
+    })
 }
 
 async fn start_build(shared: &Arc<Shared>, req: &Parsed) -> Result<Value, ApiError> {

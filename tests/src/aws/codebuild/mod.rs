@@ -18,9 +18,12 @@
 //!   over its timeout ends TIMED_OUT; StopBuild ends it STOPPED;
 //! - variable names starting with `CODEBUILD_` (project or override) are refused with
 //!   `InvalidInputException`;
-//! - StartBuild while `concurrentBuildLimit` builds of the project (or
-//!   [`super::EmulatorConfig::account_concurrent_build_limit`] builds of the account) are
-//!   IN_PROGRESS → `AccountLimitExceededException` (HTTP 400), nothing started;
+//! - StartBuild while `concurrentBuildLimit` builds of the project are IN_PROGRESS →
+//!   `AccountLimitExceededException` (HTTP 400), nothing started; beyond the account's
+//!   limit ([`super::EmulatorConfig::account_concurrent_build_limit`]) a build waits in
+//!   QUEUED (until `queuedTimeoutInMinutes` → TIMED_OUT), and with five times the limit
+//!   queued StartBuild fails with `AccountLimitExceededException` ("Cannot have more
+//!   than N builds in queue for the account");
 //! - `idempotencyToken`: the same token with the same parameters within 5 minutes → the
 //!   same build; with different parameters → `InvalidInputException` (HTTP 400); after
 //!   5 minutes the token is forgotten.

@@ -37,6 +37,8 @@ pub(crate) struct RunInput {
     pub source_version: String,
     pub dir: PathBuf,
     pub stop: watch::Receiver<bool>,
+    /// How long the build may wait in QUEUED for the account's limit.
+    pub queued_timeout: Duration,
 }
 
 fn set_phase(shared: &Shared, id: &str, phase: &str) {
@@ -120,7 +122,51 @@ pub(crate) async fn run(shared: Arc<Shared>, input: RunInput) {
     }
 }
 
+/// Wait in QUEUED until the account runs fewer builds than its limit (then move to
+/// PROVISIONING under the same lock), the queued timeout passes, or a stop.
+async fn wait_in_queue(shared: &Shared, input: &RunInput) -> Option<End> {
+    let deadline = tokio::time::Instant::now() + input.queued_timeout;
+    let limit = shared
+        .cfg
+        .account_concurrent_build_limit
+        .unwrap_or(u32::MAX) as usize;
+    let mut stop = input.stop.clone();
+    loop {
+        {
+            let mut state = lock(&shared.codebuild);
+            let (running, _) = super::api::account_load(&state);
+            let b = state.build_mut(&input.id)?;
+            if b.view.current_phase != "QUEUED" {
+                return None;
+            }
+            if running < limit {
+                b.enter_phase("PROVISIONING");
+                return None;
+            }
+        }
+        if *stop.borrow() {
+            return Some(End::InPhase(
+                Status::Stopped,
+                "BUILD_STOPPED".into(),
+                "build stopped".into(),
+            ));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Some(End::InPhase(
+                Status::TimedOut,
+                "BUILD_TIMED_OUT".into(),
+                "build timed out in the queue (queuedTimeoutInMinutes)".into(),
+            ));
+        }
+        let tick = (shared.cfg.minute / 20).max(Duration::from_millis(10));
+        let _ = tokio::time::timeout(tick, stop.changed()).await;
+    }
+}
+
 async fn execute_build(shared: &Arc<Shared>, input: &RunInput) -> End {
+    if let Some(end) = wait_in_queue(shared, input).await {
+        return end;
+    }
     let id = input.id.clone();
     let (from_buildspec, from_project) = match resolve_all(shared, input).await {
         Ok(v) => v,
