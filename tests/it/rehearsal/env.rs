@@ -3,7 +3,8 @@
 //! process got exactly that.
 //!
 //! Invariant: nothing reaches a rehearsed process that is not either rendered by the
-//! Pulumi program, provided by the AWS platform itself ([`ECS_PROVIDED`],
+//! Pulumi program (or, for the tasks, set by the image's `ENV`), provided by the AWS
+//! platform itself ([`ECS_PROVIDED`],
 //! [`CODEBUILD_PROVIDED`]), or in [`ADDITIONS`] — so a setting the stack forgot cannot hide
 //! behind a test-only variable. [`diff`] names every extra and every missing variable.
 

@@ -127,3 +127,65 @@ fn the_stand_in_kiro_cli_checks_the_key_and_runs_the_scripted_agent() {
         String::from_utf8_lossy(&chat.stderr)
     );
 }
+
+/// The `ENV` of the final stage of the consumer/producer image (`Dockerfile.consumer`):
+/// ECS starts the containers with the image's environment under the task definition's.
+pub fn task_image_env() -> std::collections::BTreeMap<String, String> {
+    let text = std::fs::read_to_string(crate::support::repo_root().join("Dockerfile.consumer"))
+        .expect("Dockerfile.consumer");
+    parse_dockerfile_env(&text)
+}
+
+/// `ENV` instructions after the last `FROM` (`ENV K=V …` with line continuations, or
+/// the legacy `ENV K V`).
+pub fn parse_dockerfile_env(text: &str) -> std::collections::BTreeMap<String, String> {
+    let joined = text.replace("\\\n", " ");
+    let lines: Vec<&str> = joined.lines().collect();
+    let last_stage = lines
+        .iter()
+        .rposition(|l| l.trim_start().to_ascii_uppercase().starts_with("FROM "))
+        .unwrap_or(0);
+    let mut env = std::collections::BTreeMap::new();
+    for line in lines.iter().skip(last_stage) {
+        let line = line.trim();
+        let Some(rest) = line
+            .strip_prefix("ENV ")
+            .or_else(|| line.strip_prefix("env "))
+        else {
+            continue;
+        };
+        let rest = rest.trim();
+        if !rest
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .contains('=')
+        {
+            if let Some((k, v)) = rest.split_once(char::is_whitespace) {
+                env.insert(k.to_owned(), v.trim().to_owned());
+            }
+            continue;
+        }
+        for pair in rest.split_whitespace() {
+            if let Some((k, v)) = pair.split_once('=') {
+                env.insert(k.to_owned(), v.trim_matches('"').to_owned());
+            }
+        }
+    }
+    env
+}
+
+#[test]
+fn the_image_env_is_read_from_the_last_stage() {
+    let env = parse_dockerfile_env(
+        "FROM a AS build\nENV X=1\nFROM b\nENV KIRO_LOG_FORMAT=json \\\n    KIRO_HEALTH_FILE=/tmp/h\nENV OLD style value\n",
+    );
+    assert_eq!(env.get("X"), None);
+    assert_eq!(env.get("KIRO_LOG_FORMAT").map(String::as_str), Some("json"));
+    assert_eq!(
+        env.get("KIRO_HEALTH_FILE").map(String::as_str),
+        Some("/tmp/h")
+    );
+    assert_eq!(env.get("OLD").map(String::as_str), Some("style value"));
+    assert!(task_image_env().contains_key("KIRO_HEALTH_FILE"));
+}

@@ -1,5 +1,6 @@
 //! Running kiro-producer and kiro-consumer as ECS would: the rendered container's entry
-//! point and command, exactly the rendered environment, the rendered `secrets` resolved
+//! point and command, exactly the rendered environment over the image's `ENV`
+//! (Dockerfile.consumer), the rendered `secrets` resolved
 //! with the task's execution role, the variables ECS itself sets, and the rehearsal's
 //! listed additions ([`super::env::ADDITIONS`]); nothing inherited from the test process.
 //!
@@ -32,7 +33,8 @@ pub struct Local {
     pub bin: PathBuf,
 }
 
-/// A task's composed environment and the rendered part of it (secrets resolved).
+/// A task's composed environment and the deployed part of it: the image's `ENV`, the
+/// rendered container environment over it, and the resolved secrets.
 #[derive(Debug, Clone)]
 pub struct TaskEnv {
     pub env: BTreeMap<String, String>,
@@ -54,7 +56,9 @@ impl TaskLauncher<'_> {
     /// The environment ECS would give container `container` of `task`, as ECS task `id`.
     pub async fn environment(&self, task: &Task, container: &str, id: &str) -> TaskEnv {
         let c = task.container(container);
-        let mut rendered = c.environment.clone();
+        // The image's ENV, under the task definition's environment (as ECS starts it).
+        let mut rendered = super::image::task_image_env();
+        rendered.extend(c.environment.clone());
         let exec_role = role_key(self.render, &task.execution_role_arn);
         for (name, arn) in &c.secrets {
             let value = resolve_secret(self.emu, &exec_role, name, arn).await;
