@@ -103,8 +103,18 @@ fn job<'a>(o: &'a Outcome, quickstart_id: &str) -> &'a kiro_protocol::JobRecord 
         })
 }
 
+/// The consumers' warnings and errors (the crashed one's first), at most the last 30.
 fn consumer_log(o: &Outcome) -> String {
-    tail(&o.consumer_logs.join("\n"), 40)
+    let lines: Vec<&str> = o
+        .consumer_logs
+        .iter()
+        .flat_map(|l| l.lines())
+        .filter(|l| l.contains("\"WARN\"") || l.contains("\"ERROR\"") || !l.starts_with('{'))
+        .collect();
+    format!(
+        "consumer warnings and errors:\n{}",
+        tail(&lines.join("\n"), 30)
+    )
 }
 
 /// The three good items: succeeded once, pushed, one sticky report, a check run when the
