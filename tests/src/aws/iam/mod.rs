@@ -12,9 +12,13 @@
 //! any other operator, or a key the context lacks, makes the statement NOT match and is
 //! reported in [`Decision::unevaluated`] so a test can fail loudly instead of guessing.
 //!
+//! The mapping from recorded calls to IAM requests is [`map`].
+//!
 //! Invariant: the evaluator never allows what no Allow statement matched.
 
-use super::record::RecordedCall;
+mod map;
+
+pub use map::{IamCall, iam_call, iam_calls, resource_arn};
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -185,71 +189,6 @@ pub fn evaluate(statements: &[Statement], req: &Request) -> Decision {
     d
 }
 
-/// A recorded call as IAM sees it: its action and the ARNs of the resources it names
-/// (`*` when it names none).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IamCall {
-    pub action: String,
-    pub resources: Vec<String>,
-}
-
-/// The ARN of one resource a call of `service` names.
-pub fn resource_arn(service: &str, resource: &str, region: &str, account: &str) -> String {
-    if resource.starts_with("arn:") {
-        return resource.to_owned();
-    }
-    match service {
-        "sqs" => {
-            // http://host/<account>/<name>, or a bare name.
-            let path: Vec<&str> = resource
-                .split("://")
-                .nth(1)
-                .map_or(resource, |rest| rest.split_once('/').map_or("", |(_, p)| p))
-                .split('/')
-                .filter(|s| !s.is_empty())
-                .collect();
-            let (acct, name) = match path.as_slice() {
-                [acct, name] => (*acct, *name),
-                [name] => (account, *name),
-                _ => (account, resource),
-            };
-            format!("arn:aws:sqs:{region}:{acct}:{name}")
-        }
-        "dynamodb" => format!("arn:aws:dynamodb:{region}:{account}:table/{resource}"),
-        "codebuild" => format!("arn:aws:codebuild:{region}:{account}:project/{resource}"),
-        "secretsmanager" => format!("arn:aws:secretsmanager:{region}:{account}:secret:{resource}"),
-        "ssm" => format!(
-            "arn:aws:ssm:{region}:{account}:parameter/{}",
-            resource.trim_start_matches('/')
-        ),
-        "ecs" => format!("arn:aws:ecs:{region}:{account}:cluster/{resource}"),
-        // `group` or `group:log-stream:stream` (see RecordedCall::resources).
-        "logs" => format!("arn:aws:logs:{region}:{account}:log-group:{resource}"),
-        other => format!("arn:aws:{other}:{region}:{account}:{resource}"),
-    }
-}
-
-/// The IAM action and resource ARNs of `call`; `None` when its service or action is
-/// unknown. A Secrets Manager call uses the ARN the answer carried (the full ARN with
-/// its random suffix), as IAM evaluates against that.
-pub fn iam_call(call: &RecordedCall, default_region: &str, account: &str) -> Option<IamCall> {
-    let action = call.iam_action()?;
-    let service = call.service.as_deref()?;
-    let region = call.region.as_deref().unwrap_or(default_region);
-    let mut resources: Vec<String> = call
-        .resources
-        .iter()
-        .map(|r| match (&call.response_arn, service) {
-            (Some(arn), "secretsmanager") => arn.clone(),
-            _ => resource_arn(service, r, region, account),
-        })
-        .collect();
-    if resources.is_empty() {
-        resources.push("*".into());
-    }
-    Some(IamCall { action, resources })
-}
-
 /// Check every resource of `call` against `statements`: `Ok` when all are allowed, else
 /// the first refused `(resource, decision)`.
 pub fn check_call(
@@ -272,11 +211,11 @@ pub fn check_call(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::json;
 
-    fn stmts(v: Value) -> Vec<Statement> {
+    pub(crate) fn stmts(v: Value) -> Vec<Statement> {
         serde_json::from_value(v).unwrap()
     }
 
@@ -385,76 +324,5 @@ mod tests {
             "{:?}",
             ip.unevaluated
         );
-    }
-
-    #[test]
-    fn recorded_calls_map_to_arns() {
-        let r = "us-east-1";
-        assert_eq!(
-            resource_arn(
-                "sqs",
-                "http://127.0.0.1:5000/123456789012/jobs.fifo",
-                r,
-                "999"
-            ),
-            "arn:aws:sqs:us-east-1:123456789012:jobs.fifo"
-        );
-        assert_eq!(
-            resource_arn("sqs", "jobs.fifo", r, "999"),
-            "arn:aws:sqs:us-east-1:999:jobs.fifo"
-        );
-        assert_eq!(
-            resource_arn("dynamodb", "leases", r, "1"),
-            "arn:aws:dynamodb:us-east-1:1:table/leases"
-        );
-        assert_eq!(
-            resource_arn("codebuild", "kiro", r, "1"),
-            "arn:aws:codebuild:us-east-1:1:project/kiro"
-        );
-        assert_eq!(
-            resource_arn("ssm", "/kiro/p", r, "1"),
-            "arn:aws:ssm:us-east-1:1:parameter/kiro/p"
-        );
-        assert_eq!(
-            resource_arn("logs", "/aws/codebuild/p:log-stream:u", r, "1"),
-            "arn:aws:logs:us-east-1:1:log-group:/aws/codebuild/p:log-stream:u"
-        );
-        let arn = "arn:aws:secretsmanager:us-east-1:1:secret:kiro/gh-AbCdEf";
-        assert_eq!(resource_arn("secretsmanager", arn, r, "1"), arn);
-
-        let call = RecordedCall {
-            seq: 0,
-            access_key_id: Some("K".into()),
-            role: Some("codebuild".into()),
-            service: Some("secretsmanager".into()),
-            region: Some("eu-west-1".into()),
-            action: Some("GetSecretValue".into()),
-            target: None,
-            resources: vec!["kiro/gh".into()],
-            response_arn: Some(arn.into()),
-            status: Some(200),
-            answered_by: super::super::Answerer::Moto,
-            request: None,
-        };
-        let c = iam_call(&call, r, "1").unwrap();
-        assert_eq!(c.action, "secretsmanager:GetSecretValue");
-        assert_eq!(c.resources, [arn]);
-        let policy = stmts(
-            json!([{"effect": "Allow", "actions": ["secretsmanager:GetSecretValue"],
-            "resources": ["arn:aws:secretsmanager:us-east-1:1:secret:kiro/gh-*"]}]),
-        );
-        assert!(check_call(&policy, &c, &BTreeMap::new()).is_ok());
-        let other = stmts(
-            json!([{"effect": "Allow", "actions": ["secretsmanager:GetSecretValue"],
-            "resources": ["arn:aws:secretsmanager:us-east-1:1:secret:other-*"]}]),
-        );
-        let (res, d) = check_call(&other, &c, &BTreeMap::new()).unwrap_err();
-        assert_eq!(res, arn);
-        assert!(!d.allowed);
-        let mut no_res = call.clone();
-        no_res.service = Some("xray".into());
-        no_res.action = Some("PutTraceSegments".into());
-        no_res.resources.clear();
-        assert_eq!(iam_call(&no_res, r, "1").unwrap().resources, ["*"]);
     }
 }
