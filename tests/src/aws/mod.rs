@@ -18,7 +18,8 @@
 //! emu.create_project(ProjectSpec::new("kiro-worker", "codebuild", buildspec_text)
 //!     .env(EnvVar::plain("KIRO_BACKEND", "aws"))
 //!     .env(EnvVar::secret("KIRO_API_KEY", "arn:…:secret:kiro-api-key"))
-//!     .timeout_minutes(90).concurrent_build_limit(2));
+//!     .timeout_minutes(90).concurrent_build_limit(2)
+//!     .log_group("/aws/codebuild/kiro-worker"));   // optional: the build log goes to CloudWatch Logs
 //! emu.calls() -> Vec<RecordedCall>     // every AWS call, in arrival order (role, service, action, resources, status)
 //! emu.builds() -> Vec<BuildView>       // id, token, project, status, phase, environment, exported, log path
 //! emu.wait_for_build(&id, limit).await // Option<BuildView> once complete (or at the limit)
@@ -44,7 +45,10 @@
 //! credentials chain runs as on CodeBuild (static keys in the environment would bypass
 //! it) and every call it makes is recorded under the service role.
 //!
-//! The IAM evaluator for checking recorded calls against rendered policies is [`iam`].
+//! The IAM evaluator for checking recorded calls against rendered policies is [`iam`]
+//! (`iam::evaluate`, `iam::check_call`), with the mapping from a recorded call to the IAM
+//! requests it stands for (`iam::iam_calls`: per item for DynamoDB transactions, single
+//! actions for SQS batches; `iam::resource_arn` for ARNs).
 //!
 //! Invariants: the emulator never changes a forwarded request; a call is recorded
 //! before it is answered (status filled in when answered); no lock is held across an
