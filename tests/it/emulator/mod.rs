@@ -390,3 +390,48 @@ reports:
     );
     assert!(report_calls.iter().all(|(_, r)| r == group));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bad_buildspec_fails_download_source_and_build_lists_come_in_pages() {
+    // Version 0.3 does not exist: every build fails in DOWNLOAD_SOURCE, no shell runs.
+    let f = fixture(
+        ProjectSpec::new("p-pages", "codebuild", "version: 0.3\n"),
+        Duration::from_secs(60),
+    )
+    .await;
+    let first = f.runner.start(&request("tok-0", &[])).await.unwrap();
+    let s = wait_finished(&f.runner, &first).await;
+    assert_eq!(s.state, BuildState::Failed);
+    let m = s.message.unwrap_or_default();
+    assert!(
+        m.starts_with("phase DOWNLOAD_SOURCE FAILED: YAML_FILE_ERROR"),
+        "{m}"
+    );
+    for i in 1..=100 {
+        f.runner
+            .start(&request(&format!("tok-{i}"), &[]))
+            .await
+            .unwrap();
+    }
+    let list = |token: Option<&str>| {
+        let mut body = serde_json::json!({"projectName": "p-pages", "sortOrder": "ASCENDING"});
+        if let Some(t) = token {
+            body["nextToken"] = t.into();
+        }
+        f.emu.call(
+            CONSUMER,
+            "codebuild",
+            "CodeBuild_20161006.ListBuildsForProject",
+            body,
+        )
+    };
+    let (_, page1) = list(None).await.unwrap();
+    assert_eq!(page1["ids"].as_array().unwrap().len(), 100);
+    assert_eq!(page1["ids"][0], first.as_str());
+    let token = page1["nextToken"].as_str().unwrap().to_owned();
+    let (_, page2) = list(Some(&token)).await.unwrap();
+    assert_eq!(page2["ids"].as_array().unwrap().len(), 1);
+    assert!(page2.get("nextToken").is_none());
+    let (status, _) = list(Some("nonsense")).await.unwrap();
+    assert_eq!(status, 400);
+}

@@ -123,6 +123,7 @@ async fn calls_are_recorded_with_role_action_and_resource() {
         .unwrap();
     assert_eq!(ids_status, 200);
     assert_eq!(ids["ids"], json!([id.as_str()]));
+    assert!(ids.get("nextToken").is_none());
     f.runner.stop(&id).await.unwrap();
 
     let calls = f.emu.calls();

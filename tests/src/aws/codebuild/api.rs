@@ -415,8 +415,25 @@ fn list_for_project(shared: &Shared, body: &Value) -> Result<Value, ApiError> {
     if str_field(body, "sortOrder") != Some("ASCENDING") {
         ids.reverse();
     }
-    Ok(json!({ "ids": ids }))
+    // Pages of 100 ids; the token is the offset of the next page.
+    let from = match str_field(body, "nextToken") {
+        None => 0,
+        Some(t) => t
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n <= ids.len())
+            .ok_or_else(|| ApiError::input(format!("invalid nextToken {t:?}")))?,
+    };
+    let to = (from + LIST_PAGE).min(ids.len());
+    let mut answer = json!({ "ids": &ids[from..to] });
+    if to < ids.len() {
+        answer["nextToken"] = json!(to.to_string());
+    }
+    Ok(answer)
 }
+
+/// Ids per ListBuildsForProject page (CodeBuild's page size).
+const LIST_PAGE: usize = 100;
 
 #[cfg(test)]
 mod tests {
