@@ -186,13 +186,14 @@ env:
   variables:
     FROM_SPEC: spec
     OVERRIDDEN_BY_PROJECT: spec
-  exported-variables: [X, Y, Z, FROM_SPEC, OVERRIDDEN_BY_PROJECT, SEEN_ID, SEEN_REGION, SEEN_ARN, SEEN_CREDS, SEEN_ENDPOINT]
+  exported-variables: [X, Y, Z, FROM_SPEC, OVERRIDDEN_BY_PROJECT, SEEN_ID, SEEN_REGION, SEEN_ARN, SEEN_CREDS, SEEN_ENDPOINT, SEEN_PROJECT, SEEN_NUMBER, SEEN_INITIATOR]
 phases:
   build:
     commands:
       - export Z=\"$X-$Y\"
       - export SEEN_ID=$CODEBUILD_BUILD_ID SEEN_REGION=$AWS_REGION SEEN_ARN=$CODEBUILD_BUILD_ARN
       - export SEEN_CREDS=$AWS_CONTAINER_CREDENTIALS_FULL_URI SEEN_ENDPOINT=$KIRO_AWS_ENDPOINT_URL
+      - export SEEN_PROJECT=$CODEBUILD_PROJECT_ARN SEEN_NUMBER=$CODEBUILD_BUILD_NUMBER SEEN_INITIATOR=$CODEBUILD_INITIATOR
 ";
 
 #[tokio::test(flavor = "multi_thread")]
@@ -222,6 +223,12 @@ async fn overrides_replace_project_variables_and_exported_variables_come_back() 
         Some(f.emu.credentials_uri("codebuild").as_str())
     );
     assert_eq!(get("SEEN_ENDPOINT"), Some(f.emu.endpoint().as_str()));
+    assert_eq!(
+        get("SEEN_PROJECT"),
+        Some("arn:aws:codebuild:us-east-1:123456789012:project/p-env")
+    );
+    assert_eq!(get("SEEN_NUMBER"), Some("1"));
+    assert_eq!(get("SEEN_INITIATOR"), Some(CONSUMER));
     // The API shows the merged variables: the override replaced X, Y stayed.
     let vars: BTreeMap<&str, &str> = view
         .variables

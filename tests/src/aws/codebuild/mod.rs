@@ -8,7 +8,9 @@
 //!   `env.secrets-manager` and `env.parameter-store`; under the variables CodeBuild sets
 //!   itself (`CODEBUILD_BUILD_ID` = `<project>:<uuid>`, `CODEBUILD_BUILD_ARN`,
 //!   `CODEBUILD_BUILD_NUMBER`, `CODEBUILD_SRC_DIR`, `CODEBUILD_INITIATOR`,
-//!   `CODEBUILD_BUILD_SUCCEEDING`, `CODEBUILD_BUILD_IMAGE`, `CODEBUILD_LOG_PATH`); plus
+//!   `CODEBUILD_BUILD_SUCCEEDING`, `CODEBUILD_BUILD_IMAGE`, `CODEBUILD_LOG_PATH`,
+//!   `CODEBUILD_SOURCE_VERSION`, `CODEBUILD_START_TIME`, `CODEBUILD_PROJECT_ARN`,
+//!   `CODEBUILD_KMS_KEY_ID` — the documented list, nothing CodeBuild does not set); plus
 //!   `AWS_REGION`, `AWS_DEFAULT_REGION` and the service role's credentials (as
 //!   `AWS_CONTAINER_CREDENTIALS_FULL_URI`), on top of [`super::EmulatorConfig::build_base_env`];
 //! - SECRETS_MANAGER / PARAMETER_STORE variables resolve at build start with the service

@@ -219,7 +219,17 @@ async fn execute_build(shared: &Arc<Shared>, input: &RunInput) -> End {
         ("CODEBUILD_INITIATOR", input.initiator.clone()),
         ("CODEBUILD_BUILD_IMAGE", input.image.clone()),
         ("CODEBUILD_LOG_PATH", stream),
-        ("CODEBUILD_PROJECT_NAME", input.project.clone()),
+        (
+            "CODEBUILD_PROJECT_ARN",
+            format!(
+                "arn:aws:codebuild:{}:{}:project/{}",
+                cfg.region, cfg.account, input.project
+            ),
+        ),
+        (
+            "CODEBUILD_KMS_KEY_ID",
+            format!("arn:aws:kms:{}:{}:alias/aws/s3", cfg.region, cfg.account),
+        ),
     ] {
         overrides.insert(k.to_owned(), v);
     }
