@@ -9,6 +9,7 @@ pub mod build;
 pub mod db;
 pub mod lease;
 pub mod queue;
+mod rows;
 
 pub use build::{LocalBuildConfig, LocalBuildRunner};
 pub use db::EmbeddedDb;

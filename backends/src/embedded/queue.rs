@@ -24,6 +24,7 @@
 //!   after the receive that issued the receipt (SQS's cap); longer requests are capped.
 
 use super::db::{EmbeddedDb, sql_error};
+use super::rows::RawRow;
 use async_trait::async_trait;
 use kiro_protocol::{
     Clock, DeadLetter, DeadLetterEntry, DedupId, Delivery, DlqSelection, FailureClass, MessageId,
@@ -164,19 +165,47 @@ struct MsgRow {
     receive_count: i64,
 }
 
+const MSG_NAMES: &[&str] = &[
+    "id",
+    "grp",
+    "dedup",
+    "body",
+    "trace",
+    "attributes",
+    "sent_at",
+    "receive_count",
+];
 const MSG_COLUMNS: &str = "id, grp, dedup, body, trace, attributes, sent_at, receive_count";
 
-fn msg_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MsgRow> {
-    Ok(MsgRow {
-        id: r.get(0)?,
-        grp: r.get(1)?,
-        dedup: r.get(2)?,
-        body: r.get(3)?,
-        trace: r.get(4)?,
-        attributes: r.get(5)?,
-        sent_at: r.get(6)?,
-        receive_count: r.get(7)?,
-    })
+/// Read message `seq` column by column: the row (always, losslessly) and what in it is
+/// malformed (empty when the row is sound).
+fn read_msg(tx: &Transaction<'_>, seq: i64) -> Result<(MsgRow, Vec<String>), PortError> {
+    let mut raw = tx
+        .prepare_cached(&format!(
+            "SELECT {MSG_COLUMNS} FROM queue_messages WHERE seq = ?1"
+        ))
+        .and_then(|mut s| s.query_row(params![seq], |r| RawRow::read(r, MSG_NAMES)))
+        .map_err(sql_error)?;
+    let row = MsgRow {
+        id: raw.text(0),
+        grp: raw.text(1),
+        dedup: raw.text(2),
+        body: raw.text(3),
+        trace: raw.text(4),
+        attributes: raw.text(5),
+        sent_at: raw.int(6),
+        receive_count: raw.int(7),
+    };
+    if let Err(e) = serde_json::from_str::<TraceContext>(&row.trace) {
+        raw.problem("trace", format!("not a trace context: {e}"));
+    }
+    if let Err(e) = serde_json::from_str::<BTreeMap<String, String>>(&row.attributes) {
+        raw.problem(
+            "attributes",
+            format!("not a map of message attributes: {e}"),
+        );
+    }
+    Ok((row, raw.problems().to_vec()))
 }
 
 /// A row of `queue_dlq`.
@@ -189,32 +218,57 @@ struct DlqRow {
     attributes: String,
 }
 
+const DLQ_NAMES: &[&str] = &[
+    "seq",
+    "id",
+    "original_id",
+    "grp",
+    "dedup",
+    "body",
+    "trace",
+    "attributes",
+    "letter",
+    "dead_lettered_at",
+    "receive_count",
+];
 const DLQ_COLUMNS: &str = "seq, id, original_id, grp, dedup, body, trace, attributes, letter, \
      dead_lettered_at, receive_count";
 
-fn dlq_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, [String; 8], i64, i64)> {
-    Ok((
-        r.get(0)?,
-        [
-            r.get(1)?,
-            r.get(2)?,
-            r.get(3)?,
-            r.get(4)?,
-            r.get(5)?,
-            r.get(6)?,
-            r.get(7)?,
-            r.get(8)?,
-        ],
-        r.get(9)?,
-        r.get(10)?,
-    ))
-}
-
-fn decode_dlq(raw: (i64, [String; 8], i64, i64)) -> Result<DlqRow, PortError> {
-    let (seq, [id, original_id, grp, dedup, body, trace, attributes, letter], at, count) = raw;
-    let letter: DeadLetter = serde_json::from_str(&letter)
-        .map_err(|e| PortError::internal(format!("dead letter {id} is unreadable: {e}")))?;
-    Ok(DlqRow {
+/// A dead letter as stored. A record that cannot be read as one (a malformed column or
+/// letter) is still listed, with a letter that says what is wrong, so the console shows
+/// every dead letter and one bad row never hides the others.
+fn decode_dlq(mut raw: RawRow) -> DlqRow {
+    let seq = raw.int(0);
+    let id = raw.text(1);
+    let original_id = raw.text(2);
+    let grp = raw.text(3);
+    let dedup = raw.text(4);
+    let body = raw.text(5);
+    let trace = raw.text(6);
+    let attributes = raw.text(7);
+    let letter_text = raw.text(8);
+    let at = raw.int(9);
+    let count = raw.int(10);
+    let letter = match serde_json::from_str::<DeadLetter>(&letter_text) {
+        Ok(letter) if raw.problems().is_empty() => letter,
+        parsed => {
+            if let Err(e) = parsed {
+                raw.problem("letter", format!("not a dead letter: {e}"));
+            }
+            DeadLetter {
+                reason: format!(
+                    "malformed dead-letter record {id}: {}; stored letter: {letter_text}",
+                    raw.problems().join("; ")
+                ),
+                class: FailureClass::Internal,
+                attempts: Vec::new(),
+                fence: None,
+                build_id: None,
+                trace: TraceContext::default(),
+            }
+        }
+    };
+    DlqRow {
         seq,
         entry: DeadLetterEntry {
             id: MessageId::new(id),
@@ -228,7 +282,7 @@ fn decode_dlq(raw: (i64, [String; 8], i64, i64)) -> Result<DlqRow, PortError> {
         dedup,
         trace,
         attributes,
-    })
+    }
 }
 
 fn immediate(c: &mut Connection) -> Result<Transaction<'_>, PortError> {
@@ -304,7 +358,10 @@ fn insert_message(
 }
 
 /// After the head of `grp` was deleted: point the group at its next message, or drop it.
-fn advance_head(tx: &Transaction<'_>, grp: &str) -> Result<(), PortError> {
+fn advance_head<G: rusqlite::ToSql + ?Sized>(
+    tx: &Transaction<'_>,
+    grp: &G,
+) -> Result<(), PortError> {
     let next: Option<(i64, i64)> = tx
         .prepare_cached(
             "SELECT seq, visible_at FROM queue_messages WHERE grp = ?1 ORDER BY seq LIMIT 1",
@@ -372,12 +429,18 @@ fn move_to_dlq(
     letter: &DeadLetter,
     now: Timestamp,
 ) -> Result<(), PortError> {
-    let row = tx
-        .prepare_cached(&format!(
-            "SELECT {MSG_COLUMNS} FROM queue_messages WHERE seq = ?1"
-        ))
-        .and_then(|mut s| s.query_row(params![seq], msg_row))
-        .map_err(sql_error)?;
+    let (row, _) = read_msg(tx, seq)?;
+    move_row_to_dlq(tx, seq, &row, letter, now)
+}
+
+/// Move message `seq`, already read as `row`, to the DLQ with `letter` and delete it.
+fn move_row_to_dlq(
+    tx: &Transaction<'_>,
+    seq: i64,
+    row: &MsgRow,
+    letter: &DeadLetter,
+    now: Timestamp,
+) -> Result<(), PortError> {
     let letter_json = encode_json(letter)?;
     tx.prepare_cached(
         "INSERT INTO queue_dlq (id, original_id, grp, dedup, body, trace, attributes, letter,
@@ -399,10 +462,42 @@ fn move_to_dlq(
         ])
     })
     .map_err(sql_error)?;
+    // The group as stored (not as read: a malformed group column reads differently).
+    let grp: rusqlite::types::Value = tx
+        .prepare_cached("SELECT grp FROM queue_messages WHERE seq = ?1")
+        .and_then(|mut s| s.query_row(params![seq], |r| r.get(0)))
+        .map_err(sql_error)?;
     tx.prepare_cached("DELETE FROM queue_messages WHERE seq = ?1")
         .and_then(|mut s| s.execute(params![seq]))
         .map_err(sql_error)?;
-    advance_head(tx, &row.grp)
+    advance_head(tx, &grp)
+}
+
+/// Dead-letter a message whose stored row is malformed, as permanent-input with the
+/// problems found, keeping its content as stored, so one bad row never stalls the queue.
+fn quarantine(
+    tx: &Transaction<'_>,
+    seq: i64,
+    row: &MsgRow,
+    problems: &[String],
+    now: Timestamp,
+) -> Result<(), PortError> {
+    let letter = DeadLetter {
+        reason: format!(
+            "malformed message {} in group {}: {}; quarantined by receive (its stored content is kept here)",
+            row.id,
+            row.grp,
+            problems.join("; ")
+        ),
+        class: FailureClass::PermanentInput,
+        attempts: Vec::new(),
+        fence: None,
+        build_id: None,
+        trace: TraceContext::default(),
+    };
+    tracing::warn!(message_id = %row.id, group = %row.grp, problems = %problems.join("; "),
+        "malformed message quarantined to the dead-letter queue");
+    move_row_to_dlq(tx, seq, row, &letter, now)
 }
 
 fn receive_tx(
@@ -442,12 +537,12 @@ fn receive_tx(
                 // visibility timeout): never hand out one message twice at once.
                 continue;
             }
-            let row = tx
-                .prepare_cached(&format!(
-                    "SELECT {MSG_COLUMNS} FROM queue_messages WHERE seq = ?1"
-                ))
-                .and_then(|mut s| s.query_row(params![seq], msg_row))
-                .map_err(sql_error)?;
+            let (row, problems) = read_msg(tx, seq)?;
+            if !problems.is_empty() {
+                quarantine(tx, seq, &row, &problems, now)?;
+                moved_any = true;
+                continue;
+            }
             if row.receive_count >= max_count {
                 let letter = DeadLetter {
                     reason: format!("exceeded max receive count {}", config.max_receive_count),
@@ -504,11 +599,11 @@ fn load_dlq(c: &Connection, limit: Option<usize>) -> Result<Vec<DlqRow>, PortErr
             "SELECT {DLQ_COLUMNS} FROM queue_dlq ORDER BY seq LIMIT ?1"
         ))
         .and_then(|mut s| {
-            s.query_map(params![limit], dlq_row)?
+            s.query_map(params![limit], |r| RawRow::read(r, DLQ_NAMES))?
                 .collect::<rusqlite::Result<Vec<_>>>()
         })
         .map_err(sql_error)?;
-    raws.into_iter().map(decode_dlq).collect()
+    Ok(raws.into_iter().map(decode_dlq).collect())
 }
 
 /// Re-send one dead letter into its group with a fresh dedup id and remove it from the

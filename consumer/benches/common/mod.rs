@@ -14,6 +14,7 @@ pub async fn enqueue(queue: &dyn WorkQueue, clock: &dyn Clock, n: usize, project
         spec: "bench".into(),
         pr: "1".into(),
         updated_at: "1".into(),
+        conflict: None,
     }
     .validate()
     .expect("valid item");

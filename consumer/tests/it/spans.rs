@@ -47,6 +47,7 @@ async fn send_traced(h: &Harness, id: &str, project: &str) {
         spec: "x".into(),
         pr: "1".into(),
         updated_at: "1".into(),
+        conflict: None,
     }
     .validate()
     .unwrap();

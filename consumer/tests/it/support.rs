@@ -216,6 +216,7 @@ impl Harness {
             spec: "x".into(),
             pr: "1".into(),
             updated_at: "1".into(),
+            conflict: None,
         }
         .validate()
         .unwrap();

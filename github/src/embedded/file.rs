@@ -21,9 +21,13 @@
 //! Invariant: one bad item never fails the file. Every item field is read as a raw string
 //! (numbers and booleans become their text, a missing or null field an empty string, a
 //! list or mapping a marker that no validator accepts), so the producer's
-//! `BoardItem::validate` names the bad field. Only YAML that does not parse, an unknown
-//! top-level key, or a duplicate item id (or pull request) fails the whole file, with an
-//! error naming the file and the line.
+//! `BoardItem::validate` names the bad field. An item id used by several items rejects
+//! those items (by name, with their lines) and a pull request listed twice is refused by
+//! `get`, while everything else still goes. Only a file that is not a regular UTF-8 file
+//! of at most [`MAX_BOARD_FILE`] bytes, YAML that does not parse, or an unknown top-level
+//! key fails the whole file, with an error naming the file (and the line where there is
+//! one). The file is opened without blocking, so a FIFO given as the board is refused
+//! instead of hanging the producer.
 
 use kiro_protocol::ids::quote_for_display;
 use kiro_protocol::{BoardItem, FailureClass, ItemStatus, PortError};
@@ -51,25 +55,12 @@ pub enum BoardFileError {
         line: u64,
         message: String,
     },
-    #[error(
-        "board file {path}, line {line}: duplicate item id {id} (first used on line {first_line})"
-    )]
-    DuplicateItem {
-        path: PathBuf,
-        id: String,
-        line: u64,
-        first_line: u64,
-    },
-    #[error(
-        "board file {path}, line {line}: duplicate pull request {repo} #{number} (first listed on line {first_line})"
-    )]
-    DuplicatePull {
-        path: PathBuf,
-        repo: String,
-        number: String,
-        line: u64,
-        first_line: u64,
-    },
+    #[error("board file {path} is {kind}, not a regular file")]
+    NotAFile { path: PathBuf, kind: &'static str },
+    #[error("board file {path} is larger than {limit} bytes")]
+    TooLarge { path: PathBuf, limit: u64 },
+    #[error("board file {path}, line {line}: not UTF-8 text")]
+    NotUtf8 { path: PathBuf, line: u64 },
 }
 
 impl From<BoardFileError> for PortError {
@@ -113,6 +104,10 @@ pub(crate) struct FilePull {
     pub title: String,
     pub url: String,
     pub open: bool,
+    /// 1-based line of the pull request in the file (0 if unknown).
+    pub line: u64,
+    /// Every line listing this same pull request, when it is listed more than once.
+    pub listed_on: Vec<u64>,
 }
 
 /// The parsed file.
@@ -146,25 +141,81 @@ pub fn parse_status(raw: &str) -> Option<ItemStatus> {
     }
 }
 
+/// The largest board file read (a board of thousands of items is far smaller).
+pub const MAX_BOARD_FILE: u64 = 16 * 1024 * 1024;
+
 /// Read and parse the board file at `path`.
 pub(crate) async fn load(path: &Path) -> Result<BoardFile, BoardFileError> {
-    let text = tokio::fs::read_to_string(path)
+    let owned = path.to_owned();
+    let text = tokio::task::spawn_blocking(move || read_text(&owned))
         .await
-        .map_err(|source| BoardFileError::Read {
+        .map_err(|e| BoardFileError::Read {
             path: path.to_owned(),
-            source,
-        })?;
+            source: std::io::Error::other(e),
+        })??;
     parse(path, &text)
 }
 
 /// Read and parse the board file at `path` synchronously (the check both embedded
 /// adapters make when they open, so a broken file is reported at start-up).
 pub(crate) fn load_now(path: &Path) -> Result<BoardFile, BoardFileError> {
-    let text = std::fs::read_to_string(path).map_err(|source| BoardFileError::Read {
+    let text = read_text(path)?;
+    parse(path, &text)
+}
+
+/// The file's text: a regular file (opened without blocking, so a FIFO cannot hang the
+/// reader), at most [`MAX_BOARD_FILE`] bytes, UTF-8.
+fn read_text(path: &Path) -> Result<String, BoardFileError> {
+    use std::io::Read;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let read_err = |source| BoardFileError::Read {
         path: path.to_owned(),
         source,
-    })?;
-    parse(path, &text)
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(read_err)?;
+    let kind = file.metadata().map_err(read_err)?.file_type();
+    if !kind.is_file() {
+        let kind = if kind.is_dir() {
+            "a directory"
+        } else if kind.is_fifo() {
+            "a FIFO"
+        } else if kind.is_socket() {
+            "a socket"
+        } else if kind.is_char_device() || kind.is_block_device() {
+            "a device"
+        } else {
+            "not a regular file"
+        };
+        return Err(BoardFileError::NotAFile {
+            path: path.to_owned(),
+            kind,
+        });
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_BOARD_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_err)?;
+    if bytes.len() as u64 > MAX_BOARD_FILE {
+        return Err(BoardFileError::TooLarge {
+            path: path.to_owned(),
+            limit: MAX_BOARD_FILE,
+        });
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let valid = e.utf8_error().valid_up_to();
+        let line = 1 + e.as_bytes()[..valid]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count() as u64;
+        BoardFileError::NotUtf8 {
+            path: path.to_owned(),
+            line,
+        }
+    })
 }
 
 /// Parse board-file text; `path` is only used in errors.
@@ -193,7 +244,6 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<BoardFile, BoardFileError
     })?;
 
     let mut file = BoardFile::default();
-    let mut seen: HashMap<String, u64> = HashMap::new();
     for spanned in raw.items.unwrap_or_default() {
         let line = spanned.referenced.line();
         let r = spanned.value;
@@ -206,36 +256,39 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<BoardFile, BoardFileError
             spec: r.spec.0,
             pr: r.pr.0,
             updated_at: r.updated_at.0,
+            conflict: None,
         };
-        if let Some(first_line) = seen.insert(item.id.clone(), line) {
-            return Err(BoardFileError::DuplicateItem {
-                path: path.to_owned(),
-                id: quote_for_display(&item.id),
-                line,
-                first_line,
-            });
-        }
         file.items.push(FileItem {
             item,
             status: r.status.0,
             line,
         });
     }
+    // An id used by several items names none of them unambiguously: each is rejected
+    // by name with the lines, and the other items go on.
+    let mut lines_by_id: HashMap<String, Vec<u64>> = HashMap::new();
+    for fi in &file.items {
+        lines_by_id
+            .entry(fi.item.id.clone())
+            .or_default()
+            .push(fi.line);
+    }
+    for fi in &mut file.items {
+        let lines = &lines_by_id[&fi.item.id];
+        if lines.len() > 1 {
+            fi.item.conflict = Some(format!(
+                "used by {} items of board file {} (lines {}); ids must be unique",
+                lines.len(),
+                path.display(),
+                join_lines(lines)
+            ));
+        }
+    }
 
-    let mut seen_pulls: HashMap<(String, String), u64> = HashMap::new();
     for spanned in raw.pull_requests.unwrap_or_default() {
         let line = spanned.referenced.line();
         let r = spanned.value;
         let number = r.number.0.trim_start_matches('#').to_owned();
-        if let Some(first_line) = seen_pulls.insert((r.repo.0.clone(), number.clone()), line) {
-            return Err(BoardFileError::DuplicatePull {
-                path: path.to_owned(),
-                repo: quote_for_display(&r.repo.0),
-                number: quote_for_display(&number),
-                line,
-                first_line,
-            });
-        }
         let open = !matches!(
             r.open.0.trim().to_ascii_lowercase().as_str(),
             "false" | "no" | "closed"
@@ -247,9 +300,50 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<BoardFile, BoardFileError
             title: r.title.0,
             url: r.url.0,
             open,
+            line,
+            listed_on: Vec::new(),
         });
     }
+    let mut lines_by_pull: HashMap<(String, String), Vec<u64>> = HashMap::new();
+    for p in &file.pull_requests {
+        lines_by_pull
+            .entry((p.repo.clone(), p.number.clone()))
+            .or_default()
+            .push(p.line);
+    }
+    for p in &mut file.pull_requests {
+        let lines = &lines_by_pull[&(p.repo.clone(), p.number.clone())];
+        if lines.len() > 1 {
+            p.listed_on = lines.clone();
+        }
+    }
     Ok(file)
+}
+
+fn join_lines(lines: &[u64]) -> String {
+    lines
+        .iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl FilePull {
+    /// `Err` naming the lines when this pull request is listed more than once (which
+    /// entry is meant cannot be told).
+    pub fn unambiguous(&self, path: &Path) -> Result<(), PortError> {
+        if self.listed_on.is_empty() {
+            return Ok(());
+        }
+        Err(PortError::input(format!(
+            "board file {}: pull request {} #{} is listed {} times (lines {}); list it once",
+            path.display(),
+            quote_for_display(&self.repo),
+            quote_for_display(&self.number),
+            self.listed_on.len(),
+            join_lines(&self.listed_on)
+        )))
+    }
 }
 
 #[derive(Deserialize)]
@@ -457,15 +551,69 @@ items:
     }
 
     #[test]
-    fn duplicate_ids_name_the_id_and_both_lines() {
-        let err = p("items:\n  - id: A-1\n  - id: B-1\n  - id: A-1\n").unwrap_err();
+    fn duplicate_ids_reject_those_items_by_name_and_the_rest_goes() {
+        let f = p("items:\n  - id: A-1\n  - id: B-1\n  - id: A-1\n").unwrap();
+        assert_eq!(f.items.len(), 3);
+        let conflicts: Vec<_> = f.items.iter().map(|i| i.item.conflict.clone()).collect();
+        let dup = "used by 2 items of board file board.yaml (lines 2, 4); ids must be unique";
         assert_eq!(
-            err.to_string(),
-            "board file board.yaml, line 4: duplicate item id \"A-1\" (first used on line 2)"
+            conflicts,
+            [Some(dup.to_owned()), None, Some(dup.to_owned())]
         );
-        let err = p("pull_requests:\n  - {repo: a/b, number: 1}\n  - {repo: a/b, number: '#1'}\n")
+        let err = f.items[0].item.validate().unwrap_err();
+        assert_eq!(err.error.field, "id");
+        assert_eq!(err.item, "\"A-1\"");
+        assert!(f.items[1].item.conflict.is_none());
+
+        let f = p("pull_requests:\n  - {repo: a/b, number: 1}\n  - {repo: a/b, number: '#1'}\n  - {repo: a/b, number: 2}\n")
+            .unwrap();
+        let err = f.pull_requests[0]
+            .unambiguous(Path::new("board.yaml"))
             .unwrap_err();
-        assert!(matches!(err, BoardFileError::DuplicatePull { .. }), "{err}");
+        assert_eq!(err.class, FailureClass::PermanentInput);
+        assert!(
+            err.message.contains("listed 2 times (lines 2, 3)"),
+            "{}",
+            err.message
+        );
+        assert!(
+            f.pull_requests[2]
+                .unambiguous(Path::new("board.yaml"))
+                .is_ok()
+        );
+    }
+
+    /// What is not a regular UTF-8 file is refused at once, permanently, by name (a FIFO
+    /// would otherwise block the reader forever).
+    #[test]
+    fn only_regular_utf8_files_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo.yaml");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.unwrap().success(), "mkfifo");
+        let bad_utf8 = dir.path().join("latin1.yaml");
+        std::fs::write(&bad_utf8, b"items:\n  - id: A-1\n    title: caf\xe9\n").unwrap();
+        let big = dir.path().join("big.yaml");
+        let f = std::fs::File::create(&big).unwrap();
+        f.set_len(MAX_BOARD_FILE + 1).unwrap();
+        let cases: [(&Path, &str); 4] = [
+            (&fifo, "is a FIFO, not a regular file"),
+            (dir.path(), "is a directory, not a regular file"),
+            (&bad_utf8, "line 3: not UTF-8 text"),
+            (&big, "is larger than 16777216 bytes"),
+        ];
+        for (path, want) in cases {
+            let err = load_now(path).unwrap_err();
+            assert!(err.to_string().contains(want), "{}: {err}", path.display());
+            assert!(err.to_string().contains(&path.display().to_string()));
+            let port: PortError = err.into();
+            assert_eq!(
+                port.class,
+                FailureClass::PermanentInput,
+                "{}",
+                path.display()
+            );
+        }
     }
 
     #[test]

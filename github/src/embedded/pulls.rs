@@ -164,17 +164,20 @@ impl PullRequests for EmbeddedPulls {
     #[instrument(skip_all, fields(repo = %repo, pr = %pr))]
     async fn get(&self, repo: &RepoName, pr: PrNumber) -> Result<Option<PullRequest>, PortError> {
         let file = file::load(&self.file).await?;
-        Ok(file
+        let found = file
             .pull_requests
             .into_iter()
-            .find(|p| p.repo == repo.as_str() && PrNumber::parse(&p.number).ok() == Some(pr))
-            .map(|p| PullRequest {
-                repo: repo.clone(),
-                number: pr,
-                head_branch: p.head,
-                open: p.open,
-                url: p.url,
-            }))
+            .find(|p| p.repo == repo.as_str() && PrNumber::parse(&p.number).ok() == Some(pr));
+        if let Some(p) = &found {
+            p.unambiguous(&self.file)?;
+        }
+        Ok(found.map(|p| PullRequest {
+            repo: repo.clone(),
+            number: pr,
+            head_branch: p.head,
+            open: p.open,
+            url: p.url,
+        }))
     }
 
     #[instrument(skip_all, fields(repo = %repo, pr = %pr, item = %report.item))]

@@ -78,6 +78,26 @@ fn configuration_errors_exit_non_zero() {
 
     let bad_period = producer().args(["--every", "soon"]).output().unwrap();
     assert_eq!(bad_period.status.code(), Some(2));
+
+    // A FIFO or a directory given as the board is refused at once, by name (a FIFO used
+    // to block the producer forever: `output()` would never return).
+    let fifo = dir.path().join("board.fifo");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    for (board, what) in [(fifo, "is a FIFO"), (dir.path().to_path_buf(), "is a directory")] {
+        let out = producer()
+            .arg("--board")
+            .arg(&board)
+            .arg("--state-dir")
+            .arg(dir.path().join("state"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains(what) && stderr.contains(&board.display().to_string()),
+            "{stderr}"
+        );
+    }
 }
 
 #[test]

@@ -202,3 +202,33 @@ async fn a_good_item_among_hostile_ones_is_still_enqueued() {
         Some(ItemStatus::Queued)
     );
 }
+
+/// One id used twice rejects those two items by name (with both lines) and marks them
+/// Failed; the valid items of the board still go.
+#[tokio::test]
+async fn a_duplicate_id_rejects_its_items_and_the_rest_still_goes() {
+    let items = [
+        Item::good("DUP-1", "calc"),
+        Item::good("GOOD-1", "calc"),
+        Item::good("DUP-1", "web"),
+        Item::good("GOOD-2", "web"),
+    ];
+    let env = env(&board_yaml(&items));
+    let report = env.producer.tick().await.unwrap();
+    let mut ids: Vec<_> = report.enqueued.iter().map(|i| i.as_str()).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, ["GOOD-1", "GOOD-2"]);
+    assert_eq!(report.rejected.len(), 2, "{:?}", report.rejected);
+    for (item, error) in &report.rejected {
+        assert_eq!(item, "\"DUP-1\"");
+        assert!(
+            error.contains("invalid id") && error.contains("used by 2 items"),
+            "{error}"
+        );
+    }
+    assert_eq!(env.visible().await, 2);
+    assert_eq!(
+        env.board.status_of("DUP-1").await.unwrap(),
+        Some(ItemStatus::Failed)
+    );
+}

@@ -73,6 +73,11 @@ pub struct BoardItem {
     /// The board's last-update marker.
     #[serde(default)]
     pub updated_at: String,
+    /// A problem the adapter found with the item as a whole, such as its id being used by
+    /// several items of a board file; validation reports it on the `id` field first, so
+    /// the item is rejected by name while the board's other items still go.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conflict: Option<String>,
 }
 
 /// A board item that failed validation: names the item and the field.
@@ -98,6 +103,9 @@ impl BoardItem {
             .filter(|c| !c.is_control())
             .take(200)
             .collect();
+        if let Some(conflict) = &self.conflict {
+            return Err(wrap(IdError::new("id", &self.id, conflict.clone())));
+        }
         Ok(WorkItem {
             id: ItemId::parse(&self.id).map_err(wrap)?,
             project: ProjectKey::parse(&self.project).map_err(wrap)?,
@@ -144,7 +152,20 @@ mod tests {
             spec: ".kiro/specs/add".into(),
             pr: "1".into(),
             updated_at: "1".into(),
+            conflict: None,
         }
+    }
+
+    #[test]
+    fn an_adapter_conflict_rejects_the_item_on_its_id() {
+        let mut b = good();
+        b.conflict = Some("used by 2 items (board lines 2, 9); ids must be unique".into());
+        let e = b.validate().unwrap_err();
+        assert_eq!(e.error.field, "id");
+        assert_eq!(
+            e.to_string(),
+            "item \"CALC-1\": invalid id \"CALC-1\": used by 2 items (board lines 2, 9); ids must be unique"
+        );
     }
 
     #[test]
