@@ -63,6 +63,7 @@ async fn the_quick_start_as_deployed(stack: &Path) {
     verdict::builds_keep_the_project_timeout(&o);
     verdict::worker_environment_exact(&o);
     verdict::task_secrets_resolved_by_execution_roles(&o);
+    verdict::task_protection_held_then_released(&o);
     verdict::iam_measured(&o);
     verdict::consumer_telemetry_reaches_its_sidecar(&o).await;
     verdict::worker_spans_reach_the_build_collector(&o).await;

@@ -70,6 +70,8 @@ pub struct Outcome {
     pub build_collector_rendered: Option<String>,
     /// The build the crashed consumer's held StartBuild created.
     pub held_build: Option<String>,
+    /// The ECS task id of the consumer that ran to the end.
+    pub last_consumer: String,
     /// Scheduler permissions checked with the evaluator: (role, action).
     pub scheduler_actions: Vec<(String, String)>,
     pub app_configured: bool,
@@ -253,8 +255,9 @@ pub async fn rehearse(stack_file: &Path, mode: Mode) -> Outcome {
         drop(hold);
         n += 1;
     }
+    let last_consumer = format!("consumer-{n}");
     let task = launcher
-        .environment(&render.tasks.consumer, "consumer", &format!("consumer-{n}"))
+        .environment(&render.tasks.consumer, "consumer", &last_consumer)
         .await;
     let mut running = task.spawn();
     let jobs = wait_settled(&store, &mut running, Duration::from_secs(200)).await;
@@ -284,6 +287,7 @@ pub async fn rehearse(stack_file: &Path, mode: Mode) -> Outcome {
         build_collector,
         build_collector_rendered,
         held_build,
+        last_consumer,
         scheduler_actions,
     }
 }

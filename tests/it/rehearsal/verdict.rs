@@ -555,3 +555,20 @@ pub async fn consumer_telemetry_reaches_its_sidecar(o: &Outcome) {
         "no OTLP metrics export from the consumer reached its sidecar ({endpoint})"
     );
 }
+
+/// The consumer held ECS scale-in protection while it had jobs and released it when it
+/// had none (the service may then scale it in).
+pub fn task_protection_held_then_released(o: &Outcome) {
+    let task = o.emu.task_arn(&o.last_consumer);
+    let p = o.emu.task_protection(&task).unwrap_or_else(|| {
+        panic!(
+            "the consumer never set scale-in protection on its task {task} \
+             (ECS_CONTAINER_METADATA_URI_V4 names it)"
+        )
+    });
+    assert!(p.updates >= 2, "protection set and released: {p:?}");
+    assert!(
+        !p.enabled,
+        "the idle consumer left its task protected: {p:?}"
+    );
+}
