@@ -142,7 +142,7 @@ mod tests {
             idempotency_key: key.into(),
             source_version: BranchName::parse("feature/x").unwrap(),
             env: BTreeMap::new(),
-            timeout: Duration::from_secs(60),
+            timeout: Some(Duration::from_secs(60)),
         }
     }
 

@@ -103,6 +103,41 @@ impl AwsArgs {
 #[error("--backend aws needs {0}")]
 pub struct MissingSetting(pub &'static str);
 
+/// A setting has a value the chosen backend cannot use (exit status 2).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidSetting(pub String);
+
+/// The local runner's build time limit when `--build-timeout` is not set.
+pub const LOCAL_BUILD_TIMEOUT: Duration = Duration::from_secs(60 * 60);
+
+/// CodeBuild's bounds for a build timeout (`timeoutInMinutesOverride`).
+const CODEBUILD_TIMEOUT_MIN: Duration = Duration::from_secs(5 * 60);
+const CODEBUILD_TIMEOUT_MAX: Duration = Duration::from_secs(36 * 3600);
+
+/// The time limit the engine gives each build: on CodeBuild, only an explicit setting
+/// (checked against CodeBuild's bounds; unset, the project's own timeout applies); on
+/// the local runner, the setting or [`LOCAL_BUILD_TIMEOUT`].
+pub fn build_timeout(
+    runner: BuildRunnerKind,
+    set: Option<Duration>,
+) -> Result<Option<Duration>, InvalidSetting> {
+    match (runner, set) {
+        (BuildRunnerKind::Local, t) => Ok(Some(t.unwrap_or(LOCAL_BUILD_TIMEOUT))),
+        (BuildRunnerKind::Codebuild, None) => Ok(None),
+        (BuildRunnerKind::Codebuild, Some(t))
+            if (CODEBUILD_TIMEOUT_MIN..=CODEBUILD_TIMEOUT_MAX).contains(&t) =>
+        {
+            Ok(Some(t))
+        }
+        (BuildRunnerKind::Codebuild, Some(t)) => Err(InvalidSetting(format!(
+            "--build-timeout (KIRO_BUILD_TIMEOUT) is {}: CodeBuild accepts 5m to 36h; \
+             leave it unset to use the CodeBuild project's own timeout",
+            humantime::format_duration(t)
+        ))),
+    }
+}
+
 /// Where `run` writes its heartbeat and `health` reads it.
 pub const DEFAULT_HEALTH_FILE: &str = "/tmp/kiro-consumer.health";
 
@@ -263,9 +298,11 @@ pub struct RunArgs {
     /// How often running builds are polled.
     #[arg(long, env = "KIRO_POLL_EVERY", value_parser = humantime::parse_duration, default_value = "2s")]
     pub poll_every: Duration,
-    /// Time limit of each build.
-    #[arg(long, env = "KIRO_BUILD_TIMEOUT", value_parser = humantime::parse_duration, default_value = "60m")]
-    pub build_timeout: Duration,
+    /// Time limit of each build. Unset with KIRO_BUILD_RUNNER=codebuild: the CodeBuild
+    /// project's own timeout applies (no override is sent); when set there, it must be
+    /// within CodeBuild's 5m to 36h. Unset with the local runner: 60m.
+    #[arg(long, env = "KIRO_BUILD_TIMEOUT", value_parser = humantime::parse_duration)]
+    pub build_timeout: Option<Duration>,
     /// Counted attempts before an item is dead-lettered.
     #[arg(long, env = "KIRO_MAX_ATTEMPTS", default_value_t = 3)]
     pub max_attempts: u32,
@@ -281,4 +318,59 @@ pub struct RunArgs {
     /// Long-poll wait of a receive.
     #[arg(long, env = "KIRO_RECEIVE_WAIT", value_parser = humantime::parse_duration, default_value = "2s")]
     pub receive_wait: Duration,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codebuild_gets_a_timeout_only_when_one_is_set_and_within_bounds() {
+        let m = |n: u64| Duration::from_secs(n * 60);
+        assert_eq!(build_timeout(BuildRunnerKind::Codebuild, None), Ok(None));
+        assert_eq!(
+            build_timeout(BuildRunnerKind::Codebuild, Some(m(90))),
+            Ok(Some(m(90)))
+        );
+        assert_eq!(
+            build_timeout(BuildRunnerKind::Codebuild, Some(m(5))),
+            Ok(Some(m(5)))
+        );
+        assert_eq!(
+            build_timeout(BuildRunnerKind::Codebuild, Some(m(36 * 60))),
+            Ok(Some(m(36 * 60)))
+        );
+        for bad in [Duration::from_secs(299), m(36 * 60 + 1)] {
+            let e = build_timeout(BuildRunnerKind::Codebuild, Some(bad)).unwrap_err();
+            assert!(
+                e.0.contains("--build-timeout") && e.0.contains("KIRO_BUILD_TIMEOUT"),
+                "{e}"
+            );
+            assert!(e.0.contains("5m to 36h"), "{e}");
+        }
+    }
+
+    #[test]
+    fn the_local_runner_keeps_a_default() {
+        assert_eq!(
+            build_timeout(BuildRunnerKind::Local, None),
+            Ok(Some(LOCAL_BUILD_TIMEOUT))
+        );
+        assert_eq!(
+            build_timeout(BuildRunnerKind::Local, Some(Duration::from_secs(30))),
+            Ok(Some(Duration::from_secs(30)))
+        );
+    }
+
+    #[test]
+    fn an_unset_timeout_parses_as_none() {
+        let cli = Cli::try_parse_from(["kiro-consumer", "run"]).unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("run");
+        };
+        // Only when KIRO_BUILD_TIMEOUT is not in the test's environment.
+        if std::env::var_os("KIRO_BUILD_TIMEOUT").is_none() {
+            assert_eq!(args.build_timeout, None);
+        }
+    }
 }

@@ -37,6 +37,7 @@ use kiro_telemetry::metrics::{FAILURE_CLASS_DIMENSION, Metric, Metrics, Unit, na
 use kiro_telemetry::otel::{self, keys};
 use opentelemetry::KeyValue;
 use opentelemetry::trace::Status;
+use reattach::Recovery;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -45,6 +46,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, Span, debug, info, info_span, instrument, warn};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+mod reattach;
 
 /// Most messages one receive asks for (the SQS limit).
 const RECEIVE_BATCH: usize = 10;
@@ -71,8 +74,9 @@ pub struct EngineConfig {
     pub safety_margin: Duration,
     /// How often running builds are polled.
     pub poll_every: Duration,
-    /// Time limit given to each build.
-    pub build_timeout: Duration,
+    /// Time limit given to each build; `None`: the runner's own (a CodeBuild project's
+    /// timeout, the local runner's default).
+    pub build_timeout: Option<Duration>,
     /// Longest delay before a message held up by lease contention is retried.
     pub contention_delay: Duration,
     pub retry: RetryPolicy,
@@ -93,7 +97,7 @@ impl Default for EngineConfig {
             renew_every: Duration::from_secs(20),
             safety_margin: Duration::from_secs(5),
             poll_every: Duration::from_secs(10),
-            build_timeout: Duration::from_secs(60 * 60),
+            build_timeout: None,
             contention_delay: Duration::from_secs(60),
             retry: RetryPolicy::default(),
             build_env: BTreeMap::new(),
@@ -551,9 +555,11 @@ impl Engine {
         let mut record = match existing {
             Some(mut r)
                 if r.message_id == d.message_id
-                    || (r.state.may_have_build() && r.build_id.is_some()) =>
+                    || (r.state.may_have_build()
+                        && (r.build_id.is_some() || r.start.is_some())) =>
             {
-                // A redelivery of the message we know, or a build to re-attach to.
+                // A redelivery of the message we know, or a build (or a recorded intent)
+                // to re-attach to.
                 if r.state.is_final() {
                     return self.settle_known_final(d, lease, r).await;
                 }
@@ -587,32 +593,40 @@ impl Engine {
         // Re-attach: a build may be running for this item.
         if record.state.may_have_build() {
             let id = match record.build_id.clone() {
-                Some(id) => Some(id),
-                // Intent recorded but no id: the same idempotency key finds the build if it
-                // was started, and starts it otherwise.
-                None => self
-                    .ports
-                    .builds
-                    .start(&self.build_request(&item, &record))
-                    .await
-                    .ok(),
+                Some(id) => id,
+                // Intent recorded but no id: find the build the intent started, or replay
+                // the recorded request (which starts it if it never started).
+                None => match self.recover_intent(&item, &record).await {
+                    Ok(id) => id,
+                    Err(Recovery::Unknown(failure)) => {
+                        return self.keep_intent(d, lease, record, failure).await;
+                    }
+                    Err(Recovery::NotStarted(failure)) => {
+                        warn!(class = %failure.class, reason = %failure.reason, "the recorded build request was refused");
+                        record.attempts = record.attempts.saturating_sub(1);
+                        if let Some(last) = record.history.last_mut() {
+                            last.failure = Some(failure.clone());
+                            last.ended_at = Some(self.ports.clock.now());
+                        }
+                        let job = self.active(d, item, lease, record, BuildId::new(""));
+                        return self.settle_failure(job, failure, false).await;
+                    }
+                },
             };
-            if let Some(id) = id {
-                record.state = JobState::Running;
-                record.build_id = Some(id.clone());
-                if let Some(last) = record.history.last_mut() {
-                    last.build_id.get_or_insert(id.clone());
-                }
-                if let Err(e) = self.ports.leases.record(&lease, &record).await {
-                    warn!(error = %e, "cannot record the re-attach; message returned");
-                    self.release_quietly(&d, Duration::from_secs(5)).await;
-                    settled.deferred += 1;
-                    return Dispatch::Settled(settled);
-                }
-                record_build(&id, &lease);
-                info!(build = %id, fence = %lease.fence, "re-attached to a running build");
-                return Dispatch::Active(Box::new(self.active(d, item, lease, record, id)), true);
+            record.state = JobState::Running;
+            record.build_id = Some(id.clone());
+            if let Some(last) = record.history.last_mut() {
+                last.build_id.get_or_insert(id.clone());
             }
+            if let Err(e) = self.ports.leases.record(&lease, &record).await {
+                warn!(error = %e, "cannot record the re-attach; message returned");
+                self.release_quietly(&d, Duration::from_secs(5)).await;
+                settled.deferred += 1;
+                return Dispatch::Settled(settled);
+            }
+            record_build(&id, &lease);
+            info!(build = %id, fence = %lease.fence, "re-attached to a running build");
+            return Dispatch::Active(Box::new(self.active(d, item, lease, record, id)), true);
         }
         self.start_build(d, item, lease, record).await
     }
@@ -638,6 +652,10 @@ impl Engine {
             ended_at: None,
             failure: None,
         });
+        // The exact request is recorded with the intent: whoever finds the intent without
+        // a build id replays it unchanged.
+        let req = self.build_request(&item, &record);
+        record.start = Some(req.clone());
         if let Err(e) = self.ports.leases.record(&lease, &record).await {
             warn!(error = %e, "cannot record the intent; message returned");
             if !matches!(e, LeaseError::FenceLost { .. }) {
@@ -647,7 +665,6 @@ impl Engine {
             settled.deferred += 1;
             return Dispatch::Settled(settled);
         }
-        let req = self.build_request(&item, &record);
         match self.ports.builds.start(&req).await {
             Ok(id) => {
                 record.state = JobState::Running;
@@ -658,7 +675,7 @@ impl Engine {
                 record.updated_at = self.ports.clock.now();
                 if let Err(e) = self.ports.leases.record(&lease, &record).await {
                     // The build runs; whoever holds the lease next re-attaches through the
-                    // idempotency key recorded with the intent.
+                    // request (and its idempotency key) recorded with the intent.
                     warn!(error = %e, build = %id, "cannot record the build id");
                 }
                 record_build(&id, &lease);

@@ -37,7 +37,11 @@ async fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("kiro-consumer: {e:#}");
-            ExitCode::FAILURE
+            if e.downcast_ref::<config::InvalidSetting>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     };
     telemetry.shutdown();
@@ -60,9 +64,20 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Run(a) => a.lease_skew,
         _ => std::time::Duration::from_secs(2),
     };
+    // Checked before anything is wired: a bad setting exits 2 at once.
+    let build_timeout = match &cli.command {
+        Command::Run(a) => {
+            let runner = match cli.backend {
+                config::Backend::Aws => cli.aws.build_runner,
+                config::Backend::Embedded => config::BuildRunnerKind::Local,
+            };
+            config::build_timeout(runner, a.build_timeout)?
+        }
+        _ => None,
+    };
     let wired = wiring::core(cli.backend, &cli.aws, &cli.state_dir, visibility, skew).await?;
     match cli.command {
-        Command::Run(args) => run(&cli.state_dir, &cli.aws, wired, args).await,
+        Command::Run(args) => run(&cli.state_dir, &cli.aws, wired, args, build_timeout).await,
         Command::Jobs { json } => {
             let jobs = wired.leases.jobs().await?;
             if json {
@@ -196,6 +211,7 @@ async fn run(
     aws: &config::AwsArgs,
     wired: wiring::Wired,
     args: RunArgs,
+    build_timeout: Option<std::time::Duration>,
 ) -> Result<ExitCode> {
     let wiring::RunParts {
         builds,
@@ -211,7 +227,7 @@ async fn run(
         renew_every: args.lease_ttl / 3,
         safety_margin: (args.lease_ttl / 10).max(std::time::Duration::from_millis(200)),
         poll_every: args.poll_every,
-        build_timeout: args.build_timeout,
+        build_timeout,
         contention_delay: args.lease_ttl,
         retry: RetryPolicy {
             max_attempts: args.max_attempts.max(1),

@@ -136,8 +136,7 @@ pub async fn run_parts(
         return Ok(RunParts {
             builds: Arc::new(CodeBuildRunner::connect(aws, project).await),
             board: board.map(|(_, b)| b),
-            // The worker exports its spans where this consumer does.
-            build_env: otel_for_builds(|k| std::env::var(k).ok()),
+            build_env: inherited_build_env(BuildRunnerKind::Codebuild, |k| std::env::var(k).ok()),
             protection,
         });
     }
@@ -171,10 +170,9 @@ pub async fn run_parts(
     if let Some((file, _)) = &board {
         base_env.insert("KIRO_BOARD_FILE".to_owned(), file.display().to_string());
     }
-    if std::env::var_os("OTEL_SERVICE_NAME").is_some() {
-        // The inherited environment names this consumer; the worker's spans are its own.
-        base_env.insert("OTEL_SERVICE_NAME".to_owned(), "kiro-worker".to_owned());
-    }
+    base_env.extend(inherited_build_env(BuildRunnerKind::Local, |k| {
+        std::env::var(k).ok()
+    }));
     if let Some(aws) = &wired.aws {
         // A local build under the AWS backend checks its fence in DynamoDB.
         base_env.insert("KIRO_BACKEND".to_owned(), "aws".to_owned());
@@ -205,23 +203,24 @@ pub async fn run_parts(
     })
 }
 
-/// The OpenTelemetry exporter settings a build inherits from this consumer: where and
-/// whether to export. Not `OTEL_EXPORTER_OTLP_HEADERS` (it may hold credentials, and build
-/// environment overrides are visible in the CodeBuild console) and not the service name
-/// or resource attributes (they name this consumer).
-fn otel_for_builds(var: impl Fn(&str) -> Option<String>) -> BTreeMap<String, String> {
-    [
-        "OTEL_EXPORTER_OTLP_ENDPOINT",
-        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-        "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
-        "OTEL_EXPORTER_OTLP_PROTOCOL",
-        "OTEL_TRACES_EXPORTER",
-        "OTEL_METRICS_EXPORTER",
-        "OTEL_SDK_DISABLED",
-    ]
-    .into_iter()
-    .filter_map(|k| var(k).map(|v| (k.to_owned(), v)))
-    .collect()
+/// What this consumer's own environment adds to every build's environment.
+///
+/// - A local build runs on this machine and inherits this process's environment (the
+///   OpenTelemetry exporter settings included, as a CI runner on a developer machine
+///   would); only the service name is replaced, since the inherited one names this
+///   consumer.
+/// - A CodeBuild build gets nothing of it: the exporter this consumer uses (on ECS, its
+///   collector sidecar at `localhost:4318`) is not reachable from a build, so the CodeBuild
+///   project's own environment (set by the stack) decides where the worker exports.
+fn inherited_build_env(
+    runner: BuildRunnerKind,
+    var: impl Fn(&str) -> Option<String>,
+) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::new();
+    if runner == BuildRunnerKind::Local && var("OTEL_SERVICE_NAME").is_some() {
+        env.insert("OTEL_SERVICE_NAME".to_owned(), "kiro-worker".to_owned());
+    }
+    env
 }
 
 fn absolute(p: &Path) -> Result<PathBuf> {
@@ -232,26 +231,34 @@ fn absolute(p: &Path) -> Result<PathBuf> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn builds_get_the_exporter_settings_but_not_headers_or_names() {
-        let env = |k: &str| match k {
-            "OTEL_EXPORTER_OTLP_ENDPOINT" => Some("http://collector:4318".to_owned()),
-            "OTEL_EXPORTER_OTLP_HEADERS" => Some("authorization=secret".to_owned()),
-            "OTEL_SERVICE_NAME" => Some("kiro-consumer-blue".to_owned()),
+    fn consumer_env(k: &str) -> Option<String> {
+        match k {
+            "OTEL_EXPORTER_OTLP_ENDPOINT" => Some("http://localhost:4318".to_owned()),
+            "OTEL_EXPORTER_OTLP_PROTOCOL" => Some("http/protobuf".to_owned()),
             "OTEL_TRACES_EXPORTER" => Some("otlp".to_owned()),
+            "OTEL_SERVICE_NAME" => Some("kiro-consumer".to_owned()),
             _ => None,
-        };
-        let got = otel_for_builds(env);
-        assert_eq!(
-            got.into_iter().collect::<Vec<_>>(),
-            vec![
-                (
-                    "OTEL_EXPORTER_OTLP_ENDPOINT".to_owned(),
-                    "http://collector:4318".to_owned()
-                ),
-                ("OTEL_TRACES_EXPORTER".to_owned(), "otlp".to_owned()),
-            ]
+        }
+    }
+
+    #[test]
+    fn codebuild_builds_get_none_of_the_consumers_exporter_settings() {
+        let env = inherited_build_env(BuildRunnerKind::Codebuild, consumer_env);
+        assert!(
+            env.keys().all(|k| !k.starts_with("OTEL_")),
+            "the CodeBuild project's environment decides: {env:?}"
         );
-        assert!(otel_for_builds(|_| None).is_empty());
+    }
+
+    #[test]
+    fn local_builds_inherit_the_environment_under_the_workers_name() {
+        let env = inherited_build_env(BuildRunnerKind::Local, consumer_env);
+        assert_eq!(
+            env.get("OTEL_SERVICE_NAME").map(String::as_str),
+            Some("kiro-worker")
+        );
+        // The rest (the exporter endpoint included) comes with the inherited environment.
+        assert!(!env.contains_key("OTEL_EXPORTER_OTLP_ENDPOINT"));
+        assert!(inherited_build_env(BuildRunnerKind::Local, |_| None).is_empty());
     }
 }

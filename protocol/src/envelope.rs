@@ -8,6 +8,7 @@
 use crate::clock::Timestamp;
 use crate::failure::{Failure, FailureClass};
 use crate::ids::{BranchName, DedupId, ItemId, PrNumber, ProjectKey, RepoName, SpecPath};
+use crate::ports::queue::FIFO_ID_MAX;
 use crate::trace::TraceContext;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -24,23 +25,69 @@ pub struct WorkItem {
     pub branch: BranchName,
     pub spec: SpecPath,
     pub pr: PrNumber,
-    /// Free text for humans; never passed to a shell.
-    #[serde(default)]
+    /// Free text for humans; never passed to a shell. At most [`TITLE_MAX`] characters,
+    /// no control characters (checked when decoded too).
+    #[serde(default, deserialize_with = "title")]
     pub title: String,
     /// The board's last-update marker for the item (opaque); part of the dedup id, so an
-    /// item edited on the board can be enqueued again.
-    #[serde(default)]
+    /// item edited on the board can be enqueued again. At most [`UPDATED_AT_MAX`]
+    /// characters, no control characters (checked when decoded too).
+    #[serde(default, deserialize_with = "updated_at")]
     pub updated_at: String,
 }
 
+/// The longest title a work item carries (characters).
+pub const TITLE_MAX: usize = 200;
+/// The longest last-update marker a work item carries (characters).
+pub const UPDATED_AT_MAX: usize = 64;
+
+/// A decoded free-text field must be one `BoardItem::validate` could have produced.
+fn free_text<'de, D: serde::Deserializer<'de>>(
+    d: D,
+    field: &str,
+    max: usize,
+) -> Result<String, D::Error> {
+    let s = String::deserialize(d)?;
+    if s.chars().any(char::is_control) {
+        return Err(serde::de::Error::custom(format!(
+            "invalid {field}: holds a control character"
+        )));
+    }
+    if s.chars().count() > max {
+        return Err(serde::de::Error::custom(format!(
+            "invalid {field}: longer than {max} characters"
+        )));
+    }
+    Ok(s)
+}
+
+fn title<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    free_text(d, "title", TITLE_MAX)
+}
+
+fn updated_at<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    free_text(d, "updated_at", UPDATED_AT_MAX)
+}
+
 impl WorkItem {
-    /// The FIFO deduplication id: the item id plus a hash of its last update. At most
-    /// 128 characters of the set SQS accepts.
+    /// The FIFO deduplication id: the item id plus a hash of its last update
+    /// (`<item>.<hash>`). An item id too long for that (over 111 characters) keeps a
+    /// readable prefix and adds a hash of the whole id (`<prefix>.<id hash>.<hash>`), so
+    /// the id is always at most [`FIFO_ID_MAX`] characters of the set SQS accepts (item
+    /// ids are letters, digits and `._:-`).
     pub fn dedup_id(&self) -> DedupId {
+        let id = self.id.as_str();
+        let marker = fnv1a(self.updated_at.as_bytes());
+        let short = format!("{id}.{marker:016x}");
+        if short.len() <= FIFO_ID_MAX {
+            return DedupId::new(short);
+        }
+        // Item ids are ASCII: cutting at a byte index cuts at a character.
+        let keep = FIFO_ID_MAX - 2 * 17;
         DedupId::new(format!(
-            "{}.{:016x}",
-            self.id.as_str(),
-            fnv1a(self.updated_at.as_bytes())
+            "{}.{:016x}.{marker:016x}",
+            &id[..keep],
+            fnv1a(id.as_bytes())
         ))
     }
 }
@@ -175,6 +222,61 @@ pub(crate) mod tests {
         assert!(err.to_string().contains("invalid branch"), "{err}");
     }
 
+    /// Hostile queue bodies: every field of the envelope decodes through its validation,
+    /// so a message written by hand (or by an older, buggier producer) cannot start a
+    /// build with a value the board validation refuses. Each error names the field.
+    #[test]
+    fn hostile_envelope_fields_are_refused_by_name() {
+        let long = "x".repeat(TITLE_MAX + 1);
+        let cases: Vec<(&str, serde_json::Value, &str)> = vec![
+            ("pr", 0.into(), "invalid pull request"),
+            (
+                "pr",
+                1_000_000_000_000_000u64.into(),
+                "invalid pull request",
+            ),
+            ("pr", (-1).into(), "invalid pull request"),
+            ("pr", 1.5.into(), "invalid pull request"),
+            ("pr", "0".into(), "invalid pull request"),
+            ("pr", "$(id)".into(), "invalid pull request"),
+            ("pr", serde_json::Value::Null, "invalid pull request"),
+            ("id", "A 1".into(), "invalid item id"),
+            ("project", "-calc".into(), "invalid project"),
+            ("repo", "acme/calc/x".into(), "invalid repo"),
+            ("branch", "feature/$(id)".into(), "invalid branch"),
+            ("spec", "../../etc".into(), "invalid spec"),
+            ("title", "a\u{1b}[31mred".into(), "invalid title"),
+            ("title", long.as_str().into(), "invalid title"),
+            ("updated_at", "x\ny".into(), "invalid updated_at"),
+        ];
+        for (field, value, want) in cases {
+            let mut v = serde_json::to_value(Envelope::new(
+                item("A-1", "calc"),
+                TraceContext::default(),
+                Timestamp(5),
+            ))
+            .unwrap();
+            v["item"][field] = value.clone();
+            let err = Envelope::decode(&v.to_string()).unwrap_err();
+            assert!(
+                matches!(err, EnvelopeError::InvalidItem(_)) && err.to_string().contains(want),
+                "{field} = {value}: {err}"
+            );
+        }
+        // The string form the board uses is accepted as well as the number.
+        let mut v = serde_json::to_value(Envelope::new(
+            item("A-1", "calc"),
+            TraceContext::default(),
+            Timestamp(5),
+        ))
+        .unwrap();
+        v["item"]["pr"] = "#42".into();
+        assert_eq!(
+            Envelope::decode(&v.to_string()).unwrap().item.pr,
+            PrNumber(42)
+        );
+    }
+
     #[test]
     fn dedup_id_changes_with_the_update_marker() {
         let a = item("A-1", "calc");
@@ -183,5 +285,65 @@ pub(crate) mod tests {
         assert_ne!(a.dedup_id(), b.dedup_id());
         assert_eq!(a.dedup_id(), a.clone().dedup_id());
         assert!(a.dedup_id().as_str().len() <= 128);
+    }
+
+    #[test]
+    fn a_long_item_id_keeps_a_readable_prefix_and_stays_unique() {
+        let long = "I".repeat(128);
+        let mut a = item("A-1", "calc");
+        a.id = ItemId::parse(&long).unwrap();
+        let d = a.dedup_id();
+        assert_eq!(d.as_str().len(), 128, "{d}");
+        assert!(d.as_str().starts_with(&"I".repeat(94)), "{d}");
+        let mut b = a.clone();
+        b.id = ItemId::parse(&format!("{}J", "I".repeat(127))).unwrap();
+        assert_ne!(a.dedup_id(), b.dedup_id(), "same prefix, other id");
+        let mut c = a.clone();
+        c.updated_at = "later".into();
+        assert_ne!(a.dedup_id(), c.dedup_id(), "same id, other update");
+        // The longest id that fits keeps the readable form.
+        let mut e = a.clone();
+        e.id = ItemId::parse(&"E".repeat(111)).unwrap();
+        assert!(
+            e.dedup_id()
+                .as_str()
+                .starts_with(&format!("{}.", "E".repeat(111)))
+        );
+    }
+
+    proptest::proptest! {
+        /// Every dedup id and group id the producer can make satisfies SQS's rule.
+        #[test]
+        fn every_dedup_and_group_id_is_valid_for_sqs(
+            id in "[A-Za-z0-9][A-Za-z0-9._:-]{0,127}",
+            project in "[A-Za-z0-9][A-Za-z0-9._-]{0,63}",
+            updated in proptest::prelude::any::<String>(),
+        ) {
+            let mut w = item("A-1", "calc");
+            w.id = ItemId::parse(&id).unwrap();
+            w.project = ProjectKey::parse(&project).unwrap();
+            w.updated_at = updated;
+            let dedup = w.dedup_id();
+            proptest::prop_assert!(
+                crate::ports::queue::check_fifo_id("dedup id", dedup.as_str()).is_ok(),
+                "{}", dedup
+            );
+            proptest::prop_assert!(
+                crate::ports::queue::check_fifo_id("group id", w.project.as_str()).is_ok()
+            );
+        }
+    }
+
+    #[test]
+    fn the_fifo_id_rule_names_the_field_and_the_problem() {
+        use crate::ports::queue::check_fifo_id;
+        assert!(check_fifo_id("dedup id", "a.b-c_d:e!~{}").is_ok());
+        let e = check_fifo_id("dedup id", &"x".repeat(129)).unwrap_err();
+        assert_eq!(e.field, "dedup id");
+        assert!(e.reason.contains("129 characters"), "{e}");
+        assert!(check_fifo_id("group id", "").is_err());
+        let e = check_fifo_id("group id", "a b").unwrap_err();
+        assert!(e.reason.contains("' '"), "{e}");
+        assert!(check_fifo_id("group id", "é").is_err());
     }
 }

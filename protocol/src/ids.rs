@@ -369,13 +369,17 @@ impl<'de> Deserialize<'de> for SpecPath {
     }
 }
 
-/// A pull-request number (positive).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// A pull-request number (positive, at most 12 digits). Decoding goes through
+/// [`PrNumber::parse`] (a JSON number or string), so a queue message cannot carry a
+/// number the board validation would refuse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(transparent)]
 pub struct PrNumber(pub u64);
 
 impl PrNumber {
     pub const FIELD: &'static str = "pull request";
+    /// The largest number accepted (12 digits).
+    pub const MAX: u64 = 999_999_999_999;
 
     pub fn parse(raw: &str) -> Result<Self, IdError> {
         let digits = raw.strip_prefix('#').unwrap_or(raw);
@@ -387,6 +391,27 @@ impl PrNumber {
                 "must be a positive number such as 42",
             )),
         }
+    }
+}
+
+impl<'de> Deserialize<'de> for PrNumber {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(u64),
+            Text(String),
+        }
+        let raw = match Raw::deserialize(d) {
+            Ok(Raw::Number(n)) => n.to_string(),
+            Ok(Raw::Text(s)) => s,
+            Err(_) => {
+                return Err(serde::de::Error::custom(
+                    "invalid pull request: must be a positive number such as 42",
+                ));
+            }
+        };
+        PrNumber::parse(&raw).map_err(serde::de::Error::custom)
     }
 }
 
@@ -576,6 +601,26 @@ mod tests {
             if let Ok(k) = ProjectKey::parse(&s) {
                 prop_assert!(!k.as_str().contains(SHELL_META));
             }
+        }
+
+        /// Decoding (from the queue, a job record, …) never accepts what `parse` rejects,
+        /// and accepts what it accepts.
+        #[test]
+        fn decode_accepts_exactly_what_parse_accepts(s in "\\PC{0,80}|[0-9#]{0,16}") {
+            let json = serde_json::Value::String(s.clone());
+            prop_assert_eq!(serde_json::from_value::<ItemId>(json.clone()).is_ok(), ItemId::parse(&s).is_ok());
+            prop_assert_eq!(serde_json::from_value::<ProjectKey>(json.clone()).is_ok(), ProjectKey::parse(&s).is_ok());
+            prop_assert_eq!(serde_json::from_value::<RepoName>(json.clone()).is_ok(), RepoName::parse(&s).is_ok());
+            prop_assert_eq!(serde_json::from_value::<BranchName>(json.clone()).is_ok(), BranchName::parse(&s).is_ok());
+            prop_assert_eq!(serde_json::from_value::<SpecPath>(json.clone()).is_ok(), SpecPath::parse(&s).is_ok());
+            prop_assert_eq!(serde_json::from_value::<PrNumber>(json).is_ok(), PrNumber::parse(&s).is_ok());
+        }
+
+        #[test]
+        fn a_decoded_pr_number_is_one_parse_accepts(n in any::<u64>()) {
+            let decoded = serde_json::from_value::<PrNumber>(serde_json::json!(n));
+            prop_assert_eq!(decoded.is_ok(), PrNumber::parse(&n.to_string()).is_ok());
+            prop_assert_eq!(decoded.is_ok(), (1..=PrNumber::MAX).contains(&n));
         }
 
         #[test]

@@ -2,14 +2,17 @@
 //!
 //! One record per work item, written only by the holder of the project's lease and only
 //! while its fence is current (the lease store enforces that). The record is what makes
-//! the system crash-safe: the consumer records its intent before starting a build and
-//! the build id right after, so whoever inherits the project re-attaches to that build
-//! instead of starting a second one, and attempts are counted here rather than by the
-//! queue's receive count (contention and handoffs never burn the budget).
+//! the system crash-safe: the consumer records its intent — the exact build request,
+//! idempotency key included — before starting a build and the build id right after, so
+//! whoever inherits the project re-attaches to that build (or replays exactly that
+//! request, which the runner answers with the same build) instead of starting a second
+//! one, and attempts are counted here rather than by the queue's receive count
+//! (contention and handoffs never burn the budget).
 
 use crate::clock::Timestamp;
 use crate::failure::Failure;
 use crate::ids::{BuildId, Fence, ItemId, MessageId, ProjectKey};
+use crate::ports::build::BuildRequest;
 use crate::trace::TraceContext;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -106,6 +109,12 @@ pub struct JobRecord {
     /// Line coverage reported by the last finished build, in percent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub coverage: Option<f64>,
+    /// The exact request of the latest build start, recorded with the intent: a consumer
+    /// that finds the intent without a build id replays it unchanged (same key, same
+    /// fence and trace context in the environment), so the runner answers with the
+    /// build it may already have started instead of a parameter mismatch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<BuildRequest>,
 }
 
 impl JobRecord {
@@ -132,6 +141,7 @@ impl JobRecord {
             updated_at: now,
             last_failure: None,
             coverage: None,
+            start: None,
         }
     }
 

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 /// Trace context carried by a message, a job record and a build.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "RawTraceContext")]
 pub struct TraceContext {
     /// W3C `traceparent`: `00-<32 hex trace id>-<16 hex span id>-<2 hex flags>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -19,6 +20,42 @@ pub struct TraceContext {
     /// X-Ray `AWSTraceHeader`: `Root=1-xxxxxxxx-xxxxxxxxxxxxxxxxxxxxxxxx;Parent=…;Sampled=1`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub xray: Option<String>,
+}
+
+/// The longest `tracestate` or X-Ray header kept (W3C allows 32 list members of at most
+/// 256 characters for tracestate; X-Ray headers are far shorter).
+pub const MAX_HEADER: usize = 512;
+
+/// A trace context as found in a message or a record, before checking.
+#[derive(Deserialize)]
+struct RawTraceContext {
+    #[serde(default)]
+    traceparent: Option<String>,
+    #[serde(default)]
+    tracestate: Option<String>,
+    #[serde(default)]
+    xray: Option<String>,
+}
+
+/// Decoding keeps only well-formed values: an invalid traceparent, or a tracestate / X-Ray
+/// header that is overlong or holds anything but visible ASCII and spaces, is dropped
+/// (a trace context is advisory: a bad one costs the trace link, never the item, and never
+/// reaches a log line or a build's environment).
+impl From<RawTraceContext> for TraceContext {
+    fn from(raw: RawTraceContext) -> Self {
+        let header = |v: Option<String>| {
+            v.filter(|h| {
+                h.len() <= MAX_HEADER && h.bytes().all(|b| b == b' ' || b.is_ascii_graphic())
+            })
+        };
+        TraceContext {
+            traceparent: raw
+                .traceparent
+                .filter(|tp| TraceContext::valid_traceparent(tp)),
+            tracestate: header(raw.tracestate),
+            xray: header(raw.xray),
+        }
+    }
 }
 
 impl TraceContext {
@@ -71,5 +108,22 @@ mod tests {
             .is_none()
         );
         assert!(TraceContext::from_traceparent("zz; rm -rf").is_none());
+    }
+
+    #[test]
+    fn decoding_drops_malformed_values_and_keeps_good_ones() {
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let good: TraceContext = serde_json::from_value(serde_json::json!({
+            "traceparent": tp, "tracestate": "a=1,b=2", "xray": "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1"
+        }))
+        .unwrap();
+        assert_eq!(good.traceparent.as_deref(), Some(tp));
+        assert_eq!(good.tracestate.as_deref(), Some("a=1,b=2"));
+        assert!(good.xray.is_some());
+        let bad: TraceContext = serde_json::from_value(serde_json::json!({
+            "traceparent": "00-zz-$(id)-01", "tracestate": "a=1\nINFO forged", "xray": "x".repeat(MAX_HEADER + 1)
+        }))
+        .unwrap();
+        assert_eq!(bad, TraceContext::default());
     }
 }

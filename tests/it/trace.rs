@@ -237,7 +237,7 @@ impl World {
                 renew_every: Duration::from_secs(2),
                 safety_margin: Duration::from_secs(2),
                 poll_every: Duration::from_millis(200),
-                build_timeout: Duration::from_secs(600),
+                build_timeout: Some(Duration::from_secs(600)),
                 contention_delay: Duration::from_secs(5),
                 retry: RetryPolicy::default(),
                 build_env: self.build_env(&backend),

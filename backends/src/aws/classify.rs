@@ -10,8 +10,9 @@
 //! - construction failures and user-side dispatch errors → `internal` (a bug or bad config);
 //! - timeouts, dispatch failures, unparseable responses → `transient`, outcome unknown;
 //! - throttling codes (`Throttling*`, `*Throttled*`, `TooManyRequests*`,
-//!   `ProvisionedThroughputExceeded*`, `RequestLimitExceeded`, `SlowDown`, HTTP 429)
-//!   → `throttled`;
+//!   `ProvisionedThroughputExceeded*`, `RequestLimitExceeded`, `SlowDown`, HTTP 429) and
+//!   CodeBuild's `AccountLimitExceededException` (the concurrent build limit: a build can
+//!   start once another ends) → `throttled`;
 //! - conditional-check failures → `contention` with [`AwsError::condition_failed`] set;
 //! - `AccessDenied*`, `UnrecognizedClient*`, expired or invalid tokens and signatures
 //!   → `auth`;
@@ -19,6 +20,11 @@
 //! - `InternalError`/`InternalFailure`/`ServiceUnavailable`/`RequestTimeout`/
 //!   `TransactionConflict`, and any HTTP 5xx → `transient`, outcome unknown for 5xx;
 //! - any other HTTP 4xx → `permanent-input`; anything else → `internal`.
+//!
+//! A DynamoDB `TransactionCanceledException` is classified by its cancellation reasons
+//! ([`class_of_cancellation`]): a failed condition is the caller's to interpret (a lost
+//! fence), a conflict with another transaction is `transient`, a throttled item is
+//! `throttled`; other reasons keep the classification above.
 
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_runtime_api::http::Response as HttpResponse;
@@ -111,7 +117,7 @@ impl ResponseStatus for HttpResponse {
     }
 }
 
-const THROTTLING_CODES: [&str; 12] = [
+const THROTTLING_CODES: [&str; 13] = [
     "Throttling",
     "ThrottlingException",
     "ThrottledException",
@@ -124,6 +130,8 @@ const THROTTLING_CODES: [&str; 12] = [
     "SlowDown",
     "PriorRequestNotComplete",
     "EC2ThrottledException",
+    // CodeBuild: the account's (or project's) concurrent build limit is reached.
+    "AccountLimitExceededException",
 ];
 
 const TRANSIENT_CODES: [&str; 10] = [
@@ -179,6 +187,32 @@ pub fn class_of_code(code: &str) -> Option<FailureClass> {
         return Some(FailureClass::FenceLost);
     }
     if is(&TRANSIENT_CODES) {
+        return Some(FailureClass::Transient);
+    }
+    None
+}
+
+/// The class of a cancelled DynamoDB transaction, from the codes of its
+/// `CancellationReasons` (one per item; `None` for the items that were fine), when a
+/// reason decides it. A failed condition wins (the write must not be retried: the caller
+/// learns its fence is gone), then throttling, then a conflict with another transaction
+/// (retried soon: nothing was written).
+pub fn class_of_cancellation<'a>(
+    reasons: impl IntoIterator<Item = Option<&'a str>>,
+) -> Option<FailureClass> {
+    let codes: Vec<&str> = reasons.into_iter().flatten().collect();
+    if codes.contains(&"ConditionalCheckFailed") {
+        return Some(FailureClass::Contention);
+    }
+    if codes.iter().any(|c| {
+        matches!(
+            *c,
+            "ThrottlingError" | "ProvisionedThroughputExceeded" | "RequestLimitExceeded"
+        )
+    }) {
+        return Some(FailureClass::Throttled);
+    }
+    if codes.contains(&"TransactionConflict") {
         return Some(FailureClass::Transient);
     }
     None
@@ -297,6 +331,45 @@ mod tests {
             assert!(e.is_retryable());
         }
         assert_eq!(service(None, 429).class, FailureClass::Throttled);
+    }
+
+    #[test]
+    fn the_concurrent_build_limit_is_throttled_never_input() {
+        let e = service(Some("AccountLimitExceededException"), 400);
+        assert_eq!(e.class, FailureClass::Throttled);
+        assert!(e.is_retryable());
+        assert!(!e.outcome_unknown, "refused: no build started");
+    }
+
+    #[test]
+    fn cancellation_reasons_decide_the_class() {
+        let c = |r: &[Option<&str>]| class_of_cancellation(r.iter().copied());
+        assert_eq!(
+            c(&[Some("None"), Some("ConditionalCheckFailed")]),
+            Some(FailureClass::Contention)
+        );
+        assert_eq!(
+            c(&[Some("ConditionalCheckFailed"), Some("TransactionConflict")]),
+            Some(FailureClass::Contention),
+            "a failed condition wins"
+        );
+        assert_eq!(
+            c(&[Some("TransactionConflict"), None]),
+            Some(FailureClass::Transient)
+        );
+        for t in [
+            "ThrottlingError",
+            "ProvisionedThroughputExceeded",
+            "RequestLimitExceeded",
+        ] {
+            assert_eq!(
+                c(&[Some("None"), Some(t)]),
+                Some(FailureClass::Throttled),
+                "{t}"
+            );
+        }
+        assert_eq!(c(&[Some("None"), Some("ValidationError")]), None);
+        assert_eq!(c(&[]), None);
     }
 
     #[test]

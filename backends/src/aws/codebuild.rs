@@ -3,13 +3,19 @@
 //! - **start** is one `StartBuild` on the configured project with the branch as
 //!   `sourceVersion`, the request's environment as PLAINTEXT `environmentVariablesOverride`
 //!   (never secrets: those are configured on the project, from Secrets Manager or
-//!   Parameter Store), the request's time limit as `timeoutInMinutesOverride` (clamped to
-//!   CodeBuild's 5–2160 minutes) and the request's idempotency key as `idempotencyToken`.
-//!   CodeBuild honours that token for **5 minutes** only: a repeat within them (a retry
-//!   after a timeout or a 5xx, or a consumer re-attaching right after a crash) returns the
-//!   first build. Beyond that window the job record carries the guarantee: the consumer
-//!   records its intent before `StartBuild` and the build id right after it, and whoever
-//!   takes the project next re-attaches to the recorded build instead of starting one.
+//!   Parameter Store) plus `KIRO_BUILD_KEY` = the idempotency key, the request's time
+//!   limit as `timeoutInMinutesOverride` only when it has one (clamped to CodeBuild's
+//!   5–2160 minutes; none: the project's own timeout applies) and the idempotency key as
+//!   `idempotencyToken`. CodeBuild honours that token for **5 minutes** only: a repeat of
+//!   the *same* request within them (a retry after a timeout or a 5xx, or a consumer
+//!   replaying the request recorded with its intent) returns the first build; the same
+//!   token with *other* parameters is refused (`InvalidInputException`, "parameter
+//!   mismatch"). Such a refusal is answered by [`find`](BuildRunner::find): the build the
+//!   key started, if it can be seen, else an error of class `contention` (a build for the
+//!   key exists or is being started; never the item's fault, never a second build).
+//! - **find** looks a key up after the token may have expired: `ListBuildsForProject`
+//!   (newest first) and `BatchGetBuilds` of each page, matching `KIRO_BUILD_KEY` in the
+//!   build's environment, until a page reaches builds started well before the intent.
 //! - **status** asks `BatchGetBuilds` once per 100 ids (the API's limit); ids CodeBuild
 //!   does not know (`buildsNotFound`) are simply absent from the answer. A build maps to a
 //!   [`BuildStatus`]: `buildStatus` (an IN_PROGRESS build still in SUBMITTED/QUEUED is
@@ -29,9 +35,11 @@ use super::retry::{RetryPolicy, retry};
 use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_sdk_codebuild::Client;
+use aws_sdk_codebuild::types::SortOrderType;
 use aws_sdk_codebuild::types::{
     Build, BuildPhase, EnvironmentVariable, EnvironmentVariableType, StatusType,
 };
+use kiro_protocol::ports::build::env as build_env;
 use kiro_protocol::{
     BuildId, BuildRequest, BuildRunner, BuildState, BuildStatus, FailureClass, PortError, Timestamp,
 };
@@ -43,8 +51,16 @@ use tracing::{debug, instrument};
 pub const BATCH_GET_LIMIT: usize = 100;
 
 /// CodeBuild's bounds for `timeoutInMinutesOverride`.
-const MIN_TIMEOUT_MINUTES: u64 = 5;
-const MAX_TIMEOUT_MINUTES: u64 = 36 * 60;
+pub const MIN_TIMEOUT_MINUTES: u64 = 5;
+pub const MAX_TIMEOUT_MINUTES: u64 = 36 * 60;
+
+/// Pages of `ListBuildsForProject` (100 ids each) [`BuildRunner::find`] reads at most.
+const FIND_MAX_PAGES: usize = 10;
+
+/// How long before the intent a build may appear to have started (clock skew between
+/// the consumer and CodeBuild): `find` stops at a page whose oldest build started
+/// earlier than the intent minus this.
+const FIND_SKEW: Duration = Duration::from_secs(10 * 60);
 
 /// Runs builds of one CodeBuild project.
 #[derive(Debug, Clone)]
@@ -97,6 +113,14 @@ impl CodeBuildRunner {
     }
 
     async fn batch_get(&self, ids: &[BuildId]) -> Result<Vec<BuildStatus>, AwsError> {
+        self.batch_get_raw(ids)
+            .await?
+            .iter()
+            .map(status_of)
+            .collect()
+    }
+
+    async fn batch_get_raw(&self, ids: &[BuildId]) -> Result<Vec<Build>, AwsError> {
         let ids: Vec<String> = ids.iter().map(|i| i.as_str().to_owned()).collect();
         let out = retry(&self.retry, |_| {
             let call = self.client.batch_get_builds().set_ids(Some(ids.clone()));
@@ -113,8 +137,77 @@ impl CodeBuildRunner {
                 "builds unknown to CodeBuild"
             );
         }
-        out.builds().iter().map(status_of).collect()
+        Ok(out.builds.unwrap_or_default())
     }
+
+    /// One page of the project's build ids, newest first.
+    async fn list_page(
+        &self,
+        next: Option<String>,
+    ) -> Result<(Vec<BuildId>, Option<String>), AwsError> {
+        let out = retry(&self.retry, |_| {
+            let call = self
+                .client
+                .list_builds_for_project()
+                .project_name(&self.project)
+                .sort_order(SortOrderType::Descending)
+                .set_next_token(next.clone());
+            async move {
+                call.send()
+                    .await
+                    .map_err(|e| classify("codebuild:ListBuildsForProject", &e))
+            }
+        })
+        .await?;
+        let ids = out.ids().iter().map(BuildId::new).collect();
+        Ok((ids, out.next_token.filter(|t| !t.is_empty())))
+    }
+
+    /// The build whose environment carries `KIRO_BUILD_KEY` = `key`, among the builds
+    /// started since `since` (minus [`FIND_SKEW`]).
+    async fn find_key(
+        &self,
+        key: &str,
+        since: Timestamp,
+        max_pages: usize,
+    ) -> Result<Option<BuildId>, AwsError> {
+        let floor = since.minus(FIND_SKEW);
+        let mut next = None;
+        for _ in 0..max_pages {
+            let (ids, token) = self.list_page(next).await?;
+            if ids.is_empty() {
+                return Ok(None);
+            }
+            let builds = self.batch_get_raw(&ids).await?;
+            if let Some(b) = builds.iter().find(|b| carries_key(b, key)) {
+                return Ok(b.id().map(BuildId::new));
+            }
+            let oldest = builds.iter().filter_map(|b| millis(b.start_time())).min();
+            if token.is_none() || oldest.is_some_and(|t| t < floor) {
+                return Ok(None);
+            }
+            next = token;
+        }
+        debug!(key, "key not found within the pages searched");
+        Ok(None)
+    }
+}
+
+/// Whether build `b` was started with idempotency key `key` (its `KIRO_BUILD_KEY`).
+fn carries_key(b: &Build, key: &str) -> bool {
+    b.environment().is_some_and(|e| {
+        e.environment_variables()
+            .iter()
+            .any(|v| v.name() == build_env::BUILD_KEY && v.value() == key)
+    })
+}
+
+/// Whether a `StartBuild` refusal says the token was used with other parameters. AWS
+/// documents the error ("parameter mismatch") but not its text: any mention of the
+/// idempotency token or of a mismatch counts.
+fn is_token_mismatch(e: &AwsError) -> bool {
+    let m = e.message.to_ascii_lowercase();
+    e.is_code("InvalidInputException") && (m.contains("idempoten") || m.contains("mismatch"))
 }
 
 /// The `timeoutInMinutesOverride` for a time limit: whole minutes, rounded up, within
@@ -125,8 +218,16 @@ pub fn timeout_minutes(timeout: Duration) -> i32 {
     i32::try_from(clamped).unwrap_or(i32::MAX)
 }
 
-fn env_overrides(env: &BTreeMap<String, String>) -> Result<Vec<EnvironmentVariable>, AwsError> {
+fn env_overrides(
+    env: &BTreeMap<String, String>,
+    key: &str,
+) -> Result<Vec<EnvironmentVariable>, AwsError> {
     env.iter()
+        .filter(|(k, _)| k.as_str() != build_env::BUILD_KEY)
+        .chain(std::iter::once((
+            &build_env::BUILD_KEY.to_owned(),
+            &key.to_owned(),
+        )))
         .map(|(k, v)| {
             EnvironmentVariable::builder()
                 .name(k)
@@ -251,9 +352,9 @@ pub fn status_of(b: &Build) -> Result<BuildStatus, AwsError> {
 impl BuildRunner for CodeBuildRunner {
     #[instrument(skip_all, fields(project = %req.project, item = %req.item))]
     async fn start(&self, req: &BuildRequest) -> Result<BuildId, PortError> {
-        let env = env_overrides(&req.env)?;
-        let minutes = timeout_minutes(req.timeout);
-        let out = retry(&self.retry, |_| {
+        let env = env_overrides(&req.env, &req.idempotency_key)?;
+        let minutes = req.timeout.map(timeout_minutes);
+        let started = retry(&self.retry, |_| {
             let call = self
                 .client
                 .start_build()
@@ -264,19 +365,48 @@ impl BuildRunner for CodeBuildRunner {
                 )
                 .set_environment_variables_override(Some(env.clone()))
                 .idempotency_token(&req.idempotency_key)
-                .timeout_in_minutes_override(minutes);
+                .set_timeout_in_minutes_override(minutes);
             async move {
                 call.send()
                     .await
                     .map_err(|e| classify("codebuild:StartBuild", &e))
             }
         })
-        .await?;
+        .await;
+        let out = match started {
+            Ok(out) => out,
+            Err(e) if e.is_code("InvalidInputException") => {
+                // The same token with other parameters is refused; the build it started
+                // (within the token's 5 minutes: on the first page) is the answer, if it
+                // can be seen already.
+                if let Some(id) = self.find_key(&req.idempotency_key, Timestamp(0), 1).await? {
+                    debug!(build = %id, "key already used; same build");
+                    return Ok(id);
+                }
+                if is_token_mismatch(&e) {
+                    return Err(PortError::new(
+                        FailureClass::Contention,
+                        format!(
+                            "{e} (idempotency token {} was used with other parameters; \
+                             its build is not visible yet: no second build was started)",
+                            req.idempotency_key
+                        ),
+                    ));
+                }
+                return Err(e.into());
+            }
+            Err(e) => return Err(e.into()),
+        };
         let id = out.build_value().and_then(|b| b.id()).ok_or_else(|| {
             PortError::transient("codebuild:StartBuild answered without a build id")
         })?;
         debug!(build = id, "build started");
         Ok(BuildId::new(id))
+    }
+
+    #[instrument(skip_all, fields(key = %key))]
+    async fn find(&self, key: &str, since: Timestamp) -> Result<Option<BuildId>, PortError> {
+        Ok(self.find_key(key, since, FIND_MAX_PAGES).await?)
     }
 
     async fn status(&self, ids: &[BuildId]) -> Result<Vec<BuildStatus>, PortError> {

@@ -31,7 +31,7 @@
 //! only a write known not to be applied is retried. TTL never decides anything: expiry is
 //! judged from `expires_at` against the `Clock` port.
 
-use super::classify::{AwsError, classify};
+use super::classify::{AwsError, class_of_cancellation, classify};
 use super::retry::{RetryPolicy, retry};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
@@ -488,15 +488,12 @@ impl LeaseStore for DynamoLeaseStore {
                             let mut c = classify("dynamodb:TransactWriteItems", &e);
                             if let Some(TransactWriteItemsError::TransactionCanceledException(t)) =
                                 e.as_service_error()
+                                && let Some(class) = class_of_cancellation(
+                                    t.cancellation_reasons().iter().map(|r| r.code()),
+                                )
                             {
-                                let reasons = t.cancellation_reasons();
-                                if reasons
-                                    .iter()
-                                    .any(|r| r.code() == Some("ConditionalCheckFailed"))
-                                {
-                                    c.condition_failed = true;
-                                    c.class = FailureClass::Contention;
-                                }
+                                c.class = class;
+                                c.condition_failed = class == FailureClass::Contention;
                             }
                             Err(c)
                         }

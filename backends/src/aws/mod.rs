@@ -5,6 +5,8 @@
 //! - [`classify`]: the ONE place where an AWS SDK error becomes a [`PortError`] class;
 //! - [`retry`]: retries with backoff and jitter, only for classes that allow it;
 //! - [`sqs`]: `WorkQueue` on an SQS FIFO queue with a FIFO dead-letter queue;
+//! - [`sqs_limits`]: SQS's limits on one message (ids, attributes, size), checked before
+//!   every send;
 //! - [`dynamo`]: `LeaseStore` on one DynamoDB table (leases and job records);
 //! - [`codebuild`]: `BuildRunner` on AWS CodeBuild;
 //! - [`ecs`]: `TaskProtection` through the ECS task scale-in protection endpoint;
@@ -24,3 +26,4 @@ pub mod moto;
 pub mod retry;
 pub mod settings;
 pub mod sqs;
+pub mod sqs_limits;

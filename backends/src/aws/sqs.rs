@@ -279,6 +279,7 @@ impl SqsQueue {
         attributes: &BTreeMap<String, String>,
         xray: Option<&str>,
     ) -> Result<String, PortError> {
+        super::sqs_limits::check_send(body, group, dedup, attributes)?;
         let mut attrs = HashMap::new();
         for (k, v) in attributes {
             attrs.insert(k.clone(), string_attr(v)?);

@@ -14,7 +14,9 @@
 
 use async_trait::async_trait;
 use kiro_protocol::outcome::vars;
-use kiro_protocol::{BuildId, BuildRequest, BuildRunner, BuildState, BuildStatus, PortError};
+use kiro_protocol::{
+    BuildId, BuildRequest, BuildRunner, BuildState, BuildStatus, FailureClass, PortError, Timestamp,
+};
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -84,11 +86,20 @@ pub trait BuildHarness: Send + Sync {
     fn max_wait(&self) -> Duration {
         Duration::from_secs(60)
     }
+    /// Whether the runner forgets idempotency keys (CodeBuild: after 5 minutes), so
+    /// `find` must name the build a key started.
+    fn keys_expire(&self) -> bool {
+        false
+    }
 }
 
 /// Run every check of the suite, in order.
 pub async fn run_all(h: &dyn BuildHarness) {
     same_key_same_build(h).await;
+    same_key_other_parameters_never_starts_a_second_build(h).await;
+    if h.keys_expire() {
+        a_started_build_is_found_by_its_key(h).await;
+    }
     status_answers_many_ids_at_once(h).await;
     succeeding_build_exports_variables(h).await;
     failing_build_keeps_exported_variables(h).await;
@@ -173,6 +184,62 @@ pub async fn same_key_same_build(h: &dyn BuildHarness) {
     let again = ok(runner.start(&req).await, "start after it finished");
     assert_eq!(a, again, "contract: a finished build's key still names it");
     assert_eq!(ok(h.builds_started().await, "builds_started"), after);
+}
+
+/// The same key with other parameters (another fence, another timeout: what a consumer
+/// re-attaching with a rebuilt request would send) returns the first build or is refused
+/// with a `contention` error; it never starts a second build.
+pub async fn same_key_other_parameters_never_starts_a_second_build(h: &dyn BuildHarness) {
+    let runner = h.runner();
+    let before = ok(h.builds_started().await, "builds_started");
+    let script = BuildScript::succeed(sample_exports("succeeded"));
+    let req = h.request(&key(h, "mismatch-1"), &script);
+    let a = ok(runner.start(&req).await, "start");
+    let mut other = req.clone();
+    other
+        .env
+        .insert("KIRO_FENCE".to_owned(), "contract-other-fence".to_owned());
+    other.timeout =
+        Some(req.timeout.unwrap_or(Duration::from_secs(600)) + Duration::from_secs(600));
+    match runner.start(&other).await {
+        Ok(b) => assert_eq!(
+            a, b,
+            "contract: the same key with other parameters must name the first build"
+        ),
+        Err(e) => assert_eq!(
+            e.class,
+            FailureClass::Contention,
+            "contract: a refused repeat of a key is `contention`, never the item's fault: {e}"
+        ),
+    }
+    let after = ok(h.builds_started().await, "builds_started");
+    assert_eq!(
+        after - before,
+        1,
+        "contract: one key, one build, whatever the parameters"
+    );
+    wait_finished(h, &a).await;
+}
+
+/// `find` names the build a key started, and nothing for a key never used (runners whose
+/// keys expire).
+pub async fn a_started_build_is_found_by_its_key(h: &dyn BuildHarness) {
+    let runner = h.runner();
+    let script = BuildScript::succeed(sample_exports("succeeded"));
+    let k = key(h, "find-1");
+    let id = ok(runner.start(&h.request(&k, &script)).await, "start");
+    let found = ok(runner.find(&k, Timestamp(0)).await, "find");
+    assert_eq!(
+        found,
+        Some(id.clone()),
+        "contract: find names the key's build"
+    );
+    let none = ok(
+        runner.find(&key(h, "find-never-used"), Timestamp(0)).await,
+        "find an unused key",
+    );
+    assert_eq!(none, None, "contract: an unused key names no build");
+    wait_finished(h, &id).await;
 }
 
 /// `status` answers for several ids in one call.

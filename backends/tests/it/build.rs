@@ -88,7 +88,7 @@ fn request(key: &str, env: &[(&str, &str)], timeout: Duration) -> BuildRequest {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect(),
-        timeout,
+        timeout: Some(timeout),
     }
 }
 
@@ -523,4 +523,67 @@ async fn stop_is_recorded_by_the_build_process_and_kills_its_group() {
     assert_eq!(st.message.as_deref(), Some("build stopped in phase BUILD"));
     assert!(!process::group_exists(pgid));
     assert!(read(&h.runner.log_path(&id)).contains("State: STOPPED"));
+}
+
+/// Nothing a build starts outlives it: a process in its own session that ignores
+/// SIGTERM (as an agent in its own process group does), left behind by a time-out, a
+/// stop, or a worker killed with SIGKILL, is gone by the time the build is recorded
+/// finished.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_process_of_a_build_outlives_it() {
+    // The "agent": a new session, SIGTERM ignored, its pid written down.
+    let escape = r#"setsid sh -c 'trap "" TERM; echo $$ > "$CODEBUILD_SRC_DIR/agent.pid"; exec sleep 300' &"#;
+    let h = Local::new(&format!(
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - |\n        {escape}\n        while [ ! -s \"$CODEBUILD_SRC_DIR/agent.pid\" ]; do sleep 0.02; done\n        eval \"$THEN\"\n"
+    ));
+    // The "worker" killed with SIGKILL: it starts the agent, then dies.
+    let killed_worker = format!(
+        "sh -c '{}; while [ ! -s \"$CODEBUILD_SRC_DIR/agent.pid\" ]; do sleep 0.02; done; kill -9 $$'",
+        escape.replace('\'', r"'\''")
+    );
+    let cases: [(&str, String, Duration, BuildState); 3] = [
+        (
+            "timeout",
+            "sleep 300".into(),
+            Duration::from_secs(2),
+            BuildState::TimedOut,
+        ),
+        (
+            "stop",
+            "sleep 300".into(),
+            Duration::from_secs(120),
+            BuildState::Stopped,
+        ),
+        (
+            "killed-worker",
+            killed_worker,
+            Duration::from_secs(120),
+            BuildState::Failed,
+        ),
+    ];
+    for (name, then, timeout, want) in cases {
+        let id = h
+            .runner
+            .start(&request(name, &[("THEN", &then)], timeout))
+            .await
+            .unwrap();
+        let pid_file = h.runner.build_dir(&id).join("src/agent.pid");
+        for _ in 0..400 {
+            if !read(&pid_file).trim().is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        let agent: i32 = read(&pid_file).trim().parse().expect("the agent started");
+        assert!(process::is_alive(agent, None), "{name}: the agent runs");
+        if name == "stop" {
+            h.runner.stop(&id).await.unwrap();
+        }
+        let st = wait(&h, &id).await;
+        assert_eq!(st.state, want, "{name}: {st:?}");
+        assert!(
+            !process::is_alive(agent, None),
+            "{name}: the agent {agent} outlived its build"
+        );
+    }
 }

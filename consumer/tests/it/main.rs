@@ -4,5 +4,6 @@
 mod dlq;
 mod engine;
 mod metrics;
+mod reattach;
 mod spans;
 mod support;

@@ -3,7 +3,9 @@
 //!
 //! `ScriptedRunner` is a test stand-in for the `BuildRunner` port (the real runners pass
 //! the build contract suite in `kiro-backends`): a build finishes when the test says so,
-//! with the exported variables the test scripts per item and attempt.
+//! with the exported variables the test scripts per item and attempt. Its keys behave
+//! as CodeBuild's tokens: the same key with other parameters is refused (`contention`,
+//! "parameter mismatch"), and with `expiring_keys` a key is forgotten after 5 minutes.
 
 use async_trait::async_trait;
 use kiro_backends::embedded::{EmbeddedDb, QueueConfig, SqliteLeaseStore, SqliteQueue};
@@ -23,7 +25,13 @@ pub struct ScriptedBuild {
     pub env: BTreeMap<String, String>,
     pub state: BuildState,
     pub exported: BTreeMap<String, String>,
+    /// The request that started it.
+    pub req: BuildRequest,
+    pub started: tokio::time::Instant,
 }
+
+/// How long CodeBuild honours an idempotency token.
+pub const TOKEN_WINDOW: Duration = Duration::from_secs(300);
 
 /// A scripted `BuildRunner` (test stand-in): idempotent on the key, builds stay
 /// IN_PROGRESS until `finish` is called.
@@ -32,6 +40,12 @@ pub struct ScriptedRunner {
     pub builds: Mutex<Vec<ScriptedBuild>>,
     pub stopped: Mutex<Vec<BuildId>>,
     pub fail_start: Mutex<Option<PortError>>,
+    /// Keys are forgotten [`TOKEN_WINDOW`] after their build started (CodeBuild).
+    pub expiring_keys: std::sync::atomic::AtomicBool,
+    /// `find` answers `None` (a build not visible yet).
+    pub hide_from_find: std::sync::atomic::AtomicBool,
+    /// Every request `start` was called with.
+    pub start_calls: Mutex<Vec<BuildRequest>>,
 }
 
 impl ScriptedRunner {
@@ -79,11 +93,26 @@ impl ScriptedRunner {
 #[async_trait]
 impl BuildRunner for ScriptedRunner {
     async fn start(&self, req: &BuildRequest) -> Result<BuildId, PortError> {
+        self.start_calls.lock().unwrap().push(req.clone());
         if let Some(e) = self.fail_start.lock().unwrap().clone() {
             return Err(e);
         }
         let mut builds = self.builds.lock().unwrap();
-        if let Some(b) = builds.iter().find(|b| b.key == req.idempotency_key) {
+        let expiring = self
+            .expiring_keys
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if let Some(b) = builds.iter().rev().find(|b| {
+            b.key == req.idempotency_key && (!expiring || b.started.elapsed() < TOKEN_WINDOW)
+        }) {
+            if b.req != *req {
+                return Err(PortError::new(
+                    FailureClass::Contention,
+                    format!(
+                        "parameter mismatch: key {} was used with other parameters",
+                        req.idempotency_key
+                    ),
+                ));
+            }
             return Ok(b.id.clone());
         }
         let id = BuildId::new(format!("scripted:{}", builds.len() + 1));
@@ -94,8 +123,21 @@ impl BuildRunner for ScriptedRunner {
             env: req.env.clone(),
             state: BuildState::InProgress,
             exported: BTreeMap::new(),
+            req: req.clone(),
+            started: tokio::time::Instant::now(),
         });
         Ok(id)
+    }
+
+    async fn find(&self, key: &str, _since: Timestamp) -> Result<Option<BuildId>, PortError> {
+        if self
+            .hide_from_find
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return Ok(None);
+        }
+        let builds = self.builds.lock().unwrap();
+        Ok(builds.iter().find(|b| b.key == key).map(|b| b.id.clone()))
     }
 
     async fn status(&self, ids: &[BuildId]) -> Result<Vec<BuildStatus>, PortError> {
@@ -176,7 +218,7 @@ impl Harness {
             renew_every: Duration::from_secs(10),
             safety_margin: Duration::from_secs(2),
             poll_every: Duration::from_secs(5),
-            build_timeout: Duration::from_secs(3600),
+            build_timeout: Some(Duration::from_secs(3600)),
             contention_delay: Duration::from_secs(60),
             retry: RetryPolicy {
                 max_attempts: 3,
@@ -259,11 +301,24 @@ impl Harness {
     }
 }
 
-/// A lease store whose renewals can be made to fail (an unreachable table).
+/// A lease store whose renewals, or the job-record writes of one state, can be made to
+/// fail (an unreachable table).
 #[derive(Debug)]
 pub struct FlakyLeases {
     pub inner: Arc<SqliteLeaseStore>,
     pub fail_renew: Mutex<bool>,
+    /// Job records in this state are not written (a transient error).
+    pub fail_record_of: Mutex<Option<JobState>>,
+}
+
+impl FlakyLeases {
+    pub fn new(inner: Arc<SqliteLeaseStore>) -> Self {
+        FlakyLeases {
+            inner,
+            fail_renew: Mutex::new(false),
+            fail_record_of: Mutex::new(None),
+        }
+    }
 }
 
 #[async_trait]
@@ -286,6 +341,11 @@ impl LeaseStore for FlakyLeases {
         self.inner.get(p).await
     }
     async fn record(&self, l: &Lease, j: &JobRecord) -> Result<(), LeaseError> {
+        if *self.fail_record_of.lock().unwrap() == Some(j.state) {
+            return Err(LeaseError::Port(PortError::transient(
+                "scripted: table unreachable",
+            )));
+        }
         self.inner.record(l, j).await
     }
     async fn job(&self, p: &ProjectKey, i: &ItemId) -> Result<Option<JobRecord>, PortError> {

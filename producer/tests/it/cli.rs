@@ -82,8 +82,17 @@ fn configuration_errors_exit_non_zero() {
     // A FIFO or a directory given as the board is refused at once, by name (a FIFO used
     // to block the producer forever: `output()` would never return).
     let fifo = dir.path().join("board.fifo");
-    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
-    for (board, what) in [(fifo, "is a FIFO"), (dir.path().to_path_buf(), "is a directory")] {
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    for (board, what) in [
+        (fifo, "is a FIFO"),
+        (dir.path().to_path_buf(), "is a directory"),
+    ] {
         let out = producer()
             .arg("--board")
             .arg(&board)

@@ -101,7 +101,7 @@ impl BoardItem {
             .title
             .chars()
             .filter(|c| !c.is_control())
-            .take(200)
+            .take(crate::envelope::TITLE_MAX)
             .collect();
         if let Some(conflict) = &self.conflict {
             return Err(wrap(IdError::new("id", &self.id, conflict.clone())));
@@ -118,7 +118,7 @@ impl BoardItem {
                 .updated_at
                 .chars()
                 .filter(|c| !c.is_control())
-                .take(64)
+                .take(crate::envelope::UPDATED_AT_MAX)
                 .collect(),
         })
     }

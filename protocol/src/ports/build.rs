@@ -2,7 +2,10 @@
 //!
 //! Contract (checked by `kiro-backends::contract::build`):
 //! - `start` with an idempotency key already used returns the first build's id and starts
-//!   nothing new;
+//!   nothing new; the same key with other parameters never starts a second build either
+//!   (the runner returns the first build, or refuses with a `contention` error);
+//! - `find` names the build a key started, for runners whose keys expire (CodeBuild
+//!   forgets a token after 5 minutes);
 //! - `status` takes many ids at once and answers for each id it knows;
 //! - a finished status carries the variables the build exported;
 //! - builds outlive the process that started them: another process can ask for their status.
@@ -16,8 +19,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-/// What to build.
-#[derive(Debug, Clone, PartialEq)]
+/// What to build. The consumer records the exact request with its intent (in the job
+/// record), so a consumer that re-attaches after a crash can replay it unchanged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BuildRequest {
     pub project: ProjectKey,
     pub item: ItemId,
@@ -27,7 +31,32 @@ pub struct BuildRequest {
     /// Environment overrides for the build (never secrets: those come from the runner's
     /// own configuration, e.g. Secrets Manager).
     pub env: BTreeMap<String, String>,
-    pub timeout: Duration,
+    /// The build's time limit; `None`: the runner's own (a CodeBuild project's timeout,
+    /// the local runner's default).
+    #[serde(
+        default,
+        with = "opt_secs",
+        rename = "timeout_secs",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub timeout: Option<Duration>,
+}
+
+/// An optional duration as whole seconds.
+mod opt_secs {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&d.as_secs()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Ok(Option::<u64>::deserialize(d)?.map(Duration::from_secs))
+    }
 }
 
 /// A build's state, CodeBuild's vocabulary.
@@ -101,6 +130,15 @@ pub struct BuildStatus {
 #[async_trait]
 pub trait BuildRunner: Send + Sync + std::fmt::Debug {
     async fn start(&self, req: &BuildRequest) -> Result<BuildId, PortError>;
+    /// The build started with idempotency key `key` (whose intent was recorded at
+    /// `since`), if the runner can see it. Runners whose keys never expire (the local
+    /// runner keeps every key) need no lookup: replaying the request returns the first
+    /// build, so the default answers `None`. A runner whose keys expire (CodeBuild) must
+    /// look: the consumer asks before replaying an old intent.
+    async fn find(&self, key: &str, since: Timestamp) -> Result<Option<BuildId>, PortError> {
+        let _ = (key, since);
+        Ok(None)
+    }
     async fn status(&self, ids: &[BuildId]) -> Result<Vec<BuildStatus>, PortError>;
     async fn stop(&self, id: &BuildId) -> Result<(), PortError>;
 }
@@ -116,4 +154,31 @@ pub mod env {
     pub const FENCE: &str = "KIRO_FENCE";
     pub const TRACEPARENT: &str = "TRACEPARENT";
     pub const ATTEMPT: &str = "KIRO_ATTEMPT";
+    /// The build's idempotency key, so a build can be found after the runner forgot the
+    /// key (set by runners whose keys expire).
+    pub const BUILD_KEY: &str = "KIRO_BUILD_KEY";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_round_trips_through_json_with_or_without_a_timeout() {
+        let mut req = BuildRequest {
+            project: ProjectKey::parse("calc").unwrap(),
+            item: ItemId::parse("CALC-1").unwrap(),
+            idempotency_key: "calc-CALC-1-0".into(),
+            source_version: BranchName::parse("feature/x").unwrap(),
+            env: BTreeMap::from([("KIRO_FENCE".to_owned(), "7".to_owned())]),
+            timeout: Some(Duration::from_secs(5400)),
+        };
+        let json = serde_json::to_string(&req).unwrap();
+        assert!(json.contains("\"timeout_secs\":5400"), "{json}");
+        assert_eq!(serde_json::from_str::<BuildRequest>(&json).unwrap(), req);
+        req.timeout = None;
+        let json = serde_json::to_string(&req).unwrap();
+        assert!(!json.contains("timeout"), "{json}");
+        assert_eq!(serde_json::from_str::<BuildRequest>(&json).unwrap(), req);
+    }
 }

@@ -24,6 +24,41 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+/// Longest SQS FIFO `MessageGroupId` and `MessageDeduplicationId`, in characters.
+pub const FIFO_ID_MAX: usize = 128;
+
+/// Whether `c` may appear in an SQS FIFO group or deduplication id: alphanumerics and
+/// the ASCII punctuation `!"#$%&'()*+,-./:;<=>?@[\]^_`{|}~`.
+pub fn is_fifo_id_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c.is_ascii_punctuation()
+}
+
+/// Check a `MessageGroupId` or `MessageDeduplicationId` (`field` names which) against
+/// SQS's rule: 1–128 characters of [`is_fifo_id_char`]. Emulators such as moto do not
+/// enforce it; SQS refuses the send.
+pub fn check_fifo_id(field: &'static str, value: &str) -> Result<(), crate::ids::IdError> {
+    use crate::ids::IdError;
+    let len = value.chars().count();
+    if len == 0 {
+        return Err(IdError::new(field, value, "must not be empty"));
+    }
+    if len > FIFO_ID_MAX {
+        return Err(IdError::new(
+            field,
+            value,
+            format!("is {len} characters; SQS allows at most {FIFO_ID_MAX}"),
+        ));
+    }
+    if let Some(c) = value.chars().find(|c| !is_fifo_id_char(*c)) {
+        return Err(IdError::new(
+            field,
+            value,
+            format!("contains {c:?}; SQS allows letters, digits and ASCII punctuation"),
+        ));
+    }
+    Ok(())
+}
+
 /// Message attribute names shared by every queue adapter.
 pub mod attrs {
     pub const SCHEMA_VERSION: &str = "kiro.schema";

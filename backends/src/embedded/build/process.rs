@@ -4,6 +4,12 @@
 //! Invariant: a pid alone never identifies a build process — liveness checks compare the
 //! process start time recorded with the pid (from `/proc/<pid>/stat`) so a reused pid,
 //! e.g. after a reboot, is not mistaken for a running build; zombies count as dead.
+//!
+//! A build process owns its whole tree: it makes itself a child subreaper
+//! ([`become_subreaper`]), so whatever a build starts — even in a new session or process
+//! group, even after its parent died (the agent of a killed worker) — stays its
+//! descendant, and [`end_tree`] ends every descendant before the build is recorded
+//! finished.
 
 use std::io;
 
@@ -35,6 +41,85 @@ pub fn signal_group(pgid: i32, sig: i32) -> io::Result<()> {
         Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
         other => other,
     }
+}
+
+/// Make this process a child subreaper (Linux): orphaned descendants are re-parented to
+/// it instead of to init, so [`descendants`] still finds them.
+pub fn become_subreaper() -> io::Result<()> {
+    rustix::process::set_child_subreaper(Some(rustix::process::getpid())).map_err(io::Error::from)
+}
+
+/// The live (non-zombie) descendants of `root`, from `/proc` (empty without `/proc`).
+pub fn descendants(root: i32) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut parent_of: Vec<(i32, i32)> = Vec::new();
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if let Some((state, ppid)) = proc_parent(pid)
+            && !matches!(state, 'Z' | 'X')
+        {
+            parent_of.push((pid, ppid));
+        }
+    }
+    let mut found = vec![root];
+    let mut i = 0;
+    while i < found.len() {
+        let p = found[i];
+        found.extend(
+            parent_of
+                .iter()
+                .filter(|(_, ppid)| *ppid == p)
+                .map(|(pid, _)| *pid),
+        );
+        i += 1;
+    }
+    found.remove(0);
+    found
+}
+
+/// End every descendant of `root`: SIGTERM, up to `grace` for them to exit, then SIGKILL
+/// whatever is left (including processes that ignore SIGTERM or appeared meanwhile).
+pub async fn end_tree(root: i32, grace: std::time::Duration) {
+    let first = descendants(root);
+    if first.is_empty() {
+        return;
+    }
+    for pid in &first {
+        let _ = signal(*pid, SIGTERM);
+    }
+    let give_up = tokio::time::Instant::now() + grace;
+    while !descendants(root).is_empty() && tokio::time::Instant::now() < give_up {
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    // New descendants may appear while older ones die: sweep until none is left.
+    for _ in 0..50 {
+        let left = descendants(root);
+        if left.is_empty() {
+            return;
+        }
+        for pid in left {
+            let _ = signal(pid, SIGKILL);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// (state, parent pid) of `pid` from `/proc/<pid>/stat`.
+fn proc_parent(pid: i32) -> Option<(char, i32)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &text[text.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    Some((state, ppid))
 }
 
 /// Whether any process is still in group `pgid`.

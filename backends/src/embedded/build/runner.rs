@@ -39,6 +39,9 @@ use tracing::{debug, error, info, instrument, warn};
 /// declared vanished (covers the moment between recording a build and spawning it).
 pub const SPAWN_GRACE: Duration = Duration::from_secs(30);
 
+/// The time limit of a build whose request sets none.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60 * 60);
+
 /// How long a killed build's processes get between SIGTERM and SIGKILL.
 pub const KILL_GRACE: Duration = Duration::from_secs(5);
 
@@ -363,7 +366,7 @@ fn record_build(
             req.idempotency_key,
             req.source_version.as_str(),
             env_json,
-            i64::try_from(req.timeout.as_millis()).unwrap_or(i64::MAX),
+            i64::try_from(req.timeout.unwrap_or(DEFAULT_TIMEOUT).as_millis()).unwrap_or(i64::MAX),
             config.buildspec.to_string_lossy(),
             build_dir.to_string_lossy(),
             now.millis(),
@@ -545,6 +548,10 @@ pub async fn run_recorded_build(db: EmbeddedDb, id: &BuildId) -> Result<BuildSta
             let _ = stop_tx.send(true);
         }
     });
+    // Before anything is spawned: every process the build starts stays in this tree.
+    if let Err(e) = process::become_subreaper() {
+        warn!(error = %e, "cannot become a child subreaper; orphans of the build may outlive it");
+    }
 
     db.migrate(SCHEMA)?;
     let key = id.as_str().to_owned();
@@ -633,7 +640,11 @@ pub async fn run_recorded_build(db: EmbeddedDb, id: &BuildId) -> Result<BuildSta
             warn!(error = %e, "cannot record the current phase");
         }
     };
-    match exec::execute(&spec, &plan, stop_rx, &mut on_phase).await {
+    let ran = exec::execute(&spec, &plan, stop_rx, &mut on_phase).await;
+    // Nothing the build started may outlive it (an agent in its own process group, a
+    // worker's orphan, a daemon): end the whole tree before the build is recorded done.
+    process::end_tree(me, KILL_GRACE).await;
+    match ran {
         Ok(outcome) => record_end(
             &db,
             &key,

@@ -1,257 +1,24 @@
-//! `CodeBuildRunner` against scripted CodeBuild answers (aws-smithy-mocks).
-//!
-//! moto's CodeBuild only checks request shapes (builds flip to SUCCEEDED on the first
-//! describe, never fail, and StopBuild is overwritten), so the life-cycle is played by
-//! `FakeCodeBuild`: a small in-memory CodeBuild behind the SDK's mock interceptor. A build
-//! is QUEUED when started, IN_PROGRESS at its first `BatchGetBuilds`, and ends at the
-//! second as its [`BuildScript`] says (or when stopped); idempotency tokens are honoured
-//! for 5 minutes, as CodeBuild does. Fault rules placed before the fake's rules inject
-//! throttling and 5xx answers on every call site. The build contract suite runs against
-//! it unchanged; a smoke test checks the request shapes against moto.
+//! `CodeBuildRunner` against the in-memory CodeBuild of [`super::fake_codebuild`]
+//! (aws-smithy-mocks): the build contract suite, request shapes, life-cycle, batching,
+//! retries and classification; idempotency tokens (mismatch, expiry, lookup by key) are
+//! in `codebuild_tokens`. A smoke test checks the request shapes against moto.
 
+use super::fake_codebuild::{PROJECT, Shared, client, http, throttled, unavailable};
 use aws_sdk_codebuild::Client;
-use aws_sdk_codebuild::config::retry::RetryConfig;
-use aws_sdk_codebuild::operation::batch_get_builds::BatchGetBuildsOutput;
-use aws_sdk_codebuild::operation::start_build::{StartBuildInput, StartBuildOutput};
-use aws_sdk_codebuild::operation::stop_build::StopBuildOutput;
-use aws_sdk_codebuild::types::{
-    Build, BuildPhase, BuildPhaseType, EnvironmentVariableType, ExportedEnvironmentVariable,
-    LogsLocation, PhaseContext, StatusType,
-};
-use aws_smithy_mocks::{MockResponse, Rule, RuleMode, mock, mock_client};
-use aws_smithy_runtime_api::http::{Response as HttpResponse, StatusCode};
-use aws_smithy_types::DateTime;
-use aws_smithy_types::body::SdkBody;
+use aws_sdk_codebuild::types::EnvironmentVariableType;
+use aws_smithy_mocks::{Rule, mock};
 use kiro_backends::aws::codebuild::CodeBuildRunner;
 use kiro_backends::aws::retry::RetryPolicy;
-use kiro_backends::contract::build::{self as contract, BuildHarness, BuildScript, ScriptEnd};
+use kiro_backends::contract::build::{self as contract, BuildHarness, BuildScript};
 use kiro_protocol::{
     BranchName, BuildId, BuildRequest, BuildRunner, BuildState, Failure, FailureClass, ItemId,
     OutcomeStatus, PortError, ProjectKey, WorkerOutcome,
 };
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::time::Instant;
 
-const PROJECT: &str = "kiro-worker";
-
-#[derive(Debug)]
-struct FakeBuild {
-    script: BuildScript,
-    polls: u32,
-    stopped: bool,
-}
-
-/// An in-memory CodeBuild: see the module documentation.
-#[derive(Debug, Default)]
-pub struct FakeState {
-    /// How each idempotency token's build behaves (set by the harness).
-    scripts: HashMap<String, BuildScript>,
-    by_token: HashMap<String, (String, Instant)>,
-    builds: BTreeMap<String, FakeBuild>,
-    /// Builds really started.
-    pub starts: usize,
-    /// Every StartBuild input seen (retries included).
-    pub start_inputs: Vec<StartBuildInput>,
-    /// The number of ids of every BatchGetBuilds call.
-    pub batch_sizes: Vec<usize>,
-    pub stop_calls: usize,
-    /// Apply the next N starts, then answer HTTP 500 anyway (an ambiguous write).
-    pub apply_then_fail_starts: usize,
-}
-
-type Shared = Arc<Mutex<FakeState>>;
-
-fn http(status: u16, body: &str) -> HttpResponse {
-    HttpResponse::new(
-        StatusCode::try_from(status).expect("status"),
-        SdkBody::from(body.to_owned()),
-    )
-}
-
-fn throttled() -> HttpResponse {
-    http(
-        400,
-        r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#,
-    )
-}
-
-fn unavailable() -> HttpResponse {
-    http(
-        503,
-        r#"{"__type":"ServiceUnavailableException","message":"try later"}"#,
-    )
-}
-
-fn render(id: &str, b: &FakeBuild) -> Build {
-    let running = Build::builder()
-        .id(id)
-        .arn(format!(
-            "arn:aws:codebuild:us-east-1:000000000000:build/{id}"
-        ))
-        .project_name(PROJECT)
-        .start_time(DateTime::from_millis(1_000))
-        .logs(
-            LogsLocation::builder()
-                .deep_link(format!(
-                    "https://console.aws.amazon.com/cloudwatch/logs/{id}"
-                ))
-                .build(),
-        );
-    let submitted = BuildPhase::builder()
-        .phase_type(BuildPhaseType::Submitted)
-        .phase_status(StatusType::Succeeded)
-        .build();
-    if b.polls == 0 && !b.stopped {
-        return running
-            .build_status(StatusType::InProgress)
-            .current_phase("QUEUED")
-            .phases(submitted)
-            .build();
-    }
-    let end = if b.stopped {
-        Some(StatusType::Stopped)
-    } else if b.polls >= 2 {
-        match b.script.end {
-            ScriptEnd::Succeed => Some(StatusType::Succeeded),
-            ScriptEnd::Fail => Some(StatusType::Failed),
-            ScriptEnd::RunUntilStopped => None,
-        }
-    } else {
-        None
-    };
-    let Some(end) = end else {
-        return running
-            .build_status(StatusType::InProgress)
-            .current_phase("BUILD")
-            .phases(submitted)
-            .build();
-    };
-    let mut build_phase = BuildPhase::builder()
-        .phase_type(BuildPhaseType::Build)
-        .phase_status(end.clone());
-    if end == StatusType::Failed {
-        build_phase = build_phase.contexts(
-            PhaseContext::builder()
-                .status_code("COMMAND_EXECUTION_ERROR")
-                .message("Error while executing command: kiro-worker run. Reason: exit status 1")
-                .build(),
-        );
-    }
-    let mut out = running
-        .build_status(end)
-        .build_complete(true)
-        .current_phase("COMPLETED")
-        .end_time(DateTime::from_millis(61_000))
-        .phases(submitted)
-        .phases(build_phase.build());
-    if !b.stopped {
-        for (k, v) in &b.script.exports {
-            out = out.exported_environment_variables(
-                ExportedEnvironmentVariable::builder()
-                    .name(k)
-                    .value(v)
-                    .build(),
-            );
-        }
-    }
-    out.build()
-}
-
-/// The fake's rules (StartBuild, BatchGetBuilds, StopBuild), to go after any fault rules.
-fn fake_rules(state: &Shared) -> Vec<Rule> {
-    let s = state.clone();
-    let start = mock!(Client::start_build).then_compute_response(move |input| {
-        let mut st = s.lock().unwrap();
-        st.start_inputs.push(input.clone());
-        let token = input.idempotency_token().unwrap_or_default().to_owned();
-        let now = Instant::now();
-        let existing = st
-            .by_token
-            .get(&token)
-            .filter(|(_, at)| now.duration_since(*at) < Duration::from_secs(300))
-            .map(|(id, _)| id.clone());
-        let id = match existing {
-            Some(id) => id,
-            None => {
-                st.starts += 1;
-                let id = format!("{PROJECT}:{:08}-fake", st.starts);
-                let script = st
-                    .scripts
-                    .get(&token)
-                    .cloned()
-                    .unwrap_or_else(|| BuildScript::succeed(BTreeMap::new()));
-                st.builds.insert(
-                    id.clone(),
-                    FakeBuild {
-                        script,
-                        polls: 0,
-                        stopped: false,
-                    },
-                );
-                st.by_token.insert(token, (id.clone(), now));
-                id
-            }
-        };
-        if st.apply_then_fail_starts > 0 {
-            st.apply_then_fail_starts -= 1;
-            return MockResponse::Http(http(500, r#"{"__type":"InternalFailure"}"#));
-        }
-        let build = render(&id, &st.builds[&id]);
-        MockResponse::Output(StartBuildOutput::builder().build_value(build).build())
-    });
-    let s = state.clone();
-    let batch = mock!(Client::batch_get_builds).then_compute_output(move |input| {
-        let mut st = s.lock().unwrap();
-        st.batch_sizes.push(input.ids().len());
-        let mut out = BatchGetBuildsOutput::builder();
-        for id in input.ids() {
-            match st.builds.get_mut(id) {
-                Some(b) => {
-                    b.polls += 1;
-                    out = out.builds(render(id, b));
-                }
-                None => out = out.builds_not_found(id),
-            }
-        }
-        out.build()
-    });
-    let s = state.clone();
-    let stop = mock!(Client::stop_build).then_compute_response(move |input| {
-        let mut st = s.lock().unwrap();
-        st.stop_calls += 1;
-        let id = input.id().unwrap_or_default().to_owned();
-        let Some(b) = st.builds.get_mut(&id) else {
-            return MockResponse::Http(http(
-                400,
-                r#"{"__type":"ResourceNotFoundException","message":"Build not found"}"#,
-            ));
-        };
-        let finished = b.stopped || (b.polls >= 2 && b.script.end != ScriptEnd::RunUntilStopped);
-        if finished {
-            return MockResponse::Http(http(
-                400,
-                r#"{"__type":"InvalidInputException","message":"Build is already completed"}"#,
-            ));
-        }
-        b.stopped = true;
-        let build = render(&id, b);
-        MockResponse::Output(StopBuildOutput::builder().build_value(build).build())
-    });
-    vec![start, batch, stop]
-}
-
-/// A mocked CodeBuild client: `faults` first (each used until exhausted), then the fake.
-fn client(state: &Shared, faults: &[Rule]) -> Client {
-    let mut rules: Vec<Rule> = faults.to_vec();
-    rules.extend(fake_rules(state));
-    let refs: Vec<&Rule> = rules.iter().collect();
-    mock_client!(aws_sdk_codebuild, RuleMode::MatchAny, refs, |c| c
-        .retry_config(RetryConfig::disabled()))
-}
-
-fn fast_retry() -> RetryPolicy {
+pub fn fast_retry() -> RetryPolicy {
     RetryPolicy {
         max_retries: 4,
         min_delay: Duration::from_millis(10),
@@ -259,13 +26,13 @@ fn fast_retry() -> RetryPolicy {
     }
 }
 
-fn runner(state: &Shared, faults: &[Rule]) -> CodeBuildRunner {
+pub fn runner(state: &Shared, faults: &[Rule]) -> CodeBuildRunner {
     CodeBuildRunner::from_client(client(state, faults), PROJECT)
         .with_retry(fast_retry())
         .with_source_version(true)
 }
 
-fn request(key: &str) -> BuildRequest {
+pub fn request(key: &str) -> BuildRequest {
     let mut env = BTreeMap::new();
     env.insert("KIRO_ITEM_ID".to_owned(), "CALC-1".to_owned());
     env.insert("KIRO_FENCE".to_owned(), "7".to_owned());
@@ -275,17 +42,17 @@ fn request(key: &str) -> BuildRequest {
         idempotency_key: key.to_owned(),
         source_version: BranchName::parse("feature/calc").unwrap(),
         env,
-        timeout: Duration::from_secs(90 * 60),
+        timeout: Some(Duration::from_secs(90 * 60)),
     }
 }
 
-struct Harness {
-    state: Shared,
-    runner: Arc<CodeBuildRunner>,
+pub struct Harness {
+    pub state: Shared,
+    pub runner: Arc<CodeBuildRunner>,
 }
 
 impl Harness {
-    fn new() -> Self {
+    pub fn new() -> Self {
         let state = Shared::default();
         let runner = Arc::new(runner(&state, &[]));
         Harness { state, runner }
@@ -309,6 +76,10 @@ impl BuildHarness for Harness {
 
     async fn builds_started(&self) -> Result<usize, PortError> {
         Ok(self.state.lock().unwrap().starts)
+    }
+
+    fn keys_expire(&self) -> bool {
+        true
     }
 }
 
@@ -347,7 +118,12 @@ async fn start_sends_project_branch_plaintext_env_token_and_timeout() {
         })
         .collect();
     assert_eq!(env.get("KIRO_FENCE").map(String::as_str), Some("7"));
-    assert_eq!(env.len(), 2);
+    assert_eq!(
+        env.get("KIRO_BUILD_KEY").map(String::as_str),
+        Some("calc/CALC-1/7/1"),
+        "the build carries its key, to be found after the token expired"
+    );
+    assert_eq!(env.len(), 3);
 }
 
 #[tokio::test(start_paused = true)]

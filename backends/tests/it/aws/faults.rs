@@ -64,6 +64,32 @@ async fn send_is_retried_after_throttling_and_5xx() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_send_sqs_would_refuse_is_refused_before_it_is_sent() {
+    // moto accepts a 145-character deduplication id; SQS allows 128.
+    let rule = mock!(Sqs::send_message)
+        .then_output(|| SendMessageOutput::builder().message_id("m-1").build());
+    let q = queue(mock_client!(
+        aws_sdk_sqs,
+        RuleMode::MatchAny,
+        &[&rule],
+        no_retry_sqs
+    ));
+    let err = q
+        .send(message("alpha", &"d".repeat(145), "b"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.class, FailureClass::PermanentInput);
+    assert!(
+        err.message.contains("message deduplication id") && err.message.contains("128"),
+        "{err}"
+    );
+    let big = "x".repeat(kiro_backends::aws::sqs_limits::MAX_MESSAGE_BYTES + 1);
+    let err = q.send(message("alpha", "d1", &big)).await.unwrap_err();
+    assert!(err.message.contains("bytes"), "{err}");
+    assert_eq!(rule.num_calls(), 0, "nothing reached SQS");
+}
+
+#[tokio::test(start_paused = true)]
 async fn persistent_throttling_is_classified_after_the_budget() {
     let rule = mock!(Sqs::send_message)
         .sequence()
