@@ -60,7 +60,7 @@ pub fn request(token: &str, env: &[(&str, &str)]) -> BuildRequest {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect(),
-        timeout: Duration::from_secs(60 * 60),
+        timeout: Some(Duration::from_secs(60 * 60)),
     }
 }
 
