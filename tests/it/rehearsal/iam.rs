@@ -38,18 +38,8 @@ pub const NOT_EXERCISED: &[(&str, &str, &str)] = &[
         "the awslogs log driver",
     ),
     ("*-execution", "logs:PutLogEvents", "the awslogs log driver"),
-    // CodeBuild itself writes the build log and uploads the JUnit reports with the service
-    // role; the emulator keeps the log in a file and uploads no reports.
-    (
-        "codebuild",
-        "logs:CreateLogStream",
-        "CodeBuild's CloudWatch build log",
-    ),
-    (
-        "codebuild",
-        "logs:PutLogEvents",
-        "CodeBuild's CloudWatch build log",
-    ),
+    // CodeBuild uploads the JUnit reports with the service role; the quick start's
+    // repositories write no JUnit file.
     (
         "codebuild",
         "codebuild:CreateReport",
@@ -148,56 +138,10 @@ pub fn statements(r: &Rendered) -> BTreeMap<String, Vec<Statement>> {
         .collect()
 }
 
-/// The IAM requests a recorded call stands for.
+/// The IAM requests a recorded call stands for (the emulator's mapping: transactions per
+/// item, SQS batches as their single action, a secret named by ARN on that ARN).
 pub fn requests(call: &RecordedCall, r: &Rendered) -> Vec<IamCall> {
-    let Some(base) = iam::iam_call(call, &r.region, &r.account) else {
-        return Vec::new();
-    };
-    let body = call.request.clone().unwrap_or(Value::Null);
-    let table = |name: &str| iam::resource_arn("dynamodb", name, &r.region, &r.account);
-    match base.action.as_str() {
-        "dynamodb:TransactWriteItems" | "dynamodb:TransactGetItems" => body["TransactItems"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|item| {
-                let (kind, inner) = item.as_object()?.iter().next()?;
-                let action = match kind.as_str() {
-                    "Put" => "PutItem",
-                    "Update" => "UpdateItem",
-                    "Delete" => "DeleteItem",
-                    "ConditionCheck" => "ConditionCheckItem",
-                    "Get" => "GetItem",
-                    _ => return None,
-                };
-                Some(IamCall {
-                    action: format!("dynamodb:{action}"),
-                    resources: vec![table(inner["TableName"].as_str()?)],
-                })
-            })
-            .collect(),
-        "secretsmanager:GetSecretValue" => {
-            // IAM evaluates the secret the caller named; moto answers with an ARN of its own.
-            let id = body["SecretId"].as_str().unwrap_or_default();
-            let resource = if id.starts_with("arn:") {
-                id.to_owned()
-            } else {
-                base.resources.first().cloned().unwrap_or_default()
-            };
-            vec![IamCall {
-                action: base.action,
-                resources: vec![resource],
-            }]
-        }
-        // SQS authorises its batch actions as the single ones.
-        "sqs:SendMessageBatch" | "sqs:DeleteMessageBatch" | "sqs:ChangeMessageVisibilityBatch" => {
-            vec![IamCall {
-                action: base.action.trim_end_matches("Batch").to_owned(),
-                resources: base.resources,
-            }]
-        }
-        _ => vec![base],
-    }
+    iam::iam_calls(call, &r.region, &r.account)
 }
 
 /// One refused call.

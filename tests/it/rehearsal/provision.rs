@@ -1,6 +1,7 @@
 //! What an operator creates before the first `pulumi up`, and what `pulumi up` creates,
 //! made on the emulator from the render: the queues (with their attributes and redrive
-//! policy), the job-record table, the secrets, the CodeBuild project, and the stand-in
+//! policy), the job-record table, the log groups, the secrets, the CodeBuild project (with
+//! its log group), and the stand-in
 //! credentials of every rendered role.
 //!
 //! Invariant: every resource is created from the rendered values, through the emulator
@@ -115,6 +116,15 @@ pub async fn resources(emu: &AwsEmulator, r: &Rendered, secrets: &SecretValues) 
         )
         .await;
     }
+    for g in &r.log_groups {
+        call(
+            emu,
+            "logs",
+            "Logs_20140328.CreateLogGroup",
+            json!({ "logGroupName": g.name }),
+        )
+        .await;
+    }
     let mut stored = vec![
         (&r.secrets.github_token, &secrets.github_token),
         (&r.secrets.kiro_api_key, &secrets.kiro_api_key),
@@ -147,6 +157,9 @@ pub fn project(emu: &AwsEmulator, r: &Rendered, rewrite: &BTreeMap<String, Strin
         .concurrent_build_limit(p.concurrent_build_limit);
     spec.queued_timeout_in_minutes = p.queued_timeout;
     spec.image = p.image.clone();
+    if let Some(group) = &p.log_group {
+        spec = spec.log_group(group);
+    }
     for v in &p.environment_variables {
         let kind = EnvVarType::parse(&v.kind)
             .unwrap_or_else(|| panic!("project variable {} has unknown type {}", v.name, v.kind));

@@ -29,6 +29,9 @@ pub struct Rendered {
     pub codebuild: Project,
     pub schedule: Schedule,
     pub roles: BTreeMap<String, Role>,
+    /// Every log group the stack creates.
+    #[serde(default)]
+    pub log_groups: Vec<LogGroup>,
     /// The consumer task's collector sidecar configuration (YAML), when it has one.
     #[serde(default)]
     pub collector_config: Option<String>,
@@ -60,6 +63,11 @@ pub struct Attribute {
     pub name: String,
     #[serde(rename = "type")]
     pub kind: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LogGroup {
+    pub name: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -111,6 +119,9 @@ pub struct Project {
     pub concurrent_build_limit: u32,
     pub image: String,
     pub buildspec: String,
+    /// The CloudWatch Logs group builds write to.
+    #[serde(default)]
+    pub log_group: Option<String>,
     pub environment_variables: Vec<EnvVar>,
 }
 
