@@ -54,7 +54,7 @@ fn rehearsal_stack() -> PathBuf {
 
 /// The quick start as deployed by `stack`: outcomes, environments, collector, IAM.
 async fn the_quick_start_as_deployed(stack: &Path) {
-    let o = rehearse(stack, Mode::Plain).await;
+    let o = Box::pin(rehearse(stack, Mode::Plain)).await;
     verdict::good_items_succeeded(&o);
     verdict::coverage_item_dead_lettered(&o);
     verdict::hostile_item_rejected(&o);
@@ -71,17 +71,23 @@ async fn the_quick_start_as_deployed(stack: &Path) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rehearsal_of_the_staging_stack() {
-    the_quick_start_as_deployed(&stack_file("Pulumi.staging.yaml")).await;
+    Box::pin(the_quick_start_as_deployed(&stack_file(
+        "Pulumi.staging.yaml",
+    )))
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rehearsal_of_the_production_stack() {
-    the_quick_start_as_deployed(&stack_file("Pulumi.production.yaml")).await;
+    Box::pin(the_quick_start_as_deployed(&stack_file(
+        "Pulumi.production.yaml",
+    )))
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rehearsal_of_a_consumer_crash_inside_start_build_and_the_build_limit() {
-    let o = rehearse(&rehearsal_stack(), Mode::CrashDuringStartBuild).await;
+    let o = Box::pin(rehearse(&rehearsal_stack(), Mode::CrashDuringStartBuild)).await;
     verdict::reattached_to_the_held_build(&o);
     verdict::limit_waited(&o);
     verdict::good_items_succeeded(&o);
