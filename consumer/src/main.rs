@@ -139,20 +139,22 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Board { board, json } => {
             let b = kiro_github::embedded::EmbeddedBoard::open(&board, wired.db.clone())?;
             let items = b.items().await?;
+            // Everything shown comes from a human-edited file or from notes: redacted.
+            use kiro_protocol::redact::redact;
             let status = |s: Option<kiro_protocol::ItemStatus>, raw: &str| {
                 s.map(|s| s.to_string())
-                    .unwrap_or_else(|| format!("{raw} (unknown status)"))
+                    .unwrap_or_else(|| format!("{} (unknown status)", redact(raw)))
             };
             if json {
                 let v: Vec<serde_json::Value> = items
                     .iter()
                     .map(|i| {
                         serde_json::json!({
-                            "project": i.item.project,
-                            "item": i.item.id,
-                            "title": i.item.title,
+                            "project": redact(&i.item.project),
+                            "item": redact(&i.item.id),
+                            "title": redact(&i.item.title),
                             "status": status(i.status, &i.file_status),
-                            "note": i.note,
+                            "note": i.note.as_deref().map(redact),
                         })
                     })
                     .collect();
@@ -162,10 +164,10 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                     .iter()
                     .map(|i| {
                         vec![
-                            i.item.project.clone(),
-                            i.item.id.clone(),
+                            redact(&i.item.project),
+                            redact(&i.item.id),
                             status(i.status, &i.file_status),
-                            i.note.clone().unwrap_or_default(),
+                            redact(i.note.as_deref().unwrap_or_default()),
                         ]
                     })
                     .collect();

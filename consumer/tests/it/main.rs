@@ -1,9 +1,11 @@
 //! Integration tests of the consumer engine on the real embedded queue and lease store
 //! (SQLite in a temp dir), with tokio's paused time driving leases, visibility and retries.
 
+mod console;
 mod dlq;
 mod engine;
 mod metrics;
 mod reattach;
 mod spans;
+mod standing;
 mod support;

@@ -111,14 +111,65 @@ pub async fn fence_is_current(
         .is_some_and(|v| v.fence == fence && v.owner.is_some()))
 }
 
-/// Whether a build started under `fence` may still perform fenced side effects (push,
-/// edit the pull request) for `item`.
+/// Where a build started under some fence stands, for its fenced side effects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BuildStanding {
+    /// The build may act now: the lease is held under its fence, or the holder adopted it.
+    MayAct,
+    /// Handed over, adoption pending: the job record still names this build as the item's
+    /// running build, but the lease is between holders (handed off and not yet taken, or
+    /// taken under a new fence whose holder has not recorded the re-attach yet). The
+    /// build must wait (bounded) for adoption or a definite loss — acting now could race
+    /// a new holder, and giving up now throws away work that is about to be adopted.
+    InTransit,
+    /// Lost for good: the record names another build or a final state, or there is no
+    /// lease. The build must never act.
+    Lost,
+}
+
+/// Where a build started under `fence` for `item` (with id `build_id`, when the runner
+/// names it) stands: see [`BuildStanding`].
 ///
-/// True while the lease is held and either its fence is still `fence`, or the current
-/// holder has *adopted* this build: after a takeover the new holder re-attaches to the
-/// running build by recording its id in the item's job record under the new fence, and
-/// that record is what makes the build current again. A build nobody adopted after its
-/// fence was superseded can never act.
+/// May act while the lease is held and either its fence is still `fence`, or the current
+/// holder has *adopted* this build (after a takeover the new holder re-attaches to the
+/// running build by recording its id in the item's job record under the new fence). A
+/// build nobody adopted can never act; while the record still names it as running and
+/// the lease is between holders, it is in transit.
+pub async fn build_standing(
+    store: &dyn LeaseStore,
+    project: &ProjectKey,
+    item: &ItemId,
+    fence: Fence,
+    build_id: Option<&crate::ids::BuildId>,
+) -> Result<BuildStanding, PortError> {
+    let Some(view) = store.get(project).await? else {
+        return Ok(BuildStanding::Lost);
+    };
+    if view.owner.is_some() && view.fence == fence {
+        return Ok(BuildStanding::MayAct);
+    }
+    let Some(build_id) = build_id else {
+        // Without its own id a build cannot be recognised in the record.
+        return Ok(BuildStanding::Lost);
+    };
+    let Some(job) = store.job(project, item).await? else {
+        return Ok(BuildStanding::Lost);
+    };
+    let names_this_build = job.build_id.as_ref() == Some(build_id) && job.state.may_have_build();
+    Ok(match (names_this_build, view.owner.is_some()) {
+        (false, _) => BuildStanding::Lost,
+        (true, true) if job.fence == view.fence => BuildStanding::MayAct,
+        // Taken under a newer fence, re-attach not recorded yet.
+        (true, true) if job.fence < view.fence => BuildStanding::InTransit,
+        (true, true) => BuildStanding::Lost,
+        // Handed off (or expired and released): the next holder will re-attach.
+        (true, false) => BuildStanding::InTransit,
+    })
+}
+
+/// Whether a build started under `fence` may still perform fenced side effects (push,
+/// edit the pull request) for `item` right now ([`build_standing`] is
+/// [`BuildStanding::MayAct`]).
 pub async fn build_may_act(
     store: &dyn LeaseStore,
     project: &ProjectKey,
@@ -126,21 +177,5 @@ pub async fn build_may_act(
     fence: Fence,
     build_id: Option<&crate::ids::BuildId>,
 ) -> Result<bool, PortError> {
-    let Some(view) = store.get(project).await? else {
-        return Ok(false);
-    };
-    if view.owner.is_none() {
-        return Ok(false);
-    }
-    if view.fence == fence {
-        return Ok(true);
-    }
-    let Some(build_id) = build_id else {
-        return Ok(false);
-    };
-    Ok(store.job(project, item).await?.is_some_and(|job| {
-        job.fence == view.fence
-            && job.build_id.as_ref() == Some(build_id)
-            && job.state.may_have_build()
-    }))
+    Ok(build_standing(store, project, item, fence, build_id).await? == BuildStanding::MayAct)
 }
