@@ -40,7 +40,8 @@ export const ROLE_ACTIONS: Record<Component, readonly string[]> = {
   "producer-execution": EXECUTION,
   // kiro-consumer run: receive, extend, release and delete on the work queue, read both queues'
   // depth (--until-idle), dead-letter to the DLQ (SendMessage), the job-record table (conditional
-  // UpdateItem; TransactWriteItems is authorised per item as UpdateItem + PutItem), the builds,
+  // UpdateItem; TransactWriteItems is authorised per item as UpdateItem + PutItem), the builds
+  // (ListBuildsForProject finds a build by its key after a crash between intent and build id),
   // its own scale-in protection, and the sidecar's X-Ray traces and EMF log events.
   // See docs/iam.md for the code path of each action.
   "consumer-task": [
@@ -55,6 +56,7 @@ export const ROLE_ACTIONS: Record<Component, readonly string[]> = {
     "codebuild:StartBuild",
     "codebuild:BatchGetBuilds",
     "codebuild:StopBuild",
+    "codebuild:ListBuildsForProject",
     "ecs:UpdateTaskProtection",
     ...XRAY_ACTIONS,
     "logs:CreateLogStream",

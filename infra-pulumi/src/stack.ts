@@ -251,7 +251,11 @@ export function createStack(cfg: StackConfig, opts: { buildspecText?: string } =
     stmt("DeadLetter", ["sqs:SendMessage"], [dlq.arn]),
     stmt("Depth", ["sqs:GetQueueAttributes"], [queue.arn, dlq.arn]),
     stmt("JobRecords", ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"], [table.arn]),
-    stmt("Builds", ["codebuild:StartBuild", "codebuild:BatchGetBuilds", "codebuild:StopBuild"], [project.arn]),
+    stmt(
+      "Builds",
+      ["codebuild:StartBuild", "codebuild:BatchGetBuilds", "codebuild:StopBuild", "codebuild:ListBuildsForProject"],
+      [project.arn],
+    ),
     stmt("ScaleInProtection", ["ecs:UpdateTaskProtection"], [clusterTasksArn]),
     stmt("Traces", XRAY_ACTIONS, ["*"]),
     stmt("OtlpMetrics", ["logs:CreateLogStream", "logs:PutLogEvents"], [otelMetricsLogs.arn, logStreams(otelMetricsLogs)]),

@@ -12,10 +12,11 @@
 //! - throttling codes (`Throttling*`, `*Throttled*`, `TooManyRequests*`,
 //!   `ProvisionedThroughputExceeded*`, `RequestLimitExceeded`, `SlowDown`, HTTP 429) and
 //!   CodeBuild's `AccountLimitExceededException` (the concurrent build limit: a build can
-//!   start once another ends) → `throttled`;
+//!   start once another ends) and SQS's `OverLimit` (too many messages in flight: a
+//!   receive can succeed once some are deleted) → `throttled`;
 //! - conditional-check failures → `contention` with [`AwsError::condition_failed`] set;
-//! - `AccessDenied*`, `UnrecognizedClient*`, expired or invalid tokens and signatures
-//!   → `auth`;
+//! - `*AccessDenied*` (SQS's `KmsAccessDenied` included), `UnrecognizedClient*`, expired
+//!   or invalid tokens and signatures → `auth` (an operator's fix, never the item's fault);
 //! - a stale SQS receipt (`ReceiptHandleIsInvalid`, `MessageNotInflight`) → `fence-lost`;
 //! - `InternalError`/`InternalFailure`/`ServiceUnavailable`/`RequestTimeout`/
 //!   `TransactionConflict`, and any HTTP 5xx → `transient`, outcome unknown for 5xx;
@@ -117,7 +118,7 @@ impl ResponseStatus for HttpResponse {
     }
 }
 
-const THROTTLING_CODES: [&str; 13] = [
+const THROTTLING_CODES: [&str; 14] = [
     "Throttling",
     "ThrottlingException",
     "ThrottledException",
@@ -132,6 +133,8 @@ const THROTTLING_CODES: [&str; 13] = [
     "EC2ThrottledException",
     // CodeBuild: the account's (or project's) concurrent build limit is reached.
     "AccountLimitExceededException",
+    // SQS: the queue's in-flight message limit is reached.
+    "OverLimit",
 ];
 
 const TRANSIENT_CODES: [&str; 10] = [
@@ -180,7 +183,7 @@ pub fn class_of_code(code: &str) -> Option<FailureClass> {
     if is(&CONDITION_CODES) {
         return Some(FailureClass::Contention);
     }
-    if bare.starts_with("AccessDenied") || is(&AUTH_CODES) {
+    if bare.contains("AccessDenied") || is(&AUTH_CODES) {
         return Some(FailureClass::Auth);
     }
     if is(&STALE_RECEIPT_CODES) {
@@ -339,6 +342,25 @@ mod tests {
         assert_eq!(e.class, FailureClass::Throttled);
         assert!(e.is_retryable());
         assert!(!e.outcome_unknown, "refused: no build started");
+    }
+
+    #[test]
+    fn sqs_in_flight_limit_is_throttled_and_kms_denial_is_auth() {
+        for code in ["OverLimit", "AWS.SimpleQueueService.OverLimit"] {
+            assert_eq!(
+                service(Some(code), 403).class,
+                FailureClass::Throttled,
+                "{code}"
+            );
+        }
+        assert_eq!(
+            service(Some("KmsAccessDenied"), 400).class,
+            FailureClass::Auth
+        );
+        assert_eq!(
+            service(Some("AWS.SimpleQueueService.KmsAccessDenied"), 400).class,
+            FailureClass::Auth
+        );
     }
 
     #[test]

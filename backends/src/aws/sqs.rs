@@ -810,10 +810,7 @@ impl WorkQueue for SqsQueue {
     async fn dead_letter(&self, delivery: &Delivery, letter: &DeadLetter) -> Result<(), PortError> {
         self.check_current(&delivery.receipt)?;
         let now = self.clock.now();
-        let json = serde_json::to_string(letter)
-            .map_err(|e| PortError::internal(format!("dead letter: {e}")))?;
         let mut attrs = standard_attributes(&delivery.trace);
-        attrs.insert(ATTR_DEAD_LETTER.to_owned(), json);
         attrs.insert(
             ATTR_ORIGINAL_ID.to_owned(),
             delivery.message_id.as_str().to_owned(),
@@ -823,6 +820,11 @@ impl WorkQueue for SqsQueue {
             ATTR_RECEIVE_COUNT.to_owned(),
             delivery.receive_count.to_string(),
         );
+        // The letter is shortened if the message would not fit otherwise (a full history
+        // on a large body): a dead letter must never fail for its size.
+        let json =
+            super::sqs_limits::letter_that_fits(&delivery.body, &attrs, ATTR_DEAD_LETTER, letter)?;
+        attrs.insert(ATTR_DEAD_LETTER.to_owned(), json);
         let dedup = format!("dl-{}-{}", delivery.message_id, delivery.receive_count);
         self.send_raw(
             &self.settings.dlq_url,

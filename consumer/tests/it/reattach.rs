@@ -225,3 +225,24 @@ async fn an_unset_timeout_sends_none_and_a_set_one_is_sent() {
         Some(Duration::from_secs(90 * 60))
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_new_message_for_an_item_with_an_open_intent_re_attaches_to_it() {
+    let h = Harness::new();
+    let (started, _) = crash_after_start(&h).await;
+    // The crashed consumer's message is gone (say, replayed from the DLQ as a new one):
+    // a new message for the same item arrives while the intent has no build id.
+    pass(VISIBILITY + LEASE_TTL).await;
+    let old = h.queue.receive(1, Duration::ZERO).await.unwrap().remove(0);
+    h.queue.ack(&old.receipt).await.unwrap();
+    let body = Envelope::decode(&old.body).unwrap().encode();
+    h.send_body(body, "alpha", DedupId::new("A-1.replayed"))
+        .await;
+    let mut c2 = h.engine("c2");
+    let r = c2.tick(Duration::ZERO).await;
+    assert_eq!((r.adopted, r.started), (1, 0), "{r:?}");
+    assert_eq!(h.runner.starts(), 1, "no second build");
+    let job = h.job("alpha", "A-1").await;
+    assert_eq!(job.build_id, Some(started));
+    assert_eq!(job.attempts, 1);
+}

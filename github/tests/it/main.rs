@@ -4,4 +4,5 @@
 mod auth;
 mod board;
 mod pulls;
+mod shape;
 mod support;
