@@ -99,6 +99,15 @@ pub const NOT_EXERCISED: &[(&str, &str, &str)] = &[
         "sqs:GetQueueAttributes",
         "kiro-consumer run --until-idle (queue depth)",
     ),
+    // The recovery after a crash between "intent recorded" and "build id recorded": the
+    // next consumer finds the build by its key. Only the crash rehearsal reaches it
+    // (rehearsal_of_a_consumer_crash_inside_start_build_and_the_build_limit), where a
+    // missing grant fails as a refused call.
+    (
+        "consumer-task",
+        "codebuild:ListBuildsForProject",
+        "re-attach after a crash inside StartBuild",
+    ),
     // A rare error path: the consumer stops a build whose fence it lost.
     (
         "consumer-task",
