@@ -7,7 +7,9 @@
 
 mod aws;
 mod crash;
+mod emulator;
 mod otlp;
 mod quickstart;
+mod rehearsal;
 mod support;
 mod trace;
