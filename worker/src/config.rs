@@ -194,6 +194,12 @@ pub struct Config {
     pub coverage_threshold: f64,
     #[arg(long, env = "KIRO_OUTCOME_FILE", default_value = "kiro-outcome.env")]
     pub outcome_file: PathBuf,
+    /// How long a handed-off build waits, before a fenced side effect (run, push, report),
+    /// for the next consumer to adopt it: while the job record still names this build
+    /// and the lease is between holders, the build is in transit, not lost. At least the
+    /// consumers' lease TTL plus skew plus the time a replacement consumer takes to start.
+    #[arg(long, env = "KIRO_FENCE_WAIT", default_value = "3m")]
+    pub fence_wait: humantime::Duration,
     /// Where the lease store lives (the fence check): `embedded` (KIRO_STATE_DIR) or
     /// `aws` (DynamoDB table KIRO_LEASE_TABLE).
     #[arg(long, env = "KIRO_BACKEND", value_enum, default_value = "embedded")]
@@ -287,6 +293,7 @@ impl Config {
             junit_path: None,
             coverage_threshold: 80.0,
             outcome_file: PathBuf::from("kiro-outcome.env"),
+            fence_wait: Duration::from_secs(180).into(),
             backend: LeaseBackend::Embedded,
             forge: Forge::Embedded,
             aws_region: None,

@@ -22,8 +22,8 @@ use crate::wiring::Ports;
 use crate::{checkout_fs, child_env};
 use kiro_protocol::TraceContext;
 use kiro_protocol::{
-    CheckReport, Failure, FailureClass, ItemStatus, OutcomeStatus, Report, WorkerOutcome,
-    build_may_act,
+    BuildStanding, CheckReport, Failure, FailureClass, ItemStatus, OutcomeStatus, Report,
+    WorkerOutcome, build_standing,
 };
 use std::path::{Path, PathBuf};
 use tracing::{Instrument, error, info, info_span, instrument, warn};
@@ -123,7 +123,7 @@ async fn steps(
     st: &mut RunState,
 ) -> Result<(), Failure> {
     // A build whose fence is already stale must not even start the agent.
-    check_fence(ports, inputs, "run").await?;
+    check_fence(cfg, ports, inputs, "run").await?;
     mark_in_progress(ports, inputs).await;
     let tokens = token::from_config(cfg)?;
     info!(kind = tokens.kind(), "git token source");
@@ -165,7 +165,7 @@ async fn steps(
             return Err(f);
         }
     }
-    check_fence(ports, inputs, "push").await?;
+    check_fence(cfg, ports, inputs, "push").await?;
     st.commit = commit_step(cfg, inputs, &checkout, &st.before, &st.after).await?;
     if st.commit.is_some() {
         push_step(inputs, &checkout, tokens.as_ref()).await?;
@@ -358,26 +358,63 @@ async fn tests_step(cfg: &Config, checkout: &Path) -> Result<TestResult, Failure
     Ok(r)
 }
 
+/// How often a build in transit looks again whether it was adopted.
+const FENCE_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Before a fenced side effect: go on when the build may act; when it is in transit
+/// (handed off, adoption pending) wait up to `cfg.fence_wait` for the next consumer to
+/// adopt it; fail with `fence-lost` when it is lost for good or the wait runs out.
 #[instrument(skip_all, fields(fence = %inputs.fence, before = what))]
-async fn check_fence(ports: &Ports, inputs: &Inputs, what: &str) -> Result<(), Failure> {
-    let may_act = build_may_act(
-        ports.lease.as_ref(),
-        &inputs.project,
-        &inputs.item,
-        inputs.fence,
-        inputs.build_id.as_ref(),
-    )
-    .await?;
-    if may_act {
-        Ok(())
-    } else {
-        Err(Failure::new(
-            FailureClass::FenceLost,
-            format!(
-                "fence {} of project {} is no longer current; not doing the {what}",
-                inputs.fence, inputs.project
-            ),
-        ))
+async fn check_fence(
+    cfg: &Config,
+    ports: &Ports,
+    inputs: &Inputs,
+    what: &str,
+) -> Result<(), Failure> {
+    let wait: std::time::Duration = cfg.fence_wait.into();
+    let give_up = tokio::time::Instant::now() + wait;
+    let mut waited = false;
+    loop {
+        let standing = build_standing(
+            ports.lease.as_ref(),
+            &inputs.project,
+            &inputs.item,
+            inputs.fence,
+            inputs.build_id.as_ref(),
+        )
+        .await?;
+        let lost = |why: String| {
+            Err(Failure::new(
+                FailureClass::FenceLost,
+                format!(
+                    "fence {} of project {} {why}; not doing the {what}",
+                    inputs.fence, inputs.project
+                ),
+            ))
+        };
+        match standing {
+            BuildStanding::MayAct => {
+                if waited {
+                    info!("adopted by the next consumer; going on");
+                }
+                return Ok(());
+            }
+            BuildStanding::Lost => return lost("is no longer current".into()),
+            BuildStanding::InTransit if tokio::time::Instant::now() >= give_up => {
+                return lost(format!(
+                    "was handed off and no consumer adopted this build within {}",
+                    humantime::format_duration(wait)
+                ));
+            }
+            BuildStanding::InTransit => {
+                if !waited {
+                    info!(wait = %humantime::format_duration(wait),
+                        "handed off: waiting for the next consumer to adopt this build");
+                    waited = true;
+                }
+                tokio::time::sleep(FENCE_POLL.min(wait)).await;
+            }
+        }
     }
 }
 
@@ -476,7 +513,7 @@ async fn publish(
     st: &RunState,
     failure: Option<&Failure>,
 ) -> Result<(), Failure> {
-    check_fence(ports, inputs, "report").await?;
+    check_fence(cfg, ports, inputs, "report").await?;
     let markdown = report::render(&ReportData {
         inputs,
         before: &st.before,
