@@ -67,7 +67,8 @@ const PATTERN: &str = concat!(
     r"|glpat-[A-Za-z0-9_\-]{16,}",
     r"|xox[abprs]-[A-Za-z0-9\-]{10,}",
     // Keys of unknown prefixes: the value of `…token=`, `…secret: `, `…password=` ….
-    r#"|(?P<keepassign>\b[A-Za-z0-9_.\-]*(?i:token|secret|password|passwd|api_?key|access_?key|private_?key)["']?\s*[:=]\s*["']?)[^\s"',;]{8,}"#,
+    // The name starts a word that is not part of a path (`/etc/passwd: …` is not a secret).
+    r#"|(?P<keepassign>(?m:^|[^/A-Za-z0-9_.\-])[A-Za-z0-9_.\-]*(?i:token|secret|password|passwd|api_?key|access_?key|private_?key)["']?\s*[:=]\s*["']?)[^\s"',;]{8,}"#,
 );
 
 static RE: LazyLock<regex::Regex> =

@@ -138,6 +138,10 @@ const NEAR_MISS: &[(&str, &str)] = &[
         "-----BEGIN PUBLIC KEY-----\nMIIB\n-----END PUBLIC KEY-----",
     ),
     ("secret-assignment", "tokens: 12 used, password: short"),
+    (
+        "secret-assignment",
+        "item \"/etc/passwd\": invalid item id \"/etc/passwd\": character / is not allowed",
+    ),
     ("plain", "Coverage 78% is below the threshold of 80%"),
     ("plain", "émoji ✓ and ünïcode stay"),
     ("plain", ""),
