@@ -80,20 +80,36 @@ async fn wait_for(path: &Path) {
     }
 }
 
-#[tokio::test]
-async fn a_handed_off_build_waits_for_adoption_then_pushes_and_reports() {
-    let w = World::new();
-    let first = hold_and_record(&w, "c1").await;
+/// Start a worker of BUILD under consumer c1 (its agent takes `agent_secs`), and hand it
+/// off as a draining c1 would once the agent runs: c1's lease, the branch tip before, and
+/// the running worker.
+async fn run_and_hand_off(
+    w: &World,
+    agent_secs: u32,
+    fence_wait: Duration,
+) -> (
+    kiro_protocol::Lease,
+    String,
+    tokio::task::JoinHandle<kiro_protocol::WorkerOutcome>,
+) {
+    let first = hold_and_record(w, "c1").await;
     let started = w.path("agent-started");
-    let mut cfg = slow_worker(&w, first.fence, &started, 1);
-    cfg.fence_wait = Duration::from_secs(60).into();
+    let mut cfg = slow_worker(w, first.fence, &started, agent_secs);
+    cfg.fence_wait = fence_wait.into();
     let before = w.tip("calc", "feature/subtract");
     let run = tokio::spawn({
-        let (cfg, ports) = (cfg.clone(), w.ports.clone());
+        let ports = w.ports.clone();
         async move { kiro_worker::run(&cfg, &ports).await }
     });
     wait_for(&started).await;
-    hand_off(&w, &first).await;
+    hand_off(w, &first).await;
+    (first, before, run)
+}
+
+#[tokio::test]
+async fn a_handed_off_build_waits_for_adoption_then_pushes_and_reports() {
+    let w = World::new();
+    let (first, before, run) = run_and_hand_off(&w, 1, Duration::from_secs(60)).await;
     // The replacement starts a few seconds later, after the agent finished: the worker
     // reaches its push while the build is in transit.
     tokio::time::sleep(Duration::from_secs(4)).await;
@@ -113,17 +129,7 @@ async fn a_handed_off_build_waits_for_adoption_then_pushes_and_reports() {
 #[tokio::test]
 async fn a_handed_off_build_nobody_adopts_gives_up_after_the_wait() {
     let w = World::new();
-    let first = hold_and_record(&w, "c1").await;
-    let started = w.path("agent-started");
-    let mut cfg = slow_worker(&w, first.fence, &started, 2);
-    cfg.fence_wait = Duration::from_secs(3).into();
-    let before = w.tip("calc", "feature/subtract");
-    let run = tokio::spawn({
-        let (cfg, ports) = (cfg.clone(), w.ports.clone());
-        async move { kiro_worker::run(&cfg, &ports).await }
-    });
-    wait_for(&started).await;
-    hand_off(&w, &first).await;
+    let (_, before, run) = run_and_hand_off(&w, 2, Duration::from_secs(3)).await;
     let o = run.await.unwrap();
     let failure = o.failure.as_ref().expect("a failure");
     assert_eq!(failure.class, FailureClass::FenceLost, "{o:?}");
