@@ -2,7 +2,8 @@
 //! write the outcome file.
 //!
 //! Invariant: exits 0 whenever the outcome file was written (the outcome carries any
-//! failure, including a bad configuration); non-zero only when even that failed.
+//! failure, including a bad configuration or a SIGTERM, which stops the agent and the
+//! tests first); non-zero only when even that failed.
 
 use anyhow::Context;
 use clap::Parser;
@@ -10,6 +11,7 @@ use kiro_protocol::{Failure, FailureClass, WorkerOutcome};
 use kiro_worker::{Cli, Command, outcome_file, wiring};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use tokio::signal::unix::SignalKind;
 
 fn main() -> ExitCode {
     // In a local build of the embedded default the state directory is known: spans go
@@ -52,11 +54,32 @@ fn real_main() -> anyhow::Result<()> {
     let Command::Run(cfg) = cli.command;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let outcome = runtime.block_on(async {
-        match wiring::ports(&cfg).await {
-            Ok(ports) => kiro_worker::run(&cfg, &ports).await,
-            Err(f) => {
-                tracing::error!(class = %f.class, reason = %f.reason, "cannot build the ports");
-                WorkerOutcome::failure(f)
+        let work = async {
+            match wiring::ports(&cfg).await {
+                Ok(ports) => kiro_worker::run(&cfg, &ports).await,
+                Err(f) => {
+                    tracing::error!(class = %f.class, reason = %f.reason, "cannot build the ports");
+                    WorkerOutcome::failure(f)
+                }
+            }
+        };
+        let mut term = match tokio::signal::unix::signal(SignalKind::terminate()) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot handle SIGTERM");
+                return work.await;
+            }
+        };
+        tokio::select! {
+            outcome = work => outcome,
+            _ = term.recv() => {
+                // Dropping the pipeline ends the running step's whole process group (the
+                // agent or the tests); the outcome is still written for the build to export.
+                tracing::warn!("SIGTERM: stopping the agent and the tests");
+                WorkerOutcome::failure(Failure::new(
+                    FailureClass::Stopped,
+                    "kiro-worker was stopped (SIGTERM) before it finished; its agent and tests were stopped",
+                ))
             }
         }
     });

@@ -68,6 +68,9 @@ pub async fn run_captured(
     let mut file = tokio::fs::File::create(log).await?;
     let mut child = cmd.spawn()?;
     let pid = child.id();
+    // Abandoned (the step's future dropped, as when the worker is stopped by SIGTERM):
+    // the whole group goes, not only the direct child `kill_on_drop` reaches.
+    let group = GroupGuard(pid);
     let (tx, mut rx) = mpsc::channel::<String>(256);
     let mut readers = Vec::new();
     if let Some(out) = child.stdout.take() {
@@ -113,7 +116,7 @@ pub async fn run_captured(
         Err(_) => Exit::TimedOut,
     };
     // Whatever happened, nothing of the group may survive the step.
-    kill_group(pid);
+    drop(group);
     if exit == Exit::TimedOut {
         let _ = child.wait().await;
     }
@@ -175,6 +178,15 @@ async fn forward_lines<R: AsyncRead + Unpin>(r: R, tx: mpsc::Sender<String>) {
         if eof {
             break;
         }
+    }
+}
+
+/// SIGKILLs the process group of a step's command when dropped.
+struct GroupGuard(Option<u32>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        kill_group(self.0);
     }
 }
 

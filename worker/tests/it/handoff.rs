@@ -140,3 +140,134 @@ async fn a_handed_off_build_nobody_adopts_gives_up_after_the_wait() {
     );
     assert_eq!(w.tip("calc", "feature/subtract"), before, "nothing pushed");
 }
+
+/// A worker stopped mid-agent (its pipeline dropped, as on SIGTERM) takes the agent's
+/// whole process group with it: nothing the agent started keeps running.
+#[tokio::test]
+async fn a_stopped_worker_leaves_no_agent_behind() {
+    let w = World::new();
+    let fence = w.take_lease("calc").await;
+    let pid_file = w.path("agent.pid");
+    let mut cfg = w.config(CALC_1, fence);
+    // The agent starts a child in its own process group and waits.
+    cfg.agent_cmd = format!("sh -c 'sleep 300 & echo $! > {}; wait'", pid_file.display());
+    let run = tokio::spawn({
+        let ports = w.ports.clone();
+        async move { kiro_worker::run(&cfg, &ports).await }
+    });
+    wait_for(&pid_file).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let alive = |pid: i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+    };
+    assert!(alive(pid), "the agent's child runs");
+    run.abort();
+    let _ = run.await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while alive(pid) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the agent's child {pid} outlived the stopped worker"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `kiro-worker` stopped with SIGTERM (a build stopped or timed out) ends its agent's
+/// whole process group, still writes its outcome (class `stopped`) and exits 0, so the
+/// build exports why it ended.
+#[tokio::test]
+async fn sigterm_stops_the_agent_and_the_outcome_is_still_written() {
+    let w = World::new();
+    let fence = w.take_lease("calc").await;
+    let pid_file = w.path("agent.pid");
+    let outcome = w.path("build/kiro-outcome.env");
+    let (id, project, repo, branch, spec, pr) = CALC_1;
+    let fence_text = fence.0.to_string();
+    let git_base = format!("file://{}", w.path("forge").display());
+    let mut worker = std::process::Command::new(env!("CARGO_BIN_EXE_kiro-worker"))
+        .args(["run", "--item", id, "--project", project, "--repo", repo])
+        .args([
+            "--branch",
+            branch,
+            "--spec",
+            spec,
+            "--pr",
+            pr,
+            "--fence",
+            &fence_text,
+        ])
+        .args(["--git-base", &git_base])
+        .arg("--build-dir")
+        .arg(w.path("build"))
+        .arg("--state-dir")
+        .arg(w.path("state"))
+        .arg("--board-file")
+        .arg(quickstart().join("board.yaml"))
+        .arg("--agent-cmd")
+        .arg(format!(
+            "sh -c 'sleep 300 & echo $! > {}; wait'",
+            pid_file.display()
+        ))
+        .env_remove("KIRO_BACKEND")
+        .env_remove("KIRO_FORGE")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(&pid_file).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let agent_child: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let worker_pid = i32::try_from(worker.id()).unwrap();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &worker_pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = worker.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the worker did not stop"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(status.success(), "{status:?}");
+    let written = std::fs::read_to_string(&outcome).unwrap();
+    assert!(written.contains("KIRO_OUTCOME='failed'"), "{written}");
+    assert!(
+        written.contains("KIRO_FAILURE_CLASS='stopped'"),
+        "{written}"
+    );
+    let alive = std::fs::read_to_string(format!("/proc/{agent_child}/stat")).is_ok_and(|s| {
+        !s.rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    });
+    assert!(
+        !alive,
+        "the agent's child {agent_child} outlived the worker"
+    );
+}
