@@ -504,6 +504,27 @@ impl Engine {
         };
         let item = envelope.item;
         span.record("kiro.item", tracing::field::display(&item.id));
+        if item.project.as_str() != d.group {
+            // In-flight jobs are found by group and kept by project: one key only. A
+            // message sent with another group is this message's fault alone.
+            let reason = format!(
+                "item {}: message group {} is not the item's project {} (a message must be sent with group = project)",
+                kiro_protocol::ids::quote_for_display(item.id.as_str()),
+                kiro_protocol::ids::quote_for_display(&d.group),
+                kiro_protocol::ids::quote_for_display(item.project.as_str()),
+            );
+            span.set_status(Status::error(reason.clone()));
+            warn!(message_id = %d.message_id, %reason, "message group is not the item's project");
+            let letter = DeadLetter {
+                reason,
+                class: FailureClass::PermanentInput,
+                attempts: vec![],
+                fence: None,
+                build_id: None,
+                trace: d.trace.clone(),
+            };
+            return self.settle_dead_letter(&d, &letter).await;
+        }
         self.dispatch_item(d, item, envelope.trace).await
     }
 

@@ -560,3 +560,53 @@ async fn the_successes_of_a_tick_are_acked_in_one_batch() {
     assert_eq!(*counting.single_acks.lock().unwrap(), 0);
     assert!(h.depth().await.is_idle());
 }
+
+/// A message whose group is not its item's project (sent by hand, or by a buggy
+/// producer) is dead-lettered alone, as permanent input naming both; the good items of
+/// that group still run (it used to make them exceed the max receive count).
+#[tokio::test(start_paused = true)]
+async fn a_message_whose_group_is_not_its_project_is_dead_lettered_alone() {
+    let h = Harness::new();
+    let stray = BoardItem {
+        id: "B-9".into(),
+        project: "beta".into(),
+        title: "stray".into(),
+        repo: "acme/calc".into(),
+        branch: "feature/x".into(),
+        spec: "x".into(),
+        pr: "1".into(),
+        updated_at: "1".into(),
+        conflict: None,
+    }
+    .validate()
+    .unwrap();
+    h.send_body(
+        Envelope::new(stray.clone(), TraceContext::default(), h.clock.now()).encode(),
+        "alpha",
+        stray.dedup_id(),
+    )
+    .await;
+    h.send("A-1", "alpha").await;
+    let mut e = h.engine("c1");
+    for _ in 0..4 {
+        e.tick(Duration::ZERO).await;
+        for item in ["A-1", "B-9"] {
+            if !h.runner.builds_of(item).is_empty() {
+                h.runner.succeed(item);
+            }
+        }
+        pass(Duration::from_secs(6)).await;
+    }
+    e.tick(Duration::ZERO).await;
+    let dlq = h.queue.dlq_list(10).await.unwrap();
+    assert_eq!(dlq.len(), 1, "{dlq:?}");
+    assert_eq!(dlq[0].letter.class, FailureClass::PermanentInput);
+    assert!(
+        dlq[0].letter.reason.contains("group \"alpha\"")
+            && dlq[0].letter.reason.contains("project \"beta\""),
+        "{}",
+        dlq[0].letter.reason
+    );
+    assert_eq!(h.job("alpha", "A-1").await.state, JobState::Succeeded);
+    assert_eq!(h.runner.starts(), 1, "the stray item never built");
+}
