@@ -567,25 +567,7 @@ async fn the_successes_of_a_tick_are_acked_in_one_batch() {
 #[tokio::test(start_paused = true)]
 async fn a_message_whose_group_is_not_its_project_is_dead_lettered_alone() {
     let h = Harness::new();
-    let stray = BoardItem {
-        id: "B-9".into(),
-        project: "beta".into(),
-        title: "stray".into(),
-        repo: "acme/calc".into(),
-        branch: "feature/x".into(),
-        spec: "x".into(),
-        pr: "1".into(),
-        updated_at: "1".into(),
-        conflict: None,
-    }
-    .validate()
-    .unwrap();
-    h.send_body(
-        Envelope::new(stray.clone(), TraceContext::default(), h.clock.now()).encode(),
-        "alpha",
-        stray.dedup_id(),
-    )
-    .await;
+    h.send_in_group("B-9", "beta", "alpha").await;
     h.send("A-1", "alpha").await;
     let mut e = h.engine("c1");
     for _ in 0..4 {

@@ -249,6 +249,11 @@ impl Harness {
     }
 
     pub async fn send(&self, id: &str, project: &str) -> MessageId {
+        self.send_in_group(id, project, project).await
+    }
+
+    /// Send item `id` of `project` in message group `group` (normally the project).
+    pub async fn send_in_group(&self, id: &str, project: &str, group: &str) -> MessageId {
         let item = BoardItem {
             id: id.into(),
             project: project.into(),
@@ -264,7 +269,7 @@ impl Harness {
         .unwrap();
         self.send_body(
             Envelope::new(item.clone(), TraceContext::default(), self.clock.now()).encode(),
-            project,
+            group,
             item.dedup_id(),
         )
         .await
