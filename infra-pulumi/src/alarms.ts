@@ -23,6 +23,65 @@ export const EMF_METRICS = {
   consumerErrors: "ConsumerErrors",
 } as const;
 
+type AlarmSpec = Omit<aws.cloudwatch.MetricAlarmArgs, "name" | "alarmActions" | "okActions">;
+
+/** A function that creates `<prefix>-<name>` alarms notifying `topic` on alarm and on OK. */
+export function alarmsOn(topic: aws.sns.Topic, prefix: string, tags: Record<string, string>) {
+  return (name: string, args: AlarmSpec) =>
+    new aws.cloudwatch.MetricAlarm(`${name}-alarm`, {
+      name: `${prefix}-${name}`,
+      alarmActions: [topic.arn],
+      okActions: [topic.arn],
+      tags,
+      ...args,
+    });
+}
+
+/** One metric of a metric-math alarm (5-minute period, not itself returned). */
+export function metricQuery(id: string, namespace: string, metricName: string, stat: string, dimensions?: Record<string, pulumi.Input<string>>) {
+  return { id, returnData: false, metric: { namespace, metricName, stat, period: 300, dimensions } };
+}
+
+/** A single-metric alarm: above (or at) `threshold` in one period, missing data is fine. */
+export function singleMetric(
+  description: string,
+  comparisonOperator: string,
+  threshold: number,
+  metric: { namespace: string; metricName: pulumi.Input<string>; statistic: string; period: number; dimensions?: Record<string, pulumi.Input<string>>; unit?: string },
+): AlarmSpec {
+  return { alarmDescription: description, comparisonOperator, threshold, evaluationPeriods: 1, treatMissingData: "notBreaching", ...metric };
+}
+
+/** Metric math over `queries` whose `expression` (labelled `label`, id `id`) is above 0 in one period. */
+export function anyAbove(description: string, queries: ReturnType<typeof metricQuery>[], id: string, label: string, expression: string): AlarmSpec {
+  return {
+    alarmDescription: description,
+    comparisonOperator: "GreaterThanThreshold",
+    threshold: 0,
+    evaluationPeriods: 1,
+    treatMissingData: "notBreaching",
+    metricQueries: [...queries, { id, label, expression, returnData: true }],
+  };
+}
+
+/** A percentage of finished builds (`numerator` of `BuildsFinished`) above `threshold`, in 2 of 3 periods. */
+function buildRate(description: string, label: string, threshold: number, id: string, numerator: string): AlarmSpec {
+  const emf = (qid: string, name: string) => metricQuery(qid, METRICS_NAMESPACE, name, "Sum");
+  return {
+    alarmDescription: description,
+    comparisonOperator: "GreaterThanThreshold",
+    threshold,
+    evaluationPeriods: 3,
+    datapointsToAlarm: 2,
+    treatMissingData: "notBreaching",
+    metricQueries: [
+      emf(id, numerator),
+      emf("finished", EMF_METRICS.buildsFinished),
+      { id: "rate", label, expression: `IF(finished > 0, 100 * ${id} / finished, 0)`, returnData: true },
+    ],
+  };
+}
+
 export interface AlarmArgs {
   prefix: string;
   cfg: StackConfig;
@@ -49,105 +108,61 @@ export function createAlarms({ prefix, cfg, tags, queue, dlq, table, consumerLog
       defaultValue: "0",
     },
   });
-  const alarm = (name: string, args: Omit<aws.cloudwatch.MetricAlarmArgs, "name" | "alarmActions" | "okActions">) =>
-    new aws.cloudwatch.MetricAlarm(`${name}-alarm`, {
-      name: `${prefix}-${name}`,
-      alarmActions: [alarmTopic.arn],
-      okActions: [alarmTopic.arn],
-      tags,
-      ...args,
-    });
-  const metric = (id: string, namespace: string, metricName: string, stat: string, dimensions?: Record<string, pulumi.Input<string>>) => ({
-    id,
-    returnData: false,
-    metric: { namespace, metricName, stat, period: 300, dimensions },
-  });
-  const emf = (id: string, name: string, stat = "Sum") => metric(id, METRICS_NAMESPACE, name, stat);
+  const alarm = alarmsOn(alarmTopic, prefix, tags);
 
-  alarm("build-failure-rate", {
-    alarmDescription: "More than 50% of the builds that finished failed",
-    comparisonOperator: "GreaterThanThreshold",
-    threshold: 50,
-    evaluationPeriods: 3,
-    datapointsToAlarm: 2,
-    treatMissingData: "notBreaching",
-    metricQueries: [
-      emf("failed", EMF_METRICS.buildsFailed),
-      emf("finished", EMF_METRICS.buildsFinished),
-      { id: "rate", label: "build failure rate (%)", expression: "IF(finished > 0, 100 * failed / finished, 0)", returnData: true },
-    ],
-  });
-  alarm("build-duration", {
-    alarmDescription: "Builds take longer than 45 minutes on average",
-    comparisonOperator: "GreaterThanThreshold",
-    threshold: 45 * 60 * 1000,
-    evaluationPeriods: 1,
-    treatMissingData: "notBreaching",
-    namespace: METRICS_NAMESPACE,
-    metricName: EMF_METRICS.buildDuration,
-    statistic: "Average",
-    period: 900,
-    unit: "Milliseconds",
-  });
-  alarm("test-failure-rate", {
-    alarmDescription: "More than 15% of the builds that finished failed their tests",
-    comparisonOperator: "GreaterThanThreshold",
-    threshold: 15,
-    evaluationPeriods: 3,
-    datapointsToAlarm: 2,
-    treatMissingData: "notBreaching",
-    metricQueries: [
-      emf("tests", EMF_METRICS.testsFailed),
-      emf("finished", EMF_METRICS.buildsFinished),
-      { id: "rate", label: "test failure rate (%)", expression: "IF(finished > 0, 100 * tests / finished, 0)", returnData: true },
-    ],
-  });
-  alarm("dlq-not-empty", {
-    alarmDescription: "Dead letters are waiting (kiro-consumer dlq list)",
-    comparisonOperator: "GreaterThanThreshold",
-    threshold: 0,
-    evaluationPeriods: 1,
-    treatMissingData: "notBreaching",
-    namespace: "AWS/SQS",
-    metricName: "ApproximateNumberOfMessagesVisible",
-    dimensions: { QueueName: dlq.name },
-    statistic: "Maximum",
-    period: 300,
-  });
-  alarm("oldest-message-age", {
-    alarmDescription: "A work item has waited in the queue for more than 2 hours",
-    comparisonOperator: "GreaterThanThreshold",
-    threshold: 2 * 3600,
-    evaluationPeriods: 1,
-    treatMissingData: "notBreaching",
-    namespace: "AWS/SQS",
-    metricName: "ApproximateAgeOfOldestMessage",
-    dimensions: { QueueName: queue.name },
-    statistic: "Maximum",
-    period: 300,
-  });
-  alarm("table-throttling", {
-    alarmDescription: "DynamoDB throttled reads or writes on the job-record table",
-    comparisonOperator: "GreaterThanThreshold",
-    threshold: 0,
-    evaluationPeriods: 1,
-    treatMissingData: "notBreaching",
-    metricQueries: [
-      metric("reads", "AWS/DynamoDB", "ReadThrottleEvents", "Sum", { TableName: table.name }),
-      metric("writes", "AWS/DynamoDB", "WriteThrottleEvents", "Sum", { TableName: table.name }),
-      { id: "throttled", label: "throttle events", expression: "reads + writes", returnData: true },
-    ],
-  });
-  alarm("consumer-errors", {
-    alarmDescription: "The consumer logged 5 or more errors in 5 minutes",
-    comparisonOperator: "GreaterThanOrEqualToThreshold",
-    threshold: 5,
-    evaluationPeriods: 1,
-    treatMissingData: "notBreaching",
-    namespace: METRICS_NAMESPACE,
-    metricName: EMF_METRICS.consumerErrors,
-    statistic: "Sum",
-    period: 300,
-  });
+  alarm("build-failure-rate", buildRate("More than 50% of the builds that finished failed", "build failure rate (%)", 50, "failed", EMF_METRICS.buildsFailed));
+  alarm(
+    "build-duration",
+    singleMetric("Builds take longer than 45 minutes on average", "GreaterThanThreshold", 45 * 60 * 1000, {
+      namespace: METRICS_NAMESPACE,
+      metricName: EMF_METRICS.buildDuration,
+      statistic: "Average",
+      period: 900,
+      unit: "Milliseconds",
+    }),
+  );
+  alarm("test-failure-rate", buildRate("More than 15% of the builds that finished failed their tests", "test failure rate (%)", 15, "tests", EMF_METRICS.testsFailed));
+  alarm(
+    "dlq-not-empty",
+    singleMetric("Dead letters are waiting (kiro-consumer dlq list)", "GreaterThanThreshold", 0, {
+      namespace: "AWS/SQS",
+      metricName: "ApproximateNumberOfMessagesVisible",
+      dimensions: { QueueName: dlq.name },
+      statistic: "Maximum",
+      period: 300,
+    }),
+  );
+  alarm(
+    "oldest-message-age",
+    singleMetric("A work item has waited in the queue for more than 2 hours", "GreaterThanThreshold", 2 * 3600, {
+      namespace: "AWS/SQS",
+      metricName: "ApproximateAgeOfOldestMessage",
+      dimensions: { QueueName: queue.name },
+      statistic: "Maximum",
+      period: 300,
+    }),
+  );
+  alarm(
+    "table-throttling",
+    anyAbove(
+      "DynamoDB throttled reads or writes on the job-record table",
+      [
+        metricQuery("reads", "AWS/DynamoDB", "ReadThrottleEvents", "Sum", { TableName: table.name }),
+        metricQuery("writes", "AWS/DynamoDB", "WriteThrottleEvents", "Sum", { TableName: table.name }),
+      ],
+      "throttled",
+      "throttle events",
+      "reads + writes",
+    ),
+  );
+  alarm(
+    "consumer-errors",
+    singleMetric("The consumer logged 5 or more errors in 5 minutes", "GreaterThanOrEqualToThreshold", 5, {
+      namespace: METRICS_NAMESPACE,
+      metricName: EMF_METRICS.consumerErrors,
+      statistic: "Sum",
+      period: 300,
+    }),
+  );
   return alarmTopic;
 }

@@ -88,6 +88,19 @@ export function policyStatements(r: ResourceRecord): Stmt[] | undefined {
 
 const SECRETISH = /(TOKEN|SECRET|PASSWORD|API_KEY|PRIVATE_KEY|CREDENTIALS)/;
 
+/** A rule: every statement that allows `action` carries a `StringEquals` condition on `key` whose value passes `valid`. */
+function conditionRequired(name: string, description: string, action: string, key: string, valid: (v: unknown) => boolean): Rule {
+  return {
+    name,
+    description,
+    check(r) {
+      return (policyStatements(r) ?? [])
+        .filter((s) => s.Effect === "Allow" && asList(s.Action).includes(action) && !valid(s.Condition?.StringEquals?.[key]))
+        .map(() => `${action} without ${key.startsWith("i") ? "an" : "a"} ${key} condition`);
+    },
+  };
+}
+
 export const RULES: Rule[] = [
   {
     name: "iam-no-wildcard-action",
@@ -150,31 +163,8 @@ export const RULES: Rule[] = [
       return out;
     },
   },
-  {
-    name: "iam-passrole-condition",
-    description: "every iam:PassRole names the service the role is passed to (iam:PassedToService)",
-    check(r) {
-      const out: string[] = [];
-      for (const s of policyStatements(r) ?? []) {
-        if (s.Effect !== "Allow" || !asList(s.Action).includes("iam:PassRole")) continue;
-        const service = s.Condition?.StringEquals?.["iam:PassedToService"];
-        if (typeof service !== "string" && !Array.isArray(service)) out.push("iam:PassRole without an iam:PassedToService condition");
-      }
-      return out;
-    },
-  },
-  {
-    name: "kms-via-service",
-    description: "kms:Decrypt is allowed only through a named service (kms:ViaService)",
-    check(r) {
-      const out: string[] = [];
-      for (const s of policyStatements(r) ?? []) {
-        if (s.Effect !== "Allow" || !asList(s.Action).includes("kms:Decrypt")) continue;
-        if (typeof s.Condition?.StringEquals?.["kms:ViaService"] !== "string") out.push("kms:Decrypt without a kms:ViaService condition");
-      }
-      return out;
-    },
-  },
+  conditionRequired("iam-passrole-condition", "every iam:PassRole names the service the role is passed to (iam:PassedToService)", "iam:PassRole", "iam:PassedToService", (v) => typeof v === "string" || Array.isArray(v)),
+  conditionRequired("kms-via-service", "kms:Decrypt is allowed only through a named service (kms:ViaService)", "kms:Decrypt", "kms:ViaService", (v) => typeof v === "string"),
   {
     name: "iam-one-policy-per-role",
     description: "every role has exactly one inline policy, named after its component",

@@ -8,7 +8,7 @@
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
 import type { StackConfig } from "./config";
-import { METRICS_NAMESPACE } from "./alarms";
+import { METRICS_NAMESPACE, alarmsOn, anyAbove, metricQuery, singleMetric } from "./alarms";
 import { PRODUCER_CONTAINER } from "./names";
 import { grant, stmt } from "./iam";
 import type { Roles } from "./iam";
@@ -76,32 +76,21 @@ export function createSchedule(args: ScheduleArgs): ScheduledProducer {
     stmt("DeadLetter", ["sqs:SendMessage"], [scheduleDlq.arn]),
   ]);
 
-  const alarm = (name: string, a: Omit<aws.cloudwatch.MetricAlarmArgs, "name" | "alarmActions" | "okActions">) =>
-    new aws.cloudwatch.MetricAlarm(`${name}-alarm`, {
-      name: `${prefix}-${name}`,
-      alarmActions: [alarmTopic.arn],
-      okActions: [alarmTopic.arn],
-      tags,
-      ...a,
-    });
-  const metric = (id: string, namespace: string, metricName: string, stat: string, dimensions: Record<string, pulumi.Input<string>>) => ({
-    id,
-    returnData: false,
-    metric: { namespace, metricName, stat, period: 300, dimensions },
-  });
-  alarm("producer-schedule-failed", {
-    alarmDescription: "EventBridge Scheduler could not start the producer task (target errors, dropped invocations, schedule DLQ not empty)",
-    comparisonOperator: "GreaterThanThreshold",
-    threshold: 0,
-    evaluationPeriods: 1,
-    treatMissingData: "notBreaching",
-    metricQueries: [
-      metric("errors", "AWS/Scheduler", "TargetErrorCount", "Sum", { ScheduleGroup: group.name }),
-      metric("dropped", "AWS/Scheduler", "InvocationDroppedCount", "Sum", { ScheduleGroup: group.name }),
-      metric("dead", "AWS/SQS", "ApproximateNumberOfMessagesVisible", "Maximum", { QueueName: scheduleDlq.name }),
-      { id: "failed", label: "failed producer invocations", expression: "FILL(errors, 0) + FILL(dropped, 0) + FILL(dead, 0)", returnData: true },
-    ],
-  });
+  const alarm = alarmsOn(alarmTopic, prefix, tags);
+  alarm(
+    "producer-schedule-failed",
+    anyAbove(
+      "EventBridge Scheduler could not start the producer task (target errors, dropped invocations, schedule DLQ not empty)",
+      [
+        metricQuery("errors", "AWS/Scheduler", "TargetErrorCount", "Sum", { ScheduleGroup: group.name }),
+        metricQuery("dropped", "AWS/Scheduler", "InvocationDroppedCount", "Sum", { ScheduleGroup: group.name }),
+        metricQuery("dead", "AWS/SQS", "ApproximateNumberOfMessagesVisible", "Maximum", { QueueName: scheduleDlq.name }),
+      ],
+      "failed",
+      "failed producer invocations",
+      "FILL(errors, 0) + FILL(dropped, 0) + FILL(dead, 0)",
+    ),
+  );
 
   // The producer task itself failing: exit code != 0 (a bad configuration exits 2 before any
   // log line is JSON, a board or queue error exits 1) or the task never started (image, secrets).
@@ -147,16 +136,14 @@ export function createSchedule(args: ScheduleArgs): ScheduledProducer {
     pattern: "",
     metricTransformation: { name: PRODUCER_FAILURES_METRIC, namespace: METRICS_NAMESPACE, value: "1", defaultValue: "0" },
   });
-  alarm("producer-failed", {
-    alarmDescription: "The producer task failed (see /aws/events/<stack>/producer-failures for the stopped reason)",
-    comparisonOperator: "GreaterThanOrEqualToThreshold",
-    threshold: 1,
-    evaluationPeriods: 1,
-    treatMissingData: "notBreaching",
-    namespace: METRICS_NAMESPACE,
-    metricName: PRODUCER_FAILURES_METRIC,
-    statistic: "Sum",
-    period: 300,
-  });
+  alarm(
+    "producer-failed",
+    singleMetric("The producer task failed (see /aws/events/<stack>/producer-failures for the stopped reason)", "GreaterThanOrEqualToThreshold", 1, {
+      namespace: METRICS_NAMESPACE,
+      metricName: PRODUCER_FAILURES_METRIC,
+      statistic: "Sum",
+      period: 300,
+    }),
+  );
   return { schedule, scheduleDlq };
 }
