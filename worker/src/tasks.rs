@@ -3,7 +3,7 @@
 //! Rules (DESIGN.md §5, research notes §1.7): a task is a list item `- [m] <text>` or
 //! `* [m] <text>` at any indentation; `[ ]` is open, `[x]`/`[X]` done, `[-]` in progress,
 //! and any other single mark counts as open; a `*` right after the box marks the task
-//! optional; the id is the leading number (`1.`, `2.1`) of the text, because indentation is
+//! optional (also written `\*`, as Markdown formatters such as Prettier escape it); the id is the leading number (`1.`, `2.1`) of the text, because indentation is
 //! not reliable; `_Requirements: 1.2, 3.4_` lines belong to the task above them; nothing
 //! inside a ``` or ~~~ code fence is a task.
 //!
@@ -148,7 +148,8 @@ fn parse_task_line(line: &str, line_no: usize, ordinal: usize) -> Option<Task> {
         '-' => TaskState::InProgress,
         _ => TaskState::Open,
     };
-    let (optional, rest) = match rest.strip_prefix('*') {
+    // `*`, or `\*` as a Markdown formatter escapes it, marks the task optional.
+    let (optional, rest) = match rest.strip_prefix('*').or_else(|| rest.strip_prefix("\\*")) {
         Some(r) => (true, r),
         None => (false, rest),
     };
@@ -365,6 +366,23 @@ mod tests {
 ```md\n- [ ] 9. inside a fence\n```\n\
 - [X] 4. Upper-case done\r\n- [ ] Checkpoint without a number\n\
 Some prose with [x] in it\n- [x]not a task\n";
+
+    #[test]
+    fn an_escaped_optional_marker_is_optional() {
+        // Prettier writes Kiro's `- [ ]* 1.4` as `- [ ]\* 1.4`; both are the same optional task.
+        let t = parse(
+            "- [ ]\\* 1.4 Write unit tests\n  - [x]\\* 2.1 done optional\n- [ ]\\*1.5 glued\n",
+        );
+        assert_eq!(t.len(), 2, "{t:?}");
+        assert!(t.iter().all(|t| t.optional));
+        assert_eq!(
+            (t[0].id.as_str(), t[0].title.as_str()),
+            ("1.4", "Write unit tests")
+        );
+        assert_eq!((t[1].id.as_str(), t[1].state), ("2.1", TaskState::Done));
+        // A backslash alone is not a marker: the box must still be followed by white space.
+        assert!(parse("- [ ]\\ 1. x\n").is_empty());
+    }
 
     #[test]
     fn parses_kiro_format() {
