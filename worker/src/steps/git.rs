@@ -1,5 +1,11 @@
 //! Git with `git2`: fresh clone and branch checkout, commit, and push.
 //!
+//! The checkout fetches only the item's branch, shallow ([`CHECKOUT_DEPTH`] commits): the
+//! agent needs the branch's files, not the repository's history, and a commit on top of
+//! the fetched tip pushes like any other (the remote has its parent). libgit2 fetches
+//! shallow over the network transports only (https, ssh, git://); from a local path or
+//! `file://` remote (the quick start's forge) it fetches the one branch whole.
+//!
 //! Invariant: the checkout is always a fresh clone of the remote branch; the push sends
 //! exactly `refs/heads/<branch>` without force, so a branch that moved on the remote is
 //! a `push-conflict`, never an overwrite. The token, when given, only ever reaches git2's
@@ -8,7 +14,7 @@
 use crate::config::Secret;
 use git2::{
     BranchType, Cred, ErrorCode, FetchOptions, IndexAddOption, Oid, PushOptions, RemoteCallbacks,
-    Repository, Signature, build::RepoBuilder,
+    Repository, Signature,
 };
 use kiro_protocol::{BranchName, Failure, FailureClass};
 use std::path::{Path, PathBuf};
@@ -35,7 +41,12 @@ fn local(e: git2::Error, what: &str) -> Failure {
     Failure::new(FailureClass::Internal, format!("{what}: {}", e.message()))
 }
 
-/// Clone `url` into `dest` (removed first) and check out `branch` from the remote.
+/// How many commits of the branch the checkout fetches: the tip is all the agent and the
+/// push need (libgit2 marks the clone shallow; nothing reads older history).
+pub const CHECKOUT_DEPTH: i32 = 1;
+
+/// Clone `url` into `dest` (removed first): fetch only `branch`, [`CHECKOUT_DEPTH`] deep,
+/// and check it out.
 /// Returns the checked-out commit.
 pub fn checkout(
     url: &str,
@@ -59,12 +70,22 @@ pub fn checkout(
             )
         })?;
     }
+    let repo = Repository::init(dest).map_err(|e| local(e, "cannot create the checkout"))?;
+    let mut remote = repo
+        .remote("origin", url)
+        .map_err(|e| local(e, "cannot add the origin remote"))?;
     let mut fo = FetchOptions::new();
     fo.remote_callbacks(callbacks(token));
-    let repo = RepoBuilder::new()
-        .fetch_options(fo)
-        .clone(url, dest)
+    if !is_local(url) {
+        fo.depth(CHECKOUT_DEPTH);
+    }
+    // Only the item's branch; the refspec is also the remote's configured fetch refspec
+    // would be, so `origin/<branch>` is what a full clone would have.
+    let refspec = format!("+refs/heads/{branch}:refs/remotes/origin/{branch}");
+    remote
+        .fetch(&[refspec.as_str()], Some(&mut fo), None)
         .map_err(|e| classify(&e, "clone failed"))?;
+    drop(remote);
     let remote_ref = format!("refs/remotes/origin/{branch}");
     let commit = match repo.find_reference(&remote_ref) {
         Ok(r) => r.peel_to_commit().map_err(|e| local(e, "bad branch tip"))?,
@@ -89,6 +110,19 @@ pub fn checkout(
     repo.set_head(&format!("refs/heads/{branch}"))
         .map_err(|e| local(e, "cannot set HEAD"))?;
     Ok(commit.id())
+}
+
+/// Whether libgit2 reaches `url` through its local transport (a path or `file://`), which
+/// cannot fetch shallow.
+pub fn is_local(url: &str) -> bool {
+    if url.starts_with("file://") {
+        return true;
+    }
+    // `scheme://…` is a network transport; `user@host:path` is ssh's short form.
+    let scp_like = url
+        .split_once(':')
+        .is_some_and(|(host, _)| !host.is_empty() && !host.contains('/'));
+    !url.contains("://") && !scp_like
 }
 
 /// Paths (inside the checkout) that must never be committed.

@@ -3,6 +3,7 @@
 //! repositories, the scripted stand-in agent (run with node), the real `npm test`, and
 //! the embedded lease store, board and pull-request adapters over a real SQLite file.
 
+mod checkout;
 mod handoff;
 mod kiro;
 mod pipeline;

@@ -1,0 +1,237 @@
+//! The checkout: only the item's branch, shallow over a network transport (a real
+//! `git daemon` on 127.0.0.1 serves the remote over git://), and still a branch the worker
+//! can commit on and push (issue 13.5); from a local remote the one branch, whole; a
+//! missing branch stays a permanent-input failure.
+
+use super::git;
+use kiro_protocol::{BranchName, FailureClass};
+use kiro_worker::steps::git as checkout;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// `git daemon` serving `base` read-write over git:// on 127.0.0.1; killed on drop.
+struct Daemon {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Daemon {
+    fn serve(base: &Path) -> Daemon {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("git")
+            .args([
+                "daemon",
+                "--export-all",
+                "--enable=receive-pack",
+                "--reuseaddr",
+                "--listen=127.0.0.1",
+                &format!("--port={port}"),
+                &format!("--base-path={}", base.display()),
+                &base.display().to_string(),
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("git daemon starts");
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(addr).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "git daemon did not listen on {addr}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Daemon { child, addr }
+    }
+
+    fn url(&self, repo: &str) -> String {
+        format!("git://{}/{repo}", self.addr)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A bare remote with `main` (three commits), `feature/a` (two more) and `other`.
+fn remote(root: &Path) -> String {
+    let bare = root.join("remote.git");
+    std::fs::create_dir_all(&bare).unwrap();
+    git(
+        &bare,
+        &["init", "--quiet", "--bare", "--initial-branch=main"],
+    );
+    let work = root.join("seed");
+    std::fs::create_dir_all(&work).unwrap();
+    git(&work, &["init", "--quiet", "--initial-branch=main"]);
+    for (i, branch) in [(1, "main"), (2, "main"), (3, "main")] {
+        std::fs::write(work.join("f.txt"), format!("{i}\n")).unwrap();
+        git(&work, &["add", "-A"]);
+        git(
+            &work,
+            &["commit", "--quiet", "-m", &format!("c{i} on {branch}")],
+        );
+    }
+    git(&work, &["checkout", "--quiet", "-b", "feature/a"]);
+    for i in 4..=5 {
+        std::fs::write(work.join("f.txt"), format!("{i}\n")).unwrap();
+        git(&work, &["commit", "--quiet", "-am", &format!("c{i}")]);
+    }
+    git(&work, &["remote", "add", "origin", bare.to_str().unwrap()]);
+    git(
+        &work,
+        &[
+            "push",
+            "--quiet",
+            "origin",
+            "main",
+            "feature/a",
+            "main:refs/heads/other",
+        ],
+    );
+    format!("file://{}", bare.display())
+}
+
+#[test]
+fn the_checkout_fetches_one_branch_shallow_and_can_commit_and_push() {
+    let root = tempfile::tempdir().unwrap();
+    remote(root.path());
+    let daemon = Daemon::serve(root.path());
+    let url = daemon.url("remote.git");
+    let bare = root.path().join("remote.git");
+    let tip = git(&bare, &["rev-parse", "refs/heads/feature/a"]);
+    let dir = root.path().join("checkout");
+    let branch = BranchName::parse("feature/a").unwrap();
+
+    let head = checkout::checkout(&url, &dir, &branch, None).unwrap();
+    assert_eq!(head.to_string(), tip);
+    let repo = git2::Repository::open(&dir).unwrap();
+    assert!(repo.is_shallow(), "the checkout is shallow");
+    let refs: Vec<String> = repo
+        .references()
+        .unwrap()
+        .map(|r| r.unwrap().name().unwrap().to_owned())
+        .collect();
+    assert!(
+        refs.iter().all(|r| r.ends_with("feature/a")),
+        "only the item's branch is fetched: {refs:?}"
+    );
+    let commits = git(&dir, &["rev-list", "--count", "HEAD"]);
+    assert_eq!(
+        commits,
+        checkout::CHECKOUT_DEPTH.to_string(),
+        "history is cut"
+    );
+    assert_eq!(std::fs::read_to_string(dir.join("f.txt")).unwrap(), "5\n");
+
+    std::fs::write(dir.join("g.txt"), "new\n").unwrap();
+    let oid = checkout::commit_all(
+        &dir,
+        "agent work",
+        "kiro",
+        "kiro@example.invalid",
+        &checkout::Exclusions::default(),
+    )
+    .unwrap()
+    .expect("a change to commit");
+    checkout::push(&dir, &branch, None).unwrap();
+    assert_eq!(
+        git(&bare, &["rev-parse", "refs/heads/feature/a"]),
+        oid.to_string()
+    );
+    assert_eq!(
+        git(&bare, &["rev-parse", "refs/heads/feature/a^"]),
+        tip,
+        "the pushed commit sits on the old tip"
+    );
+    assert_eq!(
+        git(&bare, &["fsck", "--no-progress"]),
+        "",
+        "the remote stays whole"
+    );
+}
+
+#[test]
+fn a_moved_remote_branch_is_a_push_conflict_from_a_shallow_checkout() {
+    let root = tempfile::tempdir().unwrap();
+    remote(root.path());
+    let daemon = Daemon::serve(root.path());
+    let url = daemon.url("remote.git");
+    let dir = root.path().join("checkout");
+    let branch = BranchName::parse("feature/a").unwrap();
+    checkout::checkout(&url, &dir, &branch, None).unwrap();
+    // Someone else pushes to the branch meanwhile.
+    let seed = root.path().join("seed");
+    git(&seed, &["checkout", "--quiet", "feature/a"]);
+    std::fs::write(seed.join("f.txt"), "human\n").unwrap();
+    git(&seed, &["commit", "--quiet", "-am", "human"]);
+    git(&seed, &["push", "--quiet", "origin", "feature/a"]);
+
+    std::fs::write(dir.join("g.txt"), "agent\n").unwrap();
+    checkout::commit_all(
+        &dir,
+        "agent",
+        "kiro",
+        "kiro@example.invalid",
+        &Default::default(),
+    )
+    .unwrap()
+    .unwrap();
+    let err = checkout::push(&dir, &branch, None).unwrap_err();
+    assert_eq!(err.class, FailureClass::PushConflict, "{err:?}");
+}
+
+#[test]
+fn from_a_local_remote_the_checkout_fetches_the_one_branch_whole() {
+    let root = tempfile::tempdir().unwrap();
+    let url = remote(root.path());
+    let dir = root.path().join("checkout");
+    let branch = BranchName::parse("feature/a").unwrap();
+    checkout::checkout(&url, &dir, &branch, None).unwrap();
+    let repo = git2::Repository::open(&dir).unwrap();
+    assert!(!repo.is_shallow());
+    assert_eq!(git(&dir, &["rev-list", "--count", "HEAD"]), "5");
+    let remotes = git(&dir, &["branch", "-r"]);
+    assert_eq!(remotes, "origin/feature/a", "only the item's branch");
+}
+
+#[test]
+fn local_and_network_urls_are_told_apart() {
+    for url in [
+        "/srv/git/a.git",
+        "file:///srv/git/a.git",
+        "./a.git",
+        "a.git",
+    ] {
+        assert!(checkout::is_local(url), "{url}");
+    }
+    for url in [
+        "https://github.com/acme/calc.git",
+        "ssh://git@github.com/acme/calc.git",
+        "git@github.com:acme/calc.git",
+        "git://127.0.0.1:9418/calc.git",
+    ] {
+        assert!(!checkout::is_local(url), "{url}");
+    }
+}
+
+#[test]
+fn a_missing_branch_is_permanent_input() {
+    let root = tempfile::tempdir().unwrap();
+    let url = remote(root.path());
+    let branch = BranchName::parse("feature/none").unwrap();
+    let err = checkout::checkout(&url, &root.path().join("c"), &branch, None).unwrap_err();
+    assert_eq!(err.class, FailureClass::PermanentInput, "{err:?}");
+    assert!(err.reason.contains("feature/none"), "{err:?}");
+}
