@@ -70,6 +70,9 @@ fn format_word(f: CoverageFormat) -> String {
 impl fmt::Display for MeasureError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            MeasureError::Missing { paths, format } if paths.is_empty() => {
+                write!(f, "no {}coverage report was named", format_word(*format))
+            }
             MeasureError::Missing { paths, format } => write!(
                 f,
                 "no {}coverage report at {}",
@@ -144,10 +147,10 @@ pub fn measure(
             total(&report).map_err(|e| bad(e, used))?;
         }
         tracing::info!(format = %used, file = %p.display(), "coverage report read");
-        let label = p.display().to_string();
-        if reports.is_empty() {
+        if shown.len() == 1 {
             merged = report;
         } else {
+            let label = p.display().to_string();
             merged.merge(report, &label).map_err(|e| bad(e, used))?;
         }
         reports.push((p.clone(), used));

@@ -88,6 +88,23 @@ fn a_rate_only_cobertura_root_is_read_but_cannot_be_merged() {
     assert!(r.files.contains_key("c.xml (report totals)"));
 }
 
+/// A report that lists no file but counts its lines (a Cobertura root) keeps its
+/// counts when it comes first among several; nothing named is its own failure.
+#[test]
+fn a_first_report_with_only_totals_keeps_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let root = r#"<coverage lines-valid="10" lines-covered="5" line-rate="0.5"/>"#;
+    std::fs::write(d.join("a.xml"), root).unwrap();
+    std::fs::write(d.join("b.info"), LCOV).unwrap();
+    let both = [PathBuf::from("a.xml"), PathBuf::from("b.info")];
+    let m = measure(d, &both, CoverageFormat::Auto).unwrap();
+    assert_eq!(m.counts, Some((15, 8)));
+    let e = measure(d, &[], CoverageFormat::Auto).unwrap_err();
+    assert!(e.is_missing());
+    assert_eq!(e.to_string(), "no coverage report was named");
+}
+
 #[test]
 fn configured_formats_and_bad_reports() {
     let xml = fixture("coveragepy/cobertura.xml");
