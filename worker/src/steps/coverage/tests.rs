@@ -468,3 +468,29 @@ fn hostile_report_files_are_refused_by_name() {
         assert_eq!(v, None);
     }
 }
+
+/// The names a setting or `--coverage-format` takes: the old four unchanged.
+#[test]
+fn format_names() {
+    use clap::ValueEnum;
+    let names: Vec<String> = CoverageFormat::value_variants()
+        .iter()
+        .map(|f| f.to_possible_value().unwrap().get_name().to_owned())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "auto",
+            "lcov",
+            "cobertura",
+            "istanbul",
+            "llvm-cov",
+            "clover",
+            "istanbul-final",
+            "coverage-py",
+            "go",
+            "jacoco"
+        ]
+    );
+    assert!(known_report_paths().contains(&"target/site/jacoco/jacoco.xml"));
+}
