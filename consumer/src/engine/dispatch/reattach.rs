@@ -15,7 +15,7 @@
 //! for a reason that proves nothing started (a non-retryable class) settles the attempt
 //! as a failed start.
 
-use super::{Dispatch, Engine, TickReport};
+use crate::engine::{Dispatch, Engine, TickReport};
 use kiro_protocol::{BuildId, Delivery, Failure, JobRecord, Lease, WorkItem};
 use tracing::{info, warn};
 

@@ -1,0 +1,142 @@
+//! Phase 3, supervise: keep the jobs in flight safe to act on.
+//!
+//! For every job whose renewal is due, renew the lease and extend the message visibility
+//! (one batched call); a confirmed renewal moves the job's monotonic `safe_until`
+//! deadline.
+//!
+//! Invariant: the engine never acts on a job past its `safe_until`: such a job is
+//! cancelled (the engine stops acting on it), and its build is stopped only when its
+//! fence is known lost and nobody adopted the build.
+
+use super::observe::fence_value;
+use super::{ActiveJob, Engine, TickReport};
+use futures::future::join_all;
+use kiro_protocol::{FailureClass, LeaseError};
+use kiro_telemetry::otel::keys;
+use opentelemetry::KeyValue;
+use opentelemetry::trace::Status;
+use std::time::Duration;
+use tokio::time::Instant;
+use tracing::{Instrument, debug, warn};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+impl Engine {
+    /// Renew the leases and extend the visibility of every job that is due; cancel the
+    /// jobs whose deadline passed without a confirmed renewal.
+    pub(super) async fn supervise(&mut self, report: &mut TickReport) {
+        let now = Instant::now();
+        let due = self.projects_where(|j| j.next_renew <= now);
+        if !due.is_empty() {
+            let started = Instant::now();
+            let receipts: Vec<_> = due
+                .iter()
+                .filter_map(|k| self.jobs.get(k))
+                .map(|j| j.delivery.receipt.clone())
+                .collect();
+            let leases = self.ports.leases.clone();
+            let ttl = self.cfg.lease_ttl;
+            let renewals = join_all(due.iter().filter_map(|k| self.jobs.get(k)).map(|j| {
+                let leases = leases.clone();
+                let lease = j.lease.clone();
+                async move { leases.renew(&lease, ttl).await }
+            }));
+            let (renewed, extended) = tokio::join!(
+                renewals,
+                self.ports.queue.extend(&receipts, self.cfg.visibility)
+            );
+            let extended: Vec<Option<bool>> = match extended {
+                Ok(v) => v
+                    .into_iter()
+                    .map(|r| match r {
+                        Ok(()) => Some(true),
+                        Err(e) if e.class == FailureClass::FenceLost => Some(false),
+                        Err(_) => None,
+                    })
+                    .collect(),
+                Err(e) => {
+                    warn!(error = %e, "visibility extension failed");
+                    vec![None; due.len()]
+                }
+            };
+            let mut fence_lost = Vec::new();
+            for ((key, renewed), extended) in due.iter().zip(renewed).zip(extended) {
+                let Some(job) = self.jobs.get_mut(key) else {
+                    continue;
+                };
+                match (renewed, extended) {
+                    (Ok(lease), Some(true)) => {
+                        job.lease = lease;
+                        let confirmed = self
+                            .cfg
+                            .lease_ttl
+                            .min(self.cfg.visibility)
+                            .saturating_sub(self.cfg.safety_margin);
+                        job.safe_until = started + confirmed;
+                        job.next_renew = started + self.cfg.renew_every;
+                        debug!(project = %key, "heartbeat");
+                        job.span.add_event(
+                            "heartbeat",
+                            vec![KeyValue::new(keys::FENCE, fence_value(&job.lease))],
+                        );
+                    }
+                    (Err(LeaseError::FenceLost { .. }), _) | (_, Some(false)) => {
+                        fence_lost.push(key.clone())
+                    }
+                    (Ok(lease), None) => {
+                        job.lease = lease;
+                        job.next_renew = Instant::now() + Duration::from_secs(1);
+                    }
+                    (Err(e), _) => {
+                        job.span.in_scope(
+                            || warn!(project = %key, error = %e, "lease renewal not confirmed"),
+                        );
+                        job.next_renew = Instant::now() + Duration::from_secs(1);
+                    }
+                }
+            }
+            for key in fence_lost {
+                if let Some(job) = self.jobs.remove(&key) {
+                    report.cancelled += 1;
+                    self.cancel_job(job, true).await;
+                }
+            }
+        }
+        let now = Instant::now();
+        let expired = self.projects_where(|j| j.safe_until <= now);
+        for key in expired {
+            if let Some(job) = self.jobs.remove(&key) {
+                report.cancelled += 1;
+                self.cancel_job(job, false).await;
+            }
+        }
+    }
+
+    /// Stop acting on a job. When its fence is known to be lost the build cannot push
+    /// anyway, so it is stopped; otherwise it is left for whoever takes the project next.
+    async fn cancel_job(&self, job: ActiveJob, fence_lost: bool) {
+        let span = job.span.clone();
+        span.set_status(Status::error("renewal not confirmed in time"));
+        self.cancel_job_in(job, fence_lost).instrument(span).await;
+    }
+
+    async fn cancel_job_in(&self, job: ActiveJob, fence_lost: bool) {
+        warn!(project = %job.item.project, item = %job.item.id, fence_lost, "job cancelled: renewal not confirmed in time");
+        if fence_lost {
+            if let Ok(Some(view)) = self.ports.leases.get(&job.item.project).await {
+                // Stop the build only if nobody adopted it under a newer fence.
+                let adopted = match self.ports.leases.job(&job.item.project, &job.item.id).await {
+                    Ok(Some(r)) => {
+                        r.fence == view.fence && r.build_id.as_ref() == Some(&job.build_id)
+                    }
+                    _ => false,
+                };
+                if adopted {
+                    return;
+                }
+            }
+            if let Err(e) = self.ports.builds.stop(&job.build_id).await {
+                warn!(error = %e, build = %job.build_id, "cannot stop the build");
+            }
+        }
+    }
+}
