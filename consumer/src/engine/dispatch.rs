@@ -14,8 +14,8 @@ use super::{ActiveJob, Dispatch, Engine, TickReport};
 use futures::future::join_all;
 use kiro_protocol::ports::build::env as build_env;
 use kiro_protocol::{
-    AttemptRecord, BuildId, BuildRequest, DeadLetter, Delivery, Envelope, Failure, FailureClass,
-    JobRecord, JobState, Lease, LeaseError, WorkItem,
+    BuildId, BuildRequest, DeadLetter, Delivery, Envelope, Failure, FailureClass, JobRecord,
+    JobState, Lease, LeaseError, WorkItem,
 };
 use kiro_telemetry::metrics::{Metric, names};
 use kiro_telemetry::otel::{self, keys};
@@ -206,7 +206,7 @@ impl Engine {
                 // it): a fresh budget, history kept.
                 r.message_id = d.message_id.clone();
                 r.state = JobState::Pending;
-                r.attempts = 0;
+                r.reset_attempts();
                 r.build_id = None;
                 r.last_failure = None;
                 r.trace = trace.clone();
@@ -238,13 +238,9 @@ impl Engine {
                     }
                     Err(Recovery::NotStarted(failure)) => {
                         warn!(class = %failure.class, reason = %failure.reason, "the recorded build request was refused");
-                        record.attempts = record.attempts.saturating_sub(1);
-                        if let Some(last) = record.history.last_mut() {
-                            last.failure = Some(failure.clone());
-                            last.ended_at = Some(self.ports.clock.now());
-                        }
+                        record.attempt_not_started(&failure, self.ports.clock.now());
                         let job = self.active(d, item, lease, record, BuildId::new(""));
-                        return self.settle_failure(job, failure, false).await;
+                        return self.settle_failure(job, failure).await;
                     }
                 },
             };
@@ -276,17 +272,9 @@ impl Engine {
     ) -> Dispatch {
         let mut settled = TickReport::default();
         let now = self.ports.clock.now();
-        record.attempts += 1;
+        record.count_attempt(lease.fence, now);
         record.state = JobState::Starting;
         record.build_id = None;
-        record.history.push(AttemptRecord {
-            attempt: record.attempts,
-            fence: lease.fence,
-            build_id: None,
-            started_at: now,
-            ended_at: None,
-            failure: None,
-        });
         // The exact request is recorded with the intent: whoever finds the intent without
         // a build id replays it unchanged.
         let req = self.build_request(&item, &record);
@@ -322,13 +310,9 @@ impl Engine {
                 let failure = Failure::from(e);
                 warn!(class = %failure.class, reason = %failure.reason, "cannot start the build");
                 // A start that failed did not run: it does not count.
-                record.attempts -= 1;
-                if let Some(last) = record.history.last_mut() {
-                    last.failure = Some(failure.clone());
-                    last.ended_at = Some(self.ports.clock.now());
-                }
+                record.attempt_not_started(&failure, self.ports.clock.now());
                 let job = self.active(d, item, lease, record, BuildId::new(""));
-                self.settle_failure(job, failure, false).await
+                self.settle_failure(job, failure).await
             }
         }
     }

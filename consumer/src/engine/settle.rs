@@ -89,16 +89,13 @@ impl Engine {
             let outcome = outcome_of(&status);
             let now = self.ports.clock.now();
             job.record.coverage = outcome.coverage.or(job.record.coverage);
-            if let Some(last) = job.record.history.last_mut() {
-                last.ended_at = Some(now);
-                last.failure = outcome.failure.clone();
-            }
+            job.record.end_attempt(outcome.failure.as_ref(), now);
             self.finished_metrics(&job, outcome.failure.as_ref(), outcome.coverage);
             match outcome.failure {
                 None => self.settle_success(job).await,
                 Some(f) => {
                     info!(class = %f.class, reason = %f.reason, "build failed");
-                    self.settle_failure(job, f, true).await
+                    self.settle_failure(job, f).await
                 }
             }
         }
@@ -165,16 +162,9 @@ impl Engine {
     }
 
     /// Retry with backoff or dead-letter, as the policy decides.
-    pub(super) async fn settle_failure(
-        &self,
-        mut job: ActiveJob,
-        failure: Failure,
-        counted: bool,
-    ) -> Dispatch {
+    /// The attempt is already settled in the record (counted or given back).
+    pub(super) async fn settle_failure(&self, mut job: ActiveJob, failure: Failure) -> Dispatch {
         let mut r = TickReport::default();
-        if counted && !failure.class.burns_attempt() {
-            job.record.attempts = job.record.attempts.saturating_sub(1);
-        }
         job.record.last_failure = Some(failure.clone());
         job.record.updated_at = self.ports.clock.now();
         job.span
