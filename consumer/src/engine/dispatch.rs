@@ -10,7 +10,7 @@
 //! intent (the exact build request) is recorded under its fence.
 
 use super::observe::record_build;
-use super::{ActiveJob, Dispatch, Engine, TickReport};
+use super::{ActiveJob, BuildOrigin, Dispatch, Engine, TickReport};
 use futures::future::join_all;
 use kiro_protocol::ports::build::env as build_env;
 use kiro_protocol::{
@@ -50,8 +50,8 @@ impl Engine {
         let mut done = Vec::new();
         for outcome in join_all(futures).await {
             match outcome {
-                Dispatch::Active(job, adopted) => {
-                    if adopted {
+                Dispatch::Active(job, origin) => {
+                    if origin == BuildOrigin::Adopted {
                         report.adopted += 1;
                     } else {
                         report.started += 1;
@@ -257,7 +257,10 @@ impl Engine {
             }
             record_build(&id, &lease);
             info!(build = %id, fence = %lease.fence, "re-attached to a running build");
-            return Dispatch::Active(Box::new(self.active(d, item, lease, record, id)), true);
+            return Dispatch::Active(
+                Box::new(self.active(d, item, lease, record, id)),
+                BuildOrigin::Adopted,
+            );
         }
         self.start_build(d, item, lease, record).await
     }
@@ -304,7 +307,10 @@ impl Engine {
                 record_build(&id, &lease);
                 Span::current().set_attribute(keys::ATTEMPT, i64::from(record.attempts));
                 info!(build = %id, fence = %lease.fence, attempt = record.attempts, "build started");
-                Dispatch::Active(Box::new(self.active(d, item, lease, record, id)), false)
+                Dispatch::Active(
+                    Box::new(self.active(d, item, lease, record, id)),
+                    BuildOrigin::Started,
+                )
             }
             Err(e) => {
                 let failure = Failure::from(e);

@@ -125,6 +125,16 @@ pub fn default_owner() -> String {
     )
 }
 
+/// When [`Engine::run`] returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunUntil {
+    /// When the cancellation token fires (shutdown), after handing every job off.
+    Shutdown,
+    /// At shutdown, or as soon as nothing is in flight here and the queue is idle
+    /// (`kiro-consumer --until-idle`: batch runs and tests).
+    Idle,
+}
+
 /// The ports the engine works through.
 #[derive(Debug, Clone)]
 pub struct Ports {
@@ -192,9 +202,19 @@ pub struct EngineStats {
     pub dispatch_latency_ms: Vec<u64>,
 }
 
+/// Where an active job's build comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BuildOrigin {
+    /// Started by this dispatch.
+    Started,
+    /// Re-attached to: started by an earlier holder (or recovered from its intent).
+    Adopted,
+}
+
 /// The result of dispatching one delivery.
 enum Dispatch {
-    Active(Box<ActiveJob>, bool),
+    /// The job runs a build; supervised from now on.
+    Active(Box<ActiveJob>, BuildOrigin),
     Settled(TickReport),
     /// Success recorded; the message is acked in one batch with the tick's other
     /// successes, then the lease is released.
@@ -293,8 +313,9 @@ impl Engine {
     }
 
     /// Repeat [`tick`](Self::tick) until `cancel` fires, then hand every job off.
-    /// With `until_idle`, also stop once nothing is in flight here and the queue is idle.
-    pub async fn run(&mut self, cancel: CancellationToken, until_idle: bool) -> EngineStats {
+    /// With [`RunUntil::Idle`], also stop once nothing is in flight here and the queue is
+    /// idle.
+    pub async fn run(&mut self, cancel: CancellationToken, until: RunUntil) -> EngineStats {
         loop {
             // Never spin: even when a deadline is due now, a receive waits a little.
             let wait = self.next_wait().max(MIN_WAIT);
@@ -307,7 +328,7 @@ impl Engine {
                     }
                 }
             }
-            if until_idle && self.jobs.is_empty() {
+            if until == RunUntil::Idle && self.jobs.is_empty() {
                 match self.ports.queue.depth().await {
                     Ok(d) if d.is_idle() => break,
                     Ok(_) => {}

@@ -20,6 +20,15 @@ use tokio::time::Instant;
 use tracing::{Instrument, debug, warn};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+/// Why a job is cancelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CancelReason {
+    /// `safe_until` passed without a confirmed renewal; the fence may still be ours.
+    Unconfirmed,
+    /// The lease or the message is known to belong to someone else now.
+    FenceLost,
+}
+
 impl Engine {
     /// Renew the leases and extend the visibility of every job that is due; cancel the
     /// jobs whose deadline passed without a confirmed renewal.
@@ -97,7 +106,7 @@ impl Engine {
             for key in fence_lost {
                 if let Some(job) = self.jobs.remove(&key) {
                     report.cancelled += 1;
-                    self.cancel_job(job, true).await;
+                    self.cancel_job(job, CancelReason::FenceLost).await;
                 }
             }
         }
@@ -106,20 +115,21 @@ impl Engine {
         for key in expired {
             if let Some(job) = self.jobs.remove(&key) {
                 report.cancelled += 1;
-                self.cancel_job(job, false).await;
+                self.cancel_job(job, CancelReason::Unconfirmed).await;
             }
         }
     }
 
     /// Stop acting on a job. When its fence is known to be lost the build cannot push
     /// anyway, so it is stopped; otherwise it is left for whoever takes the project next.
-    async fn cancel_job(&self, job: ActiveJob, fence_lost: bool) {
+    async fn cancel_job(&self, job: ActiveJob, reason: CancelReason) {
         let span = job.span.clone();
         span.set_status(Status::error("renewal not confirmed in time"));
-        self.cancel_job_in(job, fence_lost).instrument(span).await;
+        self.cancel_job_in(job, reason).instrument(span).await;
     }
 
-    async fn cancel_job_in(&self, job: ActiveJob, fence_lost: bool) {
+    async fn cancel_job_in(&self, job: ActiveJob, reason: CancelReason) {
+        let fence_lost = reason == CancelReason::FenceLost;
         warn!(project = %job.item.project, item = %job.item.id, fence_lost, "job cancelled: renewal not confirmed in time");
         if fence_lost {
             if let Ok(Some(view)) = self.ports.leases.get(&job.item.project).await {

@@ -284,7 +284,7 @@ async fn the_run_loop_drains_on_cancel() {
         tokio::time::sleep(Duration::from_secs(3)).await;
         c2.cancel();
     });
-    e.run(cancel, false).await;
+    e.run(cancel, kiro_consumer::RunUntil::Shutdown).await;
     assert_eq!(h.job("alpha", "A-1").await.state, JobState::Handoff);
     assert_eq!(h.depth().await.visible, 1);
 }
