@@ -10,7 +10,7 @@
 //! intent (the exact build request) is recorded under its fence.
 
 use super::observe::record_build;
-use super::{ActiveJob, BuildOrigin, Dispatch, Engine, TickReport};
+use super::{ActiveJob, BuildOrigin, Dispatch, Engine, HeldJob, TickReport};
 use futures::future::join_all;
 use kiro_protocol::ports::build::env as build_env;
 use kiro_protocol::{
@@ -58,18 +58,20 @@ impl Engine {
                         self.metric(Metric::count(names::BUILDS_STARTED, 1));
                         let visible = self
                             .last_settled
-                            .get(&job.delivery.group)
-                            .map_or(job.delivery.sent_at, |t| (*t).max(job.delivery.sent_at));
+                            .get(&job.held.delivery.group)
+                            .map_or(job.held.delivery.sent_at, |t| {
+                                (*t).max(job.held.delivery.sent_at)
+                            });
                         let latency = self.ports.clock.now().since(visible);
                         let latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
-                        if job.delivery.receive_count == 1 {
+                        if job.held.delivery.receive_count == 1 {
                             self.metric(Metric::millis(names::DISPATCH_LATENCY, latency_ms));
                             if self.stats.dispatch_latency_ms.len() < 1_000_000 {
                                 self.stats.dispatch_latency_ms.push(latency_ms);
                             }
                         }
                     }
-                    self.jobs.insert(job.item.project.to_string(), *job);
+                    self.jobs.insert(job.held.item.project.to_string(), *job);
                 }
                 Dispatch::Settled(r) => report.add(&r),
                 Dispatch::Succeeded(receipt, lease, span) => done.push((receipt, lease, span)),
@@ -239,7 +241,7 @@ impl Engine {
                     Err(Recovery::NotStarted(failure)) => {
                         warn!(class = %failure.class, reason = %failure.reason, "the recorded build request was refused");
                         record.attempt_not_started(&failure, self.ports.clock.now());
-                        let job = self.active(d, item, lease, record, BuildId::new(""));
+                        let job = self.held(d, item, lease, record);
                         return self.settle_failure(job, failure).await;
                     }
                 },
@@ -317,9 +319,20 @@ impl Engine {
                 warn!(class = %failure.class, reason = %failure.reason, "cannot start the build");
                 // A start that failed did not run: it does not count.
                 record.attempt_not_started(&failure, self.ports.clock.now());
-                let job = self.active(d, item, lease, record, BuildId::new(""));
+                let job = self.held(d, item, lease, record);
                 self.settle_failure(job, failure).await
             }
+        }
+    }
+
+    /// Called inside the delivery's `process` span.
+    fn held(&self, delivery: Delivery, item: WorkItem, lease: Lease, record: JobRecord) -> HeldJob {
+        HeldJob {
+            delivery,
+            item,
+            lease,
+            record,
+            span: Span::current(),
         }
     }
 
@@ -338,16 +351,11 @@ impl Engine {
             .min(delivery.visible_again_at.since(self.ports.clock.now())))
         .saturating_sub(self.cfg.safety_margin);
         ActiveJob {
-            delivery,
-            item,
-            lease,
-            record,
+            held: self.held(delivery, item, lease, record),
             build_id,
             safe_until: now + confirmed,
             next_renew: now + self.cfg.renew_every,
             next_poll: now,
-            // Called inside the delivery's `process` span.
-            span: Span::current(),
         }
     }
 

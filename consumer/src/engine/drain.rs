@@ -22,7 +22,7 @@ impl Engine {
         let jobs: Vec<ActiveJob> = self.jobs.drain().map(|(_, j)| j).collect();
         let ports = &self.ports;
         join_all(jobs.into_iter().map(|job| {
-            let span = job.span.clone();
+            let span = job.held.span.clone();
             hand_off(ports, job).instrument(span)
         }))
         .await;
@@ -35,10 +35,15 @@ impl Engine {
 
 /// Hand one job off (inside its `process` span): record `handoff`, make its message
 /// visible now, release its lease.
-async fn hand_off(ports: &Ports, mut job: ActiveJob) {
+async fn hand_off(ports: &Ports, job: ActiveJob) {
+    let ActiveJob {
+        held: mut job,
+        build_id,
+        ..
+    } = job;
     job.span.add_event(
         "handoff",
-        vec![KeyValue::new(keys::BUILD_ID, job.build_id.to_string())],
+        vec![KeyValue::new(keys::BUILD_ID, build_id.to_string())],
     );
     job.record.state = JobState::Handoff;
     job.record.owner = None;
@@ -55,7 +60,7 @@ async fn hand_off(ports: &Ports, mut job: ActiveJob) {
             if let Err(e) = ports.leases.release(&job.lease).await {
                 warn!(error = %e, "cannot release the lease; it expires by itself");
             }
-            info!(project = %job.item.project, build = %job.build_id, "handed off");
+            info!(project = %job.item.project, build = %build_id, "handed off");
         }
         Err(e) => {
             warn!(project = %job.item.project, error = %e, "handoff not recorded; the lease expires by itself")

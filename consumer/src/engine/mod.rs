@@ -148,20 +148,28 @@ pub struct Ports {
     pub protection: Option<Arc<dyn TaskProtection>>,
 }
 
-/// A job this consumer holds.
+/// An item this consumer holds under its project's lease, with its job record: all that
+/// settling it needs.
 #[derive(Debug, Clone)]
-struct ActiveJob {
+struct HeldJob {
     delivery: Delivery,
     item: WorkItem,
     lease: Lease,
     record: JobRecord,
+    /// The item's `process` span: heartbeats, retries and the handoff are its events;
+    /// it ends when the job is settled or handed off.
+    span: Span,
+}
+
+/// A held job whose build runs: supervised (renewed, polled) until it is settled or
+/// handed off.
+#[derive(Debug, Clone)]
+struct ActiveJob {
+    held: HeldJob,
     build_id: BuildId,
     safe_until: Instant,
     next_renew: Instant,
     next_poll: Instant,
-    /// The item's `process` span: heartbeats, retries and the handoff are its events;
-    /// it ends when the job is settled or handed off.
-    span: Span,
 }
 
 /// What one tick did (counts), for logs, tests and the benchmark.

@@ -4,7 +4,7 @@
 //! Invariant: observation never changes what the engine does; a missing metrics sink or
 //! tracing subscriber only makes these calls cheap no-ops.
 
-use super::{ActiveJob, Engine};
+use super::{Engine, HeldJob};
 use kiro_protocol::{BuildId, Delivery, Failure, FailureClass, Lease};
 use kiro_telemetry::metrics::{FAILURE_CLASS_DIMENSION, Metric, Unit, names};
 use kiro_telemetry::otel::{self, keys};
@@ -23,7 +23,7 @@ impl Engine {
     /// failure by class, duration since the attempt started, and coverage.
     pub(super) fn finished_metrics(
         &self,
-        job: &ActiveJob,
+        job: &HeldJob,
         failure: Option<&Failure>,
         coverage: Option<f64>,
     ) {

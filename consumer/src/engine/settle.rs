@@ -7,7 +7,7 @@
 //! Invariant: a final state is recorded (fence-conditionally) before the message is
 //! settled, so a crash in between is repaired by the next delivery.
 
-use super::{ActiveJob, Dispatch, Engine, TickReport};
+use super::{ActiveJob, Dispatch, Engine, HeldJob, TickReport};
 use crate::policy::Decision;
 use futures::future::join_all;
 use kiro_protocol::{
@@ -61,7 +61,8 @@ impl Engine {
         }
         let now = self.ports.clock.now();
         for (job, _) in &finished {
-            self.last_settled.insert(job.delivery.group.clone(), now);
+            self.last_settled
+                .insert(job.held.delivery.group.clone(), now);
         }
         let settled = join_all(finished.into_iter().map(|(job, s)| self.finish(job, s))).await;
         let mut done = Vec::new();
@@ -76,7 +77,8 @@ impl Engine {
     }
 
     /// A build finished: settle the job.
-    async fn finish(&self, mut job: ActiveJob, status: BuildStatus) -> Dispatch {
+    async fn finish(&self, job: ActiveJob, status: BuildStatus) -> Dispatch {
+        let mut job = job.held;
         // Created inside `process` (not with an explicit parent): the OpenTelemetry layer
         // takes a span only when it opens inside an item's span.
         let span = job
@@ -104,7 +106,7 @@ impl Engine {
         .await
     }
 
-    async fn settle_success(&self, mut job: ActiveJob) -> Dispatch {
+    async fn settle_success(&self, mut job: HeldJob) -> Dispatch {
         let mut r = TickReport::default();
         job.record.state = JobState::Succeeded;
         job.record.last_failure = None;
@@ -163,7 +165,7 @@ impl Engine {
 
     /// Retry with backoff or dead-letter, as the policy decides.
     /// The attempt is already settled in the record (counted or given back).
-    pub(super) async fn settle_failure(&self, mut job: ActiveJob, failure: Failure) -> Dispatch {
+    pub(super) async fn settle_failure(&self, mut job: HeldJob, failure: Failure) -> Dispatch {
         let mut r = TickReport::default();
         job.record.last_failure = Some(failure.clone());
         job.record.updated_at = self.ports.clock.now();

@@ -40,13 +40,13 @@ impl Engine {
             let receipts: Vec<_> = due
                 .iter()
                 .filter_map(|k| self.jobs.get(k))
-                .map(|j| j.delivery.receipt.clone())
+                .map(|j| j.held.delivery.receipt.clone())
                 .collect();
             let leases = self.ports.leases.clone();
             let ttl = self.cfg.lease_ttl;
             let renewals = join_all(due.iter().filter_map(|k| self.jobs.get(k)).map(|j| {
                 let leases = leases.clone();
-                let lease = j.lease.clone();
+                let lease = j.held.lease.clone();
                 async move { leases.renew(&lease, ttl).await }
             }));
             let (renewed, extended) = tokio::join!(
@@ -74,7 +74,7 @@ impl Engine {
                 };
                 match (renewed, extended) {
                     (Ok(lease), Some(true)) => {
-                        job.lease = lease;
+                        job.held.lease = lease;
                         let confirmed = self
                             .cfg
                             .lease_ttl
@@ -83,20 +83,20 @@ impl Engine {
                         job.safe_until = started + confirmed;
                         job.next_renew = started + self.cfg.renew_every;
                         debug!(project = %key, "heartbeat");
-                        job.span.add_event(
+                        job.held.span.add_event(
                             "heartbeat",
-                            vec![KeyValue::new(keys::FENCE, fence_value(&job.lease))],
+                            vec![KeyValue::new(keys::FENCE, fence_value(&job.held.lease))],
                         );
                     }
                     (Err(LeaseError::FenceLost { .. }), _) | (_, Some(false)) => {
                         fence_lost.push(key.clone())
                     }
                     (Ok(lease), None) => {
-                        job.lease = lease;
+                        job.held.lease = lease;
                         job.next_renew = Instant::now() + Duration::from_secs(1);
                     }
                     (Err(e), _) => {
-                        job.span.in_scope(
+                        job.held.span.in_scope(
                             || warn!(project = %key, error = %e, "lease renewal not confirmed"),
                         );
                         job.next_renew = Instant::now() + Duration::from_secs(1);
@@ -123,18 +123,23 @@ impl Engine {
     /// Stop acting on a job. When its fence is known to be lost the build cannot push
     /// anyway, so it is stopped; otherwise it is left for whoever takes the project next.
     async fn cancel_job(&self, job: ActiveJob, reason: CancelReason) {
-        let span = job.span.clone();
+        let span = job.held.span.clone();
         span.set_status(Status::error("renewal not confirmed in time"));
         self.cancel_job_in(job, reason).instrument(span).await;
     }
 
     async fn cancel_job_in(&self, job: ActiveJob, reason: CancelReason) {
         let fence_lost = reason == CancelReason::FenceLost;
-        warn!(project = %job.item.project, item = %job.item.id, fence_lost, "job cancelled: renewal not confirmed in time");
+        warn!(project = %job.held.item.project, item = %job.held.item.id, fence_lost, "job cancelled: renewal not confirmed in time");
         if fence_lost {
-            if let Ok(Some(view)) = self.ports.leases.get(&job.item.project).await {
+            if let Ok(Some(view)) = self.ports.leases.get(&job.held.item.project).await {
                 // Stop the build only if nobody adopted it under a newer fence.
-                let adopted = match self.ports.leases.job(&job.item.project, &job.item.id).await {
+                let adopted = match self
+                    .ports
+                    .leases
+                    .job(&job.held.item.project, &job.held.item.id)
+                    .await
+                {
                     Ok(Some(r)) => {
                         r.fence == view.fence && r.build_id.as_ref() == Some(&job.build_id)
                     }
