@@ -28,6 +28,17 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 mod reattach;
 
+/// How soon a message comes back when dispatch could not reach the lease store (taking
+/// the lease, reading the job record, recording the intent or the re-attach). No attempt
+/// is spent: a few seconds keep a failing store from being hammered by the same message
+/// while a blip barely delays the project.
+const STORE_RETRY_DELAY: Duration = Duration::from_secs(5);
+
+/// The shortest delay before a message held up by lease contention comes back. The
+/// holder's lease may run out any moment (or already has, by the clock's reading), but a
+/// zero delay would hand the message straight back to the receive loop to spin on.
+const MIN_CONTENTION_DELAY: Duration = Duration::from_secs(1);
+
 impl Engine {
     pub(super) async fn dispatch_all(
         &mut self,
@@ -164,7 +175,7 @@ impl Engine {
                 let wait = expires_at
                     .since(self.ports.clock.now())
                     .min(self.cfg.contention_delay)
-                    .max(Duration::from_secs(1));
+                    .max(MIN_CONTENTION_DELAY);
                 info!(%holder, wait_ms = wait.as_millis() as u64, "project busy; message returned");
                 self.release_quietly(&d, wait).await;
                 settled.contention += 1;
@@ -173,7 +184,7 @@ impl Engine {
             }
             Err(e) => {
                 warn!(error = %e, "cannot take the lease; message returned");
-                self.release_quietly(&d, Duration::from_secs(5)).await;
+                self.release_quietly(&d, STORE_RETRY_DELAY).await;
                 settled.deferred += 1;
                 return Dispatch::Settled(settled);
             }
@@ -183,7 +194,7 @@ impl Engine {
             Err(e) => {
                 warn!(error = %e, "cannot read the job record; message returned");
                 self.give_up_lease(&lease).await;
-                self.release_quietly(&d, Duration::from_secs(5)).await;
+                self.release_quietly(&d, STORE_RETRY_DELAY).await;
                 settled.deferred += 1;
                 return Dispatch::Settled(settled);
             }
@@ -253,7 +264,7 @@ impl Engine {
             }
             if let Err(e) = self.ports.leases.record(&lease, &record).await {
                 warn!(error = %e, "cannot record the re-attach; message returned");
-                self.release_quietly(&d, Duration::from_secs(5)).await;
+                self.release_quietly(&d, STORE_RETRY_DELAY).await;
                 settled.deferred += 1;
                 return Dispatch::Settled(settled);
             }
@@ -289,7 +300,7 @@ impl Engine {
             if !matches!(e, LeaseError::FenceLost { .. }) {
                 self.give_up_lease(&lease).await;
             }
-            self.release_quietly(&d, Duration::from_secs(5)).await;
+            self.release_quietly(&d, STORE_RETRY_DELAY).await;
             settled.deferred += 1;
             return Dispatch::Settled(settled);
         }

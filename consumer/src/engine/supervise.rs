@@ -29,6 +29,11 @@ enum CancelReason {
     FenceLost,
 }
 
+/// How soon an unconfirmed renewal is tried again. The job has only until `safe_until`
+/// (tens of seconds with the defaults) to get a confirmed renewal, so retries are
+/// frequent; one second bounds them to one renew and one extension per job per second.
+const RENEW_RETRY: Duration = Duration::from_secs(1);
+
 impl Engine {
     /// Renew the leases and extend the visibility of every job that is due; cancel the
     /// jobs whose deadline passed without a confirmed renewal.
@@ -93,13 +98,13 @@ impl Engine {
                     }
                     (Ok(lease), None) => {
                         job.held.lease = lease;
-                        job.next_renew = Instant::now() + Duration::from_secs(1);
+                        job.next_renew = Instant::now() + RENEW_RETRY;
                     }
                     (Err(e), _) => {
                         job.held.span.in_scope(
                             || warn!(project = %key, error = %e, "lease renewal not confirmed"),
                         );
-                        job.next_renew = Instant::now() + Duration::from_secs(1);
+                        job.next_renew = Instant::now() + RENEW_RETRY;
                     }
                 }
             }
