@@ -11,7 +11,7 @@
 use super::observe::fence_value;
 use super::{ActiveJob, Engine, TickReport};
 use futures::future::join_all;
-use kiro_protocol::{FailureClass, LeaseError};
+use kiro_protocol::{BuildStanding, FailureClass, LeaseError, build_standing};
 use kiro_telemetry::otel::keys;
 use opentelemetry::KeyValue;
 use opentelemetry::trace::Status;
@@ -137,22 +137,21 @@ impl Engine {
         let fence_lost = reason == CancelReason::FenceLost;
         warn!(project = %job.held.item.project, item = %job.held.item.id, fence_lost, "job cancelled: renewal not confirmed in time");
         if fence_lost {
-            if let Ok(Some(view)) = self.ports.leases.get(&job.held.item.project).await {
-                // Stop the build only if nobody adopted it under a newer fence.
-                let adopted = match self
-                    .ports
-                    .leases
-                    .job(&job.held.item.project, &job.held.item.id)
-                    .await
-                {
-                    Ok(Some(r)) => {
-                        r.fence == view.fence && r.build_id.as_ref() == Some(&job.build_id)
-                    }
-                    _ => false,
-                };
-                if adopted {
-                    return;
-                }
+            // Stop the build unless it may still act: its lease is held under this job's
+            // fence, or the current holder adopted it. A build in transit (a newer holder
+            // has not recorded the re-attach) or lost is stopped, and so is one whose
+            // standing cannot be read.
+            let item = &job.held.item;
+            let standing = build_standing(
+                &*self.ports.leases,
+                &item.project,
+                &item.id,
+                job.held.lease.fence,
+                Some(&job.build_id),
+            )
+            .await;
+            if matches!(standing, Ok(BuildStanding::MayAct)) {
+                return;
             }
             if let Err(e) = self.ports.builds.stop(&job.build_id).await {
                 warn!(error = %e, build = %job.build_id, "cannot stop the build");
