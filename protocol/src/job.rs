@@ -183,6 +183,16 @@ impl JobRecord {
         self.give_back_attempt();
     }
 
+    /// The latest attempt's build is `id` (just started, or found by a new holder): the
+    /// job runs it.
+    pub fn attach_build(&mut self, id: BuildId) {
+        self.state = JobState::Running;
+        if let Some(last) = self.history.last_mut() {
+            last.build_id.get_or_insert(id.clone());
+        }
+        self.build_id = Some(id);
+    }
+
     /// A new message for the item (a replay, or the board re-queued it): a fresh budget.
     /// The history is kept.
     pub fn reset_attempts(&mut self) {
@@ -303,6 +313,22 @@ mod tests {
         // Never below zero, even for a record found without a counted attempt.
         r.attempt_not_started(&refused, Timestamp(2));
         assert_eq!(r.attempts, 0);
+    }
+
+    #[test]
+    fn an_attached_build_runs_and_names_its_attempt_once() {
+        let mut r = record();
+        r.count_attempt(Fence(1), Timestamp(0));
+        r.attach_build(BuildId::new("b1"));
+        assert_eq!(
+            (r.state, r.build_id.clone()),
+            (JobState::Running, Some(BuildId::new("b1")))
+        );
+        assert_eq!(r.history[0].build_id, Some(BuildId::new("b1")));
+        // A re-attach names the build the attempt already has.
+        r.attach_build(BuildId::new("b1"));
+        assert_eq!(r.history.len(), 1);
+        assert_eq!(r.history[0].build_id, Some(BuildId::new("b1")));
     }
 
     #[test]

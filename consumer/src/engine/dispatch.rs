@@ -10,7 +10,7 @@
 //! intent (the exact build request) is recorded under its fence.
 
 use super::observe::record_build;
-use super::{ActiveJob, BuildOrigin, Dispatch, Engine, HeldJob, TickReport};
+use super::{ActiveJob, Engine, HeldJob, TickReport};
 use futures::future::join_all;
 use kiro_protocol::ports::build::env as build_env;
 use kiro_protocol::{
@@ -39,6 +39,23 @@ const STORE_RETRY_DELAY: Duration = Duration::from_secs(5);
 /// zero delay would hand the message straight back to the receive loop to spin on.
 const MIN_CONTENTION_DELAY: Duration = Duration::from_secs(1);
 
+/// Where an active job's build comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BuildOrigin {
+    /// Started by this dispatch.
+    Started,
+    /// Re-attached to: started by an earlier holder (or recovered from its intent).
+    Adopted,
+}
+
+/// The result of dispatching one delivery.
+enum Dispatch {
+    /// The job runs a build; supervised from now on.
+    Active(Box<ActiveJob>, BuildOrigin),
+    /// Settled or given back without a running build: what it counts for.
+    Settled(TickReport),
+}
+
 impl Engine {
     pub(super) async fn dispatch_all(
         &mut self,
@@ -58,7 +75,6 @@ impl Engine {
             }
             futures.push(self.dispatch(d));
         }
-        let mut done = Vec::new();
         for outcome in join_all(futures).await {
             match outcome {
                 Dispatch::Active(job, origin) => {
@@ -85,10 +101,8 @@ impl Engine {
                     self.jobs.insert(job.held.item.project.to_string(), *job);
                 }
                 Dispatch::Settled(r) => report.add(&r),
-                Dispatch::Succeeded(receipt, lease, span) => done.push((receipt, lease, span)),
             }
         }
-        self.ack_successes(done, report).await;
     }
 
     /// Take one delivery as far as a running build, or settle it.
@@ -116,17 +130,8 @@ impl Engine {
             Ok(e) => e,
             Err(e) => {
                 let failure = Failure::from(e);
-                span.set_status(Status::error(failure.reason.clone()));
                 warn!(message = %d.message_id, reason = %failure.reason, "undecodable message");
-                let letter = DeadLetter {
-                    reason: failure.reason.clone(),
-                    class: failure.class,
-                    attempts: vec![],
-                    fence: None,
-                    build_id: None,
-                    trace: d.trace.clone(),
-                };
-                return self.settle_dead_letter(&d, &letter).await;
+                return self.reject(&d, &span, failure).await;
             }
         };
         let item = envelope.item;
@@ -140,19 +145,34 @@ impl Engine {
                 kiro_protocol::ids::quote_for_display(&d.group),
                 kiro_protocol::ids::quote_for_display(item.project.as_str()),
             );
-            span.set_status(Status::error(reason.clone()));
             warn!(message_id = %d.message_id, %reason, "message group is not the item's project");
-            let letter = DeadLetter {
-                reason,
-                class: FailureClass::PermanentInput,
-                attempts: vec![],
-                fence: None,
-                build_id: None,
-                trace: d.trace.clone(),
-            };
-            return self.settle_dead_letter(&d, &letter).await;
+            let failure = Failure::new(FailureClass::PermanentInput, reason);
+            return self.reject(&d, &span, failure).await;
         }
         self.dispatch_item(d, item, envelope.trace).await
+    }
+
+    /// Dead-letter a message that never becomes a job (no lease, no record, no attempt).
+    async fn reject(&self, d: &Delivery, span: &Span, failure: Failure) -> Dispatch {
+        span.set_status(Status::error(failure.reason.clone()));
+        let letter = DeadLetter {
+            reason: failure.reason,
+            class: failure.class,
+            attempts: vec![],
+            fence: None,
+            build_id: None,
+            trace: d.trace.clone(),
+        };
+        Dispatch::Settled(self.settle_dead_letter(d, &letter).await)
+    }
+
+    /// Give the message back soon: the lease store could not be reached. Nothing is spent.
+    async fn store_unreachable(&self, d: &Delivery) -> Dispatch {
+        self.release_quietly(d, STORE_RETRY_DELAY).await;
+        Dispatch::Settled(TickReport {
+            deferred: 1,
+            ..TickReport::default()
+        })
     }
 
     async fn dispatch_item(
@@ -161,7 +181,6 @@ impl Engine {
         item: WorkItem,
         trace: kiro_protocol::TraceContext,
     ) -> Dispatch {
-        let mut settled = TickReport::default();
         let lease = match self
             .ports
             .leases
@@ -178,15 +197,15 @@ impl Engine {
                     .max(MIN_CONTENTION_DELAY);
                 info!(%holder, wait_ms = wait.as_millis() as u64, "project busy; message returned");
                 self.release_quietly(&d, wait).await;
-                settled.contention += 1;
                 self.metric(Metric::count(names::LEASE_CONTENTION, 1));
-                return Dispatch::Settled(settled);
+                return Dispatch::Settled(TickReport {
+                    contention: 1,
+                    ..TickReport::default()
+                });
             }
             Err(e) => {
                 warn!(error = %e, "cannot take the lease; message returned");
-                self.release_quietly(&d, STORE_RETRY_DELAY).await;
-                settled.deferred += 1;
-                return Dispatch::Settled(settled);
+                return self.store_unreachable(&d).await;
             }
         };
         let existing = match self.ports.leases.job(&item.project, &item.id).await {
@@ -194,9 +213,7 @@ impl Engine {
             Err(e) => {
                 warn!(error = %e, "cannot read the job record; message returned");
                 self.give_up_lease(&lease).await;
-                self.release_quietly(&d, STORE_RETRY_DELAY).await;
-                settled.deferred += 1;
-                return Dispatch::Settled(settled);
+                return self.store_unreachable(&d).await;
             }
         };
         let now = self.ports.clock.now();
@@ -209,7 +226,7 @@ impl Engine {
                 // A redelivery of the message we know, or a build (or a recorded intent)
                 // to re-attach to.
                 if r.state.is_final() {
-                    return self.settle_known_final(d, lease, r).await;
+                    return Dispatch::Settled(self.settle_known_final(d, lease, r).await);
                 }
                 r.message_id = d.message_id.clone();
                 r
@@ -237,103 +254,88 @@ impl Engine {
         record.fence = lease.fence;
         record.owner = Some(self.cfg.owner.clone());
         record.updated_at = now;
-
-        // Re-attach: a build may be running for this item.
-        if record.state.may_have_build() {
-            let id = match record.build_id.clone() {
-                Some(id) => id,
-                // Intent recorded but no id: find the build the intent started, or replay
-                // the recorded request (which starts it if it never started).
-                None => match self.recover_intent(&item, &record).await {
-                    Ok(id) => id,
-                    Err(Recovery::Unknown(failure)) => {
-                        return self.keep_intent(d, lease, record, failure).await;
-                    }
-                    Err(Recovery::NotStarted(failure)) => {
-                        warn!(class = %failure.class, reason = %failure.reason, "the recorded build request was refused");
-                        record.attempt_not_started(&failure, self.ports.clock.now());
-                        let job = self.held(d, item, lease, record);
-                        return self.settle_failure(job, failure).await;
-                    }
-                },
-            };
-            record.state = JobState::Running;
-            record.build_id = Some(id.clone());
-            if let Some(last) = record.history.last_mut() {
-                last.build_id.get_or_insert(id.clone());
-            }
-            if let Err(e) = self.ports.leases.record(&lease, &record).await {
-                warn!(error = %e, "cannot record the re-attach; message returned");
-                self.release_quietly(&d, STORE_RETRY_DELAY).await;
-                settled.deferred += 1;
-                return Dispatch::Settled(settled);
-            }
-            record_build(&id, &lease);
-            info!(build = %id, fence = %lease.fence, "re-attached to a running build");
-            return Dispatch::Active(
-                Box::new(self.active(d, item, lease, record, id)),
-                BuildOrigin::Adopted,
-            );
+        let job = self.held(d, item, lease, record);
+        if job.record.state.may_have_build() {
+            self.re_attach(job).await
+        } else {
+            self.start_build(job).await
         }
-        self.start_build(d, item, lease, record).await
+    }
+
+    /// Re-attach: a build may be running for this item, the one the record names or the
+    /// one its recorded intent started.
+    async fn re_attach(&self, mut job: HeldJob) -> Dispatch {
+        let id = match job.record.build_id.clone() {
+            Some(id) => id,
+            // Intent recorded but no id: find the build the intent started, or replay
+            // the recorded request (which starts it if it never started).
+            None => match self.recover_intent(&job.item, &job.record).await {
+                Ok(id) => id,
+                Err(Recovery::Unknown(failure)) => {
+                    return Dispatch::Settled(self.keep_intent(job, failure).await);
+                }
+                Err(Recovery::NotStarted(failure)) => {
+                    warn!(class = %failure.class, reason = %failure.reason, "the recorded build request was refused");
+                    return self.settle_not_started(job, failure).await;
+                }
+            },
+        };
+        job.record.attach_build(id.clone());
+        if let Err(e) = self.ports.leases.record(&job.lease, &job.record).await {
+            warn!(error = %e, "cannot record the re-attach; message returned");
+            return self.store_unreachable(&job.delivery).await;
+        }
+        record_build(&id, &job.lease);
+        info!(build = %id, fence = %job.lease.fence, "re-attached to a running build");
+        Dispatch::Active(Box::new(self.active(job, id)), BuildOrigin::Adopted)
     }
 
     /// Record the intent, start the build, record its id.
-    async fn start_build(
-        &self,
-        d: Delivery,
-        item: WorkItem,
-        lease: Lease,
-        mut record: JobRecord,
-    ) -> Dispatch {
-        let mut settled = TickReport::default();
+    async fn start_build(&self, mut job: HeldJob) -> Dispatch {
         let now = self.ports.clock.now();
-        record.count_attempt(lease.fence, now);
-        record.state = JobState::Starting;
-        record.build_id = None;
+        job.record.count_attempt(job.lease.fence, now);
+        job.record.state = JobState::Starting;
+        job.record.build_id = None;
         // The exact request is recorded with the intent: whoever finds the intent without
         // a build id replays it unchanged.
-        let req = self.build_request(&item, &record);
-        record.start = Some(req.clone());
-        if let Err(e) = self.ports.leases.record(&lease, &record).await {
+        let req = self.build_request(&job.item, &job.record);
+        job.record.start = Some(req.clone());
+        if let Err(e) = self.ports.leases.record(&job.lease, &job.record).await {
             warn!(error = %e, "cannot record the intent; message returned");
             if !matches!(e, LeaseError::FenceLost { .. }) {
-                self.give_up_lease(&lease).await;
+                self.give_up_lease(&job.lease).await;
             }
-            self.release_quietly(&d, STORE_RETRY_DELAY).await;
-            settled.deferred += 1;
-            return Dispatch::Settled(settled);
+            return self.store_unreachable(&job.delivery).await;
         }
         match self.ports.builds.start(&req).await {
             Ok(id) => {
-                record.state = JobState::Running;
-                record.build_id = Some(id.clone());
-                if let Some(last) = record.history.last_mut() {
-                    last.build_id = Some(id.clone());
-                }
-                record.updated_at = self.ports.clock.now();
-                if let Err(e) = self.ports.leases.record(&lease, &record).await {
+                job.record.attach_build(id.clone());
+                job.record.updated_at = self.ports.clock.now();
+                if let Err(e) = self.ports.leases.record(&job.lease, &job.record).await {
                     // The build runs; whoever holds the lease next re-attaches through the
                     // request (and its idempotency key) recorded with the intent.
                     warn!(error = %e, build = %id, "cannot record the build id");
                 }
-                record_build(&id, &lease);
-                Span::current().set_attribute(keys::ATTEMPT, i64::from(record.attempts));
-                info!(build = %id, fence = %lease.fence, attempt = record.attempts, "build started");
-                Dispatch::Active(
-                    Box::new(self.active(d, item, lease, record, id)),
-                    BuildOrigin::Started,
-                )
+                record_build(&id, &job.lease);
+                let attempt = job.record.attempts;
+                Span::current().set_attribute(keys::ATTEMPT, i64::from(attempt));
+                info!(build = %id, fence = %job.lease.fence, attempt, "build started");
+                Dispatch::Active(Box::new(self.active(job, id)), BuildOrigin::Started)
             }
             Err(e) => {
                 let failure = Failure::from(e);
                 warn!(class = %failure.class, reason = %failure.reason, "cannot start the build");
-                // A start that failed did not run: it does not count.
-                record.attempt_not_started(&failure, self.ports.clock.now());
-                let job = self.held(d, item, lease, record);
-                self.settle_failure(job, failure).await
+                self.settle_not_started(job, failure).await
             }
         }
+    }
+
+    /// The attempt's build never started (a start that failed did not run): it does not
+    /// count; retry or dead-letter as the policy decides.
+    async fn settle_not_started(&self, mut job: HeldJob, failure: Failure) -> Dispatch {
+        job.record
+            .attempt_not_started(&failure, self.ports.clock.now());
+        Dispatch::Settled(self.settle_failure(job, failure).await)
     }
 
     /// Called inside the delivery's `process` span.
@@ -347,22 +349,17 @@ impl Engine {
         }
     }
 
-    fn active(
-        &self,
-        delivery: Delivery,
-        item: WorkItem,
-        lease: Lease,
-        record: JobRecord,
-        build_id: BuildId,
-    ) -> ActiveJob {
+    /// Supervise `job`, whose build is `build_id`, from now on: its deadline is what its
+    /// lease and its message's visibility confirm, less the safety margin.
+    fn active(&self, job: HeldJob, build_id: BuildId) -> ActiveJob {
         let now = Instant::now();
         let confirmed = (self
             .cfg
             .lease_ttl
-            .min(delivery.visible_again_at.since(self.ports.clock.now())))
+            .min(job.delivery.visible_again_at.since(self.ports.clock.now())))
         .saturating_sub(self.cfg.safety_margin);
         ActiveJob {
-            held: self.held(delivery, item, lease, record),
+            held: job,
             build_id,
             safe_until: now + confirmed,
             next_renew: now + self.cfg.renew_every,

@@ -32,7 +32,7 @@
 use crate::policy::RetryPolicy;
 use kiro_protocol::{
     Board, BuildId, BuildRunner, Clock, Delivery, Destination, JobRecord, Lease, LeaseStore,
-    Receipt, TaskProtection, WorkItem, WorkQueue,
+    TaskProtection, WorkItem, WorkQueue,
 };
 use kiro_telemetry::metrics::Metrics;
 use protection::ProtectionState;
@@ -208,25 +208,6 @@ pub struct EngineStats {
     /// that started a build. "Visible" is when it was sent, or, for a message queued
     /// behind another of its project, when this consumer settled that one.
     pub dispatch_latency_ms: Vec<u64>,
-}
-
-/// Where an active job's build comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum BuildOrigin {
-    /// Started by this dispatch.
-    Started,
-    /// Re-attached to: started by an earlier holder (or recovered from its intent).
-    Adopted,
-}
-
-/// The result of dispatching one delivery.
-enum Dispatch {
-    /// The job runs a build; supervised from now on.
-    Active(Box<ActiveJob>, BuildOrigin),
-    Settled(TickReport),
-    /// Success recorded; the message is acked in one batch with the tick's other
-    /// successes, then the lease is released.
-    Succeeded(Receipt, Box<Lease>, Span),
 }
 
 #[derive(Debug)]

@@ -7,7 +7,7 @@
 //! Invariant: a final state is recorded (fence-conditionally) before the message is
 //! settled, so a crash in between is repaired by the next delivery.
 
-use super::{ActiveJob, Dispatch, Engine, HeldJob, TickReport};
+use super::{ActiveJob, Engine, HeldJob, TickReport};
 use crate::policy::Decision;
 use futures::future::join_all;
 use kiro_protocol::{
@@ -22,6 +22,15 @@ use std::collections::HashMap;
 use tokio::time::Instant;
 use tracing::{Instrument, Span, info, info_span, warn};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+/// How a finished build's job was settled.
+enum Finished {
+    /// What it counts for (nothing when the settlement must be repeated).
+    Settled(TickReport),
+    /// Success recorded; the message is acked in one batch with the tick's other
+    /// successes, then the lease is released.
+    Succeeded(Receipt, Box<Lease>, Span),
+}
 
 impl Engine {
     /// Ask for the status of every job whose poll is due (one batched call per 100).
@@ -68,16 +77,15 @@ impl Engine {
         let mut done = Vec::new();
         for d in settled {
             match d {
-                Dispatch::Settled(r) => report.add(&r),
-                Dispatch::Succeeded(receipt, lease, span) => done.push((receipt, lease, span)),
-                Dispatch::Active(..) => {}
+                Finished::Settled(r) => report.add(&r),
+                Finished::Succeeded(receipt, lease, span) => done.push((receipt, lease, span)),
             }
         }
         self.ack_successes(done, report).await;
     }
 
     /// A build finished: settle the job.
-    async fn finish(&self, job: ActiveJob, status: BuildStatus) -> Dispatch {
+    async fn finish(&self, job: ActiveJob, status: BuildStatus) -> Finished {
         let mut job = job.held;
         // Created inside `process` (not with an explicit parent): the OpenTelemetry layer
         // takes a span only when it opens inside an item's span.
@@ -97,7 +105,7 @@ impl Engine {
                 None => self.settle_success(job).await,
                 Some(f) => {
                     info!(class = %f.class, reason = %f.reason, "build failed");
-                    self.settle_failure(job, f).await
+                    Finished::Settled(self.settle_failure(job, f).await)
                 }
             }
         }
@@ -106,28 +114,25 @@ impl Engine {
         .await
     }
 
-    async fn settle_success(&self, mut job: HeldJob) -> Dispatch {
-        let mut r = TickReport::default();
+    async fn settle_success(&self, mut job: HeldJob) -> Finished {
         job.record.state = JobState::Succeeded;
         job.record.last_failure = None;
         job.record.updated_at = self.ports.clock.now();
         if let Err(e) = self.ports.leases.record(&job.lease, &job.record).await {
             warn!(error = %e, "cannot record success; leaving the message for the next holder");
-            r.deferred = 1;
-            return Dispatch::Settled(r);
+            return Finished::Settled(TickReport {
+                deferred: 1,
+                ..TickReport::default()
+            });
         }
         info!(attempts = job.record.attempts, "succeeded");
-        Dispatch::Succeeded(job.delivery.receipt, Box::new(job.lease), job.span)
+        Finished::Succeeded(job.delivery.receipt, Box::new(job.lease), job.span)
     }
 
     /// Ack the tick's successes in one batch (the record is already final, so a failed
     /// ack only means the redelivery is acked from the job record), then release their
     /// leases.
-    pub(super) async fn ack_successes(
-        &self,
-        done: Vec<(Receipt, Box<Lease>, Span)>,
-        report: &mut TickReport,
-    ) {
+    async fn ack_successes(&self, done: Vec<(Receipt, Box<Lease>, Span)>, report: &mut TickReport) {
         if done.is_empty() {
             return;
         }
@@ -165,7 +170,7 @@ impl Engine {
 
     /// Retry with backoff or dead-letter, as the policy decides.
     /// The attempt is already settled in the record (counted or given back).
-    pub(super) async fn settle_failure(&self, mut job: HeldJob, failure: Failure) -> Dispatch {
+    pub(super) async fn settle_failure(&self, mut job: HeldJob, failure: Failure) -> TickReport {
         let mut r = TickReport::default();
         job.record.last_failure = Some(failure.clone());
         job.record.updated_at = self.ports.clock.now();
@@ -188,7 +193,7 @@ impl Engine {
                 job.record.build_id = None;
                 if let Err(e) = self.ports.leases.record(&job.lease, &job.record).await {
                     warn!(error = %e, "cannot record the retry; leaving the message for the next holder");
-                    return Dispatch::Settled(r);
+                    return r;
                 }
                 async {
                     self.release_quietly(&job.delivery, delay).await;
@@ -202,13 +207,13 @@ impl Engine {
                     "retry scheduled"
                 );
                 r.retried = 1;
-                Dispatch::Settled(r)
+                r
             }
             Decision::DeadLetter { reason } => {
                 job.record.state = JobState::DeadLettered;
                 if let Err(e) = self.ports.leases.record(&job.lease, &job.record).await {
                     warn!(error = %e, "cannot record the dead letter; leaving the message for the next holder");
-                    return Dispatch::Settled(r);
+                    return r;
                 }
                 job.span.set_status(Status::error(reason.clone()));
                 let letter = letter_for(&job.record, failure.class, reason);
@@ -229,7 +234,7 @@ impl Engine {
         d: Delivery,
         lease: Lease,
         r: JobRecord,
-    ) -> Dispatch {
+    ) -> TickReport {
         let process = Span::current();
         let result = if r.state == JobState::Succeeded {
             info!("redelivered after success; acknowledging");
@@ -240,7 +245,7 @@ impl Engine {
             }
             .instrument(self.settle_span(&process, "ack"))
             .await;
-            Dispatch::Settled(TickReport::default())
+            TickReport::default()
         } else {
             let failure = r
                 .last_failure
@@ -256,7 +261,7 @@ impl Engine {
         result
     }
 
-    pub(super) async fn settle_dead_letter(&self, d: &Delivery, letter: &DeadLetter) -> Dispatch {
+    pub(super) async fn settle_dead_letter(&self, d: &Delivery, letter: &DeadLetter) -> TickReport {
         let mut r = TickReport::default();
         match self.ports.queue.dead_letter(d, letter).await {
             Ok(()) => {
@@ -275,7 +280,7 @@ impl Engine {
             }
             Err(e) => warn!(error = %e, "cannot dead-letter; the message will come back"),
         }
-        Dispatch::Settled(r)
+        r
     }
 }
 

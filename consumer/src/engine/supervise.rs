@@ -108,19 +108,26 @@ impl Engine {
                     }
                 }
             }
-            for key in fence_lost {
-                if let Some(job) = self.jobs.remove(&key) {
-                    report.cancelled += 1;
-                    self.cancel_job(job, CancelReason::FenceLost).await;
-                }
-            }
+            self.cancel_jobs(fence_lost, CancelReason::FenceLost, report)
+                .await;
         }
         let now = Instant::now();
         let expired = self.projects_where(|j| j.safe_until <= now);
-        for key in expired {
+        self.cancel_jobs(expired, CancelReason::Unconfirmed, report)
+            .await;
+    }
+
+    /// Stop acting on the jobs of `projects` (see [`cancel_job`](Self::cancel_job)).
+    async fn cancel_jobs(
+        &mut self,
+        projects: Vec<String>,
+        reason: CancelReason,
+        report: &mut TickReport,
+    ) {
+        for key in projects {
             if let Some(job) = self.jobs.remove(&key) {
                 report.cancelled += 1;
-                self.cancel_job(job, CancelReason::Unconfirmed).await;
+                self.cancel_job(job, reason).await;
             }
         }
     }
