@@ -26,10 +26,7 @@ impl Engine {
             hand_off(ports, job).instrument(span)
         }))
         .await;
-        // Nothing is held any more: the task may be scaled in (a last try, even right
-        // after a failed call).
-        self.protection.retry_at = None;
-        self.update_protection().await;
+        self.release_protection().await;
     }
 }
 

@@ -16,14 +16,21 @@ const PROTECTION_RETRY: Duration = Duration::from_secs(15);
 #[derive(Debug, Default)]
 pub(super) struct ProtectionState {
     /// Protection was last confirmed on.
-    pub(super) on: bool,
+    on: bool,
     /// When protection must be re-armed (it expires by itself).
-    pub(super) rearm_at: Option<Instant>,
+    rearm_at: Option<Instant>,
     /// After a failed call: no new call before this.
-    pub(super) retry_at: Option<Instant>,
+    retry_at: Option<Instant>,
 }
 
 impl Engine {
+    /// After a drain: nothing is held any more, so the task may be scaled in. A last
+    /// try, even right after a failed call.
+    pub(super) async fn release_protection(&mut self) {
+        self.protection.retry_at = None;
+        self.update_protection().await;
+    }
+
     /// Hold scale-in protection while jobs are in flight: on when the engine goes from no
     /// job to some, off when it goes back to none, re-armed before it expires. A failed
     /// call is logged and tried again later; it never touches the jobs.
