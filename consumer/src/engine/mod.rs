@@ -1,33 +1,39 @@
 //! The consumer engine: the dispatch loop and one supervisor per job.
 //!
-//! [`Engine::tick`] is one deterministic step that tests drive (with tokio's paused time):
-//! 1. **receive** while below `max_jobs` (never while draining);
-//! 2. **dispatch** ([`dispatch`]) each delivery: decode (a bad envelope is dead-lettered as
-//!    permanent input), take the project's lease (contention releases the message with a
-//!    delay and never burns an attempt), read the item's job record and either settle a
-//!    redelivered final job, **re-attach** to a build that may be running, or record the
-//!    intent and start a new build;
-//! 3. **supervise** ([`supervise`]): for every job whose renewal is due, renew the lease and extend the
-//!    message visibility (one batched call); a confirmed renewal moves the job's monotonic
-//!    `safe_until` deadline; a job that passes `safe_until` is cancelled (the engine stops
-//!    acting on it, and stops the build if its fence was lost);
-//! 4. **poll** ([`settle`]) the builds that are due, in one batched status call, and settle finished
-//!    jobs: ack on success; otherwise the [`RetryPolicy`] decides between a delayed
-//!    retry (the message stays in flight, so the project's order holds) and an explicit
-//!    dead letter with reason, class and attempt history;
-//! 5. **protect** ([`protection`]): hold scale-in protection while any job is in flight (on at 0 → 1 job,
-//!    off at → 0, re-armed before it expires); failures are logged, never fatal.
+//! [`Engine::tick`] is one deterministic step that tests drive (with tokio's paused time);
+//! each phase has its own file:
+//! 1. **receive** while below `max_jobs` (never while draining), here;
+//! 2. **dispatch** (`dispatch.rs`) each delivery: decode (a bad envelope is dead-lettered
+//!    as permanent input), take the project's lease (contention releases the message
+//!    with a delay and never burns an attempt), read the item's job record and either
+//!    settle a redelivered final job, **re-attach** to a build that may be running, or
+//!    record the intent and start a new build;
+//! 3. **supervise** (`supervise.rs`): for every job whose renewal is due, renew the lease
+//!    and extend the message visibility (one batched call); a confirmed renewal moves the
+//!    job's monotonic `safe_until` deadline; a job that passes `safe_until` is cancelled
+//!    (the engine stops acting on it, and stops the build if its fence was lost);
+//! 4. **poll and settle** (`settle.rs`) the builds that are due, in one batched status
+//!    call: ack on success; otherwise the [`RetryPolicy`] decides between a delayed retry
+//!    (the message stays in flight, so the project's order holds) and an explicit dead
+//!    letter with reason, class and attempt history;
+//! 5. **protect** (`protection.rs`): hold scale-in protection while any job is in flight
+//!    (on at 0 → 1 job, off at → 0, re-armed before it expires); failures are logged,
+//!    never fatal.
+//!
+//! On shutdown, [`Engine::drain`] (`drain.rs`) hands every job off (record `handoff`,
+//! make the message visible, release the lease) instead of waiting. Spans and metrics
+//! are written by `observe.rs`.
 //!
 //! Invariants: a build is started only by the holder of the project's lease, after the
 //! intent is recorded under its fence; every job-record write is fence-conditional; a
 //! final state is recorded before the message is settled, so a crash in between is
-//! repaired by the next delivery. On shutdown, [`Engine::drain`] hands every job off
-//! (record `handoff`, make the message visible, release the lease) instead of waiting
-//! ([`drain`]). Spans and metrics are written in [`observe`].
+//! repaired by the next delivery.
 //!
-//! This module holds what the phases share: the engine's state and configuration, the
-//! loop, and the small helpers every phase uses. The phases use these and never each
-//! other's types.
+//! This module holds what the phases share: the configuration, the engine's state and
+//! jobs, the loop, and the helpers every phase uses. A phase file imports only this
+//! module and `observe.rs`, never another phase; the calls across phases go one way:
+//! dispatch settles a delivery that ends before its build runs (`settle.rs`), and drain
+//! gives scale-in protection up (`protection.rs`).
 
 use crate::policy::RetryPolicy;
 use kiro_protocol::{

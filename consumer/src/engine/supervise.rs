@@ -6,7 +6,7 @@
 //!
 //! Invariant: the engine never acts on a job past its `safe_until`: such a job is
 //! cancelled (the engine stops acting on it), and its build is stopped only when its
-//! fence is known lost and nobody adopted the build.
+//! fence is known lost and the current holder has not adopted the build.
 
 use super::observe::fence_value;
 use super::{ActiveJob, Engine, TickReport};
