@@ -17,5 +17,5 @@ pub mod ops;
 pub mod policy;
 pub mod trace;
 
-pub use engine::{Engine, EngineConfig, EngineStats, Ports, TickReport};
+pub use engine::{Engine, EngineConfig, EngineStats, Ports, RunUntil, TickReport};
 pub use policy::RetryPolicy;

@@ -255,7 +255,12 @@ async fn run(
     spawn_signal_handler(cancel.clone())?;
     let mut engine = Engine::new(cfg, ports);
     health::spawn_writer(args.health_file.clone(), engine.heartbeat(), cancel.clone());
-    let stats = engine.run(cancel.clone(), args.until_idle).await;
+    let until = if args.until_idle {
+        kiro_consumer::RunUntil::Idle
+    } else {
+        kiro_consumer::RunUntil::Shutdown
+    };
+    let stats = engine.run(cancel.clone(), until).await;
     if let Some(m) = &engine.config().metrics {
         // Export what the OTLP reader still holds (EMF lines are already written).
         m.flush();

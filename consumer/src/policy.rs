@@ -1,9 +1,10 @@
 //! The retry policy: the one place that decides retry-with-backoff or dead-letter.
 //!
 //! Adapters classify failures; this module only reads the class and the attempts
-//! counted in the job record. Contention and lost fences never burn an attempt; a
-//! non-retryable class is dead-lettered at once; a retryable one is retried with
-//! exponential backoff and full jitter (from `backon`) until the budget is spent.
+//! counted in the job record (counted by `JobRecord`'s methods only). Contention and
+//! lost fences never burn an attempt; a non-retryable class is dead-lettered at once; a
+//! retryable one is retried with exponential backoff and full jitter (from `backon`)
+//! until the budget is spent.
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use kiro_protocol::Failure;

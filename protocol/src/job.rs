@@ -8,6 +8,13 @@
 //! request, which the runner answers with the same build) instead of starting a second
 //! one, and attempts are counted here rather than by the queue's receive count
 //! (contention and handoffs never burn the budget).
+//!
+//! The attempt rule lives in [`JobRecord`]'s methods, nowhere else: an attempt counts when
+//! its intent is recorded ([`JobRecord::count_attempt`]) and is given back when its build
+//! never started ([`JobRecord::attempt_not_started`]) or failed for a reason that does not
+//! burn an attempt ([`JobRecord::end_attempt`], see
+//! [`FailureClass::burns_attempt`](crate::FailureClass::burns_attempt)); a new
+//! message for the item starts a fresh budget ([`JobRecord::reset_attempts`]).
 
 use crate::clock::Timestamp;
 use crate::failure::Failure;
@@ -145,6 +152,64 @@ impl JobRecord {
         }
     }
 
+    /// Count a new attempt started under `fence` at `now`, and open its entry in
+    /// `history` (which also gives its build start a new idempotency key).
+    pub fn count_attempt(&mut self, fence: Fence, now: Timestamp) {
+        self.attempts += 1;
+        self.history.push(AttemptRecord {
+            attempt: self.attempts,
+            fence,
+            build_id: None,
+            started_at: now,
+            ended_at: None,
+            failure: None,
+        });
+    }
+
+    /// The latest attempt's build ended at `now`: successfully (`failure` is `None`) or
+    /// with `failure`. A failure whose class does not burn an attempt (contention, a lost
+    /// fence) gives the attempt back.
+    pub fn end_attempt(&mut self, failure: Option<&Failure>, now: Timestamp) {
+        self.close_attempt(failure.cloned(), now);
+        if failure.is_some_and(|f| !f.class.burns_attempt()) {
+            self.give_back_attempt();
+        }
+    }
+
+    /// The latest attempt never started a build (the runner refused its request): it ends
+    /// at `now` with `failure` and does not count, whatever the failure's class.
+    pub fn attempt_not_started(&mut self, failure: &Failure, now: Timestamp) {
+        self.close_attempt(Some(failure.clone()), now);
+        self.give_back_attempt();
+    }
+
+    /// The latest attempt's build is `id` (just started, or found by a new holder): the
+    /// job runs it.
+    pub fn attach_build(&mut self, id: BuildId) {
+        self.state = JobState::Running;
+        if let Some(last) = self.history.last_mut() {
+            last.build_id.get_or_insert(id.clone());
+        }
+        self.build_id = Some(id);
+    }
+
+    /// A new message for the item (a replay, or the board re-queued it): a fresh budget.
+    /// The history is kept.
+    pub fn reset_attempts(&mut self) {
+        self.attempts = 0;
+    }
+
+    fn close_attempt(&mut self, failure: Option<Failure>, now: Timestamp) {
+        if let Some(last) = self.history.last_mut() {
+            last.ended_at = Some(now);
+            last.failure = failure;
+        }
+    }
+
+    fn give_back_attempt(&mut self) {
+        self.attempts = self.attempts.saturating_sub(1);
+    }
+
     /// The idempotency key of the latest build start (one per entry of `history`, so it
     /// never repeats for an item, even when an attempt did not count): a runner given the
     /// same key twice returns the first build instead of starting a second one.
@@ -156,6 +221,7 @@ impl JobRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::failure::FailureClass;
 
     #[test]
     fn states_serialize_as_words() {
@@ -168,16 +234,20 @@ mod tests {
         assert!(JobState::Succeeded.is_final());
     }
 
-    #[test]
-    fn idempotency_key_changes_per_start() {
-        let mut r = JobRecord::new(
+    fn record() -> JobRecord {
+        JobRecord::new(
             ProjectKey::parse("p").unwrap(),
             ItemId::parse("i").unwrap(),
             MessageId::new("m"),
             Fence(1),
             TraceContext::default(),
             Timestamp(0),
-        );
+        )
+    }
+
+    #[test]
+    fn idempotency_key_changes_per_start() {
+        let mut r = record();
         let k1 = r.idempotency_key();
         r.history.push(AttemptRecord {
             attempt: 1,
@@ -188,5 +258,86 @@ mod tests {
             failure: None,
         });
         assert_ne!(k1, r.idempotency_key());
+    }
+
+    #[test]
+    fn a_counted_attempt_opens_its_history_entry() {
+        let mut r = record();
+        r.count_attempt(Fence(3), Timestamp(10));
+        r.count_attempt(Fence(4), Timestamp(20));
+        assert_eq!(r.attempts, 2);
+        let last = r.history.last().unwrap();
+        assert_eq!((last.attempt, last.fence), (2, Fence(4)));
+        assert_eq!(last.started_at, Timestamp(20));
+        assert_eq!((last.ended_at, &last.failure), (None, &None));
+    }
+
+    #[test]
+    fn a_build_that_ran_keeps_its_attempt_unless_the_class_never_burns_one() {
+        let mut r = record();
+        r.count_attempt(Fence(1), Timestamp(0));
+        r.end_attempt(None, Timestamp(5));
+        assert_eq!(r.attempts, 1, "a success keeps its attempt");
+        assert_eq!(r.history[0].ended_at, Some(Timestamp(5)));
+
+        r.count_attempt(Fence(1), Timestamp(6));
+        let failed = Failure::new(FailureClass::TestsFailed, "red");
+        r.end_attempt(Some(&failed), Timestamp(7));
+        assert_eq!(r.attempts, 2, "a failed build burns its attempt");
+        assert_eq!(r.history[1].failure, Some(failed));
+
+        for class in [FailureClass::Contention, FailureClass::FenceLost] {
+            r.count_attempt(Fence(2), Timestamp(8));
+            r.end_attempt(Some(&Failure::new(class, "x")), Timestamp(9));
+            assert_eq!(r.attempts, 2, "{class} gives the attempt back");
+            assert_eq!(
+                r.history.last().unwrap().failure.as_ref().unwrap().class,
+                class
+            );
+        }
+        assert_eq!(r.history.len(), 4, "every attempt stays in the history");
+    }
+
+    #[test]
+    fn an_attempt_that_never_started_does_not_count_whatever_its_class() {
+        let mut r = record();
+        r.count_attempt(Fence(1), Timestamp(0));
+        let refused = Failure::new(FailureClass::PermanentInput, "no such project");
+        r.attempt_not_started(&refused, Timestamp(1));
+        assert_eq!(r.attempts, 0);
+        let last = r.history.last().unwrap();
+        assert_eq!(
+            (last.ended_at, last.failure.as_ref()),
+            (Some(Timestamp(1)), Some(&refused))
+        );
+        // Never below zero, even for a record found without a counted attempt.
+        r.attempt_not_started(&refused, Timestamp(2));
+        assert_eq!(r.attempts, 0);
+    }
+
+    #[test]
+    fn an_attached_build_runs_and_names_its_attempt_once() {
+        let mut r = record();
+        r.count_attempt(Fence(1), Timestamp(0));
+        r.attach_build(BuildId::new("b1"));
+        assert_eq!(
+            (r.state, r.build_id.clone()),
+            (JobState::Running, Some(BuildId::new("b1")))
+        );
+        assert_eq!(r.history[0].build_id, Some(BuildId::new("b1")));
+        // A re-attach names the build the attempt already has.
+        r.attach_build(BuildId::new("b1"));
+        assert_eq!(r.history.len(), 1);
+        assert_eq!(r.history[0].build_id, Some(BuildId::new("b1")));
+    }
+
+    #[test]
+    fn a_new_message_starts_a_fresh_budget_and_keeps_the_history() {
+        let mut r = record();
+        r.count_attempt(Fence(1), Timestamp(0));
+        r.count_attempt(Fence(1), Timestamp(1));
+        r.reset_attempts();
+        assert_eq!(r.attempts, 0);
+        assert_eq!(r.history.len(), 2);
     }
 }

@@ -284,7 +284,7 @@ async fn the_run_loop_drains_on_cancel() {
         tokio::time::sleep(Duration::from_secs(3)).await;
         c2.cancel();
     });
-    e.run(cancel, false).await;
+    e.run(cancel, kiro_consumer::RunUntil::Shutdown).await;
     assert_eq!(h.job("alpha", "A-1").await.state, JobState::Handoff);
     assert_eq!(h.depth().await.visible, 1);
 }
@@ -359,6 +359,32 @@ async fn a_lost_fence_stops_the_build_nobody_adopted() {
         1,
         "the orphaned build was stopped"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lost_fence_leaves_the_build_the_new_holder_adopted() {
+    let h = Harness::new();
+    let flaky = Arc::new(FlakyLeases::new(h.leases.clone()));
+    *flaky.fail_renew.lock().unwrap() = true;
+    h.send("A-1", "alpha").await;
+    let mut e = h.engine_with(Harness::config("c1"), flaky.clone());
+    e.tick(Duration::ZERO).await;
+    // The lease and the message lapse; another consumer takes the item and adopts the build.
+    pass(VISIBILITY + Duration::from_secs(2)).await;
+    let mut next = h.engine("c2");
+    assert_eq!(next.tick(Duration::ZERO).await.adopted, 1);
+    *flaky.fail_renew.lock().unwrap() = false;
+    let mut cancelled = 0;
+    for _ in 0..3 {
+        cancelled += e.tick(Duration::ZERO).await.cancelled;
+        pass(Duration::from_secs(1)).await;
+    }
+    assert_eq!(cancelled, 1);
+    assert!(
+        h.runner.stopped.lock().unwrap().is_empty(),
+        "the adopted build keeps running"
+    );
+    assert_eq!(h.runner.starts(), 1);
 }
 
 #[tokio::test(start_paused = true)]

@@ -15,8 +15,8 @@
 //! for a reason that proves nothing started (a non-retryable class) settles the attempt
 //! as a failed start.
 
-use super::{Dispatch, Engine, TickReport};
-use kiro_protocol::{BuildId, Delivery, Failure, JobRecord, Lease, WorkItem};
+use crate::engine::{Engine, HeldJob, TickReport};
+use kiro_protocol::{BuildId, Failure, JobRecord, WorkItem};
 use tracing::{info, warn};
 
 /// Why an intent could not be turned into a build id now.
@@ -69,29 +69,23 @@ impl Engine {
 
     /// Leave the intent as it is (its request, its attempt) and give the message back
     /// after a backoff delay; the attempt is not counted again.
-    pub(super) async fn keep_intent(
-        &self,
-        d: Delivery,
-        lease: Lease,
-        mut record: JobRecord,
-        failure: Failure,
-    ) -> Dispatch {
-        let delay = self.cfg.retry.delay(record.attempts.max(1));
+    pub(super) async fn keep_intent(&self, mut job: HeldJob, failure: Failure) -> TickReport {
+        let delay = self.cfg.retry.delay(job.record.attempts.max(1));
         warn!(
             class = %failure.class,
             reason = %failure.reason,
             delay_ms = delay.as_millis() as u64,
             "cannot tell whether the recorded intent's build runs; intent kept, message returned"
         );
-        record.last_failure = Some(failure);
-        if let Err(e) = self.ports.leases.record(&lease, &record).await {
+        job.record.last_failure = Some(failure);
+        if let Err(e) = self.ports.leases.record(&job.lease, &job.record).await {
             warn!(error = %e, "cannot record the kept intent");
         }
-        self.release_quietly(&d, delay).await;
-        self.give_up_lease(&lease).await;
-        Dispatch::Settled(TickReport {
+        self.release_quietly(&job.delivery, delay).await;
+        self.give_up_lease(&job.lease).await;
+        TickReport {
             deferred: 1,
             ..TickReport::default()
-        })
+        }
     }
 }

@@ -1,0 +1,386 @@
+//! The consumer engine: the dispatch loop and one supervisor per job.
+//!
+//! [`Engine::tick`] is one deterministic step that tests drive (with tokio's paused time);
+//! each phase has its own file:
+//! 1. **receive** while below `max_jobs` (never while draining), here;
+//! 2. **dispatch** (`dispatch.rs`) each delivery: decode (a bad envelope is dead-lettered
+//!    as permanent input), take the project's lease (contention releases the message
+//!    with a delay and never burns an attempt), read the item's job record and either
+//!    settle a redelivered final job, **re-attach** to a build that may be running, or
+//!    record the intent and start a new build;
+//! 3. **supervise** (`supervise.rs`): for every job whose renewal is due, renew the lease
+//!    and extend the message visibility (one batched call); a confirmed renewal moves the
+//!    job's monotonic `safe_until` deadline; a job that passes `safe_until` is cancelled
+//!    (the engine stops acting on it, and stops the build if its fence was lost);
+//! 4. **poll and settle** (`settle.rs`) the builds that are due, in one batched status
+//!    call: ack on success; otherwise the [`RetryPolicy`] decides between a delayed retry
+//!    (the message stays in flight, so the project's order holds) and an explicit dead
+//!    letter with reason, class and attempt history;
+//! 5. **protect** (`protection.rs`): hold scale-in protection while any job is in flight
+//!    (on at 0 → 1 job, off at → 0, re-armed before it expires); failures are logged,
+//!    never fatal.
+//!
+//! On shutdown, [`Engine::drain`] (`drain.rs`) hands every job off (record `handoff`,
+//! make the message visible, release the lease) instead of waiting. Spans and metrics
+//! are written by `observe.rs`.
+//!
+//! Invariants: a build is started only by the holder of the project's lease, after the
+//! intent is recorded under its fence; every job-record write is fence-conditional; a
+//! final state is recorded before the message is settled, so a crash in between is
+//! repaired by the next delivery.
+//!
+//! This module holds what the phases share: the configuration, the engine's state and
+//! jobs, the loop, and the helpers every phase uses. A phase file imports only this
+//! module and `observe.rs`, never another phase; the calls across phases go one way:
+//! dispatch settles a delivery that ends before its build runs (`settle.rs`), and drain
+//! gives scale-in protection up (`protection.rs`).
+
+use crate::policy::RetryPolicy;
+use kiro_protocol::{
+    Board, BuildId, BuildRunner, Clock, Delivery, Destination, JobRecord, Lease, LeaseStore,
+    TaskProtection, WorkItem, WorkQueue,
+};
+use kiro_telemetry::metrics::Metrics;
+use protection::ProtectionState;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{Span, debug, warn};
+
+mod dispatch;
+mod drain;
+mod observe;
+mod protection;
+mod settle;
+mod supervise;
+
+pub use settle::outcome_of;
+
+/// Most messages one receive asks for (the SQS limit).
+const RECEIVE_BATCH: usize = 10;
+
+/// The shortest long-poll of the run loop (keeps an idle loop from spinning).
+const MIN_WAIT: Duration = Duration::from_millis(50);
+
+/// Tunables of the engine. Defaults suit CodeBuild; the embedded default shortens the
+/// polling interval.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// This consumer's identity in leases and job records.
+    pub owner: String,
+    /// Jobs in flight at most.
+    pub max_jobs: usize,
+    /// Long-poll wait of a receive when no job needs attention sooner.
+    pub receive_wait: Duration,
+    pub lease_ttl: Duration,
+    /// Visibility set on every extension.
+    pub visibility: Duration,
+    /// How often a job's lease and visibility are renewed.
+    pub renew_every: Duration,
+    /// `safe_until` is the confirmed deadline minus this margin.
+    pub safety_margin: Duration,
+    /// How often running builds are polled.
+    pub poll_every: Duration,
+    /// Time limit given to each build; `None`: the runner's own (a CodeBuild project's
+    /// timeout, the local runner's default).
+    pub build_timeout: Option<Duration>,
+    /// Longest delay before a message held up by lease contention is retried.
+    pub contention_delay: Duration,
+    pub retry: RetryPolicy,
+    /// Extra environment for every build (settings, never secrets).
+    pub build_env: BTreeMap<String, String>,
+    /// Where the engine reports its metrics (CloudWatch EMF in production); none when off.
+    pub metrics: Option<Arc<dyn Metrics>>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            owner: default_owner(),
+            max_jobs: 16,
+            receive_wait: Duration::from_secs(10),
+            lease_ttl: Duration::from_secs(60),
+            visibility: Duration::from_secs(300),
+            renew_every: Duration::from_secs(20),
+            safety_margin: Duration::from_secs(5),
+            poll_every: Duration::from_secs(10),
+            build_timeout: None,
+            contention_delay: Duration::from_secs(60),
+            retry: RetryPolicy::default(),
+            build_env: BTreeMap::new(),
+            metrics: None,
+        }
+    }
+}
+
+/// `<host>-<pid>-<random>`: unique per process start.
+pub fn default_owner() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "consumer".into());
+    let host: String = host
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .take(40)
+        .collect();
+    format!(
+        "{host}-{}-{:06x}",
+        std::process::id(),
+        rand::random::<u32>() & 0xff_ffff
+    )
+}
+
+/// When [`Engine::run`] returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunUntil {
+    /// When the cancellation token fires (shutdown), after handing every job off.
+    Shutdown,
+    /// At shutdown, or as soon as nothing is in flight here and the queue is idle
+    /// (`kiro-consumer --until-idle`: batch runs and tests).
+    Idle,
+}
+
+/// The ports the engine works through.
+#[derive(Debug, Clone)]
+pub struct Ports {
+    pub queue: Arc<dyn WorkQueue>,
+    pub leases: Arc<dyn LeaseStore>,
+    pub builds: Arc<dyn BuildRunner>,
+    /// Where dead-lettered items are marked failed; optional.
+    pub board: Option<Arc<dyn Board>>,
+    pub clock: Arc<dyn Clock>,
+    /// Scale-in protection held while jobs are in flight (ECS); optional.
+    pub protection: Option<Arc<dyn TaskProtection>>,
+}
+
+/// An item this consumer holds under its project's lease, with its job record: all that
+/// settling it needs.
+#[derive(Debug, Clone)]
+struct HeldJob {
+    delivery: Delivery,
+    item: WorkItem,
+    lease: Lease,
+    record: JobRecord,
+    /// The item's `process` span: heartbeats, retries and the handoff are its events;
+    /// it ends when the job is settled or handed off.
+    span: Span,
+}
+
+/// A held job whose build runs: supervised (renewed, polled) until it is settled or
+/// handed off.
+#[derive(Debug, Clone)]
+struct ActiveJob {
+    held: HeldJob,
+    build_id: BuildId,
+    safe_until: Instant,
+    next_renew: Instant,
+    next_poll: Instant,
+}
+
+/// What one tick did (counts), for logs, tests and the benchmark.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TickReport {
+    pub received: usize,
+    pub started: usize,
+    pub adopted: usize,
+    pub succeeded: usize,
+    pub retried: usize,
+    pub dead_lettered: usize,
+    pub contention: usize,
+    pub cancelled: usize,
+    pub deferred: usize,
+}
+
+impl TickReport {
+    fn add(&mut self, o: &TickReport) {
+        self.received += o.received;
+        self.started += o.started;
+        self.adopted += o.adopted;
+        self.succeeded += o.succeeded;
+        self.retried += o.retried;
+        self.dead_lettered += o.dead_lettered;
+        self.contention += o.contention;
+        self.cancelled += o.cancelled;
+        self.deferred += o.deferred;
+    }
+}
+
+/// Totals and dispatch latencies since start.
+#[derive(Debug, Clone, Default)]
+pub struct EngineStats {
+    pub totals: TickReport,
+    /// Message visible → build started, in milliseconds, one sample per first delivery
+    /// that started a build. "Visible" is when it was sent, or, for a message queued
+    /// behind another of its project, when this consumer settled that one.
+    pub dispatch_latency_ms: Vec<u64>,
+}
+
+#[derive(Debug)]
+pub struct Engine {
+    cfg: EngineConfig,
+    ports: Ports,
+    jobs: HashMap<String, ActiveJob>,
+    stats: EngineStats,
+    draining: bool,
+    /// When this consumer last settled a job of each project (dispatch latency only).
+    last_settled: HashMap<String, kiro_protocol::Timestamp>,
+    /// Wall-clock milliseconds of the last completed tick (read by the health check).
+    heartbeat: Arc<AtomicI64>,
+    protection: ProtectionState,
+    /// How the queue is named in spans (asked once).
+    dest: Destination,
+}
+
+impl Engine {
+    pub fn new(cfg: EngineConfig, ports: Ports) -> Self {
+        let dest = ports.queue.destination();
+        Engine {
+            dest,
+            cfg,
+            ports,
+            jobs: HashMap::new(),
+            stats: EngineStats::default(),
+            draining: false,
+            last_settled: HashMap::new(),
+            heartbeat: Arc::new(AtomicI64::new(0)),
+            protection: ProtectionState::default(),
+        }
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
+    pub fn stats(&self) -> &EngineStats {
+        &self.stats
+    }
+
+    /// Projects with a job in flight here.
+    pub fn active_projects(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.jobs.keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// The wall-clock time (ms since the epoch) of the last completed tick, shared so a
+    /// health reporter can watch the loop make progress.
+    pub fn heartbeat(&self) -> Arc<AtomicI64> {
+        self.heartbeat.clone()
+    }
+
+    pub fn active_count(&self) -> usize {
+        self.jobs.len()
+    }
+
+    /// One step: receive, dispatch, supervise, poll. `wait` bounds the receive's long
+    /// poll (zero never waits).
+    pub async fn tick(&mut self, wait: Duration) -> TickReport {
+        let mut report = TickReport::default();
+        // Fill the free slots: receives of at most 10 (the SQS batch size), the first one
+        // long-polling, the next ones only while full batches keep coming.
+        let mut wait = wait;
+        while !self.draining && self.jobs.len() < self.cfg.max_jobs {
+            let room = (self.cfg.max_jobs - self.jobs.len()).min(RECEIVE_BATCH);
+            match self.ports.queue.receive(room, wait).await {
+                Ok(deliveries) => {
+                    let full = deliveries.len() == RECEIVE_BATCH;
+                    report.received += deliveries.len();
+                    self.dispatch_all(deliveries, &mut report).await;
+                    if !full {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    warn!(error = %e, "receive failed");
+                    break;
+                }
+            }
+            wait = Duration::ZERO;
+        }
+        self.supervise(&mut report).await;
+        self.poll(&mut report).await;
+        self.update_protection().await;
+        self.stats.totals.add(&report);
+        self.heartbeat
+            .store(self.ports.clock.now().millis(), Ordering::Relaxed);
+        report
+    }
+
+    /// Repeat [`tick`](Self::tick) until `cancel` fires, then hand every job off.
+    /// With [`RunUntil::Idle`], also stop once nothing is in flight here and the queue is
+    /// idle.
+    pub async fn run(&mut self, cancel: CancellationToken, until: RunUntil) -> EngineStats {
+        loop {
+            // Never spin: even when a deadline is due now, a receive waits a little.
+            let wait = self.next_wait().max(MIN_WAIT);
+            tokio::select! {
+                biased;
+                () = cancel.cancelled() => break,
+                r = self.tick(wait) => {
+                    if r != TickReport::default() {
+                        debug!(?r, "tick");
+                    }
+                }
+            }
+            if until == RunUntil::Idle && self.jobs.is_empty() {
+                match self.ports.queue.depth().await {
+                    Ok(d) if d.is_idle() => break,
+                    Ok(_) => {}
+                    Err(e) => warn!(error = %e, "cannot read queue depth"),
+                }
+            }
+            // When no receive can happen (full or draining), sleep until the next deadline.
+            if self.jobs.len() >= self.cfg.max_jobs {
+                let until = self.next_deadline();
+                tokio::select! {
+                    () = cancel.cancelled() => break,
+                    () = tokio::time::sleep_until(until) => {}
+                }
+            }
+        }
+        if cancel.is_cancelled() {
+            self.drain().await;
+        }
+        self.stats.clone()
+    }
+
+    /// How long a receive may wait without making a job miss its deadline.
+    fn next_wait(&self) -> Duration {
+        if self.jobs.is_empty() {
+            return self.cfg.receive_wait;
+        }
+        self.next_deadline()
+            .saturating_duration_since(Instant::now())
+            .min(self.cfg.receive_wait)
+    }
+
+    fn next_deadline(&self) -> Instant {
+        self.jobs
+            .values()
+            .map(|j| j.next_renew.min(j.next_poll))
+            .min()
+            .unwrap_or_else(|| Instant::now() + self.cfg.receive_wait)
+    }
+
+    /// The projects of the jobs matching `f`.
+    fn projects_where(&self, f: impl Fn(&ActiveJob) -> bool) -> Vec<String> {
+        self.jobs
+            .iter()
+            .filter(|(_, j)| f(j))
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    async fn release_quietly(&self, d: &Delivery, delay: Duration) {
+        if let Err(e) = self.ports.queue.release(&d.receipt, delay).await {
+            warn!(error = %e, message = %d.message_id, "cannot give the message back; it returns after its visibility timeout");
+        }
+    }
+
+    async fn give_up_lease(&self, lease: &Lease) {
+        if let Err(e) = self.ports.leases.release(lease).await {
+            debug!(error = %e, "lease release failed; it expires by itself");
+        }
+    }
+}
