@@ -3,7 +3,9 @@
 //! - [`settings`]: one [`settings::AwsSettings`] → one `aws_config::SdkConfig` (region,
 //!   endpoint override for every service, test credentials for emulators);
 //! - [`classify`]: the ONE place where an AWS SDK error becomes a [`PortError`] class;
-//! - [`retry`]: retries with backoff and jitter, only for classes that allow it;
+//! - [`retry`]: retries with backoff and jitter ([`retry::CallBackoff`]), only for classes
+//!   that allow it;
+//! - `call`: the one shape of a call — build, send, classify, retry — every adapter uses;
 //! - [`sqs`]: `WorkQueue` on an SQS FIFO queue with a FIFO dead-letter queue;
 //! - [`sqs_limits`]: SQS's limits on one message (ids, attributes, size), checked before
 //!   every send;
@@ -18,6 +20,7 @@
 //!
 //! [`PortError`]: kiro_protocol::PortError
 
+mod call;
 pub mod classify;
 pub mod codebuild;
 pub mod dynamo;

@@ -40,8 +40,9 @@
 //! without calling SQS, exactly what SQS would do with it). Entries are pruned after
 //! 12 hours. Receipts from other processes are passed to SQS unchanged.
 
+use super::call::call;
 use super::classify::classify;
-use super::retry::{RetryPolicy, retry};
+use super::retry::CallBackoff;
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{
@@ -159,7 +160,7 @@ pub struct SqsQueue {
     client: Client,
     settings: SqsSettings,
     clock: Arc<dyn Clock>,
-    policy: RetryPolicy,
+    backoff: CallBackoff,
     ledger: Arc<Mutex<Ledger>>,
 }
 
@@ -229,7 +230,7 @@ impl SqsQueue {
             client,
             settings,
             clock,
-            policy: RetryPolicy::default(),
+            backoff: CallBackoff::default(),
             ledger: Arc::new(Mutex::new(Ledger::default())),
         }
     }
@@ -245,9 +246,9 @@ impl SqsQueue {
         SqsQueue::new(Client::new(&config), settings, clock)
     }
 
-    /// The same adapter with another retry policy.
-    pub fn with_retry_policy(mut self, policy: RetryPolicy) -> Self {
-        self.policy = policy;
+    /// The same adapter with another backoff for its calls.
+    pub fn with_backoff(mut self, backoff: CallBackoff) -> Self {
+        self.backoff = backoff;
         self
     }
 
@@ -295,21 +296,16 @@ impl SqsQueue {
             )])),
             None => None,
         };
-        let out = retry(&self.policy, |_| {
-            let req = self
-                .client
+        let out = call(&self.backoff, "sqs:SendMessage", |_| {
+            self.client
                 .send_message()
                 .queue_url(queue_url)
                 .message_body(body)
                 .message_group_id(group)
                 .message_deduplication_id(dedup)
                 .set_message_attributes(Some(attrs.clone()))
-                .set_message_system_attributes(sys.clone());
-            async move {
-                req.send()
-                    .await
-                    .map_err(|e| classify("sqs:SendMessage", &e))
-            }
+                .set_message_system_attributes(sys.clone())
+                .send()
         })
         .await?;
         out.message_id
@@ -323,20 +319,12 @@ impl SqsQueue {
         wait: Duration,
         visibility: Duration,
     ) -> Result<Vec<Message>, PortError> {
-        let attempt_id = Mutex::new(new_attempt_id());
-        let out = retry(&self.policy, |a| {
-            let id = {
-                let mut g = match attempt_id.lock() {
-                    Ok(g) => g,
-                    Err(p) => p.into_inner(),
-                };
-                if a.previous == Some(FailureClass::Throttled) {
-                    *g = new_attempt_id();
-                }
-                g.clone()
-            };
-            let req = self
-                .client
+        let mut attempt_id = new_attempt_id();
+        let out = call(&self.backoff, "sqs:ReceiveMessage", |a| {
+            if a.previous == Some(FailureClass::Throttled) {
+                attempt_id = new_attempt_id();
+            }
+            self.client
                 .receive_message()
                 .queue_url(queue_url)
                 .max_number_of_messages(max.clamp(1, BATCH) as i32)
@@ -348,12 +336,8 @@ impl SqsQueue {
                 .message_system_attribute_names(MessageSystemAttributeName::MessageDeduplicationId)
                 .message_system_attribute_names(MessageSystemAttributeName::AwsTraceHeader)
                 .message_attribute_names("All")
-                .receive_request_attempt_id(id);
-            async move {
-                req.send()
-                    .await
-                    .map_err(|e| classify("sqs:ReceiveMessage", &e))
-            }
+                .receive_request_attempt_id(attempt_id.clone())
+                .send()
         })
         .await?;
         Ok(out.messages.unwrap_or_default())
@@ -376,17 +360,12 @@ impl SqsQueue {
                     .map_err(|e| PortError::internal(format!("visibility entry: {e}")))?,
             );
         }
-        let out = retry(&self.policy, |_| {
-            let req = self
-                .client
+        let out = call(&self.backoff, "sqs:ChangeMessageVisibilityBatch", |_| {
+            self.client
                 .change_message_visibility_batch()
                 .queue_url(queue_url)
-                .set_entries(Some(built.clone()));
-            async move {
-                req.send()
-                    .await
-                    .map_err(|e| classify("sqs:ChangeMessageVisibilityBatch", &e))
-            }
+                .set_entries(Some(built.clone()))
+                .send()
         })
         .await?;
         Ok(entry_results(
@@ -412,17 +391,12 @@ impl SqsQueue {
                     .map_err(|e| PortError::internal(format!("delete entry: {e}")))?,
             );
         }
-        let out = retry(&self.policy, |_| {
-            let req = self
-                .client
+        let out = call(&self.backoff, "sqs:DeleteMessageBatch", |_| {
+            self.client
                 .delete_message_batch()
                 .queue_url(queue_url)
-                .set_entries(Some(built.clone()));
-            async move {
-                req.send()
-                    .await
-                    .map_err(|e| classify("sqs:DeleteMessageBatch", &e))
-            }
+                .set_entries(Some(built.clone()))
+                .send()
         })
         .await?;
         Ok(entry_results(
@@ -433,17 +407,12 @@ impl SqsQueue {
     }
 
     async fn delete_raw(&self, queue_url: &str, receipt: &str) -> Result<(), PortError> {
-        retry(&self.policy, |_| {
-            let req = self
-                .client
+        call(&self.backoff, "sqs:DeleteMessage", |_| {
+            self.client
                 .delete_message()
                 .queue_url(queue_url)
-                .receipt_handle(receipt);
-            async move {
-                req.send()
-                    .await
-                    .map_err(|e| classify("sqs:DeleteMessage", &e))
-            }
+                .receipt_handle(receipt)
+                .send()
         })
         .await?;
         Ok(())
@@ -454,17 +423,12 @@ impl SqsQueue {
         queue_url: &str,
         names: &[QueueAttributeName],
     ) -> Result<HashMap<QueueAttributeName, String>, PortError> {
-        let out = retry(&self.policy, |_| {
-            let req = self
-                .client
+        let out = call(&self.backoff, "sqs:GetQueueAttributes", |_| {
+            self.client
                 .get_queue_attributes()
                 .queue_url(queue_url)
-                .set_attribute_names(Some(names.to_vec()));
-            async move {
-                req.send()
-                    .await
-                    .map_err(|e| classify("sqs:GetQueueAttributes", &e))
-            }
+                .set_attribute_names(Some(names.to_vec()))
+                .send()
         })
         .await?;
         Ok(out.attributes.unwrap_or_default())
@@ -931,17 +895,12 @@ impl WorkQueue for SqsQueue {
         }
         let source = self.queue_arn(&self.settings.dlq_url).await?;
         let destination = self.queue_arn(&self.settings.queue_url).await?;
-        let out = retry(&self.policy, |_| {
-            let req = self
-                .client
+        let out = call(&self.backoff, "sqs:StartMessageMoveTask", |_| {
+            self.client
                 .start_message_move_task()
                 .source_arn(&source)
-                .destination_arn(&destination);
-            async move {
-                req.send()
-                    .await
-                    .map_err(|e| classify("sqs:StartMessageMoveTask", &e))
-            }
+                .destination_arn(&destination)
+                .send()
         })
         .await?;
         tracing::info!(
@@ -970,9 +929,11 @@ impl WorkQueue for SqsQueue {
                 &attrs,
                 QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
             );
-        retry(&self.policy, |_| {
-            let req = self.client.purge_queue().queue_url(&self.settings.dlq_url);
-            async move { req.send().await.map_err(|e| classify("sqs:PurgeQueue", &e)) }
+        call(&self.backoff, "sqs:PurgeQueue", |_| {
+            self.client
+                .purge_queue()
+                .queue_url(&self.settings.dlq_url)
+                .send()
         })
         .await?;
         tracing::info!(messages = waiting, "DLQ purged");
