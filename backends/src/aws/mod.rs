@@ -6,9 +6,8 @@
 //! - [`retry`]: retries with backoff and jitter ([`retry::CallBackoff`]), only for classes
 //!   that allow it;
 //! - `call`: the one shape of a call — build, send, classify, retry — every adapter uses;
-//! - [`sqs`]: `WorkQueue` on an SQS FIFO queue with a FIFO dead-letter queue;
-//! - [`sqs_limits`]: SQS's limits on one message (ids, attributes, size), checked before
-//!   every send;
+//! - [`sqs`]: `WorkQueue` on an SQS FIFO queue with a FIFO dead-letter queue (and, in
+//!   [`sqs::limits`], SQS's limits on one message, checked before every send);
 //! - [`dynamo`]: `LeaseStore` on one DynamoDB table (leases and job records);
 //! - [`codebuild`]: `BuildRunner` on AWS CodeBuild;
 //! - [`ecs`]: `TaskProtection` through the ECS task scale-in protection endpoint;
@@ -29,4 +28,3 @@ pub mod moto;
 pub mod retry;
 pub mod settings;
 pub mod sqs;
-pub mod sqs_limits;

@@ -40,6 +40,8 @@
 //! without calling SQS, exactly what SQS would do with it). Entries are pruned after
 //! 12 hours. Receipts from other processes are passed to SQS unchanged.
 
+pub mod limits;
+
 use super::call::call;
 use super::classify::classify;
 use super::retry::CallBackoff;
@@ -280,7 +282,7 @@ impl SqsQueue {
         attributes: &BTreeMap<String, String>,
         xray: Option<&str>,
     ) -> Result<String, PortError> {
-        super::sqs_limits::check_send(body, group, dedup, attributes)?;
+        limits::check_send(body, group, dedup, attributes)?;
         let mut attrs = HashMap::new();
         for (k, v) in attributes {
             attrs.insert(k.clone(), string_attr(v)?);
@@ -787,7 +789,7 @@ impl WorkQueue for SqsQueue {
         // The letter is shortened if the message would not fit otherwise (a full history
         // on a large body): a dead letter must never fail for its size.
         let json =
-            super::sqs_limits::letter_that_fits(&delivery.body, &attrs, ATTR_DEAD_LETTER, letter)?;
+            limits::letter_that_fits(&delivery.body, &attrs, ATTR_DEAD_LETTER, letter)?;
         attrs.insert(ATTR_DEAD_LETTER.to_owned(), json);
         let dedup = format!("dl-{}-{}", delivery.message_id, delivery.receive_count);
         self.send_raw(
