@@ -57,3 +57,13 @@ where
         c
     })
 }
+
+/// 32 random hex digits: what lets a repeated call be recognised (SQS's
+/// `ReceiveRequestAttemptId`, the token a DynamoDB lease acquire writes and re-reads).
+pub(crate) fn random_token() -> String {
+    format!(
+        "{:016x}{:016x}",
+        rand::random::<u64>(),
+        rand::random::<u64>()
+    )
+}

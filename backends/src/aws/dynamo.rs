@@ -31,7 +31,7 @@
 //! only a write known not to be applied is retried. TTL never decides anything: expiry is
 //! judged from `expires_at` against the `Clock` port.
 
-use super::call::{call, classified};
+use super::call::{call, classified, random_token};
 use super::classify::{AwsError, class_of_cancellation, classify};
 use super::retry::{CallBackoff, retry};
 use async_trait::async_trait;
@@ -39,6 +39,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, Put, ReturnValue,
     ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TimeToLiveSpecification,
@@ -108,14 +109,6 @@ fn view_of(project: &ProjectKey, item: &Item) -> LeaseView {
     }
 }
 
-fn token() -> String {
-    format!(
-        "{:016x}{:016x}",
-        rand::random::<u64>(),
-        rand::random::<u64>()
-    )
-}
-
 impl DynamoLeaseStore {
     /// A store on `table`; a lease counts as expired only `skew` after its `expires_at`.
     pub fn new(
@@ -142,23 +135,6 @@ impl DynamoLeaseStore {
     ) -> Self {
         let config = super::settings::sdk_config(aws).await;
         DynamoLeaseStore::new(Client::new(&config), table, clock, skew)
-    }
-
-    /// An `UpdateItem` of `lease`'s row that only applies while its owner and fence are
-    /// still the caller's (the fenced write behind renew and release).
-    fn fenced_lease_update(
-        &self,
-        lease: &Lease,
-    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(&lease.project, LEASE_SK)))
-            .condition_expression("#o = :o AND #f = :f")
-            .expression_attribute_names("#o", "owner")
-            .expression_attribute_names("#f", "fence")
-            .expression_attribute_values(":o", s(&lease.owner))
-            .expression_attribute_values(":f", n(lease.fence.0))
     }
 
     /// Create this store's table (tests, operators).
@@ -279,6 +255,42 @@ impl DynamoLeaseStore {
             Err(e) => Err(LeaseError::Port(e.into_port())),
         }
     }
+
+    /// An `UpdateItem` of `lease`'s row that only applies while its owner and fence are
+    /// still the caller's (renew and release): `update` completes the request, `applied`
+    /// tells from the row re-read after an unknown outcome whether it was applied.
+    async fn update_fenced_lease(
+        &self,
+        lease: &Lease,
+        update: impl Fn(UpdateItemFluentBuilder) -> UpdateItemFluentBuilder,
+        applied: impl Fn(&LeaseView) -> bool,
+    ) -> Result<(), LeaseError> {
+        self.fenced(
+            lease,
+            "dynamodb:UpdateItem",
+            || {
+                let req = self
+                    .client
+                    .update_item()
+                    .table_name(&self.table)
+                    .set_key(Some(key(&lease.project, LEASE_SK)))
+                    .condition_expression("#o = :o AND #f = :f")
+                    .expression_attribute_names("#o", "owner")
+                    .expression_attribute_names("#f", "fence")
+                    .expression_attribute_values(":o", s(&lease.owner))
+                    .expression_attribute_values(":f", n(lease.fence.0));
+                update(req).send()
+            },
+            |_, _| {},
+            || async {
+                let row = self.read(key(&lease.project, LEASE_SK)).await?;
+                Ok(row
+                    .filter(|r| applied(&view_of(&lease.project, r)))
+                    .map(|_| ()))
+            },
+        )
+        .await
+    }
 }
 
 /// The old item a failed conditional `UpdateItem` returned (ALL_OLD).
@@ -301,7 +313,7 @@ impl LeaseStore for DynamoLeaseStore {
         let now = self.clock.now();
         let expires_at = now.plus(ttl);
         let cutoff = now.minus(self.skew);
-        let tok = token();
+        let tok = random_token();
         let holder: std::sync::Mutex<Option<Item>> = std::sync::Mutex::new(None);
         let lease_of = |item: &Item| Lease {
             project: project.clone(),
@@ -383,29 +395,19 @@ impl LeaseStore for DynamoLeaseStore {
             expires_at,
             ..lease.clone()
         };
-        self.fenced(
+        self.update_fenced_lease(
             lease,
-            "dynamodb:UpdateItem",
-            || {
-                self.fenced_lease_update(lease)
-                    .update_expression("SET #e = :e, #t = :t")
+            |req| {
+                req.update_expression("SET #e = :e, #t = :t")
                     .expression_attribute_names("#e", "expires_at")
                     .expression_attribute_names("#t", "expires_ttl")
                     .expression_attribute_values(":e", n(expires_at.millis()))
                     .expression_attribute_values(":t", n(expires_at.as_secs() + LEASE_TTL_GRACE_S))
-                    .send()
             },
-            |_, _| {},
-            || async {
-                let row = self.read(key(&lease.project, LEASE_SK)).await?;
-                Ok(row
-                    .filter(|r| {
-                        let v = view_of(&lease.project, r);
-                        v.owner.as_deref() == Some(lease.owner.as_str())
-                            && v.fence == lease.fence
-                            && v.expires_at == expires_at
-                    })
-                    .map(|_| ()))
+            |v| {
+                v.owner.as_deref() == Some(lease.owner.as_str())
+                    && v.fence == lease.fence
+                    && v.expires_at == expires_at
             },
         )
         .await?;
@@ -414,24 +416,10 @@ impl LeaseStore for DynamoLeaseStore {
 
     #[instrument(skip_all, fields(project = %lease.project, fence = %lease.fence))]
     async fn release(&self, lease: &Lease) -> Result<(), LeaseError> {
-        self.fenced(
+        self.update_fenced_lease(
             lease,
-            "dynamodb:UpdateItem",
-            || {
-                self.fenced_lease_update(lease)
-                    .update_expression("REMOVE #o")
-                    .send()
-            },
-            |_, _| {},
-            || async {
-                let row = self.read(key(&lease.project, LEASE_SK)).await?;
-                Ok(row
-                    .filter(|r| {
-                        let v = view_of(&lease.project, r);
-                        v.owner.is_none() && v.fence == lease.fence
-                    })
-                    .map(|_| ()))
-            },
+            |req| req.update_expression("REMOVE #o"),
+            |v| v.owner.is_none() && v.fence == lease.fence,
         )
         .await
     }

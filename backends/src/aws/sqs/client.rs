@@ -6,7 +6,8 @@
 //! operation (plus its retries), so the port methods in [`super`] decide what is sent.
 
 use super::{BATCH, SqsQueue, limits};
-use crate::aws::call::call;
+use crate::aws::call::{call, random_token};
+use aws_sdk_sqs::error::BuildError;
 use aws_sdk_sqs::types::{
     BatchResultErrorEntry, ChangeMessageVisibilityBatchRequestEntry,
     DeleteMessageBatchRequestEntry, Message, MessageAttributeValue, MessageSystemAttributeName,
@@ -15,6 +16,22 @@ use aws_sdk_sqs::types::{
 use kiro_protocol::{FailureClass, PortError, TraceContext};
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
+
+/// The entries of a batch call, each with its index as id (how [`entry_results`] finds
+/// them back); an entry that cannot be built is an internal error naming `what`.
+fn indexed<X, T>(
+    items: &[X],
+    what: &str,
+    build: impl Fn(String, &X) -> Result<T, BuildError>,
+) -> Result<Vec<T>, PortError> {
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, x)| {
+            build(i.to_string(), x).map_err(|e| PortError::internal(format!("{what}: {e}")))
+        })
+        .collect()
+}
 
 /// One result per batch entry: `Ok` unless SQS listed the entry (by its index id) as failed.
 fn entry_results(
@@ -59,11 +76,7 @@ fn string_attr(v: &str) -> Result<MessageAttributeValue, PortError> {
 }
 
 fn new_attempt_id() -> String {
-    format!(
-        "kiro-{:016x}{:016x}",
-        rand::random::<u64>(),
-        rand::random::<u64>()
-    )
+    format!("kiro-{}", random_token())
 }
 
 impl SqsQueue {
@@ -145,17 +158,13 @@ impl SqsQueue {
         queue_url: &str,
         entries: &[(String, Duration)],
     ) -> Result<Vec<Result<(), PortError>>, PortError> {
-        let mut built = Vec::with_capacity(entries.len());
-        for (i, (receipt, vis)) in entries.iter().enumerate() {
-            built.push(
-                ChangeMessageVisibilityBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .receipt_handle(receipt)
-                    .visibility_timeout(secs(*vis))
-                    .build()
-                    .map_err(|e| PortError::internal(format!("visibility entry: {e}")))?,
-            );
-        }
+        let built = indexed(entries, "visibility entry", |id, (receipt, vis)| {
+            ChangeMessageVisibilityBatchRequestEntry::builder()
+                .id(id)
+                .receipt_handle(receipt)
+                .visibility_timeout(secs(*vis))
+                .build()
+        })?;
         let out = call(&self.backoff, "sqs:ChangeMessageVisibilityBatch", |_| {
             self.client
                 .change_message_visibility_batch()
@@ -177,16 +186,12 @@ impl SqsQueue {
         queue_url: &str,
         receipts: &[String],
     ) -> Result<Vec<Result<(), PortError>>, PortError> {
-        let mut built = Vec::with_capacity(receipts.len());
-        for (i, receipt) in receipts.iter().enumerate() {
-            built.push(
-                DeleteMessageBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .receipt_handle(receipt)
-                    .build()
-                    .map_err(|e| PortError::internal(format!("delete entry: {e}")))?,
-            );
-        }
+        let built = indexed(receipts, "delete entry", |id, receipt| {
+            DeleteMessageBatchRequestEntry::builder()
+                .id(id)
+                .receipt_handle(receipt)
+                .build()
+        })?;
         let out = call(&self.backoff, "sqs:DeleteMessageBatch", |_| {
             self.client
                 .delete_message_batch()

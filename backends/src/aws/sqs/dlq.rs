@@ -176,20 +176,7 @@ impl SqsQueue {
     /// `PurgeQueue` on the DLQ; the count is SQS's approximate number of messages just
     /// before (SQS deletes asynchronously, within 60 seconds).
     pub(super) async fn purge_dlq(&self) -> Result<u64, PortError> {
-        let attrs = self
-            .attributes(
-                &self.settings.dlq_url,
-                &[
-                    QueueAttributeName::ApproximateNumberOfMessages,
-                    QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
-                ],
-            )
-            .await?;
-        let waiting = attr_count(&attrs, QueueAttributeName::ApproximateNumberOfMessages)
-            + attr_count(
-                &attrs,
-                QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
-            );
+        let waiting = self.dlq_size().await?;
         call(&self.backoff, "sqs:PurgeQueue", |_| {
             self.client
                 .purge_queue()
@@ -199,6 +186,26 @@ impl SqsQueue {
         .await?;
         tracing::info!(messages = waiting, "DLQ purged");
         Ok(waiting)
+    }
+
+    /// SQS's approximate number of messages in the DLQ, visible or not.
+    pub(super) async fn dlq_size(&self) -> Result<u64, PortError> {
+        let attrs = self
+            .attributes(
+                &self.settings.dlq_url,
+                &[
+                    QueueAttributeName::ApproximateNumberOfMessages,
+                    QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+                ],
+            )
+            .await?;
+        Ok(
+            attr_count(&attrs, QueueAttributeName::ApproximateNumberOfMessages)
+                + attr_count(
+                    &attrs,
+                    QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+                ),
+        )
     }
 
     /// Receive what the DLQ offers (up to `limit`), invisible for the list visibility.

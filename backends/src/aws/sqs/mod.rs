@@ -407,15 +407,7 @@ impl WorkQueue for SqsQueue {
                 ],
             )
             .await?;
-        let dlq = self
-            .attributes(
-                &self.settings.dlq_url,
-                &[
-                    QueueAttributeName::ApproximateNumberOfMessages,
-                    QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
-                ],
-            )
-            .await?;
+        let dead_letters = self.dlq_size().await?;
         Ok(QueueDepth {
             visible: attr_count(&main, QueueAttributeName::ApproximateNumberOfMessages),
             in_flight: attr_count(
@@ -426,11 +418,7 @@ impl WorkQueue for SqsQueue {
                 &main,
                 QueueAttributeName::ApproximateNumberOfMessagesDelayed,
             ),
-            dead_letters: attr_count(&dlq, QueueAttributeName::ApproximateNumberOfMessages)
-                + attr_count(
-                    &dlq,
-                    QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
-                ),
+            dead_letters,
         })
     }
 }
