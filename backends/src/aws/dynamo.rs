@@ -25,11 +25,13 @@
 //!   conditional on `owner` + `fence`, and a `Put` of the job row;
 //! - reads are strongly consistent.
 //!
-//! Invariant: a write whose result is unknown (timeout, 5xx, lost connection) is re-read
-//! with a consistent read before anything is concluded: the acquire token, the renewed
-//! expiry, the released owner or the written job JSON tell whether it was applied, and
-//! only a write known not to be applied is retried. TTL never decides anything: expiry is
-//! judged from `expires_at` against the `Clock` port.
+//! Invariant: every call is classified and retried by the shared `call` helper (writes
+//! through its `classified`, under the re-read rule below). A write whose result is
+//! unknown (timeout, 5xx, lost connection) is re-read with a consistent read before
+//! anything is concluded: the acquire token, the renewed expiry, the released owner or the
+//! written job JSON tell whether it was applied, and only a write known not to be applied
+//! is retried. TTL never decides anything: expiry is judged from `expires_at` against the
+//! `Clock` port.
 
 use super::call::{call, classified, random_token};
 use super::classify::{AwsError, class_of_cancellation, classify};
