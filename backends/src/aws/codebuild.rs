@@ -25,13 +25,13 @@
 //! - **stop** is `StopBuild`; stopping a build that already finished is a no-op (CodeBuild
 //!   refuses it with `InvalidInputException`, which is checked against the build's status).
 //!
-//! Invariant: every call goes through [`classify`](super::classify::classify) and
-//! [`retry`](super::retry::retry): throttling and transient errors are retried with
-//! backoff (a retried `StartBuild` carries the same token, so it cannot start a second
-//! build), everything else is returned classified.
+//! Invariant: every call goes through the shared `call` helper: throttling and transient
+//! errors are retried with backoff (a retried `StartBuild` carries the same token, so it
+//! cannot start a second build), everything else is returned classified.
 
-use super::classify::{AwsError, classify};
-use super::retry::{RetryPolicy, retry};
+use super::call::call;
+use super::classify::AwsError;
+use super::retry::CallBackoff;
 use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_sdk_codebuild::Client;
@@ -67,7 +67,7 @@ const FIND_SKEW: Duration = Duration::from_secs(10 * 60);
 pub struct CodeBuildRunner {
     client: Client,
     project: String,
-    retry: RetryPolicy,
+    backoff: CallBackoff,
     /// Whether the branch is passed as `sourceVersion` (projects with a repository
     /// source). A `NO_SOURCE` project (what infra-pulumi deploys: the worker clones the
     /// item's repository itself, from `KIRO_REPO` and `KIRO_BRANCH`) rejects it.
@@ -90,7 +90,7 @@ impl CodeBuildRunner {
         CodeBuildRunner {
             client,
             project: project.into(),
-            retry: RetryPolicy::default(),
+            backoff: CallBackoff::default(),
             source_version: false,
         }
     }
@@ -101,9 +101,9 @@ impl CodeBuildRunner {
         self
     }
 
-    /// Retry with `policy` instead of the default.
-    pub fn with_retry(mut self, policy: RetryPolicy) -> Self {
-        self.retry = policy;
+    /// The same runner with another backoff for its calls.
+    pub fn with_backoff(mut self, backoff: CallBackoff) -> Self {
+        self.backoff = backoff;
         self
     }
 
@@ -122,13 +122,11 @@ impl CodeBuildRunner {
 
     async fn batch_get_raw(&self, ids: &[BuildId]) -> Result<Vec<Build>, AwsError> {
         let ids: Vec<String> = ids.iter().map(|i| i.as_str().to_owned()).collect();
-        let out = retry(&self.retry, |_| {
-            let call = self.client.batch_get_builds().set_ids(Some(ids.clone()));
-            async move {
-                call.send()
-                    .await
-                    .map_err(|e| classify("codebuild:BatchGetBuilds", &e))
-            }
+        let out = call(&self.backoff, "codebuild:BatchGetBuilds", |_| {
+            self.client
+                .batch_get_builds()
+                .set_ids(Some(ids.clone()))
+                .send()
         })
         .await?;
         if !out.builds_not_found().is_empty() {
@@ -145,18 +143,13 @@ impl CodeBuildRunner {
         &self,
         next: Option<String>,
     ) -> Result<(Vec<BuildId>, Option<String>), AwsError> {
-        let out = retry(&self.retry, |_| {
-            let call = self
-                .client
+        let out = call(&self.backoff, "codebuild:ListBuildsForProject", |_| {
+            self.client
                 .list_builds_for_project()
                 .project_name(&self.project)
                 .sort_order(SortOrderType::Descending)
-                .set_next_token(next.clone());
-            async move {
-                call.send()
-                    .await
-                    .map_err(|e| classify("codebuild:ListBuildsForProject", &e))
-            }
+                .set_next_token(next.clone())
+                .send()
         })
         .await?;
         let ids = out.ids().iter().map(BuildId::new).collect();
@@ -354,9 +347,8 @@ impl BuildRunner for CodeBuildRunner {
     async fn start(&self, req: &BuildRequest) -> Result<BuildId, PortError> {
         let env = env_overrides(&req.env, &req.idempotency_key)?;
         let minutes = req.timeout.map(timeout_minutes);
-        let started = retry(&self.retry, |_| {
-            let call = self
-                .client
+        let started = call(&self.backoff, "codebuild:StartBuild", |_| {
+            self.client
                 .start_build()
                 .project_name(&self.project)
                 .set_source_version(
@@ -365,12 +357,8 @@ impl BuildRunner for CodeBuildRunner {
                 )
                 .set_environment_variables_override(Some(env.clone()))
                 .idempotency_token(&req.idempotency_key)
-                .set_timeout_in_minutes_override(minutes);
-            async move {
-                call.send()
-                    .await
-                    .map_err(|e| classify("codebuild:StartBuild", &e))
-            }
+                .set_timeout_in_minutes_override(minutes)
+                .send()
         })
         .await;
         let out = match started {
@@ -419,13 +407,8 @@ impl BuildRunner for CodeBuildRunner {
 
     #[instrument(skip_all, fields(build = %id))]
     async fn stop(&self, id: &BuildId) -> Result<(), PortError> {
-        let stopped = retry(&self.retry, |_| {
-            let call = self.client.stop_build().id(id.as_str());
-            async move {
-                call.send()
-                    .await
-                    .map_err(|e| classify("codebuild:StopBuild", &e))
-            }
+        let stopped = call(&self.backoff, "codebuild:StopBuild", |_| {
+            self.client.stop_build().id(id.as_str()).send()
         })
         .await;
         match stopped {

@@ -25,27 +25,35 @@
 //!   conditional on `owner` + `fence`, and a `Put` of the job row;
 //! - reads are strongly consistent.
 //!
-//! Invariant: a write whose result is unknown (timeout, 5xx, lost connection) is re-read
-//! with a consistent read before anything is concluded: the acquire token, the renewed
-//! expiry, the released owner or the written job JSON tell whether it was applied, and
-//! only a write known not to be applied is retried. TTL never decides anything: expiry is
-//! judged from `expires_at` against the `Clock` port.
+//! Invariant: every call is classified and retried by the shared `call` helper (writes
+//! through its `classified`, under the re-read rule below). A write whose result is
+//! unknown (timeout, 5xx, lost connection) is re-read with a consistent read before
+//! anything is concluded: the acquire token, the renewed expiry, the released owner or the
+//! written job JSON tell whether it was applied, and only a write known not to be applied
+//! is retried. TTL never decides anything: expiry is judged from `expires_at` against the
+//! `Clock` port.
 
+use super::call::{call, classified, random_token};
 use super::classify::{AwsError, class_of_cancellation, classify};
-use super::retry::{RetryPolicy, retry};
+use super::retry::{CallBackoff, retry};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, Put, ReturnValue,
     ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TimeToLiveSpecification,
     TransactWriteItem, Update,
 };
+use aws_smithy_runtime_api::http::Response as HttpResponse;
 use kiro_protocol::{
     Clock, FailureClass, Fence, ItemId, JobRecord, Lease, LeaseError, LeaseStore, LeaseView,
     PortError, ProjectKey, Timestamp,
 };
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -65,7 +73,7 @@ pub struct DynamoLeaseStore {
     table: String,
     clock: Arc<dyn Clock>,
     skew: Duration,
-    policy: RetryPolicy,
+    backoff: CallBackoff,
 }
 
 fn s(v: impl Into<String>) -> AttributeValue {
@@ -103,14 +111,6 @@ fn view_of(project: &ProjectKey, item: &Item) -> LeaseView {
     }
 }
 
-fn token() -> String {
-    format!(
-        "{:016x}{:016x}",
-        rand::random::<u64>(),
-        rand::random::<u64>()
-    )
-}
-
 impl DynamoLeaseStore {
     /// A store on `table`; a lease counts as expired only `skew` after its `expires_at`.
     pub fn new(
@@ -124,7 +124,7 @@ impl DynamoLeaseStore {
             table: table.into(),
             clock,
             skew,
-            policy: RetryPolicy::default(),
+            backoff: CallBackoff::default(),
         }
     }
 
@@ -139,47 +139,25 @@ impl DynamoLeaseStore {
         DynamoLeaseStore::new(Client::new(&config), table, clock, skew)
     }
 
-    /// An `UpdateItem` of `lease`'s row that only applies while its owner and fence are
-    /// still the caller's (the fenced write behind renew and release).
-    fn fenced_lease_update(
-        &self,
-        lease: &Lease,
-    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(&lease.project, LEASE_SK)))
-            .condition_expression("#o = :o AND #f = :f")
-            .expression_attribute_names("#o", "owner")
-            .expression_attribute_names("#f", "fence")
-            .expression_attribute_values(":o", s(&lease.owner))
-            .expression_attribute_values(":f", n(lease.fence.0))
-    }
-
     /// Create this store's table (tests, operators).
     pub async fn create_table(&self) -> Result<(), PortError> {
         create_table(&self.client, &self.table).await
     }
 
-    /// The same store with another retry policy.
-    pub fn with_retry_policy(mut self, policy: RetryPolicy) -> Self {
-        self.policy = policy;
+    /// The same store with another backoff for its calls.
+    pub fn with_backoff(mut self, backoff: CallBackoff) -> Self {
+        self.backoff = backoff;
         self
     }
 
     async fn read(&self, key: Item) -> Result<Option<Item>, AwsError> {
-        retry(&self.policy, |_| {
-            let req = self
-                .client
+        call(&self.backoff, "dynamodb:GetItem", |_| {
+            self.client
                 .get_item()
                 .table_name(&self.table)
                 .set_key(Some(key.clone()))
-                .consistent_read(true);
-            async move {
-                req.send()
-                    .await
-                    .map_err(|e| classify("dynamodb:GetItem", &e))
-            }
+                .consistent_read(true)
+                .send()
         })
         .await
         .map(|o| o.item)
@@ -197,27 +175,36 @@ impl DynamoLeaseStore {
         }
     }
 
-    /// Run a conditional write with retries; after an attempt whose outcome is unknown,
-    /// `settled` re-reads and answers `Some(v)` when the write turns out applied.
-    async fn write<T, W, WF, C, CF>(&self, mut write: W, settled: C) -> Result<T, AwsError>
+    /// Run a conditional write of `operation` with retries: `request` builds and sends one
+    /// attempt, `refine` sees a refusal beside its class (as in [`classified`]), `applied`
+    /// makes the result of the service's answer; after an attempt whose outcome is
+    /// unknown, `settled` re-reads and answers `Some(v)` when the write turns out applied.
+    async fn write<T, O, E, Fut, C, CF>(
+        &self,
+        operation: &str,
+        mut request: impl FnMut() -> Fut,
+        refine: impl Fn(&SdkError<E, HttpResponse>, &mut AwsError),
+        applied: impl Fn(O) -> T,
+        settled: C,
+    ) -> Result<T, AwsError>
     where
-        W: FnMut() -> WF,
-        WF: std::future::Future<Output = Result<T, AwsError>>,
+        Fut: Future<Output = Result<O, SdkError<E, HttpResponse>>>,
+        E: ProvideErrorMetadata + std::error::Error + 'static,
         C: Fn() -> CF,
-        CF: std::future::Future<Output = Result<Option<T>, AwsError>>,
+        CF: Future<Output = Result<Option<T>, AwsError>>,
     {
         let unknown = AtomicBool::new(false);
-        let res = retry(&self.policy, |_| {
+        let res = retry(&self.backoff, |_| {
             let check = unknown.load(Ordering::Relaxed).then(&settled);
-            let attempt = write();
-            let unknown = &unknown;
+            let sent = Box::pin(request());
+            let (unknown, refine, applied) = (&unknown, &refine, &applied);
             async move {
                 if let Some(check) = check
                     && let Some(v) = check.await?
                 {
                     return Ok(v);
                 }
-                let r = attempt.await;
+                let r = classified(operation, sent, refine).await.map(applied);
                 if let Err(e) = &r
                     && e.outcome_unknown
                 {
@@ -242,16 +229,74 @@ impl DynamoLeaseStore {
             other => other,
         }
     }
+
+    /// A [`write`](Self::write) fenced by `lease` (renew, release, record): a refused
+    /// condition means the fence is lost, and the row re-read names the current one.
+    async fn fenced<O, E, Fut, CF>(
+        &self,
+        lease: &Lease,
+        operation: &str,
+        request: impl FnMut() -> Fut,
+        refine: impl Fn(&SdkError<E, HttpResponse>, &mut AwsError),
+        settled: impl Fn() -> CF,
+    ) -> Result<(), LeaseError>
+    where
+        Fut: Future<Output = Result<O, SdkError<E, HttpResponse>>>,
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        CF: Future<Output = Result<Option<()>, AwsError>>,
+    {
+        let res = self
+            .write(operation, request, refine, |_| (), settled)
+            .await;
+        match res {
+            Ok(()) => Ok(()),
+            Err(e) if e.condition_failed => {
+                let row = self.lease_row(&lease.project).await?;
+                Err(self.fence_lost(lease, row.as_ref()))
+            }
+            Err(e) => Err(LeaseError::Port(e.into_port())),
+        }
+    }
+
+    /// An `UpdateItem` of `lease`'s row that only applies while its owner and fence are
+    /// still the caller's (renew and release): `update` completes the request, `applied`
+    /// tells from the row re-read after an unknown outcome whether it was applied.
+    async fn update_fenced_lease(
+        &self,
+        lease: &Lease,
+        update: impl Fn(UpdateItemFluentBuilder) -> UpdateItemFluentBuilder,
+        applied: impl Fn(&LeaseView) -> bool,
+    ) -> Result<(), LeaseError> {
+        self.fenced(
+            lease,
+            "dynamodb:UpdateItem",
+            || {
+                let req = self
+                    .client
+                    .update_item()
+                    .table_name(&self.table)
+                    .set_key(Some(key(&lease.project, LEASE_SK)))
+                    .condition_expression("#o = :o AND #f = :f")
+                    .expression_attribute_names("#o", "owner")
+                    .expression_attribute_names("#f", "fence")
+                    .expression_attribute_values(":o", s(&lease.owner))
+                    .expression_attribute_values(":f", n(lease.fence.0));
+                update(req).send()
+            },
+            |_, _| {},
+            || async {
+                let row = self.read(key(&lease.project, LEASE_SK)).await?;
+                Ok(row
+                    .filter(|r| applied(&view_of(&lease.project, r)))
+                    .map(|_| ()))
+            },
+        )
+        .await
+    }
 }
 
 /// The old item a failed conditional `UpdateItem` returned (ALL_OLD).
-fn old_item(
-    err: &aws_sdk_dynamodb::error::SdkError<
-        aws_sdk_dynamodb::operation::update_item::UpdateItemError,
-        aws_smithy_runtime_api::http::Response,
-    >,
-) -> Option<Item> {
-    use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+fn old_item(err: &SdkError<UpdateItemError, HttpResponse>) -> Option<Item> {
     match err.as_service_error() {
         Some(UpdateItemError::ConditionalCheckFailedException(c)) => c.item.clone(),
         _ => None,
@@ -270,7 +315,7 @@ impl LeaseStore for DynamoLeaseStore {
         let now = self.clock.now();
         let expires_at = now.plus(ttl);
         let cutoff = now.minus(self.skew);
-        let tok = token();
+        let tok = random_token();
         let holder: std::sync::Mutex<Option<Item>> = std::sync::Mutex::new(None);
         let lease_of = |item: &Item| Lease {
             project: project.clone(),
@@ -278,10 +323,11 @@ impl LeaseStore for DynamoLeaseStore {
             fence: view_of(project, item).fence,
             expires_at,
         };
-        let res = Box::pin(self.write(
-            || {
-                let req = self
-                    .client
+        let res = self
+            .write(
+                "dynamodb:UpdateItem",
+                || {
+                    self.client
                     .update_item()
                     .table_name(&self.table)
                     .set_key(Some(key(project, LEASE_SK)))
@@ -304,28 +350,23 @@ impl LeaseStore for DynamoLeaseStore {
                     .return_values(ReturnValue::AllNew)
                     .return_values_on_condition_check_failure(
                         ReturnValuesOnConditionCheckFailure::AllOld,
-                    );
-                let holder = &holder;
-                async move {
-                    match req.send().await {
-                        Ok(out) => Ok(lease_of(&out.attributes.unwrap_or_default())),
-                        Err(e) => {
-                            if let Ok(mut h) = holder.lock() {
-                                *h = old_item(&e);
-                            }
-                            Err(classify("dynamodb:UpdateItem", &e))
-                        }
+                    )
+                    .send()
+                },
+                |e, _| {
+                    if let Ok(mut h) = holder.lock() {
+                        *h = old_item(e);
                     }
-                }
-            },
-            || async {
-                let row = self.read(key(project, LEASE_SK)).await?;
-                Ok(row
-                    .filter(|r| get_s(r, "acquire_token") == Some(tok.as_str()))
-                    .map(|r| lease_of(&r)))
-            },
-        ))
-        .await;
+                },
+                |out| lease_of(&out.attributes.unwrap_or_default()),
+                || async {
+                    let row = self.read(key(project, LEASE_SK)).await?;
+                    Ok(row
+                        .filter(|r| get_s(r, "acquire_token") == Some(tok.as_str()))
+                        .map(|r| lease_of(&r)))
+                },
+            )
+            .await;
         match res {
             Ok(l) => Ok(l),
             Err(e) if e.condition_failed => {
@@ -356,79 +397,33 @@ impl LeaseStore for DynamoLeaseStore {
             expires_at,
             ..lease.clone()
         };
-        let res = Box::pin(self.write(
-            || {
-                let req = self
-                    .fenced_lease_update(lease)
-                    .update_expression("SET #e = :e, #t = :t")
+        self.update_fenced_lease(
+            lease,
+            |req| {
+                req.update_expression("SET #e = :e, #t = :t")
                     .expression_attribute_names("#e", "expires_at")
                     .expression_attribute_names("#t", "expires_ttl")
                     .expression_attribute_values(":e", n(expires_at.millis()))
-                    .expression_attribute_values(":t", n(expires_at.as_secs() + LEASE_TTL_GRACE_S));
-                let renewed = renewed.clone();
-                async move {
-                    req.send()
-                        .await
-                        .map(|_| renewed)
-                        .map_err(|e| classify("dynamodb:UpdateItem", &e))
-                }
+                    .expression_attribute_values(":t", n(expires_at.as_secs() + LEASE_TTL_GRACE_S))
             },
-            || async {
-                let row = self.read(key(&lease.project, LEASE_SK)).await?;
-                Ok(row
-                    .filter(|r| {
-                        let v = view_of(&lease.project, r);
-                        v.owner.as_deref() == Some(lease.owner.as_str())
-                            && v.fence == lease.fence
-                            && v.expires_at == expires_at
-                    })
-                    .map(|_| renewed.clone()))
+            |v| {
+                v.owner.as_deref() == Some(lease.owner.as_str())
+                    && v.fence == lease.fence
+                    && v.expires_at == expires_at
             },
-        ))
-        .await;
-        match res {
-            Ok(l) => Ok(l),
-            Err(e) if e.condition_failed => {
-                let row = self.lease_row(&lease.project).await?;
-                Err(self.fence_lost(lease, row.as_ref()))
-            }
-            Err(e) => Err(LeaseError::Port(e.into_port())),
-        }
+        )
+        .await?;
+        Ok(renewed)
     }
 
     #[instrument(skip_all, fields(project = %lease.project, fence = %lease.fence))]
     async fn release(&self, lease: &Lease) -> Result<(), LeaseError> {
-        let res = Box::pin(self.write(
-            || {
-                let req = self
-                    .fenced_lease_update(lease)
-                    .update_expression("REMOVE #o");
-                async move {
-                    req.send()
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| classify("dynamodb:UpdateItem", &e))
-                }
-            },
-            || async {
-                let row = self.read(key(&lease.project, LEASE_SK)).await?;
-                Ok(row
-                    .filter(|r| {
-                        let v = view_of(&lease.project, r);
-                        v.owner.is_none() && v.fence == lease.fence
-                    })
-                    .map(|_| ()))
-            },
-        ))
-        .await;
-        match res {
-            Ok(()) => Ok(()),
-            Err(e) if e.condition_failed => {
-                let row = self.lease_row(&lease.project).await?;
-                Err(self.fence_lost(lease, row.as_ref()))
-            }
-            Err(e) => Err(LeaseError::Port(e.into_port())),
-        }
+        self.update_fenced_lease(
+            lease,
+            |req| req.update_expression("REMOVE #o"),
+            |v| v.owner.is_none() && v.fence == lease.fence,
+        )
+        .await
     }
 
     #[instrument(skip_all, fields(project = %project))]
@@ -475,29 +470,23 @@ impl LeaseStore for DynamoLeaseStore {
             TransactWriteItem::builder().update(update).build(),
             TransactWriteItem::builder().put(put).build(),
         ];
-        let res = Box::pin(self.write(
+        self.fenced(
+            lease,
+            "dynamodb:TransactWriteItems",
             || {
-                let req = self
-                    .client
+                self.client
                     .transact_write_items()
-                    .set_transact_items(Some(items.clone()));
-                async move {
-                    match req.send().await {
-                        Ok(_) => Ok(()),
-                        Err(e) => {
-                            let mut c = classify("dynamodb:TransactWriteItems", &e);
-                            if let Some(TransactWriteItemsError::TransactionCanceledException(t)) =
-                                e.as_service_error()
-                                && let Some(class) = class_of_cancellation(
-                                    t.cancellation_reasons().iter().map(|r| r.code()),
-                                )
-                            {
-                                c.class = class;
-                                c.condition_failed = class == FailureClass::Contention;
-                            }
-                            Err(c)
-                        }
-                    }
+                    .set_transact_items(Some(items.clone()))
+                    .send()
+            },
+            |e, c| {
+                if let Some(TransactWriteItemsError::TransactionCanceledException(t)) =
+                    e.as_service_error()
+                    && let Some(class) =
+                        class_of_cancellation(t.cancellation_reasons().iter().map(|r| r.code()))
+                {
+                    c.class = class;
+                    c.condition_failed = class == FailureClass::Contention;
                 }
             },
             || async {
@@ -506,16 +495,8 @@ impl LeaseStore for DynamoLeaseStore {
                     .filter(|r| get_s(r, "job") == Some(json.as_str()))
                     .map(|_| ()))
             },
-        ))
-        .await;
-        match res {
-            Ok(()) => Ok(()),
-            Err(e) if e.condition_failed => {
-                let row = self.lease_row(&lease.project).await?;
-                Err(self.fence_lost(lease, row.as_ref()))
-            }
-            Err(e) => Err(LeaseError::Port(e.into_port())),
-        }
+        )
+        .await
     }
 
     #[instrument(skip_all, fields(project = %project, item = %item))]
@@ -535,16 +516,15 @@ impl LeaseStore for DynamoLeaseStore {
         let mut out = Vec::new();
         let mut start: Option<Item> = None;
         loop {
-            let page = retry(&self.policy, |_| {
-                let req = self
-                    .client
+            let page = call(&self.backoff, "dynamodb:Scan", |_| {
+                self.client
                     .scan()
                     .table_name(&self.table)
                     .consistent_read(true)
                     .filter_expression("begins_with(sk, :job)")
                     .expression_attribute_values(":job", s(JOB_PREFIX))
-                    .set_exclusive_start_key(start.clone());
-                async move { req.send().await.map_err(|e| classify("dynamodb:Scan", &e)) }
+                    .set_exclusive_start_key(start.clone())
+                    .send()
             })
             .await?;
             for r in page.items.unwrap_or_default() {

@@ -9,13 +9,14 @@
 //! process is not on ECS (the variable is unset): a no-op that says so once in the log.
 //! [`protection_for`] chooses between them.
 //!
-//! Invariants: `UpdateTaskProtection` goes through the shared classifier and retry helper;
+//! Invariants: `UpdateTaskProtection` goes through the shared `call` helper;
 //! a per-task failure in its answer (`failures`) is an error, never a silent success;
 //! the metadata endpoint is read with a tiny HTTP/1.0 GET (the endpoint is plain HTTP on
 //! a link-local address, and an HTTP/1.0 answer is never chunked), under a time limit.
 
-use super::classify::{AwsError, classify};
-use super::retry::{RetryPolicy, retry};
+use super::call::call;
+use super::classify::AwsError;
+use super::retry::CallBackoff;
 use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_sdk_ecs::Client;
@@ -54,7 +55,7 @@ pub struct EcsTaskProtection {
     client: Client,
     metadata_uri: String,
     expiry: Duration,
-    retry: RetryPolicy,
+    backoff: CallBackoff,
     task: OnceCell<TaskIdentity>,
 }
 
@@ -71,7 +72,7 @@ impl EcsTaskProtection {
             client,
             metadata_uri: metadata_uri.into(),
             expiry: DEFAULT_EXPIRY,
-            retry: RetryPolicy::default(),
+            backoff: CallBackoff::default(),
             task: OnceCell::new(),
         }
     }
@@ -82,8 +83,9 @@ impl EcsTaskProtection {
         self
     }
 
-    pub fn with_retry(mut self, policy: RetryPolicy) -> Self {
-        self.retry = policy;
+    /// The same protection with another backoff for its calls.
+    pub fn with_backoff(mut self, backoff: CallBackoff) -> Self {
+        self.backoff = backoff;
         self
     }
 
@@ -114,21 +116,17 @@ impl TaskProtection for EcsTaskProtection {
     async fn set(&self, protected: bool) -> Result<(), PortError> {
         let task = self.task().await?;
         let minutes = self.expiry_minutes();
-        let out = retry(&self.retry, |_| {
-            let mut call = self
+        let out = call(&self.backoff, "ecs:UpdateTaskProtection", |_| {
+            let mut req = self
                 .client
                 .update_task_protection()
                 .cluster(&task.cluster)
                 .tasks(&task.task_arn)
                 .protection_enabled(protected);
             if protected {
-                call = call.expires_in_minutes(minutes);
+                req = req.expires_in_minutes(minutes);
             }
-            async move {
-                call.send()
-                    .await
-                    .map_err(|e| classify("ecs:UpdateTaskProtection", &e))
-            }
+            req.send()
         })
         .await?;
         if let Some(f) = out.failures().first() {

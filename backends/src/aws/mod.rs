@@ -3,10 +3,11 @@
 //! - [`settings`]: one [`settings::AwsSettings`] → one `aws_config::SdkConfig` (region,
 //!   endpoint override for every service, test credentials for emulators);
 //! - [`classify`]: the ONE place where an AWS SDK error becomes a [`PortError`] class;
-//! - [`retry`]: retries with backoff and jitter, only for classes that allow it;
-//! - [`sqs`]: `WorkQueue` on an SQS FIFO queue with a FIFO dead-letter queue;
-//! - [`sqs_limits`]: SQS's limits on one message (ids, attributes, size), checked before
-//!   every send;
+//! - [`retry`]: retries with backoff and jitter ([`retry::CallBackoff`]), only for classes
+//!   that allow it;
+//! - `call`: the one shape of a call — build, send, classify, retry — every adapter uses;
+//! - [`sqs`]: `WorkQueue` on an SQS FIFO queue with a FIFO dead-letter queue (and, in
+//!   [`sqs::limits`], SQS's limits on one message, checked before every send);
 //! - [`dynamo`]: `LeaseStore` on one DynamoDB table (leases and job records);
 //! - [`codebuild`]: `BuildRunner` on AWS CodeBuild;
 //! - [`ecs`]: `TaskProtection` through the ECS task scale-in protection endpoint;
@@ -18,6 +19,7 @@
 //!
 //! [`PortError`]: kiro_protocol::PortError
 
+mod call;
 pub mod classify;
 pub mod codebuild;
 pub mod dynamo;
@@ -26,4 +28,3 @@ pub mod moto;
 pub mod retry;
 pub mod settings;
 pub mod sqs;
-pub mod sqs_limits;

@@ -17,18 +17,19 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-/// How hard to retry.
+/// How hard to retry one AWS call: attempts and the delays between them. (Whether a
+/// failed *item* is tried again is the consumer's `RetryPolicy`, not this.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
+pub struct CallBackoff {
     /// Retries after the first attempt.
     pub max_retries: usize,
     pub min_delay: Duration,
     pub max_delay: Duration,
 }
 
-impl Default for RetryPolicy {
+impl Default for CallBackoff {
     fn default() -> Self {
-        RetryPolicy {
+        CallBackoff {
             max_retries: 4,
             min_delay: Duration::from_millis(100),
             max_delay: Duration::from_secs(5),
@@ -36,16 +37,16 @@ impl Default for RetryPolicy {
     }
 }
 
-impl RetryPolicy {
+impl CallBackoff {
     /// No retries at all.
     pub fn none() -> Self {
-        RetryPolicy {
+        CallBackoff {
             max_retries: 0,
-            ..RetryPolicy::default()
+            ..CallBackoff::default()
         }
     }
 
-    fn backoff(&self) -> ExponentialBuilder {
+    fn builder(&self) -> ExponentialBuilder {
         ExponentialBuilder::default()
             .with_jitter()
             .with_min_delay(self.min_delay)
@@ -64,8 +65,8 @@ pub struct Attempt {
 }
 
 /// Run `call` until it succeeds, fails with a class that must not be retried, or the
-/// policy's retries are spent. `call` receives the attempt it is making.
-pub async fn retry<T, F, Fut>(policy: &RetryPolicy, mut call: F) -> Result<T, AwsError>
+/// backoff's retries are spent. `call` receives the attempt it is making.
+pub async fn retry<T, F, Fut>(backoff: &CallBackoff, mut call: F) -> Result<T, AwsError>
 where
     F: FnMut(Attempt) -> Fut,
     Fut: Future<Output = Result<T, AwsError>>,
@@ -82,7 +83,7 @@ where
         })
     };
     attempt
-        .retry(policy.backoff())
+        .retry(backoff.builder())
         .when(AwsError::is_retryable)
         .notify(|e: &AwsError, wait: Duration| {
             if let Ok(mut p) = previous.lock() {
@@ -111,7 +112,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn retries_transient_and_throttled_then_succeeds() {
         let seen = Mutex::new(Vec::new());
-        let out = retry(&RetryPolicy::default(), |a| {
+        let out = retry(&CallBackoff::default(), |a| {
             seen.lock().unwrap().push(a);
             let r = match a.number {
                 1 => Err(err(FailureClass::Throttled)),
@@ -137,7 +138,7 @@ mod tests {
             FailureClass::Internal,
         ] {
             let calls = Cell::new(0);
-            let out: Result<(), _> = retry(&RetryPolicy::default(), |_| {
+            let out: Result<(), _> = retry(&CallBackoff::default(), |_| {
                 calls.set(calls.get() + 1);
                 async move { Err(err(class)) }
             })
@@ -151,7 +152,7 @@ mod tests {
 
     #[test]
     fn the_retry_future_is_send() {
-        assert_send(retry(&RetryPolicy::none(), |_| async {
+        assert_send(retry(&CallBackoff::none(), |_| async {
             Ok::<_, AwsError>(())
         }));
     }
@@ -159,7 +160,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn gives_up_after_the_budget() {
         let calls = Cell::new(0);
-        let out: Result<(), _> = retry(&RetryPolicy::default(), |_| {
+        let out: Result<(), _> = retry(&CallBackoff::default(), |_| {
             calls.set(calls.get() + 1);
             async move { Err(err(FailureClass::Transient)) }
         })

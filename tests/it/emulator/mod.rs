@@ -6,7 +6,7 @@
 mod services;
 
 use kiro_backends::aws::codebuild::CodeBuildRunner;
-use kiro_backends::aws::retry::RetryPolicy;
+use kiro_backends::aws::retry::CallBackoff;
 use kiro_backends::aws::settings::{AwsSettings, sdk_config};
 use kiro_protocol::{
     BranchName, BuildId, BuildRequest, BuildRunner, BuildState, BuildStatus, ItemId, ProjectKey,
@@ -42,7 +42,7 @@ pub async fn fixture(project: ProjectSpec, minute: Duration) -> Fixture {
     let name = project.name.clone();
     emu.create_project(project);
     let sdk = sdk_config(&AwsSettings::new("us-east-1").with_endpoint(emu.endpoint())).await;
-    let runner = CodeBuildRunner::new(&sdk, name).with_retry(RetryPolicy::none());
+    let runner = CodeBuildRunner::new(&sdk, name).with_backoff(CallBackoff::none());
     Fixture {
         emu,
         runner,

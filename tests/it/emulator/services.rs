@@ -5,7 +5,7 @@
 use super::{CONSUMER, SLEEPY, fixture, request, unique, wait_finished};
 use kiro_backends::aws::codebuild::CodeBuildRunner;
 use kiro_backends::aws::ecs::EcsTaskProtection;
-use kiro_backends::aws::retry::RetryPolicy;
+use kiro_backends::aws::retry::CallBackoff;
 use kiro_backends::aws::settings::{AwsSettings, sdk_config};
 use kiro_protocol::{BuildRunner, BuildState, TaskProtection};
 use kiro_tests::aws::{AwsEmulator, EmulatorConfig, EnvVar, ProjectSpec};
@@ -48,7 +48,7 @@ async fn secrets_resolve_from_moto_as_the_service_role() {
     );
     emu.add_credentials("test", "test", CONSUMER);
     let sdk = sdk_config(&AwsSettings::new("us-east-1").with_endpoint(emu.endpoint())).await;
-    let runner = CodeBuildRunner::new(&sdk, "p-secrets").with_retry(RetryPolicy::none());
+    let runner = CodeBuildRunner::new(&sdk, "p-secrets").with_backoff(CallBackoff::none());
     let id = runner.start(&request("tok", &[])).await.unwrap();
     let s = wait_finished(&runner, &id).await;
     assert_eq!(s.state, BuildState::Succeeded, "{:?}", s.message);
@@ -273,7 +273,7 @@ async fn a_lost_start_build_answer_is_retried_onto_the_same_build() {
     f.emu
         .inject_fault(kiro_tests::aws::Fault::lost_answer("StartBuild"));
     // The adapter's default policy retries the 500 with the same token.
-    let runner = f.runner.clone().with_retry(RetryPolicy::default());
+    let runner = f.runner.clone().with_backoff(CallBackoff::default());
     let id = runner.start(&request("tok", &[])).await.unwrap();
     assert_eq!(f.emu.builds().len(), 1);
     assert_eq!(f.emu.builds()[0].id, id.as_str());
@@ -326,7 +326,7 @@ async fn account_emulator(
     }
     let sdk = sdk_config(&AwsSettings::new("us-east-1").with_endpoint(emu.endpoint())).await;
     let runners = ["p-acct-1", "p-acct-2"]
-        .map(|p| CodeBuildRunner::new(&sdk, p).with_retry(RetryPolicy::none()));
+        .map(|p| CodeBuildRunner::new(&sdk, p).with_backoff(CallBackoff::none()));
     (emu, runners, dir)
 }
 

@@ -8,7 +8,7 @@ use aws_sdk_codebuild::Client;
 use aws_sdk_codebuild::types::EnvironmentVariableType;
 use aws_smithy_mocks::{Rule, mock};
 use kiro_backends::aws::codebuild::CodeBuildRunner;
-use kiro_backends::aws::retry::RetryPolicy;
+use kiro_backends::aws::retry::CallBackoff;
 use kiro_backends::contract::build::{self as contract, BuildHarness, BuildScript};
 use kiro_protocol::{
     BranchName, BuildId, BuildRequest, BuildRunner, BuildState, Failure, FailureClass, ItemId,
@@ -18,8 +18,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub fn fast_retry() -> RetryPolicy {
-    RetryPolicy {
+pub fn fast_retry() -> CallBackoff {
+    CallBackoff {
         max_retries: 4,
         min_delay: Duration::from_millis(10),
         max_delay: Duration::from_millis(100),
@@ -28,7 +28,7 @@ pub fn fast_retry() -> RetryPolicy {
 
 pub fn runner(state: &Shared, faults: &[Rule]) -> CodeBuildRunner {
     CodeBuildRunner::from_client(client(state, faults), PROJECT)
-        .with_retry(fast_retry())
+        .with_backoff(fast_retry())
         .with_source_version(true)
 }
 
@@ -92,7 +92,7 @@ async fn codebuild_passes_the_build_contract() {
 async fn a_no_source_project_gets_the_branch_only_in_the_environment() {
     let state = Shared::default();
     let runner =
-        CodeBuildRunner::from_client(client(&state, &[]), PROJECT).with_retry(fast_retry());
+        CodeBuildRunner::from_client(client(&state, &[]), PROJECT).with_backoff(fast_retry());
     runner.start(&request("calc/CALC-1/7/2")).await.unwrap();
     let st = state.lock().unwrap();
     assert_eq!(st.start_inputs[0].source_version(), None);

@@ -12,7 +12,7 @@ use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
 use aws_smithy_runtime_api::http::{Response as HttpResponse, StatusCode};
 use aws_smithy_types::body::SdkBody;
 use kiro_backends::aws::ecs::{EcsTaskProtection, NoProtection, protection_for};
-use kiro_backends::aws::retry::RetryPolicy;
+use kiro_backends::aws::retry::CallBackoff;
 use kiro_protocol::{FailureClass, TaskProtection};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -57,7 +57,7 @@ fn protection(server: &MockServer, rules: &[Rule]) -> EcsTaskProtection {
         .retry_config(RetryConfig::disabled()));
     EcsTaskProtection::from_client(client, format!("{}/v4/abc-123", server.uri()))
         .with_expiry(Duration::from_secs(90 * 60))
-        .with_retry(RetryPolicy {
+        .with_backoff(CallBackoff {
             max_retries: 3,
             min_delay: Duration::from_millis(5),
             max_delay: Duration::from_millis(20),

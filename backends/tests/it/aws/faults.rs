@@ -83,7 +83,7 @@ async fn a_send_sqs_would_refuse_is_refused_before_it_is_sent() {
         err.message.contains("message deduplication id") && err.message.contains("128"),
         "{err}"
     );
-    let big = "x".repeat(kiro_backends::aws::sqs_limits::MAX_MESSAGE_BYTES + 1);
+    let big = "x".repeat(kiro_backends::aws::sqs::limits::MAX_MESSAGE_BYTES + 1);
     let err = q.send(message("alpha", "d1", &big)).await.unwrap_err();
     assert!(err.message.contains("bytes"), "{err}");
     assert_eq!(rule.num_calls(), 0, "nothing reached SQS");
