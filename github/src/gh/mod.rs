@@ -29,6 +29,6 @@ pub use auth::installation_token;
 pub use board::{FieldConfig, GithubBoard, OwnerKind, ProjectKeyRule, ProjectRef, ReadyItems};
 pub use client::GithubClient;
 pub use pulls::{GithubPulls, REPORT_MARKER, ReportMode};
-pub use ratelimit::RetryPolicy;
+pub use ratelimit::RequestBackoff;
 pub use secret::Secret;
 pub use settings::{AuthConfig, GithubSettings, SettingsError};
