@@ -12,7 +12,7 @@
 //! - [`graphql`]: queries that keep partial data and report partial errors.
 //! - [`board`]: [`GithubBoard`], the `Board` port.
 //! - [`pulls`] and [`checks`]: [`GithubPulls`], the `PullRequests` port (sticky report,
-//!   check runs).
+//!   check runs); both read a pull request through `pull_wire`.
 //!
 //! Invariant: a token never leaves [`Secret`] except into one `Authorization` header marked
 //! sensitive; every error message is scrubbed of it, and every text sent to GitHub has
@@ -23,6 +23,7 @@ pub mod board;
 pub mod checks;
 pub mod client;
 pub mod graphql;
+pub(crate) mod pull_wire;
 pub mod pulls;
 pub mod ratelimit;
 pub mod secret;
