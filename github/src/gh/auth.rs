@@ -7,7 +7,7 @@
 //! exchange at a time (an async mutex), so concurrent callers share it.
 //!
 //! Invariant: tokens and JWTs live only in [`Secret`]s; every token this source has handed
-//! out is remembered so [`TokenSource::scrub`] can remove it from any text.
+//! out is remembered so `scrub_known` can remove it from any text.
 
 use super::secret::Secret;
 use super::settings::{AuthConfig, GithubSettings};

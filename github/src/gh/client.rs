@@ -1,7 +1,7 @@
 //! [`GithubClient`]: the one HTTP path every GitHub call takes.
 //!
-//! A client is a [`Transport`] (the HTTP layer: rate-limit waits, bounded retries, error
-//! classification, see [`super::transport`]) plus a [`TokenSource`] (the bearer value of
+//! A client is a `Transport` (the HTTP layer: rate-limit waits, bounded retries, error
+//! classification, see [`super::transport`]) plus a `TokenSource` (the bearer value of
 //! every call, see [`super::auth`]); cloning shares both, so adapters built from one
 //! client share its connection pool and its token cache.
 //!

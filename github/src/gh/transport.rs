@@ -8,7 +8,7 @@
 //! [`RequestBackoff`]) on tokio time, and turning an unsuccessful response into a
 //! classified [`PortError`]. It knows nothing of where the bearer value comes from: the
 //! caller (the client, or the token source exchanging an App JWT) passes it, along with the
-//! [`KnownSecrets`] every message is scrubbed of.
+//! `KnownSecrets` every message is scrubbed of.
 //!
 //! TLS: octocrab is built with `rustls` + `aws-lc-rs` only (DESIGN.md §8: compiling ring as
 //! well makes rustls panic with "could not determine CryptoProvider"). [`ensure_crypto_provider`]
@@ -16,7 +16,7 @@
 //! so every rustls user in the process agrees.
 //!
 //! Invariant: no error message or log line built here contains a credential: every text
-//! that could echo one passes through [`scrub`] (the known secrets, then
+//! that could echo one passes through `scrub` (the known secrets, then
 //! [`redact`]).
 
 use super::ratelimit::{RequestBackoff, wait_hint};
