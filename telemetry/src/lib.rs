@@ -5,11 +5,14 @@
 //! lines otherwise (`auto`), or as forced by `--log-format` / `KIRO_LOG_FORMAT`, each line
 //! inside a work item carrying its trace id and every line redacted; spans go to OTLP
 //! when the `OTEL_*` environment says so ([`otel_env`]) and to the embedded span store
-//! ([`spans`]) when a directory is given. Metrics are [`metrics`] (EMF) and
-//! [`otlp_metrics`]. Invariant: logs never go to stdout, which is kept for command output
+//! ([`spans`]) when a directory is given; both name attributes from [`keys`]. Metrics
+//! are [`metric`] (the data point and the port), [`metrics`] (EMF and the sink choice)
+//! and [`otlp_metrics`]. Invariant: logs never go to stdout, which is kept for command output
 //! (tables, JSON, summaries) and, when `KIRO_METRICS=emf`, for the CloudWatch Embedded
 //! Metric Format lines of [`metrics`].
 
+pub mod keys;
+pub mod metric;
 pub mod metrics;
 pub mod otel;
 pub mod otel_env;

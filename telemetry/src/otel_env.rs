@@ -74,18 +74,21 @@ pub fn service_name(default: &str, var: impl Fn(&str) -> Option<String>) -> Stri
         .unwrap_or_else(|| default.to_owned())
 }
 
+/// An environment of `pairs`, read like [`std::env::var`] (for tests of the readers here
+/// and of their callers).
+#[cfg(test)]
+pub(crate) fn test_env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
+    let m: std::collections::HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    move |k| m.get(k).cloned()
+}
+
 #[cfg(test)]
 mod tests {
+    use super::test_env as env;
     use super::*;
-    use std::collections::HashMap;
-
-    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let m: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        move |k| m.get(k).cloned()
-    }
 
     #[test]
     fn off_unless_an_endpoint_is_named() {

@@ -23,7 +23,7 @@
 //! until the export ends: the exporter's timeout, `OTEL_EXPORTER_OTLP_TIMEOUT`, 10 s by
 //! default, bounds a flush; the SDK bounds the shutdown on drop to 5 s).
 
-use crate::metrics::{Metric, Metrics, Unit};
+use crate::metric::{Metric, Metrics, Unit};
 use crate::otel_env::{self, Signal};
 use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider as _};
 use opentelemetry::{InstrumentationScope, KeyValue};
@@ -274,14 +274,7 @@ impl Drop for OtlpMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let m: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        move |k| m.get(k).cloned()
-    }
+    use crate::otel_env::test_env as env;
 
     #[test]
     fn temporality_is_delta_unless_asked_otherwise() {

@@ -264,12 +264,10 @@ pub fn traces_of_item(dir: &Path, item: &str) -> Result<Vec<StoredTrace>, SpanSt
         };
         let text = std::fs::read_to_string(&path).map_err(io_err(&path))?;
         let spans = parse_lines(&text);
-        if spans.iter().any(|s| {
-            s.attributes
-                .get(crate::otel::keys::ITEM)
-                .map(String::as_str)
-                == Some(item)
-        }) {
+        if spans
+            .iter()
+            .any(|s| s.attributes.get(crate::keys::ITEM).map(String::as_str) == Some(item))
+        {
             let start = spans.iter().map(|s| s.start_unix_nanos).min().unwrap_or(0);
             found.push((
                 start,

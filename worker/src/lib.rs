@@ -14,6 +14,7 @@
 pub mod checkout_fs;
 pub mod child_env;
 pub mod config;
+mod fence;
 pub mod outcome_file;
 pub mod pipeline;
 pub mod steps;

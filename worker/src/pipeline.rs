@@ -11,6 +11,7 @@
 //! - [`run`] never panics on bad input and always returns an outcome.
 
 use crate::config::{Config, Inputs};
+use crate::fence::check_fence;
 use crate::outcome_file;
 use crate::steps::report::{self, ReportData};
 use crate::steps::steering::{self, SteeringSource, SyncReport};
@@ -22,8 +23,7 @@ use crate::wiring::Ports;
 use crate::{checkout_fs, child_env};
 use kiro_protocol::TraceContext;
 use kiro_protocol::{
-    BuildStanding, CheckReport, Failure, FailureClass, ItemStatus, OutcomeStatus, Report,
-    WorkerOutcome, build_standing,
+    CheckReport, Failure, FailureClass, ItemStatus, OutcomeStatus, Report, WorkerOutcome,
 };
 use std::path::{Path, PathBuf};
 use tracing::{Instrument, error, info, info_span, instrument, warn};
@@ -356,66 +356,6 @@ async fn tests_step(cfg: &Config, checkout: &Path) -> Result<TestResult, Failure
     }
     info!(passed = r.passed, summary = %r.summary, counts = ?r.counts, "tests finished");
     Ok(r)
-}
-
-/// How often a build in transit looks again whether it was adopted.
-const FENCE_POLL: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// Before a fenced side effect: go on when the build may act; when it is in transit
-/// (handed off, adoption pending) wait up to `cfg.fence_wait` for the next consumer to
-/// adopt it; fail with `fence-lost` when it is lost for good or the wait runs out.
-#[instrument(skip_all, fields(fence = %inputs.fence, before = what))]
-async fn check_fence(
-    cfg: &Config,
-    ports: &Ports,
-    inputs: &Inputs,
-    what: &str,
-) -> Result<(), Failure> {
-    let wait: std::time::Duration = cfg.fence_wait.into();
-    let give_up = tokio::time::Instant::now() + wait;
-    let mut waited = false;
-    loop {
-        let standing = build_standing(
-            ports.lease.as_ref(),
-            &inputs.project,
-            &inputs.item,
-            inputs.fence,
-            inputs.build_id.as_ref(),
-        )
-        .await?;
-        let lost = |why: String| {
-            Err(Failure::new(
-                FailureClass::FenceLost,
-                format!(
-                    "fence {} of project {} {why}; not doing the {what}",
-                    inputs.fence, inputs.project
-                ),
-            ))
-        };
-        match standing {
-            BuildStanding::MayAct => {
-                if waited {
-                    info!("adopted by the next consumer; going on");
-                }
-                return Ok(());
-            }
-            BuildStanding::Lost => return lost("is no longer current".into()),
-            BuildStanding::InTransit if tokio::time::Instant::now() >= give_up => {
-                return lost(format!(
-                    "was handed off and no consumer adopted this build within {}",
-                    humantime::format_duration(wait)
-                ));
-            }
-            BuildStanding::InTransit => {
-                if !waited {
-                    info!(wait = %humantime::format_duration(wait),
-                        "handed off: waiting for the next consumer to adopt this build");
-                    waited = true;
-                }
-                tokio::time::sleep(FENCE_POLL.min(wait)).await;
-            }
-        }
-    }
 }
 
 #[instrument(skip_all)]

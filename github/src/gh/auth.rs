@@ -7,11 +7,11 @@
 //! exchange at a time (an async mutex), so concurrent callers share it.
 //!
 //! Invariant: tokens and JWTs live only in [`Secret`]s; every token this source has handed
-//! out is remembered so [`TokenSource::scrub`] can remove it from any text.
+//! out is remembered so `scrub_known` can remove it from any text.
 
-use super::client::GithubClient;
 use super::secret::Secret;
 use super::settings::{AuthConfig, GithubSettings};
+use super::transport::{KnownSecrets, Transport, error_for};
 use http::Method;
 use kiro_protocol::{FailureClass, PortError, Timestamp};
 use octocrab::jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
@@ -22,13 +22,6 @@ use tracing::{info, instrument};
 
 /// An installation token is replaced this long before it expires.
 pub const REFRESH_MARGIN: Duration = Duration::from_secs(5 * 60);
-
-/// The token a git push (or anything else) should use with these settings: the personal
-/// access token, or a freshly minted App installation token. A long-lived process should
-/// keep one [`GithubClient`] and call [`GithubClient::token`] instead, which caches.
-pub async fn installation_token(settings: &GithubSettings) -> Result<Secret, PortError> {
-    GithubClient::new(settings.clone())?.token().await
-}
 
 pub(crate) struct Cached {
     token: Secret,
@@ -137,17 +130,9 @@ impl TokenSource {
         })
     }
 
-    pub(crate) fn scrub(&self, text: &str) -> String {
-        match self {
-            TokenSource::Static(t) => t.scrub(text),
-            TokenSource::App { seen, .. } => {
-                let seen = seen.lock().unwrap_or_else(|p| p.into_inner());
-                seen.iter().fold(text.to_owned(), |acc, t| t.scrub(&acc))
-            }
-        }
-    }
-
-    pub(crate) async fn token(&self, client: &GithubClient) -> Result<Secret, PortError> {
+    /// The bearer value: the static token, or the cached installation token, exchanged
+    /// through `transport` when it is missing or about to expire.
+    pub(crate) async fn token(&self, transport: &Transport) -> Result<Secret, PortError> {
         let TokenSource::App {
             app_id,
             key,
@@ -162,13 +147,13 @@ impl TokenSource {
             return Ok(t.clone());
         };
         let mut cache = cache.lock().await;
-        let now = client.settings().clock.now();
+        let now = transport.settings().clock.now();
         if let Some(c) = cache.as_ref()
             && now.plus(REFRESH_MARGIN) < c.expires_at
         {
             return Ok(c.token.clone());
         }
-        let fresh = exchange(client, app_id, key, *installation_id).await?;
+        let fresh = exchange(transport, self, app_id, key, *installation_id).await?;
         {
             let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
             if seen.len() >= 8 {
@@ -182,23 +167,39 @@ impl TokenSource {
     }
 }
 
+impl KnownSecrets for TokenSource {
+    fn scrub_known(&self, text: &str) -> String {
+        match self {
+            TokenSource::Static(t) => t.scrub(text),
+            TokenSource::App { seen, .. } => {
+                let seen = seen.lock().unwrap_or_else(|p| p.into_inner());
+                seen.iter().fold(text.to_owned(), |acc, t| t.scrub(&acc))
+            }
+        }
+    }
+}
+
 #[instrument(skip_all, fields(installation = installation_id))]
 async fn exchange(
-    client: &GithubClient,
+    transport: &Transport,
+    known: &TokenSource,
     app_id: &str,
     key: &EncodingKey,
     installation_id: u64,
 ) -> Result<Cached, PortError> {
-    let now = client.settings().clock.now();
+    let now = transport.settings().clock.now();
     let jwt = app_jwt(app_id, key, now)?;
-    let url = client.url(&format!(
+    let url = transport.url(&format!(
         "/app/installations/{installation_id}/access_tokens"
     ));
-    let resp = client.send_with(Method::POST, &url, None, &jwt).await?;
+    let resp = transport
+        .send(Method::POST, &url, None, &jwt, known)
+        .await?;
     if !resp.status.is_success() {
-        let mut e = client.error_for(
+        let mut e = error_for(
             &resp,
             "exchanging the GitHub App JWT for an installation token",
+            known,
         );
         if e.class == FailureClass::PermanentInput {
             e.class = FailureClass::Auth;

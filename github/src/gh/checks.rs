@@ -9,7 +9,8 @@
 //! Invariant: one check run per head commit for this system, completed with conclusion
 //! `success` or `failure`; title and summary are redacted and cut to GitHub's limits.
 
-use super::pulls::GithubPulls;
+use super::client::GithubClient;
+use super::pull_wire;
 use crate::redact::redact;
 use http::Method;
 use kiro_protocol::{CheckReport, PortError, PrNumber, RepoName};
@@ -46,20 +47,16 @@ fn cut(text: &str, max_bytes: usize) -> String {
 
 /// Create or update the check run for `pr`'s head commit.
 pub async fn publish(
-    pulls: &GithubPulls,
+    client: &GithubClient,
     repo: &RepoName,
     pr: PrNumber,
     check: &CheckReport,
 ) -> Result<(), PortError> {
-    let client = pulls.client();
     if !client.is_app() {
         info!("no GitHub App credentials: check run skipped");
         return Ok(());
     }
-    let pull = pulls
-        .get_wire(repo, pr)
-        .await?
-        .ok_or_else(|| PortError::input(format!("pull request {repo}{pr} does not exist")))?;
+    let pull = pull_wire::require(client, repo, pr).await?;
     let sha = pull.head.sha;
     let conclusion = if check.success { "success" } else { "failure" };
     let title: String = redact(&check.title)

@@ -15,6 +15,7 @@
 
 use super::checks;
 use super::client::GithubClient;
+use super::pull_wire;
 use super::settings::GithubSettings;
 use crate::redact::redact;
 use async_trait::async_trait;
@@ -23,6 +24,7 @@ use kiro_protocol::{
     CheckReport, PortError, PrNumber, PullRequest, PullRequests, RepoName, Report,
 };
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::json;
 use tracing::{info, instrument, warn};
 
@@ -41,25 +43,6 @@ pub enum ReportMode {
     Comment,
     /// A marked section of the pull request's description.
     BodySection,
-}
-
-/// A pull request as REST returns it (the fields used here).
-#[derive(Debug, Deserialize)]
-pub(crate) struct PullWire {
-    #[serde(default)]
-    pub html_url: String,
-    #[serde(default)]
-    pub state: String,
-    #[serde(default)]
-    pub body: Option<String>,
-    pub head: HeadWire,
-}
-
-#[derive(Debug, Deserialize)]
-pub(crate) struct HeadWire {
-    #[serde(rename = "ref")]
-    pub git_ref: String,
-    pub sha: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -90,22 +73,18 @@ impl GithubPulls {
         &self.client
     }
 
-    pub(crate) async fn get_wire(
+    /// Send `{"body": body}` to `path` and require a 2xx answer, decoded as JSON.
+    async fn send_body<T: DeserializeOwned>(
         &self,
-        repo: &RepoName,
-        pr: PrNumber,
-    ) -> Result<Option<PullWire>, PortError> {
-        let url = self.client.url(&format!("/repos/{repo}/pulls/{}", pr.0));
-        let resp = self.client.send(Method::GET, &url, None).await?;
-        if resp.status.as_u16() == 404 {
-            return Ok(None);
-        }
-        if !resp.status.is_success() {
-            return Err(self
-                .client
-                .error_for(&resp, &format!("reading pull request {repo}{pr}")));
-        }
-        resp.json("pull request").map(Some)
+        method: Method,
+        path: &str,
+        body: &str,
+        what: &str,
+    ) -> Result<T, PortError> {
+        let url = self.client.url(path);
+        self.client
+            .json(method, &url, Some(&json!({ "body": body })), what)
+            .await
     }
 
     /// The marked comment, if any: (id, body).
@@ -157,30 +136,22 @@ impl GithubPulls {
                 info!(comment = id, "report unchanged");
             }
             Some((id, _)) => {
-                let url = self
-                    .client
-                    .url(&format!("/repos/{repo}/issues/comments/{id}"));
                 let _: serde_json::Value = self
-                    .client
-                    .json(
+                    .send_body(
                         Method::PATCH,
-                        &url,
-                        Some(&json!({ "body": body })),
+                        &format!("/repos/{repo}/issues/comments/{id}"),
+                        &body,
                         "editing the report comment",
                     )
                     .await?;
                 info!(comment = id, "report comment edited");
             }
             None => {
-                let url = self
-                    .client
-                    .url(&format!("/repos/{repo}/issues/{}/comments", pr.0));
                 let created: CommentWire = self
-                    .client
-                    .json(
+                    .send_body(
                         Method::POST,
-                        &url,
-                        Some(&json!({ "body": body })),
+                        &format!("/repos/{repo}/issues/{}/comments", pr.0),
+                        &body,
                         "creating the report comment",
                     )
                     .await?;
@@ -196,23 +167,18 @@ impl GithubPulls {
         pr: PrNumber,
         section: String,
     ) -> Result<(), PortError> {
-        let pull = self
-            .get_wire(repo, pr)
-            .await?
-            .ok_or_else(|| PortError::input(format!("pull request {repo}{pr} does not exist")))?;
+        let pull = pull_wire::require(&self.client, repo, pr).await?;
         let old = pull.body.unwrap_or_default();
         let new = replace_section(&old, &section);
         if new == old {
             info!("report section unchanged");
             return Ok(());
         }
-        let url = self.client.url(&format!("/repos/{repo}/pulls/{}", pr.0));
         let _: serde_json::Value = self
-            .client
-            .json(
+            .send_body(
                 Method::PATCH,
-                &url,
-                Some(&json!({ "body": new })),
+                &format!("/repos/{repo}/pulls/{}", pr.0),
+                &new,
                 "editing the pull request body",
             )
             .await?;
@@ -270,13 +236,15 @@ fn next_link(headers: &http::HeaderMap) -> Option<String> {
 impl PullRequests for GithubPulls {
     #[instrument(skip_all, fields(repo = %repo, pr = %pr))]
     async fn get(&self, repo: &RepoName, pr: PrNumber) -> Result<Option<PullRequest>, PortError> {
-        Ok(self.get_wire(repo, pr).await?.map(|w| PullRequest {
-            repo: repo.clone(),
-            number: pr,
-            head_branch: w.head.git_ref,
-            open: w.state == "open",
-            url: w.html_url,
-        }))
+        Ok(pull_wire::get(&self.client, repo, pr)
+            .await?
+            .map(|w| PullRequest {
+                repo: repo.clone(),
+                number: pr,
+                head_branch: w.head.git_ref,
+                open: w.state == "open",
+                url: w.html_url,
+            }))
     }
 
     #[instrument(skip_all, fields(repo = %repo, pr = %pr, item = %report.item))]
@@ -303,7 +271,7 @@ impl PullRequests for GithubPulls {
         pr: PrNumber,
         check: &CheckReport,
     ) -> Result<(), PortError> {
-        checks::publish(self, repo, pr, check).await
+        checks::publish(&self.client, repo, pr, check).await
     }
 }
 

@@ -10,15 +10,16 @@
 //!
 //! Invariant: [`wait_hint`] is a pure function of the response and the time, so every rule
 //! has a unit test; the waiting itself happens in the client on tokio time, bounded by
-//! [`RetryPolicy`].
+//! [`RequestBackoff`].
 
 use http::{HeaderMap, StatusCode};
 use kiro_protocol::Timestamp;
 use std::time::Duration;
 
-/// How often and how long the client retries.
+/// How often and how long the client retries one request (the per-call back-off; whether a
+/// failed work item is retried is the consumer's `RetryPolicy`, not this).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
+pub struct RequestBackoff {
     /// Attempts per request in all (the first one included).
     pub max_attempts: usize,
     /// The first back-off after a transient failure (doubles each time; backon).
@@ -31,9 +32,9 @@ pub struct RetryPolicy {
     pub max_rate_limit_wait: Duration,
 }
 
-impl Default for RetryPolicy {
+impl Default for RequestBackoff {
     fn default() -> Self {
-        RetryPolicy {
+        RequestBackoff {
             max_attempts: 5,
             min_delay: Duration::from_secs(1),
             max_delay: Duration::from_secs(30),

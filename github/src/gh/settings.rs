@@ -5,7 +5,7 @@
 //! moment they are read. App credentials win over a personal access token when both are set;
 //! a partial App configuration is an error naming the missing variable.
 
-use super::ratelimit::RetryPolicy;
+use super::ratelimit::RequestBackoff;
 use super::secret::Secret;
 use kiro_protocol::{Clock, SystemClock};
 use std::collections::HashMap;
@@ -87,7 +87,7 @@ pub struct GithubSettings {
     pub auth: AuthConfig,
     /// Per-request timeout (connect and read). `None` disables it (tests on paused time).
     pub timeout: Option<Duration>,
-    pub retry: RetryPolicy,
+    pub retry: RequestBackoff,
     /// Wall clock for token expiry and `x-ratelimit-reset`.
     pub clock: Arc<dyn Clock>,
 }
@@ -121,7 +121,7 @@ impl GithubSettings {
             graphql_url: None,
             auth,
             timeout: Some(Duration::from_secs(30)),
-            retry: RetryPolicy::default(),
+            retry: RequestBackoff::default(),
             clock: Arc::new(SystemClock),
         }
     }
