@@ -323,48 +323,52 @@ impl LeaseStore for DynamoLeaseStore {
             fence: view_of(project, item).fence,
             expires_at,
         };
+        let request = || {
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(key(project, LEASE_SK)))
+                .update_expression("SET #o = :o, #e = :e, #t = :t, #tok = :tok ADD #f :one")
+                .condition_expression(
+                    "attribute_not_exists(#pk) OR attribute_not_exists(#o) OR #e <= :cutoff",
+                )
+                .expression_attribute_names("#pk", "pk")
+                .expression_attribute_names("#o", "owner")
+                .expression_attribute_names("#e", "expires_at")
+                .expression_attribute_names("#t", "expires_ttl")
+                .expression_attribute_names("#tok", "acquire_token")
+                .expression_attribute_names("#f", "fence")
+                .expression_attribute_values(":o", s(owner))
+                .expression_attribute_values(":e", n(expires_at.millis()))
+                .expression_attribute_values(":t", n(expires_at.as_secs() + LEASE_TTL_GRACE_S))
+                .expression_attribute_values(":tok", s(&tok))
+                .expression_attribute_values(":one", n(1))
+                .expression_attribute_values(":cutoff", n(cutoff.millis()))
+                .return_values(ReturnValue::AllNew)
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                )
+                .send()
+        };
+        // The holder named by a failed condition (ALL_OLD), kept from the SDK error.
+        let keep_holder = |e: &SdkError<UpdateItemError, HttpResponse>, _: &mut AwsError| {
+            if let Ok(mut h) = holder.lock() {
+                *h = old_item(e);
+            }
+        };
+        let settled = || async {
+            let row = self.read(key(project, LEASE_SK)).await?;
+            Ok(row
+                .filter(|r| get_s(r, "acquire_token") == Some(tok.as_str()))
+                .map(|r| lease_of(&r)))
+        };
         let res = self
             .write(
                 "dynamodb:UpdateItem",
-                || {
-                    self.client
-                    .update_item()
-                    .table_name(&self.table)
-                    .set_key(Some(key(project, LEASE_SK)))
-                    .update_expression("SET #o = :o, #e = :e, #t = :t, #tok = :tok ADD #f :one")
-                    .condition_expression(
-                        "attribute_not_exists(#pk) OR attribute_not_exists(#o) OR #e <= :cutoff",
-                    )
-                    .expression_attribute_names("#pk", "pk")
-                    .expression_attribute_names("#o", "owner")
-                    .expression_attribute_names("#e", "expires_at")
-                    .expression_attribute_names("#t", "expires_ttl")
-                    .expression_attribute_names("#tok", "acquire_token")
-                    .expression_attribute_names("#f", "fence")
-                    .expression_attribute_values(":o", s(owner))
-                    .expression_attribute_values(":e", n(expires_at.millis()))
-                    .expression_attribute_values(":t", n(expires_at.as_secs() + LEASE_TTL_GRACE_S))
-                    .expression_attribute_values(":tok", s(&tok))
-                    .expression_attribute_values(":one", n(1))
-                    .expression_attribute_values(":cutoff", n(cutoff.millis()))
-                    .return_values(ReturnValue::AllNew)
-                    .return_values_on_condition_check_failure(
-                        ReturnValuesOnConditionCheckFailure::AllOld,
-                    )
-                    .send()
-                },
-                |e, _| {
-                    if let Ok(mut h) = holder.lock() {
-                        *h = old_item(e);
-                    }
-                },
+                request,
+                keep_holder,
                 |out| lease_of(&out.attributes.unwrap_or_default()),
-                || async {
-                    let row = self.read(key(project, LEASE_SK)).await?;
-                    Ok(row
-                        .filter(|r| get_s(r, "acquire_token") == Some(tok.as_str()))
-                        .map(|r| lease_of(&r)))
-                },
+                settled,
             )
             .await;
         match res {
