@@ -57,6 +57,8 @@ enum Dispatch {
 }
 
 impl Engine {
+    /// Dispatch a batch of deliveries at once; a delivery of a project with a job in
+    /// flight here goes back to its queue at once.
     pub(super) async fn dispatch_all(
         &mut self,
         deliveries: Vec<Delivery>,
@@ -78,29 +80,34 @@ impl Engine {
         for outcome in join_all(futures).await {
             match outcome {
                 Dispatch::Active(job, origin) => {
-                    if origin == BuildOrigin::Adopted {
-                        report.adopted += 1;
-                    } else {
-                        report.started += 1;
-                        self.metric(Metric::count(names::BUILDS_STARTED, 1));
-                        let visible = self
-                            .last_settled
-                            .get(&job.held.delivery.group)
-                            .map_or(job.held.delivery.sent_at, |t| {
-                                (*t).max(job.held.delivery.sent_at)
-                            });
-                        let latency = self.ports.clock.now().since(visible);
-                        let latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
-                        if job.held.delivery.receive_count == 1 {
-                            self.metric(Metric::millis(names::DISPATCH_LATENCY, latency_ms));
-                            if self.stats.dispatch_latency_ms.len() < 1_000_000 {
-                                self.stats.dispatch_latency_ms.push(latency_ms);
-                            }
+                    match origin {
+                        BuildOrigin::Adopted => report.adopted += 1,
+                        BuildOrigin::Started => {
+                            report.started += 1;
+                            self.count_start(&job.held.delivery);
                         }
                     }
                     self.jobs.insert(job.held.item.project.to_string(), *job);
                 }
                 Dispatch::Settled(r) => report.add(&r),
+            }
+        }
+    }
+
+    /// A build started for `d`: the started metric and, for a first delivery, the
+    /// dispatch latency (message visible → build started).
+    fn count_start(&mut self, d: &Delivery) {
+        self.metric(Metric::count(names::BUILDS_STARTED, 1));
+        let visible = self
+            .last_settled
+            .get(&d.group)
+            .map_or(d.sent_at, |t| (*t).max(d.sent_at));
+        let latency = self.ports.clock.now().since(visible);
+        let latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
+        if d.receive_count == 1 {
+            self.metric(Metric::millis(names::DISPATCH_LATENCY, latency_ms));
+            if self.stats.dispatch_latency_ms.len() < 1_000_000 {
+                self.stats.dispatch_latency_ms.push(latency_ms);
             }
         }
     }
