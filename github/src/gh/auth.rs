@@ -10,9 +10,9 @@
 //! out is remembered so [`TokenSource::scrub`] can remove it from any text.
 
 use super::client::GithubClient;
-use super::secret::Secret;
 use super::settings::{AuthConfig, GithubSettings};
 use http::Method;
+use kiro_protocol::Secret;
 use kiro_protocol::{FailureClass, PortError, Timestamp};
 use octocrab::jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde::{Deserialize, Serialize};

@@ -1,7 +1,6 @@
 //! The GitHub adapters: a Projects (v2) board over GraphQL and pull requests over REST.
 //!
 //! - [`settings`]: [`GithubSettings`] from an explicit environment map (token or App).
-//! - [`secret`]: [`Secret`], the only type a credential is ever held in.
 //! - [`client`]: [`GithubClient`], one HTTP path for every call (auth header, rate-limit
 //!   waits, bounded retries, error classification and scrubbing).
 //! - [`auth`]: personal access tokens and App installation tokens (cached, refreshed).
@@ -11,8 +10,8 @@
 //! - [`pulls`] and [`checks`]: [`GithubPulls`], the `PullRequests` port (sticky report,
 //!   check runs).
 //!
-//! Invariant: a token never leaves [`Secret`] except into one `Authorization` header marked
-//! sensitive; every error message is scrubbed of it, and every text sent to GitHub has
+//! Invariant: a token never leaves a [`Secret`](kiro_protocol::Secret) except into one
+//! `Authorization` header marked sensitive; every error message is scrubbed of it, and every text sent to GitHub has
 //! passed through [`crate::redact::redact`].
 
 pub mod auth;
@@ -22,7 +21,6 @@ pub mod client;
 pub mod graphql;
 pub mod pulls;
 pub mod ratelimit;
-pub mod secret;
 pub mod settings;
 
 pub use auth::installation_token;
@@ -30,5 +28,4 @@ pub use board::{FieldConfig, GithubBoard, OwnerKind, ProjectKeyRule, ProjectRef,
 pub use client::GithubClient;
 pub use pulls::{GithubPulls, REPORT_MARKER, ReportMode};
 pub use ratelimit::RetryPolicy;
-pub use secret::Secret;
 pub use settings::{AuthConfig, GithubSettings, SettingsError};

@@ -103,7 +103,7 @@ pub fn from_config(cfg: &Config) -> Result<Arc<dyn TokenSource>, Failure> {
         api,
         AuthConfig::App {
             app_id,
-            private_key: kiro_github::gh::Secret::new(key),
+            private_key: kiro_protocol::Secret::new(key),
             installation_id,
         },
     );
