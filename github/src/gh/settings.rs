@@ -224,15 +224,10 @@ impl GithubSettings {
         }
     }
 
-    /// Read the variables in [`vars`] from `env` (pass `std::env::vars().collect()` in a
-    /// binary) with [`GithubVars::settings`].
+    /// Read the variables in [`vars`] from `env` with [`GithubVars::settings`] (the
+    /// binaries read them through their command line, `kiro_runtime::GithubArgs`).
     pub fn from_env_map(env: &HashMap<String, String>) -> Result<Self, SettingsError> {
         GithubVars::from_env_map(env).settings()
-    }
-
-    /// Read the process environment.
-    pub fn from_env() -> Result<Self, SettingsError> {
-        GithubSettings::from_env_map(&std::env::vars().collect())
     }
 
     /// Use `clock` for token expiry and rate-limit resets.
