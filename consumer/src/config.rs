@@ -1,12 +1,21 @@
-//! The consumer's command line and configuration, parsed once.
+//! The consumer's command line ([`Cli`]) and `run`'s one typed [`Config`], parsed once.
 //!
 //! Every setting is a flag with an environment variable (`KIRO_*`), so the same binary
-//! is configured by a terminal, by the quick start and by an ECS task definition.
+//! is configured by a terminal, by the quick start and by an ECS task definition. The
+//! settings every binary shares (state directory, backend, log format, AWS) are
+//! `kiro_runtime`'s. Invariant: each default is stated once (a clap default, or a constant
+//! clap shows); [`Config::new`] checks every setting before anything is wired, and
+//! [`Config::engine`] is the only place the engine's configuration is derived.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use kiro_protocol::FailureClass;
-pub use kiro_telemetry::LogFormat;
+use kiro_consumer::{EngineConfig, RetryPolicy};
+use kiro_protocol::{FailureClass, env};
+pub use kiro_runtime::Backend;
+use kiro_runtime::{AwsArgs, CommonArgs, LeaseTableArgs, SqsArgs};
+use kiro_telemetry::metrics::Metrics;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// kiro-consumer: takes work items off the queue one project at a time, runs a build for
@@ -15,57 +24,43 @@ use std::time::Duration;
 #[derive(Debug, Parser)]
 #[command(name = "kiro-consumer", version, about, long_about = None)]
 pub struct Cli {
-    /// Where the embedded default keeps its data (queue, leases, builds, board status,
-    /// reports).
-    #[arg(
-        long,
-        global = true,
-        env = "KIRO_STATE_DIR",
-        default_value = ".kiro-state"
-    )]
-    pub state_dir: PathBuf,
-    /// Which backend holds the queue, the leases and the builds.
-    #[arg(long, global = true, env = "KIRO_BACKEND", value_enum, default_value_t = Backend::Embedded)]
-    pub backend: Backend,
-    /// Log format on stderr: `auto` is text on a terminal and JSON lines otherwise.
-    #[arg(long, global = true, env = "KIRO_LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
-    pub log_format: LogFormat,
+    /// State directory, backend and log format.
+    #[command(flatten)]
+    pub common: CommonArgs,
     /// AWS settings (used with `--backend aws`).
     #[command(flatten)]
-    pub aws: AwsArgs,
+    pub aws: AwsBackendArgs,
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// The variable naming the CodeBuild project.
+pub const CODEBUILD_PROJECT: &str = "KIRO_CODEBUILD_PROJECT";
+/// The variable naming the buildspec the local build runner executes.
+pub const BUILDSPEC: &str = "KIRO_BUILDSPEC";
+
 /// Settings of the AWS backend. Each is required with `--backend aws`; a missing one is
 /// named in the error.
 #[derive(Debug, Clone, Default, Args)]
-pub struct AwsArgs {
-    /// AWS region (falls back to AWS_REGION).
-    #[arg(long = "aws-region", global = true, env = "KIRO_AWS_REGION")]
-    pub region: Option<String>,
-    /// One endpoint for every AWS service (an emulator such as moto).
-    #[arg(
-        long = "aws-endpoint-url",
-        global = true,
-        env = "KIRO_AWS_ENDPOINT_URL"
-    )]
-    pub endpoint_url: Option<String>,
-    /// URL of the SQS FIFO work queue.
-    #[arg(long, global = true, env = "KIRO_QUEUE_URL")]
-    pub queue_url: Option<String>,
-    /// URL of the SQS FIFO dead-letter queue.
-    #[arg(long, global = true, env = "KIRO_DLQ_URL")]
-    pub dlq_url: Option<String>,
-    /// DynamoDB table of leases and job records.
-    #[arg(long, global = true, env = "KIRO_LEASE_TABLE")]
-    pub lease_table: Option<String>,
+pub struct AwsBackendArgs {
+    #[command(flatten)]
+    pub aws: AwsArgs,
+    #[command(flatten)]
+    pub sqs: SqsArgs,
+    #[command(flatten)]
+    pub leases: LeaseTableArgs,
     /// CodeBuild project that runs the builds (with KIRO_BUILD_RUNNER=codebuild).
-    #[arg(long, global = true, env = "KIRO_CODEBUILD_PROJECT")]
+    #[arg(long, global = true, env = CODEBUILD_PROJECT)]
     pub codebuild_project: Option<String>,
     /// Which build runner the AWS backend uses: `local` runs buildspec.yml on this
     /// machine (quick start, tests), `codebuild` runs AWS CodeBuild.
-    #[arg(long, global = true, env = "KIRO_BUILD_RUNNER", value_enum, default_value_t = BuildRunnerKind::Local)]
+    #[arg(
+        long,
+        global = true,
+        env = "KIRO_BUILD_RUNNER",
+        value_enum,
+        default_value_t
+    )]
     pub build_runner: BuildRunnerKind,
 }
 
@@ -76,32 +71,6 @@ pub enum BuildRunnerKind {
     Local,
     Codebuild,
 }
-
-impl AwsArgs {
-    /// The region: `--aws-region`/`KIRO_AWS_REGION`, else `AWS_REGION`.
-    pub fn region(&self) -> Result<String, MissingSetting> {
-        self.region
-            .clone()
-            .or_else(|| std::env::var("AWS_REGION").ok().filter(|r| !r.is_empty()))
-            .ok_or(MissingSetting("KIRO_AWS_REGION (or AWS_REGION)"))
-    }
-
-    /// A required setting, or an error naming it.
-    pub fn require<'a>(
-        value: &'a Option<String>,
-        name: &'static str,
-    ) -> Result<&'a str, MissingSetting> {
-        value
-            .as_deref()
-            .filter(|v| !v.is_empty())
-            .ok_or(MissingSetting(name))
-    }
-}
-
-/// A setting the chosen backend needs is not set.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("--backend aws needs {0}")]
-pub struct MissingSetting(pub &'static str);
 
 /// A setting has a value the chosen backend cannot use (exit status 2).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -151,15 +120,6 @@ pub fn build_timeout(
 /// Where `run` writes its heartbeat and `health` reads it.
 pub const DEFAULT_HEALTH_FILE: &str = "/tmp/kiro-consumer.health";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Backend {
-    /// SQLite queue and leases and a local buildspec runner in --state-dir (no cloud account).
-    Embedded,
-    /// SQS FIFO queue + FIFO DLQ and DynamoDB leases (KIRO_AWS_REGION, KIRO_QUEUE_URL,
-    /// KIRO_DLQ_URL, KIRO_LEASE_TABLE; KIRO_AWS_ENDPOINT_URL for an emulator).
-    Aws,
-}
-
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Process work items until stopped (SIGTERM/SIGINT hand running jobs off).
@@ -200,14 +160,14 @@ pub enum Command {
     },
     /// Show the board items and their status (embedded board).
     Board {
-        #[arg(long, env = "KIRO_BOARD_FILE")]
+        #[arg(long, env = env::BOARD_FILE)]
         board: PathBuf,
         #[arg(long)]
         json: bool,
     },
     /// Print the pull-request reports the workers wrote (embedded forge).
     Reports {
-        #[arg(long, env = "KIRO_BOARD_FILE")]
+        #[arg(long, env = env::BOARD_FILE)]
         board: PathBuf,
         #[arg(long)]
         json: bool,
@@ -291,21 +251,21 @@ pub struct RunArgs {
     #[arg(long, env = "KIRO_MAX_JOBS", default_value_t = 16)]
     pub max_jobs: usize,
     /// Board file of the embedded board (dead-lettered items are marked failed there).
-    #[arg(long, env = "KIRO_BOARD_FILE")]
+    #[arg(long, env = env::BOARD_FILE)]
     pub board: Option<PathBuf>,
     /// The buildspec the local build runner executes.
-    #[arg(long, env = "KIRO_BUILDSPEC", default_value = "buildspec.yml")]
+    #[arg(long, env = BUILDSPEC, default_value = "buildspec.yml")]
     pub buildspec: PathBuf,
     /// Lease time-to-live; renewed every third of it (1s to 1h).
     #[arg(long, env = "KIRO_LEASE_TTL", value_parser = humantime::parse_duration, default_value = "60s")]
     pub lease_ttl: Duration,
     /// Allowed clock skew between consumers: an expired lease is taken only this long after
     /// expiry (0s up to the lease TTL).
-    #[arg(long, env = "KIRO_LEASE_SKEW", value_parser = humantime::parse_duration, default_value = "2s")]
+    #[arg(long, env = "KIRO_LEASE_SKEW", value_parser = humantime::parse_duration, default_value = defaults::LEASE_SKEW)]
     pub lease_skew: Duration,
     /// Message visibility set on receive and on every extension (at least the lease TTL, at
     /// most SQS's 12h).
-    #[arg(long, env = "KIRO_VISIBILITY", value_parser = humantime::parse_duration, default_value = "5m")]
+    #[arg(long, env = "KIRO_VISIBILITY", value_parser = humantime::parse_duration, default_value = defaults::VISIBILITY)]
     pub visibility: Duration,
     /// How often running builds are polled (100ms to 10m).
     #[arg(long, env = "KIRO_POLL_EVERY", value_parser = humantime::parse_duration, default_value = "2s")]
@@ -330,6 +290,121 @@ pub struct RunArgs {
     /// Long-poll wait of a receive (0s to SQS's 20s).
     #[arg(long, env = "KIRO_RECEIVE_WAIT", value_parser = humantime::parse_duration, default_value = "2s")]
     pub receive_wait: Duration,
+}
+
+/// The defaults of `run`'s settings that the operator commands wire with too (clap shows
+/// and parses these; [`Timing::default`] is the same values).
+pub mod defaults {
+    /// `--visibility`.
+    pub const VISIBILITY: &str = "5m";
+    /// `--lease-skew`.
+    pub const LEASE_SKEW: &str = "2s";
+}
+
+/// The queue's visibility and the leases' allowed skew: every command wires the queue and
+/// the leases with them (`run`'s settings; their defaults for the operator commands).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    pub visibility: Duration,
+    pub lease_skew: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        let parse = |d| humantime::parse_duration(d).expect("the defaults parse (tested)");
+        Timing {
+            visibility: parse(defaults::VISIBILITY),
+            lease_skew: parse(defaults::LEASE_SKEW),
+        }
+    }
+}
+
+/// `kiro-consumer run`'s configuration, checked: what `main` wires, and what
+/// [`Config::engine`] turns into the engine's [`EngineConfig`].
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub state_dir: PathBuf,
+    pub backend: Backend,
+    pub aws: AwsBackendArgs,
+    pub timing: Timing,
+    /// Exit once nothing is in flight here and the queue is empty.
+    pub until_idle: bool,
+    /// Board file of the embedded board.
+    pub board: Option<PathBuf>,
+    pub buildspec: PathBuf,
+    pub health_file: PathBuf,
+    pub max_jobs: usize,
+    pub receive_wait: Duration,
+    pub lease_ttl: Duration,
+    pub poll_every: Duration,
+    /// The time limit given to each build ([`build_timeout`]).
+    pub build_timeout: Option<Duration>,
+    pub retry: RetryPolicy,
+}
+
+impl Config {
+    /// `run`'s settings, each checked ([`RunArgs::check`], [`build_timeout`]): a bad one
+    /// is an [`InvalidSetting`] (exit status 2) before anything is wired.
+    pub fn new(
+        common: &CommonArgs,
+        aws: AwsBackendArgs,
+        args: RunArgs,
+    ) -> Result<Config, InvalidSetting> {
+        args.check()?;
+        let runner = match common.backend {
+            Backend::Aws => aws.build_runner,
+            Backend::Embedded => BuildRunnerKind::Local,
+        };
+        let build_timeout = build_timeout(runner, args.build_timeout)?;
+        Ok(Config {
+            state_dir: common.state_dir.clone(),
+            backend: common.backend,
+            aws,
+            timing: Timing {
+                visibility: args.visibility,
+                lease_skew: args.lease_skew,
+            },
+            until_idle: args.until_idle,
+            board: args.board,
+            buildspec: args.buildspec,
+            health_file: args.health_file,
+            max_jobs: args.max_jobs,
+            receive_wait: args.receive_wait,
+            lease_ttl: args.lease_ttl,
+            poll_every: args.poll_every,
+            build_timeout,
+            retry: RetryPolicy {
+                max_attempts: args.max_attempts,
+                base_delay: args.retry_base,
+                max_delay: args.retry_max,
+            },
+        })
+    }
+
+    /// The engine's configuration: these settings, the lease renewal (a third of the TTL)
+    /// and safety margin (a tenth, at least 200 ms) derived from the lease TTL, `build_env`
+    /// for every build and the `metrics` sink.
+    pub fn engine(
+        &self,
+        build_env: BTreeMap<String, String>,
+        metrics: Option<Arc<dyn Metrics>>,
+    ) -> EngineConfig {
+        EngineConfig {
+            max_jobs: self.max_jobs,
+            receive_wait: self.receive_wait,
+            lease_ttl: self.lease_ttl,
+            visibility: self.timing.visibility,
+            renew_every: self.lease_ttl / 3,
+            safety_margin: (self.lease_ttl / 10).max(Duration::from_millis(200)),
+            poll_every: self.poll_every,
+            build_timeout: self.build_timeout,
+            contention_delay: self.lease_ttl,
+            retry: self.retry.clone(),
+            build_env,
+            metrics,
+            ..EngineConfig::default()
+        }
+    }
 }
 
 /// A duration setting's name as a user sees it: the flag and its variable.
@@ -432,6 +507,7 @@ impl RunArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::{CommandFactory, FromArgMatches};
 
     #[test]
     fn codebuild_gets_a_timeout_only_when_one_is_set_and_within_bounds() {
@@ -469,6 +545,31 @@ mod tests {
             build_timeout(BuildRunnerKind::Local, Some(Duration::from_secs(30))),
             Ok(Some(Duration::from_secs(30)))
         );
+    }
+
+    #[test]
+    fn the_defaults_parse_and_run_wires_with_them() {
+        Timing::default();
+        let cli = Cli::command()
+            .mut_args(|a| a.env(None))
+            .mut_subcommand("run", |c| c.mut_args(|a| a.env(None)))
+            .try_get_matches_from(["kiro-consumer", "run"])
+            .unwrap();
+        let cli = Cli::from_arg_matches(&cli).unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("run");
+        };
+        let config = Config::new(&cli.common, cli.aws, args).unwrap();
+        assert_eq!(config.timing, Timing::default());
+        let engine = config.engine(BTreeMap::new(), None);
+        assert_eq!(engine.lease_ttl, Duration::from_secs(60));
+        assert_eq!(engine.renew_every, Duration::from_secs(20));
+        assert_eq!(engine.safety_margin, Duration::from_secs(6));
+        assert_eq!(engine.contention_delay, Duration::from_secs(60));
+        assert_eq!(engine.visibility, Duration::from_secs(300));
+        assert_eq!(engine.build_timeout, Some(LOCAL_BUILD_TIMEOUT));
+        assert_eq!(engine.retry.max_attempts, 3);
+        Cli::command().debug_assert();
     }
 
     #[test]

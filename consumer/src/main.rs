@@ -1,5 +1,5 @@
-//! `kiro-consumer`: thin entry point. Parses the command line once, wires the backend,
-//! and runs the engine or an operator command.
+//! `kiro-consumer`: thin entry point. Parses the command line once (`run`: into its typed
+//! [`Config`]), wires the backend, and runs the engine or an operator command.
 
 mod config;
 mod dlq;
@@ -8,19 +8,18 @@ mod wiring;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use config::{Cli, Command, RunArgs};
+use config::{Backend, Cli, Command, Config, Timing};
 use kiro_consumer::ops;
-use kiro_consumer::{Engine, EngineConfig, Ports, RetryPolicy};
+use kiro_consumer::{Engine, Ports};
 use std::process::ExitCode;
-use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     // Only `run` makes spans; the embedded default keeps them beside its state.
     let span_dir = (matches!(cli.command, Command::Run(_))
-        && cli.backend == config::Backend::Embedded)
-        .then(|| kiro_telemetry::spans::span_dir(&cli.state_dir));
+        && cli.common.backend == Backend::Embedded)
+        .then(|| kiro_telemetry::spans::span_dir(&cli.common.state_dir));
     // Operator commands print their own output (and progress bars): only warnings and
     // errors are logged unless RUST_LOG says otherwise.
     let default_filter = if matches!(cli.command, Command::Run(_)) {
@@ -29,7 +28,7 @@ async fn main() -> ExitCode {
         "warn"
     };
     let telemetry = kiro_telemetry::init(
-        kiro_telemetry::TelemetryConfig::new("kiro-consumer", cli.log_format)
+        kiro_telemetry::TelemetryConfig::new("kiro-consumer", cli.common.log_format)
             .with_span_dir(span_dir)
             .with_default_filter(default_filter),
     );
@@ -49,36 +48,22 @@ async fn main() -> ExitCode {
 }
 
 async fn dispatch(cli: Cli) -> Result<ExitCode> {
-    if let Command::Health {
-        health_file,
-        max_age,
-    } = &cli.command
-    {
-        return Ok(health::check(health_file, *max_age));
+    let Cli {
+        common,
+        aws,
+        command,
+    } = cli;
+    match command {
+        Command::Health {
+            health_file,
+            max_age,
+        } => return Ok(health::check(&health_file, max_age)),
+        // Checked before anything is wired: a bad setting exits 2 at once.
+        Command::Run(args) => return run(Config::new(&common, aws, args)?).await,
+        _ => {}
     }
-    let visibility = match &cli.command {
-        Command::Run(a) => a.visibility,
-        _ => std::time::Duration::from_secs(300),
-    };
-    let skew = match &cli.command {
-        Command::Run(a) => a.lease_skew,
-        _ => std::time::Duration::from_secs(2),
-    };
-    // Checked before anything is wired: a bad setting exits 2 at once.
-    let build_timeout = match &cli.command {
-        Command::Run(a) => {
-            a.check()?;
-            let runner = match cli.backend {
-                config::Backend::Aws => cli.aws.build_runner,
-                config::Backend::Embedded => config::BuildRunnerKind::Local,
-            };
-            config::build_timeout(runner, a.build_timeout)?
-        }
-        _ => None,
-    };
-    let wired = wiring::core(cli.backend, &cli.aws, &cli.state_dir, visibility, skew).await?;
-    match cli.command {
-        Command::Run(args) => run(&cli.state_dir, &cli.aws, wired, args, build_timeout).await,
+    let wired = wiring::core(common.backend, &aws, &common.state_dir, Timing::default()).await?;
+    match command {
         Command::Jobs { json } => {
             let jobs = wired.leases.jobs().await?;
             if json {
@@ -94,9 +79,9 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             json,
         } => {
             let jobs = wired.leases.jobs().await?;
-            match cli.backend {
-                config::Backend::Embedded => {
-                    let dir = kiro_telemetry::spans::span_dir(&cli.state_dir);
+            match common.backend {
+                Backend::Embedded => {
+                    let dir = kiro_telemetry::spans::span_dir(&common.state_dir);
                     let traces = kiro_consumer::trace::embedded_traces(
                         &dir,
                         &jobs,
@@ -109,8 +94,8 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                         print!("{}", kiro_consumer::trace::render_embedded(&traces));
                     }
                 }
-                config::Backend::Aws => {
-                    let region = cli.aws.region()?;
+                Backend::Aws => {
+                    let region = aws.aws.region()?;
                     print!(
                         "{}",
                         kiro_consumer::trace::aws_report(
@@ -126,17 +111,17 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Command::Dlq { command } => {
             let show = ops::ShowContext {
-                state_dir: (cli.backend == config::Backend::Embedded)
-                    .then(|| cli.state_dir.clone()),
-                aws_region: match cli.backend {
-                    config::Backend::Aws => cli.aws.region().ok(),
-                    config::Backend::Embedded => None,
+                state_dir: (common.backend == Backend::Embedded).then(|| common.state_dir.clone()),
+                aws_region: match common.backend {
+                    Backend::Aws => aws.aws.region().ok(),
+                    Backend::Embedded => None,
                 },
             };
             dlq::run(&*wired.queue, &*wired.clock, &show, command).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Health { .. } => Ok(ExitCode::SUCCESS),
+        // Handled above.
+        Command::Run(_) | Command::Health { .. } => Ok(ExitCode::SUCCESS),
         Command::Board { board, json } => {
             let b = kiro_github::embedded::EmbeddedBoard::open(&board, wired.db.clone())?;
             let items = b.items().await?;
@@ -209,39 +194,25 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-async fn run(
-    state_dir: &std::path::Path,
-    aws: &config::AwsArgs,
-    wired: wiring::Wired,
-    args: RunArgs,
-    build_timeout: Option<std::time::Duration>,
-) -> Result<ExitCode> {
+async fn run(config: Config) -> Result<ExitCode> {
+    let wired = wiring::core(
+        config.backend,
+        &config.aws,
+        &config.state_dir,
+        config.timing,
+    )
+    .await?;
     let wiring::RunParts {
         builds,
         board,
         build_env,
         protection,
-    } = wiring::run_parts(&wired, aws, state_dir, &args).await?;
-    let cfg = EngineConfig {
-        max_jobs: args.max_jobs,
-        receive_wait: args.receive_wait,
-        lease_ttl: args.lease_ttl,
-        visibility: args.visibility,
-        renew_every: args.lease_ttl / 3,
-        safety_margin: (args.lease_ttl / 10).max(std::time::Duration::from_millis(200)),
-        poll_every: args.poll_every,
-        build_timeout,
-        contention_delay: args.lease_ttl,
-        retry: RetryPolicy {
-            max_attempts: args.max_attempts,
-            base_delay: args.retry_base,
-            max_delay: args.retry_max,
-        },
+    } = wiring::run_parts(&wired, &config).await?;
+    // `KIRO_METRICS=emf`: CloudWatch EMF lines on stdout; off by default.
+    let cfg = config.engine(
         build_env,
-        // `KIRO_METRICS=emf`: CloudWatch EMF lines on stdout; off by default.
-        metrics: kiro_telemetry::metrics::MetricsMode::from_env().sink(),
-        ..EngineConfig::default()
-    };
+        kiro_telemetry::metrics::MetricsMode::from_env().sink(),
+    );
     tracing::info!(owner = %cfg.owner, max_jobs = cfg.max_jobs, "consumer starting");
     let ports = Ports {
         queue: wired.queue,
@@ -251,11 +222,16 @@ async fn run(
         clock: wired.clock,
         protection,
     };
-    let cancel = CancellationToken::new();
-    spawn_signal_handler(cancel.clone())?;
+    // SIGTERM (ECS, the quick start) and SIGINT (a terminal) both start the handoff.
+    let cancel = kiro_runtime::shutdown::on_signal("handing jobs off")
+        .context("installing the SIGTERM and SIGINT handlers")?;
     let mut engine = Engine::new(cfg, ports);
-    health::spawn_writer(args.health_file.clone(), engine.heartbeat(), cancel.clone());
-    let until = if args.until_idle {
+    health::spawn_writer(
+        config.health_file.clone(),
+        engine.heartbeat(),
+        cancel.clone(),
+    );
+    let until = if config.until_idle {
         kiro_consumer::RunUntil::Idle
     } else {
         kiro_consumer::RunUntil::Shutdown
@@ -276,19 +252,4 @@ async fn run(
         "consumer stopped"
     );
     Ok(ExitCode::SUCCESS)
-}
-
-/// SIGTERM (ECS, the quick start) and SIGINT (a terminal) both start the handoff.
-fn spawn_signal_handler(cancel: CancellationToken) -> Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM: handing jobs off"),
-            _ = int.recv() => tracing::info!("SIGINT: handing jobs off"),
-        }
-        cancel.cancel();
-    });
-    Ok(())
 }

@@ -4,26 +4,29 @@
 //! and the operator views see ports only. With `--backend aws` the queue is SQS FIFO,
 //! the leases live in DynamoDB, builds run in CodeBuild (`KIRO_BUILD_RUNNER=codebuild`)
 //! or on this machine (`local`, for the quick start and tests), and on ECS the task holds
-//! scale-in protection while it has jobs.
+//! scale-in protection while it has jobs. The settings a local build gets are named by
+//! `kiro_protocol::env`, the names the worker reads them by.
 
-use crate::config::{AwsArgs, Backend, BuildRunnerKind, RunArgs};
+use crate::config::{
+    AwsBackendArgs, BUILDSPEC, Backend, BuildRunnerKind, CODEBUILD_PROJECT, Config, Timing,
+};
 use anyhow::{Context, Result};
 use kiro_backends::aws::codebuild::CodeBuildRunner;
 use kiro_backends::aws::dynamo::DynamoLeaseStore;
 use kiro_backends::aws::ecs::protection_from_env;
 use kiro_backends::aws::settings::AwsSettings;
-use kiro_backends::aws::sqs::{SqsQueue, SqsSettings};
+use kiro_backends::aws::sqs::SqsQueue;
 use kiro_backends::embedded::build::locate_launcher;
 use kiro_backends::embedded::{
     EmbeddedDb, LocalBuildConfig, LocalBuildRunner, QueueConfig, SqliteLeaseStore, SqliteQueue,
 };
 use kiro_consumer::clock::TokioClock;
 use kiro_github::embedded::EmbeddedBoard;
-use kiro_protocol::{Board, BuildRunner, Clock, LeaseStore, TaskProtection, WorkQueue};
+use kiro_protocol::{Board, BuildRunner, Clock, LeaseStore, TaskProtection, WorkQueue, env};
+use kiro_runtime::aws::require;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 /// The adapters of one backend.
 #[derive(Debug)]
@@ -39,27 +42,26 @@ pub struct Wired {
 /// Queue and leases (what every command needs).
 pub async fn core(
     backend: Backend,
-    aws: &AwsArgs,
+    aws: &AwsBackendArgs,
     state_dir: &Path,
-    visibility: Duration,
-    skew: Duration,
+    timing: Timing,
 ) -> Result<Wired> {
+    let Timing {
+        visibility,
+        lease_skew: skew,
+    } = timing;
     match backend {
         Backend::Aws => {
-            let region = aws.region()?;
-            let queue_url = AwsArgs::require(&aws.queue_url, "KIRO_QUEUE_URL")?;
-            let dlq_url = AwsArgs::require(&aws.dlq_url, "KIRO_DLQ_URL")?;
-            let table = AwsArgs::require(&aws.lease_table, "KIRO_LEASE_TABLE")?;
+            let settings = aws.aws.settings()?;
+            let mut sqs = aws.sqs.settings()?;
+            let table = aws.leases.table()?;
             if aws.build_runner == BuildRunnerKind::Codebuild {
-                AwsArgs::require(&aws.codebuild_project, "KIRO_CODEBUILD_PROJECT")?;
+                require(&aws.codebuild_project, CODEBUILD_PROJECT)?;
             }
-            let mut settings = AwsSettings::new(region);
-            settings.endpoint_url = aws.endpoint_url.clone().filter(|u| !u.is_empty());
             // The local build runner and the board still keep their state here.
             let db = EmbeddedDb::open_dir(state_dir)
                 .with_context(|| format!("opening the state directory {}", state_dir.display()))?;
             let clock: Arc<dyn Clock> = Arc::new(TokioClock::new());
-            let mut sqs = SqsSettings::new(queue_url, dlq_url);
             sqs.visibility_timeout = visibility;
             let queue = SqsQueue::connect(&settings, sqs, clock.clone()).await;
             let leases = DynamoLeaseStore::connect(&settings, table, clock.clone(), skew).await;
@@ -108,13 +110,9 @@ pub struct RunParts {
 }
 
 /// The build runner, the board and the task protection for `run`.
-pub async fn run_parts(
-    wired: &Wired,
-    aws_args: &AwsArgs,
-    state_dir: &Path,
-    args: &RunArgs,
-) -> Result<RunParts> {
-    let board = match &args.board {
+pub async fn run_parts(wired: &Wired, config: &Config) -> Result<RunParts> {
+    let aws_args = &config.aws;
+    let board = match &config.board {
         Some(file) => {
             let file = absolute(file)?;
             let board: Arc<dyn Board> = Arc::new(
@@ -130,7 +128,7 @@ pub async fn run_parts(
         None => None,
     };
     if let (Some(aws), BuildRunnerKind::Codebuild) = (&wired.aws, aws_args.build_runner) {
-        let project = AwsArgs::require(&aws_args.codebuild_project, "KIRO_CODEBUILD_PROJECT")?;
+        let project = require(&aws_args.codebuild_project, CODEBUILD_PROJECT)?;
         // The CodeBuild project carries the worker's settings and secrets; the engine
         // adds the item's variables to every build.
         return Ok(RunParts {
@@ -140,7 +138,7 @@ pub async fn run_parts(
             protection,
         });
     }
-    let state_dir = absolute(state_dir)?;
+    let state_dir = absolute(&config.state_dir)?;
     let launcher = locate_launcher().context(
         "the local build launcher kiro-local-build was not found next to kiro-consumer or on PATH: build the workspace (cargo build --workspace --bins)",
     )?;
@@ -148,10 +146,10 @@ pub async fn run_parts(
         .parent()
         .map(Path::to_path_buf)
         .context("the launcher has no parent directory")?;
-    let buildspec = absolute(&args.buildspec)?;
+    let buildspec = absolute(&config.buildspec)?;
     if !buildspec.exists() {
         anyhow::bail!(
-            "buildspec {} not found (set --buildspec or KIRO_BUILDSPEC)",
+            "buildspec {} not found (set --buildspec or {BUILDSPEC})",
             buildspec.display()
         );
     }
@@ -160,28 +158,28 @@ pub async fn run_parts(
     let mut base_env = BTreeMap::new();
     let path = std::env::var("PATH").unwrap_or_default();
     base_env.insert("PATH".to_owned(), format!("{}:{path}", bin_dir.display()));
-    base_env.insert("KIRO_STATE_DIR".to_owned(), state_dir.display().to_string());
-    if std::env::var_os("KIRO_GIT_BASE").is_none() {
+    base_env.insert(env::STATE_DIR.to_owned(), state_dir.display().to_string());
+    if std::env::var_os(env::GIT_BASE).is_none() {
         base_env.insert(
-            "KIRO_GIT_BASE".to_owned(),
+            env::GIT_BASE.to_owned(),
             format!("file://{}", state_dir.join("forge").display()),
         );
     }
     if let Some((file, _)) = &board {
-        base_env.insert("KIRO_BOARD_FILE".to_owned(), file.display().to_string());
+        base_env.insert(env::BOARD_FILE.to_owned(), file.display().to_string());
     }
     base_env.extend(inherited_build_env(BuildRunnerKind::Local, |k| {
         std::env::var(k).ok()
     }));
     if let Some(aws) = &wired.aws {
         // A local build under the AWS backend checks its fence in DynamoDB.
-        base_env.insert("KIRO_BACKEND".to_owned(), "aws".to_owned());
-        base_env.insert("KIRO_AWS_REGION".to_owned(), aws.region.clone());
+        base_env.insert(env::BACKEND.to_owned(), Backend::Aws.to_string());
+        base_env.insert(env::AWS_REGION.to_owned(), aws.region.clone());
         if let Some(url) = &aws.endpoint_url {
-            base_env.insert("KIRO_AWS_ENDPOINT_URL".to_owned(), url.clone());
+            base_env.insert(env::AWS_ENDPOINT_URL.to_owned(), url.clone());
         }
-        if let Some(table) = &aws_args.lease_table {
-            base_env.insert("KIRO_LEASE_TABLE".to_owned(), table.clone());
+        if let Some(table) = &aws_args.leases.lease_table {
+            base_env.insert(env::LEASE_TABLE.to_owned(), table.clone());
         }
     }
     let runner = LocalBuildRunner::new(

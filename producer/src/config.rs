@@ -3,7 +3,12 @@
 //! Invariant: this is the only place (with `main`) that reads arguments and environment
 //! variables; everything after [`Config::from_cli`] works on checked, typed values.
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
+use kiro_backends::aws::settings::AwsSettings;
+use kiro_backends::aws::sqs::SqsSettings;
+use kiro_protocol::env;
+use kiro_runtime::{AwsArgs, CommonArgs, ForgeArgs, GithubArgs, MissingSetting, SqsArgs};
+pub use kiro_runtime::{Backend, Forge};
 pub use kiro_telemetry::LogFormat;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -34,71 +39,29 @@ pub struct Cli {
     #[arg(long, value_name = "DURATION", value_parser = parse_period)]
     pub every: Option<Duration>,
 
-    /// State directory of the embedded backend (holds kiro.db: queue, leases, board
-    /// statuses).
-    #[arg(
-        long,
-        value_name = "DIR",
-        env = "KIRO_STATE_DIR",
-        default_value = "./.kiro-state"
-    )]
-    pub state_dir: PathBuf,
+    /// State directory, backend and log format.
+    #[command(flatten)]
+    pub common: CommonArgs,
 
     /// Board file (YAML) of the embedded backend.
-    #[arg(long, value_name = "FILE", env = "KIRO_BOARD_FILE")]
+    #[arg(long, value_name = "FILE", env = env::BOARD_FILE)]
     pub board: Option<PathBuf>,
 
-    /// Which adapters to use for the board and the queue.
-    #[arg(long, value_enum, env = "KIRO_BACKEND", default_value_t = Backend::Embedded)]
-    pub backend: Backend,
+    /// AWS region and endpoint (`--backend aws`).
+    #[command(flatten)]
+    pub aws: AwsArgs,
 
-    /// Log format on stderr: `auto` is text on a terminal and JSON otherwise.
-    #[arg(long, value_enum, env = "KIRO_LOG_FORMAT", default_value_t = LogFormat::Auto)]
-    pub log_format: LogFormat,
+    /// The work queue and its dead-letter queue (`--backend aws`).
+    #[command(flatten)]
+    pub sqs: SqsArgs,
 
-    /// AWS region of the queue (`--backend aws`; falls back to AWS_REGION).
-    #[arg(long = "aws-region", env = "KIRO_AWS_REGION")]
-    pub aws_region: Option<String>,
+    /// Where the board lives.
+    #[command(flatten)]
+    pub forge: ForgeArgs,
 
-    /// One endpoint for every AWS service (an emulator such as moto).
-    #[arg(long = "aws-endpoint-url", env = "KIRO_AWS_ENDPOINT_URL")]
-    pub aws_endpoint_url: Option<String>,
-
-    /// URL of the SQS FIFO work queue (`--backend aws`).
-    #[arg(long, env = "KIRO_QUEUE_URL")]
-    pub queue_url: Option<String>,
-
-    /// URL of the SQS FIFO dead-letter queue (`--backend aws`).
-    #[arg(long, env = "KIRO_DLQ_URL")]
-    pub dlq_url: Option<String>,
-
-    /// Where the board lives: the local board file (`embedded`) or a GitHub Projects
-    /// (v2) board (`github`: GITHUB_TOKEN or the KIRO_GITHUB_APP_* settings).
-    #[arg(long, value_enum, env = "KIRO_FORGE", default_value_t = Forge::Embedded)]
-    pub forge: Forge,
-
-    /// The GitHub project (`orgs/<org>/<number>`, `users/<user>/<number>` or its URL)
-    /// with `--forge github`.
-    #[arg(long, env = "KIRO_GITHUB_PROJECT")]
-    pub github_project: Option<String>,
-}
-
-/// Where the board lives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Forge {
-    /// The board file (--board / KIRO_BOARD_FILE), statuses in the state directory.
-    Embedded,
-    /// A GitHub Projects (v2) board.
-    Github,
-}
-
-/// The adapters to use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Backend {
-    /// SQLite queue in the state directory, board from a local file.
-    Embedded,
-    /// SQS FIFO queue (KIRO_AWS_REGION, KIRO_QUEUE_URL, KIRO_DLQ_URL).
-    Aws,
+    /// How to reach GitHub (`--forge github`).
+    #[command(flatten)]
+    pub github: GithubArgs,
 }
 
 /// Run once, or repeatedly.
@@ -117,6 +80,8 @@ pub struct Config {
     pub backend: BackendConfig,
     pub forge: ForgeConfig,
     pub log_format: LogFormat,
+    /// How to reach GitHub (parsed when the board is wired: a bad value exits 1).
+    pub github: GithubArgs,
 }
 
 /// The chosen board and its settings.
@@ -131,10 +96,8 @@ pub enum ForgeConfig {
 pub enum BackendConfig {
     Embedded,
     Aws {
-        region: String,
-        endpoint_url: Option<String>,
-        queue_url: String,
-        dlq_url: String,
+        aws: AwsSettings,
+        queues: SqsSettings,
     },
 }
 
@@ -154,42 +117,39 @@ impl Config {
             Some(period) => Mode::Every(period),
             None => Mode::Once,
         };
-        let forge = match cli.forge {
+        let forge = match cli.forge.forge {
             Forge::Embedded => ForgeConfig::Embedded {
                 board_file: cli.board.ok_or(ConfigError::MissingBoard)?,
             },
             Forge::Github => ForgeConfig::Github {
                 project: cli
+                    .forge
                     .github_project
                     .filter(|p| !p.is_empty())
                     .ok_or(ConfigError::NoGithubProject)?,
             },
         };
-        let backend = match cli.backend {
+        let backend = match cli.common.backend {
             Backend::Embedded => BackendConfig::Embedded,
-            Backend::Aws => {
-                let need = |v: Option<String>, name: &'static str| {
-                    v.filter(|s| !s.is_empty())
-                        .ok_or(ConfigError::MissingSetting(name))
-                };
-                BackendConfig::Aws {
-                    region: need(
-                        cli.aws_region.or_else(|| std::env::var("AWS_REGION").ok()),
-                        "KIRO_AWS_REGION (or AWS_REGION)",
-                    )?,
-                    queue_url: need(cli.queue_url, "KIRO_QUEUE_URL")?,
-                    dlq_url: need(cli.dlq_url, "KIRO_DLQ_URL")?,
-                    endpoint_url: cli.aws_endpoint_url.filter(|s| !s.is_empty()),
-                }
-            }
+            Backend::Aws => BackendConfig::Aws {
+                aws: cli.aws.settings()?,
+                queues: cli.sqs.settings()?,
+            },
         };
         Ok(Config {
             mode,
-            state_dir: cli.state_dir,
+            state_dir: cli.common.state_dir,
             backend,
             forge,
-            log_format: cli.log_format,
+            log_format: cli.common.log_format,
+            github: cli.github,
         })
+    }
+}
+
+impl From<MissingSetting> for ConfigError {
+    fn from(e: MissingSetting) -> Self {
+        ConfigError::MissingSetting(e.0)
     }
 }
 
@@ -236,16 +196,19 @@ mod tests {
         let cli = Cli {
             once: true,
             every: None,
-            state_dir: "s".into(),
+            common: CommonArgs {
+                state_dir: "s".into(),
+                backend: Backend::Embedded,
+                log_format: LogFormat::Auto,
+            },
             board: None,
-            backend: Backend::Embedded,
-            log_format: LogFormat::Auto,
-            aws_region: None,
-            aws_endpoint_url: None,
-            queue_url: None,
-            dlq_url: None,
-            forge: Forge::Embedded,
-            github_project: None,
+            aws: AwsArgs::default(),
+            sqs: SqsArgs::default(),
+            forge: ForgeArgs {
+                forge: Forge::Embedded,
+                github_project: None,
+            },
+            github: GithubArgs::default(),
         };
         let err = Config::from_cli(cli).unwrap_err();
         assert_eq!(err, ConfigError::MissingBoard);

@@ -12,7 +12,6 @@ use clap::Parser;
 use config::{Cli, Config, Mode};
 use kiro_producer::{Producer, ProducerError, TickReport};
 use std::process::ExitCode;
-use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -46,8 +45,8 @@ async fn run(config: Config) -> anyhow::Result<ExitCode> {
     match config.mode {
         Mode::Once => once(&producer).await,
         Mode::Every(period) => {
-            let cancel = CancellationToken::new();
-            spawn_signal_handler(cancel.clone()).context("cannot install signal handlers")?;
+            let cancel = kiro_runtime::shutdown::on_signal("stopping")
+                .context("cannot install signal handlers")?;
             producer.run(period, cancel, print_summary).await;
             Ok(ExitCode::SUCCESS)
         }
@@ -70,19 +69,4 @@ fn print_summary(result: &Result<TickReport, ProducerError>) {
         Ok(report) => println!("kiro-producer: {report}"),
         Err(e) => tracing::error!("producer tick failed: {e}"),
     }
-}
-
-/// Cancel `cancel` on SIGINT or SIGTERM.
-fn spawn_signal_handler(cancel: CancellationToken) -> std::io::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM received, stopping"),
-            _ = int.recv() => tracing::info!("SIGINT received, stopping"),
-        }
-        cancel.cancel();
-    });
-    Ok(())
 }

@@ -6,11 +6,10 @@
 
 use crate::config::{BackendConfig, Config, ForgeConfig};
 use anyhow::Context;
-use kiro_backends::aws::settings::AwsSettings;
-use kiro_backends::aws::sqs::{SqsQueue, SqsSettings};
+use kiro_backends::aws::sqs::SqsQueue;
 use kiro_backends::embedded::{EmbeddedDb, QueueConfig, SqliteQueue};
 use kiro_github::EmbeddedBoard;
-use kiro_github::gh::{FieldConfig, GithubBoard, GithubSettings, ProjectRef};
+use kiro_github::gh::{FieldConfig, GithubBoard, ProjectRef};
 use kiro_producer::Producer;
 use kiro_protocol::{Board, Clock, SystemClock, WorkQueue};
 use std::sync::Arc;
@@ -33,7 +32,7 @@ pub async fn producer(config: &Config) -> anyhow::Result<Producer> {
                 .with_clock(clock.clone()),
         ),
         ForgeConfig::Github { project } => {
-            let settings = GithubSettings::from_env().context("GitHub settings")?;
+            let settings = config.github.settings().context("GitHub settings")?;
             let project = ProjectRef::parse(project).context("KIRO_GITHUB_PROJECT")?;
             Arc::new(
                 GithubBoard::new(settings, project, FieldConfig::default())
@@ -42,22 +41,8 @@ pub async fn producer(config: &Config) -> anyhow::Result<Producer> {
         }
     };
     let queue: Arc<dyn WorkQueue> = match &config.backend {
-        BackendConfig::Aws {
-            region,
-            endpoint_url,
-            queue_url,
-            dlq_url,
-        } => {
-            let mut aws = AwsSettings::new(region.clone());
-            aws.endpoint_url = endpoint_url.clone();
-            Arc::new(
-                SqsQueue::connect(
-                    &aws,
-                    SqsSettings::new(queue_url.clone(), dlq_url.clone()),
-                    clock.clone(),
-                )
-                .await,
-            )
+        BackendConfig::Aws { aws, queues } => {
+            Arc::new(SqsQueue::connect(aws, queues.clone(), clock.clone()).await)
         }
         BackendConfig::Embedded => Arc::new(
             SqliteQueue::new(open_db()?, clock.clone(), QueueConfig::default())

@@ -3,12 +3,14 @@
 //! This crate owns the wire types (the versioned [`Envelope`] carrying a [`WorkItem`]),
 //! the newtypes that parse untrusted board values ([`ids`]), the failure taxonomy
 //! ([`FailureClass`]), the trace-context carrier, the durable [`JobRecord`], the
-//! worker's [`WorkerOutcome`] and the ports (traits) every adapter implements.
+//! worker's [`WorkerOutcome`], the ports (traits) every adapter implements, the one
+//! [`Secret`] type and the shared environment variable names ([`env`]).
 //!
 //! Invariant: nothing here performs I/O or names an AWS, SQLite or HTTP type; every
 //! adapter in `kiro-backends` and `kiro-github` depends on this crate, never the reverse.
 
 pub mod clock;
+pub mod env;
 pub mod envelope;
 pub mod failure;
 pub mod ids;
@@ -16,6 +18,7 @@ pub mod job;
 pub mod outcome;
 pub mod ports;
 pub mod redact;
+pub mod secret;
 pub mod trace;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
@@ -39,4 +42,5 @@ pub use ports::queue::{
     DeadLetter, DeadLetterEntry, Delivery, Destination, DlqSelection, OutgoingMessage, QueueDepth,
     ReplayReport, SendOutcome, WorkQueue,
 };
+pub use secret::Secret;
 pub use trace::TraceContext;

@@ -31,12 +31,11 @@ use kiro_protocol::ports::build::env as build_env;
 use kiro_protocol::{
     Board, BuildId, BuildRequest, BuildRunner, BuildState, BuildStatus, Clock, DeadLetter,
     DeadLetterEntry, Delivery, Destination, DlqSelection, ItemId, JobState, LeaseStore,
-    OutgoingMessage, PortError, ProjectKey, QueueDepth, Receipt, ReplayReport, SendOutcome,
+    OutgoingMessage, PortError, ProjectKey, QueueDepth, Receipt, ReplayReport, Secret, SendOutcome,
     SystemClock, WorkQueue,
 };
 use kiro_telemetry::otel::{TraceIdLayer, keys, log_layer_to, otel_layer, tracer_provider_builder};
-use kiro_worker::config::LeaseBackend;
-use kiro_worker::{Config, Secret};
+use kiro_worker::Config;
 use opentelemetry::Value;
 use opentelemetry::trace::{SpanId, SpanKind, TraceId};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SpanData};
@@ -626,15 +625,22 @@ fn worker_config(env: &BTreeMap<String, String>, dir: PathBuf, id: &str) -> Conf
         test_cmd: get("KIRO_TEST_CMD").unwrap_or(d.test_cmd.clone()),
         test_timeout: Duration::from_secs(120).into(),
         backend: match get("KIRO_BACKEND").as_deref() {
-            Some("aws") => LeaseBackend::Aws,
-            _ => LeaseBackend::Embedded,
+            Some("aws") => kiro_runtime::Backend::Aws,
+            _ => kiro_runtime::Backend::Embedded,
         },
-        aws_region: get("KIRO_AWS_REGION"),
-        aws_endpoint_url: get("KIRO_AWS_ENDPOINT_URL"),
-        lease_table: get("KIRO_LEASE_TABLE"),
+        aws: kiro_runtime::AwsArgs {
+            region: get("KIRO_AWS_REGION"),
+            endpoint_url: get("KIRO_AWS_ENDPOINT_URL"),
+        },
+        leases: kiro_runtime::LeaseTableArgs {
+            lease_table: get("KIRO_LEASE_TABLE"),
+        },
         state_dir: get("KIRO_STATE_DIR").map(PathBuf::from),
         board_file: get("KIRO_BOARD_FILE").map(PathBuf::from),
-        github_token: Some(Secret::new(PLANTED_TOKEN)),
+        github: kiro_runtime::GithubArgs {
+            token: Some(Secret::new(PLANTED_TOKEN)),
+            ..d.github.clone()
+        },
         kiro_api_key: Some(Secret::new(PLANTED_API_KEY)),
         ..d
     }

@@ -5,19 +5,22 @@
 //! fence, attempt) are kept here as raw, optional strings and are only ever used after
 //! [`Inputs::parse`] turned them into protocol newtypes — a missing or bad one becomes a
 //! `permanent-input` failure naming the field, never a clap error, so the worker can still
-//! write its outcome. The GitHub token is a [`Secret`] whose `Debug` prints nothing.
+//! write its outcome. The GitHub token and the Kiro API key are [`Secret`]s whose `Debug`
+//! prints nothing. Each default is stated once, in the clap definition ([`Config::defaults`]
+//! is derived from it); the settings the binaries share (backend, forge, AWS, GitHub) are
+//! `kiro_runtime`'s, under the environment names in `kiro_protocol::env`.
 
 use crate::steps::coverage::CoverageFormat;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, FromArgMatches, Parser, Subcommand, ValueEnum};
+use kiro_protocol::env as settings;
 use kiro_protocol::ports::build::env;
 use kiro_protocol::{
     BranchName, BuildId, Failure, FailureClass, Fence, IdError, ItemId, PrNumber, ProjectKey,
-    RepoName, SpecPath,
+    RepoName, Secret, SpecPath,
 };
-use std::fmt;
+use kiro_runtime::{AwsArgs, ForgeArgs, GithubArgs, LeaseTableArgs};
+pub use kiro_runtime::{Backend, Forge};
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
-use std::time::Duration;
 
 /// `kiro-worker`: the in-build pipeline.
 #[derive(Debug, Parser)]
@@ -33,32 +36,9 @@ pub enum Command {
     Run(Box<Config>),
 }
 
-/// A value that must never be printed.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Self {
-        Secret(s.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-impl FromStr for Secret {
-    type Err = std::convert::Infallible;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Secret(s.to_owned()))
-    }
-}
+/// Where the outcome is written when `KIRO_OUTCOME_FILE` is not set (relative to the build
+/// directory).
+pub const DEFAULT_OUTCOME_FILE: &str = "kiro-outcome.env";
 
 /// An on/off switch whose default depends on something else.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -121,7 +101,7 @@ pub struct Config {
 
     // --- operator settings ---
     /// Base URL of the git forge; the clone URL is `{base}/{owner}/{name}.git`.
-    #[arg(long, env = "KIRO_GIT_BASE", default_value = "https://github.com")]
+    #[arg(long, env = settings::GIT_BASE, default_value = "https://github.com")]
     pub git_base: String,
     /// The build's own directory: logs and the outcome file go here; relative paths
     /// below are resolved against it.
@@ -192,7 +172,7 @@ pub struct Config {
     /// Minimum line coverage in percent.
     #[arg(long, env = "KIRO_COVERAGE_THRESHOLD", default_value_t = 80.0)]
     pub coverage_threshold: f64,
-    #[arg(long, env = "KIRO_OUTCOME_FILE", default_value = "kiro-outcome.env")]
+    #[arg(long, env = settings::OUTCOME_FILE, default_value = DEFAULT_OUTCOME_FILE)]
     pub outcome_file: PathBuf,
     /// How long a handed-off build waits, before a fenced side effect (run, push, report),
     /// for the next consumer to adopt it: while the job record still names this build
@@ -202,34 +182,26 @@ pub struct Config {
     pub fence_wait: humantime::Duration,
     /// Where the lease store lives (the fence check): `embedded` (KIRO_STATE_DIR) or
     /// `aws` (DynamoDB table KIRO_LEASE_TABLE).
-    #[arg(long, env = "KIRO_BACKEND", value_enum, default_value = "embedded")]
-    pub backend: LeaseBackend,
-    /// Where the board and pull requests live: `embedded` (KIRO_BOARD_FILE + KIRO_STATE_DIR)
-    /// or `github` (GITHUB_TOKEN or the KIRO_GITHUB_APP_* settings, KIRO_GITHUB_PROJECT).
-    #[arg(long, env = "KIRO_FORGE", value_enum, default_value = "embedded")]
-    pub forge: Forge,
-    /// AWS region of the lease table (falls back to AWS_REGION).
-    #[arg(long, env = "KIRO_AWS_REGION")]
-    pub aws_region: Option<String>,
-    /// One endpoint for every AWS service (an emulator such as moto).
-    #[arg(long, env = "KIRO_AWS_ENDPOINT_URL")]
-    pub aws_endpoint_url: Option<String>,
-    /// DynamoDB table of leases and job records (`KIRO_BACKEND=aws`).
-    #[arg(long, env = "KIRO_LEASE_TABLE")]
-    pub lease_table: Option<String>,
-    /// The GitHub project holding the board (`orgs/<org>/<number>` or
-    /// `users/<user>/<number>`), for `KIRO_FORGE=github`.
-    #[arg(long, env = "KIRO_GITHUB_PROJECT")]
-    pub github_project: Option<String>,
+    #[arg(long, env = settings::BACKEND, value_enum, default_value_t)]
+    pub backend: Backend,
+    /// Where the board and pull requests live, and the GitHub project.
+    #[command(flatten)]
+    pub forge: ForgeArgs,
+    /// AWS region and endpoint of the lease table.
+    #[command(flatten)]
+    pub aws: AwsArgs,
+    /// The lease table (`KIRO_BACKEND=aws`).
+    #[command(flatten)]
+    pub leases: LeaseTableArgs,
     /// Where the report goes on GitHub: one sticky `comment`, or a marked section of the
     /// pull request's `body`.
     #[arg(long, env = "KIRO_REPORT_MODE", value_enum, default_value = "comment")]
     pub report_mode: ReportModeArg,
     /// The embedded backend's state directory (`kiro.db`).
-    #[arg(long, env = "KIRO_STATE_DIR")]
+    #[arg(long, env = settings::STATE_DIR)]
     pub state_dir: Option<PathBuf>,
     /// The embedded board file.
-    #[arg(long, env = "KIRO_BOARD_FILE")]
+    #[arg(long, env = settings::BOARD_FILE)]
     pub board_file: Option<PathBuf>,
     #[arg(long, env = "KIRO_GIT_AUTHOR_NAME", default_value = "kiro-worker")]
     pub git_author_name: String,
@@ -239,78 +211,20 @@ pub struct Config {
         default_value = "kiro-worker@users.noreply.local"
     )]
     pub git_author_email: String,
-    /// Token for https pushes (`x-access-token`); never logged.
-    #[arg(long, env = "GITHUB_TOKEN", hide_env_values = true)]
-    pub github_token: Option<Secret>,
-    /// GitHub App id: with the key and installation id, clone and push use a fresh
-    /// installation token instead of `GITHUB_TOKEN`.
-    #[arg(long, env = "KIRO_GITHUB_APP_ID")]
-    pub github_app_id: Option<String>,
-    /// GitHub App private key (PEM; literal `\n` accepted); never logged.
-    #[arg(long, env = "KIRO_GITHUB_APP_PRIVATE_KEY", hide_env_values = true)]
-    pub github_app_private_key: Option<Secret>,
-    #[arg(long, env = "KIRO_GITHUB_APP_INSTALLATION_ID")]
-    pub github_app_installation_id: Option<String>,
-    /// GitHub REST base (GitHub Enterprise: `https://HOST/api/v3`).
-    #[arg(long, env = "KIRO_GITHUB_API_URL")]
-    pub github_api_url: Option<String>,
+    /// How to reach GitHub: a token or a GitHub App (clone, push, board, pull requests).
+    #[command(flatten)]
+    pub github: GithubArgs,
 }
 
 impl Config {
-    /// A configuration with every default and no item: for tests and library callers.
+    /// A configuration with every default and no item, read from the clap definition
+    /// alone (no argument, no environment variable): for tests and library callers.
     pub fn defaults() -> Config {
-        Config {
-            item: None,
-            project: None,
-            repo: None,
-            branch: None,
-            spec: None,
-            pr: None,
-            fence: None,
-            attempt: None,
-            traceparent: None,
-            build_id: None,
-            build_url: None,
-            git_base: "https://github.com".into(),
-            build_dir: PathBuf::from("."),
-            workdir: PathBuf::from("workspace"),
-            agent_cmd: "kiro-cli chat --no-interactive --trust-all-tools".into(),
-            agent_timeout: Duration::from_secs(60 * 60).into(),
-            agent_preflight: Toggle::Auto,
-            agent_preflight_timeout: Duration::from_secs(30).into(),
-            agent_name: None,
-            agent_harness: Harness::V3,
-            agent_model: None,
-            kiro_api_key: None,
-            agent_env_pass: None,
-            test_env_pass: None,
-            steering_source: None,
-            test_cmd: "npm test".into(),
-            test_timeout: Duration::from_secs(30 * 60).into(),
-            coverage_format: CoverageFormat::Auto,
-            coverage_path: None,
-            lcov_path: None,
-            junit_path: None,
-            coverage_threshold: 80.0,
-            outcome_file: PathBuf::from("kiro-outcome.env"),
-            fence_wait: Duration::from_secs(180).into(),
-            backend: LeaseBackend::Embedded,
-            forge: Forge::Embedded,
-            aws_region: None,
-            aws_endpoint_url: None,
-            lease_table: None,
-            github_project: None,
-            report_mode: ReportModeArg::Comment,
-            state_dir: None,
-            board_file: None,
-            git_author_name: "kiro-worker".into(),
-            git_author_email: "kiro-worker@users.noreply.local".into(),
-            github_token: None,
-            github_app_id: None,
-            github_app_private_key: None,
-            github_app_installation_id: None,
-            github_api_url: None,
-        }
+        let cmd = Config::augment_args(clap::Command::new("kiro-worker")).mut_args(|a| a.env(None));
+        let matches = cmd
+            .try_get_matches_from(["kiro-worker"])
+            .expect("every setting is optional or has a default");
+        Config::from_arg_matches(&matches).expect("the defaults parse")
     }
 
     /// `p` resolved against the build directory.
@@ -356,20 +270,6 @@ impl Config {
             repo.name()
         )
     }
-}
-
-/// Where the worker's lease store lives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LeaseBackend {
-    Embedded,
-    Aws,
-}
-
-/// Where the worker's board and pull requests live.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Forge {
-    Embedded,
-    Github,
 }
 
 /// How the report is kept on a GitHub pull request.
@@ -462,6 +362,41 @@ impl Inputs {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn the_defaults_come_from_the_clap_definition_without_the_environment() {
+        let d = Config::defaults();
+        let min = |m: u64| humantime::Duration::from(Duration::from_secs(m * 60));
+        assert_eq!(d.git_base, "https://github.com");
+        assert_eq!(d.build_dir, PathBuf::from("."));
+        assert_eq!(d.workdir, PathBuf::from("workspace"));
+        assert_eq!(
+            d.agent_cmd,
+            "kiro-cli chat --no-interactive --trust-all-tools"
+        );
+        assert_eq!(d.agent_timeout, min(60));
+        assert_eq!(d.agent_preflight, Toggle::Auto);
+        assert_eq!(d.agent_preflight_timeout, Duration::from_secs(30).into());
+        assert_eq!(d.agent_harness, Harness::V3);
+        assert_eq!(d.test_cmd, "npm test");
+        assert_eq!(d.test_timeout, min(30));
+        assert_eq!(d.coverage_format, CoverageFormat::Auto);
+        assert_eq!(d.coverage_threshold, 80.0);
+        assert_eq!(d.outcome_file, PathBuf::from(DEFAULT_OUTCOME_FILE));
+        assert_eq!(d.fence_wait, min(3));
+        assert_eq!(d.backend, Backend::Embedded);
+        assert_eq!(d.forge.forge, Forge::Embedded);
+        assert_eq!(d.report_mode, ReportModeArg::Comment);
+        assert_eq!(d.git_author_name, "kiro-worker");
+        assert_eq!(d.git_author_email, "kiro-worker@users.noreply.local");
+        assert_eq!(d.item, None);
+        assert_eq!(d.state_dir, None);
+        assert_eq!(d.github, GithubArgs::default());
+        assert_eq!(d.aws, AwsArgs::default());
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
 
     fn good() -> Config {
         Config {

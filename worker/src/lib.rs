@@ -21,6 +21,6 @@ pub mod steps;
 pub mod tasks;
 pub mod wiring;
 
-pub use config::{Cli, Command, Config, Inputs, Secret};
+pub use config::{Cli, Command, Config, Inputs};
 pub use pipeline::{run, run_and_write};
 pub use wiring::Ports;

@@ -7,7 +7,8 @@
 
 use anyhow::Context;
 use clap::Parser;
-use kiro_protocol::{Failure, FailureClass, WorkerOutcome};
+use kiro_protocol::{Failure, FailureClass, WorkerOutcome, env};
+use kiro_worker::config::DEFAULT_OUTCOME_FILE;
 use kiro_worker::{Cli, Command, outcome_file, wiring};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,7 +17,7 @@ use tokio::signal::unix::SignalKind;
 fn main() -> ExitCode {
     // In a local build of the embedded default the state directory is known: spans go
     // to its store, beside the producer's and the consumer's.
-    let span_dir = std::env::var_os("KIRO_STATE_DIR")
+    let span_dir = std::env::var_os(env::STATE_DIR)
         .filter(|d| !d.is_empty())
         .map(|d| kiro_telemetry::spans::span_dir(std::path::Path::new(&d)));
     let telemetry = kiro_telemetry::init(
@@ -41,9 +42,9 @@ fn real_main() -> anyhow::Result<()> {
         Err(e) => {
             // A bad configuration is still an outcome the consumer must see.
             let _ = e.print();
-            let path = std::env::var_os("KIRO_OUTCOME_FILE")
+            let path = std::env::var_os(env::OUTCOME_FILE)
                 .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from("kiro-outcome.env"));
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_OUTCOME_FILE));
             let reason = format!("invalid worker configuration: {}", e.kind());
             let outcome =
                 WorkerOutcome::failure(Failure::new(FailureClass::PermanentInput, reason));

@@ -310,7 +310,8 @@ fn progress_step(inputs: &Inputs, checkout: &Path, before: &[Task]) -> Result<Ve
 #[instrument(skip_all)]
 async fn tests_step(cfg: &Config, checkout: &Path) -> Result<TestResult, Failure> {
     let secrets: Vec<&str> = cfg
-        .github_token
+        .github
+        .token
         .iter()
         .chain(cfg.kiro_api_key.iter())
         .map(|s| s.expose())

@@ -9,15 +9,14 @@
 //!
 //! A missing setting is a `permanent-input` failure that names it.
 
-use crate::config::{Config, Forge, LeaseBackend, ReportModeArg};
+use crate::config::{Backend, Config, Forge, ReportModeArg};
 use kiro_backends::aws::dynamo::DynamoLeaseStore;
-use kiro_backends::aws::settings::AwsSettings;
 use kiro_backends::embedded::{EmbeddedDb, SqliteLeaseStore};
-use kiro_github::gh::{
-    FieldConfig, GithubBoard, GithubPulls, GithubSettings, ProjectRef, ReportMode,
-};
+use kiro_github::gh::{FieldConfig, GithubBoard, GithubPulls, ProjectRef, ReportMode};
 use kiro_github::{EmbeddedBoard, EmbeddedPulls};
+use kiro_protocol::env::{GITHUB_PROJECT, STATE_DIR};
 use kiro_protocol::{Board, Failure, FailureClass, LeaseStore, PullRequests, SystemClock};
+use kiro_runtime::MissingSetting;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,47 +33,38 @@ fn missing(what: &str) -> Failure {
     Failure::new(FailureClass::PermanentInput, format!("{what} is not set"))
 }
 
+fn unset(e: MissingSetting) -> Failure {
+    missing(e.0)
+}
+
 /// Build the ports for `cfg`.
 pub async fn ports(cfg: &Config) -> Result<Ports, Failure> {
-    let db = match (&cfg.state_dir, cfg.backend, cfg.forge) {
+    let db = match (&cfg.state_dir, cfg.backend, cfg.forge.forge) {
         (Some(dir), _, _) => Some(EmbeddedDb::open_dir(dir)?),
-        (None, LeaseBackend::Aws, Forge::Github) => None,
-        (None, _, _) => return Err(missing("KIRO_STATE_DIR (embedded backend)")),
+        (None, Backend::Aws, Forge::Github) => None,
+        (None, _, _) => return Err(missing(&format!("{STATE_DIR} (embedded backend)"))),
     };
     let lease: Arc<dyn LeaseStore> = match cfg.backend {
-        LeaseBackend::Embedded => Arc::new(SqliteLeaseStore::new(
-            db.clone().ok_or_else(|| missing("KIRO_STATE_DIR"))?,
+        Backend::Embedded => Arc::new(SqliteLeaseStore::new(
+            db.clone().ok_or_else(|| missing(STATE_DIR))?,
             Arc::new(SystemClock),
             Duration::ZERO,
         )?),
-        LeaseBackend::Aws => {
-            let region = cfg
-                .aws_region
-                .clone()
-                .or_else(|| std::env::var("AWS_REGION").ok())
-                .filter(|r| !r.is_empty())
-                .ok_or_else(|| missing("KIRO_AWS_REGION (or AWS_REGION)"))?;
-            let table = cfg
-                .lease_table
-                .clone()
-                .filter(|t| !t.is_empty())
-                .ok_or_else(|| missing("KIRO_LEASE_TABLE"))?;
-            let mut aws = AwsSettings::new(region);
-            if let Some(url) = cfg.aws_endpoint_url.clone().filter(|u| !u.is_empty()) {
-                aws = aws.with_endpoint(url);
-            }
+        Backend::Aws => {
+            let aws = cfg.aws.settings().map_err(unset)?;
+            let table = cfg.leases.table().map_err(unset)?;
             Arc::new(
                 DynamoLeaseStore::connect(&aws, table, Arc::new(SystemClock), Duration::ZERO).await,
             )
         }
     };
-    let (board, pulls): Forges = match cfg.forge {
+    let (board, pulls): Forges = match cfg.forge.forge {
         Forge::Embedded => {
             let file = cfg
                 .board_file
                 .as_deref()
                 .ok_or_else(|| missing("KIRO_BOARD_FILE (embedded forge)"))?;
-            let db = db.ok_or_else(|| missing("KIRO_STATE_DIR"))?;
+            let db = db.ok_or_else(|| missing(STATE_DIR))?;
             (
                 Arc::new(EmbeddedBoard::open(file, db.clone())?),
                 Arc::new(EmbeddedPulls::open(file, db)?),
@@ -94,12 +84,15 @@ type Forges = (Arc<dyn Board>, Arc<dyn PullRequests>);
 
 /// The GitHub board and pull requests.
 fn github(cfg: &Config) -> Result<Forges, Failure> {
-    let settings = GithubSettings::from_env()
+    let settings = cfg
+        .github
+        .settings()
         .map_err(|e| Failure::new(FailureClass::PermanentInput, e.to_string()))?;
     let project = cfg
+        .forge
         .github_project
         .as_deref()
-        .ok_or_else(|| missing("KIRO_GITHUB_PROJECT (e.g. orgs/acme/7)"))?;
+        .ok_or_else(|| missing(&format!("{GITHUB_PROJECT} (e.g. orgs/acme/7)")))?;
     let project = ProjectRef::parse(project)
         .map_err(|e| Failure::new(FailureClass::PermanentInput, e.to_string()))?;
     let mode = match cfg.report_mode {
@@ -145,11 +138,11 @@ mod tests {
         assert!(failure(cfg.clone()).await.contains("KIRO_STATE_DIR"));
         cfg.state_dir = Some(dir.path().to_path_buf());
         assert!(failure(cfg.clone()).await.contains("KIRO_BOARD_FILE"));
-        cfg.backend = LeaseBackend::Aws;
-        cfg.aws_region = Some("eu-west-1".into());
+        cfg.backend = Backend::Aws;
+        cfg.aws.region = Some("eu-west-1".into());
         assert!(failure(cfg.clone()).await.contains("KIRO_LEASE_TABLE"));
-        cfg.backend = LeaseBackend::Embedded;
-        cfg.forge = Forge::Github;
+        cfg.backend = Backend::Embedded;
+        cfg.forge.forge = Forge::Github;
         let reason = failure(cfg).await;
         assert!(
             reason.contains("KIRO_GITHUB_PROJECT") || reason.contains("GITHUB_TOKEN"),

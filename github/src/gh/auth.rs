@@ -9,10 +9,10 @@
 //! Invariant: tokens and JWTs live only in [`Secret`]s; every token this source has handed
 //! out is remembered so `scrub_known` can remove it from any text.
 
-use super::secret::Secret;
 use super::settings::{AuthConfig, GithubSettings};
 use super::transport::{KnownSecrets, Transport, error_for};
 use http::Method;
+use kiro_protocol::Secret;
 use kiro_protocol::{FailureClass, PortError, Timestamp};
 use octocrab::jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde::{Deserialize, Serialize};

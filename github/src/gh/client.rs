@@ -9,11 +9,11 @@
 //! could echo one passes through [`GithubClient::scrub`].
 
 use super::auth::TokenSource;
-use super::secret::Secret;
 use super::settings::GithubSettings;
 use super::transport::{self, Transport};
 use http::Method;
 use kiro_protocol::PortError;
+use kiro_protocol::Secret;
 use serde::de::DeserializeOwned;
 use std::fmt;
 use std::sync::Arc;

@@ -1,7 +1,6 @@
 //! The GitHub adapters: a Projects (v2) board over GraphQL and pull requests over REST.
 //!
 //! - [`settings`]: [`GithubSettings`] from an explicit environment map (token or App).
-//! - [`secret`]: [`Secret`], the only type a credential is ever held in.
 //! - [`client`]: [`GithubClient`], one HTTP path for every call: a transport plus the
 //!   token source.
 //! - [`transport`]: the HTTP layer (auth header, rate-limit waits, bounded retries, error
@@ -14,8 +13,8 @@
 //! - [`pulls`] and [`checks`]: [`GithubPulls`], the `PullRequests` port (sticky report,
 //!   check runs); both read a pull request through `pull_wire`.
 //!
-//! Invariant: a token never leaves [`Secret`] except into one `Authorization` header marked
-//! sensitive; every error message is scrubbed of it, and every text sent to GitHub has
+//! Invariant: a token never leaves a [`Secret`](kiro_protocol::Secret) except into one
+//! `Authorization` header marked sensitive; every error message is scrubbed of it, and every text sent to GitHub has
 //! passed through [`crate::redact::redact`].
 
 pub mod auth;
@@ -26,7 +25,6 @@ pub mod graphql;
 pub(crate) mod pull_wire;
 pub mod pulls;
 pub mod ratelimit;
-pub mod secret;
 pub mod settings;
 pub mod transport;
 
@@ -34,5 +32,4 @@ pub use board::{FieldConfig, GithubBoard, OwnerKind, ProjectKeyRule, ProjectRef,
 pub use client::{GithubClient, installation_token};
 pub use pulls::{GithubPulls, REPORT_MARKER, ReportMode};
 pub use ratelimit::RequestBackoff;
-pub use secret::Secret;
 pub use settings::{AuthConfig, GithubSettings, SettingsError};

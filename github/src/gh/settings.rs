@@ -1,12 +1,15 @@
-//! [`GithubSettings`]: where GitHub is and how to authenticate, read from an explicit map.
+//! [`GithubSettings`]: where GitHub is and how to authenticate, parsed from the variables
+//! in [`vars`] ([`GithubVars`]) as a binary read them: from its command line, or from an
+//! explicit map ([`GithubSettings::from_env_map`]).
 //!
-//! Invariant: settings are built from a map handed in by the caller ([`GithubSettings::from_env_map`]),
-//! so tests never touch the process environment; credentials are held in [`Secret`] from the
-//! moment they are read. App credentials win over a personal access token when both are set;
-//! a partial App configuration is an error naming the missing variable.
+//! Invariant: [`GithubVars`] is the one parser of these variables (every binary and the
+//! worker's git token use it), and it never touches the process environment itself;
+//! credentials are held in [`Secret`] from the moment they are read. Empty values count as
+//! unset. App credentials win over a personal access token when both are set; a partial App
+//! configuration is an error naming the missing variable.
 
 use super::ratelimit::RequestBackoff;
-use super::secret::Secret;
+use kiro_protocol::Secret;
 use kiro_protocol::{Clock, SystemClock};
 use std::collections::HashMap;
 use std::fmt;
@@ -104,8 +107,103 @@ impl fmt::Debug for GithubSettings {
     }
 }
 
-fn non_empty<'a>(env: &'a HashMap<String, String>, name: &str) -> Option<&'a str> {
-    env.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
+/// The values of the variables in [`vars`], as read (unset: `None`; an empty value counts
+/// as unset). [`GithubVars::settings`] and [`GithubVars::app_settings`] parse them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GithubVars {
+    pub token: Option<Secret>,
+    pub app_id: Option<String>,
+    pub app_private_key: Option<Secret>,
+    pub app_installation_id: Option<String>,
+    pub api_url: Option<String>,
+}
+
+/// `v` trimmed, unless it is empty.
+fn non_empty(v: Option<&str>) -> Option<&str> {
+    v.map(str::trim).filter(|v| !v.is_empty())
+}
+
+impl GithubVars {
+    /// The variables in [`vars`] from `env`.
+    pub fn from_env_map(env: &HashMap<String, String>) -> Self {
+        let get = |name: &str| env.get(name).cloned();
+        GithubVars {
+            token: get(vars::TOKEN).map(Secret::new),
+            app_id: get(vars::APP_ID),
+            app_private_key: get(vars::APP_PRIVATE_KEY).map(Secret::new),
+            app_installation_id: get(vars::APP_INSTALLATION_ID),
+            api_url: get(vars::API_URL),
+        }
+    }
+
+    /// The REST base: [`vars::API_URL`] (an http(s) URL) or [`DEFAULT_API_BASE`].
+    pub fn api_base(&self) -> Result<String, SettingsError> {
+        let api_base = non_empty(self.api_url.as_deref())
+            .unwrap_or(DEFAULT_API_BASE)
+            .to_owned();
+        if !(api_base.starts_with("https://") || api_base.starts_with("http://")) {
+            return Err(SettingsError::Invalid {
+                name: vars::API_URL,
+                what: "an http(s) URL",
+                value: api_base,
+            });
+        }
+        Ok(api_base)
+    }
+
+    /// The App credentials when any App variable is set (all three are then required),
+    /// `None` when none is.
+    pub fn app(&self) -> Result<Option<AuthConfig>, SettingsError> {
+        let app_id = non_empty(self.app_id.as_deref());
+        let pem = non_empty(self.app_private_key.as_ref().map(Secret::expose));
+        let raw_id = non_empty(self.app_installation_id.as_deref());
+        let (app_id, pem, raw_id) = match (app_id, pem, raw_id) {
+            (None, None, None) => return Ok(None),
+            (Some(a), Some(p), Some(i)) => (a, p, i),
+            (None, _, _) => return Err(SettingsError::IncompleteApp(vars::APP_ID)),
+            (_, None, _) => return Err(SettingsError::IncompleteApp(vars::APP_PRIVATE_KEY)),
+            (_, _, None) => return Err(SettingsError::IncompleteApp(vars::APP_INSTALLATION_ID)),
+        };
+        let installation_id = raw_id.parse().map_err(|_| SettingsError::Invalid {
+            name: vars::APP_INSTALLATION_ID,
+            what: "a number",
+            value: raw_id.to_owned(),
+        })?;
+        let pem = pem.replace("\\n", "\n");
+        if !pem.contains("-----BEGIN") {
+            return Err(SettingsError::Invalid {
+                name: vars::APP_PRIVATE_KEY,
+                what: "a PEM private key",
+                value: "(not shown)".into(),
+            });
+        }
+        Ok(Some(AuthConfig::App {
+            app_id: app_id.to_owned(),
+            private_key: Secret::new(pem),
+            installation_id,
+        }))
+    }
+
+    /// Settings for a GitHub App, `None` when no App variable is set.
+    pub fn app_settings(&self) -> Result<Option<GithubSettings>, SettingsError> {
+        match self.app()? {
+            Some(auth) => Ok(Some(GithubSettings::new(self.api_base()?, auth))),
+            None => Ok(None),
+        }
+    }
+
+    /// Settings for the App when its variables are set, else for the token.
+    pub fn settings(&self) -> Result<GithubSettings, SettingsError> {
+        let api_base = self.api_base()?;
+        let auth = match self.app()? {
+            Some(app) => app,
+            None => match non_empty(self.token.as_ref().map(Secret::expose)) {
+                Some(t) => AuthConfig::Token(Secret::new(t)),
+                None => return Err(SettingsError::NoCredentials),
+            },
+        };
+        Ok(GithubSettings::new(api_base, auth))
+    }
 }
 
 impl GithubSettings {
@@ -126,63 +224,10 @@ impl GithubSettings {
         }
     }
 
-    /// Read the variables in [`vars`] from `env` (pass `std::env::vars().collect()` in a
-    /// binary). Empty values count as unset.
+    /// Read the variables in [`vars`] from `env` with [`GithubVars::settings`] (the
+    /// binaries read them through their command line, `kiro_runtime::GithubArgs`).
     pub fn from_env_map(env: &HashMap<String, String>) -> Result<Self, SettingsError> {
-        let api_base = non_empty(env, vars::API_URL)
-            .unwrap_or(DEFAULT_API_BASE)
-            .to_owned();
-        if !(api_base.starts_with("https://") || api_base.starts_with("http://")) {
-            return Err(SettingsError::Invalid {
-                name: vars::API_URL,
-                what: "an http(s) URL",
-                value: api_base,
-            });
-        }
-        let app_vars = [
-            vars::APP_ID,
-            vars::APP_PRIVATE_KEY,
-            vars::APP_INSTALLATION_ID,
-        ];
-        let auth = if app_vars.iter().any(|v| non_empty(env, v).is_some()) {
-            for v in app_vars {
-                if non_empty(env, v).is_none() {
-                    return Err(SettingsError::IncompleteApp(v));
-                }
-            }
-            let app_id = non_empty(env, vars::APP_ID).unwrap_or_default().to_owned();
-            let raw_id = non_empty(env, vars::APP_INSTALLATION_ID).unwrap_or_default();
-            let installation_id = raw_id.parse().map_err(|_| SettingsError::Invalid {
-                name: vars::APP_INSTALLATION_ID,
-                what: "a number",
-                value: raw_id.to_owned(),
-            })?;
-            let pem = non_empty(env, vars::APP_PRIVATE_KEY)
-                .unwrap_or_default()
-                .replace("\\n", "\n");
-            if !pem.contains("-----BEGIN") {
-                return Err(SettingsError::Invalid {
-                    name: vars::APP_PRIVATE_KEY,
-                    what: "a PEM private key",
-                    value: "(not shown)".into(),
-                });
-            }
-            AuthConfig::App {
-                app_id,
-                private_key: Secret::new(pem),
-                installation_id,
-            }
-        } else if let Some(t) = non_empty(env, vars::TOKEN) {
-            AuthConfig::Token(Secret::new(t))
-        } else {
-            return Err(SettingsError::NoCredentials);
-        };
-        Ok(GithubSettings::new(api_base, auth))
-    }
-
-    /// Read the process environment.
-    pub fn from_env() -> Result<Self, SettingsError> {
-        GithubSettings::from_env_map(&std::env::vars().collect())
+        GithubVars::from_env_map(env).settings()
     }
 
     /// Use `clock` for token expiry and rate-limit resets.
@@ -256,5 +301,37 @@ mod tests {
             GithubSettings::from_env_map(&env(&[(vars::TOKEN, " ")])).unwrap_err(),
             SettingsError::NoCredentials
         );
+    }
+
+    #[test]
+    fn the_app_alone_is_none_without_its_variables_and_named_when_partial() {
+        let none = GithubVars {
+            token: Some(Secret::new("ghp_abcdefghijkl")),
+            ..GithubVars::default()
+        };
+        assert!(none.app_settings().unwrap().is_none());
+        let partial = GithubVars {
+            app_id: Some("12".into()),
+            app_installation_id: Some(" ".into()),
+            ..none.clone()
+        };
+        assert_eq!(
+            partial.app_settings().unwrap_err(),
+            SettingsError::IncompleteApp(vars::APP_PRIVATE_KEY)
+        );
+        let app = GithubVars {
+            app_private_key: Some(Secret::new("-----BEGIN KEY-----\\nx")),
+            app_installation_id: Some("seven".into()),
+            ..partial
+        };
+        let e = app.app_settings().unwrap_err();
+        assert!(e.to_string().contains(vars::APP_INSTALLATION_ID), "{e}");
+        let app = GithubVars {
+            app_installation_id: Some("7".into()),
+            ..app
+        };
+        let s = app.app_settings().unwrap().unwrap();
+        assert!(s.auth.is_app());
+        assert_eq!(s.api_base, DEFAULT_API_BASE);
     }
 }

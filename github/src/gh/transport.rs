@@ -20,12 +20,12 @@
 //! [`redact`]).
 
 use super::ratelimit::{RequestBackoff, wait_hint};
-use super::secret::Secret;
 use super::settings::GithubSettings;
 use crate::redact::redact;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use kiro_protocol::Secret;
 use kiro_protocol::{FailureClass, PortError};
 use octocrab::Octocrab;
 use octocrab::service::middleware::retry::RetryConfig;

@@ -180,7 +180,7 @@ async fn building_the_client_installs_one_tls_provider_and_does_not_panic() {
     let clock = ManualClock::default();
     let s = kiro_github::gh::GithubSettings::with_token(
         "https://api.github.com",
-        kiro_github::gh::Secret::new(TOKEN),
+        kiro_protocol::Secret::new(TOKEN),
     )
     .with_clock(std::sync::Arc::new(clock));
     // Twice: the provider is installed once and building never panics.
@@ -193,7 +193,7 @@ async fn building_the_client_installs_one_tls_provider_and_does_not_panic() {
 async fn a_key_that_is_not_pem_is_an_auth_error() {
     let mut s = app_settings_without_server();
     if let kiro_github::gh::AuthConfig::App { private_key, .. } = &mut s.auth {
-        *private_key = kiro_github::gh::Secret::new(
+        *private_key = kiro_protocol::Secret::new(
             "-----BEGIN RSA PRIVATE KEY-----\nnot a key\n-----END RSA PRIVATE KEY-----",
         );
     }
@@ -207,7 +207,7 @@ fn app_settings_without_server() -> kiro_github::gh::GithubSettings {
         "http://127.0.0.1:9".into(),
         kiro_github::gh::AuthConfig::App {
             app_id: APP_ID.into(),
-            private_key: kiro_github::gh::Secret::new(fixture_text("test-app-key.pem")),
+            private_key: kiro_protocol::Secret::new(fixture_text("test-app-key.pem")),
             installation_id: 1,
         },
     )

@@ -1,7 +1,8 @@
 //! Shared test helpers: fixtures, settings pointed at a mock server, request inspection.
 
-use kiro_github::gh::{AuthConfig, GithubSettings, Secret};
+use kiro_github::gh::{AuthConfig, GithubSettings};
 use kiro_protocol::ManualClock;
+use kiro_protocol::Secret;
 use serde_json::Value;
 use std::path::PathBuf;
 use std::sync::Arc;

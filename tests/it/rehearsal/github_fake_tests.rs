@@ -7,10 +7,10 @@ use super::github_fake::{GithubFake, NUMBER, OWNER};
 use crate::support::forge;
 use kiro_github::gh::{
     AuthConfig, FieldConfig, GithubBoard, GithubPulls, GithubSettings, OwnerKind, ProjectRef,
-    ReportMode, Secret,
+    ReportMode,
 };
 use kiro_protocol::{
-    Board, CheckReport, ItemId, ItemStatus, PrNumber, PullRequests, RepoName, Report,
+    Board, CheckReport, ItemId, ItemStatus, PrNumber, PullRequests, RepoName, Report, Secret,
 };
 
 const APP_ID: &str = "424242";

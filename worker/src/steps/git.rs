@@ -11,11 +11,11 @@
 //! a `push-conflict`, never an overwrite. The token, when given, only ever reaches git2's
 //! credential callback.
 
-use crate::config::Secret;
 use git2::{
     BranchType, Cred, ErrorCode, FetchOptions, IndexAddOption, Oid, PushOptions, RemoteCallbacks,
     Repository, Signature,
 };
+use kiro_protocol::Secret;
 use kiro_protocol::{BranchName, Failure, FailureClass};
 use std::path::{Path, PathBuf};
 

@@ -1,16 +1,18 @@
 //! Where the git token for clone and push comes from: a personal access token
 //! (`GITHUB_TOKEN`), or — when the `KIRO_GITHUB_APP_*` settings are present — a fresh
 //! GitHub App installation token minted through `kiro_github::gh::installation_token`.
+//! The App's settings are parsed by the one parser of the GitHub variables
+//! (`kiro_runtime::GithubArgs::app_settings`), the one the board and pull requests use.
 //!
 //! Invariant: a token only ever lives in a [`Secret`] and is handed to git2's credential
 //! callback (user `x-access-token`); an App token is minted right before it is used, so it
 //! has (nearly) its whole hour left; a failed exchange is an `auth` failure (or a transient
 //! one when GitHub was unreachable) whose message holds no token, key or JWT.
 
-use crate::config::{Config, Secret};
+use crate::config::Config;
 use async_trait::async_trait;
-use kiro_github::gh::{AuthConfig, GithubSettings, settings::DEFAULT_API_BASE};
-use kiro_protocol::{Failure, FailureClass};
+use kiro_github::gh::GithubSettings;
+use kiro_protocol::{Failure, FailureClass, Secret};
 use std::sync::Arc;
 
 /// A source of git tokens.
@@ -67,47 +69,14 @@ impl TokenSource for AppToken {
 /// The token source `cfg` describes: an App when any `KIRO_GITHUB_APP_*` setting is
 /// present (all three are then required), else the personal access token.
 pub fn from_config(cfg: &Config) -> Result<Arc<dyn TokenSource>, Failure> {
-    let any_app = cfg.github_app_id.is_some()
-        || cfg.github_app_private_key.is_some()
-        || cfg.github_app_installation_id.is_some();
-    if !any_app {
-        return Ok(Arc::new(PatToken(cfg.github_token.clone())));
-    }
-    let bad = |what: &str| {
-        Failure::new(
-            FailureClass::PermanentInput,
-            format!("GitHub App settings: {what}"),
-        )
-    };
-    let app_id = cfg
-        .github_app_id
-        .clone()
-        .filter(|s| !s.trim().is_empty())
-        .ok_or_else(|| bad("KIRO_GITHUB_APP_ID is not set"))?;
-    let key = cfg
-        .github_app_private_key
-        .as_ref()
-        .map(|k| k.expose().replace("\\n", "\n"))
-        .filter(|k| k.contains("-----BEGIN"))
-        .ok_or_else(|| bad("KIRO_GITHUB_APP_PRIVATE_KEY is not a PEM private key"))?;
-    let installation_id = cfg
-        .github_app_installation_id
-        .as_deref()
-        .and_then(|s| s.trim().parse::<u64>().ok())
-        .ok_or_else(|| bad("KIRO_GITHUB_APP_INSTALLATION_ID is not a number"))?;
-    let api = cfg
-        .github_api_url
-        .clone()
-        .unwrap_or_else(|| DEFAULT_API_BASE.to_owned());
-    let settings = GithubSettings::new(
-        api,
-        AuthConfig::App {
-            app_id,
-            private_key: kiro_github::gh::Secret::new(key),
-            installation_id,
-        },
-    );
-    Ok(Arc::new(AppToken(settings)))
+    let app = cfg
+        .github
+        .app_settings()
+        .map_err(|e| Failure::new(FailureClass::PermanentInput, e.to_string()))?;
+    Ok(match app {
+        Some(settings) => Arc::new(AppToken(settings)),
+        None => Arc::new(PatToken(cfg.github.token.clone())),
+    })
 }
 
 #[cfg(test)]
@@ -128,10 +97,10 @@ mod tests {
         let src = from_config(&cfg).unwrap();
         assert_eq!(src.kind(), "none");
         assert!(src.token().await.unwrap().is_none());
-        cfg.github_token = Some(Secret::new("ghp_x"));
+        cfg.github.token = Some(Secret::new("ghp_x"));
         let src = from_config(&cfg).unwrap();
         assert_eq!(src.token().await.unwrap().unwrap().expose(), "ghp_x");
-        cfg.github_app_id = Some("12".into());
+        cfg.github.app_id = Some("12".into());
         let e = from_config(&cfg).unwrap_err();
         assert_eq!(e.class, FailureClass::PermanentInput);
         assert!(
@@ -154,11 +123,11 @@ mod tests {
             .mount(&server)
             .await;
         let mut cfg = Config::defaults();
-        cfg.github_token = Some(Secret::new("ghp_ignored"));
-        cfg.github_app_id = Some("12".into());
-        cfg.github_app_private_key = Some(Secret::new(test_key().replace('\n', "\\n")));
-        cfg.github_app_installation_id = Some("42".into());
-        cfg.github_api_url = Some(server.uri());
+        cfg.github.token = Some(Secret::new("ghp_ignored"));
+        cfg.github.app_id = Some("12".into());
+        cfg.github.app_private_key = Some(Secret::new(test_key().replace('\n', "\\n")));
+        cfg.github.app_installation_id = Some("42".into());
+        cfg.github.api_url = Some(server.uri());
         let src = from_config(&cfg).unwrap();
         assert_eq!(src.kind(), "app-installation");
         let t = src.token().await.unwrap().unwrap();
@@ -177,10 +146,10 @@ mod tests {
             .mount(&server)
             .await;
         let mut cfg = Config::defaults();
-        cfg.github_app_id = Some("12".into());
-        cfg.github_app_private_key = Some(Secret::new(test_key()));
-        cfg.github_app_installation_id = Some("42".into());
-        cfg.github_api_url = Some(server.uri());
+        cfg.github.app_id = Some("12".into());
+        cfg.github.app_private_key = Some(Secret::new(test_key()));
+        cfg.github.app_installation_id = Some("42".into());
+        cfg.github.api_url = Some(server.uri());
         let e = from_config(&cfg).unwrap().token().await.unwrap_err();
         assert_eq!(e.class, FailureClass::Auth, "{}", e.reason);
         assert!(!e.reason.contains("BEGIN"));

@@ -2,8 +2,9 @@
 //! through the whole pipeline: preflight, flags, fresh HOME, failure modes.
 
 use crate::{CALC_1, World};
+use kiro_protocol::Secret;
 use kiro_protocol::{FailureClass, OutcomeStatus, WorkerOutcome};
-use kiro_worker::{Config, Secret};
+use kiro_worker::Config;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -35,7 +36,7 @@ fn kiro_config(w: &World, fence: kiro_protocol::Fence, mode: &str) -> (Config, P
     let mut cfg = w.config(CALC_1, fence);
     cfg.agent_cmd = format!("{} chat", program.display());
     cfg.kiro_api_key = Some(Secret::new(KEY));
-    cfg.github_token = Some(Secret::new("ghp_never_for_the_agent"));
+    cfg.github.token = Some(Secret::new("ghp_never_for_the_agent"));
     cfg.agent_timeout = Duration::from_secs(60).into();
     cfg.agent_preflight_timeout = Duration::from_secs(20).into();
     (cfg, record)

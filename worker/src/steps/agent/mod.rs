@@ -14,8 +14,9 @@
 //! The exit code is only one signal: the pipeline judges progress from `tasks.md`.
 
 use crate::child_env::{self, ChildEnv};
-use crate::config::{Config, Harness, Secret};
+use crate::config::{Config, Harness};
 use crate::steps::process::{Captured, Exit, run_captured};
+use kiro_protocol::Secret;
 use kiro_protocol::{Failure, FailureClass, SpecPath};
 use std::path::Path;
 use std::time::Duration;

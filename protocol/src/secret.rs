@@ -1,10 +1,13 @@
-//! [`Secret`]: a credential that cannot be printed by accident.
+//! [`Secret`]: a credential that cannot be printed by accident (a token, a private key, a
+//! JWT, an API key), the one type every crate holds one in.
 //!
 //! Invariant: `Debug` and `Display` print `***`; the value is only reachable through
 //! [`Secret::expose`], which callers use for exactly one purpose (an `Authorization`
-//! header, a git credential) and never for logging.
+//! header, a git credential, a child's environment) and never for logging. Text that may
+//! hold a credential of unknown origin goes through [`crate::redact`] instead.
 
 use std::fmt;
+use std::str::FromStr;
 
 /// A token, private key or JWT.
 #[derive(Clone, PartialEq, Eq)]
@@ -42,6 +45,14 @@ impl fmt::Display for Secret {
     }
 }
 
+/// Parsing never fails: a command line or an environment variable holds the value as is.
+impl FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -53,5 +64,12 @@ mod tests {
         assert_eq!(format!("{:?}", Some(s.clone())), "Some(***)");
         assert_eq!(s.scrub("x ghp_supersecretvalue y"), "x *** y");
         assert_eq!(s.expose(), "ghp_supersecretvalue");
+    }
+
+    #[test]
+    fn parses_as_is() {
+        let s: Secret = " ksk_value ".parse().unwrap();
+        assert_eq!(s.expose(), " ksk_value ");
+        assert!(!format!("{s:?}").contains("ksk_value"));
     }
 }
