@@ -6,12 +6,11 @@
 //! re-attaches to them.
 
 pub mod build;
-pub mod db;
 pub mod lease;
 pub mod queue;
 mod rows;
 
 pub use build::{LocalBuildConfig, LocalBuildRunner};
-pub use db::EmbeddedDb;
+pub use kiro_statedb::EmbeddedDb;
 pub use lease::SqliteLeaseStore;
 pub use queue::{QueueConfig, SqliteQueue};

@@ -70,10 +70,7 @@ impl Local {
         let sql = format!("SELECT {column} FROM builds WHERE id = ?1");
         let id = id.as_str().to_owned();
         self.db
-            .call_sync(move |c| {
-                c.query_row(&sql, [id], |r| r.get(0))
-                    .map_err(|e| PortError::internal(e.to_string()))
-            })
+            .call_sync(move |c| Ok(c.query_row(&sql, [id], |r| r.get(0))?))
             .unwrap()
     }
 }
@@ -118,10 +115,7 @@ impl BuildHarness for Local {
 
     async fn builds_started(&self) -> Result<usize, PortError> {
         self.db
-            .call(|c| {
-                c.query_row("SELECT COUNT(*) FROM builds", [], |r| r.get::<_, i64>(0))
-                    .map_err(|e| PortError::internal(e.to_string()))
-            })
+            .call(|c| Ok(c.query_row("SELECT COUNT(*) FROM builds", [], |r| r.get::<_, i64>(0))?))
             .await
             .map(|n| usize::try_from(n).unwrap_or(0))
     }
@@ -329,14 +323,13 @@ async fn a_build_never_spawned_is_fault_after_the_grace() {
     // A row recorded by a runner that crashed before it could spawn the build process.
     let now = clock.now().millis();
     h.db.call_sync(move |c| {
-        c.execute(
+        Ok(c.execute(
             "INSERT INTO builds (seq, id, project, item, idempotency_key, source_version, state,
                                  env_json, timeout_ms, buildspec, build_dir, created_at)
              VALUES (1, 'local:calc:1', 'calc', 'CALC-1', 'k', 'main', 'QUEUED', '{}', 1000,
                      '/nonexistent', '/nonexistent', ?1)",
             [now],
-        )
-        .map_err(|e| PortError::internal(e.to_string()))
+        )?)
     })
     .unwrap();
     let id = BuildId::new("local:calc:1");
@@ -403,12 +396,11 @@ phases:
     let base_in_db: i64 = inherit
         .db
         .call_sync(|c| {
-            c.query_row(
+            Ok(c.query_row(
                 "SELECT COUNT(*) FROM builds WHERE env_json LIKE '%BASE_ONLY%'",
                 [],
                 |r| r.get(0),
-            )
-            .map_err(|e| PortError::internal(e.to_string()))
+            )?)
         })
         .unwrap();
     assert_eq!(base_in_db, 0);

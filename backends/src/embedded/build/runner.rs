@@ -17,12 +17,12 @@ use super::SCHEMA;
 use super::buildspec::BuildSpec;
 use super::exec::{self, ExecPlan, LOG_FILE};
 use super::process::{self, SIGKILL, SIGTERM};
-use crate::embedded::db::{EmbeddedDb, sql_error};
 use async_trait::async_trait;
 use kiro_protocol::{
     BuildId, BuildRequest, BuildRunner, BuildState, BuildStatus, Clock, PortError, SystemClock,
     Timestamp,
 };
+use kiro_statedb::{DbError, EmbeddedDb};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -234,8 +234,7 @@ impl BuildRunner for LocalBuildRunner {
                             "UPDATE builds SET pid = ?1, pid_start = ?2, boot_id = ?3
                              WHERE id = ?4 AND pid IS NULL",
                             params![pid, started, process::boot_id(), id],
-                        )
-                        .map_err(sql_error)?;
+                        )?;
                         reap(child);
                         info!(build = %id, pid, "build started");
                     }
@@ -307,8 +306,7 @@ impl BuildRunner for LocalBuildRunner {
                 c.execute(
                     "UPDATE builds SET stop_requested = 1 WHERE id = ?1",
                     params![id],
-                )
-                .map_err(sql_error)?;
+                )?;
                 if let Some(pid) = row.pid
                     && process::is_alive(pid, row.pid_start)
                 {
@@ -330,26 +328,21 @@ fn record_build(
     req: &BuildRequest,
     config: &LocalBuildConfig,
     now: Timestamp,
-) -> Result<Started, PortError> {
-    let tx = c
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(sql_error)?;
+) -> Result<Started, DbError> {
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let existing: Option<String> = tx
         .query_row(
             "SELECT id FROM builds WHERE idempotency_key = ?1",
             params![req.idempotency_key],
             |r| r.get(0),
         )
-        .optional()
-        .map_err(sql_error)?;
+        .optional()?;
     if let Some(id) = existing {
         return Ok(Started::Existing(id));
     }
-    let seq: i64 = tx
-        .query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM builds", [], |r| {
-            r.get(0)
-        })
-        .map_err(sql_error)?;
+    let seq: i64 = tx.query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM builds", [], |r| {
+        r.get(0)
+    })?;
     let id = format!("local:{}:{seq}", req.project);
     let env_json = serde_json::to_string(&req.env)
         .map_err(|e| PortError::internal(format!("cannot encode build environment: {e}")))?;
@@ -371,9 +364,8 @@ fn record_build(
             build_dir.to_string_lossy(),
             now.millis(),
         ],
-    )
-    .map_err(sql_error)?;
-    tx.commit().map_err(sql_error)?;
+    )?;
+    tx.commit()?;
     Ok(Started::New(id))
 }
 
@@ -452,20 +444,16 @@ fn row_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<BuildRow> {
 }
 
 /// The rows for `ids`, in one query.
-fn read_rows(c: &Connection, ids: &[String]) -> Result<BTreeMap<String, BuildRow>, PortError> {
+fn read_rows(c: &Connection, ids: &[String]) -> Result<BTreeMap<String, BuildRow>, DbError> {
     let ids_json = serde_json::to_string(ids)
         .map_err(|e| PortError::internal(format!("cannot encode build ids: {e}")))?;
-    let mut stmt = c
-        .prepare_cached(&format!(
-            "SELECT {ROW_COLUMNS} FROM builds WHERE id IN (SELECT value FROM json_each(?1))"
-        ))
-        .map_err(sql_error)?;
-    let rows = stmt
-        .query_map(params![ids_json], row_from)
-        .map_err(sql_error)?;
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {ROW_COLUMNS} FROM builds WHERE id IN (SELECT value FROM json_each(?1))"
+    ))?;
+    let rows = stmt.query_map(params![ids_json], row_from)?;
     let mut out = BTreeMap::new();
     for row in rows {
-        let row = row.map_err(sql_error)?;
+        let row = row?;
         out.insert(row.id.clone(), row);
     }
     Ok(out)
@@ -514,14 +502,12 @@ fn finish_row(
     state: BuildState,
     message: &str,
     now: Timestamp,
-) -> Result<bool, PortError> {
-    let n = c
-        .execute(
-            "UPDATE builds SET state = ?1, message = ?2, ended_at = ?3
+) -> Result<bool, DbError> {
+    let n = c.execute(
+        "UPDATE builds SET state = ?1, message = ?2, ended_at = ?3
              WHERE id = ?4 AND state IN ('QUEUED', 'IN_PROGRESS')",
-            params![state.as_str(), message, now.millis(), id],
-        )
-        .map_err(sql_error)?;
+        params![state.as_str(), message, now.millis(), id],
+    )?;
     Ok(n == 1)
 }
 
@@ -579,7 +565,7 @@ pub async fn run_recorded_build(db: EmbeddedDb, id: &BuildId) -> Result<BuildSta
                 key
             ],
         )
-        .map_err(sql_error)
+        .map_err(DbError::from)
     })?;
     if claimed != 1 {
         return Err(PortError::input(format!(
@@ -634,7 +620,7 @@ pub async fn run_recorded_build(db: EmbeddedDb, id: &BuildId) -> Result<BuildSta
                 "UPDATE builds SET phase = ?1, pgid = ?2 WHERE id = ?3",
                 params![phase.as_str(), pgid, phase_key],
             )
-            .map_err(sql_error)
+            .map_err(DbError::from)
         });
         if let Err(e) = written {
             warn!(error = %e, "cannot record the current phase");
@@ -696,7 +682,7 @@ fn record_end(
                 id
             ],
         )
-        .map_err(sql_error)
+        .map_err(DbError::from)
     })?;
     info!(state = %state, "build recorded");
     Ok(state)
