@@ -12,11 +12,11 @@
 use crate::config::{Config, Forge, LeaseBackend, ReportModeArg};
 use kiro_backends::aws::dynamo::DynamoLeaseStore;
 use kiro_backends::aws::settings::AwsSettings;
+use kiro_backends::embedded::{EmbeddedBoard, EmbeddedPulls};
 use kiro_backends::embedded::{EmbeddedDb, SqliteLeaseStore};
 use kiro_github::gh::{
     FieldConfig, GithubBoard, GithubPulls, GithubSettings, ProjectRef, ReportMode,
 };
-use kiro_github::{EmbeddedBoard, EmbeddedPulls};
 use kiro_protocol::{Board, Failure, FailureClass, LeaseStore, PullRequests, SystemClock};
 use std::path::Path;
 use std::sync::Arc;

@@ -10,10 +10,10 @@
 //! `updated_at` gives it a new deduplication id). Notes are one line, redacted, and
 //! bounded before they are stored.
 
-use super::file::{self, BoardFile, FileItem};
-use crate::redact::redact;
+use super::board_file::{self as file, BoardFile, FileItem};
 use async_trait::async_trait;
 use kiro_protocol::ids::quote_for_display;
+use kiro_protocol::redact::redact;
 use kiro_protocol::{Board, BoardItem, Clock, ItemStatus, PortError, SystemClock, Timestamp};
 use kiro_statedb::{DbError, EmbeddedDb};
 use rusqlite::params;

@@ -3,11 +3,11 @@
 //!
 //! Invariant: one report per pull request — `upsert_report` replaces the stored report in
 //! place and bumps its `revision`, exactly like editing one sticky comment on GitHub; the
-//! stored Markdown has passed through [`redact`](crate::redact::redact).
+//! stored Markdown has passed through [`redact`](kiro_protocol::redact::redact).
 
-use super::file;
-use crate::redact::redact;
+use super::board_file as file;
 use async_trait::async_trait;
+use kiro_protocol::redact::redact;
 use kiro_protocol::{
     Clock, ItemId, PortError, PrNumber, PullRequest, PullRequests, RepoName, Report, SystemClock,
     Timestamp,
