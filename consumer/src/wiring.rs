@@ -14,11 +14,9 @@ use kiro_backends::aws::ecs::protection_from_env;
 use kiro_backends::aws::settings::AwsSettings;
 use kiro_backends::aws::sqs::{SqsQueue, SqsSettings};
 use kiro_backends::embedded::EmbeddedBoard;
-use kiro_backends::embedded::build::locate_launcher;
-use kiro_backends::embedded::{
-    EmbeddedDb, LocalBuildConfig, LocalBuildRunner, QueueConfig, SqliteLeaseStore, SqliteQueue,
-};
+use kiro_backends::embedded::{EmbeddedDb, QueueConfig, SqliteLeaseStore, SqliteQueue};
 use kiro_consumer::clock::TokioClock;
+use kiro_local_build::{LocalBuildConfig, LocalBuildRunner, locate_launcher};
 use kiro_protocol::{Board, BuildRunner, Clock, LeaseStore, TaskProtection, WorkQueue};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -5,14 +5,15 @@
 
 use async_trait::async_trait;
 use kiro_backends::contract::build::{self as contract, BuildHarness, BuildScript, ScriptEnd};
-use kiro_backends::embedded::build::process::{self, SIGKILL};
-use kiro_backends::embedded::build::runner::SPAWN_GRACE;
-use kiro_backends::embedded::{EmbeddedDb, LocalBuildConfig, LocalBuildRunner};
+use kiro_local_build::process::{self, SIGKILL};
+use kiro_local_build::runner::SPAWN_GRACE;
+use kiro_local_build::{LocalBuildConfig, LocalBuildRunner};
 use kiro_protocol::outcome::vars;
 use kiro_protocol::{
     BranchName, BuildId, BuildRequest, BuildRunner, BuildState, Clock, ItemId, ManualClock,
     PortError, ProjectKey, SystemClock,
 };
+use kiro_statedb::EmbeddedDb;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -490,7 +491,7 @@ fn the_launcher_explains_itself() {
     let out = std::process::Command::new(LAUNCHER).output().unwrap();
     assert!(!out.status.success(), "arguments are required");
     // Test binaries live in target/<profile>/deps; the launcher one level up.
-    let found = kiro_backends::embedded::build::locate_launcher().unwrap();
+    let found = kiro_local_build::locate_launcher().unwrap();
     assert_eq!(
         found.canonicalize().unwrap(),
         Path::new(LAUNCHER).canonicalize().unwrap()

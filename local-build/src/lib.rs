@@ -7,7 +7,11 @@
 //! - [`runner`]: [`LocalBuildRunner`], the [`BuildRunner`](kiro_protocol::BuildRunner)
 //!   over the `builds` table, and [`run_recorded_build`], run by the `kiro-local-build`
 //!   process it launches;
-//! - [`process`]: signals and process liveness.
+//! - [`process`]: signals and process liveness;
+//! - `src/main.rs`: the `kiro-local-build` binary, thin glue over [`run_recorded_build`].
+//!
+//! It is an adapter of the `BuildRunner` port next to `kiro-backends` (not inside it):
+//! it shares only the state database ([`kiro_statedb`]) with the embedded adapters.
 //!
 //! Invariant: a build is a row in `builds` plus one process; the row is the truth any
 //! runner on the same database reports, so builds outlive (and are re-attached by) the
