@@ -24,33 +24,4 @@ pub mod process;
 pub mod runner;
 
 pub use buildspec::{BuildSpec, BuildSpecError, OnFailure, Phase, PhaseName};
-pub use runner::{LocalBuildConfig, LocalBuildRunner, locate_launcher, run_recorded_build};
-
-/// The `builds` table (one row per build; see [`runner`]).
-pub const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS builds (
-    seq             INTEGER PRIMARY KEY,
-    id              TEXT NOT NULL UNIQUE,
-    project         TEXT NOT NULL,
-    item            TEXT NOT NULL,
-    idempotency_key TEXT NOT NULL UNIQUE,
-    source_version  TEXT NOT NULL,
-    state           TEXT NOT NULL,
-    phase           TEXT,
-    env_json        TEXT NOT NULL,
-    timeout_ms      INTEGER NOT NULL,
-    buildspec       TEXT NOT NULL,
-    build_dir       TEXT NOT NULL,
-    created_at      INTEGER NOT NULL,
-    started_at      INTEGER,
-    ended_at        INTEGER,
-    pid             INTEGER,
-    pid_start       INTEGER,
-    pgid            INTEGER,
-    boot_id         TEXT,
-    stop_requested  INTEGER NOT NULL DEFAULT 0,
-    exported_json   TEXT,
-    message         TEXT
-);
-CREATE INDEX IF NOT EXISTS builds_project ON builds (project, seq);
-";
+pub use runner::{LocalBuildConfig, LocalBuildRunner, SCHEMA, locate_launcher, run_recorded_build};

@@ -12,103 +12,39 @@
 //!   or STOPPED when a stop was requested), and every final write is conditional on the
 //!   row not being final yet, so the first final state wins;
 //! - a pid is trusted only with its recorded start time (see [`super::process`]).
+//!
+//! This module is the runner's side (start, status, stop, re-attach); `config` holds its
+//! settings and limits, `table` reads and writes `builds` rows, and `recorded`
+//! ([`run_recorded_build`]) is the build process's side.
 
-use super::SCHEMA;
+mod config;
+mod recorded;
+mod table;
+
+pub use config::{
+    DEFAULT_TIMEOUT, KILL_GRACE, LAUNCHER_NAME, LocalBuildConfig, SPAWN_GRACE, build_dir,
+    locate_launcher,
+};
+pub use recorded::run_recorded_build;
+pub use table::SCHEMA;
+
 use super::buildspec::BuildSpec;
-use super::exec::{self, ExecPlan, LOG_FILE};
+use super::exec::LOG_FILE;
 use super::process::{self, SIGKILL, SIGTERM};
 use async_trait::async_trait;
+use config::MINIMAL_ENV;
 use kiro_protocol::{
-    BuildId, BuildRequest, BuildRunner, BuildState, BuildStatus, Clock, PortError, SystemClock,
-    Timestamp,
+    BuildId, BuildRequest, BuildRunner, BuildState, BuildStatus, Clock, PortError, Timestamp,
 };
-use kiro_statedb::{DbError, EmbeddedDb};
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
-use std::collections::BTreeMap;
+use kiro_statedb::EmbeddedDb;
+use rusqlite::params;
 use std::fs::File;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::watch;
+use table::{BuildRow, Started, finish_row, read_rows, record_build};
 use tracing::{debug, error, info, instrument, warn};
-
-/// How long a build whose process was never recorded may stay QUEUED before it is
-/// declared vanished (covers the moment between recording a build and spawning it).
-pub const SPAWN_GRACE: Duration = Duration::from_secs(30);
-
-/// The time limit of a build whose request sets none.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60 * 60);
-
-/// How long a killed build's processes get between SIGTERM and SIGKILL.
-pub const KILL_GRACE: Duration = Duration::from_secs(5);
-
-/// Environment variables a build keeps when `inherit_env` is off.
-const MINIMAL_ENV: [&str; 6] = ["PATH", "HOME", "USER", "LANG", "TMPDIR", "TZ"];
-
-/// Configuration of the local runner.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LocalBuildConfig {
-    /// The state directory; builds live in `<state_dir>/builds/<build dir>/`.
-    pub state_dir: PathBuf,
-    /// The buildspec every build runs (read when the build starts).
-    pub buildspec: PathBuf,
-    /// The `kiro-local-build` binary.
-    pub launcher: PathBuf,
-    /// Extra environment for every build, on top of the inherited one (the buildspec's
-    /// `env.variables` and the request's overrides win over it). Passed to the build
-    /// process directly, never stored in the database.
-    pub base_env: BTreeMap<String, String>,
-    /// Whether builds inherit this process's environment, like a local CI runner
-    /// (default). When off they get only `PATH`, `HOME`, `USER`, `LANG`, `TMPDIR`, `TZ`.
-    pub inherit_env: bool,
-}
-
-impl LocalBuildConfig {
-    pub fn new(
-        state_dir: impl Into<PathBuf>,
-        buildspec: impl Into<PathBuf>,
-        launcher: impl Into<PathBuf>,
-    ) -> Self {
-        LocalBuildConfig {
-            state_dir: state_dir.into(),
-            buildspec: buildspec.into(),
-            launcher: launcher.into(),
-            base_env: BTreeMap::new(),
-            inherit_env: true,
-        }
-    }
-}
-
-/// The file name of the build launcher binary.
-pub const LAUNCHER_NAME: &str = "kiro-local-build";
-
-/// Find the `kiro-local-build` binary: next to the running executable (or one level up,
-/// for test binaries in `target/<profile>/deps`), else on `PATH`.
-pub fn locate_launcher() -> Option<PathBuf> {
-    let beside_exe = std::env::current_exe().ok().and_then(|exe| {
-        let dir = exe.parent()?.to_owned();
-        [dir.join(LAUNCHER_NAME), dir.parent()?.join(LAUNCHER_NAME)]
-            .into_iter()
-            .find(|p| p.is_file())
-    });
-    beside_exe.or_else(|| {
-        std::env::var_os("PATH").and_then(|path| {
-            std::env::split_paths(&path)
-                .map(|d| d.join(LAUNCHER_NAME))
-                .find(|p| p.is_file())
-        })
-    })
-}
-
-/// The directory of build `id` under `state_dir` (`:` becomes `_`).
-pub fn build_dir(state_dir: &Path, id: &BuildId) -> PathBuf {
-    state_dir
-        .join("builds")
-        .join(id.as_str().replace([':', '/'], "_"))
-}
 
 /// Runs buildspec.yml locally; see the module documentation.
 #[derive(Debug, Clone)]
@@ -154,12 +90,6 @@ impl LocalBuildRunner {
     pub fn log_path(&self, id: &BuildId) -> PathBuf {
         self.build_dir(id).join(LOG_FILE)
     }
-}
-
-/// What `start` found or made.
-enum Started {
-    Existing(String),
-    New(String),
 }
 
 fn spawn_launcher(
@@ -323,142 +253,6 @@ impl BuildRunner for LocalBuildRunner {
     }
 }
 
-fn record_build(
-    c: &mut Connection,
-    req: &BuildRequest,
-    config: &LocalBuildConfig,
-    now: Timestamp,
-) -> Result<Started, DbError> {
-    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let existing: Option<String> = tx
-        .query_row(
-            "SELECT id FROM builds WHERE idempotency_key = ?1",
-            params![req.idempotency_key],
-            |r| r.get(0),
-        )
-        .optional()?;
-    if let Some(id) = existing {
-        return Ok(Started::Existing(id));
-    }
-    let seq: i64 = tx.query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM builds", [], |r| {
-        r.get(0)
-    })?;
-    let id = format!("local:{}:{seq}", req.project);
-    let env_json = serde_json::to_string(&req.env)
-        .map_err(|e| PortError::internal(format!("cannot encode build environment: {e}")))?;
-    let build_dir = build_dir(&config.state_dir, &BuildId::new(id.clone()));
-    tx.execute(
-        "INSERT INTO builds (seq, id, project, item, idempotency_key, source_version, state,
-                             env_json, timeout_ms, buildspec, build_dir, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'QUEUED', ?7, ?8, ?9, ?10, ?11)",
-        params![
-            seq,
-            id,
-            req.project.as_str(),
-            req.item.as_str(),
-            req.idempotency_key,
-            req.source_version.as_str(),
-            env_json,
-            i64::try_from(req.timeout.unwrap_or(DEFAULT_TIMEOUT).as_millis()).unwrap_or(i64::MAX),
-            config.buildspec.to_string_lossy(),
-            build_dir.to_string_lossy(),
-            now.millis(),
-        ],
-    )?;
-    tx.commit()?;
-    Ok(Started::New(id))
-}
-
-/// One `builds` row.
-#[derive(Debug, Clone)]
-struct BuildRow {
-    id: String,
-    state: BuildState,
-    phase: Option<String>,
-    source_version: String,
-    env: BTreeMap<String, String>,
-    timeout: Duration,
-    buildspec: PathBuf,
-    build_dir: PathBuf,
-    created_at: Timestamp,
-    started_at: Option<Timestamp>,
-    ended_at: Option<Timestamp>,
-    pid: Option<i32>,
-    pid_start: Option<u64>,
-    pgid: Option<i32>,
-    boot_id: Option<String>,
-    stop_requested: bool,
-    exported: BTreeMap<String, String>,
-    message: Option<String>,
-}
-
-impl BuildRow {
-    fn to_status(&self) -> BuildStatus {
-        BuildStatus {
-            id: BuildId::new(self.id.clone()),
-            state: self.state,
-            phase: self.phase.clone(),
-            started_at: self.started_at.unwrap_or(self.created_at),
-            ended_at: self.ended_at,
-            exported: self.exported.clone(),
-            log: Some(self.build_dir.join(LOG_FILE).to_string_lossy().into_owned()),
-            message: self.message.clone(),
-        }
-    }
-}
-
-const ROW_COLUMNS: &str = "id, state, phase, source_version, env_json, timeout_ms, buildspec,
-    build_dir, created_at, started_at, ended_at, pid, pid_start, pgid, boot_id,
-    stop_requested, exported_json, message";
-
-fn json_map(text: Option<String>) -> BTreeMap<String, String> {
-    text.and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_default()
-}
-
-fn row_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<BuildRow> {
-    let state: String = r.get(1)?;
-    Ok(BuildRow {
-        id: r.get(0)?,
-        // An unreadable state is treated as a fault rather than a running build.
-        state: BuildState::parse(&state).unwrap_or(BuildState::Fault),
-        phase: r.get(2)?,
-        source_version: r.get(3)?,
-        env: json_map(r.get(4)?),
-        timeout: Duration::from_millis(u64::try_from(r.get::<_, i64>(5)?).unwrap_or(0)),
-        buildspec: PathBuf::from(r.get::<_, String>(6)?),
-        build_dir: PathBuf::from(r.get::<_, String>(7)?),
-        created_at: Timestamp(r.get(8)?),
-        started_at: r.get::<_, Option<i64>>(9)?.map(Timestamp),
-        ended_at: r.get::<_, Option<i64>>(10)?.map(Timestamp),
-        pid: r.get(11)?,
-        pid_start: r
-            .get::<_, Option<i64>>(12)?
-            .and_then(|s| u64::try_from(s).ok()),
-        pgid: r.get(13)?,
-        boot_id: r.get(14)?,
-        stop_requested: r.get::<_, i64>(15)? != 0,
-        exported: json_map(r.get(16)?),
-        message: r.get(17)?,
-    })
-}
-
-/// The rows for `ids`, in one query.
-fn read_rows(c: &Connection, ids: &[String]) -> Result<BTreeMap<String, BuildRow>, DbError> {
-    let ids_json = serde_json::to_string(ids)
-        .map_err(|e| PortError::internal(format!("cannot encode build ids: {e}")))?;
-    let mut stmt = c.prepare_cached(&format!(
-        "SELECT {ROW_COLUMNS} FROM builds WHERE id IN (SELECT value FROM json_each(?1))"
-    ))?;
-    let rows = stmt.query_map(params![ids_json], row_from)?;
-    let mut out = BTreeMap::new();
-    for row in rows {
-        let row = row?;
-        out.insert(row.id.clone(), row);
-    }
-    Ok(out)
-}
-
 /// If `row` claims to be queued or running but its process is gone, the final state to
 /// record and why.
 fn vanished(row: &BuildRow, now: Timestamp) -> Option<(BuildState, &'static str)> {
@@ -493,197 +287,4 @@ fn kill_leftovers(row: &BuildRow) {
     {
         warn!(build = %row.id, pgid, error = %e, "cannot kill the leftovers of a vanished build");
     }
-}
-
-/// Write a final state unless the row already has one. True when this call wrote it.
-fn finish_row(
-    c: &Connection,
-    id: &str,
-    state: BuildState,
-    message: &str,
-    now: Timestamp,
-) -> Result<bool, DbError> {
-    let n = c.execute(
-        "UPDATE builds SET state = ?1, message = ?2, ended_at = ?3
-             WHERE id = ?4 AND state IN ('QUEUED', 'IN_PROGRESS')",
-        params![state.as_str(), message, now.millis(), id],
-    )?;
-    Ok(n == 1)
-}
-
-/// The environment a recorded build starts from: this (launcher) process's own, which
-/// the runner set up (inherited or minimal, plus its `base_env`).
-fn launcher_env() -> BTreeMap<String, String> {
-    std::env::vars_os()
-        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-        .collect()
-}
-
-/// Run the recorded build `id` to its end and record how it ended: what the
-/// `kiro-local-build` process does. SIGTERM (sent by [`BuildRunner::stop`]) stops the
-/// build, which is then recorded STOPPED. Returns the final state.
-#[instrument(skip_all, fields(build = %id))]
-pub async fn run_recorded_build(db: EmbeddedDb, id: &BuildId) -> Result<BuildState, PortError> {
-    // First of all, so a stop never kills this process before it can record STOPPED.
-    let mut term = signal(SignalKind::terminate())
-        .map_err(|e| PortError::internal(format!("cannot handle SIGTERM: {e}")))?;
-    let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(async move {
-        if term.recv().await.is_some() {
-            info!("SIGTERM: stopping the build");
-            let _ = stop_tx.send(true);
-        }
-    });
-    // Before anything is spawned: every process the build starts stays in this tree.
-    if let Err(e) = process::become_subreaper() {
-        warn!(error = %e, "cannot become a child subreaper; orphans of the build may outlive it");
-    }
-
-    db.migrate(SCHEMA)?;
-    let key = id.as_str().to_owned();
-    let row = read_rows_sync(&db, &key)?
-        .ok_or_else(|| PortError::input(format!("unknown build {key}")))?;
-    if row.state != BuildState::Queued {
-        return Err(PortError::input(format!(
-            "build {key} is {} already; it runs only once",
-            row.state
-        )));
-    }
-    let clock = SystemClock;
-    let started_at = clock.now();
-    let me = i32::try_from(std::process::id()).unwrap_or(0);
-    let claimed = db.call_sync(|c| {
-        c.execute(
-            "UPDATE builds SET state = 'IN_PROGRESS', pid = ?1, pid_start = ?2, boot_id = ?3,
-                               started_at = ?4
-             WHERE id = ?5 AND state = 'QUEUED'",
-            params![
-                me,
-                process::start_time(me).map(|s| s as i64),
-                process::boot_id(),
-                started_at.millis(),
-                key
-            ],
-        )
-        .map_err(DbError::from)
-    })?;
-    if claimed != 1 {
-        return Err(PortError::input(format!(
-            "build {key} was claimed by another process"
-        )));
-    }
-    if row.stop_requested || *stop_rx.borrow() {
-        return record_end(
-            &db,
-            &key,
-            BuildState::Stopped,
-            Some("build stopped before it started"),
-            None,
-            &BTreeMap::new(),
-        );
-    }
-
-    let plan = ExecPlan {
-        build_id: key.clone(),
-        build_dir: row.build_dir.clone(),
-        base_env: launcher_env(),
-        overrides: row.env.clone(),
-        source_version: row.source_version.clone(),
-        start_time: started_at,
-        timeout: row.timeout,
-        kill_grace: KILL_GRACE,
-    };
-    let spec = match BuildSpec::load(&row.buildspec) {
-        Ok(spec) => spec,
-        Err(e) => {
-            let message = format!("phase DOWNLOAD_SOURCE failed: {e}");
-            let _ = std::fs::create_dir_all(&row.build_dir);
-            if let Err(w) = std::fs::write(plan.log_path(), format!("[Container] {message}\n")) {
-                warn!(error = %w, "cannot write the build log");
-            }
-            return record_end(
-                &db,
-                &key,
-                BuildState::Failed,
-                Some(&message),
-                None,
-                &BTreeMap::new(),
-            );
-        }
-    };
-    let phase_db = db.clone();
-    let phase_key = key.clone();
-    let mut on_phase = move |phase: super::buildspec::PhaseName, pgid: i32| {
-        // A short local write, in the build's own process.
-        let written = phase_db.call_sync(|c| {
-            c.execute(
-                "UPDATE builds SET phase = ?1, pgid = ?2 WHERE id = ?3",
-                params![phase.as_str(), pgid, phase_key],
-            )
-            .map_err(DbError::from)
-        });
-        if let Err(e) = written {
-            warn!(error = %e, "cannot record the current phase");
-        }
-    };
-    let ran = exec::execute(&spec, &plan, stop_rx, &mut on_phase).await;
-    // Nothing the build started may outlive it (an agent in its own process group, a
-    // worker's orphan, a daemon): end the whole tree before the build is recorded done.
-    process::end_tree(me, KILL_GRACE).await;
-    match ran {
-        Ok(outcome) => record_end(
-            &db,
-            &key,
-            outcome.state,
-            outcome.message.as_deref(),
-            outcome.last_phase.map(|p| p.as_str()),
-            &outcome.exported,
-        ),
-        Err(e) => {
-            error!(error = %e, "the build could not run");
-            record_end(
-                &db,
-                &key,
-                BuildState::Fault,
-                Some(&e.to_string()),
-                None,
-                &BTreeMap::new(),
-            )
-        }
-    }
-}
-
-fn read_rows_sync(db: &EmbeddedDb, id: &str) -> Result<Option<BuildRow>, PortError> {
-    db.call_sync(|c| Ok(read_rows(c, &[id.to_owned()])?.remove(id)))
-}
-
-fn record_end(
-    db: &EmbeddedDb,
-    id: &str,
-    state: BuildState,
-    message: Option<&str>,
-    phase: Option<&str>,
-    exported: &BTreeMap<String, String>,
-) -> Result<BuildState, PortError> {
-    let exported_json = serde_json::to_string(exported)
-        .map_err(|e| PortError::internal(format!("cannot encode exported variables: {e}")))?;
-    let now = SystemClock.now();
-    db.call_sync(|c| {
-        c.execute(
-            "UPDATE builds SET state = ?1, message = ?2, phase = COALESCE(?3, phase),
-                               exported_json = ?4, ended_at = ?5
-             WHERE id = ?6 AND state IN ('QUEUED', 'IN_PROGRESS')",
-            params![
-                state.as_str(),
-                message,
-                phase,
-                exported_json,
-                now.millis(),
-                id
-            ],
-        )
-        .map_err(DbError::from)
-    })?;
-    info!(state = %state, "build recorded");
-    Ok(state)
 }
