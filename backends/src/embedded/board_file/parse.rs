@@ -5,7 +5,7 @@
 //! Invariant: only YAML that does not parse or an unknown top-level key fails here; any
 //! other problem is left on the entry it concerns, for validation to name.
 
-use super::{BoardFile, BoardFileError, FileItem, FilePull};
+use super::model::{BoardFile, BoardFileError, FileItem, FilePull};
 use kiro_protocol::ids::quote_for_display;
 use kiro_protocol::{BoardItem, PortError};
 use serde::Deserialize;

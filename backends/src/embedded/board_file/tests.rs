@@ -1,5 +1,6 @@
 use super::parse::{LIST_MARKER, MAP_MARKER};
 use super::*;
+use kiro_protocol::{FailureClass, ItemStatus, PortError};
 
 fn p(text: &str) -> Result<BoardFile, BoardFileError> {
     parse(Path::new("board.yaml"), text)
