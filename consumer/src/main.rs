@@ -123,7 +123,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         // Handled above.
         Command::Run(_) | Command::Health { .. } => Ok(ExitCode::SUCCESS),
         Command::Board { board, json } => {
-            let b = kiro_github::embedded::EmbeddedBoard::open(&board, wired.db.clone())?;
+            let b = kiro_backends::embedded::EmbeddedBoard::open(&board, wired.db.clone())?;
             let items = b.items().await?;
             // Everything shown comes from a human-edited file or from notes: redacted.
             use kiro_protocol::redact::redact;
@@ -165,7 +165,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Reports { board, json } => {
-            let p = kiro_github::embedded::EmbeddedPulls::open(&board, wired.db.clone())?;
+            let p = kiro_backends::embedded::EmbeddedPulls::open(&board, wired.db.clone())?;
             let reports = p.reports().await?;
             if json {
                 let v: Vec<serde_json::Value> = reports

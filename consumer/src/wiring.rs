@@ -16,12 +16,11 @@ use kiro_backends::aws::dynamo::DynamoLeaseStore;
 use kiro_backends::aws::ecs::protection_from_env;
 use kiro_backends::aws::settings::AwsSettings;
 use kiro_backends::aws::sqs::SqsQueue;
-use kiro_backends::embedded::build::locate_launcher;
 use kiro_backends::embedded::{
-    EmbeddedDb, LocalBuildConfig, LocalBuildRunner, QueueConfig, SqliteLeaseStore, SqliteQueue,
+    EmbeddedBoard, EmbeddedDb, QueueConfig, SqliteLeaseStore, SqliteQueue,
 };
 use kiro_consumer::clock::TokioClock;
-use kiro_github::embedded::EmbeddedBoard;
+use kiro_local_build::{LocalBuildConfig, LocalBuildRunner, locate_launcher};
 use kiro_protocol::{Board, BuildRunner, Clock, LeaseStore, TaskProtection, WorkQueue, env};
 use kiro_runtime::aws::require;
 use std::collections::BTreeMap;

@@ -1,7 +1,6 @@
-//! Adapters for the `Board` and `PullRequests` ports.
+//! The GitHub adapters of the `Board` and `PullRequests` ports (the embedded board and
+//! forge of one-machine runs are in `kiro-backends`).
 //!
-//! - [`embedded`]: the one-machine default — a human-editable board file (YAML) whose
-//!   status changes and pull-request reports live in the shared state database.
 //! - [`gh`]: the GitHub adapters — a Projects (v2) board over GraphQL, pull-request
 //!   reports and check runs over REST, token or GitHub App authentication.
 //! - [`redact`]: strips token-looking values from any text before it is stored or shown
@@ -12,9 +11,7 @@
 //!
 //! [`PortError`]: kiro_protocol::PortError
 
-pub mod embedded;
 pub mod gh;
 pub use kiro_protocol::redact;
 
-pub use embedded::{BoardEntry, BoardFileError, EmbeddedBoard, EmbeddedPulls, StoredReport};
 pub use kiro_protocol::redact::redact;

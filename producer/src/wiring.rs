@@ -7,8 +7,7 @@
 use crate::config::{BackendConfig, Config, ForgeConfig};
 use anyhow::Context;
 use kiro_backends::aws::sqs::SqsQueue;
-use kiro_backends::embedded::{EmbeddedDb, QueueConfig, SqliteQueue};
-use kiro_github::EmbeddedBoard;
+use kiro_backends::embedded::{EmbeddedBoard, EmbeddedDb, QueueConfig, SqliteQueue};
 use kiro_github::gh::{FieldConfig, GithubBoard, ProjectRef};
 use kiro_producer::Producer;
 use kiro_protocol::{Board, Clock, SystemClock, WorkQueue};

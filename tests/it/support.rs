@@ -1,8 +1,8 @@
 //! Shared helpers: where the binaries and the example are, and read-only views of a
 //! state directory (job records, dead letters, builds, board, reports, git remotes).
 
+use kiro_backends::embedded::{EmbeddedBoard, EmbeddedPulls};
 use kiro_backends::embedded::{EmbeddedDb, QueueConfig, SqliteLeaseStore, SqliteQueue};
-use kiro_github::embedded::{EmbeddedBoard, EmbeddedPulls};
 use kiro_protocol::{
     DeadLetterEntry, ItemStatus, JobRecord, LeaseStore, QueueDepth, SystemClock, WorkQueue,
 };

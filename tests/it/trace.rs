@@ -23,9 +23,9 @@ use async_trait::async_trait;
 use kiro_backends::aws::dynamo::DynamoLeaseStore;
 use kiro_backends::aws::moto;
 use kiro_backends::aws::sqs::{SqsQueue, SqsSettings};
+use kiro_backends::embedded::EmbeddedBoard;
 use kiro_backends::embedded::{EmbeddedDb, QueueConfig, SqliteLeaseStore, SqliteQueue};
 use kiro_consumer::{Engine, EngineConfig, Ports, RetryPolicy};
-use kiro_github::EmbeddedBoard;
 use kiro_producer::Producer;
 use kiro_protocol::ports::build::env as build_env;
 use kiro_protocol::{

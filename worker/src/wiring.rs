@@ -11,9 +11,8 @@
 
 use crate::config::{Backend, Config, Forge, ReportModeArg};
 use kiro_backends::aws::dynamo::DynamoLeaseStore;
-use kiro_backends::embedded::{EmbeddedDb, SqliteLeaseStore};
+use kiro_backends::embedded::{EmbeddedBoard, EmbeddedDb, EmbeddedPulls, SqliteLeaseStore};
 use kiro_github::gh::{FieldConfig, GithubBoard, GithubPulls, ProjectRef, ReportMode};
-use kiro_github::{EmbeddedBoard, EmbeddedPulls};
 use kiro_protocol::env::{GITHUB_PROJECT, STATE_DIR};
 use kiro_protocol::{Board, Failure, FailureClass, LeaseStore, PullRequests, SystemClock};
 use kiro_runtime::MissingSetting;

@@ -16,12 +16,12 @@
 //!   with `FenceLost` and change nothing. `record` writes the job row and the lease's
 //!   `current_item` together.
 
-use super::db::{EmbeddedDb, sql_error};
 use async_trait::async_trait;
 use kiro_protocol::{
     Clock, Fence, ItemId, JobRecord, Lease, LeaseError, LeaseStore, LeaseView, PortError,
     ProjectKey, Timestamp,
 };
+use kiro_statedb::{DbError, EmbeddedDb};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use std::sync::Arc;
 use std::time::Duration;
@@ -84,12 +84,11 @@ fn fence_sql(f: Fence) -> Result<i64, PortError> {
     i64::try_from(f.0).map_err(|_| PortError::internal(format!("fence {f} out of range")))
 }
 
-fn immediate(c: &mut Connection) -> Result<Transaction<'_>, PortError> {
-    c.transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(sql_error)
+fn immediate(c: &mut Connection) -> Result<Transaction<'_>, DbError> {
+    Ok(c.transaction_with_behavior(TransactionBehavior::Immediate)?)
 }
 
-fn read_row(c: &Connection, project: &str) -> Result<Option<Row>, PortError> {
+fn read_row(c: &Connection, project: &str) -> Result<Option<Row>, DbError> {
     c.prepare_cached(
         "SELECT owner, fence, expires_at, current_item FROM lease_rows WHERE project = ?1",
     )
@@ -104,12 +103,12 @@ fn read_row(c: &Connection, project: &str) -> Result<Option<Row>, PortError> {
         })
         .optional()
     })
-    .map_err(sql_error)
+    .map_err(DbError::from)
 }
 
 /// Check that `lease` is still the current holder of its row.
 fn check_current(c: &Connection, lease: &Lease) -> Result<(), LeaseError> {
-    let row = read_row(c, lease.project.as_str())?;
+    let row = read_row(c, lease.project.as_str()).map_err(PortError::from)?;
     match row {
         Some(r) if r.fence == lease.fence && r.owner.as_deref() == Some(lease.owner.as_str()) => {
             Ok(())
@@ -169,9 +168,8 @@ impl LeaseStore for SqliteLeaseStore {
                 )
                 .and_then(|mut s| {
                     s.execute(params![project.as_str(), owner, fence_value, expires_at.0])
-                })
-                .map_err(sql_error)?;
-                tx.commit().map_err(sql_error)?;
+                })?;
+                tx.commit()?;
                 Ok(Ok(Lease {
                     project,
                     owner,
@@ -194,9 +192,8 @@ impl LeaseStore for SqliteLeaseStore {
                 }
                 let expires_at = now.plus(ttl);
                 tx.prepare_cached("UPDATE lease_rows SET expires_at = ?2 WHERE project = ?1")
-                    .and_then(|mut s| s.execute(params![lease.project.as_str(), expires_at.0]))
-                    .map_err(sql_error)?;
-                tx.commit().map_err(sql_error)?;
+                    .and_then(|mut s| s.execute(params![lease.project.as_str(), expires_at.0]))?;
+                tx.commit()?;
                 Ok(Ok(Lease {
                     expires_at,
                     ..lease
@@ -218,9 +215,8 @@ impl LeaseStore for SqliteLeaseStore {
                 tx.prepare_cached(
                     "UPDATE lease_rows SET owner = NULL, expires_at = ?2 WHERE project = ?1",
                 )
-                .and_then(|mut s| s.execute(params![lease.project.as_str(), now.0]))
-                .map_err(sql_error)?;
-                tx.commit().map_err(sql_error)?;
+                .and_then(|mut s| s.execute(params![lease.project.as_str(), now.0]))?;
+                tx.commit()?;
                 Ok(Ok(()))
             })
             .await?
@@ -291,12 +287,12 @@ impl LeaseStore for SqliteLeaseStore {
                         job.updated_at.0,
                         json
                     ])
-                })
-                .map_err(sql_error)?;
+                })?;
                 tx.prepare_cached("UPDATE lease_rows SET current_item = ?2 WHERE project = ?1")
-                    .and_then(|mut s| s.execute(params![job.project.as_str(), job.item.as_str()]))
-                    .map_err(sql_error)?;
-                tx.commit().map_err(sql_error)?;
+                    .and_then(|mut s| {
+                        s.execute(params![job.project.as_str(), job.item.as_str()])
+                    })?;
+                tx.commit()?;
                 Ok(Ok(()))
             })
             .await?
@@ -318,9 +314,8 @@ impl LeaseStore for SqliteLeaseStore {
                     .and_then(|mut s| {
                         s.query_row(params![project.as_str(), item.as_str()], |r| r.get(0))
                             .optional()
-                    })
-                    .map_err(sql_error)?;
-                raw.as_deref().map(decode_record).transpose()
+                    })?;
+                Ok(raw.as_deref().map(decode_record).transpose()?)
             })
             .await
     }
@@ -335,9 +330,11 @@ impl LeaseStore for SqliteLeaseStore {
                     .and_then(|mut s| {
                         s.query_map([], |r| r.get::<_, String>(0))?
                             .collect::<rusqlite::Result<Vec<_>>>()
-                    })
-                    .map_err(sql_error)?;
-                raws.iter().map(|r| decode_record(r)).collect()
+                    })?;
+                Ok(raws
+                    .iter()
+                    .map(|r| decode_record(r))
+                    .collect::<Result<_, PortError>>()?)
             })
             .await
     }

@@ -23,7 +23,6 @@
 //! - visibility (from `receive`, `extend` or `release`) never reaches beyond 12 hours
 //!   after the receive that issued the receipt (SQS's cap); longer requests are capped.
 
-use super::db::{EmbeddedDb, sql_error};
 use super::rows::RawRow;
 use async_trait::async_trait;
 use kiro_protocol::{
@@ -31,6 +30,7 @@ use kiro_protocol::{
     OutgoingMessage, PortError, QueueDepth, Receipt, ReplayReport, SendOutcome, Timestamp,
     TraceContext, WorkQueue,
 };
+use kiro_statedb::{DbError, EmbeddedDb};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -141,7 +141,7 @@ impl SqliteQueue {
             .call(move |c| {
                 let tx = immediate(c)?;
                 let out = receive_tx(&tx, max, now, &config)?;
-                tx.commit().map_err(sql_error)?;
+                tx.commit()?;
                 Ok(out)
             })
             .await
@@ -179,13 +179,12 @@ const MSG_COLUMNS: &str = "id, grp, dedup, body, trace, attributes, sent_at, rec
 
 /// Read message `seq` column by column: the row (always, losslessly) and what in it is
 /// malformed (empty when the row is sound).
-fn read_msg(tx: &Transaction<'_>, seq: i64) -> Result<(MsgRow, Vec<String>), PortError> {
+fn read_msg(tx: &Transaction<'_>, seq: i64) -> Result<(MsgRow, Vec<String>), DbError> {
     let mut raw = tx
         .prepare_cached(&format!(
             "SELECT {MSG_COLUMNS} FROM queue_messages WHERE seq = ?1"
         ))
-        .and_then(|mut s| s.query_row(params![seq], |r| RawRow::read(r, MSG_NAMES)))
-        .map_err(sql_error)?;
+        .and_then(|mut s| s.query_row(params![seq], |r| RawRow::read(r, MSG_NAMES)))?;
     let row = MsgRow {
         id: raw.text(0),
         grp: raw.text(1),
@@ -285,9 +284,8 @@ fn decode_dlq(mut raw: RawRow) -> DlqRow {
     }
 }
 
-fn immediate(c: &mut Connection) -> Result<Transaction<'_>, PortError> {
-    c.transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(sql_error)
+fn immediate(c: &mut Connection) -> Result<Transaction<'_>, DbError> {
+    Ok(c.transaction_with_behavior(TransactionBehavior::Immediate)?)
 }
 
 fn count_u32(n: i64) -> u32 {
@@ -334,34 +332,28 @@ fn insert_message(
     attributes: &str,
     now: Timestamp,
     dedup_window: Duration,
-) -> Result<MessageId, PortError> {
+) -> Result<MessageId, DbError> {
     let id = new_id("m", now);
     tx.prepare_cached(
         "INSERT INTO queue_messages (id, grp, dedup, body, trace, attributes, sent_at, visible_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
     )
-    .and_then(|mut s| s.execute(params![id, grp, dedup, body, trace, attributes, now.0]))
-    .map_err(sql_error)?;
+    .and_then(|mut s| s.execute(params![id, grp, dedup, body, trace, attributes, now.0]))?;
     let seq = tx.last_insert_rowid();
     tx.prepare_cached(
         "INSERT OR REPLACE INTO queue_dedup (dedup, message_id, expires_at) VALUES (?1, ?2, ?3)",
     )
-    .and_then(|mut s| s.execute(params![dedup, id, now.plus(dedup_window).0]))
-    .map_err(sql_error)?;
+    .and_then(|mut s| s.execute(params![dedup, id, now.plus(dedup_window).0]))?;
     tx.prepare_cached(
         "INSERT INTO queue_groups (grp, head_seq, available_at) VALUES (?1, ?2, ?3)
          ON CONFLICT(grp) DO NOTHING",
     )
-    .and_then(|mut s| s.execute(params![grp, seq, now.0]))
-    .map_err(sql_error)?;
+    .and_then(|mut s| s.execute(params![grp, seq, now.0]))?;
     Ok(MessageId::new(id))
 }
 
 /// After the head of `grp` was deleted: point the group at its next message, or drop it.
-fn advance_head<G: rusqlite::ToSql + ?Sized>(
-    tx: &Transaction<'_>,
-    grp: &G,
-) -> Result<(), PortError> {
+fn advance_head<G: rusqlite::ToSql + ?Sized>(tx: &Transaction<'_>, grp: &G) -> Result<(), DbError> {
     let next: Option<(i64, i64)> = tx
         .prepare_cached(
             "SELECT seq, visible_at FROM queue_messages WHERE grp = ?1 ORDER BY seq LIMIT 1",
@@ -369,8 +361,7 @@ fn advance_head<G: rusqlite::ToSql + ?Sized>(
         .and_then(|mut s| {
             s.query_row(params![grp], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()
-        })
-        .map_err(sql_error)?;
+        })?;
     match next {
         Some((seq, visible_at)) => tx
             .prepare_cached(
@@ -380,8 +371,7 @@ fn advance_head<G: rusqlite::ToSql + ?Sized>(
         None => tx
             .prepare_cached("DELETE FROM queue_groups WHERE grp = ?1")
             .and_then(|mut s| s.execute(params![grp])),
-    }
-    .map_err(sql_error)?;
+    }?;
     Ok(())
 }
 
@@ -392,21 +382,16 @@ fn set_visibility(
     grp: &str,
     visible_at: i64,
     receipt: Option<&str>,
-) -> Result<(), PortError> {
+) -> Result<(), DbError> {
     tx.prepare_cached("UPDATE queue_messages SET visible_at = ?2, receipt = ?3 WHERE seq = ?1")
-        .and_then(|mut s| s.execute(params![seq, visible_at, receipt]))
-        .map_err(sql_error)?;
+        .and_then(|mut s| s.execute(params![seq, visible_at, receipt]))?;
     tx.prepare_cached("UPDATE queue_groups SET available_at = ?2 WHERE grp = ?1")
-        .and_then(|mut s| s.execute(params![grp, visible_at]))
-        .map_err(sql_error)?;
+        .and_then(|mut s| s.execute(params![grp, visible_at]))?;
     Ok(())
 }
 
 /// The message holding `receipt`: (seq, group, received_at).
-fn by_receipt(
-    tx: &Transaction<'_>,
-    receipt: &str,
-) -> Result<Option<(i64, String, i64)>, PortError> {
+fn by_receipt(tx: &Transaction<'_>, receipt: &str) -> Result<Option<(i64, String, i64)>, DbError> {
     tx.prepare_cached("SELECT seq, grp, received_at FROM queue_messages WHERE receipt = ?1")
         .and_then(|mut s| {
             s.query_row(params![receipt], |r| {
@@ -418,7 +403,7 @@ fn by_receipt(
             })
             .optional()
         })
-        .map_err(sql_error)
+        .map_err(DbError::from)
 }
 
 /// Move message `seq` to the DLQ with `letter` and delete it (the caller's transaction
@@ -428,7 +413,7 @@ fn move_to_dlq(
     seq: i64,
     letter: &DeadLetter,
     now: Timestamp,
-) -> Result<(), PortError> {
+) -> Result<(), DbError> {
     let (row, _) = read_msg(tx, seq)?;
     move_row_to_dlq(tx, seq, &row, letter, now)
 }
@@ -440,7 +425,7 @@ fn move_row_to_dlq(
     row: &MsgRow,
     letter: &DeadLetter,
     now: Timestamp,
-) -> Result<(), PortError> {
+) -> Result<(), DbError> {
     let letter_json = encode_json(letter)?;
     tx.prepare_cached(
         "INSERT INTO queue_dlq (id, original_id, grp, dedup, body, trace, attributes, letter,
@@ -460,16 +445,13 @@ fn move_row_to_dlq(
             now.0,
             row.receive_count
         ])
-    })
-    .map_err(sql_error)?;
+    })?;
     // The group as stored (not as read: a malformed group column reads differently).
     let grp: rusqlite::types::Value = tx
         .prepare_cached("SELECT grp FROM queue_messages WHERE seq = ?1")
-        .and_then(|mut s| s.query_row(params![seq], |r| r.get(0)))
-        .map_err(sql_error)?;
+        .and_then(|mut s| s.query_row(params![seq], |r| r.get(0)))?;
     tx.prepare_cached("DELETE FROM queue_messages WHERE seq = ?1")
-        .and_then(|mut s| s.execute(params![seq]))
-        .map_err(sql_error)?;
+        .and_then(|mut s| s.execute(params![seq]))?;
     advance_head(tx, &grp)
 }
 
@@ -481,7 +463,7 @@ fn quarantine(
     row: &MsgRow,
     problems: &[String],
     now: Timestamp,
-) -> Result<(), PortError> {
+) -> Result<(), DbError> {
     let letter = DeadLetter {
         reason: format!(
             "malformed message {} in group {}: {}; quarantined by receive (its stored content is kept here)",
@@ -505,7 +487,7 @@ fn receive_tx(
     max: usize,
     now: Timestamp,
     config: &QueueConfig,
-) -> Result<Vec<Delivery>, PortError> {
+) -> Result<Vec<Delivery>, DbError> {
     let mut out = Vec::new();
     let mut delivered = std::collections::HashSet::new();
     let max_count = i64::from(config.max_receive_count);
@@ -525,8 +507,7 @@ fn receive_tx(
                     |r| r.get(0),
                 )?
                 .collect::<rusqlite::Result<Vec<i64>>>()
-            })
-            .map_err(sql_error)?;
+            })?;
         if heads.is_empty() {
             break;
         }
@@ -564,8 +545,7 @@ fn receive_tx(
             tx.prepare_cached(
                 "UPDATE queue_messages SET receive_count = ?2, received_at = ?3 WHERE seq = ?1",
             )
-            .and_then(|mut s| s.execute(params![seq, receive_count, now.0]))
-            .map_err(sql_error)?;
+            .and_then(|mut s| s.execute(params![seq, receive_count, now.0]))?;
             set_visibility(tx, seq, &row.grp, visible_at.0, Some(&receipt))?;
             let trace: TraceContext = decode_json(&row.trace, "trace context")?;
             let attributes: BTreeMap<String, String> =
@@ -592,7 +572,7 @@ fn receive_tx(
     Ok(out)
 }
 
-fn load_dlq(c: &Connection, limit: Option<usize>) -> Result<Vec<DlqRow>, PortError> {
+fn load_dlq(c: &Connection, limit: Option<usize>) -> Result<Vec<DlqRow>, DbError> {
     let limit = limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
     let raws = c
         .prepare_cached(&format!(
@@ -601,8 +581,7 @@ fn load_dlq(c: &Connection, limit: Option<usize>) -> Result<Vec<DlqRow>, PortErr
         .and_then(|mut s| {
             s.query_map(params![limit], |r| RawRow::read(r, DLQ_NAMES))?
                 .collect::<rusqlite::Result<Vec<_>>>()
-        })
-        .map_err(sql_error)?;
+        })?;
     Ok(raws.into_iter().map(decode_dlq).collect())
 }
 
@@ -613,12 +592,11 @@ fn replay_one(
     row: &DlqRow,
     now: Timestamp,
     dedup_window: Duration,
-) -> Result<Option<MessageId>, PortError> {
+) -> Result<Option<MessageId>, DbError> {
     let tx = immediate(c)?;
     let removed = tx
         .prepare_cached("DELETE FROM queue_dlq WHERE seq = ?1")
-        .and_then(|mut s| s.execute(params![row.seq]))
-        .map_err(sql_error)?;
+        .and_then(|mut s| s.execute(params![row.seq]))?;
     if removed == 0 {
         return Ok(None);
     }
@@ -633,7 +611,7 @@ fn replay_one(
         now,
         dedup_window,
     )?;
-    tx.commit().map_err(sql_error)?;
+    tx.commit()?;
     Ok(Some(id))
 }
 
@@ -649,15 +627,13 @@ impl WorkQueue for SqliteQueue {
             .call(move |c| {
                 let tx = immediate(c)?;
                 tx.prepare_cached("DELETE FROM queue_dedup WHERE expires_at <= ?1")
-                    .and_then(|mut s| s.execute(params![now.0]))
-                    .map_err(sql_error)?;
+                    .and_then(|mut s| s.execute(params![now.0]))?;
                 let seen: Option<String> = tx
                     .prepare_cached("SELECT message_id FROM queue_dedup WHERE dedup = ?1")
                     .and_then(|mut s| {
                         s.query_row(params![msg.dedup.as_str()], |r| r.get(0))
                             .optional()
-                    })
-                    .map_err(sql_error)?;
+                    })?;
                 if let Some(first) = seen {
                     return Ok(SendOutcome {
                         message_id: MessageId::new(first),
@@ -674,7 +650,7 @@ impl WorkQueue for SqliteQueue {
                     now,
                     window,
                 )?;
-                tx.commit().map_err(sql_error)?;
+                tx.commit()?;
                 Ok(SendOutcome {
                     message_id: id,
                     duplicate: false,
@@ -725,7 +701,7 @@ impl WorkQueue for SqliteQueue {
                         }
                     }
                 }
-                tx.commit().map_err(sql_error)?;
+                tx.commit()?;
                 Ok(out)
             })
             .await
@@ -739,10 +715,9 @@ impl WorkQueue for SqliteQueue {
                 let tx = immediate(c)?;
                 let (seq, grp, _) = by_receipt(&tx, &receipt)?.ok_or_else(|| fence_lost("ack"))?;
                 tx.prepare_cached("DELETE FROM queue_messages WHERE seq = ?1")
-                    .and_then(|mut s| s.execute(params![seq]))
-                    .map_err(sql_error)?;
+                    .and_then(|mut s| s.execute(params![seq]))?;
                 advance_head(&tx, &grp)?;
-                tx.commit().map_err(sql_error)
+                Ok(tx.commit()?)
             })
             .await
     }
@@ -759,7 +734,7 @@ impl WorkQueue for SqliteQueue {
                 let cap = Timestamp(received_at).plus(MAX_VISIBILITY);
                 let visible_at = now.plus(delay).min(cap);
                 set_visibility(&tx, seq, &grp, visible_at.0, None)?;
-                tx.commit().map_err(sql_error)
+                Ok(tx.commit()?)
             })
             .await
     }
@@ -775,7 +750,7 @@ impl WorkQueue for SqliteQueue {
                 let (seq, _, _) =
                     by_receipt(&tx, &receipt)?.ok_or_else(|| fence_lost("dead_letter"))?;
                 move_to_dlq(&tx, seq, &letter, now)?;
-                tx.commit().map_err(sql_error)
+                Ok(tx.commit()?)
             })
             .await
     }
@@ -838,8 +813,8 @@ impl WorkQueue for SqliteQueue {
         self.db
             .call(move |c| {
                 let tx = immediate(c)?;
-                let n = tx.execute("DELETE FROM queue_dlq", []).map_err(sql_error)?;
-                tx.commit().map_err(sql_error)?;
+                let n = tx.execute("DELETE FROM queue_dlq", [])?;
+                tx.commit()?;
                 Ok(u64::try_from(n).unwrap_or(u64::MAX))
             })
             .await
@@ -859,11 +834,8 @@ impl WorkQueue for SqliteQueue {
                     )
                     .and_then(|mut s| {
                         s.query_row(params![now.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                    })
-                    .map_err(sql_error)?;
-                let dead: i64 = c
-                    .query_row("SELECT COUNT(*) FROM queue_dlq", [], |r| r.get(0))
-                    .map_err(sql_error)?;
+                    })?;
+                let dead: i64 = c.query_row("SELECT COUNT(*) FROM queue_dlq", [], |r| r.get(0))?;
                 let u = |n: i64| u64::try_from(n).unwrap_or(0);
                 Ok(QueueDepth {
                     visible: u(visible),

@@ -3,6 +3,5 @@
 //! plus restart, multi-process and property (state-machine) tests.
 
 mod aws;
-mod build;
 mod lease;
 mod queue;

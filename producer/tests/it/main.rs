@@ -6,8 +6,8 @@ mod cli;
 mod hostile;
 mod tick;
 
+use kiro_backends::embedded::EmbeddedBoard;
 use kiro_backends::embedded::{EmbeddedDb, QueueConfig, SqliteQueue};
-use kiro_github::EmbeddedBoard;
 use kiro_producer::Producer;
 use kiro_protocol::{Clock, ManualClock, WorkQueue};
 use std::path::PathBuf;

@@ -341,7 +341,7 @@ async fn dropping_the_emulator_kills_its_running_builds() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let pid = pid.expect("the build wrote its shell's pid");
-    use kiro_backends::embedded::build::process::group_exists;
+    use kiro_local_build::process::group_exists;
     assert!(group_exists(pid));
     drop(f);
     for _ in 0..250 {

@@ -10,8 +10,8 @@ mod pipeline;
 mod secrets;
 mod steering;
 
+use kiro_backends::embedded::{EmbeddedBoard, EmbeddedPulls};
 use kiro_backends::embedded::{EmbeddedDb, SqliteLeaseStore};
-use kiro_github::{EmbeddedBoard, EmbeddedPulls};
 use kiro_protocol::{Fence, LeaseStore, ProjectKey, SystemClock};
 use kiro_worker::Config;
 use std::path::{Path, PathBuf};

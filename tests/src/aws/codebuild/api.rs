@@ -258,7 +258,7 @@ fn decide(
             timeout_in_minutes: timeout,
             environment: BTreeMap::new(),
             exported: BTreeMap::new(),
-            log: dir.join(kiro_backends::embedded::build::exec::LOG_FILE),
+            log: dir.join(kiro_local_build::exec::LOG_FILE),
             dir: dir.clone(),
         },
         start_time: now,

@@ -45,9 +45,7 @@ pub(crate) async fn upload(shared: &Shared, input: &RunInput, stream: &str) {
     let Some(group) = input.log_group.as_deref() else {
         return;
     };
-    let log = input
-        .dir
-        .join(kiro_backends::embedded::build::exec::LOG_FILE);
+    let log = input.dir.join(kiro_local_build::exec::LOG_FILE);
     let text = std::fs::read(&log).unwrap_or_default();
     let text = String::from_utf8_lossy(&text);
     let now = std::time::SystemTime::now()

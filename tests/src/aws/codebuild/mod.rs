@@ -383,7 +383,7 @@ impl State {
 /// runtime, so nothing may rely on the build tasks running again): the stop signal, and
 /// SIGKILL to each build's process group so no build process outlives the test.
 pub(super) fn stop_all(shared: &Shared) {
-    use kiro_backends::embedded::build::process::{SIGKILL, signal_group};
+    use kiro_local_build::process::{SIGKILL, signal_group};
     for b in &lock(&shared.codebuild).builds {
         if !b.view.complete {
             let _ = b.stop.send(true);

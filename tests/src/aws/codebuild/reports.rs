@@ -81,9 +81,7 @@ pub fn groups_with_files(buildspec: &str, src: &Path) -> Vec<String> {
 
 /// Record CodeBuild's report calls for the build of `input` (see the module doc).
 pub(crate) fn record(shared: &Shared, input: &RunInput) {
-    let src = input
-        .dir
-        .join(kiro_backends::embedded::build::exec::SRC_DIR);
+    let src = input.dir.join(kiro_local_build::exec::SRC_DIR);
     let cfg = &shared.cfg;
     let key = shared.credentials_for(&input.service_role).access_key_id;
     for name in groups_with_files(&input.buildspec, &src) {

@@ -1,6 +1,6 @@
 //! Running one emulated build: PROVISIONING (variables resolved as the service role),
 //! DOWNLOAD_SOURCE (the inlined buildspec parsed), the buildspec's phases with the local
-//! executor (`kiro_backends::embedded::build::exec`), then UPLOAD_ARTIFACTS, FINALIZING
+//! executor (`kiro_local_build::exec`), then UPLOAD_ARTIFACTS, FINALIZING
 //! and COMPLETED, with the build's status, phases and exported variables recorded.
 //!
 //! Invariant: a build ends exactly once, with `buildComplete` true, an end time and a
@@ -11,8 +11,8 @@ use super::env::{self, ResolveError};
 use super::logs;
 use super::{EnvVar, EnvVarType, Status, now_secs};
 use crate::aws::{Shared, lock};
-use kiro_backends::embedded::build::buildspec::BuildSpec;
-use kiro_backends::embedded::build::exec::{ExecPlan, execute};
+use kiro_local_build::buildspec::BuildSpec;
+use kiro_local_build::exec::{ExecPlan, execute};
 use kiro_protocol::{BuildState, Timestamp};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -270,7 +270,7 @@ async fn execute_build(shared: &Arc<Shared>, input: &RunInput) -> End {
 
     let phase_shared = shared.clone();
     let phase_id = id.clone();
-    let mut on_phase = move |name: kiro_backends::embedded::build::PhaseName, pgid: i32| {
+    let mut on_phase = move |name: kiro_local_build::PhaseName, pgid: i32| {
         if let Some(b) = lock(&phase_shared.codebuild).build_mut(&phase_id) {
             b.enter_phase(name.as_str());
             b.pgid = (pgid > 1).then_some(pgid);

@@ -10,13 +10,12 @@
 //! `updated_at` gives it a new deduplication id). Notes are one line, redacted, and
 //! bounded before they are stored.
 
-use super::file::{self, BoardFile, FileItem};
-use crate::redact::redact;
+use super::board_file::{self as file, BoardFile, FileItem};
 use async_trait::async_trait;
-use kiro_backends::embedded::EmbeddedDb;
-use kiro_backends::embedded::db::sql_error;
 use kiro_protocol::ids::quote_for_display;
+use kiro_protocol::redact::redact;
 use kiro_protocol::{Board, BoardItem, Clock, ItemStatus, PortError, SystemClock, Timestamp};
+use kiro_statedb::{DbError, EmbeddedDb};
 use rusqlite::params;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -122,8 +121,7 @@ impl EmbeddedBoard {
                 let mut stmt = c
                     .prepare(
                         "SELECT item_id, status, note, item_updated_at, updated_at FROM board_status",
-                    )
-                    .map_err(sql_error)?;
+                    )?;
                 let rows = stmt
                     .query_map([], |r| {
                         Ok((
@@ -133,11 +131,10 @@ impl EmbeddedBoard {
                             r.get::<_, String>(3)?,
                             r.get::<_, i64>(4)?,
                         ))
-                    })
-                    .map_err(sql_error)?;
+                    })?;
                 let mut out = HashMap::new();
                 for row in rows {
-                    let (id, status, note, item_updated_at, at) = row.map_err(sql_error)?;
+                    let (id, status, note, item_updated_at, at) = row?;
                     let Some(status) = file::parse_status(&status) else {
                         warn!(item = %quote_for_display(&id), "ignoring an unknown status in board_status");
                         continue;
@@ -258,7 +255,7 @@ impl Board for EmbeddedBoard {
                         updated_at = excluded.updated_at",
                     params![id, status_key(status), note, item_updated_at, now.0],
                 )
-                .map_err(sql_error)
+                .map_err(DbError::from)
             })
             .await?;
         info!("board item status changed");

@@ -6,6 +6,7 @@
 //! state change is one transaction). Blocking SQLite calls run on tokio's blocking pool
 //! through [`EmbeddedDb::call`], never on a runtime thread.
 
+use crate::DbError;
 use kiro_protocol::{FailureClass, PortError};
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
@@ -50,14 +51,14 @@ impl EmbeddedDb {
                 format!("cannot open {}: {e}", path.display()),
             )
         })?;
-        conn.busy_timeout(Duration::from_secs(10))
-            .map_err(sql_error)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(sql_error)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(sql_error)?;
-        conn.pragma_update(None, "foreign_keys", "ON")
-            .map_err(sql_error)?;
+        let setup = || -> Result<(), DbError> {
+            conn.busy_timeout(Duration::from_secs(10))?;
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            conn.pragma_update(None, "synchronous", "NORMAL")?;
+            conn.pragma_update(None, "foreign_keys", "ON")?;
+            Ok(())
+        };
+        setup()?;
         Ok(EmbeddedDb {
             path: path.to_owned(),
             conn: Arc::new(Mutex::new(conn)),
@@ -68,18 +69,19 @@ impl EmbeddedDb {
         &self.path
     }
 
-    /// Run `f` with the connection on the blocking pool.
+    /// Run `f` with the connection on the blocking pool. `f` writes `?` on SQLite calls;
+    /// its [`DbError`] reaches the caller classified (see [`DbError`]).
     pub async fn call<T, F>(&self, f: F) -> Result<T, PortError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<T, PortError> + Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, DbError> + Send + 'static,
     {
         let conn = self.conn.clone();
         tokio::task::spawn_blocking(move || {
             let mut guard = conn
                 .lock()
                 .map_err(|_| PortError::internal("state database lock poisoned"))?;
-            f(&mut guard)
+            Ok(f(&mut guard)?)
         })
         .await
         .map_err(|e| PortError::internal(format!("database task failed: {e}")))?
@@ -89,31 +91,18 @@ impl EmbeddedDb {
     /// start-up migrations and the local build process).
     pub fn call_sync<T>(
         &self,
-        f: impl FnOnce(&mut Connection) -> Result<T, PortError>,
+        f: impl FnOnce(&mut Connection) -> Result<T, DbError>,
     ) -> Result<T, PortError> {
         let mut guard = self
             .conn
             .lock()
             .map_err(|_| PortError::internal("state database lock poisoned"))?;
-        f(&mut guard)
+        Ok(f(&mut guard)?)
     }
 
     /// Apply a schema (idempotent `CREATE … IF NOT EXISTS` statements).
     pub fn migrate(&self, schema: &str) -> Result<(), PortError> {
-        self.call_sync(|c| c.execute_batch(schema).map_err(sql_error))
-    }
-}
-
-/// Classify a SQLite error: a busy or locked database is transient, anything else internal.
-pub fn sql_error(e: rusqlite::Error) -> PortError {
-    use rusqlite::ErrorCode;
-    match &e {
-        rusqlite::Error::SqliteFailure(f, _)
-            if matches!(f.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) =>
-        {
-            PortError::transient(format!("state database busy: {e}"))
-        }
-        _ => PortError::internal(format!("state database: {e}")),
+        self.call_sync(|c| Ok(c.execute_batch(schema)?))
     }
 }
 
@@ -126,25 +115,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = EmbeddedDb::open_dir(dir.path()).unwrap();
         let mode: String = db
-            .call(|c| {
-                c.query_row("PRAGMA journal_mode", [], |r| r.get(0))
-                    .map_err(sql_error)
-            })
+            .call(|c| Ok(c.query_row("PRAGMA journal_mode", [], |r| r.get(0))?))
             .await
             .unwrap();
         assert_eq!(mode.to_lowercase(), "wal");
         db.migrate("CREATE TABLE IF NOT EXISTS t (x INTEGER)")
             .unwrap();
-        db.call(|c| c.execute("INSERT INTO t VALUES (7)", []).map_err(sql_error))
+        db.call(|c| Ok(c.execute("INSERT INTO t VALUES (7)", [])?))
             .await
             .unwrap();
         drop(db);
         let again = EmbeddedDb::open_dir(dir.path()).unwrap();
         let x: i64 = again
-            .call_sync(|c| {
-                c.query_row("SELECT x FROM t", [], |r| r.get(0))
-                    .map_err(sql_error)
-            })
+            .call_sync(|c| Ok(c.query_row("SELECT x FROM t", [], |r| r.get(0))?))
             .unwrap();
         assert_eq!(x, 7);
     }

@@ -4,13 +4,13 @@
 //! humans: it reads the build's row from the state database, runs the buildspec's
 //! phases, and records the final state, the exported variables and a message. SIGTERM
 //! stops the build (recorded STOPPED). Thin glue over
-//! `kiro_backends::embedded::build::run_recorded_build`.
+//! `kiro_local_build::run_recorded_build`.
 
 use anyhow::Context;
 use clap::Parser;
-use kiro_backends::embedded::EmbeddedDb;
-use kiro_backends::embedded::build::run_recorded_build;
+use kiro_local_build::run_recorded_build;
 use kiro_protocol::{BuildId, BuildState};
+use kiro_statedb::EmbeddedDb;
 use std::path::PathBuf;
 use std::process::ExitCode;
 

@@ -3,17 +3,16 @@
 //!
 //! Invariant: one report per pull request — `upsert_report` replaces the stored report in
 //! place and bumps its `revision`, exactly like editing one sticky comment on GitHub; the
-//! stored Markdown has passed through [`redact`](crate::redact::redact).
+//! stored Markdown has passed through [`redact`](kiro_protocol::redact::redact).
 
-use super::file;
-use crate::redact::redact;
+use super::board_file as file;
 use async_trait::async_trait;
-use kiro_backends::embedded::EmbeddedDb;
-use kiro_backends::embedded::db::sql_error;
+use kiro_protocol::redact::redact;
 use kiro_protocol::{
     Clock, ItemId, PortError, PrNumber, PullRequest, PullRequests, RepoName, Report, SystemClock,
     Timestamp,
 };
+use kiro_statedb::{DbError, EmbeddedDb};
 use rusqlite::{OptionalExtension, params};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -92,7 +91,7 @@ impl EmbeddedPulls {
                     },
                 )
                 .optional()
-                .map_err(sql_error)
+                .map_err(DbError::from)
             })
             .await?;
         row.map(|(item, markdown, revision)| {
@@ -112,25 +111,21 @@ impl EmbeddedPulls {
         let rows = self
             .db
             .call(|c| {
-                let mut stmt = c
-                    .prepare(
-                        "SELECT repo, number, item, markdown, revision, updated_at
+                let mut stmt = c.prepare(
+                    "SELECT repo, number, item, markdown, revision, updated_at
                          FROM pr_reports ORDER BY repo, number",
-                    )
-                    .map_err(sql_error)?;
-                let rows = stmt
-                    .query_map([], |r| {
-                        Ok((
-                            r.get::<_, String>(0)?,
-                            r.get::<_, i64>(1)?,
-                            r.get::<_, String>(2)?,
-                            r.get::<_, String>(3)?,
-                            r.get::<_, i64>(4)?,
-                            r.get::<_, i64>(5)?,
-                        ))
-                    })
-                    .map_err(sql_error)?;
-                rows.collect::<Result<Vec<_>, _>>().map_err(sql_error)
+                )?;
+                let rows = stmt.query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, i64>(4)?,
+                        r.get::<_, i64>(5)?,
+                    ))
+                })?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
             })
             .await?;
         rows.into_iter()
@@ -213,7 +208,7 @@ impl PullRequests for EmbeddedPulls {
                     params![repo, number, item, markdown, now],
                     |r| r.get(0),
                 )
-                .map_err(sql_error)
+                .map_err(DbError::from)
             })
             .await?;
         info!(revision, "pull request report written");

@@ -5,14 +5,15 @@
 
 use async_trait::async_trait;
 use kiro_backends::contract::build::{self as contract, BuildHarness, BuildScript, ScriptEnd};
-use kiro_backends::embedded::build::process::{self, SIGKILL};
-use kiro_backends::embedded::build::runner::SPAWN_GRACE;
-use kiro_backends::embedded::{EmbeddedDb, LocalBuildConfig, LocalBuildRunner};
+use kiro_local_build::process::{self, SIGKILL};
+use kiro_local_build::runner::SPAWN_GRACE;
+use kiro_local_build::{LocalBuildConfig, LocalBuildRunner};
 use kiro_protocol::outcome::vars;
 use kiro_protocol::{
     BranchName, BuildId, BuildRequest, BuildRunner, BuildState, Clock, ItemId, ManualClock,
     PortError, ProjectKey, SystemClock,
 };
+use kiro_statedb::EmbeddedDb;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -70,10 +71,7 @@ impl Local {
         let sql = format!("SELECT {column} FROM builds WHERE id = ?1");
         let id = id.as_str().to_owned();
         self.db
-            .call_sync(move |c| {
-                c.query_row(&sql, [id], |r| r.get(0))
-                    .map_err(|e| PortError::internal(e.to_string()))
-            })
+            .call_sync(move |c| Ok(c.query_row(&sql, [id], |r| r.get(0))?))
             .unwrap()
     }
 }
@@ -118,10 +116,7 @@ impl BuildHarness for Local {
 
     async fn builds_started(&self) -> Result<usize, PortError> {
         self.db
-            .call(|c| {
-                c.query_row("SELECT COUNT(*) FROM builds", [], |r| r.get::<_, i64>(0))
-                    .map_err(|e| PortError::internal(e.to_string()))
-            })
+            .call(|c| Ok(c.query_row("SELECT COUNT(*) FROM builds", [], |r| r.get::<_, i64>(0))?))
             .await
             .map(|n| usize::try_from(n).unwrap_or(0))
     }
@@ -329,14 +324,13 @@ async fn a_build_never_spawned_is_fault_after_the_grace() {
     // A row recorded by a runner that crashed before it could spawn the build process.
     let now = clock.now().millis();
     h.db.call_sync(move |c| {
-        c.execute(
+        Ok(c.execute(
             "INSERT INTO builds (seq, id, project, item, idempotency_key, source_version, state,
                                  env_json, timeout_ms, buildspec, build_dir, created_at)
              VALUES (1, 'local:calc:1', 'calc', 'CALC-1', 'k', 'main', 'QUEUED', '{}', 1000,
                      '/nonexistent', '/nonexistent', ?1)",
             [now],
-        )
-        .map_err(|e| PortError::internal(e.to_string()))
+        )?)
     })
     .unwrap();
     let id = BuildId::new("local:calc:1");
@@ -403,12 +397,11 @@ phases:
     let base_in_db: i64 = inherit
         .db
         .call_sync(|c| {
-            c.query_row(
+            Ok(c.query_row(
                 "SELECT COUNT(*) FROM builds WHERE env_json LIKE '%BASE_ONLY%'",
                 [],
                 |r| r.get(0),
-            )
-            .map_err(|e| PortError::internal(e.to_string()))
+            )?)
         })
         .unwrap();
     assert_eq!(base_in_db, 0);
@@ -498,7 +491,7 @@ fn the_launcher_explains_itself() {
     let out = std::process::Command::new(LAUNCHER).output().unwrap();
     assert!(!out.status.success(), "arguments are required");
     // Test binaries live in target/<profile>/deps; the launcher one level up.
-    let found = kiro_backends::embedded::build::locate_launcher().unwrap();
+    let found = kiro_local_build::locate_launcher().unwrap();
     assert_eq!(
         found.canonicalize().unwrap(),
         Path::new(LAUNCHER).canonicalize().unwrap()
