@@ -388,6 +388,33 @@ async fn a_lost_fence_leaves_the_build_the_new_holder_adopted() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_lost_fence_leaves_a_build_adopted_then_handed_off_running() {
+    let h = Harness::new();
+    let flaky = Arc::new(FlakyLeases::new(h.leases.clone()));
+    *flaky.fail_renew.lock().unwrap() = true;
+    h.send("A-1", "alpha").await;
+    let mut e = h.engine_with(Harness::config("c1"), flaky.clone());
+    e.tick(Duration::ZERO).await;
+    pass(VISIBILITY + Duration::from_secs(2)).await;
+    let mut next = h.engine("c2");
+    assert_eq!(next.tick(Duration::ZERO).await.adopted, 1);
+    // The adopter is replaced in a rolling deploy: it hands the running build off.
+    next.drain().await;
+    *flaky.fail_renew.lock().unwrap() = false;
+    let mut cancelled = 0;
+    for _ in 0..3 {
+        cancelled += e.tick(Duration::ZERO).await.cancelled;
+        pass(Duration::from_secs(1)).await;
+    }
+    assert_eq!(cancelled, 1);
+    assert!(
+        h.runner.stopped.lock().unwrap().is_empty(),
+        "a handed-off build keeps running for the next holder"
+    );
+    assert_eq!(h.runner.starts(), 1);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_replayed_dead_letter_runs_again_with_a_fresh_budget() {
     let h = Harness::new();
     h.send("A-1", "alpha").await;
