@@ -8,13 +8,16 @@
 //! run measures the old checkout (libgit2's full clone of every branch) for comparison.
 //! Results and the machine go in docs/benchmarks.md.
 
+#[path = "../tests/it/git_daemon.rs"]
+mod git_daemon;
+
+use git_daemon::Daemon;
 use git2::build::RepoBuilder;
 use kiro_protocol::BranchName;
 use kiro_worker::steps::git as checkout;
 use std::io::Write;
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BRANCH: &str = "feature/bench";
@@ -48,7 +51,7 @@ fn main() {
         human(dir_size(&bare)),
     );
     let daemon = Daemon::serve(&data);
-    let url = format!("git://127.0.0.1:{}/{name}", daemon.port);
+    let url = daemon.url(&name);
     let branch = BranchName::parse(BRANCH).unwrap();
     let scratch = tempfile::tempdir().unwrap();
 
@@ -222,48 +225,4 @@ fn git(dir: &Path, args: &[&str]) {
         .status()
         .unwrap();
     assert!(status.success(), "git {args:?} failed");
-}
-
-/// `git daemon` serving `base` over git:// on 127.0.0.1; killed on drop.
-struct Daemon {
-    child: Child,
-    port: u16,
-}
-
-impl Daemon {
-    fn serve(base: &Path) -> Daemon {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let base: PathBuf = base.canonicalize().unwrap();
-        let child = Command::new("git")
-            .args([
-                "daemon",
-                "--export-all",
-                "--reuseaddr",
-                "--listen=127.0.0.1",
-            ])
-            .arg(format!("--port={port}"))
-            .arg(format!("--base-path={}", base.display()))
-            .arg(&base)
-            .stdin(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "git daemon did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Daemon { child, port }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }

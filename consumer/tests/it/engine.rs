@@ -361,25 +361,45 @@ async fn a_lost_fence_stops_the_build_nobody_adopted() {
     );
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_lost_fence_leaves_the_build_the_new_holder_adopted() {
+/// c1 takes A-1 and starts its build; its renewals fail until the lease and the message
+/// lapse; c2 takes the item and adopts the running build. Returns (harness, c1, c2, the
+/// switch of c1's failing renewals).
+async fn adopted_after_a_lost_fence() -> (
+    Harness,
+    kiro_consumer::Engine,
+    kiro_consumer::Engine,
+    Arc<FlakyLeases>,
+) {
     let h = Harness::new();
     let flaky = Arc::new(FlakyLeases::new(h.leases.clone()));
     *flaky.fail_renew.lock().unwrap() = true;
     h.send("A-1", "alpha").await;
     let mut e = h.engine_with(Harness::config("c1"), flaky.clone());
     e.tick(Duration::ZERO).await;
-    // The lease and the message lapse; another consumer takes the item and adopts the build.
     pass(VISIBILITY + Duration::from_secs(2)).await;
     let mut next = h.engine("c2");
     assert_eq!(next.tick(Duration::ZERO).await.adopted, 1);
+    (h, e, next, flaky)
+}
+
+/// Let c1 learn that its fence is lost; returns how many jobs it cancelled.
+async fn cancelled_after_renewals_resume(
+    e: &mut kiro_consumer::Engine,
+    flaky: &FlakyLeases,
+) -> usize {
     *flaky.fail_renew.lock().unwrap() = false;
     let mut cancelled = 0;
     for _ in 0..3 {
         cancelled += e.tick(Duration::ZERO).await.cancelled;
         pass(Duration::from_secs(1)).await;
     }
-    assert_eq!(cancelled, 1);
+    cancelled
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lost_fence_leaves_the_build_the_new_holder_adopted() {
+    let (h, mut e, _next, flaky) = adopted_after_a_lost_fence().await;
+    assert_eq!(cancelled_after_renewals_resume(&mut e, &flaky).await, 1);
     assert!(
         h.runner.stopped.lock().unwrap().is_empty(),
         "the adopted build keeps running"
@@ -389,24 +409,10 @@ async fn a_lost_fence_leaves_the_build_the_new_holder_adopted() {
 
 #[tokio::test(start_paused = true)]
 async fn a_lost_fence_leaves_a_build_adopted_then_handed_off_running() {
-    let h = Harness::new();
-    let flaky = Arc::new(FlakyLeases::new(h.leases.clone()));
-    *flaky.fail_renew.lock().unwrap() = true;
-    h.send("A-1", "alpha").await;
-    let mut e = h.engine_with(Harness::config("c1"), flaky.clone());
-    e.tick(Duration::ZERO).await;
-    pass(VISIBILITY + Duration::from_secs(2)).await;
-    let mut next = h.engine("c2");
-    assert_eq!(next.tick(Duration::ZERO).await.adopted, 1);
+    let (h, mut e, mut next, flaky) = adopted_after_a_lost_fence().await;
     // The adopter is replaced in a rolling deploy: it hands the running build off.
     next.drain().await;
-    *flaky.fail_renew.lock().unwrap() = false;
-    let mut cancelled = 0;
-    for _ in 0..3 {
-        cancelled += e.tick(Duration::ZERO).await.cancelled;
-        pass(Duration::from_secs(1)).await;
-    }
-    assert_eq!(cancelled, 1);
+    assert_eq!(cancelled_after_renewals_resume(&mut e, &flaky).await, 1);
     assert!(
         h.runner.stopped.lock().unwrap().is_empty(),
         "a handed-off build keeps running for the next holder"
