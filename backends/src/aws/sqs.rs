@@ -1022,6 +1022,7 @@ impl WorkQueue for SqsQueue {
 /// Create a FIFO queue and its FIFO DLQ named `<name>.fifo` and `<name>-dlq.fifo`
 /// (tests and operators); returns their URLs. The redrive policy's `maxReceiveCount`
 /// is a high safety net: dead-lettering is explicit.
+#[cfg(any(test, feature = "testing"))]
 pub async fn create_queues(client: &Client, name: &str) -> Result<(String, String), PortError> {
     let dlq = client
         .create_queue()

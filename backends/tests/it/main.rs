@@ -3,5 +3,6 @@
 //! plus restart, multi-process and property (state-machine) tests.
 
 mod aws;
+mod builds;
 mod lease;
 mod queue;
