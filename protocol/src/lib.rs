@@ -6,7 +6,8 @@
 //! worker's [`WorkerOutcome`] and the ports (traits) every adapter implements.
 //!
 //! Invariant: nothing here performs I/O or names an AWS, SQLite or HTTP type; every
-//! adapter in `kiro-backends` and `kiro-github` depends on this crate, never the reverse.
+//! adapter (`kiro-backends`, `kiro-local-build`, `kiro-github`) depends on this crate, never
+//! the reverse.
 
 pub mod clock;
 pub mod envelope;
