@@ -46,6 +46,15 @@ echo "==> hadolint Dockerfile.consumer"
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 
+# Test support (kiro_backends::testing, MemoryMetrics) sits behind `testing` features
+# that only [dev-dependencies] turn on; the release binaries must build without them.
+echo "==> release binaries carry no test support (no \`testing\` feature in their dependencies)"
+release_tree=$(cargo tree -e normal,features -p kiro-consumer -p kiro-producer -p kiro-worker -p kiro-local-build)
+if grep -F 'feature "testing"' <<<"$release_tree"; then
+  echo "test-all: a release binary's [dependencies] turn on a \`testing\` feature (listed above); test support belongs in [dev-dependencies] only" >&2
+  exit 1
+fi
+
 echo "==> cargo build (binaries used by the end-to-end tests)"
 cargo build --workspace --bins
 

@@ -5,10 +5,10 @@
 //! clock (virtual time: no real waiting). Build status goes through the real
 //! `CodeBuildRunner` on a mocked CodeBuild client (aws-smithy-mocks: every StartBuild and
 //! BatchGetBuilds is a real SDK call, counted at the mock); the queue and leases are the
-//! embedded SQLite adapters behind counting wrappers that count the AWS calls the SQS and
-//! DynamoDB adapters make for each port call (`extend` of k receipts =
-//! ⌈k/10⌉ ChangeMessageVisibilityBatch; every lease operation = one DynamoDB call, as in
-//! `kiro_backends::aws::{sqs, dynamo}`); scale-in protection is a counting stand-in for
+//! embedded SQLite adapters behind spies (`kiro_backends::testing::Spy`) whose observers
+//! count the AWS calls the SQS and DynamoDB adapters make for each port call (`extend`
+//! of k receipts = ⌈k/10⌉ ChangeMessageVisibilityBatch; every lease operation = one
+//! DynamoDB call, as in `kiro_backends::aws::{sqs, dynamo}`); scale-in protection is a counting stand-in for
 //! UpdateTaskProtection. Engine settings are the production defaults (lease 60 s renewed
 //! every 20 s, visibility 300 s, status polled every 10 s).
 //!
@@ -29,6 +29,7 @@ use aws_sdk_codebuild::types::{Build, ExportedEnvironmentVariable, StatusType};
 use aws_smithy_mocks::{RuleMode, mock, mock_client};
 use kiro_backends::aws::codebuild::CodeBuildRunner;
 use kiro_backends::embedded::{EmbeddedDb, QueueConfig, SqliteLeaseStore, SqliteQueue};
+use kiro_backends::testing::{Call, Spy};
 use kiro_consumer::clock::TokioClock;
 use kiro_consumer::{Engine, EngineConfig, Ports};
 use kiro_protocol::*;
@@ -85,115 +86,33 @@ impl Calls {
     }
 }
 
-/// The embedded queue, counting the SQS calls the SQS adapter would make.
-#[derive(Debug)]
-struct CountingQueue {
-    inner: Arc<SqliteQueue>,
-    calls: Arc<Calls>,
-}
-
-#[async_trait]
-impl WorkQueue for CountingQueue {
-    async fn send(&self, msg: OutgoingMessage) -> Result<SendOutcome, PortError> {
-        Calls::bump(&self.calls.sqs_other, 1);
-        self.inner.send(msg).await
-    }
-    async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>, PortError> {
-        Calls::bump(&self.calls.sqs_receive, 1);
-        self.inner.receive(max, wait).await
-    }
-    async fn extend(
-        &self,
-        receipts: &[Receipt],
-        visibility: Duration,
-    ) -> Result<Vec<Result<(), PortError>>, PortError> {
-        Calls::bump(
-            &self.calls.sqs_visibility_batch,
-            receipts.len().div_ceil(10) as u64,
-        );
-        self.inner.extend(receipts, visibility).await
-    }
-    async fn ack(&self, receipt: &Receipt) -> Result<(), PortError> {
-        Calls::bump(&self.calls.sqs_delete, 1);
-        self.inner.ack(receipt).await
-    }
-    async fn ack_batch(
-        &self,
-        receipts: &[Receipt],
-    ) -> Result<Vec<Result<(), PortError>>, PortError> {
-        // The SQS adapter sends DeleteMessageBatch in tens.
-        Calls::bump(&self.calls.sqs_delete, receipts.len().div_ceil(10) as u64);
-        self.inner.ack_batch(receipts).await
-    }
-    async fn release(&self, receipt: &Receipt, delay: Duration) -> Result<(), PortError> {
-        Calls::bump(&self.calls.sqs_change_visibility, 1);
-        self.inner.release(receipt, delay).await
-    }
-    async fn dead_letter(&self, d: &Delivery, letter: &DeadLetter) -> Result<(), PortError> {
-        Calls::bump(&self.calls.sqs_other, 2);
-        self.inner.dead_letter(d, letter).await
-    }
-    async fn dlq_list(&self, limit: usize) -> Result<Vec<DeadLetterEntry>, PortError> {
-        self.inner.dlq_list(limit).await
-    }
-    async fn dlq_replay(
-        &self,
-        selection: &DlqSelection,
-        dry_run: bool,
-    ) -> Result<ReplayReport, PortError> {
-        self.inner.dlq_replay(selection, dry_run).await
-    }
-    async fn dlq_redrive(&self) -> Result<u64, PortError> {
-        self.inner.dlq_redrive().await
-    }
-    async fn depth(&self) -> Result<QueueDepth, PortError> {
-        Calls::bump(&self.calls.sqs_other, 1);
-        self.inner.depth().await
+/// The SQS calls the SQS adapter makes for one call of the queue port (`extend` and
+/// `ack_batch` of k receipts: ⌈k/10⌉ batch calls; a dead letter: send and delete). The
+/// dead-letter console's calls and `destination` are no part of supervision.
+fn count_sqs(calls: &Calls, c: &Call) {
+    let batches = c.items.div_ceil(10) as u64;
+    match c.method {
+        "send" | "depth" => Calls::bump(&calls.sqs_other, 1),
+        "receive" => Calls::bump(&calls.sqs_receive, 1),
+        "extend" => Calls::bump(&calls.sqs_visibility_batch, batches),
+        "ack" => Calls::bump(&calls.sqs_delete, 1),
+        "ack_batch" => Calls::bump(&calls.sqs_delete, batches),
+        "release" => Calls::bump(&calls.sqs_change_visibility, 1),
+        "dead_letter" => Calls::bump(&calls.sqs_other, 2),
+        _ => {}
     }
 }
 
-/// The embedded lease store, counting one DynamoDB call per operation.
-#[derive(Debug)]
-struct CountingLeases {
-    inner: Arc<SqliteLeaseStore>,
-    calls: Arc<Calls>,
-}
-
-impl CountingLeases {
-    fn one(&self) {
-        Calls::bump(&self.calls.ddb, 1);
-    }
-}
-
-#[async_trait]
-impl LeaseStore for CountingLeases {
-    async fn acquire(&self, p: &ProjectKey, o: &str, t: Duration) -> Result<Lease, LeaseError> {
-        self.one();
-        self.inner.acquire(p, o, t).await
-    }
-    async fn renew(&self, l: &Lease, t: Duration) -> Result<Lease, LeaseError> {
-        self.one();
-        Calls::bump(&self.calls.ddb_renew, 1);
-        self.inner.renew(l, t).await
-    }
-    async fn release(&self, l: &Lease) -> Result<(), LeaseError> {
-        self.one();
-        self.inner.release(l).await
-    }
-    async fn get(&self, p: &ProjectKey) -> Result<Option<LeaseView>, PortError> {
-        self.one();
-        self.inner.get(p).await
-    }
-    async fn record(&self, l: &Lease, j: &JobRecord) -> Result<(), LeaseError> {
-        self.one();
-        self.inner.record(l, j).await
-    }
-    async fn job(&self, p: &ProjectKey, i: &ItemId) -> Result<Option<JobRecord>, PortError> {
-        self.one();
-        self.inner.job(p, i).await
-    }
-    async fn jobs(&self) -> Result<Vec<JobRecord>, PortError> {
-        self.inner.jobs().await
+/// One DynamoDB call per call of the lease port (`jobs`, the operators' listing, is no
+/// part of supervision).
+fn count_ddb(calls: &Calls, c: &Call) {
+    match c.method {
+        "jobs" => {}
+        "renew" => {
+            Calls::bump(&calls.ddb, 1);
+            Calls::bump(&calls.ddb_renew, 1);
+        }
+        _ => Calls::bump(&calls.ddb, 1),
     }
 }
 
@@ -340,16 +259,15 @@ async fn run(n: usize, build_minutes: u64) {
     for i in 0..n {
         common::enqueue(&*sqlite_queue, &*clock, i, format!("p{i:05}")).await;
     }
-    let queue = Arc::new(CountingQueue {
-        inner: sqlite_queue,
-        calls: calls.clone(),
-    });
-    let leases = Arc::new(CountingLeases {
-        inner: Arc::new(
+    let c = calls.clone();
+    let queue = Arc::new(Spy::new(sqlite_queue).with_observer(move |call| count_sqs(&c, call)));
+    let c = calls.clone();
+    let leases = Arc::new(
+        Spy::new(Arc::new(
             SqliteLeaseStore::new(db, clock.clone(), Duration::from_secs(2)).expect("leases"),
-        ),
-        calls: calls.clone(),
-    });
+        ))
+        .with_observer(move |call| count_ddb(&c, call)),
+    );
     let build_time = Duration::from_secs(build_minutes * 60);
     let runner = Arc::new(CodeBuildRunner::from_client(
         codebuild(calls.clone(), build_time),

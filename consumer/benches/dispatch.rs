@@ -1,7 +1,7 @@
 //! Benchmark: the engine's throughput and dispatch latency on the embedded backend.
 //!
 //! Enqueues N items (default 10,000) over P projects (default 1,000), then runs the real
-//! engine on the real SQLite queue and lease store with the no-op build runner (builds
+//! engine on the real SQLite queue and lease store with the in-memory build runner (builds
 //! end at once, successfully), until every item succeeded. Prints jobs per second and
 //! p50/p99 dispatch latency (message visible → build started). Run with
 //! `scripts/bench.sh` (`cargo bench -p kiro-consumer --bench dispatch -- [ITEMS] [PROJECTS] [MAX_JOBS]`).
@@ -10,7 +10,7 @@
 mod common;
 
 use kiro_backends::embedded::{EmbeddedDb, QueueConfig, SqliteLeaseStore, SqliteQueue};
-use kiro_backends::noop::NoopBuildRunner;
+use kiro_backends::testing::InMemoryBuilds;
 use kiro_consumer::{Engine, EngineConfig, Ports, RetryPolicy};
 use kiro_protocol::{Clock, SystemClock};
 use std::sync::Arc;
@@ -54,7 +54,7 @@ async fn main() {
     );
     let leases =
         Arc::new(SqliteLeaseStore::new(db, clock.clone(), Duration::ZERO).expect("leases"));
-    let builds = Arc::new(NoopBuildRunner::new());
+    let builds = Arc::new(InMemoryBuilds::new());
 
     let t0 = Instant::now();
     for n in 0..items {

@@ -7,7 +7,8 @@
 //! [`Secret`] type and the shared environment variable names ([`env`]).
 //!
 //! Invariant: nothing here performs I/O or names an AWS, SQLite or HTTP type; every
-//! adapter in `kiro-backends` and `kiro-github` depends on this crate, never the reverse.
+//! adapter (`kiro-backends`, `kiro-local-build`, `kiro-github`) depends on this crate, never
+//! the reverse.
 
 pub mod clock;
 pub mod env;

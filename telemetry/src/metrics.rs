@@ -58,11 +58,13 @@ impl Metrics for NoMetrics {
 }
 
 /// **Test stand-in**: keeps every data point in memory.
+#[cfg(any(test, feature = "testing"))]
 #[derive(Debug, Clone, Default)]
 pub struct MemoryMetrics {
     recorded: Arc<Mutex<Vec<Metric>>>,
 }
 
+#[cfg(any(test, feature = "testing"))]
 impl MemoryMetrics {
     pub fn new() -> Self {
         Self::default()
@@ -87,6 +89,7 @@ impl MemoryMetrics {
     }
 }
 
+#[cfg(any(test, feature = "testing"))]
 impl Metrics for MemoryMetrics {
     fn record(&self, m: Metric) {
         match self.recorded.lock() {

@@ -3,7 +3,7 @@
 //! embedded default.
 
 use crate::support::*;
-use kiro_backends::aws::moto;
+use kiro_backends::testing::moto;
 use kiro_protocol::{FailureClass, JobState};
 use std::process::Command;
 

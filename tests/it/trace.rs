@@ -10,7 +10,7 @@
 //! Everything runs in one test process against the real library code: the producer's
 //! and the consumer's ticks, and the whole worker pipeline (checkout of the quick-start
 //! forge, the scripted agent under node, `npm test`, coverage, commit and push) run by
-//! [`InProcessBuilds`], a test stand-in for the build runner. The spans go to an
+//! [`in_process_builds`], a test stand-in for the build runner. The spans go to an
 //! [`InMemorySpanExporter`] through the production subscriber's layers
 //! ([`TraceIdLayer`] + [`otel_layer`]), installed as this test thread's default only (the
 //! tests use current-thread runtimes, so every task of a run is on that thread).
@@ -21,18 +21,18 @@
 use crate::support::{example, forge, tip};
 use async_trait::async_trait;
 use kiro_backends::aws::dynamo::DynamoLeaseStore;
-use kiro_backends::aws::moto;
 use kiro_backends::aws::sqs::{SqsQueue, SqsSettings};
 use kiro_backends::embedded::EmbeddedBoard;
 use kiro_backends::embedded::{EmbeddedDb, QueueConfig, SqliteLeaseStore, SqliteQueue};
+use kiro_backends::testing::moto;
+use kiro_backends::testing::{Finished, InMemoryBuild, InMemoryBuilds};
 use kiro_consumer::{Engine, EngineConfig, Ports, RetryPolicy};
 use kiro_producer::Producer;
 use kiro_protocol::ports::build::env as build_env;
 use kiro_protocol::{
-    Board, BuildId, BuildRequest, BuildRunner, BuildState, BuildStatus, Clock, DeadLetter,
-    DeadLetterEntry, Delivery, Destination, DlqSelection, ItemId, JobState, LeaseStore,
-    OutgoingMessage, PortError, ProjectKey, QueueDepth, Receipt, ReplayReport, Secret, SendOutcome,
-    SystemClock, WorkQueue,
+    Board, BuildState, Clock, DeadLetter, DeadLetterEntry, Delivery, Destination, DlqSelection,
+    ItemId, JobState, LeaseStore, OutgoingMessage, PortError, ProjectKey, QueueDepth, Receipt,
+    ReplayReport, Secret, SendOutcome, SystemClock, WorkQueue,
 };
 use kiro_telemetry::otel::{TraceIdLayer, keys, log_layer_to, otel_layer, tracer_provider_builder};
 use kiro_worker::Config;
@@ -41,6 +41,7 @@ use opentelemetry::trace::{SpanId, SpanKind, TraceId};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SpanData};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tracing_subscriber::EnvFilter;
@@ -221,7 +222,7 @@ impl World {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let db = EmbeddedDb::open_dir(&self.state).unwrap();
         let board: Arc<dyn Board> = Arc::new(EmbeddedBoard::open(&self.board_file, db).unwrap());
-        let builds = Arc::new(InProcessBuilds::new(self.builds_dir.clone()));
+        let builds = Arc::new(in_process_builds(self.builds_dir.clone()));
 
         let produced = Producer::new(board.clone(), queue.clone(), clock.clone())
             .tick()
@@ -268,7 +269,7 @@ impl World {
             assert!(
                 Instant::now() < deadline,
                 "{ITEM} not settled in time; builds: {:?}",
-                builds.snapshot()
+                builds.builds()
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
@@ -278,9 +279,9 @@ impl World {
             (job.state, job.attempts),
             (JobState::Succeeded, 1),
             "{job:?}\nbuilds: {:?}",
-            builds.snapshot()
+            builds.builds()
         );
-        let build = builds.only();
+        let build = only(&builds);
         let remote = git2::Repository::open_bare(self.state.join("forge/acme/calc.git")).unwrap();
         let (msg, author, _) = tip(&remote, "feature/subtract", ".kiro/specs/subtract/tasks.md");
         assert!(msg.contains(".kiro/specs/subtract"), "{msg}");
@@ -297,7 +298,7 @@ impl World {
 fn check_trace(
     spans: &[SpanData],
     delivered: &[Delivery],
-    build: &BuildSnapshot,
+    build: &InMemoryBuild,
     fence: u64,
     system: &str,
 ) {
@@ -407,7 +408,11 @@ fn check_trace(
 
     // The build got the process span's context and the worker continued it.
     assert_eq!(
-        build.env.get(build_env::TRACEPARENT).map(String::as_str),
+        build
+            .req
+            .env
+            .get(build_env::TRACEPARENT)
+            .map(String::as_str),
         Some(format!("00-{}-{}-01", trace, process.span_context.span_id()).as_str())
     );
     assert_eq!(worker.span_context.trace_id(), trace);
@@ -546,60 +551,42 @@ impl WorkQueue for Observed {
     }
 }
 
-/// One build as the stand-in runner keeps it.
-#[derive(Debug, Clone)]
-struct BuildSnapshot {
-    id: String,
-    key: String,
-    env: BTreeMap<String, String>,
-    state: BuildState,
-    exported: BTreeMap<String, String>,
-    message: Option<String>,
-}
-
-#[derive(Debug)]
-struct Build {
-    snap: BuildSnapshot,
-    task: tokio::task::JoinHandle<()>,
-}
-
 /// TEST STAND-IN for a build runner (CodeBuild, or the local runner's `kiro-local-build`
-/// process): a build runs the real worker pipeline, `kiro_worker::run`, on a task of
-/// this test's runtime instead of in a separate process, so the worker's spans reach the
-/// test's exporter. The worker's `Config` is made from the request's environment (what
-/// the consumer passed, `TRACEPARENT` included) plus the runner's own secrets, and its
-/// ports come from the worker's real wiring. Like a real build that ran the worker, the
-/// build SUCCEEDS and exports the outcome's variables (`kiro_protocol::outcome::vars`).
-/// Idempotent on the key, as the build contract asks.
-#[derive(Debug)]
-struct InProcessBuilds {
-    dir: PathBuf,
-    builds: Arc<Mutex<Vec<Build>>>,
+/// process): the in-memory runner of `kiro_backends::testing`, each of whose builds runs
+/// the real worker pipeline, `kiro_worker::run`, on a task of this test's runtime instead
+/// of in a separate process, so the worker's spans reach the test's exporter. The
+/// worker's `Config` is made from the request's environment (what the consumer passed,
+/// `TRACEPARENT` included) plus the runner's own secrets, and its ports come from the
+/// worker's real wiring. Like a real build that ran the worker, the build SUCCEEDS and
+/// exports the outcome's variables (`kiro_protocol::outcome::vars`); it is FAULT when the
+/// worker's wiring fails. Idempotent on the key, as the build contract asks.
+fn in_process_builds(dir: PathBuf) -> InMemoryBuilds {
+    let n = AtomicUsize::new(0);
+    InMemoryBuilds::running(move |req, id| {
+        let n = n.fetch_add(1, Ordering::Relaxed) + 1;
+        let cfg = worker_config(&req.env, dir.join(n.to_string()), id.as_str());
+        Box::pin(async move {
+            match kiro_worker::wiring::ports(&cfg).await {
+                Ok(ports) => Finished {
+                    state: BuildState::Succeeded,
+                    exported: kiro_worker::run(&cfg, &ports).await.to_vars(),
+                    message: None,
+                },
+                Err(f) => Finished {
+                    state: BuildState::Fault,
+                    exported: BTreeMap::new(),
+                    message: Some(format!("{}: {}", f.class, f.reason)),
+                },
+            }
+        })
+    })
 }
 
-impl InProcessBuilds {
-    fn new(dir: PathBuf) -> Self {
-        InProcessBuilds {
-            dir,
-            builds: Arc::default(),
-        }
-    }
-
-    fn snapshot(&self) -> Vec<BuildSnapshot> {
-        self.builds
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|b| b.snap.clone())
-            .collect()
-    }
-
-    /// The one build that was started.
-    fn only(&self) -> BuildSnapshot {
-        let all = self.snapshot();
-        assert_eq!(all.len(), 1, "exactly one build: {all:?}");
-        all[0].clone()
-    }
+/// The one build that was started.
+fn only(builds: &InMemoryBuilds) -> InMemoryBuild {
+    let all = builds.builds();
+    assert_eq!(all.len(), 1, "exactly one build: {all:?}");
+    all[0].clone()
 }
 
 /// The worker's configuration for a build: the request's environment (the item, the
@@ -643,83 +630,5 @@ fn worker_config(env: &BTreeMap<String, String>, dir: PathBuf, id: &str) -> Conf
         },
         kiro_api_key: Some(Secret::new(PLANTED_API_KEY)),
         ..d
-    }
-}
-
-#[async_trait]
-impl BuildRunner for InProcessBuilds {
-    async fn start(&self, req: &BuildRequest) -> Result<BuildId, PortError> {
-        let mut builds = self.builds.lock().unwrap();
-        if let Some(b) = builds.iter().find(|b| b.snap.key == req.idempotency_key) {
-            return Ok(BuildId::new(b.snap.id.clone()));
-        }
-        let n = builds.len() + 1;
-        let id = format!("in-process:{n}");
-        let cfg = worker_config(&req.env, self.dir.join(n.to_string()), &id);
-        let all = self.builds.clone();
-        let build_id = id.clone();
-        let task = tokio::spawn(async move {
-            let (exported, message) = match kiro_worker::wiring::ports(&cfg).await {
-                Ok(ports) => (kiro_worker::run(&cfg, &ports).await.to_vars(), None),
-                Err(f) => (BTreeMap::new(), Some(format!("{}: {}", f.class, f.reason))),
-            };
-            let mut all = all.lock().unwrap();
-            if let Some(b) = all.iter_mut().find(|b| b.snap.id == build_id) {
-                b.snap.state = if message.is_none() {
-                    BuildState::Succeeded
-                } else {
-                    BuildState::Fault
-                };
-                b.snap.exported = exported;
-                b.snap.message = message;
-            }
-        });
-        builds.push(Build {
-            snap: BuildSnapshot {
-                id: id.clone(),
-                key: req.idempotency_key.clone(),
-                env: req.env.clone(),
-                state: BuildState::InProgress,
-                exported: BTreeMap::new(),
-                message: None,
-            },
-            task,
-        });
-        Ok(BuildId::new(id))
-    }
-
-    async fn status(&self, ids: &[BuildId]) -> Result<Vec<BuildStatus>, PortError> {
-        let builds = self.builds.lock().unwrap();
-        Ok(builds
-            .iter()
-            .filter(|b| ids.iter().any(|id| id.as_str() == b.snap.id))
-            .map(|b| {
-                let mut s = b.snap.clone();
-                // A worker task that ended without recording its build panicked.
-                if !s.state.is_finished() && b.task.is_finished() {
-                    s.state = BuildState::Fault;
-                    s.message = Some("the in-process worker panicked".into());
-                }
-                BuildStatus {
-                    id: BuildId::new(s.id),
-                    state: s.state,
-                    phase: None,
-                    started_at: kiro_protocol::Timestamp(0),
-                    ended_at: None,
-                    exported: s.exported,
-                    log: None,
-                    message: s.message,
-                }
-            })
-            .collect())
-    }
-
-    async fn stop(&self, id: &BuildId) -> Result<(), PortError> {
-        let mut builds = self.builds.lock().unwrap();
-        if let Some(b) = builds.iter_mut().find(|b| b.snap.id == id.as_str()) {
-            b.task.abort();
-            b.snap.state = BuildState::Stopped;
-        }
-        Ok(())
     }
 }

@@ -10,8 +10,10 @@
 //!   [`sqs::limits`], SQS's limits on one message, checked before every send);
 //! - [`dynamo`]: `LeaseStore` on one DynamoDB table (leases and job records);
 //! - [`codebuild`]: `BuildRunner` on AWS CodeBuild;
-//! - [`ecs`]: `TaskProtection` through the ECS task scale-in protection endpoint;
-//! - [`moto`]: test support — a shared moto server for the tests of this and other crates.
+//! - [`ecs`]: `TaskProtection` through the ECS task scale-in protection endpoint.
+//!
+//! (The moto server the tests of this and other crates share is test support:
+//! `crate::testing::moto`.)
 //!
 //! Invariant: no AWS SDK type crosses this module's public surface except in the
 //! constructors that take an `SdkConfig` or a client (so tests can hand in mocked clients);
@@ -24,7 +26,6 @@ pub mod classify;
 pub mod codebuild;
 pub mod dynamo;
 pub mod ecs;
-pub mod moto;
 pub mod retry;
 pub mod settings;
 pub mod sqs;

@@ -3,7 +3,7 @@
 //!
 //! Invariant: one report per pull request — `upsert_report` replaces the stored report in
 //! place and bumps its `revision`, exactly like editing one sticky comment on GitHub; the
-//! stored Markdown has passed through [`redact`](kiro_protocol::redact::redact).
+//! stored Markdown has passed through [`redact`].
 
 use super::board_file as file;
 use async_trait::async_trait;

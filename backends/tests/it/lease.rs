@@ -2,8 +2,8 @@
 //! file, and a state-machine property test against an in-memory model.
 
 use async_trait::async_trait;
-use kiro_backends::contract::lease::{self as contract, LeaseHarness, job};
 use kiro_backends::embedded::{EmbeddedDb, SqliteLeaseStore};
+use kiro_backends::testing::contract::lease::{LeaseHarness, job};
 use kiro_protocol::{
     Clock, Fence, ItemId, JobRecord, JobState, Lease, LeaseError, LeaseStore, ManualClock,
     ProjectKey, Timestamp,
@@ -48,40 +48,18 @@ impl LeaseHarness for Embedded {
     }
 }
 
-macro_rules! contract_tests {
-    ($($check:ident),* $(,)?) => {
-        $(
-            #[tokio::test]
-            async fn $check() {
-                contract::$check(&Embedded::new()).await;
-            }
-        )*
-    };
-}
-
 mod contract_suite {
     use super::*;
 
-    contract_tests!(
-        fence_strictly_increases,
-        held_lease_reports_holder,
-        expired_lease_can_be_taken_after_skew,
-        stale_fence_cannot_write,
-        release_lets_next_acquire_at_once,
-        renew_extends_and_survives_expiry_until_taken,
-        released_lease_cannot_be_renewed,
-        record_job_jobs_round_trip,
-    );
+    kiro_backends::lease_contract!(Embedded::new());
 
-    #[tokio::test]
-    async fn run_all_passes() {
-        contract::run_all(&Embedded::new()).await;
-    }
+    /// The suite again with no skew bound: an expired lease can be taken at once.
+    mod without_skew {
+        use super::*;
 
-    #[tokio::test]
-    async fn run_all_passes_without_skew() {
         #[derive(Debug)]
         struct NoSkew(Embedded);
+
         #[async_trait]
         impl LeaseHarness for NoSkew {
             async fn store(&self) -> Arc<dyn LeaseStore> {
@@ -100,7 +78,8 @@ mod contract_suite {
                 Duration::ZERO
             }
         }
-        contract::run_all(&NoSkew(Embedded::new())).await;
+
+        kiro_backends::lease_contract!(NoSkew(Embedded::new()));
     }
 }
 

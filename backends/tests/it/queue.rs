@@ -2,8 +2,8 @@
 //! file, and a state-machine property test against an in-memory model.
 
 use async_trait::async_trait;
-use kiro_backends::contract::queue::{self as contract, QueueHarness, message};
 use kiro_backends::embedded::{EmbeddedDb, QueueConfig, SqliteQueue};
+use kiro_backends::testing::contract::queue::{self as contract, QueueHarness, message};
 use kiro_protocol::{
     Clock, Delivery, FailureClass, ManualClock, MessageId, Receipt, Timestamp, WorkQueue,
 };
@@ -53,43 +53,10 @@ impl QueueHarness for Embedded {
     }
 }
 
-macro_rules! contract_tests {
-    ($($check:ident),* $(,)?) => {
-        $(
-            #[tokio::test]
-            async fn $check() {
-                contract::$check(&Embedded::new()).await;
-            }
-        )*
-    };
-}
-
 mod contract_suite {
     use super::*;
 
-    contract_tests!(
-        per_group_order,
-        group_blocked_while_in_flight,
-        other_groups_not_blocked,
-        visibility_expiry_redelivers,
-        extend_keeps_message_invisible,
-        stale_receipt_fails_and_changes_nothing,
-        ack_batch_settles_each_receipt,
-        dedup_holds_after_delete,
-        dedup_expires_after_window,
-        release_with_delay,
-        dead_letter_list_and_replay,
-        replay_selection_and_dry_run,
-        redrive_moves_everything,
-        purge_deletes_every_dead_letter,
-        depth_counts,
-        trace_and_attributes_round_trip,
-    );
-
-    #[tokio::test]
-    async fn run_all_passes() {
-        contract::run_all(&Embedded::new()).await;
-    }
+    kiro_backends::queue_contract!(Embedded::new());
 }
 
 fn open(dir: &TempDir, clock: &ManualClock) -> SqliteQueue {

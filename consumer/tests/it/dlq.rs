@@ -336,8 +336,8 @@ async fn purge_and_redrive_with_yes() {
 /// requeues, purge empties the DLQ.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn console_on_sqs_shows_the_xray_link_replays_and_purges() {
-    use kiro_backends::aws::moto;
     use kiro_backends::aws::sqs::{SqsQueue, SqsSettings};
+    use kiro_backends::testing::moto;
     let aws = moto::provision("dlq-console").await;
     let q = SqsQueue::connect(
         &moto::settings(),

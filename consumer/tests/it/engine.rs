@@ -2,6 +2,7 @@
 //! re-attach on takeover, handoff on drain, and cancellation at the safe-until deadline.
 
 use crate::support::*;
+use kiro_backends::testing::Spy;
 use kiro_protocol::*;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -44,12 +45,10 @@ async fn one_build_per_project_in_send_order() {
         e.tick(Duration::ZERO).await;
         let running: Vec<_> = h
             .runner
-            .builds
-            .lock()
-            .unwrap()
+            .builds()
             .iter()
             .filter(|b| b.state == BuildState::InProgress)
-            .map(|b| b.item.clone())
+            .map(|b| b.req.item.to_string())
             .collect();
         assert_eq!(
             running.len(),
@@ -73,17 +72,20 @@ async fn the_build_gets_the_item_and_the_fence() {
     e.tick(Duration::ZERO).await;
     let b = &h.runner.builds_of("A-1")[0];
     let job = h.job("alpha", "A-1").await;
-    assert_eq!(b.env.get("KIRO_ITEM_ID").map(String::as_str), Some("A-1"));
     assert_eq!(
-        b.env.get("KIRO_BRANCH").map(String::as_str),
+        b.req.env.get("KIRO_ITEM_ID").map(String::as_str),
+        Some("A-1")
+    );
+    assert_eq!(
+        b.req.env.get("KIRO_BRANCH").map(String::as_str),
         Some("feature/x")
     );
     assert_eq!(
-        b.env.get("KIRO_SPEC_PATH").map(String::as_str),
+        b.req.env.get("KIRO_SPEC_PATH").map(String::as_str),
         Some(".kiro/specs/x")
     );
     assert_eq!(
-        b.env.get("KIRO_FENCE").cloned(),
+        b.req.env.get("KIRO_FENCE").cloned(),
         Some(job.fence.to_string())
     );
     assert_eq!(job.build_id.as_ref(), Some(&b.id));
@@ -326,7 +328,7 @@ async fn an_unconfirmed_renewal_cancels_the_job_at_safe_until() {
     assert_eq!(cancelled, 1);
     assert_eq!(e.active_count(), 0, "stopped acting");
     assert!(
-        h.runner.stopped.lock().unwrap().is_empty(),
+        h.runner.stopped().is_empty(),
         "fence not known lost: the build is left for the next holder"
     );
 }
@@ -355,7 +357,7 @@ async fn a_lost_fence_stops_the_build_nobody_adopted() {
     }
     assert_eq!(cancelled, 1);
     assert_eq!(
-        h.runner.stopped.lock().unwrap().len(),
+        h.runner.stopped().len(),
         1,
         "the orphaned build was stopped"
     );
@@ -401,7 +403,7 @@ async fn a_lost_fence_leaves_the_build_the_new_holder_adopted() {
     let (h, mut e, _next, flaky) = adopted_after_a_lost_fence().await;
     assert_eq!(cancelled_after_renewals_resume(&mut e, &flaky).await, 1);
     assert!(
-        h.runner.stopped.lock().unwrap().is_empty(),
+        h.runner.stopped().is_empty(),
         "the adopted build keeps running"
     );
     assert_eq!(h.runner.starts(), 1);
@@ -414,7 +416,7 @@ async fn a_lost_fence_leaves_a_build_adopted_then_handed_off_running() {
     next.drain().await;
     assert_eq!(cancelled_after_renewals_resume(&mut e, &flaky).await, 1);
     assert!(
-        h.runner.stopped.lock().unwrap().is_empty(),
+        h.runner.stopped().is_empty(),
         "a handed-off build keeps running for the next holder"
     );
     assert_eq!(h.runner.starts(), 1);
@@ -590,11 +592,7 @@ async fn a_failing_protection_never_stops_jobs_and_is_retried() {
 #[tokio::test(start_paused = true)]
 async fn the_successes_of_a_tick_are_acked_in_one_batch() {
     let h = Harness::new();
-    let counting = Arc::new(CountingQueue {
-        inner: h.queue.clone(),
-        single_acks: Mutex::new(0),
-        batches: Mutex::new(Vec::new()),
-    });
+    let counting = Arc::new(Spy::new(h.queue.clone()));
     for (id, p) in [("A-1", "alpha"), ("B-1", "beta"), ("C-1", "gamma")] {
         h.send(id, p).await;
     }
@@ -615,8 +613,12 @@ async fn the_successes_of_a_tick_are_acked_in_one_batch() {
     }
     pass(Duration::from_secs(6)).await;
     assert_eq!(e.tick(Duration::ZERO).await.succeeded, 3);
-    assert_eq!(*counting.batches.lock().unwrap(), [3], "one batch of three");
-    assert_eq!(*counting.single_acks.lock().unwrap(), 0);
+    assert_eq!(
+        (counting.calls("ack_batch"), counting.items("ack_batch")),
+        (1, 3),
+        "one batch of three"
+    );
+    assert_eq!(counting.calls("ack"), 0);
     assert!(h.depth().await.is_idle());
 }
 

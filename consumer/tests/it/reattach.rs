@@ -2,13 +2,12 @@
 //! one re-attaches to the build the intent started and never starts a second one.
 //!
 //! The scripted runner refuses a key repeated with other parameters (as CodeBuild does)
-//! and, with `expiring_keys`, forgets a key after 5 minutes (as CodeBuild does), so these
+//! and, with `expire_keys_after(TOKEN_WINDOW)`, forgets a key after 5 minutes (as CodeBuild does), so these
 //! tests see what a rebuilt request (a new fence, a new trace context) would cause.
 
 use crate::support::*;
 use kiro_protocol::*;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 async fn pass(d: Duration) {
@@ -43,13 +42,13 @@ async fn crash_after_start(h: &Harness) -> (BuildId, Fence) {
 async fn the_next_consumer_replays_the_recorded_request_and_gets_the_same_build() {
     let h = Harness::new();
     let (started, fence1) = crash_after_start(&h).await;
-    h.runner.hide_from_find.store(true, Ordering::Relaxed);
+    h.runner.hide_from_find(true);
     pass(VISIBILITY + LEASE_TTL).await;
     let mut c2 = h.engine("c2");
     let r = c2.tick(Duration::ZERO).await;
     assert_eq!((r.adopted, r.started), (1, 0), "{r:?}");
     assert_eq!(h.runner.starts(), 1, "no second build");
-    let calls = h.runner.start_calls.lock().unwrap().clone();
+    let calls = h.runner.start_calls();
     assert_eq!(calls.len(), 2);
     assert_eq!(
         calls[0], calls[1],
@@ -93,7 +92,7 @@ async fn the_next_consumer_replays_the_recorded_request_and_gets_the_same_build(
 #[tokio::test(start_paused = true)]
 async fn after_the_key_expired_the_build_is_found_by_its_key_not_started_again() {
     let h = Harness::new();
-    h.runner.expiring_keys.store(true, Ordering::Relaxed);
+    h.runner.expire_keys_after(Some(TOKEN_WINDOW));
     let (started, _) = crash_after_start(&h).await;
     // Longer than CodeBuild's 5-minute token window.
     pass(TOKEN_WINDOW + VISIBILITY + LEASE_TTL).await;
@@ -102,7 +101,7 @@ async fn after_the_key_expired_the_build_is_found_by_its_key_not_started_again()
     assert_eq!(r.adopted, 1, "{r:?}");
     assert_eq!(h.runner.starts(), 1, "found, not started again");
     assert_eq!(
-        h.runner.start_calls.lock().unwrap().len(),
+        h.runner.start_calls().len(),
         1,
         "no replay once the build is found"
     );
@@ -117,11 +116,12 @@ async fn an_intent_whose_build_never_started_is_started_by_the_replay() {
     // unknown to it, and it dies before settling anything.
     let flaky = Arc::new(FlakyLeases::new(h.leases.clone()));
     *flaky.fail_record_of.lock().unwrap() = Some(JobState::Retrying);
-    *h.runner.fail_start.lock().unwrap() = Some(PortError::transient("connection reset"));
+    h.runner
+        .fail_starts(Some(PortError::transient("connection reset")));
     let mut c1 = h.engine_with(Harness::config("c1"), flaky);
     c1.tick(Duration::ZERO).await;
     drop(c1);
-    *h.runner.fail_start.lock().unwrap() = None;
+    h.runner.fail_starts(None);
     let job = h.job("alpha", "A-1").await;
     assert_eq!(job.state, JobState::Starting);
     assert_eq!(h.runner.starts(), 0);
@@ -152,7 +152,7 @@ async fn a_refused_replay_keeps_the_intent_and_never_starts_a_second_build() {
         .unwrap_or_else(|e| panic!("{e}"));
     h.leases.record(&lease, &job).await.unwrap();
     h.leases.release(&lease).await.unwrap();
-    h.runner.hide_from_find.store(true, Ordering::Relaxed);
+    h.runner.hide_from_find(true);
     pass(VISIBILITY + LEASE_TTL).await;
     let mut c2 = h.engine("c2");
     let r = c2.tick(Duration::ZERO).await;
@@ -168,7 +168,7 @@ async fn a_refused_replay_keeps_the_intent_and_never_starts_a_second_build() {
         Some(FailureClass::Contention)
     );
     // Once the build is visible, the next delivery adopts it.
-    h.runner.hide_from_find.store(false, Ordering::Relaxed);
+    h.runner.hide_from_find(false);
     pass(Duration::from_secs(16 * 60)).await;
     let r = c2.tick(Duration::ZERO).await;
     assert_eq!(r.adopted, 1, "{r:?}");
@@ -182,11 +182,11 @@ async fn the_concurrent_build_limit_waits_without_spending_attempts() {
     let mut cfg = Harness::config("c1");
     cfg.retry.max_attempts = 1;
     let mut e = h.engine_with(cfg, h.leases.clone());
-    *h.runner.fail_start.lock().unwrap() = Some(PortError::new(
+    h.runner.fail_starts(Some(PortError::new(
         FailureClass::Throttled,
         "codebuild:StartBuild failed with AccountLimitExceededException: \
          Cannot have more than 10 active builds for the account",
-    ));
+    )));
     for round in 0..5 {
         let r = e.tick(Duration::ZERO).await;
         assert_eq!((r.retried, r.dead_lettered), (1, 0), "round {round}: {r:?}");
@@ -200,7 +200,7 @@ async fn the_concurrent_build_limit_waits_without_spending_attempts() {
         assert_eq!((job.state, job.attempts), (JobState::Retrying, 0));
         pass(Duration::from_secs(2 * 60)).await;
     }
-    *h.runner.fail_start.lock().unwrap() = None;
+    h.runner.fail_starts(None);
     let r = e.tick(Duration::ZERO).await;
     assert_eq!(r.started, 1, "{r:?}");
     assert_eq!(h.job("alpha", "A-1").await.attempts, 1);

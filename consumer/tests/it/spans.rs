@@ -163,13 +163,13 @@ async fn process_continues_the_message_trace_with_heartbeats_and_a_retry() {
     let builds = h.runner.builds_of("A-1");
     assert_eq!(builds.len(), 2);
     for (b, p) in builds.iter().zip([first, second]) {
-        let tp = TraceContext::from_traceparent(&b.env["TRACEPARENT"]).unwrap();
+        let tp = TraceContext::from_traceparent(&b.req.env["TRACEPARENT"]).unwrap();
         assert_eq!(tp.trace_id(), Some(TRACE));
         let want = format!("-{}-", p.span_context.span_id());
         assert!(
-            b.env["TRACEPARENT"].contains(&want),
+            b.req.env["TRACEPARENT"].contains(&want),
             "{} vs {want}",
-            b.env["TRACEPARENT"]
+            b.req.env["TRACEPARENT"]
         );
     }
 

@@ -4,7 +4,9 @@
 //! against buildspecs written to temporary directories.
 
 use async_trait::async_trait;
-use kiro_backends::contract::build::{self as contract, BuildHarness, BuildScript, ScriptEnd};
+use kiro_backends::testing::contract::build::{
+    self as contract, BuildHarness, BuildScript, ScriptEnd,
+};
 use kiro_local_build::process::{self, SIGKILL};
 use kiro_local_build::runner::SPAWN_GRACE;
 use kiro_local_build::{LocalBuildConfig, LocalBuildRunner};
@@ -122,25 +124,12 @@ impl BuildHarness for Local {
     }
 }
 
-macro_rules! contract_tests {
-    ($($check:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $check() {
-                let h = Local::new(&contract_buildspec());
-                contract::$check(&h).await;
-            }
-        )*
-    };
-}
-
-contract_tests!(
-    same_key_same_build,
-    status_answers_many_ids_at_once,
-    succeeding_build_exports_variables,
-    failing_build_keeps_exported_variables,
-    stop_ends_stopped,
-    unknown_id_is_absent,
+kiro_backends::build_contract!(
+    Local::new(&contract_buildspec()),
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)],
+    // The local runner keeps every key, so `find` (for runners that forget) has nothing to
+    // add: replaying a key returns its build.
+    skip [a_started_build_is_found_by_its_key],
 );
 
 async fn wait(h: &Local, id: &BuildId) -> kiro_protocol::BuildStatus {

@@ -1,6 +1,6 @@
 //! Integration tests of the producer against the REAL embedded adapters: the board file
-//! and its SQLite status overlay (`kiro-github`), and the SQLite FIFO queue
-//! (`kiro-backends`), in a temporary state directory, with a manual clock.
+//! and its SQLite status overlay, and the SQLite FIFO queue (all in `kiro-backends`), in a
+//! temporary state directory, with a manual clock.
 
 mod cli;
 mod hostile;

@@ -1,6 +1,6 @@
 //! `BuildRunner`: start, watch and stop builds (AWS CodeBuild, or the local buildspec runner).
 //!
-//! Contract (checked by `kiro-backends::contract::build`):
+//! Contract (checked by `kiro_backends::testing::contract::build`):
 //! - `start` with an idempotency key already used returns the first build's id and starts
 //!   nothing new; the same key with other parameters never starts a second build either
 //!   (the runner returns the first build, or refuses with a `contention` error);

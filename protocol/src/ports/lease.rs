@@ -1,6 +1,6 @@
 //! `LeaseStore`: per-project leases with monotonic fencing tokens, and the job records.
 //!
-//! Contract (checked by `kiro-backends::contract::lease`):
+//! Contract (checked by `kiro_backends::testing::contract::lease`):
 //! - `acquire` succeeds only when the project is free, released, or its lease expired
 //!   more than the store's clock-skew bound ago; every successful acquire bumps the fence
 //!   by one in the same atomic write, so fences are strictly increasing per project;

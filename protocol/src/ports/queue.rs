@@ -1,7 +1,7 @@
 //! `WorkQueue`: a FIFO queue with message groups, visibility, deduplication and an
 //! explicit dead-letter queue — the semantics of SQS FIFO.
 //!
-//! Contract (checked by `kiro-backends::contract::queue`):
+//! Contract (checked by `kiro_backends::testing::contract::queue`):
 //! - messages of one group are delivered in send order, and while one message of a group
 //!   is in flight no other message of that group is delivered;
 //! - a send whose deduplication id was seen in the last 5 minutes is accepted but not

@@ -80,7 +80,7 @@ pub async fn wait_finished(runner: &CodeBuildRunner, id: &BuildId) -> BuildStatu
 }
 
 pub fn unique(prefix: &str) -> String {
-    kiro_backends::aws::moto::unique(prefix)
+    kiro_backends::testing::moto::unique(prefix)
 }
 
 #[tokio::test(flavor = "multi_thread")]

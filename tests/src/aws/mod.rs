@@ -35,7 +35,7 @@
 //! ListBuildsForProject) → [`codebuild`]; ECS `UpdateTaskProtection` / `GetTaskProtection`
 //! (moto 5.2.5 has neither) → [`ecs`]; paths under `/_emulator/` are the credentials and
 //! task-metadata endpoints (not AWS calls, not recorded); everything else goes to the
-//! shared moto server of this test binary ([`kiro_backends::aws::moto`]) unchanged,
+//! shared moto server of this test binary ([`kiro_backends::testing::moto`]) unchanged,
 //! `Host` header included, so the SQS queue URLs moto makes name the emulator's address.
 //!
 //! Builds' credentials: each build gets `AWS_CONTAINER_CREDENTIALS_FULL_URI` pointing at
@@ -244,7 +244,7 @@ impl AwsEmulator {
     /// Start moto (once per test binary) and the emulator on 127.0.0.1 (random port).
     pub async fn start(cfg: EmulatorConfig) -> Result<AwsEmulator, EmulatorError> {
         let moto = tokio::task::spawn_blocking(|| {
-            std::panic::catch_unwind(|| kiro_backends::aws::moto::moto().endpoint.clone())
+            std::panic::catch_unwind(|| kiro_backends::testing::moto::moto().endpoint.clone())
         })
         .await
         .map_err(|e| EmulatorError::Moto(e.to_string()))?

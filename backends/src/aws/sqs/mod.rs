@@ -49,9 +49,11 @@ mod client;
 mod dlq;
 mod ledger;
 pub mod limits;
+#[cfg(any(test, feature = "testing"))]
 mod setup;
 
 pub use dlq::{ATTR_DEAD_LETTER, ATTR_DEAD_LETTERED_AT, ATTR_ORIGINAL_ID, ATTR_RECEIVE_COUNT};
+#[cfg(any(test, feature = "testing"))]
 pub use setup::create_queues;
 
 use super::retry::CallBackoff;

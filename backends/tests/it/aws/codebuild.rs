@@ -9,7 +9,7 @@ use aws_sdk_codebuild::types::EnvironmentVariableType;
 use aws_smithy_mocks::{Rule, mock};
 use kiro_backends::aws::codebuild::CodeBuildRunner;
 use kiro_backends::aws::retry::CallBackoff;
-use kiro_backends::contract::build::{self as contract, BuildHarness, BuildScript};
+use kiro_backends::testing::contract::build::{self as contract, BuildHarness, BuildScript};
 use kiro_protocol::{
     BranchName, BuildId, BuildRequest, BuildRunner, BuildState, Failure, FailureClass, ItemId,
     OutcomeStatus, PortError, ProjectKey, WorkerOutcome,
@@ -77,15 +77,13 @@ impl BuildHarness for Harness {
     async fn builds_started(&self) -> Result<usize, PortError> {
         Ok(self.state.lock().unwrap().starts)
     }
-
-    fn keys_expire(&self) -> bool {
-        true
-    }
 }
 
-#[tokio::test(start_paused = true)]
-async fn codebuild_passes_the_build_contract() {
-    contract::run_all(&Harness::new()).await;
+/// The build contract suite, a test per check, `find` included (CodeBuild forgets keys).
+mod build_contract {
+    use super::*;
+
+    kiro_backends::build_contract!(Harness::new(), #[tokio::test(start_paused = true)]);
 }
 
 #[tokio::test(start_paused = true)]
@@ -306,8 +304,8 @@ async fn moto_accepts_the_start_and_batch_get_request_shapes() {
         ArtifactsType, ComputeType, EnvironmentType, ProjectArtifacts, ProjectEnvironment,
         ProjectSource, SourceType,
     };
-    let sdk = kiro_backends::aws::moto::config().await;
-    let name = kiro_backends::aws::moto::unique("kiro-cb");
+    let sdk = kiro_backends::testing::moto::config().await;
+    let name = kiro_backends::testing::moto::unique("kiro-cb");
     // moto rejects NO_SOURCE without a location: an S3 source stands in.
     Client::new(&sdk)
         .create_project()

@@ -5,8 +5,8 @@
 
 use async_trait::async_trait;
 use kiro_backends::aws::dynamo::{DynamoLeaseStore, create_table};
-use kiro_backends::aws::moto::{config, unique};
-use kiro_backends::contract::lease::{self as contract, LeaseHarness};
+use kiro_backends::testing::contract::lease::LeaseHarness;
+use kiro_backends::testing::moto::{config, unique};
 use kiro_protocol::{LeaseStore, SystemClock};
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,24 +37,7 @@ impl LeaseHarness for MotoLeases {
     }
 }
 
-macro_rules! contract_tests {
-    ($($check:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $check() {
-                contract::$check(&MotoLeases).await;
-            }
-        )*
-    };
-}
-
-contract_tests!(
-    fence_strictly_increases,
-    held_lease_reports_holder,
-    expired_lease_can_be_taken_after_skew,
-    stale_fence_cannot_write,
-    release_lets_next_acquire_at_once,
-    renew_extends_and_survives_expiry_until_taken,
-    released_lease_cannot_be_renewed,
-    record_job_jobs_round_trip,
+kiro_backends::lease_contract!(
+    MotoLeases,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)],
 );

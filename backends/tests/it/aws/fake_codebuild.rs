@@ -26,7 +26,7 @@ use aws_smithy_mocks::{MockResponse, Rule, RuleMode, mock, mock_client};
 use aws_smithy_runtime_api::http::{Response as HttpResponse, StatusCode};
 use aws_smithy_types::DateTime;
 use aws_smithy_types::body::SdkBody;
-use kiro_backends::contract::build::{BuildScript, ScriptEnd};
+use kiro_backends::testing::contract::build::{BuildScript, ScriptEnd};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -21,7 +21,7 @@ use aws_smithy_mocks::{RuleMode, mock, mock_client};
 use aws_smithy_types::error::ErrorMetadata;
 use kiro_backends::aws::dynamo::DynamoLeaseStore;
 use kiro_backends::aws::sqs::{SqsQueue, SqsSettings};
-use kiro_backends::contract::queue::message;
+use kiro_backends::testing::contract::queue::message;
 use kiro_protocol::{
     FailureClass, Fence, Lease, LeaseStore, ManualClock, ProjectKey, Receipt, Timestamp, WorkQueue,
 };

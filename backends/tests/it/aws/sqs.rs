@@ -6,13 +6,13 @@
 //! within the window as SQS would) and stale receipts (moto accepts them; the adapter's
 //! receipt ledger refuses receipts it has superseded). `dlq_redrive` uses
 //! StartMessageMoveTask, which moto answers with HTTP 500, so it is checked on
-//! aws-smithy-mocks in `faults.rs`; `dedup_expires_after_window` needs 5 real minutes
-//! and is skipped by the suite itself when time is not cheap.
+//! aws-smithy-mocks in `faults.rs` and skipped here; `dedup_expires_after_window` needs 5
+//! real minutes and is skipped too.
 
 use async_trait::async_trait;
-use kiro_backends::aws::moto::{config, unique};
 use kiro_backends::aws::sqs::{SqsQueue, SqsSettings, create_queues};
-use kiro_backends::contract::queue::{self as contract, QueueHarness, message};
+use kiro_backends::testing::contract::queue::{QueueHarness, message};
+use kiro_backends::testing::moto::{config, unique};
 use kiro_protocol::{SystemClock, TraceContext, WorkQueue};
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,37 +45,14 @@ impl QueueHarness for MotoQueues {
     fn receive_wait(&self) -> Duration {
         Duration::from_secs(1)
     }
-    fn time_is_cheap(&self) -> bool {
-        false
-    }
 }
 
-macro_rules! contract_tests {
-    ($($check:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $check() {
-                contract::$check(&MotoQueues).await;
-            }
-        )*
-    };
-}
-
-contract_tests!(
-    per_group_order,
-    group_blocked_while_in_flight,
-    other_groups_not_blocked,
-    visibility_expiry_redelivers,
-    extend_keeps_message_invisible,
-    stale_receipt_fails_and_changes_nothing,
-    ack_batch_settles_each_receipt,
-    dedup_holds_after_delete,
-    release_with_delay,
-    dead_letter_list_and_replay,
-    replay_selection_and_dry_run,
-    purge_deletes_every_dead_letter,
-    depth_counts,
-    trace_and_attributes_round_trip,
+kiro_backends::queue_contract!(
+    MotoQueues,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)],
+    // moto answers StartMessageMoveTask with HTTP 500 (redrive is checked in faults.rs);
+    // the dedup window is 5 real minutes.
+    skip [redrive_moves_everything, dedup_expires_after_window],
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,5 +1,5 @@
-//! TEST SUPPORT: one moto server (the AWS API emulator) per test binary, started on first
-//! use and stopped at exit. Used by this crate's tests and the end-to-end tests; it panics
+//! One moto server (the AWS API emulator) per test binary, started on first use and
+//! stopped at exit. Used by this crate's tests and the end-to-end tests; it panics
 //! with instructions when moto is missing, because a test must fail, never skip.
 //!
 //! The server binary is `KIRO_MOTO_SERVER`, else `<workspace>/.venv/bin/moto_server`

@@ -1,10 +1,10 @@
 //! The `LeaseStore` contract suite: fencing, expiry with a skew bound, fenced writes
 //! and the job records.
 //!
-//! Each check is a public async function taking a [`LeaseHarness`]; [`run_all`] runs
-//! them all. A check asks for a fresh, empty store and moves time only through
-//! [`LeaseHarness::advance`] (a manual clock for the embedded store, a real sleep
-//! against an emulator).
+//! Each check is a public async function taking only a [`LeaseHarness`];
+//! [`lease_contract!`](crate::lease_contract) makes one test of each. A check asks for a
+//! fresh, empty store and moves time only through [`LeaseHarness::advance`] (a manual
+//! clock for the embedded store, a real sleep against an emulator).
 //!
 //! Invariant: the checks only use the port and panic with a message naming the broken
 //! rule (compiled as ordinary code so other crates' tests can call it).
@@ -31,18 +31,6 @@ pub trait LeaseHarness: Send + Sync {
     fn ttl(&self) -> Duration {
         Duration::from_secs(30)
     }
-}
-
-/// Run every check of the suite, in order.
-pub async fn run_all(h: &dyn LeaseHarness) {
-    fence_strictly_increases(h).await;
-    held_lease_reports_holder(h).await;
-    expired_lease_can_be_taken_after_skew(h).await;
-    stale_fence_cannot_write(h).await;
-    release_lets_next_acquire_at_once(h).await;
-    renew_extends_and_survives_expiry_until_taken(h).await;
-    released_lease_cannot_be_renewed(h).await;
-    record_job_jobs_round_trip(h).await;
 }
 
 fn ok<T, E: Debug>(r: Result<T, E>, what: &str) -> T {

@@ -1,10 +1,11 @@
 //! The `WorkQueue` contract suite: the SQS FIFO semantics every queue adapter must keep.
 //!
-//! Each check is a public async function taking a [`QueueHarness`]; [`run_all`] runs
-//! them all. A check asks the harness for a fresh, empty queue, so checks never see each
-//! other's messages, and it moves time only through [`QueueHarness::advance`] (a manual
-//! clock for the embedded queue, a real sleep against an emulator), in multiples of the
-//! harness's visibility timeout.
+//! Each check is a public async function taking only a [`QueueHarness`];
+//! [`queue_contract!`](crate::queue_contract) makes one test of each. A check asks the
+//! harness for a fresh, empty queue, so checks never see each other's messages, and it
+//! moves time only through [`QueueHarness::advance`] (a manual clock for the embedded
+//! queue, a real sleep against an emulator), in multiples of the harness's visibility
+//! timeout.
 //!
 //! Invariant: the checks only use the port, never an adapter's internals, and they
 //! panic with a message naming the broken rule (this module is a test suite compiled as
@@ -38,33 +39,6 @@ pub trait QueueHarness: Send + Sync {
     fn receive_wait(&self) -> Duration {
         Duration::ZERO
     }
-    /// Whether advancing time is cheap (no real sleep). Checks that must wait out the
-    /// dedup window run only when it is.
-    fn time_is_cheap(&self) -> bool {
-        true
-    }
-}
-
-/// Run every check of the suite, in order.
-pub async fn run_all(h: &dyn QueueHarness) {
-    per_group_order(h).await;
-    group_blocked_while_in_flight(h).await;
-    other_groups_not_blocked(h).await;
-    visibility_expiry_redelivers(h).await;
-    extend_keeps_message_invisible(h).await;
-    stale_receipt_fails_and_changes_nothing(h).await;
-    ack_batch_settles_each_receipt(h).await;
-    dedup_holds_after_delete(h).await;
-    if h.time_is_cheap() {
-        dedup_expires_after_window(h).await;
-    }
-    release_with_delay(h).await;
-    dead_letter_list_and_replay(h).await;
-    replay_selection_and_dry_run(h).await;
-    redrive_moves_everything(h).await;
-    purge_deletes_every_dead_letter(h).await;
-    depth_counts(h).await;
-    trace_and_attributes_round_trip(h).await;
 }
 
 // ---------------------------------------------------------------------------------------

@@ -1,0 +1,185 @@
+//! Contract test suites, one per port, written as reusable async functions so the
+//! embedded adapters, the AWS adapters, the local build runner and the in-memory runner
+//! run exactly the same checks.
+//!
+//! A check is a `pub async fn name(h: &dyn XHarness)` of its suite; an adapter's tests
+//! run every check with one macro call, which makes one `#[tokio::test]` per check:
+//!
+//! ```text
+//! kiro_backends::queue_contract!(Embedded::new());
+//! kiro_backends::lease_contract!(MotoLeases, #[tokio::test(flavor = "multi_thread")]);
+//! kiro_backends::build_contract!(Local::new(), skip [a_started_build_is_found_by_its_key]);
+//! ```
+//!
+//! The harness expression is evaluated afresh in each test. `skip [..]` leaves out
+//! checks an adapter cannot run (each must name a check of the suite, or the call does
+//! not compile); say why next to the call.
+//!
+//! Invariant: each macro's list of checks is the one list of its suite — a check missing
+//! from it fails this module's tests.
+
+pub mod build;
+pub mod lease;
+pub mod queue;
+
+/// Makes one test per check of the `WorkQueue` suite ([`queue`]) against the harness
+/// expression; see the [module documentation](crate::testing::contract).
+#[macro_export]
+macro_rules! queue_contract {
+    (@checks) => {
+        $crate::queue_contract!(@cases [names]);
+    };
+    (@cases [$($mode:tt)*]) => {
+        $crate::__contract_tests!($($mode)* [
+            per_group_order,
+            group_blocked_while_in_flight,
+            other_groups_not_blocked,
+            visibility_expiry_redelivers,
+            extend_keeps_message_invisible,
+            stale_receipt_fails_and_changes_nothing,
+            ack_batch_settles_each_receipt,
+            dedup_holds_after_delete,
+            dedup_expires_after_window,
+            release_with_delay,
+            dead_letter_list_and_replay,
+            replay_selection_and_dry_run,
+            redrive_moves_everything,
+            purge_deletes_every_dead_letter,
+            depth_counts,
+            trace_and_attributes_round_trip,
+        ]);
+    };
+    ($h:expr $(, skip [$($skip:ident),* $(,)?])? $(,)?) => {
+        $crate::queue_contract!($h, #[tokio::test] $(, skip [$($skip),*])?);
+    };
+    ($h:expr, #[$attr:meta] $(, skip [$($skip:ident),* $(,)?])? $(,)?) => {
+        $crate::queue_contract!(@cases [tests [$] queue [$attr] ($h) [$($($skip),*)?]]);
+    };
+}
+
+/// Makes one test per check of the `LeaseStore` suite ([`lease`]) against the harness
+/// expression; see the [module documentation](crate::testing::contract).
+#[macro_export]
+macro_rules! lease_contract {
+    (@checks) => {
+        $crate::lease_contract!(@cases [names]);
+    };
+    (@cases [$($mode:tt)*]) => {
+        $crate::__contract_tests!($($mode)* [
+            fence_strictly_increases,
+            held_lease_reports_holder,
+            expired_lease_can_be_taken_after_skew,
+            stale_fence_cannot_write,
+            release_lets_next_acquire_at_once,
+            renew_extends_and_survives_expiry_until_taken,
+            released_lease_cannot_be_renewed,
+            record_job_jobs_round_trip,
+        ]);
+    };
+    ($h:expr $(, skip [$($skip:ident),* $(,)?])? $(,)?) => {
+        $crate::lease_contract!($h, #[tokio::test] $(, skip [$($skip),*])?);
+    };
+    ($h:expr, #[$attr:meta] $(, skip [$($skip:ident),* $(,)?])? $(,)?) => {
+        $crate::lease_contract!(@cases [tests [$] lease [$attr] ($h) [$($($skip),*)?]]);
+    };
+}
+
+/// Makes one test per check of the `BuildRunner` suite ([`build`]) against the harness
+/// expression; see the [module documentation](crate::testing::contract).
+#[macro_export]
+macro_rules! build_contract {
+    (@checks) => {
+        $crate::build_contract!(@cases [names]);
+    };
+    (@cases [$($mode:tt)*]) => {
+        $crate::__contract_tests!($($mode)* [
+            same_key_same_build,
+            same_key_other_parameters_never_starts_a_second_build,
+            a_started_build_is_found_by_its_key,
+            status_answers_many_ids_at_once,
+            succeeding_build_exports_variables,
+            failing_build_keeps_exported_variables,
+            stop_ends_stopped,
+            unknown_id_is_absent,
+        ]);
+    };
+    ($h:expr $(, skip [$($skip:ident),* $(,)?])? $(,)?) => {
+        $crate::build_contract!($h, #[tokio::test] $(, skip [$($skip),*])?);
+    };
+    ($h:expr, #[$attr:meta] $(, skip [$($skip:ident),* $(,)?])? $(,)?) => {
+        $crate::build_contract!(@cases [tests [$] build [$attr] ($h) [$($($skip),*)?]]);
+    };
+}
+
+/// The expansion shared by the contract macros (`@cases` holds each suite's list): a test
+/// per check not skipped, or (`@checks`, for this module's tests) the checks' names as
+/// `CHECKS`. `$d` is a `$` token (handed in as `[$]`), so the local macro can match the
+/// skipped names.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __contract_tests {
+    (names [$($case:ident),* $(,)?]) => {
+        const CHECKS: &[&str] = &[$(stringify!($case)),*];
+    };
+    (tests [$d:tt] $suite:ident [$attr:meta] ($h:expr) [$($skip:ident),*] [$($case:ident),* $(,)?]) => {
+        $(
+            #[allow(unused_imports)]
+            use $crate::testing::contract::$suite::$skip as _;
+        )*
+        macro_rules! __contract_case {
+            $( ($skip) => {}; )*
+            ($d case:ident) => {
+                #[$attr]
+                async fn $d case() {
+                    $crate::testing::contract::$suite::$d case(&$h).await;
+                }
+            };
+        }
+        $( __contract_case!($case); )*
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    /// The checks of a suite: its `pub async fn name(h: &dyn <harness>)` functions.
+    fn checks_in(source: &str, harness: &str) -> Vec<String> {
+        let tail = format!("(h: &dyn {harness}) {{");
+        let mut names: Vec<String> = source
+            .lines()
+            .filter_map(|l| l.strip_prefix("pub async fn ")?.strip_suffix(&tail))
+            .map(str::to_owned)
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn sorted(list: &[&str]) -> Vec<String> {
+        let mut v: Vec<String> = list.iter().map(|s| (*s).to_owned()).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn every_check_of_the_queue_suite_is_in_its_macro() {
+        crate::queue_contract!(@checks);
+        let found = checks_in(include_str!("queue.rs"), "QueueHarness");
+        assert_eq!(found.len(), 16, "{found:?}");
+        assert_eq!(found, sorted(CHECKS));
+    }
+
+    #[test]
+    fn every_check_of_the_lease_suite_is_in_its_macro() {
+        crate::lease_contract!(@checks);
+        let found = checks_in(include_str!("lease.rs"), "LeaseHarness");
+        assert_eq!(found.len(), 8, "{found:?}");
+        assert_eq!(found, sorted(CHECKS));
+    }
+
+    #[test]
+    fn every_check_of_the_build_suite_is_in_its_macro() {
+        crate::build_contract!(@checks);
+        let found = checks_in(include_str!("build.rs"), "BuildHarness");
+        assert_eq!(found.len(), 8, "{found:?}");
+        assert_eq!(found, sorted(CHECKS));
+    }
+}
