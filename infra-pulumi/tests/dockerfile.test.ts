@@ -116,6 +116,20 @@ describe("Dockerfile.consumer", () => {
     assert.deepEqual(get("COPY"), ["--from=build /out/kiro-consumer /out/kiro-producer /"]);
   });
 
+  test("the build context (.dockerignore) keeps every workspace member the build needs", () => {
+    const root = path.join(__dirname, "..", "..");
+    const cargo = fs.readFileSync(path.join(root, "Cargo.toml"), "utf8");
+    const members = JSON.parse(cargo.match(/^members = (\[.*\])$/m)![1].replace(/,\s*\]/, "]")) as string[];
+    assert.ok(members.length > 5, `members read from Cargo.toml: ${members}`);
+    const kept = fs
+      .readFileSync(path.join(root, ".dockerignore"), "utf8")
+      .split("\n")
+      .filter((l) => l.startsWith("!"))
+      .map((l) => l.slice(1).replace(/\/$/, ""));
+    // A member missing from the context fails `cargo build --locked` inside the image.
+    assert.deepEqual(members.filter((m) => !kept.includes(m)), []);
+  });
+
   test("the checker finds a shell, a root user and shell-form commands in a bad Dockerfile", () => {
     const bad = [
       "FROM rust:1.95 AS build",
