@@ -38,7 +38,7 @@ describe("README: Deploying to AWS", () => {
     const names = [...board.matchAll(/ItemStatus::\w+ => "([^"]+)"/g)].map((m) => m[1]);
     assert.deepEqual(names, ["For Implementation", "Queued", "In Progress", "Done", "Failed"]);
     for (const n of names) assert.ok(SECTION.includes(`**\`${n}\`**`), n);
-    const fields = fs.readFileSync(path.join(ROOT, "github", "src", "gh", "board.rs"), "utf8");
+    const fields = fs.readFileSync(path.join(ROOT, "github", "src", "gh", "board", "config.rs"), "utf8");
     const note = /note_field: "([^"]+)"\.into\(\)/.exec(fields)?.[1];
     assert.equal(note, "Kiro note");
     assert.ok(SECTION.includes(`**\`${note}\`**`));

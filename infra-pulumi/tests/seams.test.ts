@@ -1,9 +1,10 @@
 // The seam between the stack and the binaries: every variable the stack gives a component is
 // one its code reads (by the exact name), so a renamed or misspelt variable — the class of
 // GITHUB_APP_PRIVATE_KEY, which no code read — fails here instead of on the first deploy.
-// The names a binary reads are collected from its Rust sources (clap `env = "…"`,
-// `std::env::var("…")`, the GitHub settings' names, the telemetry crate's OTEL_* names) and,
-// for the build, from buildspec.yml's shell.
+// The names a binary reads are collected from its Rust sources (clap `env = "…"` or
+// `env = env::CONST` resolved through the named constants, the kiro-runtime argument structs it
+// flattens, `std::env::var("…")`, the GitHub settings' names, the telemetry crate's OTEL_* names)
+// and, for the build, from buildspec.yml's shell.
 import { before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
@@ -20,18 +21,66 @@ function rustFiles(dir: string): string[] {
   });
 }
 
-/** Environment variable names a set of Rust files read (unit-test modules left out). */
+const source = (f: string): string => fs.readFileSync(path.join(ROOT, f), "utf8").split("#[cfg(test)]")[0];
+
+/** Every `const NAME: &str = "VALUE"` of the crates that name variables (protocol's `env`
+ *  modules, kiro-runtime, the GitHub settings' `vars`), by NAME: a flag written
+ *  `env = env::FORGE` reads the value of `FORGE`. */
+const CONSTS = new Map<string, Set<string>>();
+for (const f of [...rustFiles("protocol/src"), ...rustFiles("runtime/src"), "github/src/gh/settings.rs"]) {
+  for (const m of source(f).matchAll(/const ([A-Z][A-Z0-9_]*): &str = "([A-Z][A-Z0-9_]*)";/g)) {
+    if (!CONSTS.has(m[1])) CONSTS.set(m[1], new Set());
+    CONSTS.get(m[1])!.add(m[2]);
+  }
+}
+
+/** kiro-runtime's argument structs: the variables each reads, and the structs it flattens. */
+const RUNTIME_STRUCTS = new Map<string, { names: Set<string>; flattens: string[] }>();
+for (const f of rustFiles("runtime/src")) {
+  for (const m of source(f).matchAll(/pub (?:struct|enum) (\w+)[^{;]*\{([\s\S]*?)\n\}/g)) {
+    RUNTIME_STRUCTS.set(m[1], { names: envNames(m[2]), flattens: flattened(m[2]) });
+  }
+}
+
+/** The types of the fields a text flattens (`#[command(flatten)] field: Type`). */
+function flattened(text: string): string[] {
+  return [...text.matchAll(/flatten\)\]\s*(?:pub(?:\(crate\))? )?\w+: (?:Option<)?(\w+)/g)].map((m) => m[1]);
+}
+
+/** Variable names a text reads: `env = "…"` or `env = path::CONST`, `std::env::var("…")`,
+ *  constants it declares, the telemetry crate's OTEL_* names. */
+function envNames(text: string): Set<string> {
+  const out = new Set<string>();
+  for (const m of text.matchAll(/env = "([A-Z][A-Z0-9_]*)"/g)) out.add(m[1]);
+  for (const m of text.matchAll(/env = (?:[a-z_]+::)*([A-Z][A-Z0-9_]*)\b/g)) for (const v of CONSTS.get(m[1]) ?? []) out.add(v);
+  for (const m of text.matchAll(/var(?:_os)?\("([A-Z][A-Z0-9_]*)"\)/g)) out.add(m[1]);
+  for (const m of text.matchAll(/var(?:_os)?\((?:[a-z_]+::)*([A-Z][A-Z0-9_]*)\)/g)) for (const v of CONSTS.get(m[1]) ?? []) out.add(v);
+  for (const m of text.matchAll(/pub const [A-Z_]+: &str = "([A-Z][A-Z0-9_]*)";/g)) out.add(m[1]);
+  for (const m of text.matchAll(/"(OTEL_[A-Z_]+)"/g)) out.add(m[1]);
+  // otel_env.rs builds the per-signal names.
+  if (text.includes('format!("OTEL_{}_EXPORTER"')) for (const s of ["TRACES", "METRICS"]) out.add(`OTEL_${s}_EXPORTER`);
+  if (text.includes('format!("OTEL_EXPORTER_OTLP_{}_ENDPOINT"')) for (const s of ["TRACES", "METRICS"]) out.add(`OTEL_EXPORTER_OTLP_${s}_ENDPOINT`);
+  return out;
+}
+
+/** Environment variable names a set of Rust files read (unit-test modules left out), with
+ *  those of the kiro-runtime argument structs they flatten (recursively). */
 function namesRead(files: string[]): Set<string> {
   const out = new Set<string>();
+  const pending: string[] = [];
   for (const f of files) {
-    const text = fs.readFileSync(path.join(ROOT, f), "utf8").split("#[cfg(test)]")[0];
-    for (const m of text.matchAll(/env = "([A-Z][A-Z0-9_]*)"/g)) out.add(m[1]);
-    for (const m of text.matchAll(/var(?:_os)?\("([A-Z][A-Z0-9_]*)"\)/g)) out.add(m[1]);
-    for (const m of text.matchAll(/pub const [A-Z_]+: &str = "([A-Z][A-Z0-9_]*)";/g)) out.add(m[1]);
-    for (const m of text.matchAll(/"(OTEL_[A-Z_]+)"/g)) out.add(m[1]);
-    // otel_env.rs builds the per-signal names.
-    if (text.includes('format!("OTEL_{}_EXPORTER"')) for (const s of ["TRACES", "METRICS"]) out.add(`OTEL_${s}_EXPORTER`);
-    if (text.includes('format!("OTEL_EXPORTER_OTLP_{}_ENDPOINT"')) for (const s of ["TRACES", "METRICS"]) out.add(`OTEL_EXPORTER_OTLP_${s}_ENDPOINT`);
+    const text = source(f);
+    for (const n of envNames(text)) out.add(n);
+    pending.push(...flattened(text));
+  }
+  const seen = new Set<string>();
+  while (pending.length) {
+    const t = pending.pop()!;
+    const s = RUNTIME_STRUCTS.get(t);
+    if (!s || seen.has(t)) continue;
+    seen.add(t);
+    for (const n of s.names) out.add(n);
+    pending.push(...s.flattens);
   }
   return out;
 }
