@@ -105,7 +105,7 @@ const ENV_NAME = /^[A-Z_][A-Z0-9_]*$/;
 const GITHUB_PROJECT = /^(https:\/\/github\.com\/)?(orgs?|users?)\/[A-Za-z0-9_-]+\/(projects\/)?\d+\/?$/;
 const KMS_KEY_ARN = /^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key\/[A-Za-z0-9-]+$/;
 /** `CoverageFormat` of kiro-worker (worker/src/steps/coverage.rs). */
-export const COVERAGE_FORMATS = ["auto", "lcov", "cobertura", "istanbul", "llvm-cov"] as const;
+export const COVERAGE_FORMATS = ["auto", "lcov", "cobertura", "istanbul", "llvm-cov", "clover", "istanbul-final", "coverage-py", "go", "jacoco"] as const;
 
 /** Environment variables the program sets itself (or, for KIRO_BUILD_TIMEOUT, deliberately
  *  leaves unset so the CodeBuild project's `buildTimeoutMinutes` applies); extra environment

@@ -68,7 +68,8 @@ describe("stack configuration", () => {
   });
 
   test("test and coverage settings: the worker's coverage formats, a threshold in percent, relative paths", () => {
-    assert.match(problems({ coverageFormat: "jacoco" })[0], /^kiro-infra:coverageFormat must be one of auto, lcov, cobertura, istanbul, llvm-cov/);
+    assert.match(problems({ coverageFormat: "sonar" })[0], /^kiro-infra:coverageFormat must be one of auto, lcov, cobertura, istanbul, llvm-cov, clover, istanbul-final, coverage-py, go, jacoco/);
+    assert.equal(testConfig({ coverageFormat: "jacoco" }).coverageFormat, "jacoco");
     assert.match(problems({ coverageThreshold: "101" })[0], /^kiro-infra:coverageThreshold must be between 0 and 100/);
     assert.match(problems({ coveragePath: "/etc/passwd" })[0], /^kiro-infra:coveragePath must be a path relative to the checkout/);
     assert.match(problems({ junitPath: "../x.xml" })[0], /^kiro-infra:junitPath must be a path relative to the checkout/);

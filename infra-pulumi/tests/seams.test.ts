@@ -11,6 +11,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { deploy, one } from "./harness";
 import type { Run } from "./harness";
+import { COVERAGE_FORMATS } from "../src/config";
 
 const ROOT = path.join(__dirname, "..", "..");
 
@@ -146,5 +147,15 @@ describe("every variable the stack sets is read by the binary it is set for", ()
   test("the consumer's pending list only holds names the consumer does not read yet", () => {
     const readNow = CONSUMER_PENDING.filter((n) => READ.consumer.has(n));
     assert.deepEqual(readNow, [], "the consumer reads these now: remove them from CONSUMER_PENDING");
+  });
+});
+
+describe("the stack's settings accept exactly what the worker accepts", () => {
+  test("coverageFormat: the worker's CoverageFormat values (clap's kebab-case variant names)", () => {
+    const text = source("worker/src/steps/coverage/mod.rs");
+    const body = /pub enum CoverageFormat \{([\s\S]*?)\n\}/.exec(text)?.[1] ?? "";
+    const variants = [...body.matchAll(/^\s{4}([A-Z]\w*),?$/gm)].map((m) => m[1].replace(/([a-z0-9])([A-Z])/g, "$1-$2").toLowerCase());
+    assert.ok(variants.length >= 5, `variants read: ${variants}`);
+    assert.deepEqual([...COVERAGE_FORMATS], variants);
   });
 });

@@ -155,8 +155,8 @@ pub struct Config {
     pub test_cmd: String,
     #[arg(long, env = "KIRO_TEST_TIMEOUT", default_value = "30m")]
     pub test_timeout: humantime::Duration,
-    /// The coverage report's format: `auto` (detected from the file), `lcov`,
-    /// `cobertura`, `istanbul` (`coverage-summary.json`) or `llvm-cov` (`--json`).
+    /// The coverage report's format: `auto` (detected from the file's content) or one of
+    /// lcov, Cobertura, Istanbul (summary or final), llvm-cov, Clover, coverage.py, Go, JaCoCo.
     #[arg(long, env = "KIRO_COVERAGE_FORMAT", value_enum, default_value = "auto")]
     pub coverage_format: CoverageFormat,
     /// The coverage report, relative to the checkout (default: the format's usual path;
