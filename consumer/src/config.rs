@@ -9,6 +9,7 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use kiro_consumer::{EngineConfig, RetryPolicy};
+use kiro_protocol::ids::ProjectKey;
 use kiro_protocol::{FailureClass, env};
 pub use kiro_runtime::Backend;
 use kiro_runtime::{AwsArgs, CommonArgs, LeaseTableArgs, SqsArgs};
@@ -198,9 +199,9 @@ pub enum DlqCommand {
         /// Dead-letter message id (repeatable).
         #[arg(long = "id")]
         ids: Vec<String>,
-        /// Only this project.
+        /// Only this project (its message group).
         #[arg(long)]
-        project: Option<String>,
+        project: Option<ProjectKey>,
         /// Only this failure class (e.g. tests-failed).
         #[arg(long)]
         class: Option<FailureClass>,

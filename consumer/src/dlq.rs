@@ -298,8 +298,8 @@ mod tests {
     use super::*;
     use async_trait::async_trait;
     use kiro_protocol::{
-        DeadLetter, Delivery, OutgoingMessage, PortError, QueueDepth, Receipt, ReplayReport,
-        SendOutcome,
+        DeadLetter, Delivery, Destination, OutgoingMessage, PortError, QueueDepth, Receipt,
+        ReplayReport, SendOutcome,
     };
     use std::sync::Mutex;
     use tokio::time::Instant;
@@ -337,6 +337,12 @@ mod tests {
 
     #[async_trait]
     impl WorkQueue for MovingQueue {
+        fn destination(&self) -> Destination {
+            Destination {
+                system: "test",
+                name: "moving".to_owned(),
+            }
+        }
         async fn send(&self, _: OutgoingMessage) -> Result<SendOutcome, PortError> {
             unused()
         }

@@ -107,7 +107,7 @@ pub fn dlq_table(entries: &[DeadLetterEntry], now: Timestamp) -> String {
         .map(|e| {
             vec![
                 e.id.to_string(),
-                e.group.clone(),
+                e.group.to_string(),
                 item_of(e),
                 e.letter.class.to_string(),
                 e.letter.attempts.len().to_string(),

@@ -7,8 +7,8 @@
 
 use crate::clock::Timestamp;
 use crate::failure::{Failure, FailureClass};
+use crate::ids::FIFO_ID_MAX;
 use crate::ids::{BranchName, DedupId, ItemId, PrNumber, ProjectKey, RepoName, SpecPath};
-use crate::ports::queue::FIFO_ID_MAX;
 use crate::trace::TraceContext;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -325,18 +325,18 @@ pub(crate) mod tests {
             w.updated_at = updated;
             let dedup = w.dedup_id();
             proptest::prop_assert!(
-                crate::ports::queue::check_fifo_id("dedup id", dedup.as_str()).is_ok(),
+                crate::ids::check_fifo_id("dedup id", dedup.as_str()).is_ok(),
                 "{}", dedup
             );
             proptest::prop_assert!(
-                crate::ports::queue::check_fifo_id("group id", w.project.as_str()).is_ok()
+                crate::ids::check_fifo_id("group id", w.project.as_str()).is_ok()
             );
         }
     }
 
     #[test]
     fn the_fifo_id_rule_names_the_field_and_the_problem() {
-        use crate::ports::queue::check_fifo_id;
+        use crate::ids::check_fifo_id;
         assert!(check_fifo_id("dedup id", "a.b-c_d:e!~{}").is_ok());
         let e = check_fifo_id("dedup id", &"x".repeat(129)).unwrap_err();
         assert_eq!(e.field, "dedup id");

@@ -66,7 +66,7 @@ impl Engine {
     ) {
         let mut futures = Vec::new();
         for d in deliveries {
-            if self.jobs.contains_key(&d.group) {
+            if self.jobs.contains_key(d.group.as_str()) {
                 // An earlier message of this project is still ours: give this one back; the
                 // FIFO group keeps it behind the one in flight.
                 report.deferred += 1;
@@ -100,7 +100,7 @@ impl Engine {
         self.metric(Metric::count(names::BUILDS_STARTED, 1));
         let visible = self
             .last_settled
-            .get(&d.group)
+            .get(d.group.as_str())
             .map_or(d.sent_at, |t| (*t).max(d.sent_at));
         let latency = self.ports.clock.now().since(visible);
         let latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
@@ -143,13 +143,13 @@ impl Engine {
         };
         let item = envelope.item;
         span.record("kiro.item", tracing::field::display(&item.id));
-        if item.project.as_str() != d.group {
+        if !d.group.is_project(&item.project) {
             // In-flight jobs are found by group and kept by project: one key only. A
             // message sent with another group is this message's fault alone.
             let reason = format!(
                 "item {}: message group {} is not the item's project {} (a message must be sent with group = project)",
                 kiro_protocol::ids::quote_for_display(item.id.as_str()),
-                kiro_protocol::ids::quote_for_display(&d.group),
+                kiro_protocol::ids::quote_for_display(d.group.as_str()),
                 kiro_protocol::ids::quote_for_display(item.project.as_str()),
             );
             warn!(message_id = %d.message_id, %reason, "message group is not the item's project");

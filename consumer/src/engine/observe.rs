@@ -71,7 +71,7 @@ impl Engine {
         otel::continue_trace(&span, trace);
         otel::set_messaging(&span, &self.dest, "process", "process");
         span.set_attribute(keys::MESSAGING_MESSAGE_ID, d.message_id.to_string());
-        span.set_attribute(keys::MESSAGING_GROUP, d.group.clone());
+        span.set_attribute(keys::MESSAGING_GROUP, d.group.to_string());
         span.set_attribute(
             "messaging.aws.sqs.receive_count",
             i64::from(d.receive_count),

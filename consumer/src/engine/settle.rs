@@ -71,7 +71,7 @@ impl Engine {
         let now = self.ports.clock.now();
         for (job, _) in &finished {
             self.last_settled
-                .insert(job.held.delivery.group.clone(), now);
+                .insert(job.held.delivery.group.to_string(), now);
         }
         let settled = join_all(finished.into_iter().map(|(job, s)| self.finish(job, s))).await;
         let mut done = Vec::new();

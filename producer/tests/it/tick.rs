@@ -44,7 +44,7 @@ async fn good_items_are_enqueued_by_project_and_marked_queued() {
             );
             assert_eq!(e.enqueued_at, env.clock.now());
             (
-                d.group.clone(),
+                d.group.to_string(),
                 e.item.id.to_string(),
                 e.item.branch.to_string(),
             )

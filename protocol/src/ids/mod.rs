@@ -6,11 +6,13 @@
 //! are deliberately stricter than what git or GitHub accept, so that no parsed value can
 //! carry a shell metacharacter, a control character, or a path that leaves its folder.
 //!
-//! Layout: `error` ([`IdError`], quoting, the shared checks), `keys` ([`ProjectKey`],
+//! Layout: `error` ([`IdError`], quoting, the shared checks), `fifo` (the SQS rule for
+//! group and deduplication ids, [`MessageGroup`]), `keys` ([`ProjectKey`],
 //! [`ItemId`]), `github` ([`RepoName`], [`BranchName`], [`PrNumber`]), `spec`
 //! ([`SpecPath`]) and `runtime` ([`Fence`] and the opaque ids adapters assign).
 
 mod error;
+mod fifo;
 mod github;
 mod keys;
 mod newtype;
@@ -18,6 +20,7 @@ mod runtime;
 mod spec;
 
 pub use error::{IdError, quote_for_display};
+pub use fifo::{FIFO_ID_MAX, MessageGroup, check_fifo_id, is_fifo_id_char};
 pub use github::{BranchName, PrNumber, RepoName};
 pub use keys::{ItemId, ProjectKey};
 pub use runtime::{BuildId, DedupId, Fence, MessageId, Receipt};

@@ -16,7 +16,7 @@
 
 use crate::clock::Timestamp;
 use crate::failure::{FailureClass, PortError};
-use crate::ids::{BuildId, DedupId, Fence, MessageId, ProjectKey, Receipt};
+use crate::ids::{BuildId, DedupId, Fence, MessageGroup, MessageId, ProjectKey, Receipt};
 use crate::job::AttemptRecord;
 use crate::trace::TraceContext;
 use async_trait::async_trait;
@@ -24,40 +24,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// Longest SQS FIFO `MessageGroupId` and `MessageDeduplicationId`, in characters.
-pub const FIFO_ID_MAX: usize = 128;
-
-/// Whether `c` may appear in an SQS FIFO group or deduplication id: alphanumerics and
-/// the ASCII punctuation `!"#$%&'()*+,-./:;<=>?@[\]^_`{|}~`.
-pub fn is_fifo_id_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || c.is_ascii_punctuation()
-}
-
-/// Check a `MessageGroupId` or `MessageDeduplicationId` (`field` names which) against
-/// SQS's rule: 1–128 characters of [`is_fifo_id_char`]. Emulators such as moto do not
-/// enforce it; SQS refuses the send.
-pub fn check_fifo_id(field: &'static str, value: &str) -> Result<(), crate::ids::IdError> {
-    use crate::ids::IdError;
-    let len = value.chars().count();
-    if len == 0 {
-        return Err(IdError::new(field, value, "must not be empty"));
-    }
-    if len > FIFO_ID_MAX {
-        return Err(IdError::new(
-            field,
-            value,
-            format!("is {len} characters; SQS allows at most {FIFO_ID_MAX}"),
-        ));
-    }
-    if let Some(c) = value.chars().find(|c| !is_fifo_id_char(*c)) {
-        return Err(IdError::new(
-            field,
-            value,
-            format!("contains {c:?}; SQS allows letters, digits and ASCII punctuation"),
-        ));
-    }
-    Ok(())
-}
+pub use crate::ids::{FIFO_ID_MAX, check_fifo_id, is_fifo_id_char};
 
 /// Message attribute names shared by every queue adapter.
 pub mod attrs {
@@ -91,7 +58,9 @@ pub struct Delivery {
     pub message_id: MessageId,
     pub receipt: Receipt,
     pub body: String,
-    pub group: String,
+    /// The group as the queue reports it: the consumer checks it against the item's
+    /// project inside (a message sent by hand may carry any group).
+    pub group: MessageGroup,
     pub dedup: DedupId,
     pub trace: TraceContext,
     pub attributes: BTreeMap<String, String>,
@@ -124,7 +93,7 @@ pub struct DeadLetterEntry {
     pub id: MessageId,
     /// The id it had in the main queue.
     pub original_id: MessageId,
-    pub group: String,
+    pub group: MessageGroup,
     pub body: String,
     pub letter: DeadLetter,
     pub dead_lettered_at: Timestamp,
@@ -148,7 +117,8 @@ impl DeadLetterEntry {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DlqSelection {
     pub ids: Vec<MessageId>,
-    pub project: Option<String>,
+    /// Only letters of this project's group.
+    pub project: Option<ProjectKey>,
     pub class: Option<FailureClass>,
     /// Only letters dead-lettered at least this long ago.
     pub older_than: Option<Duration>,
@@ -166,7 +136,7 @@ impl DlqSelection {
             return false;
         }
         (self.ids.is_empty() || self.ids.contains(&e.id) || self.ids.contains(&e.original_id))
-            && self.project.as_deref().is_none_or(|p| p == e.group)
+            && self.project.as_ref().is_none_or(|p| e.group.is_project(p))
             && self.class.is_none_or(|c| c == e.letter.class)
             && self
                 .older_than
@@ -211,12 +181,7 @@ pub struct Destination {
 #[async_trait]
 pub trait WorkQueue: Send + Sync + std::fmt::Debug {
     /// How this queue is named in traces.
-    fn destination(&self) -> Destination {
-        Destination {
-            system: "kiro_sqlite",
-            name: "work".to_owned(),
-        }
-    }
+    fn destination(&self) -> Destination;
     async fn send(&self, msg: OutgoingMessage) -> Result<SendOutcome, PortError>;
     /// Up to `max` messages, waiting up to `wait` for the first one.
     async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>, PortError>;
@@ -289,7 +254,7 @@ mod tests {
         DeadLetterEntry {
             id: MessageId::new("d1"),
             original_id: MessageId::new("m1"),
-            group: group.into(),
+            group: MessageGroup::parse(group).unwrap(),
             body: String::new(),
             letter: DeadLetter {
                 reason: "r".into(),
@@ -329,7 +294,7 @@ mod tests {
     fn criteria_combine() {
         let e = entry("p", FailureClass::TestsFailed, 1_000);
         let sel = DlqSelection {
-            project: Some("p".into()),
+            project: Some(ProjectKey::parse("p").unwrap()),
             class: Some(FailureClass::TestsFailed),
             older_than: Some(Duration::from_secs(1)),
             ..Default::default()
@@ -337,7 +302,7 @@ mod tests {
         assert!(!sel.matches(&e, Timestamp(1_500)));
         assert!(sel.matches(&e, Timestamp(2_000)));
         let other = DlqSelection {
-            project: Some("q".into()),
+            project: Some(ProjectKey::parse("q").unwrap()),
             ..Default::default()
         };
         assert!(!other.matches(&e, Timestamp(2_000)));

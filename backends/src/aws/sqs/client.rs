@@ -13,6 +13,7 @@ use aws_sdk_sqs::types::{
     DeleteMessageBatchRequestEntry, Message, MessageAttributeValue, MessageSystemAttributeName,
     MessageSystemAttributeNameForSends, MessageSystemAttributeValue, QueueAttributeName,
 };
+use kiro_protocol::ids::MessageGroup;
 use kiro_protocol::{FailureClass, PortError, TraceContext};
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -248,6 +249,17 @@ pub(super) fn sys_attr(m: &Message, name: MessageSystemAttributeName) -> Option<
         .as_ref()
         .and_then(|a| a.get(&name))
         .map(String::as_str)
+}
+
+/// The message's group. SQS only accepts valid groups, so an unreadable one (an
+/// emulator's fault) becomes [`MessageGroup::unreadable`], which the consumer
+/// dead-letters as not its item's project; the raw value is logged here.
+pub(super) fn group_of(m: &Message) -> MessageGroup {
+    let raw = sys_attr(m, MessageSystemAttributeName::MessageGroupId).unwrap_or_default();
+    MessageGroup::parse(raw).unwrap_or_else(|e| {
+        tracing::warn!(message_id = ?m.message_id, error = %e, "message with an unreadable group");
+        MessageGroup::unreadable()
+    })
 }
 
 /// The queue's name: the last path segment of its URL.

@@ -6,7 +6,7 @@
 //! visibility ends), and a replayed letter is deleted from the DLQ only after its send to
 //! the main queue succeeded.
 
-use super::client::{attr_count, message_attrs, sys_attr, trace_of};
+use super::client::{attr_count, group_of, message_attrs, sys_attr, trace_of};
 use super::{BATCH, SqsQueue, limits};
 use crate::aws::call::call;
 use aws_sdk_sqs::types::{Message, MessageSystemAttributeName, QueueAttributeName};
@@ -54,7 +54,7 @@ impl SqsQueue {
         self.send_raw(
             &self.settings.dlq_url,
             &delivery.body,
-            &delivery.group,
+            delivery.group.as_str(),
             &dedup,
             &attrs,
             delivery.trace.xray.as_deref(),
@@ -113,7 +113,7 @@ impl SqsQueue {
                 .send_raw(
                     &self.settings.queue_url,
                     &e.body,
-                    &e.group,
+                    e.group.as_str(),
                     &dedup,
                     &attrs,
                     e.letter.trace.xray.as_deref(),
@@ -264,9 +264,7 @@ fn dead_letter_entry(m: &Message) -> DeadLetterEntry {
     DeadLetterEntry {
         original_id: MessageId::new(attrs.get(ATTR_ORIGINAL_ID).cloned().unwrap_or(id.clone())),
         id: MessageId::new(id),
-        group: sys_attr(m, MessageSystemAttributeName::MessageGroupId)
-            .unwrap_or_default()
-            .to_owned(),
+        group: group_of(m),
         body: m.body.clone().unwrap_or_default(),
         letter,
         dead_lettered_at: attrs

@@ -60,7 +60,7 @@ use super::retry::CallBackoff;
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
-use client::{attr_count, message_attrs, queue_name, sys_attr, trace_of};
+use client::{attr_count, group_of, message_attrs, queue_name, sys_attr, trace_of};
 use kiro_protocol::ports::queue::standard_attributes;
 use kiro_protocol::{
     Clock, DeadLetter, DeadLetterEntry, DedupId, Delivery, Destination, DlqSelection, FailureClass,
@@ -247,9 +247,7 @@ impl WorkQueue for SqsQueue {
                 message_id: MessageId::new(id),
                 receipt: Receipt::new(receipt),
                 body: m.body.clone().unwrap_or_default(),
-                group: sys_attr(&m, MessageSystemAttributeName::MessageGroupId)
-                    .unwrap_or_default()
-                    .to_owned(),
+                group: group_of(&m),
                 dedup: DedupId::new(
                     sys_attr(&m, MessageSystemAttributeName::MessageDeduplicationId)
                         .unwrap_or_default(),

@@ -25,8 +25,9 @@
 
 use async_trait::async_trait;
 use kiro_protocol::{
-    Clock, DeadLetter, DeadLetterEntry, Delivery, DlqSelection, MessageId, OutgoingMessage,
-    PortError, QueueDepth, Receipt, ReplayReport, SendOutcome, Timestamp, WorkQueue,
+    Clock, DeadLetter, DeadLetterEntry, Delivery, Destination, DlqSelection, MessageId,
+    OutgoingMessage, PortError, QueueDepth, Receipt, ReplayReport, SendOutcome, Timestamp,
+    WorkQueue,
 };
 use kiro_statedb::EmbeddedDb;
 use rusqlite::{OptionalExtension, params};
@@ -125,6 +126,13 @@ use store::*;
 
 #[async_trait]
 impl WorkQueue for SqliteQueue {
+    fn destination(&self) -> Destination {
+        Destination {
+            system: "kiro_sqlite",
+            name: "work".to_owned(),
+        }
+    }
+
     #[instrument(skip_all, fields(group = %msg.group, dedup = %msg.dedup))]
     async fn send(&self, msg: OutgoingMessage) -> Result<SendOutcome, PortError> {
         let now = self.clock.now();

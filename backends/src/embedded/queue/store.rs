@@ -7,6 +7,7 @@
 
 use super::config::{MAX_VISIBILITY, QueueConfig};
 use crate::embedded::rows::RawRow;
+use kiro_protocol::ids::{MessageGroup, quote_for_display};
 use kiro_protocol::{
     DeadLetter, DeadLetterEntry, DedupId, Delivery, FailureClass, MessageId, PortError, Receipt,
     Timestamp, TraceContext,
@@ -63,6 +64,9 @@ pub(super) fn read_msg(tx: &Transaction<'_>, seq: i64) -> Result<(MsgRow, Vec<St
         sent_at: raw.int(6),
         receive_count: raw.int(7),
     };
+    if let Err(e) = MessageGroup::parse(&row.grp) {
+        raw.problem("grp", e.to_string());
+    }
     if let Err(e) = serde_json::from_str::<TraceContext>(&row.trace) {
         raw.problem("trace", format!("not a trace context: {e}"));
     }
@@ -116,7 +120,13 @@ pub(super) fn decode_dlq(mut raw: RawRow) -> DlqRow {
     let letter_text = raw.text(8);
     let at = raw.int(9);
     let count = raw.int(10);
-    let letter = match serde_json::from_str::<DeadLetter>(&letter_text) {
+    // An unreadable group keeps the letter: the entry is listed in the `unreadable`
+    // group with the stored value named in its reason.
+    let (group, group_note) = match MessageGroup::parse(&grp) {
+        Ok(g) => (g, None),
+        Err(e) => (MessageGroup::unreadable(), Some(e.to_string())),
+    };
+    let mut letter = match serde_json::from_str::<DeadLetter>(&letter_text) {
         Ok(letter) if raw.problems().is_empty() => letter,
         parsed => {
             if let Err(e) = parsed {
@@ -135,12 +145,15 @@ pub(super) fn decode_dlq(mut raw: RawRow) -> DlqRow {
             }
         }
     };
+    if let Some(note) = group_note {
+        letter.reason = format!("{}; stored group unreadable: {note}", letter.reason);
+    }
     DlqRow {
         seq,
         entry: DeadLetterEntry {
             id: MessageId::new(id),
             original_id: MessageId::new(original_id),
-            group: grp,
+            group,
             body,
             letter,
             dead_lettered_at: Timestamp(at),
@@ -323,10 +336,17 @@ pub(super) fn move_row_to_dlq(
             row.receive_count
         ])
     })?;
-    // The group as stored (not as read: a malformed group column reads differently).
-    let grp: rusqlite::types::Value = tx
-        .prepare_cached("SELECT grp FROM queue_messages WHERE seq = ?1")
-        .and_then(|mut s| s.query_row(params![seq], |r| r.get(0)))?;
+    // The group whose head this message is (its own group column may be malformed and
+    // name no group at all), else the group as stored (not as read).
+    let head_of: Option<rusqlite::types::Value> = tx
+        .prepare_cached("SELECT grp FROM queue_groups WHERE head_seq = ?1")
+        .and_then(|mut s| s.query_row(params![seq], |r| r.get(0)).optional())?;
+    let grp: rusqlite::types::Value = match head_of {
+        Some(g) => g,
+        None => tx
+            .prepare_cached("SELECT grp FROM queue_messages WHERE seq = ?1")
+            .and_then(|mut s| s.query_row(params![seq], |r| r.get(0)))?,
+    };
     tx.prepare_cached("DELETE FROM queue_messages WHERE seq = ?1")
         .and_then(|mut s| s.execute(params![seq]))?;
     advance_head(tx, &grp)
@@ -345,7 +365,7 @@ pub(super) fn quarantine(
         reason: format!(
             "malformed message {} in group {}: {}; quarantined by receive (its stored content is kept here)",
             row.id,
-            row.grp,
+            quote_for_display(&row.grp),
             problems.join("; ")
         ),
         class: FailureClass::PermanentInput,
@@ -431,7 +451,9 @@ pub(super) fn receive_tx(
                 message_id: MessageId::new(row.id),
                 receipt: Receipt::new(receipt),
                 body: row.body,
-                group: row.grp,
+                // Checked by `read_msg`: a row with an unreadable group is quarantined.
+                group: MessageGroup::parse(&row.grp)
+                    .map_err(|e| PortError::internal(e.to_string()))?,
                 dedup: DedupId::new(row.dedup),
                 trace,
                 attributes,
@@ -480,7 +502,7 @@ pub(super) fn replay_one(
     let dedup = format!("{}.replay.{}", row.dedup, row.seq);
     let id = insert_message(
         &tx,
-        &row.entry.group,
+        row.entry.group.as_str(),
         &dedup,
         &row.entry.body,
         &row.trace,

@@ -425,7 +425,7 @@ pub async fn replay_selection_and_dry_run(h: &dyn QueueHarness) {
     }
     assert_eq!(ok(q.dlq_list(10).await, "dlq_list").len(), 2);
     let by_project = DlqSelection {
-        project: Some("beta".into()),
+        project: Some(ok(ProjectKey::parse("beta"), "parse project")),
         ..Default::default()
     };
     let dry = ok(q.dlq_replay(&by_project, true).await, "dry run");
