@@ -18,6 +18,7 @@ use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use kiro_consumer::ops::{self, ShowContext};
 use kiro_protocol::{Clock, DeadLetterEntry, DlqSelection, MessageId, WorkQueue};
+use std::collections::HashSet;
 use std::convert::Infallible;
 use std::io::{BufRead, IsTerminal, Write};
 use std::time::Duration;
@@ -39,23 +40,30 @@ pub async fn run(
 ) -> Result<()> {
     match command {
         DlqCommand::List { json, limit } => {
-            let entries = queue.dlq_list(limit).await?;
+            let listing = queue.dlq_list(limit).await?;
             let now = clock.now();
             if json {
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(&ops::dlq_json(&entries, now))?
+                    serde_json::to_string_pretty(&ops::dlq_json(&listing, now))?
                 );
-            } else if entries.is_empty() {
+            } else if listing.entries.is_empty() && listing.is_complete() {
                 println!("the dead-letter queue is empty");
             } else {
-                print!("{}", ops::dlq_table(&entries, now));
+                print!("{}", ops::dlq_table(&listing.entries, now));
+                if let Some(p) = &listing.partial {
+                    println!("partial listing: {p}");
+                }
             }
         }
         DlqCommand::Show { id, json } => {
-            let entries = queue.dlq_list(READ_LIMIT).await?;
-            let e = DeadLetterEntry::find(&entries, &id)
-                .with_context(|| format!("no dead letter {id}"))?;
+            let listing = queue.dlq_list(READ_LIMIT).await?;
+            let e = DeadLetterEntry::find(&listing.entries, &id).with_context(|| match &listing
+                .partial
+            {
+                Some(p) => format!("no dead letter {id} among those listed ({p})"),
+                None => format!("no dead letter {id}"),
+            })?;
             let now = clock.now();
             if json {
                 println!(
@@ -109,7 +117,10 @@ pub async fn run(
     Ok(())
 }
 
-/// Replay the selected letters one at a time, at most `rate` per second.
+/// Replay the selected letters one at a time, at most `rate` per second. A queue that
+/// lists only part of its letters (an SQS FIFO DLQ shows a group's first letters until
+/// they are gone) is listed again after each round, so letters behind the replayed ones
+/// are reached too; whatever stays unseen is said at the end.
 async fn replay(
     queue: &dyn WorkQueue,
     clock: &dyn Clock,
@@ -118,63 +129,86 @@ async fn replay(
     rate: f64,
     yes: bool,
 ) -> Result<()> {
-    let now = clock.now();
-    let selected: Vec<DeadLetterEntry> = queue
-        .dlq_list(READ_LIMIT)
-        .await?
-        .into_iter()
-        .filter(|e| selection.matches(e, now))
-        .collect();
-    if dry_run {
-        for e in &selected {
-            println!(
-                "would replay {} project={} item={} class={}",
-                e.id,
-                e.group,
-                ops::item_of(e),
-                e.letter.class
-            );
-        }
-        println!("would replay {} message(s)", selected.len());
-        return Ok(());
-    }
-    if selected.is_empty() {
-        println!("replayed 0 message(s)");
-        return Ok(());
-    }
-    confirm(yes, &format!("replay {} dead letter(s)", selected.len()))?;
     let pause = Duration::from_secs_f64(1.0 / rate);
-    let bar = progress(
-        Some(u64::try_from(selected.len()).unwrap_or(u64::MAX)),
-        "replaying",
-    );
+    let mut handled: HashSet<MessageId> = HashSet::new();
     let mut replayed = 0usize;
-    for (i, e) in selected.iter().enumerate() {
-        if i > 0 {
-            tokio::time::sleep(pause).await;
-        }
-        let one = DlqSelection {
-            ids: vec![e.id.clone()],
-            ..Default::default()
-        };
-        let report = queue
-            .dlq_replay(&one, false)
-            .await
-            .with_context(|| format!("replaying {} (after {replayed} replayed)", e.id))?;
-        match report.replayed.first() {
-            Some(new_id) => {
-                replayed += 1;
-                bar.suspend(|| println!("{}", ops::replay_audit_line(e, new_id)));
+    let mut first = true;
+    loop {
+        let now = clock.now();
+        let listing = queue.dlq_list(READ_LIMIT).await?;
+        let partial = listing.partial.clone();
+        let selected: Vec<DeadLetterEntry> = listing
+            .entries
+            .into_iter()
+            .filter(|e| selection.matches(e, now) && !handled.contains(&e.id))
+            .collect();
+        if dry_run {
+            for e in &selected {
+                println!(
+                    "would replay {} project={} item={} class={}",
+                    e.id,
+                    e.group,
+                    ops::item_of(e),
+                    e.letter.class
+                );
             }
-            None => {
-                bar.suspend(|| eprintln!("skipped {}: no longer in the dead-letter queue", e.id));
+            println!("would replay {} message(s)", selected.len());
+            if let Some(p) = partial {
+                println!("and perhaps more not listed: {p}");
             }
+            return Ok(());
         }
-        bar.inc(1);
+        if selected.is_empty() {
+            println!("replayed {replayed} message(s)");
+            if let Some(p) = partial {
+                println!("not examined: {p}");
+            }
+            return Ok(());
+        }
+        if first {
+            let more = if partial.is_some() {
+                " (and those of the selection listed after them)"
+            } else {
+                ""
+            };
+            confirm(
+                yes,
+                &format!("replay {} dead letter(s){more}", selected.len()),
+            )?;
+            first = false;
+        }
+        let bar = progress(
+            Some(u64::try_from(selected.len()).unwrap_or(u64::MAX)),
+            "replaying",
+        );
+        for e in &selected {
+            if replayed > 0 {
+                tokio::time::sleep(pause).await;
+            }
+            handled.insert(e.id.clone());
+            let one = DlqSelection {
+                ids: vec![e.id.clone()],
+                ..Default::default()
+            };
+            let report = queue
+                .dlq_replay(&one, false)
+                .await
+                .with_context(|| format!("replaying {} (after {replayed} replayed)", e.id))?;
+            match report.replayed.first() {
+                Some(new_id) => {
+                    replayed += 1;
+                    bar.suspend(|| println!("{}", ops::replay_audit_line(e, new_id)));
+                }
+                None => {
+                    bar.suspend(|| {
+                        eprintln!("skipped {}: no longer in the dead-letter queue", e.id)
+                    });
+                }
+            }
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
     }
-    bar.finish_and_clear();
-    println!("replayed {replayed} message(s)");
-    Ok(())
 }
 
 /// Ask before changing anything, unless `yes`. Refuses when stdin is not a terminal.
@@ -298,8 +332,8 @@ mod tests {
     use super::*;
     use async_trait::async_trait;
     use kiro_protocol::{
-        DeadLetter, Delivery, Destination, OutgoingMessage, PortError, QueueDepth, Receipt,
-        ReplayReport, SendOutcome,
+        DeadLetter, Delivery, Destination, DlqListing, OutgoingMessage, PortError, QueueDepth,
+        Receipt, ReplayReport, SendOutcome,
     };
     use std::sync::Mutex;
     use tokio::time::Instant;
@@ -365,7 +399,7 @@ mod tests {
         async fn dead_letter(&self, _: &Delivery, _: &DeadLetter) -> Result<(), PortError> {
             unused()
         }
-        async fn dlq_list(&self, _: usize) -> Result<Vec<DeadLetterEntry>, PortError> {
+        async fn dlq_list(&self, _: usize) -> Result<DlqListing, PortError> {
             unused()
         }
         async fn dlq_replay(&self, _: &DlqSelection, _: bool) -> Result<ReplayReport, PortError> {

@@ -4,7 +4,9 @@
 //! Invariant: these views only read; nothing here changes a job or a message. Values
 //! shown come from typed records (no raw environment), so no secret can appear.
 
-use kiro_protocol::{DeadLetterEntry, Envelope, JobRecord, MessageId, Timestamp, TraceContext};
+use kiro_protocol::{
+    DeadLetterEntry, DlqListing, Envelope, JobRecord, MessageId, Timestamp, TraceContext,
+};
 use serde_json::json;
 
 /// Render rows as a left-aligned table with a header.
@@ -124,26 +126,32 @@ pub fn dlq_table(entries: &[DeadLetterEntry], now: Timestamp) -> String {
     )
 }
 
-pub fn dlq_json(entries: &[DeadLetterEntry], now: Timestamp) -> serde_json::Value {
-    serde_json::Value::Array(
-        entries
-            .iter()
-            .map(|e| {
-                json!({
-                    "message": e.id.as_str(),
-                    "original_message": e.original_id.as_str(),
-                    "project": e.group,
-                    "item": item_of(e),
-                    "class": e.letter.class.as_str(),
-                    "reason": e.letter.reason,
-                    "attempts": e.letter.attempts,
-                    "fence": e.letter.fence,
-                    "build_id": e.letter.build_id,
-                    "age_seconds": now.since(e.dead_lettered_at).as_secs(),
-                })
+/// `dlq list --json`: `{"dead_letters": [...], "more": n, "partial": reason | null}`;
+/// `more` counts the letters the queue holds that the listing does not show.
+pub fn dlq_json(listing: &DlqListing, now: Timestamp) -> serde_json::Value {
+    let letters: Vec<serde_json::Value> = listing
+        .entries
+        .iter()
+        .map(|e| {
+            json!({
+                "message": e.id.as_str(),
+                "original_message": e.original_id.as_str(),
+                "project": e.group,
+                "item": item_of(e),
+                "class": e.letter.class.as_str(),
+                "reason": e.letter.reason,
+                "attempts": e.letter.attempts,
+                "fence": e.letter.fence,
+                "build_id": e.letter.build_id,
+                "age_seconds": now.since(e.dead_lettered_at).as_secs(),
             })
-            .collect(),
-    )
+        })
+        .collect();
+    json!({
+        "dead_letters": letters,
+        "more": listing.more,
+        "partial": listing.partial,
+    })
 }
 
 /// The trace id of a context in X-Ray form (`1-xxxxxxxx-xxxxxxxxxxxxxxxxxxxxxxxx`): the

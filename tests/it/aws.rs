@@ -89,7 +89,8 @@ async fn the_pipeline_runs_on_sqs_and_dynamodb() {
         .output()
         .unwrap();
     let dlq: serde_json::Value = serde_json::from_slice(&dlq.stdout).unwrap();
-    let dlq = dlq.as_array().unwrap();
+    assert_eq!(dlq["more"], 0, "{dlq}");
+    let dlq = dlq["dead_letters"].as_array().unwrap();
     assert_eq!(dlq.len(), 1, "{dlq:?}");
     assert_eq!(dlq[0]["item"], "GREET-2");
     assert_eq!(dlq[0]["class"], "coverage-below");

@@ -85,7 +85,7 @@ impl State {
     }
 
     pub async fn dead_letters(&self) -> Vec<DeadLetterEntry> {
-        self.queue().dlq_list(100).await.unwrap()
+        self.queue().dlq_list(100).await.unwrap().entries
     }
 
     pub async fn depth(&self) -> QueueDepth {

@@ -30,8 +30,8 @@ use kiro_consumer::{Engine, EngineConfig, Ports, RetryPolicy};
 use kiro_producer::Producer;
 use kiro_protocol::ports::build::env as build_env;
 use kiro_protocol::{
-    Board, BuildState, Clock, DeadLetter, DeadLetterEntry, Delivery, Destination, DlqSelection,
-    ItemId, JobState, LeaseStore, OutgoingMessage, PortError, ProjectKey, QueueDepth, Receipt,
+    Board, BuildState, Clock, DeadLetter, Delivery, Destination, DlqListing, DlqSelection, ItemId,
+    JobState, LeaseStore, OutgoingMessage, PortError, ProjectKey, QueueDepth, Receipt,
     ReplayReport, Secret, SendOutcome, SystemClock, WorkQueue,
 };
 use kiro_telemetry::otel::{TraceIdLayer, keys, log_layer_to, otel_layer, tracer_provider_builder};
@@ -534,7 +534,7 @@ impl WorkQueue for Observed {
     async fn dead_letter(&self, d: &Delivery, l: &DeadLetter) -> Result<(), PortError> {
         self.inner.dead_letter(d, l).await
     }
-    async fn dlq_list(&self, n: usize) -> Result<Vec<DeadLetterEntry>, PortError> {
+    async fn dlq_list(&self, n: usize) -> Result<DlqListing, PortError> {
         self.inner.dlq_list(n).await
     }
     async fn dlq_replay(&self, s: &DlqSelection, dry: bool) -> Result<ReplayReport, PortError> {

@@ -16,7 +16,7 @@
 use async_trait::async_trait;
 use kiro_protocol::{
     Board, BoardItem, BuildId, BuildRequest, BuildRunner, BuildStatus, CheckReport, DeadLetter,
-    DeadLetterEntry, Delivery, Destination, DlqSelection, ItemId, ItemStatus, JobRecord, Lease,
+    Delivery, Destination, DlqListing, DlqSelection, ItemId, ItemStatus, JobRecord, Lease,
     LeaseError, LeaseStore, LeaseView, OutgoingMessage, PortError, PrNumber, ProjectKey,
     PullRequest, PullRequests, QueueDepth, Receipt, ReplayReport, RepoName, Report, SendOutcome,
     TaskProtection, Timestamp, WorkQueue,
@@ -159,7 +159,7 @@ impl<P: WorkQueue + ?Sized> WorkQueue for Spy<P> {
         self.note("dead_letter", 1);
         self.inner.dead_letter(delivery, letter).await
     }
-    async fn dlq_list(&self, limit: usize) -> Result<Vec<DeadLetterEntry>, PortError> {
+    async fn dlq_list(&self, limit: usize) -> Result<DlqListing, PortError> {
         self.note("dlq_list", 1);
         self.inner.dlq_list(limit).await
     }

@@ -97,7 +97,7 @@ async fn messages_in_flight_state_dedup_and_dead_letters_survive_a_restart() {
     let dup = q.send(message("beta", "b1", "b1 again")).await.unwrap();
     assert!(dup.duplicate);
     assert_eq!(dup.message_id, dup_id);
-    let dlq = q.dlq_list(10).await.unwrap();
+    let dlq = q.dlq_list(10).await.unwrap().entries;
     assert_eq!(dlq.len(), 1);
     assert_eq!(dlq[0].letter.reason, "red");
     // A receipt issued before the restart is still current.
@@ -482,7 +482,7 @@ async fn a_malformed_row_is_quarantined_and_the_other_groups_go_on() {
             ["a2", "b1"],
             "malformed {column}: the rest is delivered"
         );
-        let dlq = q.dlq_list(10).await.unwrap();
+        let dlq = q.dlq_list(10).await.unwrap().entries;
         assert_eq!(dlq.len(), 1, "malformed {column}: quarantined");
         assert_eq!(dlq[0].letter.class, FailureClass::PermanentInput);
         assert!(
@@ -522,7 +522,8 @@ async fn an_unreadable_dead_letter_is_listed_not_fatal() {
     let dlq = q
         .dlq_list(10)
         .await
-        .expect("one bad record must not fail the listing");
+        .expect("one bad record must not fail the listing")
+        .entries;
     assert_eq!(dlq.len(), 2);
     let bad = dlq.iter().find(|e| e.body == "a1").unwrap();
     assert_eq!(bad.letter.class, FailureClass::Internal);

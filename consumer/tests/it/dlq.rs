@@ -73,7 +73,7 @@ impl State {
             trace,
         };
         self.queue.dead_letter(&d, &letter).await.unwrap();
-        let entries = self.queue.dlq_list(100).await.unwrap();
+        let entries = self.queue.dlq_list(100).await.unwrap().entries;
         entries
             .iter()
             .find(|e| e.original_id == d.message_id)
@@ -107,7 +107,7 @@ impl State {
     }
 
     async fn dlq_len(&self) -> usize {
-        self.queue.dlq_list(100).await.unwrap().len()
+        self.queue.dlq_list(100).await.unwrap().entries.len()
     }
 
     /// Bodies' item ids received from the main queue, one group-round at a time.
@@ -140,8 +140,10 @@ async fn list_and_show_print_the_record() {
     );
     assert!(table.contains("tests-failed"), "{table}");
     let json: serde_json::Value = serde_json::from_str(&s.ok(&["dlq", "list", "--json"])).unwrap();
-    assert_eq!(json[0]["project"], "alpha");
-    assert_eq!(json[0]["item"], "ITEM1");
+    assert_eq!(json["dead_letters"][0]["project"], "alpha");
+    assert_eq!(json["dead_letters"][0]["item"], "ITEM1");
+    assert_eq!(json["more"], 0, "the embedded queue lists every letter");
+    assert!(json["partial"].is_null());
 
     let show = s.ok(&["dlq", "show", id.as_str()]);
     let log = s
@@ -241,7 +243,7 @@ async fn replay_audits_each_message_and_keeps_project_order() {
         "{out}"
     );
     assert_eq!(lines[2], "replayed 2 message(s)");
-    let left = s.queue.dlq_list(10).await.unwrap();
+    let left = s.queue.dlq_list(10).await.unwrap().entries;
     assert_eq!(left.iter().map(|e| &e.id).collect::<Vec<_>>(), [&b1]);
     // One group delivers one message at a time, in order: A1 then A2.
     let first = s.queue.receive(10, Duration::ZERO).await.unwrap();
@@ -276,7 +278,7 @@ async fn interrupted_replay_loses_nothing() {
         first.starts_with("replayed ") && first.contains("item=A1"),
         "{first}"
     );
-    let left = s.queue.dlq_list(10).await.unwrap();
+    let left = s.queue.dlq_list(10).await.unwrap().entries;
     assert_eq!(left.len(), 2, "the DLQ keeps M - N");
     assert_eq!(s.drain_items().await, ["A1"], "the queue holds N");
     // The rest replays later, in order.
@@ -382,34 +384,11 @@ async fn console_on_sqs_shows_the_xray_link_replays_and_purges() {
         }
     };
     dead_letter("first").await;
-    let id = q.dlq_list(10).await.unwrap()[0].id.clone();
+    let id = q.dlq_list(10).await.unwrap().entries[0].id.clone();
 
     let state = tempfile::tempdir().unwrap();
-    let run = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_kiro-consumer"))
-            .args(["--backend", "aws", "--log-format", "json", "--state-dir"])
-            .arg(state.path())
-            .args(args)
-            .env("KIRO_AWS_REGION", "us-east-1")
-            .env("KIRO_AWS_ENDPOINT_URL", moto::moto().endpoint.clone())
-            .env("KIRO_QUEUE_URL", &aws.queue_url)
-            .env("KIRO_DLQ_URL", &aws.dlq_url)
-            .env("KIRO_LEASE_TABLE", &aws.table)
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    };
-    let ok = |args: &[&str]| {
-        let out = run(args);
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let run = |args: &[&str]| on_moto(state.path(), &aws, args);
+    let ok = |args: &[&str]| succeeded(args, run(args));
     let show = ok(&["dlq", "show", id.as_str()]);
     assert!(
         show.contains(
@@ -431,7 +410,7 @@ async fn console_on_sqs_shows_the_xray_link_replays_and_purges() {
 
     assert!(!run(&["dlq", "replay", "--all"]).status.success());
     assert_eq!(
-        q.dlq_list(10).await.unwrap().len(),
+        q.dlq_list(10).await.unwrap().entries.len(),
         1,
         "a refusal changes nothing"
     );
@@ -449,5 +428,102 @@ async fn console_on_sqs_shows_the_xray_link_replays_and_purges() {
 
     dead_letter("second").await;
     assert_eq!(ok(&["dlq", "purge", "--yes"]), "purged 1 dead letter(s)\n");
-    assert!(q.dlq_list(10).await.unwrap().is_empty());
+    assert!(q.dlq_list(10).await.unwrap().entries.is_empty());
+}
+
+/// `kiro-consumer --backend aws <args>` against the queues and table of `aws` on moto.
+fn on_moto(
+    state: &std::path::Path,
+    aws: &kiro_backends::testing::moto::Provisioned,
+    args: &[&str],
+) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kiro-consumer"))
+        .args(["--backend", "aws", "--log-format", "json", "--state-dir"])
+        .arg(state)
+        .args(args)
+        .env("KIRO_AWS_REGION", "us-east-1")
+        .env(
+            "KIRO_AWS_ENDPOINT_URL",
+            kiro_backends::testing::moto::moto().endpoint.clone(),
+        )
+        .env("KIRO_QUEUE_URL", &aws.queue_url)
+        .env("KIRO_DLQ_URL", &aws.dlq_url)
+        .env("KIRO_LEASE_TABLE", &aws.table)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// The stdout of a run that must succeed.
+fn succeeded(args: &[&str], out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// On an SQS FIFO DLQ a group's later letters wait behind its first batch: `dlq list`
+/// says plainly that it is partial and how many more there are, and `dlq replay
+/// --project` reaches every letter of the group, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_sqs_a_partial_listing_says_so_and_replay_reaches_every_letter() {
+    use kiro_backends::aws::sqs::{SqsQueue, SqsSettings};
+    use kiro_backends::testing::contract::queue::{letter, message};
+    use kiro_backends::testing::moto;
+    let aws = moto::provision("dlq-partial").await;
+    let q = SqsQueue::connect(
+        &moto::settings(),
+        SqsSettings::new(aws.queue_url.clone(), aws.dlq_url.clone()),
+        Arc::new(SystemClock),
+    )
+    .await;
+    for i in 0..13 {
+        let body = format!("alpha-{i}");
+        q.send(message("alpha", &body, &body)).await.unwrap();
+        let d = q
+            .receive(1, Duration::from_secs(1))
+            .await
+            .unwrap()
+            .remove(0);
+        assert_eq!(d.body, body);
+        q.dead_letter(&d, &letter(FailureClass::TestsFailed, "red"))
+            .await
+            .unwrap();
+    }
+    let state = tempfile::tempdir().unwrap();
+    let ok = |args: &[&str]| succeeded(args, on_moto(state.path(), &aws, args));
+
+    let table = ok(&["dlq", "list"]);
+    assert!(table.contains("partial listing: about 3 more"), "{table}");
+    assert!(table.contains("alpha (10 listed)"), "{table}");
+    let json: serde_json::Value = serde_json::from_str(&ok(&["dlq", "list", "--json"])).unwrap();
+    assert_eq!(json["dead_letters"].as_array().unwrap().len(), 10, "{json}");
+    assert_eq!(json["more"], 3, "{json}");
+
+    let out = ok(&[
+        "dlq",
+        "replay",
+        "--project",
+        "alpha",
+        "--yes",
+        "--rate",
+        "1000",
+    ]);
+    assert!(out.ends_with("replayed 13 message(s)\n"), "{out}");
+    assert!(!out.contains("not examined"), "{out}");
+    for i in 0..13 {
+        let d = q
+            .receive(1, Duration::from_secs(1))
+            .await
+            .unwrap()
+            .remove(0);
+        assert_eq!(d.body, format!("alpha-{i}"), "replayed in order");
+        q.ack(&d.receipt).await.unwrap();
+    }
+    let left = q.dlq_list(100).await.unwrap();
+    assert!(left.entries.is_empty() && left.is_complete(), "{left:?}");
 }

@@ -141,7 +141,7 @@ async fn the_budget_spent_dead_letters_with_reason_class_and_history() {
     let job = h.job("alpha", "A-1").await;
     assert_eq!(job.state, JobState::DeadLettered);
     assert_eq!(job.attempts, 3);
-    let dlq = h.queue.dlq_list(10).await.unwrap();
+    let dlq = h.queue.dlq_list(10).await.unwrap().entries;
     assert_eq!(dlq.len(), 1);
     assert_eq!(dlq[0].letter.class, FailureClass::AgentFailed);
     assert!(
@@ -166,7 +166,7 @@ async fn a_permanent_failure_is_dead_lettered_at_once() {
     assert_eq!(r.dead_lettered, 1, "{r:?}");
     assert_eq!(h.runner.starts(), 1);
     assert_eq!(
-        h.queue.dlq_list(10).await.unwrap()[0].letter.class,
+        h.queue.dlq_list(10).await.unwrap().entries[0].letter.class,
         FailureClass::CoverageBelow
     );
 }
@@ -186,7 +186,7 @@ async fn an_unknown_schema_version_is_dead_lettered_without_a_build() {
     let r = e.tick(Duration::ZERO).await;
     assert_eq!(r.dead_lettered, 2, "{r:?}");
     assert_eq!(h.runner.starts(), 0);
-    let dlq = h.queue.dlq_list(10).await.unwrap();
+    let dlq = h.queue.dlq_list(10).await.unwrap().entries;
     assert!(
         dlq.iter()
             .all(|d| d.letter.class == FailureClass::PermanentInput)
@@ -641,7 +641,7 @@ async fn a_message_whose_group_is_not_its_project_is_dead_lettered_alone() {
         pass(Duration::from_secs(6)).await;
     }
     e.tick(Duration::ZERO).await;
-    let dlq = h.queue.dlq_list(10).await.unwrap();
+    let dlq = h.queue.dlq_list(10).await.unwrap().entries;
     assert_eq!(dlq.len(), 1, "{dlq:?}");
     assert_eq!(dlq[0].letter.class, FailureClass::PermanentInput);
     assert!(

@@ -144,6 +144,50 @@ impl DlqSelection {
     }
 }
 
+/// What `dlq_list` could show: the letters in dead-letter order, and how many more the
+/// queue holds (as far as it can tell) with the reason they are not shown.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DlqListing {
+    pub entries: Vec<DeadLetterEntry>,
+    /// Letters the queue holds beyond `entries` (0 when the listing is complete).
+    pub more: u64,
+    /// Why the listing is partial, in words an operator can act on; `None` when `more`
+    /// is 0.
+    pub partial: Option<String>,
+}
+
+impl DlqListing {
+    /// A complete listing of `entries`.
+    pub fn complete(entries: Vec<DeadLetterEntry>) -> Self {
+        DlqListing {
+            entries,
+            more: 0,
+            partial: None,
+        }
+    }
+
+    /// `entries`, read with `limit`, out of `total` letters the queue holds: partial
+    /// (because of the limit) when `total` is more than was listed.
+    pub fn limited(entries: Vec<DeadLetterEntry>, total: u64, limit: usize) -> Self {
+        let more = total.saturating_sub(entries.len() as u64);
+        let partial = (more > 0).then(|| {
+            format!(
+                "the listing stops at the limit of {limit}; {more} more dead letter(s) follow (raise --limit to see them)"
+            )
+        });
+        DlqListing {
+            entries,
+            more,
+            partial,
+        }
+    }
+
+    /// Whether every letter the queue holds is in `entries`.
+    pub fn is_complete(&self) -> bool {
+        self.more == 0
+    }
+}
+
 /// What a replay did (or, in a dry run, would do).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReplayReport {
@@ -151,6 +195,9 @@ pub struct ReplayReport {
     /// Ids of the new messages in the main queue (empty in a dry run).
     pub replayed: Vec<MessageId>,
     pub dry_run: bool,
+    /// Letters the queue holds that this replay could not examine (on an SQS FIFO DLQ,
+    /// those waiting behind a group's unselected letters); 0 when every letter was seen.
+    pub unexamined: u64,
 }
 
 /// Message counts, as far as the queue can tell.
@@ -209,8 +256,10 @@ pub trait WorkQueue: Send + Sync + std::fmt::Debug {
     async fn release(&self, receipt: &Receipt, delay: Duration) -> Result<(), PortError>;
     /// Send the message to the dead-letter queue with `letter`, then delete it.
     async fn dead_letter(&self, delivery: &Delivery, letter: &DeadLetter) -> Result<(), PortError>;
-    /// Read the dead-letter queue without removing anything.
-    async fn dlq_list(&self, limit: usize) -> Result<Vec<DeadLetterEntry>, PortError>;
+    /// Read up to `limit` dead letters without removing or reordering anything; the
+    /// listing says how many more there are and why they are not shown (a limit, or a
+    /// queue that cannot reach them without moving them).
+    async fn dlq_list(&self, limit: usize) -> Result<DlqListing, PortError>;
     /// Put selected dead letters back into their groups with fresh deduplication ids.
     async fn dlq_replay(
         &self,

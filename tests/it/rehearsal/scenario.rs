@@ -315,7 +315,7 @@ async fn dlq(emu: &AwsEmulator, r: &Rendered) -> Vec<DeadLetterEntry> {
         Arc::new(SystemClock),
     )
     .await;
-    q.dlq_list(100).await.expect("list the DLQ on moto")
+    q.dlq_list(100).await.expect("list the DLQ on moto").entries
 }
 
 fn settled(s: JobState) -> bool {

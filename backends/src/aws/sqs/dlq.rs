@@ -12,8 +12,8 @@ use crate::aws::call::call;
 use aws_sdk_sqs::types::{Message, MessageSystemAttributeName, QueueAttributeName};
 use kiro_protocol::ports::queue::standard_attributes;
 use kiro_protocol::{
-    DeadLetter, DeadLetterEntry, Delivery, DlqSelection, FailureClass, MessageId, PortError,
-    ReplayReport, Timestamp,
+    DeadLetter, DeadLetterEntry, Delivery, DlqListing, DlqSelection, FailureClass, MessageId,
+    PortError, ReplayReport, Timestamp,
 };
 use std::time::Duration;
 
@@ -66,27 +66,63 @@ impl SqsQueue {
         Ok(())
     }
 
-    /// `WorkQueue::dlq_list`: take what the DLQ offers and give it all back.
-    pub(super) async fn list_dlq(&self, limit: usize) -> Result<Vec<DeadLetterEntry>, PortError> {
+    /// `WorkQueue::dlq_list`: take what the DLQ offers and give it all back. A FIFO DLQ
+    /// offers only the first letters of each group (the rest wait until those are
+    /// deleted), so the listing compares what it saw with the queue's count and says
+    /// plainly when, and behind which groups, letters remain unseen.
+    pub(super) async fn list_dlq(&self, limit: usize) -> Result<DlqListing, PortError> {
+        let total = self.dlq_size().await?;
         let taken = self.dlq_take(limit).await?;
         let msgs: Vec<&Message> = taken.iter().map(|(m, _)| m).collect();
         self.dlq_give_back(&msgs).await?;
-        Ok(taken.into_iter().map(|(_, e)| e).collect())
+        let entries: Vec<DeadLetterEntry> = taken.into_iter().map(|(_, e)| e).collect();
+        if entries.len() >= limit {
+            return Ok(DlqListing::limited(entries, total, limit));
+        }
+        let more = total.saturating_sub(entries.len() as u64);
+        if more == 0 {
+            return Ok(DlqListing::complete(entries));
+        }
+        let partial = Some(behind_groups(&entries, more));
+        Ok(DlqListing {
+            entries,
+            more,
+            partial,
+        })
     }
 
     /// `WorkQueue::dlq_replay`: send the selected letters to the main queue, give back
-    /// the rest.
+    /// the rest. A round deletes what it replayed, which lets the DLQ hand out the next
+    /// letters of those groups, so rounds repeat while they replay something; what the
+    /// last round could not reach is reported as unexamined.
     pub(super) async fn replay_dlq(
         &self,
         selection: &DlqSelection,
         dry_run: bool,
     ) -> Result<ReplayReport, PortError> {
-        let now = self.clock.now();
-        let taken = self.dlq_take(usize::MAX).await?;
         let mut report = ReplayReport {
             dry_run,
             ..Default::default()
         };
+        loop {
+            let size = self.dlq_size().await?;
+            let replayed = report.replayed.len();
+            let seen = self.replay_round(selection, &mut report).await?;
+            if dry_run || report.replayed.len() == replayed {
+                report.unexamined = size.saturating_sub(seen as u64);
+                return Ok(report);
+            }
+        }
+    }
+
+    /// One round of [`replay_dlq`](Self::replay_dlq): returns how many letters it saw.
+    async fn replay_round(
+        &self,
+        selection: &DlqSelection,
+        report: &mut ReplayReport,
+    ) -> Result<usize, PortError> {
+        let now = self.clock.now();
+        let taken = self.dlq_take(usize::MAX).await?;
         let mut give_back: Vec<&Message> = Vec::new();
         let mut failure: Option<PortError> = None;
         for (m, e) in &taken {
@@ -95,7 +131,7 @@ impl SqsQueue {
                 continue;
             }
             report.selected.push(e.id.clone());
-            if dry_run {
+            if report.dry_run {
                 give_back.push(m);
                 continue;
             }
@@ -137,7 +173,7 @@ impl SqsQueue {
         self.dlq_give_back(&give_back).await?;
         match failure {
             Some(e) => Err(e),
-            None => Ok(report),
+            None => Ok(taken.len()),
         }
     }
 
@@ -245,6 +281,29 @@ impl SqsQueue {
         }
         Ok(())
     }
+}
+
+/// Why a FIFO DLQ listing of `entries` misses `more` letters, naming the groups seen
+/// (the letters missing wait behind some of them).
+fn behind_groups(entries: &[DeadLetterEntry], more: u64) -> String {
+    let mut groups: Vec<(&str, usize)> = Vec::new();
+    for e in entries {
+        match groups.iter_mut().find(|(g, _)| *g == e.group.as_str()) {
+            Some((_, n)) => *n += 1,
+            None => groups.push((e.group.as_str(), 1)),
+        }
+    }
+    let named: Vec<String> = groups
+        .iter()
+        .map(|(g, n)| format!("{g} ({n} listed)"))
+        .collect();
+    format!(
+        "about {more} more dead letter(s) wait unseen: a FIFO dead-letter queue hands out a \
+         group's later letters only once its earlier ones are deleted, and these groups \
+         are listed only up to their first letters: {}. Nothing was moved. Replaying a \
+         group (`kiro-consumer dlq replay --project <group>`) reaches all of its letters.",
+        named.join(", ")
+    )
 }
 
 fn dead_letter_entry(m: &Message) -> DeadLetterEntry {

@@ -63,7 +63,7 @@ use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 use client::{attr_count, group_of, message_attrs, queue_name, sys_attr, trace_of};
 use kiro_protocol::ports::queue::standard_attributes;
 use kiro_protocol::{
-    Clock, DeadLetter, DeadLetterEntry, DedupId, Delivery, Destination, DlqSelection, FailureClass,
+    Clock, DeadLetter, DedupId, Delivery, Destination, DlqListing, DlqSelection, FailureClass,
     MessageId, OutgoingMessage, PortError, QueueDepth, Receipt, ReplayReport, SendOutcome,
     Timestamp, WorkQueue,
 };
@@ -372,7 +372,7 @@ impl WorkQueue for SqsQueue {
     }
 
     #[instrument(skip_all, fields(limit))]
-    async fn dlq_list(&self, limit: usize) -> Result<Vec<DeadLetterEntry>, PortError> {
+    async fn dlq_list(&self, limit: usize) -> Result<DlqListing, PortError> {
         self.list_dlq(limit).await
     }
 

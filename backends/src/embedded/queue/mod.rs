@@ -25,9 +25,8 @@
 
 use async_trait::async_trait;
 use kiro_protocol::{
-    Clock, DeadLetter, DeadLetterEntry, Delivery, Destination, DlqSelection, MessageId,
-    OutgoingMessage, PortError, QueueDepth, Receipt, ReplayReport, SendOutcome, Timestamp,
-    WorkQueue,
+    Clock, DeadLetter, Delivery, Destination, DlqListing, DlqSelection, MessageId, OutgoingMessage,
+    PortError, QueueDepth, Receipt, ReplayReport, SendOutcome, Timestamp, WorkQueue,
 };
 use kiro_statedb::EmbeddedDb;
 use rusqlite::{OptionalExtension, params};
@@ -271,13 +270,21 @@ impl WorkQueue for SqliteQueue {
             .await
     }
 
-    async fn dlq_list(&self, limit: usize) -> Result<Vec<DeadLetterEntry>, PortError> {
+    async fn dlq_list(&self, limit: usize) -> Result<DlqListing, PortError> {
         self.db
             .call(move |c| {
-                Ok(load_dlq(c, Some(limit))?
+                let tx = c.transaction()?;
+                let entries = load_dlq(&tx, Some(limit))?
                     .into_iter()
                     .map(|r| r.entry)
-                    .collect())
+                    .collect();
+                let total: i64 =
+                    tx.query_row("SELECT COUNT(*) FROM queue_dlq", [], |r| r.get(0))?;
+                Ok(DlqListing::limited(
+                    entries,
+                    u64::try_from(total).unwrap_or(0),
+                    limit,
+                ))
             })
             .await
     }
@@ -301,6 +308,8 @@ impl WorkQueue for SqliteQueue {
                     selected: rows.iter().map(|r| r.entry.id.clone()).collect(),
                     replayed: Vec::new(),
                     dry_run,
+                    // One transaction reads every letter.
+                    unexamined: 0,
                 };
                 if dry_run {
                     return Ok(report);

@@ -43,7 +43,7 @@ async fn exceeding_max_receive_count_dead_letters_automatically() {
     let got = q.receive(10, Duration::ZERO).await.unwrap();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].body, "B");
-    let dlq = q.dlq_list(10).await.unwrap();
+    let dlq = q.dlq_list(10).await.unwrap().entries;
     assert_eq!(dlq.len(), 1);
     assert_eq!(dlq[0].body, "A");
     assert_eq!(dlq[0].letter.class, FailureClass::Internal);

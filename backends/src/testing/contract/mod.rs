@@ -43,6 +43,8 @@ macro_rules! queue_contract {
             release_with_delay,
             dead_letter_list_and_replay,
             replay_selection_and_dry_run,
+            dlq_listing_is_complete_or_says_so,
+            replay_reaches_every_letter_of_a_group,
             redrive_moves_everything,
             purge_deletes_every_dead_letter,
             depth_counts,

@@ -253,7 +253,7 @@ pub async fn stale_receipt_fails_and_changes_nothing(h: &dyn QueueHarness) {
     );
     recv_none(h, &*q, "the current delivery is still in flight").await;
     assert!(
-        ok(q.dlq_list(10).await, "dlq_list").is_empty(),
+        ok(q.dlq_list(10).await, "dlq_list").entries.is_empty(),
         "contract: a stale dead-letter must not write the DLQ"
     );
     ack(&*q, &current).await;
@@ -368,7 +368,7 @@ pub async fn dead_letter_list_and_replay(h: &dyn QueueHarness) {
     ok(q.dead_letter(&d2, &l2).await, "dead_letter");
     assert_fence_lost(q.ack(&d1.receipt).await, "ack after dead-letter");
 
-    let list = ok(q.dlq_list(10).await, "dlq_list");
+    let list = ok(q.dlq_list(10).await, "dlq_list").entries;
     assert_eq!(list.len(), 2, "contract: two dead letters");
     assert_eq!(list[0].body, "dl-1");
     assert_eq!(list[0].original_id, d1.message_id);
@@ -378,7 +378,11 @@ pub async fn dead_letter_list_and_replay(h: &dyn QueueHarness) {
     assert_eq!(list[1].body, "dl-2");
     assert_eq!(list[1].letter, l2);
     assert_eq!(ok(q.depth().await, "depth").dead_letters, 2);
-    assert_eq!(ok(q.dlq_list(1).await, "dlq_list").len(), 1, "limit");
+    assert_eq!(
+        ok(q.dlq_list(1).await, "dlq_list").entries.len(),
+        1,
+        "limit"
+    );
 
     let dry = ok(q.dlq_replay(&all(), true).await, "dry-run replay");
     assert!(dry.dry_run);
@@ -390,7 +394,7 @@ pub async fn dead_letter_list_and_replay(h: &dyn QueueHarness) {
         dry.replayed.is_empty(),
         "contract: a dry run replays nothing"
     );
-    assert_eq!(ok(q.dlq_list(10).await, "dlq_list"), list);
+    assert_eq!(ok(q.dlq_list(10).await, "dlq_list").entries, list);
 
     let none = ok(
         q.dlq_replay(&DlqSelection::default(), false).await,
@@ -401,7 +405,7 @@ pub async fn dead_letter_list_and_replay(h: &dyn QueueHarness) {
     let rep = ok(q.dlq_replay(&all(), false).await, "replay");
     assert!(!rep.dry_run);
     assert_eq!(rep.replayed.len(), 2);
-    assert!(ok(q.dlq_list(10).await, "dlq_list").is_empty());
+    assert!(ok(q.dlq_list(10).await, "dlq_list").entries.is_empty());
     for b in ["dl-3", "dl-1", "dl-2"] {
         let d = recv_one(h, &*q, b).await;
         assert_eq!(d.group, "alpha");
@@ -423,17 +427,17 @@ pub async fn replay_selection_and_dry_run(h: &dyn QueueHarness) {
         };
         ok(q.dead_letter(&d, &letter(class, "x")).await, "dead_letter");
     }
-    assert_eq!(ok(q.dlq_list(10).await, "dlq_list").len(), 2);
+    assert_eq!(ok(q.dlq_list(10).await, "dlq_list").entries.len(), 2);
     let by_project = DlqSelection {
         project: Some(ok(ProjectKey::parse("beta"), "parse project")),
         ..Default::default()
     };
     let dry = ok(q.dlq_replay(&by_project, true).await, "dry run");
     assert_eq!(dry.selected.len(), 1);
-    assert_eq!(ok(q.dlq_list(10).await, "dlq_list").len(), 2);
+    assert_eq!(ok(q.dlq_list(10).await, "dlq_list").entries.len(), 2);
     let rep = ok(q.dlq_replay(&by_project, false).await, "replay beta");
     assert_eq!(rep.replayed.len(), 1);
-    let left = ok(q.dlq_list(10).await, "dlq_list");
+    let left = ok(q.dlq_list(10).await, "dlq_list").entries;
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].group, "alpha");
     let d = recv_one(h, &*q, "sel-b").await;
@@ -445,6 +449,103 @@ pub async fn replay_selection_and_dry_run(h: &dyn QueueHarness) {
     let rep = ok(q.dlq_replay(&by_class, false).await, "replay by class");
     assert_eq!(rep.replayed.len(), 1);
     recv_one(h, &*q, "sel-a").await;
+}
+
+/// Dead-letter `n` messages of `group` (bodies `{group}-0`, `{group}-1`, …), in order.
+async fn dead_letter_many(h: &dyn QueueHarness, q: &dyn WorkQueue, group: &str, n: usize) {
+    for i in 0..n {
+        send(q, group, &format!("{group}-{i}")).await;
+    }
+    for i in 0..n {
+        let d = recv_one(h, q, &format!("{group}-{i}")).await;
+        ok(
+            q.dead_letter(&d, &letter(FailureClass::TestsFailed, "red"))
+                .await,
+            "dead_letter",
+        );
+    }
+}
+
+/// A listing shows every dead letter, or says how many more the queue holds and why,
+/// without moving or reordering any (an SQS FIFO DLQ hands out only a group's first
+/// letters while they are held). A limit below the count is reported as such.
+pub async fn dlq_listing_is_complete_or_says_so(h: &dyn QueueHarness) {
+    let q = h.queue().await;
+    dead_letter_many(h, &*q, "alpha", 25).await;
+    dead_letter_many(h, &*q, "beta", 3).await;
+    for _ in 0..2 {
+        let listing = ok(q.dlq_list(100).await, "dlq_list");
+        assert_eq!(
+            listing.entries.len() as u64 + listing.more,
+            28,
+            "contract: listed + more = every dead letter ({listing:?})"
+        );
+        let alpha: Vec<&str> = listing
+            .entries
+            .iter()
+            .filter(|e| e.group == "alpha")
+            .map(|e| e.body.as_str())
+            .collect();
+        let want: Vec<String> = (0..alpha.len()).map(|i| format!("alpha-{i}")).collect();
+        assert_eq!(
+            alpha, want,
+            "contract: a group's letters listed in order, from its first"
+        );
+        match &listing.partial {
+            None => assert_eq!(listing.more, 0, "contract: a partial listing says why"),
+            Some(why) => {
+                assert!(
+                    listing.more > 0,
+                    "contract: partial only when letters are missing"
+                );
+                assert!(
+                    why.contains("alpha"),
+                    "contract: the reason names the group: {why}"
+                );
+            }
+        }
+    }
+    let limited = ok(q.dlq_list(5).await, "dlq_list with a limit");
+    assert_eq!(limited.entries.len(), 5);
+    assert_eq!(
+        limited.more, 23,
+        "contract: more counts what the limit left out"
+    );
+    let why = limited.partial.unwrap_or_default();
+    assert!(
+        why.contains("limit"),
+        "contract: the reason names the limit: {why}"
+    );
+    assert_eq!(
+        ok(q.depth().await, "depth").dead_letters,
+        28,
+        "nothing moved"
+    );
+}
+
+/// Replaying a project reaches every one of its letters, in order, however many wait
+/// behind the first ones, and leaves the other groups' letters in place.
+pub async fn replay_reaches_every_letter_of_a_group(h: &dyn QueueHarness) {
+    let q = h.queue().await;
+    dead_letter_many(h, &*q, "alpha", 25).await;
+    dead_letter_many(h, &*q, "beta", 3).await;
+    let alpha = DlqSelection {
+        project: Some(ok(ProjectKey::parse("alpha"), "parse project")),
+        ..Default::default()
+    };
+    let rep = ok(q.dlq_replay(&alpha, false).await, "replay alpha");
+    assert_eq!(
+        rep.replayed.len(),
+        25,
+        "contract: every alpha letter replayed: {rep:?}"
+    );
+    let left = ok(q.dlq_list(100).await, "dlq_list");
+    assert_eq!(left.entries.len() as u64 + left.more, 3);
+    assert!(left.entries.iter().all(|e| e.group == "beta"), "{left:?}");
+    for i in 0..25 {
+        let d = recv_one(h, &*q, &format!("alpha-{i}")).await;
+        ack(&*q, &d).await;
+    }
 }
 
 /// Redrive moves every dead letter back and reports how many.
@@ -460,7 +561,7 @@ pub async fn redrive_moves_everything(h: &dyn QueueHarness) {
         );
     }
     assert_eq!(ok(q.dlq_redrive().await, "redrive"), 2);
-    assert!(ok(q.dlq_list(10).await, "dlq_list").is_empty());
+    assert!(ok(q.dlq_list(10).await, "dlq_list").entries.is_empty());
     let mut bodies: Vec<_> = recv(h, &*q, 10).await.into_iter().map(|d| d.body).collect();
     bodies.sort();
     assert_eq!(bodies, ["rd-a", "rd-b"]);
@@ -484,10 +585,10 @@ pub async fn purge_deletes_every_dead_letter(h: &dyn QueueHarness) {
             "dead_letter",
         );
     }
-    assert_eq!(ok(q.dlq_list(10).await, "dlq_list").len(), 2);
+    assert_eq!(ok(q.dlq_list(10).await, "dlq_list").entries.len(), 2);
     assert_eq!(ok(q.dlq_purge().await, "purge"), 2, "contract: purge count");
     assert!(
-        ok(q.dlq_list(10).await, "dlq_list").is_empty(),
+        ok(q.dlq_list(10).await, "dlq_list").entries.is_empty(),
         "contract: the DLQ is empty after a purge"
     );
     recv_one(h, &*q, "pg-c").await;

@@ -72,9 +72,9 @@ impl WorkQueue for FakeQueue {
         self.0.saw("dead_letter");
         Ok(())
     }
-    async fn dlq_list(&self, _: usize) -> Result<Vec<DeadLetterEntry>, PortError> {
+    async fn dlq_list(&self, _: usize) -> Result<DlqListing, PortError> {
         self.0.saw("dlq_list");
-        Ok(Vec::new())
+        Ok(DlqListing::default())
     }
     async fn dlq_replay(&self, _: &DlqSelection, dry: bool) -> Result<ReplayReport, PortError> {
         self.0.saw("dlq_replay");
@@ -141,7 +141,7 @@ async fn a_queue_spy_forwards_every_method_and_counts_it() {
     spy.release(&d.receipt, Duration::ZERO).await.unwrap();
     let red = letter(FailureClass::TestsFailed, "red");
     spy.dead_letter(&d, &red).await.unwrap();
-    assert!(spy.dlq_list(5).await.unwrap().is_empty());
+    assert!(spy.dlq_list(5).await.unwrap().entries.is_empty());
     assert!(
         spy.dlq_replay(&DlqSelection::default(), true)
             .await
