@@ -5,7 +5,7 @@
 //! shown come from typed records (no raw environment), so no secret can appear.
 
 use kiro_protocol::{
-    DeadLetterEntry, DlqListing, Envelope, JobRecord, MessageId, Timestamp, TraceContext,
+    BuildId, DeadLetterEntry, DlqListing, Envelope, JobRecord, MessageId, Timestamp, TraceContext,
 };
 use serde_json::json;
 
@@ -132,20 +132,7 @@ pub fn dlq_json(listing: &DlqListing, now: Timestamp) -> serde_json::Value {
     let letters: Vec<serde_json::Value> = listing
         .entries
         .iter()
-        .map(|e| {
-            json!({
-                "message": e.id.as_str(),
-                "original_message": e.original_id.as_str(),
-                "project": e.group,
-                "item": item_of(e),
-                "class": e.letter.class.as_str(),
-                "reason": e.letter.reason,
-                "attempts": e.letter.attempts,
-                "fence": e.letter.fence,
-                "build_id": e.letter.build_id,
-                "age_seconds": now.since(e.dead_lettered_at).as_secs(),
-            })
-        })
+        .map(|e| serde_json::Value::Object(letter_fields(e, now, e.letter.build_id.as_ref())))
         .collect();
     json!({
         "dead_letters": letters,
@@ -235,24 +222,47 @@ pub fn dlq_show_json(e: &DeadLetterEntry, now: Timestamp, ctx: &ShowContext) -> 
         (Some(region), Some(id)) => Some(xray_link(region, id)),
         _ => None,
     };
-    json!({
+    let mut fields = letter_fields(e, now, build_id.as_ref());
+    for (k, v) in [
+        ("receive_count", json!(e.receive_count)),
+        (
+            "build_log",
+            json!(
+                build_id
+                    .as_ref()
+                    .and_then(|b| log_location(ctx, b.as_str()))
+            ),
+        ),
+        ("trace_id", json!(e.letter.trace.trace_id())),
+        ("xray_trace_id", json!(xray)),
+        ("xray_link", json!(link)),
+        ("traceparent", json!(e.letter.trace.traceparent)),
+    ] {
+        fields.insert(k.to_owned(), v);
+    }
+    serde_json::Value::Object(fields)
+}
+
+/// The fields `dlq list --json` and `dlq show --json` share, with `build_id` as given.
+fn letter_fields(
+    e: &DeadLetterEntry,
+    now: Timestamp,
+    build_id: Option<&BuildId>,
+) -> serde_json::Map<String, serde_json::Value> {
+    let v = json!({
         "message": e.id.as_str(),
         "original_message": e.original_id.as_str(),
         "project": e.group,
         "item": item_of(e),
         "class": e.letter.class.as_str(),
         "reason": e.letter.reason,
-        "receive_count": e.receive_count,
         "attempts": e.letter.attempts,
         "fence": e.letter.fence,
         "build_id": build_id,
-        "build_log": build_id.as_ref().and_then(|b| log_location(ctx, b.as_str())),
-        "trace_id": e.letter.trace.trace_id(),
-        "xray_trace_id": xray,
-        "xray_link": link,
-        "traceparent": e.letter.trace.traceparent,
         "age_seconds": now.since(e.dead_lettered_at).as_secs(),
-    })
+    });
+    // An object literal, so always an object.
+    v.as_object().cloned().unwrap_or_default()
 }
 
 /// The full record of one dead letter as readable text (`key: value` lines).

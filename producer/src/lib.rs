@@ -197,23 +197,13 @@ impl Producer {
             report.errors.push((id, format!("mark queued failed: {e}")));
             return;
         }
-        if sent.duplicate {
-            info!(
-                item = %id,
-                project = %group,
-                message_id = %sent.message_id,
-                "already enqueued (duplicate)"
-            );
-            report.duplicates.push(id);
+        let (what, list) = if sent.duplicate {
+            ("already enqueued (duplicate)", &mut report.duplicates)
         } else {
-            info!(
-                item = %id,
-                project = %group,
-                message_id = %sent.message_id,
-                "enqueued"
-            );
-            report.enqueued.push(id);
-        }
+            ("enqueued", &mut report.enqueued)
+        };
+        info!(item = %id, project = %group, message_id = %sent.message_id, "{what}");
+        list.push(id);
     }
 
     /// Tick every `period` until `cancel` fires, handing each tick's result to

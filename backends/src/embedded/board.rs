@@ -11,14 +11,15 @@
 //! bounded before they are stored.
 
 use super::board_file::{self as file, BoardFile, FileItem};
+use super::file_backed::FileBacked;
 use async_trait::async_trait;
 use kiro_protocol::ids::quote_for_display;
 use kiro_protocol::redact::redact;
-use kiro_protocol::{Board, BoardItem, Clock, ItemStatus, PortError, SystemClock, Timestamp};
+use kiro_protocol::{Board, BoardItem, Clock, ItemStatus, PortError, Timestamp};
 use kiro_statedb::{DbError, EmbeddedDb};
 use rusqlite::params;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use tracing::{info, instrument, warn};
 
@@ -64,38 +65,32 @@ struct Overlay {
 /// The embedded board.
 #[derive(Debug, Clone)]
 pub struct EmbeddedBoard {
-    file: PathBuf,
-    db: EmbeddedDb,
-    clock: Arc<dyn Clock>,
+    base: FileBacked,
 }
 
 impl EmbeddedBoard {
     /// Open the board over `board_file`, creating the overlay table. The file is parsed
     /// once here so a broken file is reported at start-up.
     pub fn open(board_file: &Path, db: EmbeddedDb) -> Result<Self, PortError> {
-        file::load_now(board_file)?;
-        db.migrate(SCHEMA)?;
         Ok(EmbeddedBoard {
-            file: board_file.to_owned(),
-            db,
-            clock: Arc::new(SystemClock),
+            base: FileBacked::open(board_file, db, SCHEMA)?,
         })
     }
 
     /// Use `clock` for the time of status changes.
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = clock;
+        self.base.clock = clock;
         self
     }
 
     /// The board file's path.
     pub fn file(&self) -> &Path {
-        &self.file
+        &self.base.file
     }
 
     /// Every item in file order, with its effective status and note.
     pub async fn items(&self) -> Result<Vec<BoardEntry>, PortError> {
-        let file = file::load(&self.file).await?;
+        let file = file::load(&self.base.file).await?;
         let overlays = self.overlays().await?;
         Ok(file
             .items
@@ -116,7 +111,7 @@ impl EmbeddedBoard {
     }
 
     async fn overlays(&self) -> Result<HashMap<String, Overlay>, PortError> {
-        self.db
+        self.base.db
             .call(|c| {
                 let mut stmt = c
                     .prepare(
@@ -210,7 +205,7 @@ fn find<'a>(file: &'a BoardFile, id: &str) -> Result<&'a FileItem, PortError> {
 
 #[async_trait]
 impl Board for EmbeddedBoard {
-    #[instrument(skip_all, fields(board = %self.file.display()))]
+    #[instrument(skip_all, fields(board = %self.base.file.display()))]
     async fn ready_items(&self) -> Result<Vec<BoardItem>, PortError> {
         let entries = self.items().await?;
         for e in &entries {
@@ -237,13 +232,14 @@ impl Board for EmbeddedBoard {
         status: ItemStatus,
         note: Option<&str>,
     ) -> Result<(), PortError> {
-        let file = file::load(&self.file).await?;
+        let file = file::load(&self.base.file).await?;
         let fi = find(&file, item)?;
         let id = fi.item.id.clone();
         let item_updated_at = fi.item.updated_at.clone();
         let note = note.map(clean_note);
-        let now = self.clock.now();
-        self.db
+        let now = self.base.clock.now();
+        self.base
+            .db
             .call(move |c| {
                 c.execute(
                     "INSERT INTO board_status (item_id, status, note, item_updated_at, updated_at)
@@ -267,6 +263,7 @@ impl Board for EmbeddedBoard {
 mod tests {
     use super::*;
     use kiro_protocol::{FailureClass, ManualClock};
+    use std::path::PathBuf;
     use std::time::Duration;
 
     const BOARD: &str = r#"

@@ -16,6 +16,7 @@
 
 pub mod board;
 pub mod board_file;
+mod file_backed;
 pub mod lease;
 pub mod pulls;
 pub mod queue;

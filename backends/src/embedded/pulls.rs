@@ -6,15 +6,15 @@
 //! stored Markdown has passed through [`redact`].
 
 use super::board_file as file;
+use super::file_backed::FileBacked;
 use async_trait::async_trait;
 use kiro_protocol::redact::redact;
 use kiro_protocol::{
-    Clock, ItemId, PortError, PrNumber, PullRequest, PullRequests, RepoName, Report, SystemClock,
-    Timestamp,
+    Clock, ItemId, PortError, PrNumber, PullRequest, PullRequests, RepoName, Report, Timestamp,
 };
 use kiro_statedb::{DbError, EmbeddedDb};
 use rusqlite::{OptionalExtension, params};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use tracing::{info, instrument};
 
@@ -45,27 +45,21 @@ pub struct StoredReport {
 /// The embedded forge.
 #[derive(Debug, Clone)]
 pub struct EmbeddedPulls {
-    file: PathBuf,
-    db: EmbeddedDb,
-    clock: Arc<dyn Clock>,
+    base: FileBacked,
 }
 
 impl EmbeddedPulls {
     /// Open over `board_file`, creating the report table. The file is parsed once here so
     /// a broken file is reported at start-up.
     pub fn open(board_file: &Path, db: EmbeddedDb) -> Result<Self, PortError> {
-        file::load_now(board_file)?;
-        db.migrate(SCHEMA)?;
         Ok(EmbeddedPulls {
-            file: board_file.to_owned(),
-            db,
-            clock: Arc::new(SystemClock),
+            base: FileBacked::open(board_file, db, SCHEMA)?,
         })
     }
 
     /// Use `clock` for report timestamps.
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = clock;
+        self.base.clock = clock;
         self
     }
 
@@ -77,7 +71,7 @@ impl EmbeddedPulls {
     ) -> Result<Option<(Report, u64)>, PortError> {
         let repo = repo.as_str().to_owned();
         let row = self
-            .db
+            .base.db
             .call(move |c| {
                 c.query_row(
                     "SELECT item, markdown, revision FROM pr_reports WHERE repo = ?1 AND number = ?2",
@@ -109,6 +103,7 @@ impl EmbeddedPulls {
     /// Every stored report, ordered by repository and number.
     pub async fn reports(&self) -> Result<Vec<StoredReport>, PortError> {
         let rows = self
+            .base
             .db
             .call(|c| {
                 let mut stmt = c.prepare(
@@ -158,13 +153,13 @@ fn parse_item(raw: &str) -> Result<ItemId, PortError> {
 impl PullRequests for EmbeddedPulls {
     #[instrument(skip_all, fields(repo = %repo, pr = %pr))]
     async fn get(&self, repo: &RepoName, pr: PrNumber) -> Result<Option<PullRequest>, PortError> {
-        let file = file::load(&self.file).await?;
+        let file = file::load(&self.base.file).await?;
         let found = file
             .pull_requests
             .into_iter()
             .find(|p| p.repo == repo.as_str() && PrNumber::parse(&p.number).ok() == Some(pr));
         if let Some(p) = &found {
-            p.unambiguous(&self.file)?;
+            p.unambiguous(&self.base.file)?;
         }
         Ok(found.map(|p| PullRequest {
             repo: repo.clone(),
@@ -185,16 +180,16 @@ impl PullRequests for EmbeddedPulls {
         if self.get(repo, pr).await?.is_none() {
             return Err(PortError::input(format!(
                 "no pull request {repo} {pr} in board file {}",
-                self.file.display()
+                self.base.file.display()
             )));
         }
         let repo = repo.as_str().to_owned();
         let number = pr_key(pr)?;
         let item = report.item.as_str().to_owned();
         let markdown = redact(&report.markdown);
-        let now = self.clock.now().0;
+        let now = self.base.clock.now().0;
         let revision: i64 = self
-            .db
+            .base.db
             .call(move |c| {
                 c.query_row(
                     "INSERT INTO pr_reports (repo, number, item, markdown, revision, created_at, updated_at)
