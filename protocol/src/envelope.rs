@@ -122,8 +122,10 @@ pub enum EnvelopeError {
     MissingVersion,
     #[error("unknown schema version {found} (this build reads version {SCHEMA_VERSION})")]
     UnknownVersion { found: u64 },
-    #[error("invalid work item: {0}")]
-    InvalidItem(String),
+    /// `item` is the item's id as the body gives it (quoted for display), so the error
+    /// names the item even when that id is itself the problem.
+    #[error("invalid work item {item}: {reason}")]
+    InvalidItem { item: String, reason: String },
 }
 
 impl From<EnvelopeError> for Failure {
@@ -159,7 +161,18 @@ impl Envelope {
         if found != u64::from(SCHEMA_VERSION) {
             return Err(EnvelopeError::UnknownVersion { found });
         }
-        serde_json::from_value(value).map_err(|e| EnvelopeError::InvalidItem(e.to_string()))
+        let item = match obj.get("item").and_then(|i| i.get("id")) {
+            Some(serde_json::Value::String(id)) => crate::ids::quote_for_display(id),
+            Some(other) => format!(
+                "with id {}",
+                crate::ids::quote_for_display(&other.to_string())
+            ),
+            None => "without an id".to_owned(),
+        };
+        serde_json::from_value(value).map_err(|e| EnvelopeError::InvalidItem {
+            item,
+            reason: e.to_string(),
+        })
     }
 }
 
@@ -259,7 +272,7 @@ pub(crate) mod tests {
             v["item"][field] = value.clone();
             let err = Envelope::decode(&v.to_string()).unwrap_err();
             assert!(
-                matches!(err, EnvelopeError::InvalidItem(_)) && err.to_string().contains(want),
+                matches!(err, EnvelopeError::InvalidItem { .. }) && err.to_string().contains(want),
                 "{field} = {value}: {err}"
             );
         }

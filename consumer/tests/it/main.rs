@@ -5,6 +5,7 @@ mod cli;
 mod console;
 mod dlq;
 mod engine;
+mod hostile;
 mod metrics;
 mod reattach;
 mod spans;
