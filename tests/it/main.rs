@@ -8,6 +8,7 @@
 mod aws;
 mod crash;
 mod emulator;
+mod logs;
 mod otlp;
 mod quickstart;
 mod rehearsal;

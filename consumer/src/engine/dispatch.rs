@@ -71,7 +71,7 @@ impl Engine {
                 // FIFO group keeps it behind the one in flight.
                 report.deferred += 1;
                 if let Err(e) = self.ports.queue.release(&d.receipt, Duration::ZERO).await {
-                    warn!(error = %e, message = %d.message_id, "cannot give back a deferred message");
+                    warn!(error = %e, message_id = %d.message_id, "cannot give back a deferred message");
                 }
                 continue;
             }
@@ -137,7 +137,7 @@ impl Engine {
             Ok(e) => e,
             Err(e) => {
                 let failure = Failure::from(e);
-                warn!(message = %d.message_id, reason = %failure.reason, "undecodable message");
+                warn!(message_id = %d.message_id, reason = %failure.reason, "undecodable message");
                 return self.reject(&d, &span, failure).await;
             }
         };

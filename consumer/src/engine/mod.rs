@@ -374,7 +374,7 @@ impl Engine {
 
     async fn release_quietly(&self, d: &Delivery, delay: Duration) {
         if let Err(e) = self.ports.queue.release(&d.receipt, delay).await {
-            warn!(error = %e, message = %d.message_id, "cannot give the message back; it returns after its visibility timeout");
+            warn!(error = %e, message_id = %d.message_id, "cannot give the message back; it returns after its visibility timeout");
         }
     }
 

@@ -265,7 +265,7 @@ impl Engine {
         let mut r = TickReport::default();
         match self.ports.queue.dead_letter(d, letter).await {
             Ok(()) => {
-                warn!(message = %d.message_id, class = %letter.class, reason = %letter.reason, "dead-lettered");
+                warn!(message_id = %d.message_id, class = %letter.class, reason = %letter.reason, "dead-lettered");
                 r.dead_lettered = 1;
                 self.metric(Metric::count(names::DEAD_LETTERS, 1));
                 if let (Some(board), Ok(env)) = (&self.ports.board, Envelope::decode(&d.body)) {

@@ -366,7 +366,7 @@ impl WorkQueue for SqsQueue {
         Ok(())
     }
 
-    #[instrument(skip_all, fields(message = %delivery.message_id, class = %letter.class))]
+    #[instrument(skip_all, fields(message_id = %delivery.message_id, class = %letter.class))]
     async fn dead_letter(&self, delivery: &Delivery, letter: &DeadLetter) -> Result<(), PortError> {
         self.move_to_dlq(delivery, letter).await
     }
