@@ -42,14 +42,14 @@ impl RetryPolicy {
     pub fn decide(&self, failure: &Failure, attempts: u32) -> Decision {
         if !failure.class.is_retryable() {
             return Decision::DeadLetter {
-                reason: format!("{} (not retryable): {}", failure.class, failure.reason),
+                reason: format!("not retryable: {}", failure.reason),
             };
         }
         if failure.class.burns_attempt() && attempts >= self.max_attempts {
             return Decision::DeadLetter {
                 reason: format!(
-                    "{} after {attempts} of {} attempts: {}",
-                    failure.class, self.max_attempts, failure.reason
+                    "after {attempts} of {} attempts: {}",
+                    self.max_attempts, failure.reason
                 ),
             };
         }
@@ -115,6 +115,20 @@ mod tests {
             panic!("expected dead letter");
         };
         assert!(reason.contains("after 3 of 3 attempts"), "{reason}");
+        assert!(
+            !reason.contains("tests-failed"),
+            "the class has its own field; the board note adds it once: {reason}"
+        );
+    }
+
+    #[test]
+    fn a_dead_letter_reason_does_not_repeat_the_class() {
+        let p = RetryPolicy::default();
+        let Decision::DeadLetter { reason } = p.decide(&f(FailureClass::CoverageBelow), 1) else {
+            panic!("expected dead letter");
+        };
+        assert!(reason.starts_with("not retryable: "), "{reason}");
+        assert!(!reason.contains("coverage-below"), "{reason}");
     }
 
     #[test]
