@@ -33,6 +33,8 @@
 //! empty fields), and a GraphQL partial error comes back as a warning beside the data.
 
 mod config;
+#[cfg(test)]
+mod fixtures_match;
 mod items;
 mod meta;
 
