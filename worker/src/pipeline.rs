@@ -170,6 +170,14 @@ async fn steps(
     if st.commit.is_some() {
         push_step(inputs, &checkout, tokens.as_ref()).await?;
         st.pushed = true;
+    } else if Progress::of(&st.after).open() == 0 {
+        // Nothing new and every task done: the branch's tip is the work (pushed by an
+        // earlier attempt whose report was lost). Name it; never redo it.
+        let dir = checkout.clone();
+        let tip = blocking(move || git::head(&dir)).await?;
+        info!(commit = %tip, "the work is already on the branch");
+        st.commit = Some(tip.to_string());
+        st.pushed = true;
     }
     Ok(())
 }

@@ -179,6 +179,15 @@ pub fn commit_all(
     Ok(Some(oid))
 }
 
+/// The commit HEAD names.
+pub fn head(dir: &Path) -> Result<Oid, Failure> {
+    let repo = Repository::open(dir).map_err(|e| local(e, "cannot open checkout"))?;
+    repo.head()
+        .and_then(|h| h.peel_to_commit())
+        .map(|c| c.id())
+        .map_err(|e| local(e, "cannot read HEAD"))
+}
+
 /// Push `refs/heads/<branch>` to `origin` without force.
 pub fn push(dir: &Path, branch: &BranchName, token: Option<&Secret>) -> Result<(), Failure> {
     let repo = Repository::open(dir).map_err(|e| local(e, "cannot open checkout"))?;

@@ -407,3 +407,46 @@ async fn junit_failures_fail_the_tests_even_when_the_command_passed() {
         report.markdown
     );
 }
+
+/// A new attempt on work already pushed (the first build pushed, then lost its fence
+/// before it could report) recognises it: the agent is not run again, nothing new is
+/// pushed, the one report is edited, and the outcome names the pushed commit.
+#[tokio::test]
+async fn a_new_attempt_on_work_already_pushed_reports_it_and_redoes_nothing() {
+    let w = World::new();
+    let first = w.take_lease("calc").await;
+    let cfg = w.config(CALC_1, first);
+    let o = kiro_worker::run_and_write(&cfg, &w.ports).await.unwrap();
+    assert_eq!(o.status, OutcomeStatus::Succeeded, "{o:?}");
+    let pushed = w.tip("calc", "feature/subtract");
+    std::fs::remove_file(cfg.agent_log()).unwrap();
+
+    let second = take_over(&w, "calc").await;
+    let mut cfg = w.config(CALC_1, second);
+    cfg.build_dir = cfg.build_dir.join("again");
+    let o = kiro_worker::run_and_write(&cfg, &w.ports).await.unwrap();
+    assert_eq!(o.status, OutcomeStatus::Succeeded, "{o:?}");
+    assert_eq!(
+        (o.tasks_done_before, o.tasks_done_after, o.tasks_total),
+        (4, 4, 4)
+    );
+    assert_eq!(
+        w.tip("calc", "feature/subtract"),
+        pushed,
+        "nothing new pushed"
+    );
+    assert_eq!(
+        o.commit.as_deref(),
+        Some(pushed.as_str()),
+        "the pushed commit is named"
+    );
+    assert!(!cfg.agent_log().exists(), "the agent did not run again");
+    let (report, revision) = w
+        .pulls
+        .report(&repo("acme/calc"), PrNumber(1))
+        .await
+        .unwrap()
+        .expect("a report");
+    assert_eq!(revision, 2, "the one report was edited");
+    assert!(report.markdown.contains(&pushed), "{}", report.markdown);
+}
