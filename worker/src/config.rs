@@ -159,14 +159,17 @@ pub struct Config {
     /// lcov, Cobertura, Istanbul (summary or final), llvm-cov, Clover, coverage.py, Go, JaCoCo.
     #[arg(long, env = "KIRO_COVERAGE_FORMAT", value_enum, default_value = "auto")]
     pub coverage_format: CoverageFormat,
-    /// The coverage report, relative to the checkout (default: the format's usual path;
-    /// for `auto`, the first of those that exists).
+    /// The coverage report, relative to the checkout (default: the first of the format's
+    /// usual paths, for `auto` of every format's, that this test run wrote). Removed
+    /// before the tests run; never committed; missing afterwards: `report-missing`.
     #[arg(long, env = "KIRO_COVERAGE_PATH")]
     pub coverage_path: Option<PathBuf>,
     /// Older name of `KIRO_COVERAGE_PATH` (used when that one is not set).
     #[arg(long, env = "KIRO_LCOV_PATH")]
     pub lcov_path: Option<PathBuf>,
     /// A JUnit XML report the tests write, relative to the checkout (default: none).
+    /// Removed before the tests run; never committed; not written by passing tests:
+    /// `report-missing`.
     #[arg(long, env = "KIRO_JUNIT_PATH")]
     pub junit_path: Option<PathBuf>,
     /// Minimum line coverage in percent.

@@ -1,10 +1,11 @@
 //! `kiro-worker`: the pipeline that runs inside a build for one work item.
 //!
 //! checkout → validate spec and pull request → steering sync → agent preflight (`kiro-cli
-//! whoami`) → agent on the open tasks → tests (+ JUnit counts) → coverage gate (lcov,
-//! Cobertura, Istanbul, llvm-cov) → fence check → commit and push → fence check → report on the pull
-//! request → board status; and, whatever happened, the outcome file that the build
-//! exports for the consumer.
+//! whoami`) → agent on the open tasks → reports cleared → tests (+ JUnit counts) →
+//! coverage gate (lcov, Cobertura, Clover, Istanbul, llvm-cov, coverage.py, Go, JaCoCo;
+//! only reports this run wrote) → fence check → commit (never reports or test artefacts)
+//! and push → fence check → report on the pull request → board status; and, whatever
+//! happened, the outcome file that the build exports for the consumer.
 //!
 //! Invariant: every value that came from the board is re-parsed with the protocol's
 //! newtypes before use; every fenced side effect (push, report, board) happens only

@@ -4,6 +4,7 @@
 //! the embedded lease store, board and pull-request adapters over a real SQLite file.
 
 mod checkout;
+mod gates;
 mod git_daemon;
 mod handoff;
 mod kiro;
