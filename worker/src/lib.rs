@@ -10,7 +10,8 @@
 //! Invariant: every value that came from the board is re-parsed with the protocol's
 //! newtypes before use; every fenced side effect (push, report, board) happens only
 //! after checking the build's fence is still current; the outcome file is always
-//! written and carries the failure — the process itself exits 0 when it could write it.
+//! written and carries the failure — the process itself exits 0 when it could write it,
+//! except for a bad setting ([`ranges`]), which also exits 2.
 
 pub mod checkout_fs;
 pub mod child_env;
@@ -18,6 +19,7 @@ pub mod config;
 mod fence;
 pub mod outcome_file;
 pub mod pipeline;
+pub mod ranges;
 pub mod steps;
 pub mod tasks;
 pub mod wiring;

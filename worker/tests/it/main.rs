@@ -10,6 +10,7 @@ mod handoff;
 mod kiro;
 mod pipeline;
 mod secrets;
+mod settings;
 mod steering;
 
 use kiro_backends::embedded::{EmbeddedBoard, EmbeddedPulls};
