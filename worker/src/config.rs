@@ -158,10 +158,10 @@ pub struct Config {
     /// The test command's time limit (1s to 36h).
     #[arg(long, env = "KIRO_TEST_TIMEOUT", default_value = "30m")]
     pub test_timeout: humantime::Duration,
-    /// The build's own time limit, when known (1s to 36h): the build inherits the
-    /// consumer's KIRO_BUILD_TIMEOUT on the local runner; on CodeBuild, set it in the
-    /// project's environment. When set, the agent's, the preflight's and the tests' limits
-    /// and the fence wait must leave 5m inside it for checkout, push and report.
+    /// The build's own time limit, when known (1s to 36h): a local build inherits the
+    /// consumer's KIRO_BUILD_TIMEOUT, if set; elsewhere, set it in the build's environment.
+    /// When set, the agent's, the preflight's and the tests' limits and the fence wait
+    /// must leave 5m inside it for checkout, push and report.
     #[arg(long, env = "KIRO_BUILD_TIMEOUT")]
     pub build_timeout: Option<humantime::Duration>,
     /// The coverage report's format: `auto` (detected from the file's content) or one of
