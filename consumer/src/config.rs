@@ -73,10 +73,10 @@ pub enum BuildRunnerKind {
     Codebuild,
 }
 
-/// A setting has a value the chosen backend cannot use (exit status 2).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct InvalidSetting(pub String);
+/// A setting has a value the chosen backend cannot use (exit status 2): the range checks
+/// are kiro-runtime's, shared with the worker.
+pub use kiro_runtime::range::InvalidSetting;
+use kiro_runtime::range::{count_in_range, in_range};
 
 /// The local runner's build time limit when `--build-timeout` is not set.
 pub const LOCAL_BUILD_TIMEOUT: Duration = Duration::from_secs(60 * 60);
@@ -408,30 +408,6 @@ impl Config {
     }
 }
 
-/// A duration setting's name as a user sees it: the flag and its variable.
-fn named(flag: &str, var: &str) -> String {
-    format!("--{flag} ({var})")
-}
-
-fn in_range(
-    flag: &str,
-    var: &str,
-    value: Duration,
-    min: Duration,
-    max: Duration,
-) -> Result<(), InvalidSetting> {
-    if (min..=max).contains(&value) {
-        return Ok(());
-    }
-    Err(InvalidSetting(format!(
-        "{} is {}: must be between {} and {}",
-        named(flag, var),
-        humantime::format_duration(value),
-        humantime::format_duration(min),
-        humantime::format_duration(max)
-    )))
-}
-
 impl RunArgs {
     /// Every duration and count within its documented range, and the relations between
     /// them: the lease renewal (a third of the TTL) well inside both the TTL and the
@@ -484,21 +460,12 @@ impl RunArgs {
             self.retry_max,
         )?;
         // The build timeout's range depends on the runner: see [`build_timeout`].
-        let count = |flag: &str, var: &str, n: u64, max: u64| {
-            if (1..=max).contains(&n) {
-                Ok(())
-            } else {
-                Err(InvalidSetting(format!(
-                    "{} is {n}: must be between 1 and {max}",
-                    named(flag, var)
-                )))
-            }
-        };
-        count("max-jobs", "KIRO_MAX_JOBS", self.max_jobs as u64, 5000)?;
-        count(
+        count_in_range("max-jobs", "KIRO_MAX_JOBS", self.max_jobs as u64, 1, 5000)?;
+        count_in_range(
             "max-attempts",
             "KIRO_MAX_ATTEMPTS",
             u64::from(self.max_attempts),
+            1,
             100,
         )?;
         Ok(())

@@ -34,6 +34,10 @@ pub enum FailureClass {
     TestsFailed,
     /// Tests passed but line coverage is below the threshold.
     CoverageBelow,
+    /// Tests ran but a report the gates read (coverage, JUnit) was not written by this
+    /// run: missing, or older than the run. The setting naming it, or the test command
+    /// writing it, is wrong; retrying the same item cannot help.
+    ReportMissing,
     /// The agent failed, hung or made no progress on the spec's tasks.
     AgentFailed,
     /// The push was rejected because the branch moved.
@@ -47,7 +51,7 @@ pub enum FailureClass {
 }
 
 impl FailureClass {
-    pub const ALL: [FailureClass; 14] = [
+    pub const ALL: [FailureClass; 15] = [
         FailureClass::Transient,
         FailureClass::Throttled,
         FailureClass::Contention,
@@ -57,6 +61,7 @@ impl FailureClass {
         FailureClass::TimedOut,
         FailureClass::TestsFailed,
         FailureClass::CoverageBelow,
+        FailureClass::ReportMissing,
         FailureClass::AgentFailed,
         FailureClass::PushConflict,
         FailureClass::FenceLost,
@@ -75,6 +80,7 @@ impl FailureClass {
             FailureClass::TimedOut => "timed-out",
             FailureClass::TestsFailed => "tests-failed",
             FailureClass::CoverageBelow => "coverage-below",
+            FailureClass::ReportMissing => "report-missing",
             FailureClass::AgentFailed => "agent-failed",
             FailureClass::PushConflict => "push-conflict",
             FailureClass::FenceLost => "fence-lost",
@@ -100,6 +106,7 @@ impl FailureClass {
             FailureClass::PermanentInput
             | FailureClass::Auth
             | FailureClass::CoverageBelow
+            | FailureClass::ReportMissing
             | FailureClass::Internal => false,
         }
     }
@@ -120,7 +127,7 @@ impl fmt::Display for FailureClass {
 /// An unknown failure-class word.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[error(
-    "unknown failure class {0:?}; expected one of transient, throttled, contention, permanent-input, auth, build-failed, timed-out, tests-failed, coverage-below, agent-failed, push-conflict, fence-lost, stopped, internal"
+    "unknown failure class {0:?}; expected one of transient, throttled, contention, permanent-input, auth, build-failed, timed-out, tests-failed, coverage-below, report-missing, agent-failed, push-conflict, fence-lost, stopped, internal"
 )]
 pub struct UnknownClass(pub String);
 
@@ -211,6 +218,7 @@ mod tests {
         assert!(FailureClass::TestsFailed.burns_attempt());
         assert!(!FailureClass::PermanentInput.is_retryable());
         assert!(!FailureClass::CoverageBelow.is_retryable());
+        assert!(!FailureClass::ReportMissing.is_retryable());
         assert!(FailureClass::PushConflict.is_retryable());
     }
 }

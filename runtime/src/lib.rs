@@ -6,6 +6,8 @@
 //! - [`aws`]: the AWS settings ([`AwsArgs`] → `AwsSettings`, with the one `AWS_REGION`
 //!   fallback; [`SqsArgs`], [`LeaseTableArgs`]);
 //! - [`github`]: the GitHub settings ([`GithubArgs`] → `GithubSettings`);
+//! - [`range`]: the range checks of duration and count settings ([`InvalidSetting`],
+//!   exit status 2);
 //! - [`shutdown`]: SIGTERM/SIGINT → a `CancellationToken`.
 //!
 //! Invariant: each shared flag, its environment variable (a [`kiro_protocol::env`] or
@@ -16,8 +18,10 @@
 pub mod args;
 pub mod aws;
 pub mod github;
+pub mod range;
 pub mod shutdown;
 
 pub use args::{Backend, CommonArgs, DEFAULT_STATE_DIR, Forge, ForgeArgs};
 pub use aws::{AwsArgs, LeaseTableArgs, MissingSetting, SqsArgs};
 pub use github::GithubArgs;
+pub use range::InvalidSetting;

@@ -9,6 +9,8 @@
 //! and it is at most `limit` bytes — enforced while reading (`Read::take`), not only
 //! from its size. Every refusal is a [`ConfinedReadError`] naming the path (as the
 //! repository names it) and the rule it broke; nothing of a refused file is returned.
+//! The same resolution gives a file's modification time ([`modified_confined`]) and
+//! removes a stale report ([`remove_confined`]): never anything outside the checkout.
 
 use std::fmt;
 use std::io::Read;
@@ -73,34 +75,93 @@ fn kind_of(t: std::fs::FileType) -> &'static str {
     }
 }
 
+fn refused(rel: &Path, rule: Rule) -> ConfinedReadError {
+    ConfinedReadError {
+        path: rel.display().to_string(),
+        rule,
+    }
+}
+
+fn io_error(rel: &Path, e: std::io::Error) -> ConfinedReadError {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        refused(rel, Rule::Missing)
+    } else {
+        refused(rel, Rule::Io(e.to_string()))
+    }
+}
+
+/// `rel` relative and without `..`: the only paths this module resolves.
+fn check_relative(rel: &Path) -> Result<(), ConfinedReadError> {
+    if rel
+        .components()
+        .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+    {
+        return Err(refused(rel, Rule::OutsideCheckout));
+    }
+    Ok(())
+}
+
+/// `root/rel` with every symlink followed, when that lies inside the resolved `root`.
+fn resolve(root: &Path, rel: &Path) -> Result<std::path::PathBuf, ConfinedReadError> {
+    check_relative(rel)?;
+    let root = root.canonicalize().map_err(|e| io_error(rel, e))?;
+    let resolved = root
+        .join(rel)
+        .canonicalize()
+        .map_err(|e| io_error(rel, e))?;
+    if !resolved.starts_with(&root) {
+        return Err(refused(rel, Rule::OutsideCheckout));
+    }
+    Ok(resolved)
+}
+
+/// When `root/rel` (resolved inside the checkout, as a read would) was last modified.
+pub fn modified_confined(
+    root: &Path,
+    rel: &Path,
+) -> Result<std::time::SystemTime, ConfinedReadError> {
+    let resolved = resolve(root, rel)?;
+    std::fs::metadata(&resolved)
+        .and_then(|m| m.modified())
+        .map_err(|e| io_error(rel, e))
+}
+
+/// Remove whatever is at `root/rel` (a file, a symlink itself — never its target —, a
+/// FIFO, a directory with its contents) when its parent resolves inside the checkout.
+/// `Ok(false)` when there is nothing to remove.
+pub fn remove_confined(root: &Path, rel: &Path) -> Result<bool, ConfinedReadError> {
+    check_relative(rel)?;
+    let Some(name) = rel.file_name() else {
+        return Err(refused(rel, Rule::OutsideCheckout));
+    };
+    let parent = match resolve(root, rel.parent().unwrap_or(Path::new(""))) {
+        Ok(p) => p,
+        Err(e) if e.is_missing() => return Ok(false),
+        Err(e) => return Err(refused(rel, e.rule)),
+    };
+    let target = parent.join(name);
+    let meta = match std::fs::symlink_metadata(&target) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(io_error(rel, e)),
+    };
+    let removed = if meta.file_type().is_dir() {
+        std::fs::remove_dir_all(&target)
+    } else {
+        std::fs::remove_file(&target)
+    };
+    removed.map(|()| true).map_err(|e| io_error(rel, e))
+}
+
 /// The bytes of `root/rel`, under the rules of this module.
 pub fn read_confined_bytes(
     root: &Path,
     rel: &Path,
     limit: u64,
 ) -> Result<Vec<u8>, ConfinedReadError> {
-    let err = |rule: Rule| ConfinedReadError {
-        path: rel.display().to_string(),
-        rule,
-    };
-    let io = |e: std::io::Error| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            err(Rule::Missing)
-        } else {
-            err(Rule::Io(e.to_string()))
-        }
-    };
-    if rel
-        .components()
-        .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
-    {
-        return Err(err(Rule::OutsideCheckout));
-    }
-    let root = root.canonicalize().map_err(io)?;
-    let resolved = root.join(rel).canonicalize().map_err(io)?;
-    if !resolved.starts_with(&root) {
-        return Err(err(Rule::OutsideCheckout));
-    }
+    let err = |rule: Rule| refused(rel, rule);
+    let io = |e: std::io::Error| io_error(rel, e);
+    let resolved = resolve(root, rel)?;
     // Non-blocking, so a FIFO cannot stall the open; no symlink at the last step (it
     // was resolved above).
     let file = std::fs::OpenOptions::new()
@@ -244,6 +305,57 @@ pub(crate) mod tests {
             assert_eq!(e.path, rel, "{name}");
             assert!(e.to_string().starts_with(rel), "{name}: {e}");
         }
+    }
+
+    /// A stale report is removed inside the checkout, never through a symlink to a
+    /// file or directory outside it; a missing one is nothing to do.
+    #[test]
+    fn removal_stays_inside_the_checkout() {
+        let (d, c) = world();
+        let out = d.path().join("outside");
+        std::fs::write(out.join("lcov.info"), "SF:x\n").unwrap();
+        std::fs::create_dir_all(c.join("coverage")).unwrap();
+        std::fs::write(c.join("coverage/lcov.info"), "SF:x\n").unwrap();
+        assert_eq!(
+            remove_confined(&c, Path::new("coverage/lcov.info")),
+            Ok(true)
+        );
+        assert!(!c.join("coverage/lcov.info").exists());
+        assert_eq!(
+            remove_confined(&c, Path::new("coverage/lcov.info")),
+            Ok(false)
+        );
+        assert_eq!(remove_confined(&c, Path::new("nope/lcov.info")), Ok(false));
+        // A symlink named like a report: the link goes, its target stays.
+        symlink(out.join("lcov.info"), c.join("lcov.info")).unwrap();
+        assert_eq!(remove_confined(&c, Path::new("lcov.info")), Ok(true));
+        assert!(out.join("lcov.info").exists());
+        assert!(c.join("lcov.info").symlink_metadata().is_err());
+        // A parent symlinked outside: refused by name, nothing removed.
+        std::fs::remove_dir_all(c.join("coverage")).unwrap();
+        symlink(&out, c.join("coverage")).unwrap();
+        let e = remove_confined(&c, Path::new("coverage/lcov.info")).unwrap_err();
+        assert_eq!(e.rule, Rule::OutsideCheckout);
+        assert_eq!(e.path, "coverage/lcov.info");
+        assert!(out.join("lcov.info").exists());
+        for bad in ["../outside/lcov.info", "/etc/passwd"] {
+            let e = remove_confined(&c, Path::new(bad)).unwrap_err();
+            assert_eq!(e.rule, Rule::OutsideCheckout, "{bad}");
+        }
+        // A directory, a FIFO: removed (anything at a report's path is stale).
+        std::fs::create_dir_all(c.join("junit.xml/x")).unwrap();
+        assert_eq!(remove_confined(&c, Path::new("junit.xml")), Ok(true));
+        mkfifo(&c.join("coverage.out"));
+        assert_eq!(remove_confined(&c, Path::new("coverage.out")), Ok(true));
+        assert!(!c.join("coverage.out").exists());
+        // The modification time resolves as a read does.
+        assert!(modified_confined(&c, Path::new(".kiro/specs/x/tasks.md")).is_ok());
+        assert_eq!(
+            modified_confined(&c, Path::new("coverage/lcov.info"))
+                .unwrap_err()
+                .rule,
+            Rule::OutsideCheckout
+        );
     }
 
     pub(crate) fn mkfifo(p: &Path) {

@@ -117,12 +117,14 @@ pub struct Config {
         default_value = "kiro-cli chat --no-interactive --trust-all-tools"
     )]
     pub agent_cmd: String,
+    /// The agent's time limit; its process group is killed on expiry (1s to 36h).
     #[arg(long, env = "KIRO_AGENT_TIMEOUT", default_value = "60m")]
     pub agent_timeout: humantime::Duration,
     /// `<agent> whoami` before the agent runs: `auto` (only when the agent is kiro-cli),
     /// `on` or `off`.
     #[arg(long, env = "KIRO_AGENT_PREFLIGHT", value_enum, default_value = "auto")]
     pub agent_preflight: Toggle,
+    /// The preflight's time limit (1s to 10m).
     #[arg(long, env = "KIRO_AGENT_PREFLIGHT_TIMEOUT", default_value = "30s")]
     pub agent_preflight_timeout: humantime::Duration,
     /// kiro-cli's custom agent (`--agent NAME`).
@@ -153,23 +155,33 @@ pub struct Config {
     /// The repository's test command, run with `sh -c` in the checkout.
     #[arg(long, env = "KIRO_TEST_CMD", default_value = "npm test")]
     pub test_cmd: String,
+    /// The test command's time limit (1s to 36h).
     #[arg(long, env = "KIRO_TEST_TIMEOUT", default_value = "30m")]
     pub test_timeout: humantime::Duration,
+    /// The build's own time limit, when known (1s to 36h): a local build inherits the
+    /// consumer's KIRO_BUILD_TIMEOUT, if set; elsewhere, set it in the build's environment.
+    /// When set, the agent's, the preflight's and the tests' limits and the fence wait
+    /// must leave 5m inside it for checkout, push and report.
+    #[arg(long, env = "KIRO_BUILD_TIMEOUT")]
+    pub build_timeout: Option<humantime::Duration>,
     /// The coverage report's format: `auto` (detected from the file's content) or one of
     /// lcov, Cobertura, Istanbul (summary or final), llvm-cov, Clover, coverage.py, Go, JaCoCo.
     #[arg(long, env = "KIRO_COVERAGE_FORMAT", value_enum, default_value = "auto")]
     pub coverage_format: CoverageFormat,
-    /// The coverage report, relative to the checkout (default: the format's usual path;
-    /// for `auto`, the first of those that exists).
+    /// The coverage report, relative to the checkout (default: the first of the format's
+    /// usual paths, for `auto` of every format's, that this test run wrote). Removed
+    /// before the tests run; never committed; missing afterwards: `report-missing`.
     #[arg(long, env = "KIRO_COVERAGE_PATH")]
     pub coverage_path: Option<PathBuf>,
     /// Older name of `KIRO_COVERAGE_PATH` (used when that one is not set).
     #[arg(long, env = "KIRO_LCOV_PATH")]
     pub lcov_path: Option<PathBuf>,
     /// A JUnit XML report the tests write, relative to the checkout (default: none).
+    /// Removed before the tests run; never committed; not written by passing tests:
+    /// `report-missing`.
     #[arg(long, env = "KIRO_JUNIT_PATH")]
     pub junit_path: Option<PathBuf>,
-    /// Minimum line coverage in percent.
+    /// Minimum line coverage in percent (0 to 100).
     #[arg(long, env = "KIRO_COVERAGE_THRESHOLD", default_value_t = 80.0)]
     pub coverage_threshold: f64,
     #[arg(long, env = settings::OUTCOME_FILE, default_value = DEFAULT_OUTCOME_FILE)]
@@ -177,7 +189,8 @@ pub struct Config {
     /// How long a handed-off build waits, before a fenced side effect (run, push, report),
     /// for the next consumer to adopt it: while the job record still names this build
     /// and the lease is between holders, the build is in transit, not lost. At least the
-    /// consumers' lease TTL plus skew plus the time a replacement consumer takes to start.
+    /// consumers' lease TTL plus skew plus the time a replacement consumer takes to start
+    /// (0s to 1h).
     #[arg(long, env = "KIRO_FENCE_WAIT", default_value = "3m")]
     pub fence_wait: humantime::Duration,
     /// Where the lease store lives (the fence check): `embedded` (KIRO_STATE_DIR) or
@@ -385,6 +398,7 @@ mod tests {
         assert_eq!(d.coverage_threshold, 80.0);
         assert_eq!(d.outcome_file, PathBuf::from(DEFAULT_OUTCOME_FILE));
         assert_eq!(d.fence_wait, min(3));
+        assert_eq!(d.build_timeout, None);
         assert_eq!(d.backend, Backend::Embedded);
         assert_eq!(d.forge.forge, Forge::Embedded);
         assert_eq!(d.report_mode, ReportModeArg::Comment);

@@ -1,15 +1,17 @@
 //! `kiro-worker`: the pipeline that runs inside a build for one work item.
 //!
 //! checkout → validate spec and pull request → steering sync → agent preflight (`kiro-cli
-//! whoami`) → agent on the open tasks → tests (+ JUnit counts) → coverage gate (lcov,
-//! Cobertura, Istanbul, llvm-cov) → fence check → commit and push → fence check → report on the pull
-//! request → board status; and, whatever happened, the outcome file that the build
-//! exports for the consumer.
+//! whoami`) → agent on the open tasks → reports cleared → tests (+ JUnit counts) →
+//! coverage gate (lcov, Cobertura, Clover, Istanbul, llvm-cov, coverage.py, Go, JaCoCo;
+//! only reports this run wrote) → fence check → commit (never reports or test artefacts)
+//! and push → fence check → report on the pull request → board status; and, whatever
+//! happened, the outcome file that the build exports for the consumer.
 //!
 //! Invariant: every value that came from the board is re-parsed with the protocol's
 //! newtypes before use; every fenced side effect (push, report, board) happens only
 //! after checking the build's fence is still current; the outcome file is always
-//! written and carries the failure — the process itself exits 0 when it could write it.
+//! written and carries the failure — the process itself exits 0 when it could write it,
+//! except for a bad setting ([`ranges`]), which also exits 2.
 
 pub mod checkout_fs;
 pub mod child_env;
@@ -17,6 +19,7 @@ pub mod config;
 mod fence;
 pub mod outcome_file;
 pub mod pipeline;
+pub mod ranges;
 pub mod steps;
 pub mod tasks;
 pub mod wiring;

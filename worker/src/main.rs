@@ -1,9 +1,11 @@
 //! `kiro-worker` binary: parse the configuration, build the ports, run the pipeline,
 //! write the outcome file.
 //!
-//! Invariant: exits 0 whenever the outcome file was written (the outcome carries any
-//! failure, including a bad configuration or a SIGTERM, which stops the agent and the
-//! tests first); non-zero only when even that failed.
+//! Invariant: the outcome file is written whatever happens (it carries any failure,
+//! including a bad configuration or a SIGTERM, which stops the agent and the tests
+//! first); the process exits 0 when it was written, 2 for a bad setting (one clap cannot
+//! parse, or one outside its range: [`kiro_worker::ranges`], named by flag and variable
+//! on stderr and in the outcome), 1 when even the outcome file could not be written.
 
 use anyhow::Context;
 use clap::Parser;
@@ -25,7 +27,7 @@ fn main() -> ExitCode {
             .with_span_dir(span_dir),
     );
     let code = match real_main() {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("kiro-worker: {e:#}");
             ExitCode::FAILURE
@@ -35,24 +37,37 @@ fn main() -> ExitCode {
     code
 }
 
-fn real_main() -> anyhow::Result<()> {
+/// Exit status of a bad setting.
+const BAD_SETTING: u8 = 2;
+
+/// A bad configuration is still an outcome the consumer must see: write it, then exit 2.
+fn bad_setting(path: &std::path::Path, reason: String) -> anyhow::Result<ExitCode> {
+    let outcome = WorkerOutcome::failure(Failure::new(FailureClass::PermanentInput, reason));
+    outcome_file::write(path, &outcome)
+        .with_context(|| format!("cannot write the outcome file {}", path.display()))?;
+    Ok(ExitCode::from(BAD_SETTING))
+}
+
+fn real_main() -> anyhow::Result<ExitCode> {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) if !e.use_stderr() => e.exit(),
         Err(e) => {
-            // A bad configuration is still an outcome the consumer must see.
             let _ = e.print();
             let path = std::env::var_os(env::OUTCOME_FILE)
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_OUTCOME_FILE));
-            let reason = format!("invalid worker configuration: {}", e.kind());
-            let outcome =
-                WorkerOutcome::failure(Failure::new(FailureClass::PermanentInput, reason));
-            return outcome_file::write(&path, &outcome)
-                .with_context(|| format!("cannot write the outcome file {}", path.display()));
+            return bad_setting(&path, format!("invalid worker configuration: {}", e.kind()));
         }
     };
     let Command::Run(cfg) = cli.command;
+    if let Err(e) = kiro_worker::ranges::check(&cfg) {
+        eprintln!("kiro-worker: {e}");
+        return bad_setting(
+            &cfg.outcome_path(),
+            format!("invalid worker configuration: {e}"),
+        );
+    }
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let outcome = runtime.block_on(async {
         let work = async {
@@ -88,5 +103,5 @@ fn real_main() -> anyhow::Result<()> {
     outcome_file::write(&path, &outcome)
         .with_context(|| format!("cannot write the outcome file {}", path.display()))?;
     tracing::info!(outcome = ?outcome.status, file = %path.display(), "outcome written");
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }

@@ -3,13 +3,15 @@
 //!
 //! Invariants:
 //! - nothing is pushed unless the tests passed, coverage met the threshold and the fence
-//!   was current right before the push;
+//!   was current right before the push; only reports this test run wrote count, and
+//!   reports and test artefacts are never committed ([`gates`]);
 //! - the report and the board are touched only while the fence is current; a run that
 //!   lost its fence touches nothing more;
 //! - on failure the board is left as it is (the consumer decides retry or dead letter),
 //!   but the report shows the failure;
 //! - [`run`] never panics on bad input and always returns an outcome.
 
+use crate::child_env;
 use crate::config::{Config, Inputs};
 use crate::fence::check_fence;
 use crate::outcome_file;
@@ -17,15 +19,15 @@ use crate::steps::report::{self, ReportData};
 use crate::steps::steering::{self, SteeringSource, SyncReport};
 use crate::steps::test_run::TestResult;
 use crate::steps::token::{self, TokenSource};
-use crate::steps::{agent, coverage, git, junit, spec, test_run};
+use crate::steps::{agent, gates, git, spec, test_run};
 use crate::tasks::{self, Progress, Task};
 use crate::wiring::Ports;
-use crate::{checkout_fs, child_env};
 use kiro_protocol::TraceContext;
 use kiro_protocol::{
     CheckReport, Failure, FailureClass, ItemStatus, OutcomeStatus, Report, WorkerOutcome,
 };
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 use tracing::{Instrument, error, info, info_span, instrument, warn};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -141,24 +143,23 @@ async fn steps(
     } else {
         info!("no required task is open: skipping the agent");
     }
-    let tests = tests_step(cfg, &checkout).await?;
-    let failed = tests.failure();
+    // Only what this test run writes counts: no report left by an earlier commit or by
+    // the agent.
+    gates::clear_reports(&checkout, cfg)?;
+    let started = SystemTime::now();
+    let mut tests = tests_step(cfg, &checkout).await?;
+    let run = gates::RunWindow {
+        started,
+        ended: SystemTime::now(),
+    };
+    let no_junit = gates::junit(&checkout, cfg, run, &mut tests);
+    info!(passed = tests.passed, summary = %tests.summary, counts = ?tests.counts, "tests finished");
+    let failed = tests.failure().or(no_junit);
     st.tests = Some(tests);
     if let Some(f) = failed {
         return Err(f);
     }
-    let configured = cfg.coverage_path.as_ref().or(cfg.lcov_path.as_ref());
-    let shown = coverage::report_path(
-        &checkout,
-        configured.map(PathBuf::as_path),
-        cfg.coverage_format,
-    );
-    match coverage::gate(
-        &checkout,
-        &shown,
-        cfg.coverage_format,
-        cfg.coverage_threshold,
-    ) {
+    match gates::coverage(&checkout, cfg, run) {
         Ok(c) => st.coverage = Some(c),
         Err((f, c)) => {
             st.coverage = c;
@@ -326,7 +327,7 @@ async fn tests_step(cfg: &Config, checkout: &Path) -> Result<TestResult, Failure
         .collect();
     let extra = child_env::parse_extra(child_env::TEST_PASS_SETTING, cfg.test_env_pass.as_deref())?;
     let env = child_env::ChildEnv::for_tests(std::env::vars_os(), &extra);
-    let mut r = test_run::run(
+    test_run::run(
         &cfg.test_cmd,
         checkout,
         cfg.test_timeout.into(),
@@ -334,37 +335,7 @@ async fn tests_step(cfg: &Config, checkout: &Path) -> Result<TestResult, Failure
         &secrets,
         &env,
     )
-    .await?;
-    if let Some(rel) = &cfg.junit_path {
-        match checkout_fs::read_confined(checkout, rel, junit::MAX_REPORT_BYTES) {
-            Err(e) if e.is_missing() => warn!(file = %rel.display(), "no JUnit report"),
-            // A report outside the checkout, a FIFO, a device, too large: never read as
-            // "no failures".
-            Err(e) => {
-                r.passed = false;
-                r.summary = format!("the JUnit report {e}");
-            }
-            Ok(text) => match junit::counts(&text) {
-                Err(e @ junit::JunitError::Malformed(_)) => {
-                    warn!(file = %rel.display(), error = %e, "unreadable JUnit report")
-                }
-                // Counts no run produces: never read as "no failures".
-                Err(e @ junit::JunitError::Impossible(_)) => {
-                    r.passed = false;
-                    r.summary = format!("the JUnit report at {} {e}", rel.display());
-                }
-                Ok(c) => {
-                    if c.failed() && r.passed {
-                        r.passed = false;
-                        r.summary = format!("exit code 0, but the JUnit report has {c}");
-                    }
-                    r.counts = Some(c);
-                }
-            },
-        }
-    }
-    info!(passed = r.passed, summary = %r.summary, counts = ?r.counts, "tests finished");
-    Ok(r)
+    .await
 }
 
 #[instrument(skip_all)]
@@ -387,6 +358,8 @@ async fn commit_step(
         ]
         .iter()
         .filter_map(|p| relative_inside(p, checkout))
+        // Reports and test artefacts never reach the branch, `.gitignore` or not.
+        .chain(gates::never_commit(cfg))
         .collect(),
     );
     let dir = checkout.to_owned();

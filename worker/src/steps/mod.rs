@@ -6,6 +6,7 @@
 
 pub mod agent;
 pub mod coverage;
+pub mod gates;
 pub mod git;
 pub mod junit;
 pub mod process;

@@ -4,11 +4,13 @@
 //! the embedded lease store, board and pull-request adapters over a real SQLite file.
 
 mod checkout;
+mod gates;
 mod git_daemon;
 mod handoff;
 mod kiro;
 mod pipeline;
 mod secrets;
+mod settings;
 mod steering;
 
 use kiro_backends::embedded::{EmbeddedBoard, EmbeddedPulls};

@@ -2,8 +2,9 @@
 //!
 //! Invariant: every report named is read (confined to the checkout by
 //! [`crate::checkout_fs`]); a missing one is [`MeasureError::Missing`] naming every path
-//! that is missing, never "no coverage" or a pass; several reports are merged into one
-//! total ([`Report::merge`]).
+//! that is missing, never "no coverage" or a pass (the gate classifies it
+//! `report-missing`, not `coverage-below`); several reports are merged into one total
+//! ([`Report::merge`]).
 
 use super::{CoverageFormat, MAX_REPORT_BYTES, ReadError, Report, parse, pct, total};
 use kiro_protocol::{Failure, FailureClass};
@@ -193,10 +194,26 @@ pub fn gate_all(
     format: CoverageFormat,
     threshold: f64,
 ) -> Result<f64, (Failure, Option<f64>)> {
+    match measure(checkout, shown, format) {
+        Ok(m) => judge(&m, threshold),
+        // A report the tests did not write is not low coverage: its own class.
+        Err(e @ MeasureError::Missing { .. }) => Err((
+            Failure::new(FailureClass::ReportMissing, e.to_string()),
+            None,
+        )),
+        Err(e) => Err((
+            Failure::new(FailureClass::CoverageBelow, e.to_string()),
+            None,
+        )),
+    }
+}
+
+/// The reports measured, against `threshold`: `Ok` with the total, or `coverage-below`
+/// naming the total, the threshold and each report.
+pub fn judge(m: &Measured, threshold: f64) -> Result<f64, (Failure, Option<f64>)> {
     let fail = |reason: String, value: Option<f64>| {
         (Failure::new(FailureClass::CoverageBelow, reason), value)
     };
-    let m = measure(checkout, shown, format).map_err(|e| fail(e.to_string(), None))?;
     tracing::info!(
         coverage = m.percent,
         reports = m.reports.len(),

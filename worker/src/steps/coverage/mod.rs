@@ -132,20 +132,24 @@ impl fmt::Display for CoverageFormat {
     }
 }
 
-/// The report to read: `configured` (relative to the checkout) when given; otherwise the
-/// format's usual path, or for `auto` the first usual path that exists in `checkout`.
-pub fn report_path(checkout: &Path, configured: Option<&Path>, format: CoverageFormat) -> PathBuf {
+/// Where to look for the report, in order: `configured` (relative to the checkout)
+/// alone when given; otherwise the format's usual paths, or for `auto` every format's, in
+/// [`CoverageFormat::CONCRETE`] order. The gate reads the first that this run wrote.
+pub fn search_paths(configured: Option<&Path>, format: CoverageFormat) -> Vec<PathBuf> {
     if let Some(p) = configured {
-        return p.to_owned();
+        return vec![p.to_owned()];
     }
-    if format == CoverageFormat::Auto {
-        for f in CoverageFormat::CONCRETE {
-            if checkout.join(f.default_path()).is_file() {
-                return PathBuf::from(f.default_path());
-            }
+    let formats = match format {
+        CoverageFormat::Auto => CoverageFormat::CONCRETE.to_vec(),
+        f => vec![f],
+    };
+    let mut v: Vec<PathBuf> = Vec::new();
+    for p in formats.iter().flat_map(|f| f.usual_paths()) {
+        if !v.iter().any(|x| x == Path::new(p)) {
+            v.push(PathBuf::from(p));
         }
     }
-    PathBuf::from(format.default_path())
+    v
 }
 
 /// Why a report could not be read.
@@ -287,7 +291,7 @@ pub fn pct(v: f64) -> String {
 pub const MAX_REPORT_BYTES: u64 = 64 * 1024 * 1024;
 
 mod measure;
-pub use measure::{MeasureError, Measured, gate, gate_all, measure};
+pub use measure::{MeasureError, Measured, gate, gate_all, judge, measure};
 
 #[cfg(test)]
 mod real_tests;

@@ -368,3 +368,29 @@ fn several_reports_merge_into_one_total() {
     );
     assert!((v.unwrap() - 44.0 * 100.0 / 60.0).abs() < 1e-9);
 }
+
+/// The projects the reports were made from are inputs, not this project's code: every
+/// file is stored as `.txt`, so no compiler, test runner or check picks up their
+/// failing and skipped tests (see EXPECTED.md).
+#[test]
+fn fixture_sources_are_stored_as_text() {
+    fn walk(dir: &Path, found: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(&p, found);
+            } else {
+                found.push(p);
+            }
+        }
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/coverage/sources");
+    let mut files = Vec::new();
+    walk(&root, &mut files);
+    assert!(files.len() >= 30, "{files:?}");
+    let bare: Vec<_> = files
+        .iter()
+        .filter(|p| p.extension().is_none_or(|e| e != "txt"))
+        .collect();
+    assert!(bare.is_empty(), "stored without .txt: {bare:?}");
+}

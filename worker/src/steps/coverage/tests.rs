@@ -177,26 +177,25 @@ fn clover_is_not_read_as_cobertura() {
 }
 
 #[test]
-fn auto_finds_the_usual_paths() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
+fn the_search_paths_are_the_usual_ones_in_order() {
+    let auto = search_paths(None, CoverageFormat::Auto);
+    assert_eq!(auto[0], Path::new("coverage/lcov.info"));
+    assert_eq!(auto[1], Path::new("lcov.info"));
+    assert_eq!(auto[2], Path::new("coverage.lcov"));
+    let mut all: Vec<&str> = auto.iter().map(|p| p.to_str().unwrap()).collect();
+    all.sort_unstable();
     assert_eq!(
-        report_path(d, None, CoverageFormat::Auto),
-        Path::new("coverage/lcov.info")
-    );
-    std::fs::create_dir_all(d.join("coverage")).unwrap();
-    std::fs::write(d.join("coverage/coverage-summary.json"), "{}").unwrap();
-    assert_eq!(
-        report_path(d, None, CoverageFormat::Auto),
-        Path::new("coverage/coverage-summary.json")
-    );
-    assert_eq!(
-        report_path(d, None, CoverageFormat::LlvmCov),
-        Path::new("coverage/llvm-cov.json")
+        all,
+        known_report_paths(),
+        "auto searches every usual path once"
     );
     assert_eq!(
-        report_path(d, Some(Path::new("x/y.xml")), CoverageFormat::Auto),
-        Path::new("x/y.xml")
+        search_paths(None, CoverageFormat::Go),
+        [Path::new("coverage.out"), Path::new("cover.out")]
+    );
+    assert_eq!(
+        search_paths(Some(Path::new("x/y.xml")), CoverageFormat::Auto),
+        [Path::new("x/y.xml")]
     );
 }
 
@@ -407,7 +406,8 @@ fn gate_messages() {
     let shown = Path::new("coverage/lcov.info");
     let auto = CoverageFormat::Auto;
     let (f, v) = gate(d, shown, auto, 80.0).unwrap_err();
-    assert_eq!(f.class, FailureClass::CoverageBelow);
+    // A missing report is not low coverage.
+    assert_eq!(f.class, FailureClass::ReportMissing);
     assert_eq!(f.reason, "no coverage report at coverage/lcov.info");
     assert_eq!(v, None);
     let (f, _) = gate(d, shown, CoverageFormat::Lcov, 80.0).unwrap_err();

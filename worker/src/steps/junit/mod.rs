@@ -21,6 +21,19 @@ use quick_xml::events::{BytesStart, Event};
 /// The largest JUnit report read, in bytes.
 pub const MAX_REPORT_BYTES: u64 = 64 * 1024 * 1024;
 
+/// Where the usual runners write JUnit reports, relative to the checkout: jest-junit's
+/// default `junit.xml`, the usual `test-results/` name, nextest's default and `ci`
+/// profiles, Surefire's and Gradle's report directories. Cleared before the tests run
+/// and never committed (with the configured path).
+pub const KNOWN_REPORT_PATHS: [&str; 6] = [
+    "junit.xml",
+    "test-results/junit.xml",
+    "target/nextest/default/junit.xml",
+    "target/nextest/ci/junit.xml",
+    "target/surefire-reports",
+    "build/test-results",
+];
+
 /// Why a JUnit report gives no counts.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JunitError {
