@@ -274,7 +274,7 @@ pub struct RunArgs {
     /// Time limit of each build. Unset with KIRO_BUILD_RUNNER=codebuild: the CodeBuild
     /// project's own timeout applies (no override is sent); when set there, it must be
     /// within CodeBuild's 5m to 36h. Unset with the local runner: 60m.
-    #[arg(long, env = "KIRO_BUILD_TIMEOUT", value_parser = humantime::parse_duration)]
+    #[arg(long, env = env::BUILD_TIMEOUT, value_parser = humantime::parse_duration)]
     pub build_timeout: Option<Duration>,
     /// Counted attempts before an item is dead-lettered (1 to 100).
     #[arg(long, env = "KIRO_MAX_ATTEMPTS", default_value_t = 3)]

@@ -6,8 +6,9 @@
 // Invariant: every setting a binary needs on AWS is here, by the exact name the binary reads;
 // secrets are references (ECS `secrets`, CodeBuild `SECRETS_MANAGER` variables), never values;
 // the stack's extra environment comes first so the program's own variables always win (and
-// `RESERVED_ENV` rejects extra variables that would collide); `KIRO_BUILD_TIMEOUT` is never set,
-// so the consumer leaves each build to the CodeBuild project's `buildTimeoutMinutes`.
+// `RESERVED_ENV` rejects extra variables that would collide); the consumer's `KIRO_BUILD_TIMEOUT`
+// is never set, so it leaves each build to the CodeBuild project's `buildTimeoutMinutes`, which the
+// project's environment gives the worker as its `KIRO_BUILD_TIMEOUT`.
 import type * as pulumi from "@pulumi/pulumi";
 import type { StackConfig } from "./config";
 
@@ -113,6 +114,8 @@ export function buildVariables(cfg: StackConfig, refs: Pick<EnvRefs, "tableName"
     KIRO_CLI_URL: cfg.kiroCliUrl ?? "",
     KIRO_BACKEND: "aws",
     KIRO_LEASE_TABLE: refs.tableName,
+    // The worker keeps the agent's and the tests' limits inside the project's timeout.
+    KIRO_BUILD_TIMEOUT: `${cfg.buildTimeoutMinutes}m`,
     ...githubEnv(cfg),
     KIRO_TEST_CMD: cfg.testCommand,
     KIRO_COVERAGE_FORMAT: cfg.coverageFormat,

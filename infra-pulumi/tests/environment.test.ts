@@ -39,7 +39,11 @@ describe("consumer task", () => {
   test("leaves the build timeout to the CodeBuild project: no KIRO_BUILD_TIMEOUT, the project has buildTimeoutMinutes", () => {
     const env = envOf(container("consumer-task", "consumer"));
     assert.equal("KIRO_BUILD_TIMEOUT" in env, false);
-    assert.equal(one(run, "aws:codebuild/project:Project", "worker").inputs.buildTimeout, run.cfg.buildTimeoutMinutes);
+    const project = one(run, "aws:codebuild/project:Project", "worker").inputs;
+    assert.equal(project.buildTimeout, run.cfg.buildTimeoutMinutes);
+    // ... and tells the worker that limit, so it keeps the agent's and the tests' inside it.
+    const vars = (project.environment.environmentVariables as { name: string; value: string }[]);
+    assert.equal(vars.find((v) => v.name === "KIRO_BUILD_TIMEOUT")?.value, `${run.cfg.buildTimeoutMinutes}m`);
   });
 
   test("the stack's extra environment is added, and the program's variables win", () => {

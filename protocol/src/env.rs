@@ -31,5 +31,9 @@ pub const DLQ_URL: &str = "KIRO_DLQ_URL";
 pub const LEASE_TABLE: &str = "KIRO_LEASE_TABLE";
 /// The log format on stderr: `auto`, `text` or `json`.
 pub const LOG_FORMAT: &str = "KIRO_LOG_FORMAT";
+/// The build's time limit: the consumer's setting, and the worker's (which the consumer
+/// writes into each build it starts with a known limit, and the stack into the CodeBuild
+/// project's environment), so the worker can keep its own limits inside it.
+pub const BUILD_TIMEOUT: &str = "KIRO_BUILD_TIMEOUT";
 /// Where the worker writes its outcome (relative to the build directory).
 pub const OUTCOME_FILE: &str = "KIRO_OUTCOME_FILE";

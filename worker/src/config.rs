@@ -117,8 +117,9 @@ pub struct Config {
         default_value = "kiro-cli chat --no-interactive --trust-all-tools"
     )]
     pub agent_cmd: String,
-    /// The agent's time limit; its process group is killed on expiry (1s to 36h).
-    #[arg(long, env = "KIRO_AGENT_TIMEOUT", default_value = "60m")]
+    /// The agent's time limit; its process group is killed on expiry (1s to 36h). With
+    /// the other defaults it leaves a 60m build time to test, push and report.
+    #[arg(long, env = "KIRO_AGENT_TIMEOUT", default_value = "40m")]
     pub agent_timeout: humantime::Duration,
     /// `<agent> whoami` before the agent runs: `auto` (only when the agent is kiro-cli),
     /// `on` or `off`.
@@ -156,13 +157,14 @@ pub struct Config {
     #[arg(long, env = "KIRO_TEST_CMD", default_value = "npm test")]
     pub test_cmd: String,
     /// The test command's time limit (1s to 36h).
-    #[arg(long, env = "KIRO_TEST_TIMEOUT", default_value = "30m")]
+    #[arg(long, env = "KIRO_TEST_TIMEOUT", default_value = "10m")]
     pub test_timeout: humantime::Duration,
-    /// The build's own time limit, when known (1s to 36h): a local build inherits the
-    /// consumer's KIRO_BUILD_TIMEOUT, if set; elsewhere, set it in the build's environment.
-    /// When set, the agent's, the preflight's and the tests' limits and the fence wait
-    /// must leave 5m inside it for checkout, push and report.
-    #[arg(long, env = "KIRO_BUILD_TIMEOUT")]
+    /// The build's own time limit, when known (1s to 36h): the consumer writes it into
+    /// every build whose limit it sets (the local runner's, or an explicit one), and the
+    /// stack into the CodeBuild project's environment. When set, the agent's, the
+    /// preflight's and the tests' limits and the fence wait must leave 5m inside it for
+    /// checkout, push and report (the defaults fit a 60m build).
+    #[arg(long, env = kiro_protocol::env::BUILD_TIMEOUT)]
     pub build_timeout: Option<humantime::Duration>,
     /// The coverage report's format: `auto` (detected from the file's content) or one of
     /// lcov, Cobertura, Istanbul (summary or final), llvm-cov, Clover, coverage.py, Go, JaCoCo.
@@ -388,12 +390,12 @@ mod tests {
             d.agent_cmd,
             "kiro-cli chat --no-interactive --trust-all-tools"
         );
-        assert_eq!(d.agent_timeout, min(60));
+        assert_eq!(d.agent_timeout, min(40));
         assert_eq!(d.agent_preflight, Toggle::Auto);
         assert_eq!(d.agent_preflight_timeout, Duration::from_secs(30).into());
         assert_eq!(d.agent_harness, Harness::V3);
         assert_eq!(d.test_cmd, "npm test");
-        assert_eq!(d.test_timeout, min(30));
+        assert_eq!(d.test_timeout, min(10));
         assert_eq!(d.coverage_format, CoverageFormat::Auto);
         assert_eq!(d.coverage_threshold, 80.0);
         assert_eq!(d.outcome_file, PathBuf::from(DEFAULT_OUTCOME_FILE));

@@ -384,6 +384,13 @@ impl Engine {
         env.insert(build_env::PR.into(), item.pr.0.to_string());
         env.insert(build_env::FENCE.into(), record.fence.to_string());
         env.insert(build_env::ATTEMPT.into(), record.attempts.to_string());
+        if let Some(t) = self.cfg.build_timeout {
+            // The worker keeps its own limits inside the build's.
+            env.insert(
+                kiro_protocol::env::BUILD_TIMEOUT.into(),
+                humantime::format_duration(t).to_string(),
+            );
+        }
         // The worker continues the trace under this consumer's `process` span (or the
         // message's context when no span is recorded).
         let here = otel::inject(&Span::current());

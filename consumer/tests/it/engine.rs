@@ -89,6 +89,12 @@ async fn the_build_gets_the_item_and_the_fence() {
         Some(job.fence.to_string())
     );
     assert_eq!(job.build_id.as_ref(), Some(&b.id));
+    // The worker learns the build's limit, to keep its own inside it.
+    assert_eq!(b.req.timeout, Some(Duration::from_secs(3600)));
+    assert_eq!(
+        b.req.env.get("KIRO_BUILD_TIMEOUT").map(String::as_str),
+        Some("1h")
+    );
 }
 
 #[tokio::test(start_paused = true)]
