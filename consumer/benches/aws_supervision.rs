@@ -108,7 +108,7 @@ fn count_sqs(calls: &Calls, c: &Call) {
 fn count_ddb(calls: &Calls, c: &Call) {
     match c.method {
         "jobs" => {}
-        "renew" => {
+        "renew_session" => {
             Calls::bump(&calls.ddb, 1);
             Calls::bump(&calls.ddb_renew, 1);
         }

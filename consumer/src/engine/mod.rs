@@ -54,6 +54,7 @@ mod dispatch;
 mod drain;
 mod observe;
 mod protection;
+mod session;
 mod settle;
 mod supervise;
 
@@ -230,6 +231,10 @@ pub struct Engine {
     protection: ProtectionState,
     /// How the queue is named in spans (asked once).
     dest: Destination,
+    /// This consumer's session (`session.rs`): every lease it holds lives as long as it.
+    session: Option<session::SessionState>,
+    /// Leases taken and not yet let go of, by project (`session.rs`).
+    leases_taken: std::sync::Mutex<HashMap<String, Lease>>,
 }
 
 impl Engine {
@@ -245,6 +250,8 @@ impl Engine {
             last_settled: HashMap::new(),
             heartbeat: Arc::new(AtomicI64::new(0)),
             protection: ProtectionState::default(),
+            session: None,
+            leases_taken: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -359,6 +366,7 @@ impl Engine {
         self.jobs
             .values()
             .map(|j| j.next_renew.min(j.next_poll))
+            .chain(self.next_beat())
             .min()
             .unwrap_or_else(|| Instant::now() + self.cfg.receive_wait)
     }
@@ -375,12 +383,6 @@ impl Engine {
     async fn release_quietly(&self, d: &Delivery, delay: Duration) {
         if let Err(e) = self.ports.queue.release(&d.receipt, delay).await {
             warn!(error = %e, message = %d.message_id, "cannot give the message back; it returns after its visibility timeout");
-        }
-    }
-
-    async fn give_up_lease(&self, lease: &Lease) {
-        if let Err(e) = self.ports.leases.release(lease).await {
-            debug!(error = %e, "lease release failed; it expires by itself");
         }
     }
 }

@@ -1,17 +1,18 @@
 //! Phase 3, supervise: keep the jobs in flight safe to act on.
 //!
-//! For every job whose renewal is due, renew the lease and extend the message visibility
-//! (one batched call); a confirmed renewal moves the job's monotonic `safe_until`
-//! deadline.
+//! First the session's heartbeat (`session.rs`): one renewal keeps every project lease of
+//! this consumer, and losing the session cancels every job. Then, for every job whose
+//! renewal is due, extend the message visibility (one batched call); a confirmed extension
+//! moves the job's monotonic `safe_until` deadline.
 //!
-//! Invariant: the engine never acts on a job past its `safe_until`: such a job is
-//! cancelled (the engine stops acting on it), and its build is stopped only when its
-//! fence is known lost and the current holder has not adopted the build.
+//! Invariant: the engine never acts on a job past its `safe_until` or its session's: such
+//! a job is cancelled (the engine stops acting on it, and lets its lease go), and its build
+//! is stopped only when its fence is known lost and the current holder has not adopted
+//! the build.
 
 use super::observe::fence_value;
 use super::{ActiveJob, Engine, TickReport};
-use futures::future::join_all;
-use kiro_protocol::{BuildStanding, FailureClass, LeaseError, build_standing};
+use kiro_protocol::{BuildStanding, FailureClass, build_standing};
 use kiro_telemetry::otel::keys;
 use opentelemetry::KeyValue;
 use opentelemetry::trace::Status;
@@ -22,22 +23,23 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// Why a job is cancelled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum CancelReason {
+pub(super) enum CancelReason {
     /// `safe_until` passed without a confirmed renewal; the fence may still be ours.
     Unconfirmed,
     /// The lease or the message is known to belong to someone else now.
     FenceLost,
 }
 
-/// How soon an unconfirmed renewal is tried again. The job has only until `safe_until`
-/// (tens of seconds with the defaults) to get a confirmed renewal, so retries are
-/// frequent; one second bounds them to one renew and one extension per job per second.
+/// How soon an unconfirmed extension is tried again. The job has only until `safe_until`
+/// to get a confirmed one, so retries are frequent; one second bounds them to one
+/// extension per job per second.
 const RENEW_RETRY: Duration = Duration::from_secs(1);
 
 impl Engine {
-    /// Renew the leases and extend the visibility of every job that is due; cancel the
-    /// jobs whose deadline passed without a confirmed renewal.
+    /// Beat the session, extend the visibility of every job that is due; cancel the jobs
+    /// whose deadline passed without a confirmed renewal.
     pub(super) async fn supervise(&mut self, report: &mut TickReport) {
+        self.beat(report).await;
         let now = Instant::now();
         let due = self.projects_where(|j| j.next_renew <= now);
         if !due.is_empty() {
@@ -47,17 +49,11 @@ impl Engine {
                 .filter_map(|k| self.jobs.get(k))
                 .map(|j| j.held.delivery.receipt.clone())
                 .collect();
-            let leases = self.ports.leases.clone();
-            let ttl = self.cfg.lease_ttl;
-            let renewals = join_all(due.iter().filter_map(|k| self.jobs.get(k)).map(|j| {
-                let leases = leases.clone();
-                let lease = j.held.lease.clone();
-                async move { leases.renew(&lease, ttl).await }
-            }));
-            let (renewed, extended) = tokio::join!(
-                renewals,
-                self.ports.queue.extend(&receipts, self.cfg.visibility)
-            );
+            let extended = self
+                .ports
+                .queue
+                .extend(&receipts, self.cfg.visibility)
+                .await;
             let extended: Vec<Option<bool>> = match extended {
                 Ok(v) => v
                     .into_iter()
@@ -73,18 +69,13 @@ impl Engine {
                 }
             };
             let mut fence_lost = Vec::new();
-            for ((key, renewed), extended) in due.iter().zip(renewed).zip(extended) {
+            for (key, extended) in due.iter().zip(extended) {
                 let Some(job) = self.jobs.get_mut(key) else {
                     continue;
                 };
-                match (renewed, extended) {
-                    (Ok(lease), Some(true)) => {
-                        job.held.lease = lease;
-                        let confirmed = self
-                            .cfg
-                            .lease_ttl
-                            .min(self.cfg.visibility)
-                            .saturating_sub(self.cfg.safety_margin);
+                match extended {
+                    Some(true) => {
+                        let confirmed = self.cfg.visibility.saturating_sub(self.cfg.safety_margin);
                         job.safe_until = started + confirmed;
                         job.next_renew = started + self.cfg.renew_every;
                         debug!(project = %key, "heartbeat");
@@ -93,16 +84,10 @@ impl Engine {
                             vec![KeyValue::new(keys::FENCE, fence_value(&job.held.lease))],
                         );
                     }
-                    (Err(LeaseError::FenceLost { .. }), _) | (_, Some(false)) => {
-                        fence_lost.push(key.clone())
-                    }
-                    (Ok(lease), None) => {
-                        job.held.lease = lease;
-                        job.next_renew = Instant::now() + RENEW_RETRY;
-                    }
-                    (Err(e), _) => {
+                    Some(false) => fence_lost.push(key.clone()),
+                    None => {
                         job.held.span.in_scope(
-                            || warn!(project = %key, error = %e, "lease renewal not confirmed"),
+                            || warn!(project = %key, "visibility extension not confirmed"),
                         );
                         job.next_renew = Instant::now() + RENEW_RETRY;
                     }
@@ -117,8 +102,9 @@ impl Engine {
             .await;
     }
 
-    /// Stop acting on the jobs of `projects` (see [`cancel_job`](Self::cancel_job)).
-    async fn cancel_jobs(
+    /// Stop acting on the jobs of `projects` (see [`cancel_job`](Self::cancel_job)); their
+    /// leases are let go of at the next beat.
+    pub(super) async fn cancel_jobs(
         &mut self,
         projects: Vec<String>,
         reason: CancelReason,

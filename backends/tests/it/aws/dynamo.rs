@@ -1,6 +1,6 @@
 //! The `LeaseStore` contract suite against `DynamoLeaseStore` on moto (DynamoDB).
 //!
-//! Real time (moto has no time travel): leases last 2 s, the skew bound is 1 s, and
+//! Real time (moto has no time travel): sessions last 2 s, the skew bound is 1 s, and
 //! `advance` sleeps. Every check gets its own table.
 
 use async_trait::async_trait;

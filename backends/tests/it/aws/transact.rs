@@ -40,7 +40,6 @@ fn lease() -> Lease {
         project: ProjectKey::parse("alpha").unwrap(),
         owner: "owner-a".into(),
         fence: Fence(3),
-        expires_at: Timestamp(NOW + 30_000),
     }
 }
 
