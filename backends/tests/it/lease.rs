@@ -1,5 +1,6 @@
-//! The embedded lease store: the contract suite, restart survival and two processes on
-//! one file.
+//! The embedded lease store: the contract suite, restart survival, two processes on one
+//! file, and the session/fence property over random schedules with clock skew
+//! (`lease_schedule.rs`).
 
 use async_trait::async_trait;
 use kiro_backends::embedded::{EmbeddedDb, SqliteLeaseStore};
@@ -7,6 +8,7 @@ use kiro_backends::testing::contract::lease::{LeaseHarness, job};
 use kiro_protocol::{
     Clock, Fence, ItemId, JobState, LeaseError, LeaseStore, ManualClock, ProjectKey,
 };
+use proptest::prelude::*;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tempfile::TempDir;
@@ -174,4 +176,46 @@ async fn two_processes_race_for_one_project() {
     fences.sort();
     assert_eq!(fences.first(), Some(&Fence(1)));
     assert_eq!(fences.last(), Some(&Fence(30)));
+}
+
+/// The consumers' stores of one schedule: one SQLite file, one store per consumer clock.
+fn embedded_world(dir: &TempDir, offsets: &[u64]) -> lease_schedule::World {
+    let clocks = lease_schedule::clocks(1_000_000, offsets);
+    let stores = clocks
+        .iter()
+        .map(|c| {
+            let db = EmbeddedDb::open_dir(dir.path()).unwrap();
+            let skew = Duration::from_millis(lease_schedule::SKEW_MS);
+            Arc::new(SqliteLeaseStore::new(db, Arc::new(c.clone()), skew).unwrap())
+                as Arc<dyn LeaseStore>
+        })
+        .collect();
+    lease_schedule::World {
+        stores,
+        clocks,
+        prefix: String::new(),
+    }
+}
+
+use super::lease_schedule;
+
+#[tokio::test]
+async fn a_takeover_waits_out_the_skew_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let (offsets, ops) = lease_schedule::skew_window();
+    lease_schedule::run(embedded_world(&dir, &offsets), ops).await;
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    #[test]
+    fn sessions_keep_one_believed_holder_per_project_and_fences_safe(
+        offsets in lease_schedule::offsets(),
+        ops in proptest::collection::vec(lease_schedule::op(), 1..80),
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        rt.block_on(lease_schedule::run(embedded_world(&dir, &offsets), ops));
+    }
 }
