@@ -1,8 +1,10 @@
 //! The consumer engine: the dispatch loop and one supervisor per job.
 //!
-//! [`Engine::tick`] is one deterministic step that tests drive (with tokio's paused time);
-//! each phase has its own file:
-//! 1. **receive** while below `max_jobs` (never while draining), here;
+//! [`Engine::run`] (`run.rs`) is the loop: one long-polling receive at a time on its own
+//! task, always for the full `receive_wait`, while supervision, polling and protection run
+//! on their own deadlines. [`Engine::tick`] is one deterministic step that tests and the
+//! benchmarks drive (with tokio's paused time). Each phase has its own file:
+//! 1. **receive** while below `max_jobs` (never while draining), here and in `run.rs`;
 //! 2. **dispatch** (`dispatch.rs`) each delivery: decode (a bad envelope is dead-lettered
 //!    as permanent input), take the project's lease (contention releases the message
 //!    with a delay and never burns an attempt), read the item's job record and either
@@ -30,7 +32,7 @@
 //! repaired by the next delivery.
 //!
 //! This module holds what the phases share: the configuration, the engine's state and
-//! jobs, the loop, and the helpers every phase uses. A phase file imports only this
+//! jobs, the step, and the helpers every phase uses. A phase file imports only this
 //! module and `observe.rs`, never another phase; the calls across phases go one way:
 //! dispatch settles a delivery that ends before its build runs (`settle.rs`), and drain
 //! gives scale-in protection up (`protection.rs`).
@@ -47,13 +49,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 use tracing::{Span, debug, warn};
 
 mod dispatch;
 mod drain;
 mod observe;
 mod protection;
+mod run;
 mod settle;
 mod supervise;
 
@@ -61,9 +63,6 @@ pub use settle::outcome_of;
 
 /// Most messages one receive asks for (the SQS limit).
 const RECEIVE_BATCH: usize = 10;
-
-/// The shortest long-poll of the run loop (keeps an idle loop from spinning).
-const MIN_WAIT: Duration = Duration::from_millis(50);
 
 /// Tunables of the engine. Defaults suit CodeBuild; the embedded default shortens the
 /// polling interval.
@@ -273,8 +272,9 @@ impl Engine {
         self.jobs.len()
     }
 
-    /// One step: receive, dispatch, supervise, poll. `wait` bounds the receive's long
-    /// poll (zero never waits).
+    /// One step: receive, dispatch, then attend to what is due. `wait` bounds the
+    /// receive's long poll (zero never waits). Tests and the benchmarks drive this;
+    /// [`run`](Self::run) receives on its own task and attends on timers instead.
     pub async fn tick(&mut self, wait: Duration) -> TickReport {
         let mut report = TickReport::default();
         // Fill the free slots: receives of at most 10 (the SQS batch size), the first one
@@ -298,69 +298,33 @@ impl Engine {
             }
             wait = Duration::ZERO;
         }
-        self.supervise(&mut report).await;
-        self.poll(&mut report).await;
-        self.update_protection().await;
+        self.attend(&mut report).await;
         self.stats.totals.add(&report);
-        self.heartbeat
-            .store(self.ports.clock.now().millis(), Ordering::Relaxed);
+        self.beat();
         report
     }
 
-    /// Repeat [`tick`](Self::tick) until `cancel` fires, then hand every job off.
-    /// With [`RunUntil::Idle`], also stop once nothing is in flight here and the queue is
-    /// idle.
-    pub async fn run(&mut self, cancel: CancellationToken, until: RunUntil) -> EngineStats {
-        loop {
-            // Never spin: even when a deadline is due now, a receive waits a little.
-            let wait = self.next_wait().max(MIN_WAIT);
-            tokio::select! {
-                biased;
-                () = cancel.cancelled() => break,
-                r = self.tick(wait) => {
-                    if r != TickReport::default() {
-                        debug!(?r, "tick");
-                    }
-                }
-            }
-            if until == RunUntil::Idle && self.jobs.is_empty() {
-                match self.ports.queue.depth().await {
-                    Ok(d) if d.is_idle() => break,
-                    Ok(_) => {}
-                    Err(e) => warn!(error = %e, "cannot read queue depth"),
-                }
-            }
-            // When no receive can happen (full or draining), sleep until the next deadline.
-            if self.jobs.len() >= self.cfg.max_jobs {
-                let until = self.next_deadline();
-                tokio::select! {
-                    () = cancel.cancelled() => break,
-                    () = tokio::time::sleep_until(until) => {}
-                }
-            }
-        }
-        if cancel.is_cancelled() {
-            self.drain().await;
-        }
-        self.stats.clone()
+    /// Supervise, poll and protect: each acts only on what is due now.
+    async fn attend(&mut self, report: &mut TickReport) {
+        self.supervise(report).await;
+        self.poll(report).await;
+        self.update_protection().await;
     }
 
-    /// How long a receive may wait without making a job miss its deadline.
-    fn next_wait(&self) -> Duration {
-        if self.jobs.is_empty() {
-            return self.cfg.receive_wait;
-        }
-        self.next_deadline()
-            .saturating_duration_since(Instant::now())
-            .min(self.cfg.receive_wait)
+    /// Record that the loop made progress (read by the health check).
+    fn beat(&self) {
+        self.heartbeat
+            .store(self.ports.clock.now().millis(), Ordering::Relaxed);
     }
 
-    fn next_deadline(&self) -> Instant {
+    /// When something next needs attention: a job's renewal, poll or `safe_until`, or
+    /// scale-in protection; `None` when nothing will.
+    fn next_deadline(&self) -> Option<Instant> {
         self.jobs
             .values()
-            .map(|j| j.next_renew.min(j.next_poll))
+            .map(|j| j.next_renew.min(j.next_poll).min(j.safe_until))
+            .chain(self.protection_due())
             .min()
-            .unwrap_or_else(|| Instant::now() + self.cfg.receive_wait)
     }
 
     /// The projects of the jobs matching `f`.
