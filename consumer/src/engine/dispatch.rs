@@ -360,17 +360,18 @@ impl Engine {
     /// lease and its message's visibility confirm, less the safety margin.
     fn active(&self, job: HeldJob, build_id: BuildId) -> ActiveJob {
         let now = Instant::now();
-        let confirmed = (self
-            .cfg
-            .lease_ttl
-            .min(job.delivery.visible_again_at.since(self.ports.clock.now())))
-        .saturating_sub(self.cfg.safety_margin);
+        let visible_for = job.delivery.visible_again_at.since(self.ports.clock.now());
+        let lease_until = now + self.cfg.lease_ttl;
+        let visible_until = now + visible_for;
+        let confirmed = lease_until.min(visible_until);
         ActiveJob {
             held: job,
             build_id,
-            safe_until: now + confirmed,
+            safe_until: confirmed.checked_sub(self.cfg.safety_margin).unwrap_or(now),
+            lease_until,
+            visible_until,
             next_renew: now + self.cfg.renew_every,
-            next_poll: now,
+            extend_retry: None,
         }
     }
 

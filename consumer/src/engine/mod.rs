@@ -10,12 +10,14 @@
 //!    with a delay and never burns an attempt), read the item's job record and either
 //!    settle a redelivered final job, **re-attach** to a build that may be running, or
 //!    record the intent and start a new build;
-//! 3. **supervise** (`supervise.rs`): for every job whose renewal is due, renew the lease
-//!    and extend the message visibility (one batched call); a confirmed renewal moves the
-//!    job's monotonic `safe_until` deadline; a job that passes `safe_until` is cancelled
-//!    (the engine stops acting on it, and stops the build if its fence was lost);
-//! 4. **poll and settle** (`settle.rs`) the builds that are due, in one batched status
-//!    call: ack on success; otherwise the [`RetryPolicy`] decides between a delayed retry
+//! 3. **supervise** (`supervise.rs`): renew the leases that are due; on one beat for the
+//!    consumer (when the receipt with the least visibility left has a third of the
+//!    visibility timeout left), extend EVERY receipt in flight, in batches of 10;
+//!    confirmations move each job's monotonic `safe_until` deadline; a job that passes it
+//!    is cancelled (the engine stops acting on it, and stops the build if its fence was
+//!    lost);
+//! 4. **poll and settle** (`settle.rs`): every `poll_every`, ONE round polls every running
+//!    build (≤ 100 ids per batched status call): ack on success; otherwise the [`RetryPolicy`] decides between a delayed retry
 //!    (the message stays in flight, so the project's order holds) and an explicit dead
 //!    letter with reason, class and attempt history;
 //! 5. **protect** (`protection.rs`): hold scale-in protection while any job is in flight
@@ -166,15 +168,32 @@ struct HeldJob {
     span: Span,
 }
 
-/// A held job whose build runs: supervised (renewed, polled) until it is settled or
-/// handed off.
+/// A held job whose build runs: supervised (renewed, extended, polled) until it is
+/// settled or handed off.
 #[derive(Debug, Clone)]
 struct ActiveJob {
     held: HeldJob,
     build_id: BuildId,
+    /// The earlier of `lease_until` and `visible_until`, less the safety margin.
     safe_until: Instant,
+    /// How long the lease is confirmed held (from the last confirmed renewal's start).
+    lease_until: Instant,
+    /// How long the message is confirmed invisible to others (receive or extension).
+    visible_until: Instant,
+    /// When the lease is renewed next.
     next_renew: Instant,
-    next_poll: Instant,
+    /// After an unconfirmed extension: when it is tried again (outside the beat).
+    extend_retry: Option<Instant>,
+}
+
+impl ActiveJob {
+    /// `safe_until` from the confirmed deadlines (both only move forward).
+    fn refresh_safe_until(&mut self, margin: Duration) {
+        let confirmed = self.lease_until.min(self.visible_until);
+        self.safe_until = self
+            .safe_until
+            .max(confirmed.checked_sub(margin).unwrap_or(confirmed));
+    }
 }
 
 /// What one tick did (counts), for logs, tests and the benchmark.
@@ -229,6 +248,9 @@ pub struct Engine {
     protection: ProtectionState,
     /// How the queue is named in spans (asked once).
     dest: Destination,
+    /// When every running build is polled next (one round, ≤ 100 ids per call); `None`
+    /// until there is a job to poll.
+    next_poll: Option<Instant>,
 }
 
 impl Engine {
@@ -244,6 +266,7 @@ impl Engine {
             last_settled: HashMap::new(),
             heartbeat: Arc::new(AtomicI64::new(0)),
             protection: ProtectionState::default(),
+            next_poll: None,
         }
     }
 
@@ -317,12 +340,15 @@ impl Engine {
             .store(self.ports.clock.now().millis(), Ordering::Relaxed);
     }
 
-    /// When something next needs attention: a job's renewal, poll or `safe_until`, or
-    /// scale-in protection; `None` when nothing will.
+    /// When something next needs attention: a job's renewal, retried extension or
+    /// `safe_until`, the visibility beat, the poll round, or scale-in protection; `None`
+    /// when nothing will.
     fn next_deadline(&self) -> Option<Instant> {
         self.jobs
             .values()
-            .map(|j| j.next_renew.min(j.next_poll).min(j.safe_until))
+            .map(Self::supervision_due)
+            .chain(self.next_beat())
+            .chain(self.next_poll.filter(|_| !self.jobs.is_empty()))
             .chain(self.protection_due())
             .min()
     }

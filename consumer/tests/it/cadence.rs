@@ -175,3 +175,92 @@ async fn a_receive_in_flight_at_shutdown_gives_its_message_back_at_once() {
     );
     assert_eq!(h.runner.starts(), 0);
 }
+
+/// Calls a spy saw, with when.
+type Log = Arc<std::sync::Mutex<Vec<(&'static str, usize, tokio::time::Instant)>>>;
+
+fn logging<P: ?Sized>(inner: Arc<P>, log: &Log) -> Arc<Spy<P>> {
+    let log = log.clone();
+    Arc::new(Spy::new(inner).with_observer(move |c| {
+        log.lock()
+            .unwrap()
+            .push((c.method, c.items, tokio::time::Instant::now()));
+    }))
+}
+
+#[tokio::test(start_paused = true)]
+async fn staggered_jobs_are_extended_on_one_beat_and_polled_in_one_round() {
+    let h = Harness::new();
+    let log = Log::default();
+    let queue = logging(h.queue.clone(), &log);
+    let builds = logging(h.runner.clone(), &log);
+    let cfg = EngineConfig {
+        max_jobs: 32,
+        receive_wait: WAIT,
+        ..Harness::config("c1")
+    };
+    let (visibility, poll_every) = (cfg.visibility, cfg.poll_every);
+    let mut e = engine_on(&h, queue, builds, cfg);
+    let cancel = CancellationToken::new();
+    // 25 items arrive 3 s apart (every job has its own phase), then five minutes pass.
+    let jobs = 25;
+    let t0 = tokio::time::Instant::now();
+    let (stats, ()) = tokio::join!(e.run(cancel.clone(), RunUntil::Shutdown), async {
+        for i in 0..jobs {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            h.send(&format!("I-{i}"), &format!("p{i}")).await;
+        }
+        tokio::time::sleep(Duration::from_secs(300)).await;
+        cancel.cancel();
+    });
+    assert_eq!(stats.totals.started, jobs);
+    assert_eq!(stats.totals.cancelled, 0);
+    // Once every receipt has been through a beat (one visibility timeout after the last
+    // arrival), until the shutdown.
+    let from = t0 + Duration::from_secs(3 * jobs as u64) + visibility;
+    let to = t0 + Duration::from_secs(3 * jobs as u64 + 300);
+    let steady: Vec<_> = log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, _, t)| *t >= from && *t < to)
+        .copied()
+        .collect();
+    let of = |m: &str| -> Vec<(usize, tokio::time::Instant)> {
+        steady
+            .iter()
+            .filter(|(method, _, _)| *method == m)
+            .map(|(_, n, t)| (*n, *t))
+            .collect()
+    };
+    let window = to - from;
+    // Visibility: every beat carries all 25 receipts (⌈25/10⌉ = 3 batch calls on SQS), one
+    // beat per two thirds of the visibility timeout.
+    let beat = visibility * 2 / 3;
+    let extends = of("extend");
+    assert!(
+        extends.iter().all(|(n, _)| *n == jobs),
+        "every extension carries every receipt: {extends:?}"
+    );
+    let beats = (window.as_secs_f64() / beat.as_secs_f64()) as usize;
+    assert!(
+        extends.len().abs_diff(beats) <= 1,
+        "{} beats in {window:?}, expected about {beats}",
+        extends.len()
+    );
+    for w in extends.windows(2) {
+        assert_eq!(w[1].1 - w[0].1, beat, "beats are evenly spaced");
+    }
+    // Build status: one round of all 25 ids per poll interval.
+    let polls = of("status");
+    assert!(
+        polls.iter().all(|(n, _)| *n == jobs),
+        "every round polls every build: {polls:?}"
+    );
+    let rounds = (window.as_secs_f64() / poll_every.as_secs_f64()) as usize;
+    assert!(
+        polls.len().abs_diff(rounds) <= 1,
+        "{} rounds in {window:?}, expected about {rounds}",
+        polls.len()
+    );
+}
