@@ -31,7 +31,7 @@ use kiro_backends::aws::codebuild::CodeBuildRunner;
 use kiro_backends::embedded::{EmbeddedDb, QueueConfig, SqliteLeaseStore, SqliteQueue};
 use kiro_backends::testing::{Call, Spy};
 use kiro_consumer::clock::TokioClock;
-use kiro_consumer::{Engine, EngineConfig, Ports};
+use kiro_consumer::{Engine, EngineConfig, Ports, defaults};
 use kiro_protocol::*;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -250,7 +250,7 @@ async fn run(n: usize, build_minutes: u64) {
             db.clone(),
             clock.clone(),
             QueueConfig {
-                visibility_timeout: Duration::from_secs(300),
+                visibility_timeout: defaults::duration(defaults::VISIBILITY),
                 ..QueueConfig::default()
             },
         )
@@ -264,7 +264,8 @@ async fn run(n: usize, build_minutes: u64) {
     let c = calls.clone();
     let leases = Arc::new(
         Spy::new(Arc::new(
-            SqliteLeaseStore::new(db, clock.clone(), Duration::from_secs(2)).expect("leases"),
+            SqliteLeaseStore::new(db, clock.clone(), defaults::duration(defaults::LEASE_SKEW))
+                .expect("leases"),
         ))
         .with_observer(move |call| count_ddb(&c, call)),
     );

@@ -39,6 +39,7 @@
 //! dispatch settles a delivery that ends before its build runs (`settle.rs`), and drain
 //! gives scale-in protection up (`protection.rs`).
 
+use crate::defaults;
 use crate::policy::RetryPolicy;
 use kiro_protocol::{
     Board, BuildId, BuildRunner, Clock, Delivery, Destination, JobRecord, Lease, LeaseStore,
@@ -66,8 +67,7 @@ pub use settle::outcome_of;
 /// Most messages one receive asks for (the SQS limit).
 const RECEIVE_BATCH: usize = 10;
 
-/// Tunables of the engine. Defaults suit CodeBuild; the embedded default shortens the
-/// polling interval.
+/// Tunables of the engine. The default is `kiro-consumer run`'s ([`crate::defaults`]).
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
     /// This consumer's identity in leases and job records.
@@ -97,19 +97,21 @@ pub struct EngineConfig {
     pub metrics: Option<Arc<dyn Metrics>>,
 }
 
+/// The defaults of `kiro-consumer run` ([`crate::defaults`]), with a fresh owner.
 impl Default for EngineConfig {
     fn default() -> Self {
+        let lease_ttl = defaults::duration(defaults::LEASE_TTL);
         EngineConfig {
             owner: default_owner(),
-            max_jobs: 16,
-            receive_wait: Duration::from_secs(10),
-            lease_ttl: Duration::from_secs(60),
-            visibility: Duration::from_secs(300),
-            renew_every: Duration::from_secs(20),
-            safety_margin: Duration::from_secs(5),
-            poll_every: Duration::from_secs(10),
+            max_jobs: defaults::MAX_JOBS,
+            receive_wait: defaults::duration(defaults::RECEIVE_WAIT),
+            lease_ttl,
+            visibility: defaults::duration(defaults::VISIBILITY),
+            renew_every: defaults::renew_every(lease_ttl),
+            safety_margin: defaults::safety_margin(lease_ttl),
+            poll_every: defaults::duration(defaults::POLL_EVERY),
             build_timeout: None,
-            contention_delay: Duration::from_secs(60),
+            contention_delay: defaults::contention_delay(lease_ttl),
             retry: RetryPolicy::default(),
             build_env: BTreeMap::new(),
             metrics: None,
