@@ -325,7 +325,7 @@ impl Engine {
         }
         self.attend(&mut report).await;
         self.stats.totals.add(&report);
-        self.beat();
+        self.mark_alive();
         report
     }
 
@@ -337,7 +337,7 @@ impl Engine {
     }
 
     /// Record that the loop made progress (read by the health check).
-    fn beat(&self) {
+    fn mark_alive(&self) {
         self.heartbeat
             .store(self.ports.clock.now().millis(), Ordering::Relaxed);
     }
@@ -349,7 +349,7 @@ impl Engine {
         self.jobs
             .values()
             .map(Self::supervision_due)
-            .chain(self.next_beat())
+            .chain(self.next_visibility_beat())
             .chain(self.next_poll.filter(|_| !self.jobs.is_empty()))
             .chain(self.protection_due())
             .min()

@@ -122,7 +122,7 @@ impl Engine {
             debug!(?report, "step");
         }
         self.stats.totals.add(&report);
-        self.beat();
+        self.mark_alive();
     }
 
     async fn queue_idle(&self) -> bool {

@@ -65,7 +65,7 @@ impl Engine {
     }
 
     /// When supervision next has something to do for `job`: its lease renewal, a retried
-    /// extension, or its `safe_until`. (The visibility beat is [`next_beat`](Self::next_beat).)
+    /// extension, or its `safe_until`. (The visibility beat is [`next_visibility_beat`](Self::next_visibility_beat).)
     pub(super) fn supervision_due(job: &ActiveJob) -> Instant {
         let t = job.next_renew.min(job.safe_until);
         job.extend_retry.map_or(t, |r| t.min(r))
@@ -73,7 +73,7 @@ impl Engine {
 
     /// When the visibility beat comes: when the receipt with the least visibility left
     /// (among those not waiting for a retry) has a third of the visibility timeout left.
-    pub(super) fn next_beat(&self) -> Option<Instant> {
+    pub(super) fn next_visibility_beat(&self) -> Option<Instant> {
         let third = self.cfg.visibility / 3;
         self.jobs
             .values()
@@ -140,7 +140,7 @@ impl Engine {
     /// projects whose message is known to be someone else's now.
     async fn extend_visibility(&mut self) -> Vec<String> {
         let now = Instant::now();
-        let beat = self.next_beat().is_some_and(|t| t <= now);
+        let beat = self.next_visibility_beat().is_some_and(|t| t <= now);
         let due = if beat {
             self.projects_where(|_| true)
         } else {
