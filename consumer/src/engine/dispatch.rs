@@ -367,22 +367,22 @@ impl Engine {
         }
     }
 
-    /// Supervise `job`, whose build is `build_id`, from now on: its deadline is what its
-    /// message's visibility confirms, less the safety margin (its lease lives as long as
-    /// the session, whose own deadline covers every job).
+    /// Supervise `job`, whose build is `build_id`, from now on: its deadline is the earlier
+    /// of what its session and its message's visibility confirm, less the safety margin.
     fn active(&self, job: HeldJob, build_id: BuildId) -> ActiveJob {
         let now = Instant::now();
-        let confirmed = job
-            .delivery
-            .visible_again_at
-            .since(self.ports.clock.now())
-            .saturating_sub(self.cfg.safety_margin);
+        let visible_for = job.delivery.visible_again_at.since(self.ports.clock.now());
+        // The lease lives as long as the session: confirmed as far as the session is.
+        let lease_until = self.session_lease_until().unwrap_or(now);
+        let visible_until = now + visible_for;
+        let confirmed = lease_until.min(visible_until);
         ActiveJob {
             held: job,
             build_id,
-            safe_until: now + confirmed,
-            next_renew: now + self.cfg.renew_every,
-            next_poll: now,
+            safe_until: confirmed.checked_sub(self.cfg.safety_margin).unwrap_or(now),
+            lease_until,
+            visible_until,
+            extend_retry: None,
         }
     }
 

@@ -15,12 +15,16 @@
 //!   job (settled, cancelled, or a dispatch that gave up) is released, retried at each beat
 //!   until the store confirms it (released, or already someone else's).
 
+use super::observe::fence_value;
 use super::supervise::CancelReason;
 use super::{Engine, TickReport};
 use kiro_protocol::{FailureClass, Lease, LeaseError, Session};
+use kiro_telemetry::otel::keys;
+use opentelemetry::KeyValue;
 use std::time::Duration;
 use tokio::time::Instant;
 use tracing::{debug, warn};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// How soon an unconfirmed session renewal is tried again (the session has only until
 /// `safe_until`, tens of seconds with the defaults).
@@ -34,9 +38,19 @@ const OPEN_TRIES: usize = 3;
 #[derive(Debug, Clone)]
 pub(super) struct SessionState {
     pub(super) session: Session,
-    /// Past this instant the session may have expired: stop acting on every job.
-    pub(super) safe_until: Instant,
+    /// The last confirmed renewal's (or the open's) start plus the lease TTL: the session
+    /// may expire after this instant. Every job's `lease_until` follows it.
+    pub(super) lease_until: Instant,
     pub(super) next_renew: Instant,
+}
+
+impl SessionState {
+    /// Past this instant, stop acting on every job.
+    fn safe_until(&self, margin: Duration) -> Instant {
+        self.lease_until
+            .checked_sub(margin)
+            .unwrap_or(self.lease_until)
+    }
 }
 
 impl Engine {
@@ -45,8 +59,9 @@ impl Engine {
     /// confirmed now (the store is unreachable, or jobs still wait to be cancelled).
     pub(super) async fn live_session(&mut self) -> Option<Session> {
         let now = Instant::now();
+        let margin = self.cfg.safety_margin;
         if let Some(state) = &self.session {
-            if state.safe_until > now {
+            if state.safe_until(margin) > now {
                 return Some(state.session.clone());
             }
             if !self.jobs.is_empty() {
@@ -78,7 +93,7 @@ impl Engine {
                     debug!(session = %session.id, "session opened");
                     self.session = Some(SessionState {
                         session: session.clone(),
-                        safe_until: started + self.session_confirmed(),
+                        lease_until: started + self.cfg.lease_ttl,
                         next_renew: started + self.cfg.renew_every,
                     });
                     return Some(session);
@@ -99,12 +114,13 @@ impl Engine {
         None
     }
 
-    /// How long a confirmed renewal keeps the session safe to act under.
-    fn session_confirmed(&self) -> Duration {
-        self.cfg.lease_ttl.saturating_sub(self.cfg.safety_margin)
+    /// How far the session's leases are confirmed (`None` without a session).
+    pub(super) fn session_lease_until(&self) -> Option<Instant> {
+        self.session.as_ref().map(|s| s.lease_until)
     }
 
-    /// One renewal of `session`; a confirmed one moves `safe_until` and the next beat.
+    /// One renewal of `session`; a confirmed one moves the session's and every job's
+    /// `lease_until` (so their `safe_until`) and the next beat.
     async fn renew(&mut self, session: &Session) -> Result<(), LeaseError> {
         let started = Instant::now();
         let renewed = self
@@ -112,11 +128,20 @@ impl Engine {
             .leases
             .renew_session(session, self.cfg.lease_ttl)
             .await?;
-        let confirmed = self.session_confirmed();
+        let lease_until = started + self.cfg.lease_ttl;
         if let Some(state) = self.session.as_mut() {
             state.session = renewed;
-            state.safe_until = started + confirmed;
+            state.lease_until = state.lease_until.max(lease_until);
             state.next_renew = started + self.cfg.renew_every;
+        }
+        let margin = self.cfg.safety_margin;
+        for job in self.jobs.values_mut() {
+            job.lease_until = job.lease_until.max(lease_until);
+            job.refresh_safe_until(margin);
+            job.held.span.add_event(
+                "heartbeat",
+                vec![KeyValue::new(keys::FENCE, fence_value(&job.held.lease))],
+            );
         }
         Ok(())
     }
@@ -145,11 +170,12 @@ impl Engine {
                 }
             }
         }
+        let margin = self.cfg.safety_margin;
         if !self.jobs.is_empty()
             && self
                 .session
                 .as_ref()
-                .is_none_or(|s| s.safe_until <= Instant::now())
+                .is_none_or(|s| s.safe_until(margin) <= Instant::now())
         {
             warn!("session not confirmed in time: every job is cancelled");
             self.lose_session(CancelReason::Unconfirmed, report).await;
@@ -169,9 +195,7 @@ impl Engine {
         if self.jobs.is_empty() {
             return None;
         }
-        self.session
-            .as_ref()
-            .map(|s| s.next_renew.min(s.safe_until))
+        self.session.as_ref().map(|s| s.next_renew)
     }
 
     /// Remember a lease taken, until it is let go of.

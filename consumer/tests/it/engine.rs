@@ -321,16 +321,20 @@ async fn an_unconfirmed_renewal_cancels_the_job_at_safe_until() {
     let flaky = Arc::new(FlakyLeases::new(h.leases.clone()));
     h.send("A-1", "alpha").await;
     let mut e = h.engine_with(Harness::config("c1"), flaky.clone());
+    let dispatched = tokio::time::Instant::now();
     e.tick(Duration::ZERO).await;
     *flaky.fail_renew.lock().unwrap() = true;
-    let mut cancelled = 0;
-    // The session's safe_until is 28 s after the last confirmed renewal (at 0 s); the
-    // message, last extended at 20 s, stays invisible until 50 s.
-    for _ in 0..9 {
+    let mut cancelled_at = None;
+    for _ in 0..10 {
         pass(Duration::from_secs(5)).await;
-        cancelled += e.tick(Duration::ZERO).await.cancelled;
+        if e.tick(Duration::ZERO).await.cancelled == 1 {
+            cancelled_at = Some(dispatched.elapsed());
+            break;
+        }
     }
-    assert_eq!(cancelled, 1);
+    // The lease is confirmed for LEASE_TTL (30 s) from the dispatch, less the 2 s margin:
+    // the first tick past 28 s cancels it.
+    assert_eq!(cancelled_at, Some(Duration::from_secs(30)));
     assert_eq!(e.active_count(), 0, "stopped acting");
     assert!(
         h.runner.stopped().is_empty(),
