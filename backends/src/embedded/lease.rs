@@ -13,7 +13,8 @@
 //! - `acquire` succeeds only when there is no row, the row is released (owner NULL), or
 //!   its holder session is not live (ended, or `expires_at + skew <= now`); it bumps the
 //!   fence by one (a new row starts at 1), so fences of a project strictly increase and
-//!   are never reused, and it ends the holder's session in the same transaction;
+//!   are never reused, and it ends the holder's session in the same transaction (writing
+//!   an ended row for a holder that had none);
 //! - `renew_session` succeeds while the session is not ended; `release` and `record`
 //!   require the caller's owner AND fence to match the row; otherwise they fail and change
 //!   nothing. `record` writes the job row and the lease's `current_item` together.
@@ -267,8 +268,14 @@ impl LeaseStore for SqliteLeaseStore {
                         if let Some(holder) = &r.owner {
                             // A takeover: the holder's session expired beyond the skew
                             // bound; end it, so it can never be renewed again.
-                            tx.prepare_cached("UPDATE lease_sessions SET ended = 1 WHERE id = ?1")
-                                .and_then(|mut s| s.execute(params![holder]))?;
+                            // (A holder without a session row gets an ended one, so its id
+                            // is never opened later.)
+                            tx.prepare_cached(
+                                "INSERT INTO lease_sessions (id, expires_at, ended)
+                                 VALUES (?1, ?2, 1)
+                                 ON CONFLICT(id) DO UPDATE SET ended = 1",
+                            )
+                            .and_then(|mut s| s.execute(params![holder, r.expires_at.0]))?;
                         }
                         Fence(r.fence.0.saturating_add(1))
                     }

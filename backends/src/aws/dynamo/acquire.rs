@@ -17,8 +17,7 @@ use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, ConditionCheck, ReturnValue, ReturnValuesOnConditionCheckFailure,
-    TransactWriteItem, Update,
+    AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 use aws_smithy_runtime_api::http::Response as HttpResponse;
 use kiro_protocol::{
@@ -189,8 +188,9 @@ impl DynamoLeaseStore {
     /// The takeover: ONE `TransactWriteItems` — the lease row from `holder` at `fence` to
     /// `session` (fence + 1), and the holder's session ended, conditional on its expiry
     /// being at or before `cutoff` (or it being ended already; with no session row, on
-    /// the row's own expiry and the session row still being absent). `false`: a condition
-    /// failed (the row or the session changed), nothing was written.
+    /// the row's own expiry and the session row still being absent, which is then written
+    /// ended). `false`: a condition failed (the row or the session changed), nothing was
+    /// written.
     async fn take_over(
         &self,
         project: &ProjectKey,
@@ -244,13 +244,21 @@ impl DynamoLeaseStore {
                 .update(build(end.build(), "transaction update")?)
                 .build()
         } else {
-            let absent = ConditionCheck::builder()
+            // No session row: write an ended one in its place (so the id is never opened
+            // later), conditional on it still being absent. An `Update` rather than a
+            // `ConditionCheck`, so the role needs no `dynamodb:ConditionCheckItem`.
+            let tombstone = Update::builder()
                 .table_name(&self.table)
                 .set_key(Some(key_of(holder, SESSION_SK)))
+                .update_expression("SET #x = :x, #t = :t")
                 .condition_expression("attribute_not_exists(#pk)")
-                .expression_attribute_names("#pk", "pk");
+                .expression_attribute_names("#pk", "pk")
+                .expression_attribute_names("#x", "ended")
+                .expression_attribute_names("#t", "expires_ttl")
+                .expression_attribute_values(":x", AttributeValue::Bool(true))
+                .expression_attribute_values(":t", n(cutoff.as_secs() + LEASE_TTL_GRACE_S));
             TransactWriteItem::builder()
-                .condition_check(build(absent.build(), "transaction condition check")?)
+                .update(build(tombstone.build(), "transaction update")?)
                 .build()
         };
         let items = vec![

@@ -329,6 +329,39 @@ pub async fn session_lifecycle(h: &dyn LeaseHarness) {
     assert!(b.fence > a.fence);
 }
 
+/// A lease row whose holder has no session row (written before sessions existed) is
+/// judged by the row's own expiry; taking it over writes that holder an ended session.
+pub async fn a_holder_without_a_session_row_is_judged_by_its_row(h: &dyn LeaseHarness) {
+    let s = h.store().await;
+    let p = project("alpha");
+    let probe = open(&*s, h, "probe").await;
+    let ghost = Session {
+        id: "old-consumer".into(),
+        expires_at: probe.expires_at,
+    };
+    let old = ok(s.acquire(&p, &ghost).await, "acquire without a session row");
+    let sb = open(&*s, h, "owner-b").await;
+    assert_held(
+        s.acquire(&p, &sb).await,
+        &old,
+        &ghost,
+        "acquire before the row expired",
+    );
+    h.advance(h.ttl() + h.skew()).await;
+    let sb = ok(s.renew_session(&sb, h.ttl()).await, "renew b");
+    let b = ok(
+        s.acquire(&p, &sb).await,
+        "takeover after the row's expiry + skew",
+    );
+    assert!(b.fence > old.fence);
+    let tomb = ok(s.session("old-consumer").await, "session").unwrap_or_else(|| panic!("row"));
+    assert!(tomb.ended, "contract: the old holder's id is ended");
+    assert!(
+        s.open_session("old-consumer", h.ttl()).await.is_err(),
+        "contract: the old holder's id is not opened later"
+    );
+}
+
 /// A released lease cannot be released again or recorded under.
 pub async fn released_lease_cannot_be_written(h: &dyn LeaseHarness) {
     let s = h.store().await;

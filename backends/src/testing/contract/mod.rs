@@ -73,6 +73,7 @@ macro_rules! lease_contract {
             release_lets_next_acquire_at_once,
             one_renewal_keeps_every_lease,
             session_lifecycle,
+            a_holder_without_a_session_row_is_judged_by_its_row,
             released_lease_cannot_be_written,
             record_job_jobs_round_trip,
         ]);
@@ -172,7 +173,7 @@ mod tests {
     fn every_check_of_the_lease_suite_is_in_its_macro() {
         crate::lease_contract!(@checks);
         let found = checks_in(include_str!("lease.rs"), "LeaseHarness");
-        assert_eq!(found.len(), 9, "{found:?}");
+        assert_eq!(found.len(), 10, "{found:?}");
         assert_eq!(found, sorted(CHECKS));
     }
 
