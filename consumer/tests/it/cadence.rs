@@ -85,6 +85,8 @@ async fn an_idle_consumer_with_running_jobs_sends_one_receive_per_wait() {
 struct SlowAnswer {
     inner: Arc<SqliteQueue>,
     latency: Duration,
+    /// Every receive fails at once (e.g. a denied permission).
+    failing: bool,
 }
 
 #[async_trait]
@@ -96,6 +98,9 @@ impl WorkQueue for SlowAnswer {
         self.inner.send(msg).await
     }
     async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>, PortError> {
+        if self.failing {
+            return Err(PortError::new(FailureClass::Auth, "access denied"));
+        }
         let got = self.inner.receive(max, wait).await?;
         if !got.is_empty() {
             tokio::time::sleep(self.latency).await;
@@ -151,6 +156,7 @@ async fn a_receive_in_flight_at_shutdown_gives_its_message_back_at_once() {
     let queue = Arc::new(SlowAnswer {
         inner: h.queue.clone(),
         latency: Duration::from_secs(2),
+        failing: false,
     });
     let cfg = EngineConfig {
         receive_wait: WAIT,
@@ -262,5 +268,30 @@ async fn staggered_jobs_are_extended_on_one_beat_and_polled_in_one_round() {
         polls.len().abs_diff(rounds) <= 1,
         "{} rounds in {window:?}, expected about {rounds}",
         polls.len()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_receive_is_tried_again_after_a_pause() {
+    let h = Harness::new();
+    let queue = Arc::new(Spy::new(Arc::new(SlowAnswer {
+        inner: h.queue.clone(),
+        latency: Duration::ZERO,
+        failing: true,
+    })));
+    let cfg = EngineConfig {
+        receive_wait: WAIT,
+        ..Harness::config("c1")
+    };
+    let mut e = engine_on(&h, queue.clone(), h.runner.clone(), cfg);
+    let cancel = CancellationToken::new();
+    tokio::join!(e.run(cancel.clone(), RunUntil::Shutdown), async {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        cancel.cancel();
+    });
+    let receives = queue.calls("receive");
+    assert!(
+        (10..=13).contains(&receives),
+        "{receives} receives in a minute: one every 5 s after a failure"
     );
 }
