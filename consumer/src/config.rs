@@ -256,11 +256,12 @@ pub struct RunArgs {
     /// The buildspec the local build runner executes.
     #[arg(long, env = BUILDSPEC, default_value = "buildspec.yml")]
     pub buildspec: PathBuf,
-    /// Lease time-to-live; renewed every third of it (1s to 1h).
+    /// Time-to-live of the consumer's session, which holds all its project leases; renewed
+    /// every third of it while jobs run (1s to 1h).
     #[arg(long, env = "KIRO_LEASE_TTL", value_parser = humantime::parse_duration, default_value = defaults::LEASE_TTL)]
     pub lease_ttl: Duration,
-    /// Allowed clock skew between consumers: an expired lease is taken only this long after
-    /// expiry (0s up to the lease TTL).
+    /// Allowed clock skew between consumers: a lease of an expired session is taken only
+    /// this long after the session's expiry (0s up to the lease TTL).
     #[arg(long, env = "KIRO_LEASE_SKEW", value_parser = humantime::parse_duration, default_value = defaults::LEASE_SKEW)]
     pub lease_skew: Duration,
     /// Message visibility set on receive and on every extension (at least the lease TTL, at

@@ -15,7 +15,8 @@ use std::time::Duration;
 pub const MAX_JOBS: usize = 16;
 /// `--receive-wait`: the long poll of a receive (SQS's longest).
 pub const RECEIVE_WAIT: &str = "20s";
-/// `--lease-ttl`: the lease's time-to-live (renewed every third of it).
+/// `--lease-ttl`: the time-to-live of the consumer's session, which holds all its leases
+/// (renewed every third of it).
 pub const LEASE_TTL: &str = "60s";
 /// `--lease-skew`: the clock skew allowed between consumers.
 pub const LEASE_SKEW: &str = "2s";
@@ -38,7 +39,7 @@ pub fn duration(default: &str) -> Duration {
     humantime::parse_duration(default).expect("the defaults are durations (tested)")
 }
 
-/// How often a lease is renewed: a third of its TTL.
+/// How often the session is renewed: a third of its TTL.
 pub fn renew_every(lease_ttl: Duration) -> Duration {
     lease_ttl / 3
 }

@@ -77,10 +77,11 @@ pub struct EngineConfig {
     pub max_jobs: usize,
     /// Long-poll wait of a receive when no job needs attention sooner.
     pub receive_wait: Duration,
+    /// Time-to-live of the consumer's session, which holds all its project leases.
     pub lease_ttl: Duration,
     /// Visibility set on every extension.
     pub visibility: Duration,
-    /// How often a job's lease and visibility are renewed.
+    /// How often the session is renewed while jobs run (one write for all their leases).
     pub renew_every: Duration,
     /// `safe_until` is the confirmed deadline minus this margin.
     pub safety_margin: Duration,
