@@ -1,21 +1,30 @@
-//! Benchmark: what it costs one consumer to supervise N in-flight builds on AWS.
+//! Benchmark: what it costs one consumer to supervise N in-flight builds on AWS, under
+//! staggered (Poisson) arrivals and with free slots, with the binary's defaults.
 //!
-//! One engine takes N items of N projects (default 1,000) and supervises their builds
-//! for M minutes of build time (default 30) until every build succeeds, on tokio's paused
-//! clock (virtual time: no real waiting). Build status goes through the real
+//! Work items of distinct projects arrive as a Poisson process whose rate keeps N builds in
+//! flight on average (rate = N / build time, Little's law); each build runs M minutes
+//! (default 30). The real run loop ([`Engine::run`]) takes them, with `max_jobs` = 2N so
+//! slots are always free (the receive loop never stops), and every setting of
+//! `EngineConfig::default` (= `kiro-consumer run`'s defaults, `kiro_consumer::defaults`).
+//! Arrivals run for 2M minutes; the first M minutes ramp up, the second M are measured
+//! (steady state: builds start, run and finish at the same rate); then the arrivals stop,
+//! the builds drain, and the consumer idles for 10 minutes (measured too). Everything runs
+//! on tokio's paused clock (virtual time: no real waiting).
+//!
+//! What is real and what is counted: build status goes through the real
 //! `CodeBuildRunner` on a mocked CodeBuild client (aws-smithy-mocks: every StartBuild and
 //! BatchGetBuilds is a real SDK call, counted at the mock); the queue and leases are the
 //! embedded SQLite adapters behind spies (`kiro_backends::testing::Spy`) whose observers
-//! count the AWS calls the SQS and DynamoDB adapters make for each port call (`extend`
-//! of k receipts = ⌈k/10⌉ ChangeMessageVisibilityBatch; every lease operation = one
-//! DynamoDB call, as in `kiro_backends::aws::{sqs, dynamo}`); scale-in protection is a counting stand-in for
-//! UpdateTaskProtection. Engine settings are the production defaults (lease 60 s renewed
-//! every 20 s, visibility 300 s, status polled every 10 s).
+//! count the AWS calls the SQS and DynamoDB adapters make for each port call (`extend` of
+//! k receipts = ⌈k/10⌉ ChangeMessageVisibilityBatch; each lease operation = one DynamoDB
+//! call, as in `kiro_backends::aws::{sqs, dynamo}`); scale-in protection is a counting
+//! stand-in for UpdateTaskProtection. The producer's sends are not counted.
 //!
-//! Prints the calls per service, AWS API calls per job per minute of build time (steady
-//! state, and overall), the largest number of visibility and BatchGetBuilds calls in one
-//! tick against ⌈n/10⌉ and ⌈n/100⌉, peak RSS (VmHWM) and CPU time. Asserts nothing.
-//! Run: `cargo bench -p kiro-consumer --bench aws_supervision -- [JOBS] [BUILD_MINUTES]`.
+//! Prints, for the measured window: calls per job-minute (job-minutes = the integral of
+//! builds in flight over time) by service and action, receipts per visibility call and ids
+//! per BatchGetBuilds call; calls per consumer-minute while idle; peak RSS (VmHWM) and CPU
+//! time. Asserts nothing.
+//! Run: `cargo bench -p kiro-consumer --bench aws_supervision -- [JOBS] [BUILD_MINUTES] [SEED]`.
 
 #[path = "common/mod.rs"]
 mod common;
@@ -31,13 +40,20 @@ use kiro_backends::aws::codebuild::CodeBuildRunner;
 use kiro_backends::embedded::{EmbeddedDb, QueueConfig, SqliteLeaseStore, SqliteQueue};
 use kiro_backends::testing::{Call, Spy};
 use kiro_consumer::clock::TokioClock;
-use kiro_consumer::{Engine, EngineConfig, Ports};
+use kiro_consumer::{Engine, EngineConfig, Ports, RunUntil, defaults};
 use kiro_protocol::*;
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use rand::{Rng, SeedableRng};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+const SQS: &str = "SQS";
+const DDB: &str = "DynamoDB";
+const CODEBUILD: &str = "CodeBuild";
+const ECS: &str = "ECS";
 
 fn arg(n: usize, default: u64) -> u64 {
     std::env::args()
@@ -48,84 +64,103 @@ fn arg(n: usize, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// AWS API calls, by action.
+/// AWS API calls by (service, action), builds in flight, and the batch sizes.
 #[derive(Debug, Default)]
-struct Calls {
-    sqs_receive: AtomicU64,
-    sqs_visibility_batch: AtomicU64,
-    sqs_delete: AtomicU64,
-    sqs_change_visibility: AtomicU64,
-    sqs_other: AtomicU64,
-    ddb: AtomicU64,
-    ddb_renew: AtomicU64,
-    cb_start: AtomicU64,
-    cb_batch_get: AtomicU64,
-    cb_stop: AtomicU64,
-    ecs_protection: AtomicU64,
+struct Meter {
+    calls: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    /// Builds started and not yet acked.
+    inflight: AtomicI64,
+    /// Receipts carried by visibility extensions, ids by BatchGetBuilds calls.
+    receipts_extended: AtomicU64,
+    ids_polled: AtomicU64,
 }
 
-impl Calls {
-    fn get(c: &AtomicU64) -> u64 {
-        c.load(Ordering::Relaxed)
+type Counts = BTreeMap<(&'static str, &'static str), u64>;
+
+impl Meter {
+    fn bump(&self, service: &'static str, action: &'static str, n: u64) {
+        *self
+            .calls
+            .lock()
+            .expect("lock")
+            .entry((service, action))
+            .or_default() += n;
     }
-    fn bump(c: &AtomicU64, n: u64) {
-        c.fetch_add(n, Ordering::Relaxed);
+    fn bump_ids(&self, n: usize) {
+        self.ids_polled.fetch_add(n as u64, Ordering::Relaxed);
     }
-    fn sqs(&self) -> u64 {
-        Self::get(&self.sqs_receive)
-            + Self::get(&self.sqs_visibility_batch)
-            + Self::get(&self.sqs_delete)
-            + Self::get(&self.sqs_change_visibility)
-            + Self::get(&self.sqs_other)
+    fn snapshot(&self) -> Counts {
+        self.calls.lock().expect("lock").clone()
     }
-    fn codebuild(&self) -> u64 {
-        Self::get(&self.cb_start) + Self::get(&self.cb_batch_get) + Self::get(&self.cb_stop)
-    }
-    fn total(&self) -> u64 {
-        self.sqs() + Self::get(&self.ddb) + self.codebuild() + Self::get(&self.ecs_protection)
-    }
+}
+
+/// The calls of `to` not yet in `from`.
+fn since(from: &Counts, to: &Counts) -> Counts {
+    to.iter()
+        .map(|(k, v)| (*k, v - from.get(k).copied().unwrap_or(0)))
+        .filter(|(_, v)| *v > 0)
+        .collect()
 }
 
 /// The SQS calls the SQS adapter makes for one call of the queue port (`extend` and
-/// `ack_batch` of k receipts: ⌈k/10⌉ batch calls; a dead letter: send and delete). The
-/// dead-letter console's calls and `destination` are no part of supervision.
-fn count_sqs(calls: &Calls, c: &Call) {
+/// `ack_batch` of k receipts: ⌈k/10⌉ batch calls; `release`: one
+/// ChangeMessageVisibilityBatch; a dead letter: send and delete; `depth`: the attributes
+/// of the queue and of its DLQ). `destination` makes no call.
+fn count_sqs(m: &Meter, c: &Call) {
     let batches = c.items.div_ceil(10) as u64;
     match c.method {
-        "send" | "depth" => Calls::bump(&calls.sqs_other, 1),
-        "receive" => Calls::bump(&calls.sqs_receive, 1),
-        "extend" => Calls::bump(&calls.sqs_visibility_batch, batches),
-        "ack" => Calls::bump(&calls.sqs_delete, 1),
-        "ack_batch" => Calls::bump(&calls.sqs_delete, batches),
-        "release" => Calls::bump(&calls.sqs_change_visibility, 1),
-        "dead_letter" => Calls::bump(&calls.sqs_other, 2),
+        "receive" => m.bump(SQS, "ReceiveMessage", 1),
+        "extend" => {
+            m.bump(SQS, "ChangeMessageVisibilityBatch", batches);
+            m.receipts_extended
+                .fetch_add(c.items as u64, Ordering::Relaxed);
+        }
+        "ack" => {
+            m.bump(SQS, "DeleteMessage", 1);
+            m.inflight.fetch_sub(1, Ordering::Relaxed);
+        }
+        "ack_batch" => {
+            m.bump(SQS, "DeleteMessageBatch", batches);
+            m.inflight.fetch_sub(c.items as i64, Ordering::Relaxed);
+        }
+        "release" => m.bump(SQS, "ChangeMessageVisibilityBatch (give back)", 1),
+        "dead_letter" => {
+            m.bump(SQS, "SendMessage (dead letter)", 1);
+            m.bump(SQS, "DeleteMessage", 1);
+        }
+        "depth" => m.bump(SQS, "GetQueueAttributes", 2),
+        "send" => m.bump(SQS, "SendMessage", 1),
         _ => {}
     }
 }
 
-/// One DynamoDB call per call of the lease port (`jobs`, the operators' listing, is no
-/// part of supervision).
-fn count_ddb(calls: &Calls, c: &Call) {
-    match c.method {
-        "jobs" => {}
-        "renew" => {
-            Calls::bump(&calls.ddb, 1);
-            Calls::bump(&calls.ddb_renew, 1);
-        }
-        _ => Calls::bump(&calls.ddb, 1),
-    }
+/// The DynamoDB call of each call of the lease port, as `aws::dynamo` makes it (`jobs`,
+/// the operators' listing, is no part of supervision).
+fn count_ddb(m: &Meter, c: &Call) {
+    let action = match c.method {
+        "open_session" => "PutItem (session open)",
+        "renew_session" => "UpdateItem (session renewal)",
+        "end_session" => "UpdateItem (session end)",
+        "acquire" => "UpdateItem (acquire)",
+        "release" => "UpdateItem (release)",
+        "get" => "GetItem (lease)",
+        "record" => "TransactWriteItems (job record)",
+        "job" => "GetItem (job record)",
+        _ => return,
+    };
+    m.bump(DDB, action, 1);
 }
 
 /// Counts UpdateTaskProtection calls (refresh every hour, like a 2-hour expiry).
 #[derive(Debug)]
 struct CountingProtection {
-    calls: Arc<Calls>,
+    meter: Arc<Meter>,
 }
 
 #[async_trait]
 impl TaskProtection for CountingProtection {
     async fn set(&self, _protected: bool) -> Result<(), PortError> {
-        Calls::bump(&self.calls.ecs_protection, 1);
+        self.meter.bump(ECS, "UpdateTaskProtection", 1);
         Ok(())
     }
     fn refresh_every(&self) -> Option<Duration> {
@@ -134,12 +169,12 @@ impl TaskProtection for CountingProtection {
 }
 
 /// A mocked CodeBuild whose builds succeed `build_time` after they start.
-fn codebuild(calls: Arc<Calls>, build_time: Duration) -> Client {
+fn codebuild(meter: Arc<Meter>, build_time: Duration) -> Client {
     let builds: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let by_token: Arc<Mutex<HashMap<String, String>>> = Arc::default();
-    let (b, c) = (builds.clone(), calls.clone());
+    let (b, c) = (builds.clone(), meter.clone());
     let start = mock!(Client::start_build).then_compute_output(move |input| {
-        Calls::bump(&c.cb_start, 1);
+        c.bump(CODEBUILD, "StartBuild", 1);
         let token = input.idempotency_token().unwrap_or_default().to_owned();
         let mut tokens = by_token.lock().expect("lock");
         let n = tokens.len();
@@ -162,9 +197,10 @@ fn codebuild(calls: Arc<Calls>, build_time: Duration) -> Client {
             .build()
     });
     let success = WorkerOutcome::success().to_vars();
-    let (b, c) = (builds, calls);
+    let (b, c) = (builds, meter);
     let batch = mock!(Client::batch_get_builds).then_compute_output(move |input| {
-        Calls::bump(&c.cb_batch_get, 1);
+        c.bump(CODEBUILD, "BatchGetBuilds", 1);
+        c.bump_ids(input.ids().len());
         let builds = b.lock().expect("lock");
         let now = Instant::now();
         let mut out = BatchGetBuildsOutput::builder();
@@ -228,58 +264,75 @@ fn cpu_seconds() -> (f64, f64) {
 }
 
 fn main() {
-    let jobs = arg(0, 1_000).max(1);
+    let jobs = arg(0, 1_000).max(1) as usize;
     let build_minutes = arg(1, 30).max(1);
+    let seed = arg(2, 1);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .start_paused(true)
         .build()
         .expect("runtime");
-    rt.block_on(run(jobs as usize, build_minutes));
+    rt.block_on(run(jobs, build_minutes, seed));
 }
 
-async fn run(n: usize, build_minutes: u64) {
+/// How long the consumer idles at the end (measured as calls per consumer-minute).
+const IDLE: Duration = Duration::from_secs(600);
+
+async fn run(n: usize, build_minutes: u64, seed: u64) {
     let wall = std::time::Instant::now();
     let (cpu_u0, cpu_s0) = cpu_seconds();
     let dir = tempfile::tempdir().expect("temp dir");
     let db = EmbeddedDb::open_dir(dir.path()).expect("state db");
     let clock = Arc::new(TokioClock::new());
-    let calls = Arc::new(Calls::default());
+    let meter = Arc::new(Meter::default());
+    let cfg = EngineConfig {
+        owner: "bench".into(),
+        max_jobs: 2 * n,
+        ..EngineConfig::default()
+    };
     let sqlite_queue = Arc::new(
         SqliteQueue::new(
             db.clone(),
             clock.clone(),
             QueueConfig {
-                visibility_timeout: Duration::from_secs(300),
+                visibility_timeout: cfg.visibility,
                 ..QueueConfig::default()
             },
         )
         .expect("queue"),
     );
-    for i in 0..n {
-        common::enqueue(&*sqlite_queue, &*clock, i, format!("p{i:05}")).await;
-    }
-    let c = calls.clone();
-    let queue = Arc::new(Spy::new(sqlite_queue).with_observer(move |call| count_sqs(&c, call)));
-    let c = calls.clone();
+    let m = meter.clone();
+    let queue = Arc::new(Spy::new(sqlite_queue.clone()).with_observer(move |c| count_sqs(&m, c)));
+    let m = meter.clone();
     let leases = Arc::new(
         Spy::new(Arc::new(
-            SqliteLeaseStore::new(db, clock.clone(), Duration::from_secs(2)).expect("leases"),
+            SqliteLeaseStore::new(db, clock.clone(), defaults::duration(defaults::LEASE_SKEW))
+                .expect("leases"),
         ))
-        .with_observer(move |call| count_ddb(&c, call)),
+        .with_observer(move |c| count_ddb(&m, c)),
     );
     let build_time = Duration::from_secs(build_minutes * 60);
-    let runner = Arc::new(CodeBuildRunner::from_client(
-        codebuild(calls.clone(), build_time),
-        "kiro-worker",
-    ));
-    let cfg = EngineConfig {
-        owner: "bench".into(),
-        max_jobs: n,
-        receive_wait: Duration::ZERO,
-        ..EngineConfig::default()
-    };
-    let (renew_every, poll_every) = (cfg.renew_every, cfg.poll_every);
+    let m = meter.clone();
+    let runner = Arc::new(
+        Spy::new(Arc::new(CodeBuildRunner::from_client(
+            codebuild(meter.clone(), build_time),
+            "kiro-worker",
+        )))
+        .with_observer(move |c| {
+            if c.method == "start" {
+                m.inflight.fetch_add(1, Ordering::Relaxed);
+            }
+        }),
+    );
+    let settings = format!(
+        "receive wait {:?}, poll every {:?}, lease {:?} renewed every {:?}, visibility {:?}, max jobs {}",
+        cfg.receive_wait,
+        cfg.poll_every,
+        cfg.lease_ttl,
+        cfg.renew_every,
+        cfg.visibility,
+        cfg.max_jobs
+    );
     let mut engine = Engine::new(
         cfg,
         Ports {
@@ -287,105 +340,150 @@ async fn run(n: usize, build_minutes: u64) {
             leases,
             builds: runner,
             board: None,
-            clock,
+            clock: clock.clone(),
             protection: Some(Arc::new(CountingProtection {
-                calls: calls.clone(),
+                meter: meter.clone(),
             })),
         },
     );
 
-    let t0 = Instant::now();
-    let mut ticks = 0u64;
-    let (mut max_vis, mut max_batch, mut max_inflight) = (0u64, 0u64, 0usize);
-    let mut violations = 0u64;
-    let mut after_dispatch = 0u64;
-    let mut before_settle = None;
-    let mut supervising = Duration::ZERO;
-    while engine.stats().totals.succeeded < n {
-        let inflight_before = engine.active_count();
-        let total_before = calls.total();
-        let vis0 = Calls::get(&calls.sqs_visibility_batch);
-        let batch0 = Calls::get(&calls.cb_batch_get);
-        let r = engine.tick(Duration::ZERO).await;
-        ticks += 1;
-        let inflight = inflight_before + r.received;
-        max_inflight = max_inflight.max(inflight);
-        let vis = Calls::get(&calls.sqs_visibility_batch) - vis0;
-        let batch = Calls::get(&calls.cb_batch_get) - batch0;
-        max_vis = max_vis.max(vis);
-        max_batch = max_batch.max(batch);
-        if vis > inflight.div_ceil(10) as u64 || batch > inflight.div_ceil(100) as u64 {
-            violations += 1;
+    // Poisson arrivals at N per build time, for two build times.
+    let rate = n as f64 / build_time.as_secs_f64();
+    let arrivals_end = build_time * 2;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut at = Vec::new();
+    let mut t = 0.0f64;
+    loop {
+        let u: f64 = rng.random_range(f64::MIN_POSITIVE..1.0);
+        t += -u.ln() / rate;
+        if t >= arrivals_end.as_secs_f64() {
+            break;
         }
-        if ticks == 1 {
-            after_dispatch = calls.total();
-        }
-        if r.succeeded > 0 && before_settle.is_none() {
-            // Everything before the tick that settles the first builds is supervision.
-            before_settle = Some(total_before);
-            supervising = t0.elapsed();
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        assert!(
-            t0.elapsed() < build_time * 3,
-            "builds did not finish in three times their build time"
-        );
+        at.push(Duration::from_secs_f64(t));
     }
-    let virtual_time = t0.elapsed();
+    let total = at.len();
+    let t0 = Instant::now();
+    let cancel = CancellationToken::new();
+    let peak_inflight = AtomicI64::new(0);
+    let mut job_seconds = 0u64;
+    let (mut window_start, mut window_end) = (None::<Counts>, None::<Counts>);
+    let mut batch_items = (0u64, 0u64);
+    let (mut idle_from, mut idle_end) = (None::<Counts>, None::<Counts>);
+    let (stats, ()) = tokio::join!(engine.run(cancel.clone(), RunUntil::Shutdown), async {
+        let arrivals = async {
+            for (i, t) in at.iter().enumerate() {
+                tokio::time::sleep_until(t0 + *t).await;
+                common::enqueue(&*sqlite_queue, &*clock, i, format!("p{i:06}")).await;
+            }
+        };
+        // Once a second: the builds in flight (for job-minutes) and the window's marks.
+        let sampler = async {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                let elapsed = t0.elapsed();
+                let inflight = meter.inflight.load(Ordering::Relaxed);
+                peak_inflight.fetch_max(inflight, Ordering::Relaxed);
+                if window_start.is_none() && elapsed >= build_time {
+                    window_start = Some(meter.snapshot());
+                    meter.receipts_extended.store(0, Ordering::Relaxed);
+                    meter.ids_polled.store(0, Ordering::Relaxed);
+                } else if window_start.is_some() && window_end.is_none() {
+                    job_seconds += inflight.max(0) as u64;
+                    if elapsed >= arrivals_end {
+                        window_end = Some(meter.snapshot());
+                        batch_items = (
+                            meter.receipts_extended.load(Ordering::Relaxed),
+                            meter.ids_polled.load(Ordering::Relaxed),
+                        );
+                    }
+                } else if window_end.is_some() && inflight <= 0 {
+                    break;
+                }
+            }
+            // Every build settled: a minute for the last releases, then the idle window.
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            idle_from = Some(meter.snapshot());
+            tokio::time::sleep(IDLE).await;
+            idle_end = Some(meter.snapshot());
+        };
+        tokio::join!(arrivals, sampler);
+        cancel.cancel();
+    });
     let (cpu_u1, cpu_s1) = cpu_seconds();
-    let total = calls.total();
-    let steady = before_settle
-        .unwrap_or(total)
-        .saturating_sub(after_dispatch);
-    let steady_minutes = supervising.as_secs_f64() / 60.0;
-    let job_minutes = n as f64 * build_minutes as f64;
-    let g = Calls::get;
+    let window = since(
+        window_start.as_ref().expect("window"),
+        window_end.as_ref().expect("window"),
+    );
+    let idle = since(
+        idle_from.as_ref().expect("idle"),
+        idle_end.as_ref().expect("idle"),
+    );
+    let job_minutes = job_seconds as f64 / 60.0;
+    let window_minutes = build_time.as_secs_f64() / 60.0;
 
     println!(
-        "jobs {n}, build time {build_minutes} min each (virtual), engine defaults: renew every {} s, poll every {} s",
-        renew_every.as_secs(),
-        poll_every.as_secs()
+        "{n} builds in flight on average (Poisson arrivals, seed {seed}: {total} items over {} min), {build_minutes} min each (virtual); {settings}",
+        arrivals_end.as_secs() / 60
     );
     println!(
-        "virtual run {:.1} min in {ticks} ticks (1 s apart), real time {:.1} s",
-        virtual_time.as_secs_f64() / 60.0,
-        wall.elapsed().as_secs_f64()
+        "virtual run {:.1} min, real time {:.1} s; {} builds started, {} succeeded, {} cancelled; at most {} in flight",
+        t0.elapsed().as_secs_f64() / 60.0,
+        wall.elapsed().as_secs_f64(),
+        stats.totals.started,
+        stats.totals.succeeded,
+        stats.totals.cancelled,
+        peak_inflight.load(Ordering::Relaxed)
     );
     println!(
-        "SQS: {} (ReceiveMessage {}, ChangeMessageVisibilityBatch {}, DeleteMessage(Batch) {}, ChangeMessageVisibility {}, other {})",
-        calls.sqs(),
-        g(&calls.sqs_receive),
-        g(&calls.sqs_visibility_batch),
-        g(&calls.sqs_delete),
-        g(&calls.sqs_change_visibility),
-        g(&calls.sqs_other)
+        "measured window: minutes {build_minutes}–{} (steady state), {job_minutes:.0} job-minutes ({:.0} in flight on average)",
+        2 * build_minutes,
+        job_minutes / window_minutes
     );
+    let mut by_service: BTreeMap<&str, u64> = BTreeMap::new();
+    for ((service, _), v) in &window {
+        *by_service.entry(service).or_default() += v;
+    }
+    let all: u64 = window.values().sum();
+    let row = |service: &str, action: &str, v: u64| {
+        println!(
+            "| {service} | {action} | {v} | {:.4} | {:.2} |",
+            v as f64 / job_minutes,
+            v as f64 / window_minutes
+        );
+    };
+    println!("| service | action | calls | per job-minute | per consumer-minute |");
+    println!("|---|---|---|---|---|");
+    for ((service, action), v) in &window {
+        row(service, action, *v);
+    }
+    for (service, v) in &by_service {
+        row(&format!("**{service}**"), "all", *v);
+    }
+    row("**all**", "", all);
+    let per_call = |items: u64, action: (&'static str, &'static str)| {
+        let calls = window.get(&action).copied().unwrap_or(0) as f64;
+        if calls > 0.0 {
+            items as f64 / calls
+        } else {
+            0.0
+        }
+    };
     println!(
-        "DynamoDB: {} (lease renewals {})",
-        g(&calls.ddb),
-        g(&calls.ddb_renew)
+        "batches in the window: {:.1} receipts per ChangeMessageVisibilityBatch, {:.1} ids per BatchGetBuilds",
+        per_call(batch_items.0, (SQS, "ChangeMessageVisibilityBatch")),
+        per_call(batch_items.1, (CODEBUILD, "BatchGetBuilds"))
     );
+    let idle_minutes = IDLE.as_secs_f64() / 60.0;
+    let idle_all: u64 = idle.values().sum();
     println!(
-        "CodeBuild: {} (StartBuild {}, BatchGetBuilds {}, StopBuild {})",
-        calls.codebuild(),
-        g(&calls.cb_start),
-        g(&calls.cb_batch_get),
-        g(&calls.cb_stop)
-    );
-    println!("ECS UpdateTaskProtection: {}", g(&calls.ecs_protection));
-    println!(
-        "AWS API calls: {total} in all = {:.3} per job per minute of build time",
-        total as f64 / job_minutes
-    );
-    println!(
-        "steady supervision (after the dispatch tick, before the first settle): {steady} calls over {:.1} min = {:.3} per job per minute",
-        steady_minutes,
-        steady as f64 / (n as f64 * steady_minutes.max(1.0 / 60.0))
-    );
-    println!(
-        "per tick at most: {max_vis} visibility calls (bound ⌈{max_inflight}/10⌉ = {}), {max_batch} BatchGetBuilds calls (bound ⌈{max_inflight}/100⌉ = {}); ticks over a bound: {violations}",
-        max_inflight.div_ceil(10),
-        max_inflight.div_ceil(100)
+        "idle (no build in flight, {} min): {idle_all} calls = {:.2} per consumer-minute ({})",
+        IDLE.as_secs() / 60,
+        idle_all as f64 / idle_minutes,
+        idle.iter()
+            .map(|((s, a), v)| format!("{s} {a}: {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     println!(
         "peak RSS (VmHWM) {:.1} MiB, RSS now {:.1} MiB; CPU {:.2} s user + {:.2} s system",

@@ -4,11 +4,11 @@
 //! is configured by a terminal, by the quick start and by an ECS task definition. The
 //! settings every binary shares (state directory, backend, log format, AWS) are
 //! `kiro_runtime`'s. Invariant: each default is stated once (a clap default, or a constant
-//! clap shows); [`Config::new`] checks every setting before anything is wired, and
+//! of [`kiro_consumer::defaults`] that clap shows and the engine's own default uses); [`Config::new`] checks every setting before anything is wired, and
 //! [`Config::engine`] is the only place the engine's configuration is derived.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use kiro_consumer::{EngineConfig, RetryPolicy};
+use kiro_consumer::{EngineConfig, RetryPolicy, defaults};
 use kiro_protocol::ids::ProjectKey;
 use kiro_protocol::{FailureClass, env};
 pub use kiro_runtime::Backend;
@@ -249,7 +249,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub until_idle: bool,
     /// Jobs in flight at most (1 to 5000).
-    #[arg(long, env = "KIRO_MAX_JOBS", default_value_t = 16)]
+    #[arg(long, env = "KIRO_MAX_JOBS", default_value_t = defaults::MAX_JOBS)]
     pub max_jobs: usize,
     /// Board file of the embedded board (dead-lettered items are marked failed there).
     #[arg(long, env = env::BOARD_FILE)]
@@ -257,11 +257,12 @@ pub struct RunArgs {
     /// The buildspec the local build runner executes.
     #[arg(long, env = BUILDSPEC, default_value = "buildspec.yml")]
     pub buildspec: PathBuf,
-    /// Lease time-to-live; renewed every third of it (1s to 1h).
-    #[arg(long, env = "KIRO_LEASE_TTL", value_parser = humantime::parse_duration, default_value = "60s")]
+    /// Time-to-live of the consumer's session, which holds all its project leases; renewed
+    /// every third of it while jobs run (1s to 1h).
+    #[arg(long, env = "KIRO_LEASE_TTL", value_parser = humantime::parse_duration, default_value = defaults::LEASE_TTL)]
     pub lease_ttl: Duration,
-    /// Allowed clock skew between consumers: an expired lease is taken only this long after
-    /// expiry (0s up to the lease TTL).
+    /// Allowed clock skew between consumers: a lease of an expired session is taken only
+    /// this long after the session's expiry (0s up to the lease TTL).
     #[arg(long, env = "KIRO_LEASE_SKEW", value_parser = humantime::parse_duration, default_value = defaults::LEASE_SKEW)]
     pub lease_skew: Duration,
     /// Message visibility set on receive and on every extension (at least the lease TTL, at
@@ -269,7 +270,7 @@ pub struct RunArgs {
     #[arg(long, env = "KIRO_VISIBILITY", value_parser = humantime::parse_duration, default_value = defaults::VISIBILITY)]
     pub visibility: Duration,
     /// How often running builds are polled (100ms to 10m).
-    #[arg(long, env = "KIRO_POLL_EVERY", value_parser = humantime::parse_duration, default_value = "2s")]
+    #[arg(long, env = "KIRO_POLL_EVERY", value_parser = humantime::parse_duration, default_value = defaults::POLL_EVERY)]
     pub poll_every: Duration,
     /// Time limit of each build. Unset with KIRO_BUILD_RUNNER=codebuild: the CodeBuild
     /// project's own timeout applies (no override is sent); when set there, it must be
@@ -277,29 +278,21 @@ pub struct RunArgs {
     #[arg(long, env = env::BUILD_TIMEOUT, value_parser = humantime::parse_duration)]
     pub build_timeout: Option<Duration>,
     /// Counted attempts before an item is dead-lettered (1 to 100).
-    #[arg(long, env = "KIRO_MAX_ATTEMPTS", default_value_t = 3)]
+    #[arg(long, env = "KIRO_MAX_ATTEMPTS", default_value_t = defaults::MAX_ATTEMPTS)]
     pub max_attempts: u32,
     /// First retry delay, doubling each attempt with jitter (100ms up to --retry-max).
-    #[arg(long, env = "KIRO_RETRY_BASE", value_parser = humantime::parse_duration, default_value = "30s")]
+    #[arg(long, env = "KIRO_RETRY_BASE", value_parser = humantime::parse_duration, default_value = defaults::RETRY_BASE)]
     pub retry_base: Duration,
     /// Longest retry delay (at most 12h: a retry is a visibility delay on the message).
-    #[arg(long, env = "KIRO_RETRY_MAX", value_parser = humantime::parse_duration, default_value = "15m")]
+    #[arg(long, env = "KIRO_RETRY_MAX", value_parser = humantime::parse_duration, default_value = defaults::RETRY_MAX)]
     pub retry_max: Duration,
     /// Where the loop's heartbeat is written for `kiro-consumer health`.
     #[arg(long, env = "KIRO_HEALTH_FILE", default_value = DEFAULT_HEALTH_FILE)]
     pub health_file: PathBuf,
-    /// Long-poll wait of a receive (0s to SQS's 20s).
-    #[arg(long, env = "KIRO_RECEIVE_WAIT", value_parser = humantime::parse_duration, default_value = "2s")]
+    /// Long-poll wait of a receive (0s to SQS's 20s). The run loop never shortens it:
+    /// supervision and polling run beside a receive in flight.
+    #[arg(long, env = "KIRO_RECEIVE_WAIT", value_parser = humantime::parse_duration, default_value = defaults::RECEIVE_WAIT)]
     pub receive_wait: Duration,
-}
-
-/// The defaults of `run`'s settings that the operator commands wire with too (clap shows
-/// and parses these; [`Timing::default`] is the same values).
-pub mod defaults {
-    /// `--visibility`.
-    pub const VISIBILITY: &str = "5m";
-    /// `--lease-skew`.
-    pub const LEASE_SKEW: &str = "2s";
 }
 
 /// The queue's visibility and the leases' allowed skew: every command wires the queue and
@@ -310,12 +303,12 @@ pub struct Timing {
     pub lease_skew: Duration,
 }
 
+/// `run`'s defaults ([`defaults`]), which the operator commands wire with.
 impl Default for Timing {
     fn default() -> Self {
-        let parse = |d| humantime::parse_duration(d).expect("the defaults parse (tested)");
         Timing {
-            visibility: parse(defaults::VISIBILITY),
-            lease_skew: parse(defaults::LEASE_SKEW),
+            visibility: defaults::duration(defaults::VISIBILITY),
+            lease_skew: defaults::duration(defaults::LEASE_SKEW),
         }
     }
 }
@@ -382,9 +375,9 @@ impl Config {
         })
     }
 
-    /// The engine's configuration: these settings, the lease renewal (a third of the TTL)
-    /// and safety margin (a tenth, at least 200 ms) derived from the lease TTL, `build_env`
-    /// for every build and the `metrics` sink.
+    /// The engine's configuration: these settings, the lease renewal, safety margin and
+    /// contention delay derived from the lease TTL as [`defaults`] derives them,
+    /// `build_env` for every build and the `metrics` sink.
     pub fn engine(
         &self,
         build_env: BTreeMap<String, String>,
@@ -395,11 +388,11 @@ impl Config {
             receive_wait: self.receive_wait,
             lease_ttl: self.lease_ttl,
             visibility: self.timing.visibility,
-            renew_every: self.lease_ttl / 3,
-            safety_margin: (self.lease_ttl / 10).max(Duration::from_millis(200)),
+            renew_every: defaults::renew_every(self.lease_ttl),
+            safety_margin: defaults::safety_margin(self.lease_ttl),
             poll_every: self.poll_every,
             build_timeout: self.build_timeout,
-            contention_delay: self.lease_ttl,
+            contention_delay: defaults::contention_delay(self.lease_ttl),
             retry: self.retry.clone(),
             build_env,
             metrics,
@@ -537,6 +530,34 @@ mod tests {
         assert_eq!(engine.visibility, Duration::from_secs(300));
         assert_eq!(engine.build_timeout, Some(LOCAL_BUILD_TIMEOUT));
         assert_eq!(engine.retry.max_attempts, 3);
+        assert_eq!(engine.receive_wait, Duration::from_secs(20));
+        assert_eq!(engine.poll_every, Duration::from_secs(10));
+        // The engine's own default (what the benchmarks run) is the binary's.
+        let own = EngineConfig::default();
+        assert_eq!(
+            (
+                own.max_jobs,
+                own.receive_wait,
+                own.lease_ttl,
+                own.visibility,
+                own.renew_every,
+                own.safety_margin,
+                own.poll_every,
+                own.contention_delay,
+                own.retry,
+            ),
+            (
+                engine.max_jobs,
+                engine.receive_wait,
+                engine.lease_ttl,
+                engine.visibility,
+                engine.renew_every,
+                engine.safety_margin,
+                engine.poll_every,
+                engine.contention_delay,
+                engine.retry,
+            )
+        );
         Cli::command().debug_assert();
     }
 

@@ -1,6 +1,7 @@
 //! kiro-consumer: the engine that turns queued work items into builds, and the operator
 //! commands around it.
 //!
+//! - [`defaults`]: the defaults of `kiro-consumer run` and of the engine, stated once;
 //! - [`engine`]: dispatch loop, per-job supervision, settle (ack / retry / dead-letter),
 //!   re-attach and handoff;
 //! - [`policy`]: the retry policy (the only place that decides retry vs dead-letter);
@@ -12,6 +13,7 @@
 //! `kiro-protocol`; backends are chosen in the binary's `wiring` module.
 
 pub mod clock;
+pub mod defaults;
 pub mod engine;
 pub mod ops;
 pub mod policy;

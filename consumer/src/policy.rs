@@ -6,6 +6,7 @@
 //! retryable one is retried with exponential backoff and full jitter (from `backon`)
 //! until the budget is spent.
 
+use crate::defaults;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use kiro_protocol::Failure;
 use std::time::Duration;
@@ -19,7 +20,7 @@ pub enum Decision {
     DeadLetter { reason: String },
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryPolicy {
     /// Attempts (builds that count) before an item is dead-lettered.
     pub max_attempts: u32,
@@ -30,9 +31,9 @@ pub struct RetryPolicy {
 impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy {
-            max_attempts: 3,
-            base_delay: Duration::from_secs(30),
-            max_delay: Duration::from_secs(15 * 60),
+            max_attempts: defaults::MAX_ATTEMPTS,
+            base_delay: defaults::duration(defaults::RETRY_BASE),
+            max_delay: defaults::duration(defaults::RETRY_MAX),
         }
     }
 }

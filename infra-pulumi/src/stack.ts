@@ -92,6 +92,8 @@ export function createStack(cfg: StackConfig, opts: { buildspecText?: string } =
     contentBasedDeduplication: false,
     deduplicationScope: "messageGroup",
     fifoThroughputLimit: "perMessageGroupId",
+    // The consumer's defaults (consumer/src/defaults.rs: VISIBILITY, RECEIVE_WAIT), which it
+    // also sends with every receive; tests/seams.test.ts holds them equal.
     visibilityTimeoutSeconds: 300,
     receiveWaitTimeSeconds: 20,
     messageRetentionSeconds: 14 * 24 * 3600,

@@ -4,7 +4,9 @@
 // The names a binary reads are collected from its Rust sources (clap `env = "…"` or
 // `env = env::CONST` resolved through the named constants, the kiro-runtime argument structs it
 // flattens, `std::env::var("…")`, the GitHub settings' names, the telemetry crate's OTEL_* names)
-// and, for the build, from buildspec.yml's shell.
+// and, for the build, from buildspec.yml's shell. The stack also runs the consumer with the
+// consumer's own defaults (consumer/src/defaults.rs): its queue's visibility timeout and receive
+// wait, its task's job count, and no override of the engine's timing.
 import { before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
@@ -157,5 +159,39 @@ describe("the stack's settings accept exactly what the worker accepts", () => {
     const variants = [...body.matchAll(/^\s{4}([A-Z]\w*),?$/gm)].map((m) => m[1].replace(/([a-z0-9])([A-Z])/g, "$1-$2").toLowerCase());
     assert.ok(variants.length >= 5, `variants read: ${variants}`);
     assert.deepEqual([...COVERAGE_FORMATS], variants);
+  });
+});
+
+/** The consumer's defaults (consumer/src/defaults.rs: `pub const NAME: type = value;`). */
+function consumerDefaults(): Map<string, string> {
+  const text = source("consumer/src/defaults.rs");
+  return new Map([...text.matchAll(/pub const ([A-Z_]+): [^=]+= "?([^";]+)"?;/g)].map((m) => [m[1], m[2]]));
+}
+
+/** Seconds of a humantime default as the defaults file writes them ("20s", "5m", "1h"). */
+function seconds(d: string | undefined): number {
+  const m = /^(\d+)(s|m|h)$/.exec(d ?? "");
+  assert.ok(m, `not a whole duration: ${d}`);
+  return Number(m[1]) * { s: 1, m: 60, h: 3600 }[m[2] as "s" | "m" | "h"];
+}
+
+describe("the stack runs the consumer with the consumer's own defaults", () => {
+  const defaults = consumerDefaults();
+
+  test("the collection reads the defaults file", () => {
+    for (const n of ["MAX_JOBS", "RECEIVE_WAIT", "VISIBILITY", "POLL_EVERY", "LEASE_TTL"]) assert.ok(defaults.has(n), n);
+  });
+
+  test("the work queue's visibility timeout and receive wait are the consumer's", () => {
+    const q = one(run, "aws:sqs/queue:Queue", "queue").inputs;
+    assert.equal(q.visibilityTimeoutSeconds, seconds(defaults.get("VISIBILITY")));
+    assert.equal(q.receiveWaitTimeSeconds, seconds(defaults.get("RECEIVE_WAIT")));
+  });
+
+  test("the task's job count defaults to the consumer's, and the engine's timing is left to the binary", () => {
+    const env = new Map<string, string>(container("consumer-task", "consumer").environment.map((e: Any) => [e.name, e.value]));
+    assert.equal(env.get("KIRO_MAX_JOBS"), defaults.get("MAX_JOBS"));
+    const timing = ["KIRO_RECEIVE_WAIT", "KIRO_POLL_EVERY", "KIRO_LEASE_TTL", "KIRO_LEASE_SKEW", "KIRO_VISIBILITY"];
+    assert.deepEqual(timing.filter((n) => env.has(n)), [], "the stack overrides the binary's defaults");
   });
 });

@@ -1,25 +1,28 @@
-//! The embedded lease store: per-project leases with fencing tokens, and job records,
-//! in SQLite.
+//! The embedded lease store: consumer sessions, per-project leases held by a session
+//! with fencing tokens, and job records, in SQLite.
 //!
-//! Owns the tables `lease_rows` (one row per project: owner, fence, expiry, current
-//! item) and `lease_jobs` (one [`JobRecord`] per (project, item), as JSON plus indexed
-//! columns).
+//! Owns the tables `lease_sessions` (one row per session: expiry, ended), `lease_rows`
+//! (one row per project: holding session, fence, current item; `expires_at` keeps the
+//! holder session's expiry at the acquire, read only for a holder without a session row)
+//! and `lease_jobs` (one [`JobRecord`] per (project, item), as JSON plus indexed columns).
 //!
 //! Invariants:
 //! - every operation is one `BEGIN IMMEDIATE` transaction, so the read-check-write of
-//!   an acquire or a fenced write is atomic even across processes sharing the file;
+//!   an acquire (project row AND holder session) or a fenced write is atomic even across
+//!   processes sharing the file;
 //! - `acquire` succeeds only when there is no row, the row is released (owner NULL), or
-//!   `expires_at + skew <= now`; it bumps the fence by one (a new row starts at 1), so
-//!   fences of a project strictly increase and are never reused;
-//! - `renew`, `release` and `record` require the caller's owner AND fence to match the
-//!   row (a renew after expiry is allowed while nobody re-acquired); otherwise they fail
-//!   with `FenceLost` and change nothing. `record` writes the job row and the lease's
-//!   `current_item` together.
+//!   its holder session is not live (ended, or `expires_at + skew <= now`); it bumps the
+//!   fence by one (a new row starts at 1), so fences of a project strictly increase and
+//!   are never reused, and it ends the holder's session in the same transaction (writing
+//!   an ended row for a holder that had none);
+//! - `renew_session` succeeds while the session is not ended; `release` and `record`
+//!   require the caller's owner AND fence to match the row; otherwise they fail and change
+//!   nothing. `record` writes the job row and the lease's `current_item` together.
 
 use async_trait::async_trait;
 use kiro_protocol::{
     Clock, Fence, ItemId, JobRecord, Lease, LeaseError, LeaseStore, LeaseView, PortError,
-    ProjectKey, Timestamp,
+    ProjectKey, Session, SessionView, Timestamp,
 };
 use kiro_statedb::{DbError, EmbeddedDb};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
@@ -28,6 +31,11 @@ use std::time::Duration;
 use tracing::instrument;
 
 const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS lease_sessions (
+    id         TEXT PRIMARY KEY,
+    expires_at INTEGER NOT NULL,
+    ended      INTEGER NOT NULL DEFAULT 0
+);
 CREATE TABLE IF NOT EXISTS lease_rows (
     project      TEXT PRIMARY KEY,
     owner        TEXT,
@@ -59,8 +67,8 @@ pub struct SqliteLeaseStore {
 }
 
 impl SqliteLeaseStore {
-    /// Create the lease tables if needed. `skew` is the clock-skew bound: an expired
-    /// lease can be taken only `skew` after its expiry.
+    /// Create the lease tables if needed. `skew` is the clock-skew bound: a lease can be
+    /// taken from an expired session only `skew` after the session's expiry.
     pub fn new(db: EmbeddedDb, clock: Arc<dyn Clock>, skew: Duration) -> Result<Self, PortError> {
         db.migrate(SCHEMA)?;
         Ok(SqliteLeaseStore { db, clock, skew })
@@ -121,6 +129,46 @@ fn check_current(c: &Connection, lease: &Lease) -> Result<(), LeaseError> {
     }
 }
 
+fn read_session(c: &Connection, id: &str) -> Result<Option<SessionView>, DbError> {
+    c.prepare_cached("SELECT expires_at, ended FROM lease_sessions WHERE id = ?1")
+        .and_then(|mut s| {
+            s.query_row(params![id], |r| {
+                Ok(SessionView {
+                    id: id.to_owned(),
+                    expires_at: Timestamp(r.get(0)?),
+                    ended: r.get::<_, i64>(1)? != 0,
+                })
+            })
+            .optional()
+        })
+        .map_err(DbError::from)
+}
+
+/// The expiry of the session holding `row`, when it is live at `now` (`None`: the lease
+/// can be taken). A holder without a session row is judged by the row's own expiry.
+fn live_holder(
+    c: &Connection,
+    row: &Row,
+    now: Timestamp,
+    skew: Duration,
+) -> Result<Option<(String, Timestamp)>, DbError> {
+    let Some(holder) = &row.owner else {
+        return Ok(None);
+    };
+    let expires_at = match read_session(c, holder)? {
+        Some(s) if s.ended => return Ok(None),
+        Some(s) => s.expires_at,
+        None => row.expires_at,
+    };
+    Ok((expires_at.plus(skew) > now).then(|| (holder.clone(), expires_at)))
+}
+
+fn session_lost(session: &Session) -> LeaseError {
+    LeaseError::SessionLost {
+        session: session.id.clone(),
+    }
+}
+
 fn decode_record(raw: &str) -> Result<JobRecord, PortError> {
     serde_json::from_str(raw)
         .map_err(|e| PortError::internal(format!("unreadable job record: {e}")))
@@ -128,35 +176,109 @@ fn decode_record(raw: &str) -> Result<JobRecord, PortError> {
 
 #[async_trait]
 impl LeaseStore for SqliteLeaseStore {
-    #[instrument(skip_all, fields(project = %project, owner))]
-    async fn acquire(
-        &self,
-        project: &ProjectKey,
-        owner: &str,
-        ttl: Duration,
-    ) -> Result<Lease, LeaseError> {
+    #[instrument(skip_all, fields(session = %id))]
+    async fn open_session(&self, id: &str, ttl: Duration) -> Result<Session, LeaseError> {
+        let session = Session {
+            id: id.to_owned(),
+            expires_at: self.clock.now().plus(ttl),
+        };
+        self.db
+            .call(move |c| {
+                let tx = immediate(c)?;
+                if read_session(&tx, &session.id)?.is_some() {
+                    return Ok(Err(LeaseError::Port(PortError::input(format!(
+                        "session id {} was already used",
+                        session.id
+                    )))));
+                }
+                tx.prepare_cached(
+                    "INSERT INTO lease_sessions (id, expires_at, ended) VALUES (?1, ?2, 0)",
+                )
+                .and_then(|mut s| s.execute(params![session.id, session.expires_at.0]))?;
+                tx.commit()?;
+                Ok(Ok(session))
+            })
+            .await?
+    }
+
+    #[instrument(skip_all, fields(session = %session.id))]
+    async fn renew_session(&self, session: &Session, ttl: Duration) -> Result<Session, LeaseError> {
+        let renewed = Session {
+            id: session.id.clone(),
+            expires_at: self.clock.now().plus(ttl),
+        };
+        self.db
+            .call(move |c| {
+                let tx = immediate(c)?;
+                match read_session(&tx, &renewed.id)? {
+                    Some(s) if !s.ended => {}
+                    _ => return Ok(Err(session_lost(&renewed))),
+                }
+                tx.prepare_cached("UPDATE lease_sessions SET expires_at = ?2 WHERE id = ?1")
+                    .and_then(|mut s| s.execute(params![renewed.id, renewed.expires_at.0]))?;
+                tx.commit()?;
+                Ok(Ok(renewed))
+            })
+            .await?
+    }
+
+    #[instrument(skip_all, fields(session = %session.id))]
+    async fn end_session(&self, session: &Session) -> Result<(), LeaseError> {
+        let session = session.clone();
+        self.db
+            .call(move |c| {
+                let tx = immediate(c)?;
+                if read_session(&tx, &session.id)?.is_none() {
+                    return Ok(Err(session_lost(&session)));
+                }
+                tx.prepare_cached("UPDATE lease_sessions SET ended = 1 WHERE id = ?1")
+                    .and_then(|mut s| s.execute(params![session.id]))?;
+                tx.commit()?;
+                Ok(Ok(()))
+            })
+            .await?
+    }
+
+    async fn session(&self, id: &str) -> Result<Option<SessionView>, PortError> {
+        let id = id.to_owned();
+        self.db.call(move |c| read_session(c, &id)).await
+    }
+
+    #[instrument(skip_all, fields(project = %project, session = %session.id))]
+    async fn acquire(&self, project: &ProjectKey, session: &Session) -> Result<Lease, LeaseError> {
         let now = self.clock.now();
         let skew = self.skew;
         let project = project.clone();
-        let owner = owner.to_owned();
+        let session = session.clone();
         self.db
             .call(move |c| {
                 let tx = immediate(c)?;
                 let row = read_row(&tx, project.as_str())?;
-                let expires_at = now.plus(ttl);
-                let fence = match row {
+                let fence = match &row {
                     None => Fence(1),
-                    Some(r) => match r.owner {
-                        Some(holder) if r.expires_at.plus(skew) > now => {
+                    Some(r) => {
+                        if let Some((holder, expires_at)) = live_holder(&tx, r, now, skew)? {
                             return Ok(Err(LeaseError::Held {
                                 project,
                                 holder,
                                 fence: r.fence,
-                                expires_at: r.expires_at,
+                                expires_at,
                             }));
                         }
-                        _ => Fence(r.fence.0.saturating_add(1)),
-                    },
+                        if let Some(holder) = &r.owner {
+                            // A takeover: the holder's session expired beyond the skew
+                            // bound; end it, so it can never be renewed again.
+                            // (A holder without a session row gets an ended one, so its id
+                            // is never opened later.)
+                            tx.prepare_cached(
+                                "INSERT INTO lease_sessions (id, expires_at, ended)
+                                 VALUES (?1, ?2, 1)
+                                 ON CONFLICT(id) DO UPDATE SET ended = 1",
+                            )
+                            .and_then(|mut s| s.execute(params![holder, r.expires_at.0]))?;
+                        }
+                        Fence(r.fence.0.saturating_add(1))
+                    }
                 };
                 let fence_value = fence_sql(fence)?;
                 tx.prepare_cached(
@@ -167,36 +289,18 @@ impl LeaseStore for SqliteLeaseStore {
                        expires_at = excluded.expires_at",
                 )
                 .and_then(|mut s| {
-                    s.execute(params![project.as_str(), owner, fence_value, expires_at.0])
+                    s.execute(params![
+                        project.as_str(),
+                        session.id,
+                        fence_value,
+                        session.expires_at.0
+                    ])
                 })?;
                 tx.commit()?;
                 Ok(Ok(Lease {
                     project,
-                    owner,
+                    owner: session.id,
                     fence,
-                    expires_at,
-                }))
-            })
-            .await?
-    }
-
-    #[instrument(skip_all, fields(project = %lease.project, fence = %lease.fence))]
-    async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Lease, LeaseError> {
-        let now = self.clock.now();
-        let lease = lease.clone();
-        self.db
-            .call(move |c| {
-                let tx = immediate(c)?;
-                if let Err(e) = check_current(&tx, &lease) {
-                    return Ok(Err(e));
-                }
-                let expires_at = now.plus(ttl);
-                tx.prepare_cached("UPDATE lease_rows SET expires_at = ?2 WHERE project = ?1")
-                    .and_then(|mut s| s.execute(params![lease.project.as_str(), expires_at.0]))?;
-                tx.commit()?;
-                Ok(Ok(Lease {
-                    expires_at,
-                    ..lease
                 }))
             })
             .await?
@@ -239,7 +343,6 @@ impl LeaseStore for SqliteLeaseStore {
                         project: project.clone(),
                         owner: r.owner,
                         fence: r.fence,
-                        expires_at: r.expires_at,
                         current_item,
                     })
                 })
@@ -345,17 +448,23 @@ mod tests {
     use super::*;
     use kiro_protocol::{FailureClass, ManualClock, MessageId, TraceContext};
 
-    #[tokio::test]
-    async fn a_record_for_another_project_is_refused() {
+    fn store(skew: Duration) -> (tempfile::TempDir, ManualClock, SqliteLeaseStore) {
         let dir = tempfile::tempdir().unwrap();
         let clock = ManualClock::default();
         let db = EmbeddedDb::open_dir(dir.path()).unwrap();
-        let store = SqliteLeaseStore::new(db, Arc::new(clock.clone()), Duration::ZERO).unwrap();
+        let store = SqliteLeaseStore::new(db, Arc::new(clock.clone()), skew).unwrap();
+        (dir, clock, store)
+    }
+
+    #[tokio::test]
+    async fn a_record_for_another_project_is_refused() {
+        let (_dir, clock, store) = store(Duration::ZERO);
         let p = ProjectKey::parse("p").unwrap();
-        let lease = store
-            .acquire(&p, "a", Duration::from_secs(10))
+        let s = store
+            .open_session("a", Duration::from_secs(10))
             .await
             .unwrap();
+        let lease = store.acquire(&p, &s).await.unwrap();
         let job = JobRecord::new(
             ProjectKey::parse("q").unwrap(),
             ItemId::parse("i").unwrap(),
@@ -370,33 +479,51 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn same_owner_cannot_acquire_twice_and_skew_delays_takeover() {
-        let dir = tempfile::tempdir().unwrap();
-        let clock = ManualClock::default();
-        let db = EmbeddedDb::open_dir(dir.path()).unwrap();
-        let store =
-            SqliteLeaseStore::new(db, Arc::new(clock.clone()), Duration::from_secs(2)).unwrap();
+    async fn same_session_cannot_acquire_twice_and_skew_delays_takeover() {
+        let (_dir, clock, store) = store(Duration::from_secs(2));
         let p = ProjectKey::parse("p").unwrap();
-        let l1 = store
-            .acquire(&p, "a", Duration::from_secs(10))
+        let a = store
+            .open_session("a", Duration::from_secs(10))
             .await
             .unwrap();
+        let l1 = store.acquire(&p, &a).await.unwrap();
         assert!(matches!(
-            store.acquire(&p, "a", Duration::from_secs(10)).await,
+            store.acquire(&p, &a).await,
             Err(LeaseError::Held { .. })
         ));
         clock.advance(Duration::from_secs(11));
-        assert!(
-            store
-                .acquire(&p, "b", Duration::from_secs(10))
-                .await
-                .is_err()
-        );
-        clock.advance(Duration::from_secs(1));
-        let l2 = store
-            .acquire(&p, "b", Duration::from_secs(10))
+        let b = store
+            .open_session("b", Duration::from_secs(10))
             .await
             .unwrap();
+        assert!(store.acquire(&p, &b).await.is_err());
+        clock.advance(Duration::from_secs(1));
+        let l2 = store.acquire(&p, &b).await.unwrap();
         assert_eq!(l2.fence, Fence(l1.fence.0 + 1));
+        assert!(store.session("a").await.unwrap().unwrap().ended);
+    }
+
+    /// A lease row written before sessions (its owner has no session row) is judged by
+    /// its own expiry, so consumers of this version respect it.
+    #[tokio::test]
+    async fn a_holder_without_a_session_row_is_judged_by_the_row_expiry() {
+        let (_dir, clock, store) = store(Duration::from_secs(2));
+        let p = ProjectKey::parse("p").unwrap();
+        let ghost = Session {
+            id: "old-consumer".into(),
+            expires_at: clock.now().plus(Duration::from_secs(10)),
+        };
+        let old = store.acquire(&p, &ghost).await.unwrap();
+        let b = store
+            .open_session("b", Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert!(matches!(
+            store.acquire(&p, &b).await,
+            Err(LeaseError::Held { ref holder, .. }) if holder == "old-consumer"
+        ));
+        clock.advance(Duration::from_secs(12));
+        let taken = store.acquire(&p, &b).await.unwrap();
+        assert_eq!(taken.fence, Fence(old.fence.0 + 1));
     }
 }

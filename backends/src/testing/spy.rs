@@ -19,7 +19,7 @@ use kiro_protocol::{
     Delivery, Destination, DlqListing, DlqSelection, ItemId, ItemStatus, JobRecord, Lease,
     LeaseError, LeaseStore, LeaseView, OutgoingMessage, PortError, PrNumber, ProjectKey,
     PullRequest, PullRequests, QueueDepth, Receipt, ReplayReport, RepoName, Report, SendOutcome,
-    TaskProtection, Timestamp, WorkQueue,
+    Session, SessionView, TaskProtection, Timestamp, WorkQueue,
 };
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -187,18 +187,25 @@ impl<P: WorkQueue + ?Sized> WorkQueue for Spy<P> {
 
 #[async_trait]
 impl<P: LeaseStore + ?Sized> LeaseStore for Spy<P> {
-    async fn acquire(
-        &self,
-        project: &ProjectKey,
-        owner: &str,
-        ttl: Duration,
-    ) -> Result<Lease, LeaseError> {
-        self.note("acquire", 1);
-        self.inner.acquire(project, owner, ttl).await
+    async fn open_session(&self, id: &str, ttl: Duration) -> Result<Session, LeaseError> {
+        self.note("open_session", 1);
+        self.inner.open_session(id, ttl).await
     }
-    async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Lease, LeaseError> {
-        self.note("renew", 1);
-        self.inner.renew(lease, ttl).await
+    async fn renew_session(&self, session: &Session, ttl: Duration) -> Result<Session, LeaseError> {
+        self.note("renew_session", 1);
+        self.inner.renew_session(session, ttl).await
+    }
+    async fn end_session(&self, session: &Session) -> Result<(), LeaseError> {
+        self.note("end_session", 1);
+        self.inner.end_session(session).await
+    }
+    async fn session(&self, id: &str) -> Result<Option<SessionView>, PortError> {
+        self.note("session", 1);
+        self.inner.session(id).await
+    }
+    async fn acquire(&self, project: &ProjectKey, session: &Session) -> Result<Lease, LeaseError> {
+        self.note("acquire", 1);
+        self.inner.acquire(project, session).await
     }
     async fn release(&self, lease: &Lease) -> Result<(), LeaseError> {
         self.note("release", 1);

@@ -1,12 +1,12 @@
 //! The embedded lease store: the contract suite, restart survival, two processes on one
-//! file, and a state-machine property test against an in-memory model.
+//! file, and the session/fence property over random schedules with clock skew
+//! (`lease_schedule.rs`).
 
 use async_trait::async_trait;
 use kiro_backends::embedded::{EmbeddedDb, SqliteLeaseStore};
 use kiro_backends::testing::contract::lease::{LeaseHarness, job};
 use kiro_protocol::{
-    Clock, Fence, ItemId, JobRecord, JobState, Lease, LeaseError, LeaseStore, ManualClock,
-    ProjectKey, Timestamp,
+    Clock, Fence, ItemId, JobState, LeaseError, LeaseStore, ManualClock, ProjectKey,
 };
 use proptest::prelude::*;
 use std::sync::{Arc, Mutex};
@@ -93,24 +93,24 @@ fn project(p: &str) -> ProjectKey {
 }
 
 #[tokio::test]
-async fn leases_and_job_records_survive_a_restart() {
+async fn sessions_leases_and_job_records_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::default();
     let p = project("alpha");
-    let (lease, record) = {
+    let ttl = Duration::from_secs(60);
+    let (session, lease, record) = {
         let s = open(&dir, &clock);
-        let lease = s
-            .acquire(&p, "owner-a", Duration::from_secs(60))
-            .await
-            .unwrap();
+        let session = s.open_session("owner-a", ttl).await.unwrap();
+        let lease = s.acquire(&p, &session).await.unwrap();
         let mut record = job(&lease, "item-1", clock.now().millis());
         record.state = JobState::Running;
         s.record(&lease, &record).await.unwrap();
-        (lease, record)
+        (session, lease, record)
     };
     let s = open(&dir, &clock);
+    let b = s.open_session("owner-b", ttl).await.unwrap();
     assert!(matches!(
-        s.acquire(&p, "owner-b", Duration::from_secs(60)).await,
+        s.acquire(&p, &b).await,
         Err(LeaseError::Held { ref holder, fence, .. }) if holder == "owner-a" && fence == lease.fence
     ));
     assert_eq!(
@@ -119,8 +119,8 @@ async fn leases_and_job_records_survive_a_restart() {
     );
     let view = s.get(&p).await.unwrap().unwrap();
     assert_eq!(view.current_item, Some(ItemId::parse("item-1").unwrap()));
-    let renewed = s.renew(&lease, Duration::from_secs(60)).await.unwrap();
-    assert_eq!(renewed.fence, lease.fence);
+    let renewed = s.renew_session(&session, ttl).await.unwrap();
+    assert_eq!(renewed.id, session.id);
 }
 
 /// Many contenders in two "processes" (separate connections on one file) race for one
@@ -139,12 +139,10 @@ async fn two_processes_race_for_one_project() {
         let fences = fences.clone();
         tasks.push(tokio::spawn(async move {
             let me = format!("owner-{n}");
+            let session = s.open_session(&me, Duration::from_secs(600)).await.unwrap();
             let mut wins = 0;
             while wins < 5 {
-                match s
-                    .acquire(&project("alpha"), &me, Duration::from_secs(600))
-                    .await
-                {
+                match s.acquire(&project("alpha"), &session).await {
                     Ok(lease) => {
                         {
                             let mut h = holder.lock().unwrap();
@@ -180,203 +178,44 @@ async fn two_processes_race_for_one_project() {
     assert_eq!(fences.last(), Some(&Fence(30)));
 }
 
-// ---------------------------------------------------------------------------------------
-// State-machine property test
-// ---------------------------------------------------------------------------------------
-
-#[derive(Debug, Clone)]
-enum Op {
-    Acquire { owner: usize, ttl: u64 },
-    Renew { owner: usize, ttl: u64, stale: bool },
-    Release { owner: usize, stale: bool },
-    Record { owner: usize, stale: bool },
-    Advance { secs: u64 },
-}
-
-const OWNERS: usize = 3;
-
-fn op() -> impl Strategy<Value = Op> {
-    prop_oneof![
-        3 => (0..OWNERS, 1u64..20).prop_map(|(owner, ttl)| Op::Acquire { owner, ttl }),
-        2 => (0..OWNERS, 1u64..20, any::<bool>())
-            .prop_map(|(owner, ttl, stale)| Op::Renew { owner, ttl, stale }),
-        1 => (0..OWNERS, any::<bool>()).prop_map(|(owner, stale)| Op::Release { owner, stale }),
-        2 => (0..OWNERS, any::<bool>()).prop_map(|(owner, stale)| Op::Record { owner, stale }),
-        3 => (0u64..15).prop_map(|secs| Op::Advance { secs }),
-    ]
-}
-
-/// The lease row as the model knows it.
-#[derive(Debug, Clone)]
-struct Row {
-    owner: Option<String>,
-    fence: Fence,
-    expires_at: Timestamp,
-}
-
-async fn run_lease_ops(ops: Vec<Op>) {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::default();
-    let s = open(&dir, &clock);
-    let p = project("alpha");
-    let item = ItemId::parse("item").unwrap();
-    let mut row: Option<Row> = None;
-    // The lease each owner last obtained (possibly stale); None after its release.
-    let mut hands: Vec<Option<Lease>> = vec![None; OWNERS];
-    // The lease an owner had before its current one (kept to try stale writes with).
-    let mut old: Vec<Option<Lease>> = vec![None; OWNERS];
-    // The lease to write with: the one in hand, or (when `stale`, or none is in hand)
-    // the previous one.
-    let pick = |hands: &[Option<Lease>], old: &[Option<Lease>], owner: usize, stale: bool| {
-        if stale {
-            old[owner].clone().or_else(|| hands[owner].clone())
-        } else {
-            hands[owner].clone().or_else(|| old[owner].clone())
-        }
-    };
-    let mut last_fence = Fence(0);
-    let mut last_record: Option<JobRecord> = None;
-    let mut writes = 0i64;
-    for op in ops {
-        let now = clock.now();
-        let current = |row: &Option<Row>, l: &Lease| {
-            row.as_ref()
-                .is_some_and(|r| r.fence == l.fence && r.owner.as_deref() == Some(l.owner.as_str()))
-        };
-        match op {
-            Op::Acquire { owner, ttl } => {
-                let name = format!("o{owner}");
-                let res = s.acquire(&p, &name, Duration::from_secs(ttl)).await;
-                let free = match &row {
-                    None => true,
-                    Some(r) => r.owner.is_none() || r.expires_at.plus(SKEW) <= now,
-                };
-                if free {
-                    let lease = res.unwrap();
-                    assert!(lease.fence > last_fence, "fences strictly increase");
-                    assert_eq!(
-                        lease.fence.0,
-                        row.as_ref().map_or(1, |r| r.fence.0 + 1),
-                        "acquire bumps by one"
-                    );
-                    last_fence = lease.fence;
-                    row = Some(Row {
-                        owner: Some(name),
-                        fence: lease.fence,
-                        expires_at: lease.expires_at,
-                    });
-                    if let Some(prev) = hands[owner].replace(lease) {
-                        old[owner] = Some(prev);
-                    }
-                } else {
-                    let r = row.as_ref().unwrap();
-                    match res {
-                        Err(LeaseError::Held {
-                            holder,
-                            fence,
-                            expires_at,
-                            ..
-                        }) => {
-                            assert_eq!(Some(holder), r.owner.clone());
-                            assert_eq!((fence, expires_at), (r.fence, r.expires_at));
-                        }
-                        other => panic!("expected Held, got {other:?}"),
-                    }
-                }
-            }
-            Op::Renew { owner, ttl, stale } => {
-                let Some(l) = pick(&hands, &old, owner, stale) else {
-                    continue;
-                };
-                let res = s.renew(&l, Duration::from_secs(ttl)).await;
-                if current(&row, &l) {
-                    let renewed = res.unwrap();
-                    assert_eq!(renewed.expires_at, now.plus(Duration::from_secs(ttl)));
-                    if let Some(r) = row.as_mut() {
-                        r.expires_at = renewed.expires_at;
-                    }
-                    hands[owner] = Some(renewed);
-                } else {
-                    assert!(matches!(res, Err(LeaseError::FenceLost { .. })), "{res:?}");
-                }
-            }
-            Op::Release { owner, stale } => {
-                let Some(l) = pick(&hands, &old, owner, stale) else {
-                    continue;
-                };
-                let res = s.release(&l).await;
-                if current(&row, &l) {
-                    res.unwrap();
-                    if let Some(r) = row.as_mut() {
-                        r.owner = None;
-                        r.expires_at = now;
-                    }
-                    old[owner] = hands[owner].take();
-                } else {
-                    assert!(matches!(res, Err(LeaseError::FenceLost { .. })), "{res:?}");
-                }
-            }
-            Op::Record { owner, stale } => {
-                let Some(l) = pick(&hands, &old, owner, stale) else {
-                    continue;
-                };
-                writes += 1;
-                let mut record = job(&l, "item", writes);
-                record.attempts = u32::try_from(writes).unwrap();
-                let res = s.record(&l, &record).await;
-                if current(&row, &l) {
-                    res.unwrap();
-                    last_record = Some(record);
-                } else {
-                    assert!(matches!(res, Err(LeaseError::FenceLost { .. })), "{res:?}");
-                }
-                assert_eq!(
-                    s.job(&p, &item).await.unwrap(),
-                    last_record,
-                    "a stale fence never writes"
-                );
-            }
-            Op::Advance { secs } => clock.advance(Duration::from_secs(secs)),
-        }
-        // The store agrees with the model.
-        let view = s.get(&p).await.unwrap();
-        match (&view, &row) {
-            (None, None) => {}
-            (Some(v), Some(r)) => {
-                assert_eq!(
-                    (&v.owner, v.fence, v.expires_at),
-                    (&r.owner, r.fence, r.expires_at)
-                );
-            }
-            other => panic!("store and model disagree: {other:?}"),
-        }
-        // At most one owner holds a lease that is current and unexpired.
-        let now = clock.now();
-        let live = hands
-            .iter()
-            .flatten()
-            .filter(|l| l.expires_at > now && current(&row, l))
-            .count();
-        assert!(live <= 1, "{live} owners hold an unexpired current lease");
-        // And no stale lease in hand is unexpired while another owner holds it.
-        let unexpired = hands
-            .iter()
-            .flatten()
-            .filter(|l| l.expires_at > now)
-            .count();
-        assert!(
-            unexpired <= 1,
-            "{unexpired} owners think they hold the lease"
-        );
+/// The consumers' stores of one schedule: one SQLite file, one store per consumer clock.
+fn embedded_world(dir: &TempDir, offsets: &[u64]) -> lease_schedule::World {
+    let clocks = lease_schedule::clocks(1_000_000, offsets);
+    let stores = clocks
+        .iter()
+        .map(|c| {
+            let db = EmbeddedDb::open_dir(dir.path()).unwrap();
+            let skew = Duration::from_millis(lease_schedule::SKEW_MS);
+            Arc::new(SqliteLeaseStore::new(db, Arc::new(c.clone()), skew).unwrap())
+                as Arc<dyn LeaseStore>
+        })
+        .collect();
+    lease_schedule::World {
+        stores,
+        clocks,
+        prefix: String::new(),
     }
 }
 
+use super::lease_schedule;
+
+#[tokio::test]
+async fn a_takeover_waits_out_the_skew_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let (offsets, ops) = lease_schedule::skew_window();
+    lease_schedule::run(embedded_world(&dir, &offsets), ops).await;
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(ProptestConfig::with_cases(128))]
 
     #[test]
-    fn leases_match_the_fencing_model(ops in proptest::collection::vec(op(), 1..60)) {
+    fn sessions_keep_one_believed_holder_per_project_and_fences_safe(
+        offsets in lease_schedule::offsets(),
+        ops in proptest::collection::vec(lease_schedule::op(), 1..80),
+    ) {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(run_lease_ops(ops));
+        let dir = tempfile::tempdir().unwrap();
+        rt.block_on(lease_schedule::run(embedded_world(&dir, &offsets), ops));
     }
 }

@@ -6,4 +6,5 @@
 mod aws;
 mod builds;
 mod lease;
+mod lease_schedule;
 mod queue;

@@ -15,7 +15,7 @@ use futures::future::join_all;
 use kiro_protocol::ports::build::env as build_env;
 use kiro_protocol::{
     BuildId, BuildRequest, DeadLetter, Delivery, Envelope, Failure, FailureClass, JobRecord,
-    JobState, Lease, LeaseError, WorkItem,
+    JobState, Lease, LeaseError, Session, WorkItem,
 };
 use kiro_telemetry::metrics::{Metric, names};
 use kiro_telemetry::otel::{self, keys};
@@ -64,6 +64,17 @@ impl Engine {
         deliveries: Vec<Delivery>,
         report: &mut TickReport,
     ) {
+        if deliveries.is_empty() {
+            return;
+        }
+        let Some(session) = self.live_session().await else {
+            // No confirmed session to take leases under: every message comes back soon.
+            for d in &deliveries {
+                report.deferred += 1;
+                self.release_quietly(d, STORE_RETRY_DELAY).await;
+            }
+            return;
+        };
         let mut futures = Vec::new();
         for d in deliveries {
             if self.jobs.contains_key(d.group.as_str()) {
@@ -75,7 +86,7 @@ impl Engine {
                 }
                 continue;
             }
-            futures.push(self.dispatch(d));
+            futures.push(self.dispatch(d, &session));
         }
         for outcome in join_all(futures).await {
             match outcome {
@@ -113,7 +124,7 @@ impl Engine {
     }
 
     /// Take one delivery as far as a running build, or settle it.
-    async fn dispatch(&self, d: Delivery) -> Dispatch {
+    async fn dispatch(&self, d: Delivery, session: &Session) -> Dispatch {
         let decoded = Envelope::decode(&d.body);
         // The message attributes carry the context; the envelope keeps a copy (for a
         // queue that lost the attributes, e.g. a hand-made replay).
@@ -122,7 +133,7 @@ impl Engine {
             _ => &d.trace,
         };
         let span = self.process_span(&d, trace);
-        self.dispatch_in(d, decoded, span.clone())
+        self.dispatch_in(d, decoded, span.clone(), session)
             .instrument(span)
             .await
     }
@@ -132,6 +143,7 @@ impl Engine {
         d: Delivery,
         decoded: Result<Envelope, kiro_protocol::EnvelopeError>,
         span: Span,
+        session: &Session,
     ) -> Dispatch {
         let envelope = match decoded {
             Ok(e) => e,
@@ -156,7 +168,7 @@ impl Engine {
             let failure = Failure::new(FailureClass::PermanentInput, reason);
             return self.reject(&d, &span, failure).await;
         }
-        self.dispatch_item(d, item, envelope.trace).await
+        self.dispatch_item(d, item, envelope.trace, session).await
     }
 
     /// Dead-letter a message that never becomes a job (no lease, no record, no attempt).
@@ -187,14 +199,13 @@ impl Engine {
         d: Delivery,
         item: WorkItem,
         trace: kiro_protocol::TraceContext,
+        session: &Session,
     ) -> Dispatch {
-        let lease = match self
-            .ports
-            .leases
-            .acquire(&item.project, &self.cfg.owner, self.cfg.lease_ttl)
-            .await
-        {
-            Ok(l) => l,
+        let lease = match self.ports.leases.acquire(&item.project, session).await {
+            Ok(l) => {
+                self.note_lease(&l);
+                l
+            }
             Err(LeaseError::Held {
                 holder, expires_at, ..
             }) => {
@@ -356,21 +367,22 @@ impl Engine {
         }
     }
 
-    /// Supervise `job`, whose build is `build_id`, from now on: its deadline is what its
-    /// lease and its message's visibility confirm, less the safety margin.
+    /// Supervise `job`, whose build is `build_id`, from now on: its deadline is the earlier
+    /// of what its session and its message's visibility confirm, less the safety margin.
     fn active(&self, job: HeldJob, build_id: BuildId) -> ActiveJob {
         let now = Instant::now();
-        let confirmed = (self
-            .cfg
-            .lease_ttl
-            .min(job.delivery.visible_again_at.since(self.ports.clock.now())))
-        .saturating_sub(self.cfg.safety_margin);
+        let visible_for = job.delivery.visible_again_at.since(self.ports.clock.now());
+        // The lease lives as long as the session: confirmed as far as the session is.
+        let lease_until = self.session_lease_until().unwrap_or(now);
+        let visible_until = now + visible_for;
+        let confirmed = lease_until.min(visible_until);
         ActiveJob {
             held: job,
             build_id,
-            safe_until: now + confirmed,
-            next_renew: now + self.cfg.renew_every,
-            next_poll: now,
+            safe_until: confirmed.checked_sub(self.cfg.safety_margin).unwrap_or(now),
+            lease_until,
+            visible_until,
+            extend_retry: None,
         }
     }
 

@@ -15,7 +15,8 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 impl Engine {
     /// Hand every job off: record `handoff`, make the message visible now, release the
-    /// lease. Builds keep running; the next consumer re-attaches at once.
+    /// lease; then end the session. Builds keep running; the next consumer re-attaches at
+    /// once.
     #[instrument(skip_all, fields(jobs = self.jobs.len()))]
     pub async fn drain(&mut self) {
         self.draining = true;
@@ -26,6 +27,7 @@ impl Engine {
             hand_off(ports, job).instrument(span)
         }))
         .await;
+        self.end_session().await;
         self.release_protection().await;
     }
 }

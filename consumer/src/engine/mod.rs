@@ -1,19 +1,23 @@
 //! The consumer engine: the dispatch loop and one supervisor per job.
 //!
-//! [`Engine::tick`] is one deterministic step that tests drive (with tokio's paused time);
-//! each phase has its own file:
-//! 1. **receive** while below `max_jobs` (never while draining), here;
+//! [`Engine::run`] (`run.rs`) is the loop: one long-polling receive at a time on its own
+//! task, always for the full `receive_wait`, while supervision, polling and protection run
+//! on their own deadlines. [`Engine::tick`] is one deterministic step that tests and the
+//! benchmarks drive (with tokio's paused time). Each phase has its own file:
+//! 1. **receive** while below `max_jobs` (never while draining), here and in `run.rs`;
 //! 2. **dispatch** (`dispatch.rs`) each delivery: decode (a bad envelope is dead-lettered
 //!    as permanent input), take the project's lease (contention releases the message
 //!    with a delay and never burns an attempt), read the item's job record and either
 //!    settle a redelivered final job, **re-attach** to a build that may be running, or
 //!    record the intent and start a new build;
-//! 3. **supervise** (`supervise.rs`): for every job whose renewal is due, renew the lease
-//!    and extend the message visibility (one batched call); a confirmed renewal moves the
-//!    job's monotonic `safe_until` deadline; a job that passes `safe_until` is cancelled
-//!    (the engine stops acting on it, and stops the build if its fence was lost);
-//! 4. **poll and settle** (`settle.rs`) the builds that are due, in one batched status
-//!    call: ack on success; otherwise the [`RetryPolicy`] decides between a delayed retry
+//! 3. **supervise** (`supervise.rs`): renew the leases that are due; on one beat for the
+//!    consumer (when the receipt with the least visibility left has a third of the
+//!    visibility timeout left), extend EVERY receipt in flight, in batches of 10;
+//!    confirmations move each job's monotonic `safe_until` deadline; a job that passes it
+//!    is cancelled (the engine stops acting on it, and stops the build if its fence was
+//!    lost);
+//! 4. **poll and settle** (`settle.rs`): every `poll_every`, ONE round polls every running
+//!    build (≤ 100 ids per batched status call): ack on success; otherwise the [`RetryPolicy`] decides between a delayed retry
 //!    (the message stays in flight, so the project's order holds) and an explicit dead
 //!    letter with reason, class and attempt history;
 //! 5. **protect** (`protection.rs`): hold scale-in protection while any job is in flight
@@ -30,11 +34,12 @@
 //! repaired by the next delivery.
 //!
 //! This module holds what the phases share: the configuration, the engine's state and
-//! jobs, the loop, and the helpers every phase uses. A phase file imports only this
+//! jobs, the step, and the helpers every phase uses. A phase file imports only this
 //! module and `observe.rs`, never another phase; the calls across phases go one way:
 //! dispatch settles a delivery that ends before its build runs (`settle.rs`), and drain
 //! gives scale-in protection up (`protection.rs`).
 
+use crate::defaults;
 use crate::policy::RetryPolicy;
 use kiro_protocol::{
     Board, BuildId, BuildRunner, Clock, Delivery, Destination, JobRecord, Lease, LeaseStore,
@@ -47,13 +52,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
-use tracing::{Span, debug, warn};
+use tracing::{Span, warn};
 
 mod dispatch;
 mod drain;
 mod observe;
 mod protection;
+mod run;
+mod session;
 mod settle;
 mod supervise;
 
@@ -62,11 +68,7 @@ pub use settle::outcome_of;
 /// Most messages one receive asks for (the SQS limit).
 const RECEIVE_BATCH: usize = 10;
 
-/// The shortest long-poll of the run loop (keeps an idle loop from spinning).
-const MIN_WAIT: Duration = Duration::from_millis(50);
-
-/// Tunables of the engine. Defaults suit CodeBuild; the embedded default shortens the
-/// polling interval.
+/// Tunables of the engine. The default is `kiro-consumer run`'s ([`crate::defaults`]).
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
     /// This consumer's identity in leases and job records.
@@ -75,10 +77,11 @@ pub struct EngineConfig {
     pub max_jobs: usize,
     /// Long-poll wait of a receive when no job needs attention sooner.
     pub receive_wait: Duration,
+    /// Time-to-live of the consumer's session, which holds all its project leases.
     pub lease_ttl: Duration,
     /// Visibility set on every extension.
     pub visibility: Duration,
-    /// How often a job's lease and visibility are renewed.
+    /// How often the session is renewed while jobs run (one write for all their leases).
     pub renew_every: Duration,
     /// `safe_until` is the confirmed deadline minus this margin.
     pub safety_margin: Duration,
@@ -96,19 +99,21 @@ pub struct EngineConfig {
     pub metrics: Option<Arc<dyn Metrics>>,
 }
 
+/// The defaults of `kiro-consumer run` ([`crate::defaults`]), with a fresh owner.
 impl Default for EngineConfig {
     fn default() -> Self {
+        let lease_ttl = defaults::duration(defaults::LEASE_TTL);
         EngineConfig {
             owner: default_owner(),
-            max_jobs: 16,
-            receive_wait: Duration::from_secs(10),
-            lease_ttl: Duration::from_secs(60),
-            visibility: Duration::from_secs(300),
-            renew_every: Duration::from_secs(20),
-            safety_margin: Duration::from_secs(5),
-            poll_every: Duration::from_secs(10),
+            max_jobs: defaults::MAX_JOBS,
+            receive_wait: defaults::duration(defaults::RECEIVE_WAIT),
+            lease_ttl,
+            visibility: defaults::duration(defaults::VISIBILITY),
+            renew_every: defaults::renew_every(lease_ttl),
+            safety_margin: defaults::safety_margin(lease_ttl),
+            poll_every: defaults::duration(defaults::POLL_EVERY),
             build_timeout: None,
-            contention_delay: Duration::from_secs(60),
+            contention_delay: defaults::contention_delay(lease_ttl),
             retry: RetryPolicy::default(),
             build_env: BTreeMap::new(),
             metrics: None,
@@ -167,15 +172,31 @@ struct HeldJob {
     span: Span,
 }
 
-/// A held job whose build runs: supervised (renewed, polled) until it is settled or
-/// handed off.
+/// A held job whose build runs: supervised (renewed, extended, polled) until it is
+/// settled or handed off.
 #[derive(Debug, Clone)]
 struct ActiveJob {
     held: HeldJob,
     build_id: BuildId,
+    /// The earlier of `lease_until` and `visible_until`, less the safety margin.
     safe_until: Instant,
-    next_renew: Instant,
-    next_poll: Instant,
+    /// How long the lease is confirmed held: its session's last confirmed renewal's start
+    /// plus the lease TTL.
+    lease_until: Instant,
+    /// How long the message is confirmed invisible to others (receive or extension).
+    visible_until: Instant,
+    /// After an unconfirmed extension: when it is tried again (outside the beat).
+    extend_retry: Option<Instant>,
+}
+
+impl ActiveJob {
+    /// `safe_until` from the confirmed deadlines (both only move forward).
+    fn refresh_safe_until(&mut self, margin: Duration) {
+        let confirmed = self.lease_until.min(self.visible_until);
+        self.safe_until = self
+            .safe_until
+            .max(confirmed.checked_sub(margin).unwrap_or(confirmed));
+    }
 }
 
 /// What one tick did (counts), for logs, tests and the benchmark.
@@ -230,6 +251,13 @@ pub struct Engine {
     protection: ProtectionState,
     /// How the queue is named in spans (asked once).
     dest: Destination,
+    /// When every running build is polled next (one round, ≤ 100 ids per call); `None`
+    /// until there is a job to poll.
+    next_poll: Option<Instant>,
+    /// This consumer's session (`session.rs`): every lease it holds lives as long as it.
+    session: Option<session::SessionState>,
+    /// Leases taken and not yet let go of, by project (`session.rs`).
+    leases_taken: std::sync::Mutex<HashMap<String, Lease>>,
 }
 
 impl Engine {
@@ -245,6 +273,9 @@ impl Engine {
             last_settled: HashMap::new(),
             heartbeat: Arc::new(AtomicI64::new(0)),
             protection: ProtectionState::default(),
+            next_poll: None,
+            session: None,
+            leases_taken: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -273,8 +304,9 @@ impl Engine {
         self.jobs.len()
     }
 
-    /// One step: receive, dispatch, supervise, poll. `wait` bounds the receive's long
-    /// poll (zero never waits).
+    /// One step: receive, dispatch, then attend to what is due. `wait` bounds the
+    /// receive's long poll (zero never waits). Tests and the benchmarks drive this;
+    /// [`run`](Self::run) receives on its own task and attends on timers instead.
     pub async fn tick(&mut self, wait: Duration) -> TickReport {
         let mut report = TickReport::default();
         // Fill the free slots: receives of at most 10 (the SQS batch size), the first one
@@ -298,69 +330,37 @@ impl Engine {
             }
             wait = Duration::ZERO;
         }
-        self.supervise(&mut report).await;
-        self.poll(&mut report).await;
-        self.update_protection().await;
+        self.attend(&mut report).await;
         self.stats.totals.add(&report);
-        self.heartbeat
-            .store(self.ports.clock.now().millis(), Ordering::Relaxed);
+        self.mark_alive();
         report
     }
 
-    /// Repeat [`tick`](Self::tick) until `cancel` fires, then hand every job off.
-    /// With [`RunUntil::Idle`], also stop once nothing is in flight here and the queue is
-    /// idle.
-    pub async fn run(&mut self, cancel: CancellationToken, until: RunUntil) -> EngineStats {
-        loop {
-            // Never spin: even when a deadline is due now, a receive waits a little.
-            let wait = self.next_wait().max(MIN_WAIT);
-            tokio::select! {
-                biased;
-                () = cancel.cancelled() => break,
-                r = self.tick(wait) => {
-                    if r != TickReport::default() {
-                        debug!(?r, "tick");
-                    }
-                }
-            }
-            if until == RunUntil::Idle && self.jobs.is_empty() {
-                match self.ports.queue.depth().await {
-                    Ok(d) if d.is_idle() => break,
-                    Ok(_) => {}
-                    Err(e) => warn!(error = %e, "cannot read queue depth"),
-                }
-            }
-            // When no receive can happen (full or draining), sleep until the next deadline.
-            if self.jobs.len() >= self.cfg.max_jobs {
-                let until = self.next_deadline();
-                tokio::select! {
-                    () = cancel.cancelled() => break,
-                    () = tokio::time::sleep_until(until) => {}
-                }
-            }
-        }
-        if cancel.is_cancelled() {
-            self.drain().await;
-        }
-        self.stats.clone()
+    /// Supervise, poll and protect: each acts only on what is due now.
+    async fn attend(&mut self, report: &mut TickReport) {
+        self.supervise(report).await;
+        self.poll(report).await;
+        self.update_protection().await;
     }
 
-    /// How long a receive may wait without making a job miss its deadline.
-    fn next_wait(&self) -> Duration {
-        if self.jobs.is_empty() {
-            return self.cfg.receive_wait;
-        }
-        self.next_deadline()
-            .saturating_duration_since(Instant::now())
-            .min(self.cfg.receive_wait)
+    /// Record that the loop made progress (read by the health check).
+    fn mark_alive(&self) {
+        self.heartbeat
+            .store(self.ports.clock.now().millis(), Ordering::Relaxed);
     }
 
-    fn next_deadline(&self) -> Instant {
+    /// When something next needs attention: a job's renewal, retried extension or
+    /// `safe_until`, the visibility beat, the poll round, or scale-in protection; `None`
+    /// when nothing will.
+    fn next_deadline(&self) -> Option<Instant> {
         self.jobs
             .values()
-            .map(|j| j.next_renew.min(j.next_poll))
+            .map(Self::supervision_due)
+            .chain(self.next_beat())
+            .chain(self.next_visibility_beat())
+            .chain(self.next_poll.filter(|_| !self.jobs.is_empty()))
+            .chain(self.protection_due())
             .min()
-            .unwrap_or_else(|| Instant::now() + self.cfg.receive_wait)
     }
 
     /// The projects of the jobs matching `f`.
@@ -375,12 +375,6 @@ impl Engine {
     async fn release_quietly(&self, d: &Delivery, delay: Duration) {
         if let Err(e) = self.ports.queue.release(&d.receipt, delay).await {
             warn!(error = %e, message_id = %d.message_id, "cannot give the message back; it returns after its visibility timeout");
-        }
-    }
-
-    async fn give_up_lease(&self, lease: &Lease) {
-        if let Err(e) = self.ports.leases.release(lease).await {
-            debug!(error = %e, "lease release failed; it expires by itself");
         }
     }
 }

@@ -31,6 +31,22 @@ impl Engine {
         self.update_protection().await;
     }
 
+    /// When [`update_protection`](Self::update_protection) next has something to do
+    /// without a change in the jobs: a retry after a failed call, or a re-arm.
+    pub(super) fn protection_due(&self) -> Option<Instant> {
+        self.ports.protection.as_ref()?;
+        let st = &self.protection;
+        let want = !self.jobs.is_empty();
+        if st.on != want {
+            return st.retry_at;
+        }
+        if want {
+            st.rearm_at.max(st.retry_at)
+        } else {
+            None
+        }
+    }
+
     /// Hold scale-in protection while jobs are in flight: on when the engine goes from no
     /// job to some, off when it goes back to none, re-armed before it expires. A failed
     /// call is logged and tried again later; it never touches the jobs.

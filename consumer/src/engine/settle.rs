@@ -1,5 +1,5 @@
-//! Phase 4, settle: poll the builds that are due (one batched status call per 100) and
-//! settle finished jobs — ack on success; otherwise the [`RetryPolicy`](crate::RetryPolicy)
+//! Phase 4, settle: poll every running build in one round per `poll_every` (one batched
+//! status call per 100 ids) and settle finished jobs — ack on success; otherwise the [`RetryPolicy`](crate::RetryPolicy)
 //! decides between a delayed retry (the message stays in flight, so the project's order
 //! holds) and an explicit dead letter with reason, class and attempt history. Dispatch
 //! settles here too when a delivery ends before a build runs.
@@ -33,17 +33,30 @@ enum Finished {
 }
 
 impl Engine {
-    /// Ask for the status of every job whose poll is due (one batched call per 100).
+    /// When the round is due, ask for the status of every running build (one batched
+    /// call per 100 ids). The first job is polled at once; the rounds then follow every
+    /// `poll_every`, and a job that starts between them joins the next one.
     pub(super) async fn poll(&mut self, report: &mut TickReport) {
         let now = Instant::now();
-        let due: Vec<(String, BuildId)> = self
-            .projects_where(|j| j.next_poll <= now)
-            .into_iter()
-            .filter_map(|k| self.jobs.get(&k).map(|j| (k, j.build_id.clone())))
-            .collect();
-        if due.is_empty() {
+        if self.jobs.is_empty() {
+            self.next_poll = None;
             return;
         }
+        let round = *self.next_poll.get_or_insert(now);
+        if round > now {
+            return;
+        }
+        let next = round + self.cfg.poll_every;
+        self.next_poll = Some(if next > now {
+            next
+        } else {
+            now + self.cfg.poll_every
+        });
+        let due: Vec<(String, BuildId)> = self
+            .jobs
+            .iter()
+            .map(|(k, j)| (k.clone(), j.build_id.clone()))
+            .collect();
         let mut statuses: HashMap<BuildId, BuildStatus> = HashMap::new();
         for chunk in due.chunks(100) {
             let ids: Vec<BuildId> = chunk.iter().map(|(_, id)| id.clone()).collect();
@@ -54,10 +67,9 @@ impl Engine {
         }
         let mut finished = Vec::new();
         for (key, id) in due {
-            let Some(job) = self.jobs.get_mut(&key) else {
+            if !self.jobs.contains_key(&key) {
                 continue;
-            };
-            job.next_poll = Instant::now() + self.cfg.poll_every;
+            }
             match statuses.remove(&id) {
                 Some(s) if s.state.is_finished() => {
                     if let Some(job) = self.jobs.remove(&key) {

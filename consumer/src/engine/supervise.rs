@@ -1,124 +1,149 @@
 //! Phase 3, supervise: keep the jobs in flight safe to act on.
 //!
-//! For every job whose renewal is due, renew the lease and extend the message visibility
-//! (one batched call); a confirmed renewal moves the job's monotonic `safe_until`
-//! deadline.
+//! Two confirmations keep a job safe, each on its own schedule:
+//! - **the lease**: one beat per consumer (`session.rs`, each `renew_every`) renews the
+//!   consumer's session, which holds every project lease of the consumer; a confirmed
+//!   renewal moves every job's `lease_until`, and a lost session cancels every job;
+//! - **the message's visibility** ([`Engine::extend_visibility`]): on one beat for the
+//!   whole consumer, when the job with the least visibility left has a third of the
+//!   visibility timeout left, EVERY receipt in flight is extended, in batches of 10
+//!   (`ChangeMessageVisibilityBatch` on SQS). After a beat all receipts share one
+//!   deadline, and a job received later has a later one, so beats come every two thirds
+//!   of the visibility timeout and carry ⌈jobs/10⌉ calls, whatever the arrivals. A
+//!   receipt whose extension was not confirmed is retried on its own, soon.
+//!
+//! A job's `safe_until` is the earlier of the two confirmed deadlines less the safety
+//! margin; both only move forward, so it is monotonic.
 //!
 //! Invariant: the engine never acts on a job past its `safe_until`: such a job is
-//! cancelled (the engine stops acting on it), and its build is stopped only when its
-//! fence is known lost and the current holder has not adopted the build.
+//! cancelled (the engine stops acting on it, and lets its lease go at the next beat), and
+//! its build is stopped only when its fence is known lost and the current holder has not
+//! adopted the build.
 
-use super::observe::fence_value;
 use super::{ActiveJob, Engine, TickReport};
-use futures::future::join_all;
-use kiro_protocol::{BuildStanding, FailureClass, LeaseError, build_standing};
-use kiro_telemetry::otel::keys;
-use opentelemetry::KeyValue;
+use kiro_protocol::{BuildStanding, FailureClass, build_standing};
 use opentelemetry::trace::Status;
 use std::time::Duration;
 use tokio::time::Instant;
-use tracing::{Instrument, debug, warn};
+use tracing::{Instrument, warn};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// Why a job is cancelled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum CancelReason {
+pub(super) enum CancelReason {
     /// `safe_until` passed without a confirmed renewal; the fence may still be ours.
     Unconfirmed,
     /// The lease or the message is known to belong to someone else now.
     FenceLost,
 }
 
-/// How soon an unconfirmed renewal is tried again. The job has only until `safe_until`
-/// (tens of seconds with the defaults) to get a confirmed renewal, so retries are
-/// frequent; one second bounds them to one renew and one extension per job per second.
+/// How soon an unconfirmed extension is tried again. The job has only until `safe_until`
+/// to get it confirmed, so retries are frequent; one second bounds them to one extension
+/// per job per second.
 const RENEW_RETRY: Duration = Duration::from_secs(1);
 
 impl Engine {
-    /// Renew the leases and extend the visibility of every job that is due; cancel the
-    /// jobs whose deadline passed without a confirmed renewal.
+    /// Beat the session when due, extend the visibility of every receipt on the beat,
+    /// and cancel the jobs whose fence is lost or whose deadline passed without a
+    /// confirmation.
     pub(super) async fn supervise(&mut self, report: &mut TickReport) {
-        let now = Instant::now();
-        let due = self.projects_where(|j| j.next_renew <= now);
-        if !due.is_empty() {
-            let started = Instant::now();
-            let receipts: Vec<_> = due
-                .iter()
-                .filter_map(|k| self.jobs.get(k))
-                .map(|j| j.held.delivery.receipt.clone())
-                .collect();
-            let leases = self.ports.leases.clone();
-            let ttl = self.cfg.lease_ttl;
-            let renewals = join_all(due.iter().filter_map(|k| self.jobs.get(k)).map(|j| {
-                let leases = leases.clone();
-                let lease = j.held.lease.clone();
-                async move { leases.renew(&lease, ttl).await }
-            }));
-            let (renewed, extended) = tokio::join!(
-                renewals,
-                self.ports.queue.extend(&receipts, self.cfg.visibility)
-            );
-            let extended: Vec<Option<bool>> = match extended {
-                Ok(v) => v
-                    .into_iter()
-                    .map(|r| match r {
-                        Ok(()) => Some(true),
-                        Err(e) if e.class == FailureClass::FenceLost => Some(false),
-                        Err(_) => None,
-                    })
-                    .collect(),
-                Err(e) => {
-                    warn!(error = %e, "visibility extension failed");
-                    vec![None; due.len()]
-                }
-            };
-            let mut fence_lost = Vec::new();
-            for ((key, renewed), extended) in due.iter().zip(renewed).zip(extended) {
-                let Some(job) = self.jobs.get_mut(key) else {
-                    continue;
-                };
-                match (renewed, extended) {
-                    (Ok(lease), Some(true)) => {
-                        job.held.lease = lease;
-                        let confirmed = self
-                            .cfg
-                            .lease_ttl
-                            .min(self.cfg.visibility)
-                            .saturating_sub(self.cfg.safety_margin);
-                        job.safe_until = started + confirmed;
-                        job.next_renew = started + self.cfg.renew_every;
-                        debug!(project = %key, "heartbeat");
-                        job.held.span.add_event(
-                            "heartbeat",
-                            vec![KeyValue::new(keys::FENCE, fence_value(&job.held.lease))],
-                        );
-                    }
-                    (Err(LeaseError::FenceLost { .. }), _) | (_, Some(false)) => {
-                        fence_lost.push(key.clone())
-                    }
-                    (Ok(lease), None) => {
-                        job.held.lease = lease;
-                        job.next_renew = Instant::now() + RENEW_RETRY;
-                    }
-                    (Err(e), _) => {
-                        job.held.span.in_scope(
-                            || warn!(project = %key, error = %e, "lease renewal not confirmed"),
-                        );
-                        job.next_renew = Instant::now() + RENEW_RETRY;
-                    }
-                }
-            }
-            self.cancel_jobs(fence_lost, CancelReason::FenceLost, report)
-                .await;
-        }
+        self.beat(report).await;
+        let lost = self.extend_visibility().await;
+        self.cancel_jobs(lost, CancelReason::FenceLost, report)
+            .await;
         let now = Instant::now();
         let expired = self.projects_where(|j| j.safe_until <= now);
         self.cancel_jobs(expired, CancelReason::Unconfirmed, report)
             .await;
     }
 
-    /// Stop acting on the jobs of `projects` (see [`cancel_job`](Self::cancel_job)).
-    async fn cancel_jobs(
+    /// When supervision next has something to do for `job`: a retried extension, or its
+    /// `safe_until`. (The beats are [`next_beat`](Self::next_beat) and
+    /// [`next_visibility_beat`](Self::next_visibility_beat).)
+    pub(super) fn supervision_due(job: &ActiveJob) -> Instant {
+        job.extend_retry
+            .map_or(job.safe_until, |r| job.safe_until.min(r))
+    }
+
+    /// When the visibility beat comes: when the receipt with the least visibility left
+    /// (among those not waiting for a retry) has a third of the visibility timeout left.
+    pub(super) fn next_visibility_beat(&self) -> Option<Instant> {
+        let third = self.cfg.visibility / 3;
+        self.jobs
+            .values()
+            .filter(|j| j.extend_retry.is_none())
+            .map(|j| {
+                j.visible_until
+                    .checked_sub(third)
+                    .unwrap_or(j.visible_until)
+            })
+            .min()
+    }
+
+    /// On the beat, extend the visibility of every receipt in flight (one call per 10);
+    /// between beats, only the receipts whose last extension was not confirmed and whose
+    /// retry is due. A confirmed extension moves the job's `visible_until`. Returns the
+    /// projects whose message is known to be someone else's now.
+    async fn extend_visibility(&mut self) -> Vec<String> {
+        let now = Instant::now();
+        let beat = self.next_visibility_beat().is_some_and(|t| t <= now);
+        let due = if beat {
+            self.projects_where(|_| true)
+        } else {
+            self.projects_where(|j| j.extend_retry.is_some_and(|t| t <= now))
+        };
+        if due.is_empty() {
+            return Vec::new();
+        }
+        let started = Instant::now();
+        let receipts: Vec<_> = due
+            .iter()
+            .filter_map(|k| self.jobs.get(k))
+            .map(|j| j.held.delivery.receipt.clone())
+            .collect();
+        let visibility = self.cfg.visibility;
+        let extended: Vec<Option<bool>> = match self.ports.queue.extend(&receipts, visibility).await
+        {
+            Ok(v) => v
+                .into_iter()
+                .map(|r| match r {
+                    Ok(()) => Some(true),
+                    Err(e) if e.class == FailureClass::FenceLost => Some(false),
+                    Err(_) => None,
+                })
+                .collect(),
+            Err(e) => {
+                warn!(error = %e, "visibility extension failed");
+                vec![None; due.len()]
+            }
+        };
+        let margin = self.cfg.safety_margin;
+        let mut lost = Vec::new();
+        for (key, extended) in due.iter().zip(extended) {
+            let Some(job) = self.jobs.get_mut(key) else {
+                continue;
+            };
+            match extended {
+                Some(true) => {
+                    job.visible_until = job.visible_until.max(started + visibility);
+                    job.extend_retry = None;
+                    job.refresh_safe_until(margin);
+                }
+                Some(false) => lost.push(key.clone()),
+                None => {
+                    job.held
+                        .span
+                        .in_scope(|| warn!(project = %key, "visibility extension not confirmed"));
+                    job.extend_retry = Some(Instant::now() + RENEW_RETRY);
+                }
+            }
+        }
+        lost
+    }
+
+    /// Stop acting on the jobs of `projects` (see [`cancel_job`](Self::cancel_job)); their
+    /// leases are let go of at the next beat.
+    pub(super) async fn cancel_jobs(
         &mut self,
         projects: Vec<String>,
         reason: CancelReason,

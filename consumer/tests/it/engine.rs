@@ -207,11 +207,14 @@ async fn an_unknown_schema_version_is_dead_lettered_without_a_build() {
 async fn contention_returns_the_message_without_spending_an_attempt() {
     let h = Harness::new();
     let project = ProjectKey::parse("alpha").unwrap();
-    let other = h
-        .leases
-        .acquire(&project, "someone-else", Duration::from_secs(20))
-        .await
-        .unwrap();
+    let other = acquire_as(
+        &*h.leases,
+        &project,
+        "someone-else",
+        Duration::from_secs(20),
+    )
+    .await
+    .unwrap();
     h.send("A-1", "alpha").await;
     let mut e = h.engine("c1");
     let r = e.tick(Duration::ZERO).await;
@@ -324,14 +327,20 @@ async fn an_unconfirmed_renewal_cancels_the_job_at_safe_until() {
     let flaky = Arc::new(FlakyLeases::new(h.leases.clone()));
     h.send("A-1", "alpha").await;
     let mut e = h.engine_with(Harness::config("c1"), flaky.clone());
+    let dispatched = tokio::time::Instant::now();
     e.tick(Duration::ZERO).await;
     *flaky.fail_renew.lock().unwrap() = true;
-    let mut cancelled = 0;
+    let mut cancelled_at = None;
     for _ in 0..10 {
         pass(Duration::from_secs(5)).await;
-        cancelled += e.tick(Duration::ZERO).await.cancelled;
+        if e.tick(Duration::ZERO).await.cancelled == 1 {
+            cancelled_at = Some(dispatched.elapsed());
+            break;
+        }
     }
-    assert_eq!(cancelled, 1);
+    // The lease is confirmed for LEASE_TTL (30 s) from the dispatch, less the 2 s margin:
+    // the first tick past 28 s cancels it.
+    assert_eq!(cancelled_at, Some(Duration::from_secs(30)));
     assert_eq!(e.active_count(), 0, "stopped acting");
     assert!(
         h.runner.stopped().is_empty(),
@@ -349,11 +358,14 @@ async fn a_lost_fence_stops_the_build_nobody_adopted() {
     e.tick(Duration::ZERO).await;
     // The lease lapses and someone else takes the project (without adopting the build).
     pass(LEASE_TTL + Duration::from_secs(2)).await;
-    let thief = h
-        .leases
-        .acquire(&ProjectKey::parse("alpha").unwrap(), "thief", LEASE_TTL)
-        .await
-        .unwrap();
+    let thief = acquire_as(
+        &*h.leases,
+        &ProjectKey::parse("alpha").unwrap(),
+        "thief",
+        LEASE_TTL,
+    )
+    .await
+    .unwrap();
     assert!(thief.fence.0 >= 2);
     *flaky.fail_renew.lock().unwrap() = false;
     let mut cancelled = 0;
@@ -472,9 +484,8 @@ async fn a_redelivery_after_success_is_acknowledged_not_rebuilt() {
         let view = h.leases.get(&job.project).await.unwrap().unwrap();
         let lease = Lease {
             project: job.project.clone(),
-            owner: "c1".into(),
+            owner: view.owner.clone().unwrap(),
             fence: view.fence,
-            expires_at: view.expires_at,
         };
         let mut done = job.clone();
         done.state = JobState::Succeeded;

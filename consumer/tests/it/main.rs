@@ -1,6 +1,7 @@
 //! Integration tests of the consumer engine on the real embedded queue and lease store
 //! (SQLite in a temp dir), with tokio's paused time driving leases, visibility and retries.
 
+mod cadence;
 mod cli;
 mod console;
 mod dlq;
@@ -8,6 +9,7 @@ mod engine;
 mod hostile;
 mod metrics;
 mod reattach;
+mod session;
 mod spans;
 mod standing;
 mod support;

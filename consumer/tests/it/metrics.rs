@@ -147,10 +147,14 @@ async fn lease_contention_is_counted() {
     let h = Harness::new();
     let m = MemoryMetrics::new();
     let project = ProjectKey::parse("alpha").unwrap();
-    h.leases
-        .acquire(&project, "someone-else", Duration::from_secs(20))
-        .await
-        .unwrap();
+    acquire_as(
+        &*h.leases,
+        &project,
+        "someone-else",
+        Duration::from_secs(20),
+    )
+    .await
+    .unwrap();
     h.send("A-1", "alpha").await;
     let mut e = engine(&h, &m);
     let r = e.tick(Duration::ZERO).await;

@@ -145,9 +145,7 @@ async fn a_refused_replay_keeps_the_intent_and_never_starts_a_second_build() {
     other.env.insert("KIRO_FENCE".into(), "999".into());
     job.start = Some(other);
     pass(LEASE_TTL + Duration::from_secs(2)).await; // c1's lease lapses
-    let lease = h
-        .leases
-        .acquire(&job.project, "editor", LEASE_TTL)
+    let lease = acquire_as(&*h.leases, &job.project, "editor", LEASE_TTL)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     h.leases.record(&lease, &job).await.unwrap();

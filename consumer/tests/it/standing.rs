@@ -4,7 +4,7 @@
 //! before it recorded the re-attach — may act again once adopted, and is lost for good
 //! only when the record no longer names it.
 
-use crate::support::Harness;
+use crate::support::{Harness, acquire_as};
 use kiro_protocol::{BuildStanding, LeaseStore, build_standing};
 use std::time::Duration;
 
@@ -32,9 +32,7 @@ async fn a_handed_off_build_is_in_transit_until_adopted_then_may_act() {
     );
 
     // The next consumer has taken the lease (a new fence) but not recorded the re-attach.
-    let taken = h
-        .leases
-        .acquire(&job.project, "c2", Duration::from_secs(60))
+    let taken = acquire_as(&*h.leases, &job.project, "c2", Duration::from_secs(60))
         .await
         .unwrap();
     assert!(taken.fence > fence1);

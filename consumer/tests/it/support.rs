@@ -162,8 +162,8 @@ impl Harness {
     }
 }
 
-/// A lease store whose renewals, or the job-record writes of one state, can be made to
-/// fail (an unreachable table).
+/// A lease store whose session renewals, or the job-record writes of one state, can be
+/// made to fail (an unreachable table).
 #[derive(Debug)]
 pub struct FlakyLeases {
     pub inner: Arc<SqliteLeaseStore>,
@@ -184,16 +184,25 @@ impl FlakyLeases {
 
 #[async_trait]
 impl LeaseStore for FlakyLeases {
-    async fn acquire(&self, p: &ProjectKey, o: &str, t: Duration) -> Result<Lease, LeaseError> {
-        self.inner.acquire(p, o, t).await
+    async fn open_session(&self, id: &str, t: Duration) -> Result<Session, LeaseError> {
+        self.inner.open_session(id, t).await
     }
-    async fn renew(&self, l: &Lease, t: Duration) -> Result<Lease, LeaseError> {
+    async fn renew_session(&self, s: &Session, t: Duration) -> Result<Session, LeaseError> {
         if *self.fail_renew.lock().unwrap() {
             return Err(LeaseError::Port(PortError::transient(
                 "scripted: table unreachable",
             )));
         }
-        self.inner.renew(l, t).await
+        self.inner.renew_session(s, t).await
+    }
+    async fn end_session(&self, s: &Session) -> Result<(), LeaseError> {
+        self.inner.end_session(s).await
+    }
+    async fn session(&self, id: &str) -> Result<Option<SessionView>, PortError> {
+        self.inner.session(id).await
+    }
+    async fn acquire(&self, p: &ProjectKey, s: &Session) -> Result<Lease, LeaseError> {
+        self.inner.acquire(p, s).await
     }
     async fn release(&self, l: &Lease) -> Result<(), LeaseError> {
         self.inner.release(l).await
@@ -215,4 +224,27 @@ impl LeaseStore for FlakyLeases {
     async fn jobs(&self) -> Result<Vec<JobRecord>, PortError> {
         self.inner.jobs().await
     }
+}
+
+/// Take `project`'s lease as a consumer named `owner` would: open a session for `ttl`
+/// (suffixed when the name was used before), then acquire under it.
+pub async fn acquire_as(
+    store: &dyn LeaseStore,
+    project: &ProjectKey,
+    owner: &str,
+    ttl: Duration,
+) -> Result<Lease, LeaseError> {
+    let mut id = owner.to_owned();
+    let mut n = 0;
+    let session = loop {
+        match store.open_session(&id, ttl).await {
+            Ok(s) => break s,
+            Err(e) if e.class() == FailureClass::PermanentInput && n < 10 => {
+                n += 1;
+                id = format!("{owner}.{n}");
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    store.acquire(project, &session).await
 }

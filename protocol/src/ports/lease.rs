@@ -1,12 +1,28 @@
-//! `LeaseStore`: per-project leases with monotonic fencing tokens, and the job records.
+//! `LeaseStore`: consumer sessions, per-project leases held by a session, with monotonic
+//! fencing tokens, and the job records.
+//!
+//! A consumer renews ONE row, its [`Session`], per heartbeat; every project lease it holds
+//! lives exactly as long as that session, with no renewal of its own.
 //!
 //! Contract (checked by `kiro_backends::testing::contract::lease`):
-//! - `acquire` succeeds only when the project is free, released, or its lease expired
-//!   more than the store's clock-skew bound ago; every successful acquire bumps the fence
-//!   by one in the same atomic write, so fences are strictly increasing per project;
-//! - a failed acquire reports the current holder and never changes the row;
-//! - `renew`, `release` and `record` succeed only while the caller's fence is still the
-//!   current one (and it is still the owner); a stale fence can never write;
+//! - `open_session` creates a session row that did not exist (an id is never reused);
+//!   `renew_session` moves its expiry to `ttl` from now and succeeds while the session is
+//!   not ended — even past its expiry, as long as none of its leases was taken over;
+//!   `end_session` ends it; a session that was ended (by its owner, or by a takeover)
+//!   can never be renewed again: `SessionLost`;
+//! - a session is **live** while its row exists, is not ended, and
+//!   `expires_at + skew > now` (the store's clock-skew bound);
+//! - `acquire` succeeds only when the project is free: no row, released, or held by a
+//!   session that is not live; every successful acquire bumps the fence by one in the same
+//!   atomic write, so fences are strictly increasing per project; a takeover (the holder's
+//!   session exists but expired beyond the skew bound) ends the holder's session in that
+//!   same atomic write, so its next renewal fails for good;
+//! - a failed acquire reports the current holder (with its session's expiry) and never
+//!   changes a row;
+//! - `acquire` does not judge the caller's own session: the caller acquires only while
+//!   its session is confirmed (the engine's `safe_until`);
+//! - `release` and `record` succeed only while the caller's fence is still the current one
+//!   (and its session still the owner); a stale fence can never write;
 //! - a write whose result is unknown is re-read before the adapter answers, so callers
 //!   see either success or a definite error.
 
@@ -19,30 +35,48 @@ use serde::Serialize;
 use std::time::Duration;
 use thiserror::Error;
 
-/// A held lease.
+/// A consumer's session, as its owner last confirmed it: every lease it holds lives as
+/// long as this row does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// Unique per session (never reused); the `owner` of the leases it holds.
+    pub id: String,
+    /// When the session expires unless renewed (the store's clock at the renewal + ttl).
+    pub expires_at: Timestamp,
+}
+
+/// A session row as anyone can read it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SessionView {
+    pub id: String,
+    pub expires_at: Timestamp,
+    /// Ended by its owner or by a takeover of one of its leases: it can never be renewed.
+    pub ended: bool,
+}
+
+/// A held lease: the project, the session holding it and the fence of this hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
     pub project: ProjectKey,
+    /// The holding session's id.
     pub owner: String,
     pub fence: Fence,
-    pub expires_at: Timestamp,
 }
 
 /// The lease row as anyone can read it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LeaseView {
     pub project: ProjectKey,
-    /// `None` when released.
+    /// The holding session's id; `None` when released.
     pub owner: Option<String>,
     pub fence: Fence,
-    pub expires_at: Timestamp,
     /// The item whose job record was last written under this lease.
     pub current_item: Option<ItemId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum LeaseError {
-    /// Someone else holds the lease.
+    /// A live session holds the lease (`expires_at`: that session's expiry).
     #[error("lease for {project} is held by {holder} (fence {fence}) until {expires_at}")]
     Held {
         project: ProjectKey,
@@ -57,6 +91,10 @@ pub enum LeaseError {
         mine: Fence,
         current: Option<Fence>,
     },
+    /// The session was ended (by its owner, or because one of its leases was taken over
+    /// after it expired): none of its leases may be acted on any more.
+    #[error("session {session} is ended; its leases are lost")]
+    SessionLost { session: String },
     #[error(transparent)]
     Port(#[from] PortError),
 }
@@ -65,7 +103,9 @@ impl LeaseError {
     pub fn class(&self) -> FailureClass {
         match self {
             LeaseError::Held { .. } => FailureClass::Contention,
-            LeaseError::FenceLost { .. } => FailureClass::FenceLost,
+            LeaseError::FenceLost { .. } | LeaseError::SessionLost { .. } => {
+                FailureClass::FenceLost
+            }
             LeaseError::Port(p) => p.class,
         }
     }
@@ -73,15 +113,18 @@ impl LeaseError {
 
 #[async_trait]
 pub trait LeaseStore: Send + Sync + std::fmt::Debug {
-    /// Take the project's lease for `ttl`, bumping the fence.
-    async fn acquire(
-        &self,
-        project: &ProjectKey,
-        owner: &str,
-        ttl: Duration,
-    ) -> Result<Lease, LeaseError>;
-    /// Extend a held lease to `ttl` from now.
-    async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Lease, LeaseError>;
+    /// Open a new session `id` for `ttl`; an id that was ever used is refused
+    /// (`PermanentInput`).
+    async fn open_session(&self, id: &str, ttl: Duration) -> Result<Session, LeaseError>;
+    /// Move the session's expiry to `ttl` from now: one write keeps every lease it holds.
+    /// `SessionLost` once it was ended.
+    async fn renew_session(&self, session: &Session, ttl: Duration) -> Result<Session, LeaseError>;
+    /// End the session (its leases become free to take at once); ending it twice is fine.
+    async fn end_session(&self, session: &Session) -> Result<(), LeaseError>;
+    /// A session row, if any.
+    async fn session(&self, id: &str) -> Result<Option<SessionView>, PortError>;
+    /// Take the project's lease for `session`, bumping the fence.
+    async fn acquire(&self, project: &ProjectKey, session: &Session) -> Result<Lease, LeaseError>;
     /// Give the lease up at once (the next acquire need not wait for expiry).
     async fn release(&self, lease: &Lease) -> Result<(), LeaseError>;
     /// The project's lease row, if any.

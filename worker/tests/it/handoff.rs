@@ -16,11 +16,7 @@ const BUILD: &str = "local:calc:7";
 /// The consumer `owner` holds calc's lease and records that BUILD runs CALC-1 under it.
 async fn hold_and_record(w: &World, owner: &str) -> kiro_protocol::Lease {
     let project = ProjectKey::parse("calc").unwrap();
-    let lease = w
-        .lease
-        .acquire(&project, owner, Duration::from_secs(600))
-        .await
-        .unwrap();
+    let lease = w.hold("calc", owner).await;
     let mut job = JobRecord::new(
         project,
         ItemId::parse("CALC-1").unwrap(),

@@ -176,12 +176,26 @@ impl World {
 
     /// Take the project's lease as the consumer would; returns its fence.
     pub async fn take_lease(&self, project: &str) -> Fence {
+        self.hold(project, "test-consumer").await.fence
+    }
+
+    /// Take the project's lease as a consumer named `owner`: a session of its own (the
+    /// name suffixed when it was used before), then the acquire.
+    pub async fn hold(&self, project: &str, owner: &str) -> kiro_protocol::Lease {
         let p = ProjectKey::parse(project).unwrap();
-        self.lease
-            .acquire(&p, "test-consumer", Duration::from_secs(600))
-            .await
-            .unwrap()
-            .fence
+        let mut id = owner.to_owned();
+        let mut n = 0;
+        let session = loop {
+            match self.lease.open_session(&id, Duration::from_secs(600)).await {
+                Ok(s) => break s,
+                Err(_) if n < 10 => {
+                    n += 1;
+                    id = format!("{owner}.{n}");
+                }
+                Err(e) => panic!("open session: {e}"),
+            }
+        };
+        self.lease.acquire(&p, &session).await.unwrap()
     }
 
     /// A worker configuration for one board item, as the consumer would pass it.

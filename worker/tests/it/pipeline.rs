@@ -105,9 +105,8 @@ async fn take_over(w: &World, project: &str) -> Fence {
     let view = w.lease.get(&p).await.unwrap().unwrap();
     let held = kiro_protocol::Lease {
         project: p,
-        owner: "test-consumer".into(),
+        owner: view.owner.clone().unwrap(),
         fence: view.fence,
-        expires_at: view.expires_at,
     };
     w.lease.release(&held).await.unwrap();
     let newer = w.take_lease(project).await;

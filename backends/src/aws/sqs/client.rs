@@ -64,8 +64,12 @@ fn entry_results(
     results
 }
 
+/// Whole seconds for SQS, rounded up: a wait or visibility of 300 ms is 1 s, never 0
+/// (`WaitTimeSeconds=0` is a short poll, `VisibilityTimeout=0` makes the message visible);
+/// only zero is zero.
 fn secs(d: Duration) -> i32 {
-    i32::try_from(d.as_secs()).unwrap_or(i32::MAX)
+    let whole = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    i32::try_from(whole).unwrap_or(i32::MAX)
 }
 
 fn string_attr(v: &str) -> Result<MessageAttributeValue, PortError> {
@@ -296,7 +300,20 @@ pub(super) fn attr_count(
 
 #[cfg(test)]
 mod tests {
-    use super::queue_name;
+    use super::{queue_name, secs};
+    use std::time::Duration;
+
+    #[test]
+    fn seconds_round_up_and_only_zero_is_zero() {
+        assert_eq!(secs(Duration::ZERO), 0);
+        assert_eq!(secs(Duration::from_millis(1)), 1);
+        assert_eq!(secs(Duration::from_millis(50)), 1);
+        assert_eq!(secs(Duration::from_millis(999)), 1);
+        assert_eq!(secs(Duration::from_secs(1)), 1);
+        assert_eq!(secs(Duration::from_millis(19_200)), 20);
+        assert_eq!(secs(Duration::from_secs(20)), 20);
+        assert_eq!(secs(Duration::from_secs(u64::MAX)), i32::MAX);
+    }
 
     #[test]
     fn the_queue_name_is_the_last_segment_of_its_url() {

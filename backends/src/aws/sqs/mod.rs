@@ -5,7 +5,8 @@
 //!   dedup, the standard message attributes (`kiro.schema`, `traceparent`, `tracestate`)
 //!   plus the caller's, and the `AWSTraceHeader` system attribute when the trace context
 //!   has an X-Ray header;
-//! - `receive`: one long-poll `ReceiveMessage` (≤ 10, wait ≤ 20 s; at most one message
+//! - `receive`: one long-poll `ReceiveMessage` (≤ 10, wait ≤ 20 s, whole seconds rounded
+//!   up so a sub-second wait never becomes a short poll; at most one message
 //!   per group is delivered, later ones of the same group are made visible again) asking for
 //!   ApproximateReceiveCount, SentTimestamp, MessageGroupId, MessageDeduplicationId,
 //!   AWSTraceHeader and all message attributes. Every call has a `ReceiveRequestAttemptId`;

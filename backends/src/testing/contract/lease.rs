@@ -1,5 +1,6 @@
-//! The `LeaseStore` contract suite: fencing, expiry with a skew bound, fenced writes
-//! and the job records.
+//! The `LeaseStore` contract suite: sessions (one renewal keeps every lease), fencing,
+//! takeover of an expired session's leases with a skew bound, fenced writes and the job
+//! records.
 //!
 //! Each check is a public async function taking only a [`LeaseHarness`];
 //! [`lease_contract!`](crate::lease_contract) makes one test of each. A check asks for a
@@ -11,8 +12,8 @@
 
 use async_trait::async_trait;
 use kiro_protocol::{
-    BuildId, Fence, ItemId, JobRecord, JobState, Lease, LeaseError, LeaseStore, MessageId,
-    ProjectKey, Timestamp, TraceContext,
+    BuildId, FailureClass, Fence, ItemId, JobRecord, JobState, Lease, LeaseError, LeaseStore,
+    MessageId, ProjectKey, Session, Timestamp, TraceContext,
 };
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -27,7 +28,7 @@ pub trait LeaseHarness: Send + Sync {
     async fn advance(&self, d: Duration);
     /// The clock-skew bound the stores apply to expiry.
     fn skew(&self) -> Duration;
-    /// The lease duration the checks use (short against an emulator).
+    /// The session duration the checks use (short against an emulator).
     fn ttl(&self) -> Duration {
         Duration::from_secs(30)
     }
@@ -83,7 +84,8 @@ fn assert_fence_lost<T: Debug>(r: Result<T, LeaseError>, mine: Fence, current: F
     }
 }
 
-fn assert_held<T: Debug>(r: Result<T, LeaseError>, holder: &Lease, what: &str) {
+/// `r` is `Held`, naming `holder`'s session, its fence and the session's expiry.
+fn assert_held<T: Debug>(r: Result<T, LeaseError>, holder: &Lease, session: &Session, what: &str) {
     match r {
         Err(LeaseError::Held {
             holder: who,
@@ -94,83 +96,109 @@ fn assert_held<T: Debug>(r: Result<T, LeaseError>, holder: &Lease, what: &str) {
             assert_eq!(who, holder.owner, "contract: {what}: names the holder");
             assert_eq!(fence, holder.fence, "contract: {what}: names the fence");
             assert_eq!(
-                expires_at, holder.expires_at,
-                "contract: {what}: names the expiry"
+                expires_at, session.expires_at,
+                "contract: {what}: names the holder session's expiry"
             );
         }
         other => panic!("contract: {what} should fail with Held, got {other:?}"),
     }
 }
 
+fn assert_session_lost<T: Debug>(r: Result<T, LeaseError>, session: &Session, what: &str) {
+    match r {
+        Err(LeaseError::SessionLost { session: id }) => {
+            assert_eq!(id, session.id, "contract: {what}: names the session");
+        }
+        other => panic!("contract: {what} should fail with SessionLost, got {other:?}"),
+    }
+}
+
+/// Open session `id` for the harness's ttl.
+async fn open(s: &dyn LeaseStore, h: &dyn LeaseHarness, id: &str) -> Session {
+    ok(s.open_session(id, h.ttl()).await, "open session")
+}
+
 /// Every acquire bumps the fence: fences of a project strictly increase.
 pub async fn fence_strictly_increases(h: &dyn LeaseHarness) {
     let s = h.store().await;
     let p = project("alpha");
+    let sessions = [
+        open(&*s, h, "a").await,
+        open(&*s, h, "b").await,
+        open(&*s, h, "c").await,
+    ];
     let mut last = Fence(0);
-    for owner in ["a", "b", "a", "c"] {
-        let l = ok(s.acquire(&p, owner, h.ttl()).await, "acquire");
+    for n in [0, 1, 0, 2] {
+        let l = ok(s.acquire(&p, &sessions[n]).await, "acquire");
         assert!(l.fence > last, "contract: fence {} after {last}", l.fence);
-        assert_eq!(l.owner, owner);
+        assert_eq!(l.owner, sessions[n].id);
         assert_eq!(l.project, p);
         last = l.fence;
         ok(s.release(&l).await, "release");
     }
-    let other = ok(s.acquire(&project("beta"), "a", h.ttl()).await, "acquire");
+    let other = ok(s.acquire(&project("beta"), &sessions[0]).await, "acquire");
     assert!(other.fence > Fence(0));
 }
 
-/// A held lease cannot be acquired; the error names the holder, its fence and expiry,
-/// and the row is unchanged.
+/// A lease held by a live session cannot be acquired, not even by that session; the error
+/// names the holder, its fence and its session's expiry, and the row is unchanged.
 pub async fn held_lease_reports_holder(h: &dyn LeaseHarness) {
     let s = h.store().await;
     let p = project("alpha");
-    let a = ok(s.acquire(&p, "owner-a", h.ttl()).await, "acquire");
-    assert_held(s.acquire(&p, "owner-b", h.ttl()).await, &a, "acquire by b");
-    assert_held(
-        s.acquire(&p, "owner-a", h.ttl()).await,
-        &a,
-        "acquire again by a",
-    );
+    let sa = open(&*s, h, "owner-a").await;
+    let sb = open(&*s, h, "owner-b").await;
+    let a = ok(s.acquire(&p, &sa).await, "acquire");
+    assert_held(s.acquire(&p, &sb).await, &a, &sa, "acquire by b");
+    assert_held(s.acquire(&p, &sa).await, &a, &sa, "acquire again by a");
     let view = ok(s.get(&p).await, "get").unwrap_or_else(|| panic!("contract: lease row exists"));
     assert_eq!(view.owner.as_deref(), Some("owner-a"));
     assert_eq!(view.fence, a.fence);
-    assert_eq!(view.expires_at, a.expires_at);
     assert!(ok(s.get(&project("nobody")).await, "get").is_none());
 }
 
-/// An expired lease can be taken once the skew bound has also passed.
+/// A lease of an expired session can be taken once the skew bound has also passed; the
+/// takeover ends the old session, which can then never be renewed.
 pub async fn expired_lease_can_be_taken_after_skew(h: &dyn LeaseHarness) {
     let s = h.store().await;
     let p = project("alpha");
-    let a = ok(s.acquire(&p, "owner-a", h.ttl()).await, "acquire");
+    let sa = open(&*s, h, "owner-a").await;
+    let a = ok(s.acquire(&p, &sa).await, "acquire");
     h.advance(h.ttl()).await;
+    let sb = open(&*s, h, "owner-b").await;
     if h.skew() > Duration::ZERO {
         assert_held(
-            s.acquire(&p, "owner-b", h.ttl()).await,
+            s.acquire(&p, &sb).await,
             &a,
+            &sa,
             "acquire inside the skew bound",
         );
     }
     h.advance(h.skew()).await;
-    let b = ok(
-        s.acquire(&p, "owner-b", h.ttl()).await,
-        "acquire after expiry + skew",
-    );
+    let sb = ok(s.renew_session(&sb, h.ttl()).await, "renew b");
+    let b = ok(s.acquire(&p, &sb).await, "acquire after expiry + skew");
     assert!(b.fence > a.fence);
     let view = ok(s.get(&p).await, "get").unwrap_or_else(|| panic!("contract: lease row exists"));
     assert_eq!(view.owner.as_deref(), Some("owner-b"));
     assert_eq!(view.fence, b.fence);
+    let old = ok(s.session("owner-a").await, "session").unwrap_or_else(|| panic!("row"));
+    assert!(old.ended, "contract: a takeover ends the holder's session");
+    assert_session_lost(
+        s.renew_session(&sa, h.ttl()).await,
+        &sa,
+        "renew of a session that lost a lease",
+    );
 }
 
-/// Once someone else took the lease, the old holder can neither renew, release nor
-/// record, and its failed writes change nothing.
+/// Once someone else took the lease, the old holder can neither release nor record, and
+/// its failed writes change nothing.
 pub async fn stale_fence_cannot_write(h: &dyn LeaseHarness) {
     let s = h.store().await;
     let p = project("alpha");
-    let a = ok(s.acquire(&p, "owner-a", h.ttl()).await, "acquire");
+    let sa = open(&*s, h, "owner-a").await;
+    let a = ok(s.acquire(&p, &sa).await, "acquire");
     h.advance(h.ttl() + h.skew()).await;
-    let b = ok(s.acquire(&p, "owner-b", h.ttl()).await, "takeover");
-    assert_fence_lost(s.renew(&a, h.ttl()).await, a.fence, b.fence, "stale renew");
+    let sb = open(&*s, h, "owner-b").await;
+    let b = ok(s.acquire(&p, &sb).await, "takeover");
     assert_fence_lost(s.release(&a).await, a.fence, b.fence, "stale release");
     assert_fence_lost(
         s.record(&a, &job(&a, "item-1", 1_000)).await,
@@ -185,21 +213,17 @@ pub async fn stale_fence_cannot_write(h: &dyn LeaseHarness) {
     let view = ok(s.get(&p).await, "get").unwrap_or_else(|| panic!("contract: lease row exists"));
     assert_eq!(view.owner.as_deref(), Some("owner-b"));
     assert_eq!(view.fence, b.fence);
-    assert_eq!(view.expires_at, b.expires_at);
     assert_eq!(view.current_item, None);
-    // The same owner name with an old fence is still stale.
-    let a_again = ok(
-        {
-            ok(s.release(&b).await, "release b");
-            s.acquire(&p, "owner-a", h.ttl()).await
-        },
-        "acquire again",
-    );
+    // The same holder name with an old fence is still stale: b hands the project back
+    // to a's new session; a's old lease still cannot write.
+    ok(s.release(&b).await, "release b");
+    let sa2 = open(&*s, h, "owner-a2").await;
+    let a2 = ok(s.acquire(&p, &sa2).await, "acquire again");
     assert_fence_lost(
-        s.renew(&a, h.ttl()).await,
+        s.release(&a).await,
         a.fence,
-        a_again.fence,
-        "renew with the owner's older fence",
+        a2.fence,
+        "release with an older fence",
     );
 }
 
@@ -207,63 +231,144 @@ pub async fn stale_fence_cannot_write(h: &dyn LeaseHarness) {
 pub async fn release_lets_next_acquire_at_once(h: &dyn LeaseHarness) {
     let s = h.store().await;
     let p = project("alpha");
-    let a = ok(
-        s.acquire(&p, "owner-a", Duration::from_secs(3600)).await,
-        "acquire",
+    let sa = ok(
+        s.open_session("owner-a", Duration::from_secs(3600)).await,
+        "open",
     );
+    let sb = open(&*s, h, "owner-b").await;
+    let a = ok(s.acquire(&p, &sa).await, "acquire");
     ok(s.release(&a).await, "release");
     let view = ok(s.get(&p).await, "get").unwrap_or_else(|| panic!("contract: lease row exists"));
     assert_eq!(view.owner, None, "contract: a released lease has no owner");
     assert_eq!(view.fence, a.fence);
-    let b = ok(
-        s.acquire(&p, "owner-b", h.ttl()).await,
-        "acquire after release",
-    );
+    let b = ok(s.acquire(&p, &sb).await, "acquire after release");
     assert!(b.fence > a.fence);
 }
 
-/// `renew` moves the expiry; a renew after expiry works while nobody took the lease.
-pub async fn renew_extends_and_survives_expiry_until_taken(h: &dyn LeaseHarness) {
+/// One `renew_session` keeps every lease of the session: past the first expiry (+ skew)
+/// none of them can be taken; a renewal after expiry still works while none was taken.
+pub async fn one_renewal_keeps_every_lease(h: &dyn LeaseHarness) {
     let s = h.store().await;
-    let p = project("alpha");
     let ttl = h.ttl();
-    let a = ok(s.acquire(&p, "owner-a", ttl).await, "acquire");
+    let sa = open(&*s, h, "owner-a").await;
+    let projects = [project("alpha"), project("beta"), project("gamma")];
+    let mut leases = Vec::new();
+    for p in &projects {
+        leases.push(ok(s.acquire(p, &sa).await, "acquire"));
+    }
     h.advance(ttl / 2).await;
-    let a2 = ok(s.renew(&a, ttl).await, "renew");
-    assert!(a2.expires_at > a.expires_at);
-    assert_eq!(a2.fence, a.fence);
+    let sa2 = ok(s.renew_session(&sa, ttl).await, "renew");
+    assert!(sa2.expires_at > sa.expires_at);
+    assert_eq!(sa2.id, sa.id);
+    let view = ok(s.session("owner-a").await, "session").unwrap_or_else(|| panic!("row"));
+    assert_eq!((view.expires_at, view.ended), (sa2.expires_at, false));
     h.advance(ttl / 2 + h.skew()).await;
     // Past the first expiry (+ skew) but not the renewed one.
-    assert_held(
-        s.acquire(&p, "owner-b", ttl).await,
-        &a2,
-        "acquire of a renewed lease",
-    );
+    let sb = open(&*s, h, "owner-b").await;
+    for (p, l) in projects.iter().zip(&leases) {
+        assert_held(
+            s.acquire(p, &sb).await,
+            l,
+            &sa2,
+            "acquire of a renewed session's lease",
+        );
+    }
     h.advance(ttl).await;
-    let a3 = ok(
-        s.renew(&a2, ttl).await,
-        "renew after expiry, nobody took it",
+    let sa3 = ok(
+        s.renew_session(&sa2, ttl).await,
+        "renew after expiry, nothing taken",
     );
-    assert_eq!(a3.fence, a.fence);
+    let sb = ok(s.renew_session(&sb, ttl).await, "renew b");
+    for (p, l) in projects.iter().zip(&leases) {
+        assert_held(
+            s.acquire(p, &sb).await,
+            l,
+            &sa3,
+            "acquire after a late renewal",
+        );
+        ok(
+            s.record(l, &job(l, "item", 1)).await,
+            "record under a kept lease",
+        );
+    }
+}
+
+/// A session's life: ids are never reused, `end_session` ends it (twice is fine), an
+/// ended session is never renewed again, and its leases are free at once.
+pub async fn session_lifecycle(h: &dyn LeaseHarness) {
+    let s = h.store().await;
+    let sa = open(&*s, h, "owner-a").await;
+    match s.open_session("owner-a", h.ttl()).await {
+        Err(e) => assert_eq!(e.class(), FailureClass::PermanentInput, "{e}"),
+        Ok(_) => panic!("contract: a session id is used once"),
+    }
+    assert!(ok(s.session("nobody").await, "session").is_none());
+    let p = project("alpha");
+    let a = ok(s.acquire(&p, &sa).await, "acquire");
+    ok(s.end_session(&sa).await, "end");
+    ok(s.end_session(&sa).await, "end twice");
+    let view = ok(s.session("owner-a").await, "session").unwrap_or_else(|| panic!("row"));
+    assert!(view.ended);
+    assert_session_lost(s.renew_session(&sa, h.ttl()).await, &sa, "renew after end");
+    assert!(
+        s.open_session("owner-a", h.ttl()).await.is_err(),
+        "contract: an ended id is not reopened"
+    );
+    let ghost = Session {
+        id: "never-opened".into(),
+        expires_at: sa.expires_at,
+    };
+    assert_session_lost(
+        s.end_session(&ghost).await,
+        &ghost,
+        "end of an unknown session",
+    );
+    // The ended session's lease is free at once.
+    let sb = open(&*s, h, "owner-b").await;
+    let b = ok(s.acquire(&p, &sb).await, "acquire from an ended session");
+    assert!(b.fence > a.fence);
+}
+
+/// A lease row whose holder has no session row (written before sessions existed) is
+/// judged by the row's own expiry; taking it over writes that holder an ended session.
+pub async fn a_holder_without_a_session_row_is_judged_by_its_row(h: &dyn LeaseHarness) {
+    let s = h.store().await;
+    let p = project("alpha");
+    let probe = open(&*s, h, "probe").await;
+    let ghost = Session {
+        id: "old-consumer".into(),
+        expires_at: probe.expires_at,
+    };
+    let old = ok(s.acquire(&p, &ghost).await, "acquire without a session row");
+    let sb = open(&*s, h, "owner-b").await;
     assert_held(
-        s.acquire(&p, "owner-b", ttl).await,
-        &a3,
-        "acquire after late renew",
+        s.acquire(&p, &sb).await,
+        &old,
+        &ghost,
+        "acquire before the row expired",
+    );
+    h.advance(h.ttl() + h.skew()).await;
+    let sb = ok(s.renew_session(&sb, h.ttl()).await, "renew b");
+    let b = ok(
+        s.acquire(&p, &sb).await,
+        "takeover after the row's expiry + skew",
+    );
+    assert!(b.fence > old.fence);
+    let tomb = ok(s.session("old-consumer").await, "session").unwrap_or_else(|| panic!("row"));
+    assert!(tomb.ended, "contract: the old holder's id is ended");
+    assert!(
+        s.open_session("old-consumer", h.ttl()).await.is_err(),
+        "contract: the old holder's id is not opened later"
     );
 }
 
-/// A released lease cannot be renewed or recorded under.
-pub async fn released_lease_cannot_be_renewed(h: &dyn LeaseHarness) {
+/// A released lease cannot be released again or recorded under.
+pub async fn released_lease_cannot_be_written(h: &dyn LeaseHarness) {
     let s = h.store().await;
     let p = project("alpha");
-    let a = ok(s.acquire(&p, "owner-a", h.ttl()).await, "acquire");
+    let sa = open(&*s, h, "owner-a").await;
+    let a = ok(s.acquire(&p, &sa).await, "acquire");
     ok(s.release(&a).await, "release");
-    assert_fence_lost(
-        s.renew(&a, h.ttl()).await,
-        a.fence,
-        a.fence,
-        "renew after release",
-    );
     assert_fence_lost(s.release(&a).await, a.fence, a.fence, "release twice");
     assert_fence_lost(
         s.record(&a, &job(&a, "i", 1)).await,
@@ -279,8 +384,10 @@ pub async fn record_job_jobs_round_trip(h: &dyn LeaseHarness) {
     let s = h.store().await;
     let pa = project("alpha");
     let pb = project("beta");
-    let la = ok(s.acquire(&pa, "owner-a", h.ttl()).await, "acquire");
-    let lb = ok(s.acquire(&pb, "owner-b", h.ttl()).await, "acquire");
+    let sa = open(&*s, h, "owner-a").await;
+    let sb = open(&*s, h, "owner-b").await;
+    let la = ok(s.acquire(&pa, &sa).await, "acquire");
+    let lb = ok(s.acquire(&pb, &sb).await, "acquire");
     let j_b = job(&lb, "b-1", 1_000);
     let j_a2 = job(&la, "a-2", 2_000);
     let mut j_a1 = job(&la, "a-1", 3_000);

@@ -73,8 +73,10 @@ macro_rules! lease_contract {
             expired_lease_can_be_taken_after_skew,
             stale_fence_cannot_write,
             release_lets_next_acquire_at_once,
-            renew_extends_and_survives_expiry_until_taken,
-            released_lease_cannot_be_renewed,
+            one_renewal_keeps_every_lease,
+            session_lifecycle,
+            a_holder_without_a_session_row_is_judged_by_its_row,
+            released_lease_cannot_be_written,
             record_job_jobs_round_trip,
         ]);
     };
@@ -165,7 +167,7 @@ mod tests {
     fn every_check_of_the_queue_suite_is_in_its_macro() {
         crate::queue_contract!(@checks);
         let found = checks_in(include_str!("queue.rs"), "QueueHarness");
-        assert_eq!(found.len(), 16, "{found:?}");
+        assert_eq!(found.len(), 18, "{found:?}");
         assert_eq!(found, sorted(CHECKS));
     }
 
@@ -173,7 +175,7 @@ mod tests {
     fn every_check_of_the_lease_suite_is_in_its_macro() {
         crate::lease_contract!(@checks);
         let found = checks_in(include_str!("lease.rs"), "LeaseHarness");
-        assert_eq!(found.len(), 8, "{found:?}");
+        assert_eq!(found.len(), 10, "{found:?}");
         assert_eq!(found, sorted(CHECKS));
     }
 

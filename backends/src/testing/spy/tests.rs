@@ -183,11 +183,16 @@ async fn a_lease_spy_forwards_and_counts() {
     let store = SqliteLeaseStore::new(db, Arc::new(ManualClock::default()), Duration::ZERO);
     let spy = Spy::new(Arc::new(store.unwrap()));
     let p = ProjectKey::parse("alpha").unwrap();
-    let lease = spy
-        .acquire(&p, "me", Duration::from_secs(30))
+    let session = spy
+        .open_session("me", Duration::from_secs(30))
         .await
         .unwrap();
-    let lease = spy.renew(&lease, Duration::from_secs(30)).await.unwrap();
+    let lease = spy.acquire(&p, &session).await.unwrap();
+    let session = spy
+        .renew_session(&session, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(!spy.session("me").await.unwrap().unwrap().ended);
     assert_eq!(spy.get(&p).await.unwrap().unwrap().fence, lease.fence);
     assert!(spy.jobs().await.unwrap().is_empty());
     assert!(
@@ -197,7 +202,18 @@ async fn a_lease_spy_forwards_and_counts() {
             .is_none()
     );
     spy.release(&lease).await.unwrap();
-    for method in ["acquire", "renew", "get", "jobs", "job", "release"] {
+    spy.end_session(&session).await.unwrap();
+    for method in [
+        "open_session",
+        "acquire",
+        "renew_session",
+        "session",
+        "get",
+        "jobs",
+        "job",
+        "release",
+        "end_session",
+    ] {
         assert_eq!(spy.calls(method), 1, "{method}");
     }
 }

@@ -23,7 +23,8 @@ use kiro_backends::aws::dynamo::DynamoLeaseStore;
 use kiro_backends::aws::sqs::{SqsQueue, SqsSettings};
 use kiro_backends::testing::contract::queue::message;
 use kiro_protocol::{
-    FailureClass, Fence, Lease, LeaseStore, ManualClock, ProjectKey, Receipt, Timestamp, WorkQueue,
+    FailureClass, Fence, LeaseStore, ManualClock, ProjectKey, Receipt, Session, Timestamp,
+    WorkQueue,
 };
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -267,17 +268,23 @@ fn lease_row(owner: &str, fence: u64, expires_at: i64) -> GetItemOutput {
         .build()
 }
 
-fn lease(expires_at: i64) -> Lease {
-    Lease {
-        project: ProjectKey::parse("alpha").unwrap(),
-        owner: "owner-a".into(),
-        fence: Fence(3),
+fn session_row(id: &str, expires_at: i64) -> GetItemOutput {
+    GetItemOutput::builder()
+        .item("pk", AttributeValue::S(id.into()))
+        .item("sk", AttributeValue::S("SESSION".into()))
+        .item("expires_at", AttributeValue::N(expires_at.to_string()))
+        .build()
+}
+
+fn session(expires_at: i64) -> Session {
+    Session {
+        id: "owner-a".into(),
         expires_at: Timestamp(expires_at),
     }
 }
 
 #[tokio::test(start_paused = true)]
-async fn renew_answered_500_but_applied_is_concluded_by_a_consistent_reread() {
+async fn a_session_renewal_answered_500_but_applied_is_concluded_by_a_consistent_reread() {
     let now = 5_000_000;
     let update = mock!(aws_sdk_dynamodb::Client::update_item).then_http_response(|| {
         aws_smithy_runtime_api::http::Response::new(
@@ -287,7 +294,7 @@ async fn renew_answered_500_but_applied_is_concluded_by_a_consistent_reread() {
     });
     let read = mock!(aws_sdk_dynamodb::Client::get_item)
         .match_requests(|r| r.consistent_read() == Some(true))
-        .then_output(move || lease_row("owner-a", 3, now + 30_000));
+        .then_output(move || session_row("owner-a", now + 30_000));
     let client = mock_client!(
         aws_sdk_dynamodb,
         RuleMode::Sequential,
@@ -301,7 +308,7 @@ async fn renew_answered_500_but_applied_is_concluded_by_a_consistent_reread() {
         Duration::from_secs(1),
     );
     let renewed = store
-        .renew(&lease(now + 1_000), Duration::from_secs(30))
+        .renew_session(&session(now + 1_000), Duration::from_secs(30))
         .await
         .unwrap();
     assert_eq!(renewed.expires_at, Timestamp(now + 30_000));
@@ -310,7 +317,7 @@ async fn renew_answered_500_but_applied_is_concluded_by_a_consistent_reread() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn renew_answered_500_and_not_applied_is_written_again() {
+async fn a_session_renewal_answered_500_and_not_applied_is_written_again() {
     let now = 5_000_000;
     let update = mock!(aws_sdk_dynamodb::Client::update_item)
         .sequence()
@@ -318,7 +325,7 @@ async fn renew_answered_500_and_not_applied_is_written_again() {
         .output(|| UpdateItemOutput::builder().build())
         .build();
     let read = mock!(aws_sdk_dynamodb::Client::get_item)
-        .then_output(move || lease_row("owner-a", 3, now + 1_000));
+        .then_output(move || session_row("owner-a", now + 1_000));
     let client = mock_client!(
         aws_sdk_dynamodb,
         RuleMode::MatchAny,
@@ -332,7 +339,7 @@ async fn renew_answered_500_and_not_applied_is_written_again() {
         Duration::from_secs(1),
     );
     let renewed = store
-        .renew(&lease(now + 1_000), Duration::from_secs(30))
+        .renew_session(&session(now + 1_000), Duration::from_secs(30))
         .await
         .unwrap();
     assert_eq!(renewed.expires_at, Timestamp(now + 30_000));
@@ -494,10 +501,11 @@ fn first_call_hangs(reply: &'static str) -> (aws_sdk_dynamodb::Client, Arc<Mutex
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_renew_that_times_out_but_was_applied_is_concluded_by_a_consistent_reread() {
+async fn a_session_renewal_that_times_out_but_was_applied_is_concluded_by_a_consistent_reread() {
     let now = 5_000_000;
     // The consistent re-read finds the write applied: the lease already runs to now + 30 s.
-    let reply = r#"{"Item":{"pk":{"S":"alpha"},"sk":{"S":"LEASE"},"owner":{"S":"owner-a"},"fence":{"N":"3"},"expires_at":{"N":"5030000"}}}"#;
+    let reply =
+        r#"{"Item":{"pk":{"S":"owner-a"},"sk":{"S":"SESSION"},"expires_at":{"N":"5030000"}}}"#;
     let (client, calls) = first_call_hangs(reply);
     let store = DynamoLeaseStore::new(
         client,
@@ -506,7 +514,7 @@ async fn a_renew_that_times_out_but_was_applied_is_concluded_by_a_consistent_rer
         Duration::from_secs(1),
     );
     let renewed = store
-        .renew(&lease(now + 1_000), Duration::from_secs(30))
+        .renew_session(&session(now + 1_000), Duration::from_secs(30))
         .await
         .unwrap();
     assert_eq!(renewed.expires_at, Timestamp(now + 30_000));

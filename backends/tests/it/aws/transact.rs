@@ -1,7 +1,8 @@
 //! `TransactWriteItems` cancelled with `TransactionCanceledException`: the cancellation
 //! reasons decide the class (aws-smithy-mocks; moto never cancels for a conflict or for
 //! throttling). A conflict or a throttled item is retried and the retried write succeeds;
-//! a failed condition is a lost fence and is never retried.
+//! a failed condition is a lost fence and is never retried. And a takeover transaction
+//! whose answer is lost is settled by a re-read.
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
@@ -13,7 +14,7 @@ use aws_smithy_types::body::SdkBody;
 use kiro_backends::aws::dynamo::DynamoLeaseStore;
 use kiro_protocol::{
     FailureClass, Fence, ItemId, JobRecord, Lease, LeaseError, LeaseStore, ManualClock, MessageId,
-    ProjectKey, Timestamp, TraceContext,
+    ProjectKey, Session, Timestamp, TraceContext,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,7 +41,6 @@ fn lease() -> Lease {
         project: ProjectKey::parse("alpha").unwrap(),
         owner: "owner-a".into(),
         fence: Fence(3),
-        expires_at: Timestamp(NOW + 30_000),
     }
 }
 
@@ -168,4 +168,87 @@ async fn a_failed_condition_is_a_lost_fence_and_never_retried() {
         other => panic!("expected a lost fence, got {other:?}"),
     }
     assert_eq!(tx.num_calls(), 1);
+}
+
+/// A takeover whose transaction is answered 500 but was applied: the consistent re-read
+/// finds the acquire token on the lease row, so the takeover stands (fence + 1) and the
+/// transaction is not sent again.
+#[tokio::test(start_paused = true)]
+async fn a_takeover_answered_500_but_applied_is_concluded_by_a_reread() {
+    use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+    use aws_sdk_dynamodb::types::error::ConditionalCheckFailedException;
+    use aws_smithy_types::error::ErrorMetadata;
+    use std::sync::Mutex;
+
+    let expired = (NOW - 10_000).to_string();
+    let held = lease_row("old-consumer", 3);
+    let mut held_row = held.item().cloned().unwrap_or_default();
+    held_row.insert("expires_at".into(), AttributeValue::N(expired.clone()));
+    let refused = mock!(Client::update_item).then_error(move || {
+        UpdateItemError::ConditionalCheckFailedException(
+            ConditionalCheckFailedException::builder()
+                .set_item(Some(held_row.clone()))
+                .meta(
+                    ErrorMetadata::builder()
+                        .code("ConditionalCheckFailedException")
+                        .build(),
+                )
+                .build(),
+        )
+    });
+    let holder_session = mock!(Client::get_item).then_output(move || {
+        GetItemOutput::builder()
+            .item("pk", AttributeValue::S("old-consumer".into()))
+            .item("sk", AttributeValue::S("SESSION".into()))
+            .item("expires_at", AttributeValue::N(expired.clone()))
+            .build()
+    });
+    let token: Arc<Mutex<String>> = Arc::default();
+    let seen = token.clone();
+    let tx = mock!(Client::transact_write_items)
+        .match_requests(move |r| {
+            let tok = r.transact_items()[0]
+                .update()
+                .and_then(|u| u.expression_attribute_values())
+                .and_then(|v| v.get(":tok"))
+                .and_then(|v| v.as_s().ok())
+                .cloned()
+                .unwrap_or_default();
+            *seen.lock().unwrap() = tok;
+            true
+        })
+        .then_http_response(|| {
+            HttpResponse::new(StatusCode::try_from(500).unwrap(), SdkBody::empty())
+        });
+    let reread = mock!(Client::get_item).then_output(move || {
+        let mut out = lease_row("me", 4);
+        out.item.get_or_insert_with(Default::default).insert(
+            "acquire_token".into(),
+            AttributeValue::S(token.lock().unwrap().clone()),
+        );
+        out
+    });
+    let client = mock_client!(
+        aws_sdk_dynamodb,
+        RuleMode::Sequential,
+        &[&refused, &holder_session, &tx, &reread],
+        |c| c.retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled())
+    );
+    let store = DynamoLeaseStore::new(
+        client,
+        "t",
+        Arc::new(ManualClock::new(Timestamp(NOW))),
+        Duration::from_secs(1),
+    );
+    let me = Session {
+        id: "me".into(),
+        expires_at: Timestamp(NOW + 30_000),
+    };
+    let lease = store
+        .acquire(&ProjectKey::parse("alpha").unwrap(), &me)
+        .await
+        .unwrap_or_else(|e| panic!("the applied takeover stands: {e}"));
+    assert_eq!((lease.owner.as_str(), lease.fence), ("me", Fence(4)));
+    assert_eq!(tx.num_calls(), 1, "an applied takeover is not repeated");
+    assert_eq!(reread.num_calls(), 1);
 }

@@ -1,26 +1,35 @@
-//! `LeaseStore` on one DynamoDB table: the per-project lease rows and the job records.
+//! `LeaseStore` on one DynamoDB table: the consumers' sessions, the per-project lease
+//! rows and the job records.
 //!
 //! Schema (one table, created by [`create_table`]):
 //!
-//! | attribute     | type | lease row (`sk = "LEASE"`)               | job row (`sk = "JOB#<item>"`)   |
-//! |---------------|------|------------------------------------------|---------------------------------|
-//! | `pk`          | S    | project key (partition key)              | project key                     |
-//! | `sk`          | S    | `LEASE` (sort key)                       | `JOB#<item id>`                 |
-//! | `owner`       | S    | holder; absent when released             | owner at the last write         |
-//! | `fence`       | N    | fencing token, `ADD fence :one` per acquire | fence of the last write      |
-//! | `expires_at`  | N    | lease expiry, epoch **milliseconds**     | —                               |
-//! | `current_item`| S    | item of the last job record written      | —                               |
-//! | `acquire_token`| S   | random token of the last acquire (re-read after an unknown outcome) | — |
-//! | `job`         | S    | —                                        | the `JobRecord` as JSON         |
-//! | `item`,`state`| S    | —                                        | indexed copies of the record    |
-//! | `updated_at`  | N    | —                                        | epoch ms of the record          |
+//! | attribute     | type | session row (`sk = "SESSION"`) | lease row (`sk = "LEASE"`)   | job row (`sk = "JOB#<item>"`) |
+//! |---------------|------|--------------------------------|------------------------------|-------------------------------|
+//! | `pk`          | S    | session id (partition key)     | project key                  | project key                   |
+//! | `sk`          | S    | `SESSION` (sort key)           | `LEASE`                      | `JOB#<item id>`               |
+//! | `owner`       | S    | —                              | holding session; absent when released | owner at the last write |
+//! | `fence`       | N    | —                              | fencing token, `ADD fence :one` per acquire | fence of the last write |
+//! | `expires_at`  | N    | session expiry, epoch **ms**   | holder session's expiry at the acquire (read only for a holder without a session row) | — |
+//! | `ended`       | BOOL | present once ended (by its owner or a takeover) | —           | —                             |
+//! | `open_token`  | S    | random token of the open       | —                            | —                             |
+//! | `current_item`| S    | —                              | item of the last job record written | —                      |
+//! | `acquire_token`| S   | —                              | random token of the last acquire | —                         |
+//! | `job`         | S    | —                              | —                            | the `JobRecord` as JSON       |
+//! | `item`,`state`| S    | —                              | —                            | indexed copies of the record  |
+//! | `updated_at`  | N    | —                              | —                            | epoch ms of the record        |
 //! | `expires_ttl` | N    | epoch **seconds**, DynamoDB TTL, clean-up only (expiry + 7 days / update + 90 days) |
 //!
-//! Operations:
-//! - `acquire`: ONE conditional `UpdateItem` (`SET owner, expires_at … ADD fence :one`),
-//!   condition: the row is absent, released (no owner) or `expires_at <= now - skew`;
-//!   `ReturnValuesOnConditionCheckFailure = ALL_OLD` names the holder on failure;
-//! - `renew` / `release`: `UpdateItem` conditional on `owner` and `fence`;
+//! Operations (`session.rs`, `acquire.rs`, here):
+//! - `open_session`: `PutItem` conditional on `attribute_not_exists(pk)`;
+//!   `renew_session`: ONE `UpdateItem` of the session row conditional on it existing and not
+//!   being ended — the only write of a heartbeat; `end_session`: `UpdateItem SET ended`;
+//! - `acquire` of a free project (absent or released): ONE conditional `UpdateItem`
+//!   (`SET owner … ADD fence :one`, `ReturnValuesOnConditionCheckFailure = ALL_OLD` names
+//!   the holder on failure); of a held one: the holder's session is read and, when it is
+//!   not live, ONE `TransactWriteItems` takes the lease (`Update` conditional on the holder
+//!   and fence seen) and ends the holder's session (`Update` conditional on its expiry
+//!   being beyond the skew bound, or it already ended), then the row is read for the fence;
+//! - `release`: `UpdateItem` conditional on `owner` and `fence`;
 //! - `record`: `TransactWriteItems` — an `Update` of the lease row (sets `current_item`)
 //!   conditional on `owner` + `fence`, and a `Put` of the job row;
 //! - reads are strongly consistent.
@@ -28,29 +37,33 @@
 //! Invariant: every call is classified and retried by the shared `call` helper (writes
 //! through its `classified`, under the re-read rule below). A write whose result is
 //! unknown (timeout, 5xx, lost connection) is re-read with a consistent read before
-//! anything is concluded: the acquire token, the renewed expiry, the released owner or the
-//! written job JSON tell whether it was applied, and only a write known not to be applied
-//! is retried. TTL never decides anything: expiry is judged from `expires_at` against the
-//! `Clock` port.
+//! anything is concluded: the open and acquire tokens, the renewed expiry, the ended flag,
+//! the released owner or the written job JSON tell whether it was applied, and only a
+//! write known not to be applied is retried. TTL never decides anything: expiry is judged
+//! from `expires_at` against the `Clock` port.
 
-use super::call::{call, classified, random_token};
-use super::classify::{AwsError, class_of_cancellation, classify};
+mod acquire;
+mod session;
+mod table;
+
+pub use table::create_table;
+use table::parse_job;
+
+use super::call::{call, classified};
+use super::classify::{AwsError, class_of_cancellation};
 use super::retry::{CallBackoff, retry};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, Put, ReturnValue,
-    ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TimeToLiveSpecification,
-    TransactWriteItem, Update,
+    AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 use aws_smithy_runtime_api::http::Response as HttpResponse;
 use kiro_protocol::{
     Clock, FailureClass, Fence, ItemId, JobRecord, Lease, LeaseError, LeaseStore, LeaseView,
-    PortError, ProjectKey, Timestamp,
+    PortError, ProjectKey, Session, SessionView,
 };
 use std::collections::HashMap;
 use std::future::Future;
@@ -60,6 +73,7 @@ use std::time::Duration;
 use tracing::instrument;
 
 const LEASE_SK: &str = "LEASE";
+const SESSION_SK: &str = "SESSION";
 const JOB_PREFIX: &str = "JOB#";
 const LEASE_TTL_GRACE_S: i64 = 7 * 24 * 3600;
 const JOB_TTL_S: i64 = 90 * 24 * 3600;
@@ -95,10 +109,19 @@ fn get_n(item: &Item, k: &str) -> Option<i64> {
 }
 
 fn key(project: &ProjectKey, sk: &str) -> Item {
-    HashMap::from([
-        ("pk".to_owned(), s(project.as_str())),
-        ("sk".to_owned(), s(sk)),
-    ])
+    key_of(project.as_str(), sk)
+}
+
+fn key_of(pk: &str, sk: &str) -> Item {
+    HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))])
+}
+
+fn session_view(id: &str, item: &Item) -> SessionView {
+    SessionView {
+        id: id.to_owned(),
+        expires_at: kiro_protocol::Timestamp(get_n(item, "expires_at").unwrap_or(0)),
+        ended: item.contains_key("ended"),
+    }
 }
 
 fn view_of(project: &ProjectKey, item: &Item) -> LeaseView {
@@ -106,13 +129,12 @@ fn view_of(project: &ProjectKey, item: &Item) -> LeaseView {
         project: project.clone(),
         owner: get_s(item, "owner").map(str::to_owned),
         fence: Fence(get_n(item, "fence").unwrap_or(0).max(0) as u64),
-        expires_at: Timestamp(get_n(item, "expires_at").unwrap_or(0)),
         current_item: get_s(item, "current_item").and_then(|i| ItemId::parse(i).ok()),
     }
 }
 
 impl DynamoLeaseStore {
-    /// A store on `table`; a lease counts as expired only `skew` after its `expires_at`.
+    /// A store on `table`; a session counts as expired only `skew` after its `expires_at`.
     pub fn new(
         client: Client,
         table: impl Into<String>,
@@ -165,6 +187,10 @@ impl DynamoLeaseStore {
 
     async fn lease_row(&self, project: &ProjectKey) -> Result<Option<Item>, PortError> {
         Ok(self.read(key(project, LEASE_SK)).await?)
+    }
+
+    async fn session_row(&self, id: &str) -> Result<Option<Item>, PortError> {
+        Ok(self.read(key_of(id, SESSION_SK)).await?)
     }
 
     fn fence_lost(&self, lease: &Lease, row: Option<&Item>) -> LeaseError {
@@ -295,129 +321,31 @@ impl DynamoLeaseStore {
     }
 }
 
-/// The old item a failed conditional `UpdateItem` returned (ALL_OLD).
-fn old_item(err: &SdkError<UpdateItemError, HttpResponse>) -> Option<Item> {
-    match err.as_service_error() {
-        Some(UpdateItemError::ConditionalCheckFailedException(c)) => c.item.clone(),
-        _ => None,
-    }
-}
-
 #[async_trait]
 impl LeaseStore for DynamoLeaseStore {
-    #[instrument(skip_all, fields(project = %project, owner))]
-    async fn acquire(
-        &self,
-        project: &ProjectKey,
-        owner: &str,
-        ttl: Duration,
-    ) -> Result<Lease, LeaseError> {
-        let now = self.clock.now();
-        let expires_at = now.plus(ttl);
-        let cutoff = now.minus(self.skew);
-        let tok = random_token();
-        let holder: std::sync::Mutex<Option<Item>> = std::sync::Mutex::new(None);
-        let lease_of = |item: &Item| Lease {
-            project: project.clone(),
-            owner: owner.to_owned(),
-            fence: view_of(project, item).fence,
-            expires_at,
-        };
-        let request = || {
-            self.client
-                .update_item()
-                .table_name(&self.table)
-                .set_key(Some(key(project, LEASE_SK)))
-                .update_expression("SET #o = :o, #e = :e, #t = :t, #tok = :tok ADD #f :one")
-                .condition_expression(
-                    "attribute_not_exists(#pk) OR attribute_not_exists(#o) OR #e <= :cutoff",
-                )
-                .expression_attribute_names("#pk", "pk")
-                .expression_attribute_names("#o", "owner")
-                .expression_attribute_names("#e", "expires_at")
-                .expression_attribute_names("#t", "expires_ttl")
-                .expression_attribute_names("#tok", "acquire_token")
-                .expression_attribute_names("#f", "fence")
-                .expression_attribute_values(":o", s(owner))
-                .expression_attribute_values(":e", n(expires_at.millis()))
-                .expression_attribute_values(":t", n(expires_at.as_secs() + LEASE_TTL_GRACE_S))
-                .expression_attribute_values(":tok", s(&tok))
-                .expression_attribute_values(":one", n(1))
-                .expression_attribute_values(":cutoff", n(cutoff.millis()))
-                .return_values(ReturnValue::AllNew)
-                .return_values_on_condition_check_failure(
-                    ReturnValuesOnConditionCheckFailure::AllOld,
-                )
-                .send()
-        };
-        // The holder named by a failed condition (ALL_OLD), kept from the SDK error.
-        let keep_holder = |e: &SdkError<UpdateItemError, HttpResponse>, _: &mut AwsError| {
-            if let Ok(mut h) = holder.lock() {
-                *h = old_item(e);
-            }
-        };
-        let settled = || async {
-            let row = self.read(key(project, LEASE_SK)).await?;
-            Ok(row
-                .filter(|r| get_s(r, "acquire_token") == Some(tok.as_str()))
-                .map(|r| lease_of(&r)))
-        };
-        let res = self
-            .write(
-                "dynamodb:UpdateItem",
-                request,
-                keep_holder,
-                |out| lease_of(&out.attributes.unwrap_or_default()),
-                settled,
-            )
-            .await;
-        match res {
-            Ok(l) => Ok(l),
-            Err(e) if e.condition_failed => {
-                let old = holder.lock().ok().and_then(|mut h| h.take());
-                let row = match old {
-                    Some(r) => Some(r),
-                    None => self.lease_row(project).await?,
-                };
-                let view = row.map(|r| view_of(project, &r));
-                match view {
-                    Some(v) => Err(LeaseError::Held {
-                        project: project.clone(),
-                        holder: v.owner.unwrap_or_default(),
-                        fence: v.fence,
-                        expires_at: v.expires_at,
-                    }),
-                    None => Err(LeaseError::Port(e.into_port())),
-                }
-            }
-            Err(e) => Err(LeaseError::Port(e.into_port())),
-        }
+    #[instrument(skip_all, fields(session = %id))]
+    async fn open_session(&self, id: &str, ttl: Duration) -> Result<Session, LeaseError> {
+        self.open_row(id, ttl).await
     }
 
-    #[instrument(skip_all, fields(project = %lease.project, fence = %lease.fence))]
-    async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Lease, LeaseError> {
-        let expires_at = self.clock.now().plus(ttl);
-        let renewed = Lease {
-            expires_at,
-            ..lease.clone()
-        };
-        self.update_fenced_lease(
-            lease,
-            |req| {
-                req.update_expression("SET #e = :e, #t = :t")
-                    .expression_attribute_names("#e", "expires_at")
-                    .expression_attribute_names("#t", "expires_ttl")
-                    .expression_attribute_values(":e", n(expires_at.millis()))
-                    .expression_attribute_values(":t", n(expires_at.as_secs() + LEASE_TTL_GRACE_S))
-            },
-            |v| {
-                v.owner.as_deref() == Some(lease.owner.as_str())
-                    && v.fence == lease.fence
-                    && v.expires_at == expires_at
-            },
-        )
-        .await?;
-        Ok(renewed)
+    #[instrument(skip_all, fields(session = %session.id))]
+    async fn renew_session(&self, session: &Session, ttl: Duration) -> Result<Session, LeaseError> {
+        self.renew_row(session, ttl).await
+    }
+
+    #[instrument(skip_all, fields(session = %session.id))]
+    async fn end_session(&self, session: &Session) -> Result<(), LeaseError> {
+        self.end_row(session).await
+    }
+
+    #[instrument(skip_all, fields(session = %id))]
+    async fn session(&self, id: &str) -> Result<Option<SessionView>, PortError> {
+        Ok(self.session_row(id).await?.map(|r| session_view(id, &r)))
+    }
+
+    #[instrument(skip_all, fields(project = %project, session = %session.id))]
+    async fn acquire(&self, project: &ProjectKey, session: &Session) -> Result<Lease, LeaseError> {
+        self.take(project, session).await
     }
 
     #[instrument(skip_all, fields(project = %lease.project, fence = %lease.fence))]
@@ -544,53 +472,4 @@ impl LeaseStore for DynamoLeaseStore {
         });
         Ok(out)
     }
-}
-
-fn parse_job(row: &Item) -> Result<JobRecord, PortError> {
-    let json = get_s(row, "job").ok_or_else(|| PortError::internal("job row without `job`"))?;
-    serde_json::from_str(json).map_err(|e| PortError::internal(format!("job record JSON: {e}")))
-}
-
-/// Create the lease table `name` (on-demand billing, TTL on `expires_ttl`) for tests and
-/// operators. Infrastructure code creates the same schema in production.
-pub async fn create_table(client: &Client, name: &str) -> Result<(), PortError> {
-    let attr = |n: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(n)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-            .map_err(|e| PortError::internal(format!("attribute definition: {e}")))
-    };
-    let key = |n: &str, t: KeyType| {
-        KeySchemaElement::builder()
-            .attribute_name(n)
-            .key_type(t)
-            .build()
-            .map_err(|e| PortError::internal(format!("key schema: {e}")))
-    };
-    client
-        .create_table()
-        .table_name(name)
-        .attribute_definitions(attr("pk")?)
-        .attribute_definitions(attr("sk")?)
-        .key_schema(key("pk", KeyType::Hash)?)
-        .key_schema(key("sk", KeyType::Range)?)
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .map_err(|e| classify("dynamodb:CreateTable", &e))?;
-    client
-        .update_time_to_live()
-        .table_name(name)
-        .time_to_live_specification(
-            TimeToLiveSpecification::builder()
-                .enabled(true)
-                .attribute_name("expires_ttl")
-                .build()
-                .map_err(|e| PortError::internal(format!("ttl spec: {e}")))?,
-        )
-        .send()
-        .await
-        .map_err(|e| classify("dynamodb:UpdateTimeToLive", &e))?;
-    Ok(())
 }
