@@ -220,7 +220,11 @@ mod tests {
     #[test]
     fn the_limits_must_leave_room_inside_a_known_build_timeout() {
         let mut c = Config::defaults();
+        // The defaults fit a 60m build (CodeBuild's default, the local runner's).
         c.build_timeout = Some(d("60m"));
+        assert_eq!(check(&c), Ok(()));
+        c.agent_timeout = d("60m");
+        c.test_timeout = d("30m");
         let e = check(&c).unwrap_err().0;
         assert_eq!(
             e,
