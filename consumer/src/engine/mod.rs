@@ -276,13 +276,32 @@ impl Engine {
     /// One step: receive, dispatch, supervise, poll. `wait` bounds the receive's long
     /// poll (zero never waits).
     pub async fn tick(&mut self, wait: Duration) -> TickReport {
+        self.tick_until(wait, None).await
+    }
+
+    /// [`tick`](Self::tick), stopped early by `stop`: only the wait for messages is cut
+    /// short (then the tick ends at once). A batch once received is dispatched to the end,
+    /// so every build it starts becomes a job that [`drain`](Self::drain) hands off; a
+    /// dispatch dropped halfway would leave its build running with the lease held, the
+    /// message invisible and the record not saying `handoff`.
+    async fn tick_until(&mut self, wait: Duration, stop: Option<&CancellationToken>) -> TickReport {
+        let stopped = || stop.is_some_and(CancellationToken::is_cancelled);
         let mut report = TickReport::default();
         // Fill the free slots: receives of at most 10 (the SQS batch size), the first one
         // long-polling, the next ones only while full batches keep coming.
         let mut wait = wait;
-        while !self.draining && self.jobs.len() < self.cfg.max_jobs {
+        while !self.draining && !stopped() && self.jobs.len() < self.cfg.max_jobs {
             let room = (self.cfg.max_jobs - self.jobs.len()).min(RECEIVE_BATCH);
-            match self.ports.queue.receive(room, wait).await {
+            let receive = self.ports.queue.receive(room, wait);
+            let received = match stop {
+                Some(stop) => tokio::select! {
+                    biased;
+                    () = stop.cancelled() => break,
+                    r = receive => r,
+                },
+                None => receive.await,
+            };
+            match received {
                 Ok(deliveries) => {
                     let full = deliveries.len() == RECEIVE_BATCH;
                     report.received += deliveries.len();
@@ -298,9 +317,11 @@ impl Engine {
             }
             wait = Duration::ZERO;
         }
-        self.supervise(&mut report).await;
-        self.poll(&mut report).await;
-        self.update_protection().await;
+        if !stopped() {
+            self.supervise(&mut report).await;
+            self.poll(&mut report).await;
+            self.update_protection().await;
+        }
         self.stats.totals.add(&report);
         self.heartbeat
             .store(self.ports.clock.now().millis(), Ordering::Relaxed);
@@ -309,19 +330,18 @@ impl Engine {
 
     /// Repeat [`tick`](Self::tick) until `cancel` fires, then hand every job off.
     /// With [`RunUntil::Idle`], also stop once nothing is in flight here and the queue is
-    /// idle.
+    /// idle. `cancel` interrupts a tick only while it waits for messages (see
+    /// [`tick_until`](Self::tick_until)).
     pub async fn run(&mut self, cancel: CancellationToken, until: RunUntil) -> EngineStats {
-        loop {
+        while !cancel.is_cancelled() {
             // Never spin: even when a deadline is due now, a receive waits a little.
             let wait = self.next_wait().max(MIN_WAIT);
-            tokio::select! {
-                biased;
-                () = cancel.cancelled() => break,
-                r = self.tick(wait) => {
-                    if r != TickReport::default() {
-                        debug!(?r, "tick");
-                    }
-                }
+            let r = self.tick_until(wait, Some(&cancel)).await;
+            if r != TickReport::default() {
+                debug!(?r, "tick");
+            }
+            if cancel.is_cancelled() {
+                break;
             }
             if until == RunUntil::Idle && self.jobs.is_empty() {
                 match self.ports.queue.depth().await {

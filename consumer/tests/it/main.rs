@@ -7,6 +7,7 @@ mod dlq;
 mod engine;
 mod metrics;
 mod reattach;
+mod shutdown;
 mod spans;
 mod standing;
 mod support;
