@@ -50,6 +50,8 @@ pub struct Fleet {
     slots: Vec<Option<Running>>,
     incarnations: usize,
     pub kills: usize,
+    /// Of the kills, those that landed in the middle of a drain.
+    pub drain_kills: usize,
     pub terms: usize,
     /// Exit statuses of SIGTERMed consumers that did not exit 0, with their name.
     pub bad_exits: Vec<String>,
@@ -66,6 +68,7 @@ impl Fleet {
             slots: (0..n).map(|_| None).collect(),
             incarnations: 0,
             kills: 0,
+            drain_kills: 0,
             terms: 0,
             bad_exits: Vec::new(),
         };
@@ -108,6 +111,20 @@ impl Fleet {
         let _ = r.child.kill();
         let _ = r.child.wait();
         self.kills += 1;
+        self.spawn(slot);
+    }
+
+    /// SIGTERM the consumer in `slot`, then SIGKILL it `after` later whether or not it
+    /// finished handing its jobs off (a crash in the middle of a drain), reap it, and
+    /// start its replacement. Counts as a SIGKILL.
+    pub async fn term_then_kill_and_replace(&mut self, slot: usize, after: Duration) {
+        let mut r = self.slots[slot].take().expect("slot is running");
+        let _ = signal(i32::try_from(r.child.id()).unwrap(), SIGTERM);
+        tokio::time::sleep(after).await;
+        let _ = r.child.kill();
+        let _ = r.child.wait();
+        self.kills += 1;
+        self.drain_kills += 1;
         self.spawn(slot);
     }
 

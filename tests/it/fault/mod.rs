@@ -1,8 +1,8 @@
 //! The fault suite (issue 11): real `kiro-consumer` processes on one embedded state dir,
 //! the local buildspec runner, the real `kiro-worker` and a cheap scripted stand-in agent;
 //! a SIGTERM rolling deploy while builds run, then SIGKILLs of consumers at random moments
-//! (seeded: the seed is printed, and `KIRO_FAULT_SEED=<seed>` replays the schedule), each
-//! killed consumer replaced at once.
+//! (some in the middle of a drain; seeded: the seed is printed, and `KIRO_FAULT_SEED=<seed>`
+//! replays the schedule), each killed consumer replaced at once.
 //!
 //! Invariants asserted at the end (DESIGN.md §4.2, 4.3, 4.7; `audit`): nothing lost (every
 //! item done or dead-lettered with a reason, exactly as its kind says), no duplicate build
@@ -64,10 +64,17 @@ async fn consumers_killed_and_redeployed_lose_waste_and_leave_nothing() {
     }
     let deployed = started.elapsed();
 
-    // SIGKILLs at random moments, each consumer replaced at once.
+    // SIGKILLs at random moments, each consumer replaced at once; one in four lands in
+    // the middle of a drain (SIGTERM, then SIGKILL up to 300 ms later).
     for _ in 0..KILLS {
         tokio::time::sleep(Duration::from_millis(rng.random_range(100..900))).await;
-        fleet.kill_and_replace(rng.random_range(0..fleet.len()));
+        let slot = rng.random_range(0..fleet.len());
+        if rng.random_bool(0.25) {
+            let after = Duration::from_millis(rng.random_range(0..300));
+            fleet.term_then_kill_and_replace(slot, after).await;
+        } else {
+            fleet.kill_and_replace(slot);
+        }
     }
     let killed = started.elapsed();
 
@@ -113,12 +120,13 @@ async fn consumers_killed_and_redeployed_lose_waste_and_leave_nothing() {
     }
     let report = format!(
         "seed {seed}: {} items, {} builds, {} agent runs, {} SIGTERMs (deployed at {deployed:?}), \
-         {} SIGKILLs (done at {killed:?}), {} builds handed off, {} re-attached, {:?} in all",
+         {} SIGKILLs ({} mid-drain, done at {killed:?}), {} builds handed off, {} re-attached, {:?} in all",
         w.items.len(),
         sum.builds,
         sum.agent_runs,
         fleet.terms,
         fleet.kills,
+        fleet.drain_kills,
         sum.handed_off.len(),
         sum.re_attached.len(),
         started.elapsed()
