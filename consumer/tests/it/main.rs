@@ -10,6 +10,7 @@ mod hostile;
 mod metrics;
 mod reattach;
 mod session;
+mod shutdown;
 mod spans;
 mod standing;
 mod support;

@@ -13,6 +13,10 @@ use std::time::Duration;
 /// declared vanished (covers the moment between recording a build and spawning it).
 pub const SPAWN_GRACE: Duration = Duration::from_secs(30);
 
+/// How long a recorded build may wait for its starter to spawn its process; after that,
+/// any runner that looks at it launches it (the starter died in between).
+pub const LAUNCH_GRACE: Duration = Duration::from_secs(2);
+
 /// The time limit of a build whose request sets none.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60 * 60);
 

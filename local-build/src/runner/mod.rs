@@ -11,6 +11,10 @@
 //!   final state only for a build whose process is gone (FAULT "build process vanished",
 //!   or STOPPED when a stop was requested), and every final write is conditional on the
 //!   row not being final yet, so the first final state wins;
+//! - a build recorded but never launched (its starter died between the two) is launched
+//!   by the next runner that asks for its status after [`LAUNCH_GRACE`]: a consumer's
+//!   crash never turns a recorded build into a failed one (only one process ever claims
+//!   a build, so a second launch is harmless);
 //! - a pid is trusted only with its recorded start time (see [`super::process`]).
 //!
 //! This module is the runner's side (start, status, stop, re-attach); `config` holds its
@@ -22,8 +26,8 @@ mod recorded;
 mod table;
 
 pub use config::{
-    DEFAULT_TIMEOUT, KILL_GRACE, LAUNCHER_NAME, LocalBuildConfig, SPAWN_GRACE, build_dir,
-    locate_launcher,
+    DEFAULT_TIMEOUT, KILL_GRACE, LAUNCH_GRACE, LAUNCHER_NAME, LocalBuildConfig, SPAWN_GRACE,
+    build_dir, locate_launcher,
 };
 pub use recorded::run_recorded_build;
 pub use table::SCHEMA;
@@ -38,7 +42,6 @@ use kiro_protocol::{
 };
 use kiro_statedb::EmbeddedDb;
 use rusqlite::params;
-use std::fs::File;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -99,7 +102,11 @@ fn spawn_launcher(
     dir: &Path,
 ) -> std::io::Result<std::process::Child> {
     std::fs::create_dir_all(dir)?;
-    let out = File::create(dir.join("launcher.log"))?;
+    // Appended: a launch that lost the race to claim the build shares the file.
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("launcher.log"))?;
     let err = out.try_clone()?;
     let mut cmd = Command::new(&config.launcher);
     cmd.arg("--db")
@@ -155,33 +162,7 @@ impl BuildRunner for LocalBuildRunner {
                     Started::New(id) => id,
                 };
                 let build_id = BuildId::new(id.clone());
-                let dir = build_dir(&config.state_dir, &build_id);
-                match spawn_launcher(&config, &db_path, &id, &dir) {
-                    Ok(child) => {
-                        let pid = i32::try_from(child.id()).unwrap_or(0);
-                        let started = process::start_time(pid).map(|s| s as i64);
-                        c.execute(
-                            "UPDATE builds SET pid = ?1, pid_start = ?2, boot_id = ?3
-                             WHERE id = ?4 AND pid IS NULL",
-                            params![pid, started, process::boot_id(), id],
-                        )?;
-                        reap(child);
-                        info!(build = %id, pid, "build started");
-                    }
-                    Err(e) => {
-                        error!(build = %id, error = %e, "cannot start the build process");
-                        finish_row(
-                            c,
-                            &id,
-                            BuildState::Fault,
-                            &format!(
-                                "cannot start the build process {}: {e}",
-                                config.launcher.display()
-                            ),
-                            now,
-                        )?;
-                    }
-                }
+                launch(c, &config, &db_path, &id, now)?;
                 Ok(build_id)
             })
             .await
@@ -193,10 +174,21 @@ impl BuildRunner for LocalBuildRunner {
         }
         let ids: Vec<String> = ids.iter().map(|i| i.as_str().to_owned()).collect();
         let now = self.clock.now();
+        let config = self.config.clone();
+        let db_path = self.db.path().to_owned();
         self.db
             .call(move |c| {
                 let mut rows = read_rows(c, &ids)?;
                 for row in rows.values_mut() {
+                    if never_launched(row, now) {
+                        warn!(build = %row.id, "recorded but never launched (its starter died?): launching it");
+                        launch(c, &config, &db_path, &row.id, now)?;
+                        if let Some(fresh) =
+                            read_rows(c, std::slice::from_ref(&row.id))?.remove(&row.id)
+                        {
+                            *row = fresh;
+                        }
+                    }
                     if let Some((state, message)) = vanished(row, now) {
                         let changed = finish_row(c, &row.id, state, message, now)?;
                         if changed {
@@ -251,6 +243,57 @@ impl BuildRunner for LocalBuildRunner {
             })
             .await
     }
+}
+
+/// Spawn the process of the recorded build `id` and record its pid (unless the build
+/// process already recorded its own); a spawn that fails ends the build FAULT with why.
+/// Launching a build twice is harmless: only one process claims it (QUEUED → IN_PROGRESS)
+/// and the other exits.
+fn launch(
+    c: &rusqlite::Connection,
+    config: &LocalBuildConfig,
+    db_path: &Path,
+    id: &str,
+    now: Timestamp,
+) -> Result<(), kiro_statedb::DbError> {
+    let dir = build_dir(&config.state_dir, &BuildId::new(id.to_owned()));
+    match spawn_launcher(config, db_path, id, &dir) {
+        Ok(child) => {
+            let pid = i32::try_from(child.id()).unwrap_or(0);
+            let started = process::start_time(pid).map(|s| s as i64);
+            c.execute(
+                "UPDATE builds SET pid = ?1, pid_start = ?2, boot_id = ?3
+                 WHERE id = ?4 AND pid IS NULL",
+                params![pid, started, process::boot_id(), id],
+            )?;
+            reap(child);
+            info!(build = %id, pid, "build started");
+        }
+        Err(e) => {
+            error!(build = %id, error = %e, "cannot start the build process");
+            finish_row(
+                c,
+                id,
+                BuildState::Fault,
+                &format!(
+                    "cannot start the build process {}: {e}",
+                    config.launcher.display()
+                ),
+                now,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether `row` was recorded but its process never launched, longer than its starter
+/// needs to launch it ([`LAUNCH_GRACE`]): the starter died in between, so whoever looks
+/// launches it (unless a stop was asked: then it ends STOPPED, see [`vanished`]).
+fn never_launched(row: &BuildRow, now: Timestamp) -> bool {
+    row.state == BuildState::Queued
+        && row.pid.is_none()
+        && !row.stop_requested
+        && now.since(row.created_at) > LAUNCH_GRACE
 }
 
 /// If `row` claims to be queued or running but its process is gone, the final state to

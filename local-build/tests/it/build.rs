@@ -8,7 +8,7 @@ use kiro_backends::testing::contract::build::{
     self as contract, BuildHarness, BuildScript, ScriptEnd,
 };
 use kiro_local_build::process::{self, SIGKILL};
-use kiro_local_build::runner::SPAWN_GRACE;
+use kiro_local_build::runner::{LAUNCH_GRACE, SPAWN_GRACE};
 use kiro_local_build::{LocalBuildConfig, LocalBuildRunner};
 use kiro_protocol::outcome::vars;
 use kiro_protocol::{
@@ -302,33 +302,82 @@ async fn a_killed_build_process_is_reported_fault_and_its_leftovers_killed() {
     assert!(gone, "the vanished build's phase processes were killed");
 }
 
+/// A row as a runner records it before spawning the build process: `runner` crashed in
+/// between (found by the fault suite, `tests/it/fault/`: the build was declared vanished
+/// and its item's attempt burned).
+fn record_unlaunched(h: &Local, id: &BuildId, buildspec: &Path, created_at: i64) {
+    let (id, spec) = (
+        id.as_str().to_owned(),
+        buildspec.to_string_lossy().into_owned(),
+    );
+    let dir = h.runner.build_dir(&BuildId::new(id.clone()));
+    let dir = dir.to_string_lossy().into_owned();
+    h.db.call_sync(move |c| {
+        Ok(c.execute(
+            "INSERT INTO builds (seq, id, project, item, idempotency_key, source_version, state,
+                                 env_json, timeout_ms, buildspec, build_dir, created_at)
+             VALUES (1, ?1, 'calc', 'CALC-1', 'k', 'main', 'QUEUED', '{}', 60000, ?2, ?3, ?4)",
+            rusqlite::params![id, spec, dir, created_at],
+        )?)
+    })
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_build_recorded_but_never_launched_is_launched_by_the_next_look() {
+    let clock = ManualClock::default();
+    let h = Local::with(
+        "version: 0.2\nphases:\n  build:\n    commands: [\"echo ran > ran.txt\"]\n",
+        Arc::new(clock.clone()),
+        |_| {},
+    );
+    let id = BuildId::new("local:calc:1");
+    let spec = h.runner.config().buildspec.clone();
+    record_unlaunched(&h, &id, &spec, clock.now().millis());
+    let st = h.runner.status(std::slice::from_ref(&id)).await.unwrap();
+    assert_eq!(
+        st[0].state,
+        BuildState::Queued,
+        "its starter may still launch it"
+    );
+    assert_eq!(h.column(&id, "pid"), None, "not launched twice at once");
+
+    // Past the launch grace, whoever looks at it launches it; it runs once, to its end.
+    clock.advance(LAUNCH_GRACE + Duration::from_secs(1));
+    let st = h.runner.status(std::slice::from_ref(&id)).await.unwrap();
+    assert!(!st[0].state.is_finished(), "{:?}", st[0]);
+    let done = wait(&h, &id).await;
+    assert_eq!(done.state, BuildState::Succeeded, "{done:?}");
+    let ran = h.runner.build_dir(&id).join("src/ran.txt");
+    assert_eq!(read(&ran), "ran\n");
+    // Long after, it is still that one build, never declared vanished.
+    clock.advance(SPAWN_GRACE * 2);
+    let st = h.runner.status(std::slice::from_ref(&id)).await.unwrap();
+    assert_eq!(st[0].state, BuildState::Succeeded);
+}
+
 #[tokio::test]
-async fn a_build_never_spawned_is_fault_after_the_grace() {
+async fn a_stopped_build_never_launched_is_stopped_not_launched() {
     let clock = ManualClock::default();
     let h = Local::with(
         "version: 0.2\nphases:\n  build:\n    commands: [\"true\"]\n",
         Arc::new(clock.clone()),
         |_| {},
     );
-    // A row recorded by a runner that crashed before it could spawn the build process.
-    let now = clock.now().millis();
-    h.db.call_sync(move |c| {
-        Ok(c.execute(
-            "INSERT INTO builds (seq, id, project, item, idempotency_key, source_version, state,
-                                 env_json, timeout_ms, buildspec, build_dir, created_at)
-             VALUES (1, 'local:calc:1', 'calc', 'CALC-1', 'k', 'main', 'QUEUED', '{}', 1000,
-                     '/nonexistent', '/nonexistent', ?1)",
-            [now],
-        )?)
-    })
-    .unwrap();
     let id = BuildId::new("local:calc:1");
+    record_unlaunched(&h, &id, Path::new("/nonexistent"), clock.now().millis());
+    h.runner.stop(&id).await.unwrap();
+    clock.advance(LAUNCH_GRACE + Duration::from_secs(1));
     let st = h.runner.status(std::slice::from_ref(&id)).await.unwrap();
-    assert_eq!(st[0].state, BuildState::Queued, "still within the grace");
-    clock.advance(SPAWN_GRACE + Duration::from_secs(1));
+    assert_eq!(
+        st[0].state,
+        BuildState::Queued,
+        "not launched: a stop was asked"
+    );
+    assert_eq!(h.column(&id, "pid"), None);
+    clock.advance(SPAWN_GRACE);
     let st = h.runner.status(std::slice::from_ref(&id)).await.unwrap();
-    assert_eq!(st[0].state, BuildState::Fault);
-    assert_eq!(st[0].message.as_deref(), Some("build process vanished"));
+    assert_eq!(st[0].state, BuildState::Stopped, "{:?}", st[0]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -29,7 +29,7 @@
 use crate::clock::Timestamp;
 use crate::failure::{FailureClass, PortError};
 use crate::ids::{Fence, ItemId, ProjectKey};
-use crate::job::JobRecord;
+use crate::job::{JobRecord, JobState};
 use async_trait::async_trait;
 use serde::Serialize;
 use std::time::Duration;
@@ -161,7 +161,9 @@ pub enum BuildStanding {
     MayAct,
     /// Handed over, adoption pending: the job record still names this build as the item's
     /// running build, but the lease is between holders (handed off and not yet taken, or
-    /// taken under a new fence whose holder has not recorded the re-attach yet). The
+    /// taken under a new fence whose holder has not recorded the re-attach yet) — or the
+    /// record holds the intent this build was started from, under its fence, without its
+    /// id (its starter died before recording it; the next holder recovers it). The
     /// build must wait (bounded) for adoption or a definite loss — acting now could race
     /// a new holder, and giving up now throws away work that is about to be adopted.
     InTransit,
@@ -199,6 +201,15 @@ pub async fn build_standing(
         return Ok(BuildStanding::Lost);
     };
     let names_this_build = job.build_id.as_ref() == Some(build_id) && job.state.may_have_build();
+    // An intent without its build id, recorded under this build's own fence: the build
+    // started from it and its starter died before recording the id. The next holder
+    // recovers it by its key (or replays the request, which answers with this build) and
+    // records it; until then it is in transit. Only a record naming this build lets it act.
+    let its_intent =
+        job.build_id.is_none() && job.state == JobState::Starting && job.fence == fence;
+    if its_intent {
+        return Ok(BuildStanding::InTransit);
+    }
     Ok(match (names_this_build, view.owner.is_some()) {
         (false, _) => BuildStanding::Lost,
         (true, true) if job.fence == view.fence => BuildStanding::MayAct,
