@@ -35,7 +35,8 @@ pub struct Cli {
     #[arg(long, conflicts_with = "every")]
     pub once: bool,
 
-    /// Run a tick now and then every DURATION (e.g. 30s, 5m, 1h) until SIGINT/SIGTERM.
+    /// Run a tick now and then every DURATION (e.g. 30s, 5m, 1h; 1s to 7d) until
+    /// SIGINT/SIGTERM.
     #[arg(long, value_name = "DURATION", value_parser = parse_period)]
     pub every: Option<Duration>,
 
@@ -153,10 +154,19 @@ impl From<MissingSetting> for ConfigError {
     }
 }
 
+/// The shortest and longest `--every` period.
+const PERIOD_MIN: Duration = Duration::from_secs(1);
+const PERIOD_MAX: Duration = Duration::from_secs(7 * 24 * 3600);
+
 fn parse_period(raw: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(raw).map_err(|e| format!("{e} (try 30s, 5m or 1h)"))?;
-    if d < Duration::from_secs(1) {
-        return Err("must be at least 1s".into());
+    if !(PERIOD_MIN..=PERIOD_MAX).contains(&d) {
+        return Err(format!(
+            "is {}: must be between {} and {}",
+            humantime::format_duration(d),
+            humantime::format_duration(PERIOD_MIN),
+            humantime::format_duration(PERIOD_MAX)
+        ));
     }
     Ok(d)
 }
@@ -167,6 +177,26 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(std::iter::once("kiro-producer").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn every_outside_its_range_is_refused_naming_the_flag() {
+        for bad in ["0s", "500ms", "8d", "999999999999h"] {
+            let e = parse(&["--every", bad, "--board", "b.yaml"]).unwrap_err();
+            assert_eq!(
+                e.kind(),
+                clap::error::ErrorKind::ValueValidation,
+                "{bad}: {e}"
+            );
+            let text = e.to_string();
+            assert!(text.contains("--every"), "{bad}: {text}");
+        }
+        let e = parse(&["--every", "8d", "--board", "b.yaml"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("must be between 1s and 7days"), "{e}");
+        assert!(parse(&["--every", "7d", "--board", "b.yaml"]).is_ok());
+        assert!(parse(&["--every", "1s", "--board", "b.yaml"]).is_ok());
     }
 
     #[test]
