@@ -65,7 +65,8 @@ impl Engine {
     }
 
     /// When supervision next has something to do for `job`: its lease renewal, a retried
-    /// extension, or its `safe_until`. (The visibility beat is [`next_visibility_beat`](Self::next_visibility_beat).)
+    /// extension, or its `safe_until`. (The visibility beat is
+    /// [`next_visibility_beat`](Self::next_visibility_beat).)
     pub(super) fn supervision_due(job: &ActiveJob) -> Instant {
         let t = job.next_renew.min(job.safe_until);
         job.extend_retry.map_or(t, |r| t.min(r))
