@@ -533,31 +533,13 @@ mod tests {
         assert_eq!(engine.receive_wait, Duration::from_secs(20));
         assert_eq!(engine.poll_every, Duration::from_secs(10));
         // The engine's own default (what the benchmarks run) is the binary's.
-        let own = EngineConfig::default();
-        assert_eq!(
-            (
-                own.max_jobs,
-                own.receive_wait,
-                own.lease_ttl,
-                own.visibility,
-                own.renew_every,
-                own.safety_margin,
-                own.poll_every,
-                own.contention_delay,
-                own.retry,
-            ),
-            (
-                engine.max_jobs,
-                engine.receive_wait,
-                engine.lease_ttl,
-                engine.visibility,
-                engine.renew_every,
-                engine.safety_margin,
-                engine.poll_every,
-                engine.contention_delay,
-                engine.retry,
-            )
-        );
+        let (e, own) = (&engine, EngineConfig::default());
+        let timing = |e: &EngineConfig| {
+            let d = [e.receive_wait, e.lease_ttl, e.visibility, e.renew_every];
+            let more = [e.safety_margin, e.poll_every, e.contention_delay];
+            (e.max_jobs, d, more, e.retry.clone())
+        };
+        assert_eq!(timing(&own), timing(e));
         Cli::command().debug_assert();
     }
 

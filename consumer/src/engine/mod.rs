@@ -17,9 +17,10 @@
 //!    is cancelled (the engine stops acting on it, and stops the build if its fence was
 //!    lost);
 //! 4. **poll and settle** (`settle.rs`): every `poll_every`, ONE round polls every running
-//!    build (≤ 100 ids per batched status call): ack on success; otherwise the [`RetryPolicy`] decides between a delayed retry
-//!    (the message stays in flight, so the project's order holds) and an explicit dead
-//!    letter with reason, class and attempt history;
+//!    build (≤ 100 ids per batched status call): ack on success; otherwise the
+//!    [`RetryPolicy`] decides between a delayed retry (the message stays in flight, so the
+//!    project's order holds) and an explicit dead letter with reason, class and attempt
+//!    history;
 //! 5. **protect** (`protection.rs`): hold scale-in protection while any job is in flight
 //!    (on at 0 → 1 job, off at → 0, re-armed before it expires); failures are logged,
 //!    never fatal.

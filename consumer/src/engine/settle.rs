@@ -1,8 +1,8 @@
 //! Phase 4, settle: poll every running build in one round per `poll_every` (one batched
-//! status call per 100 ids) and settle finished jobs — ack on success; otherwise the [`RetryPolicy`](crate::RetryPolicy)
-//! decides between a delayed retry (the message stays in flight, so the project's order
-//! holds) and an explicit dead letter with reason, class and attempt history. Dispatch
-//! settles here too when a delivery ends before a build runs.
+//! status call per 100 ids) and settle finished jobs — ack on success; otherwise the
+//! [`RetryPolicy`](crate::RetryPolicy) decides between a delayed retry (the message stays
+//! in flight, so the project's order holds) and an explicit dead letter with reason, class
+//! and attempt history. Dispatch settles here too when a delivery ends before a build runs.
 //!
 //! Invariant: a final state is recorded (fence-conditionally) before the message is
 //! settled, so a crash in between is repaired by the next delivery.
