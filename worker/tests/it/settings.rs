@@ -124,7 +124,7 @@ fn the_help_states_every_range() {
         "(1s to 36h) [env: KIRO_TEST_TIMEOUT=]",
         "(0s to 1h) [env: KIRO_FENCE_WAIT=]",
         "(0 to 100) [env: KIRO_COVERAGE_THRESHOLD=]",
-        "5m inside it for checkout, push and report [env: KIRO_BUILD_TIMEOUT=]",
+        "5m inside it for checkout, push and report (the defaults fit a 60m build) [env: KIRO_BUILD_TIMEOUT=]",
     ] {
         assert!(help.contains(range), "{range} not in: {help}");
     }
