@@ -169,10 +169,13 @@ impl Engine {
         let fence_lost = reason == CancelReason::FenceLost;
         warn!(project = %job.held.item.project, item = %job.held.item.id, fence_lost, "job cancelled: renewal not confirmed in time");
         if fence_lost {
-            // Stop the build unless it may still act (its lease is held under this job's
-            // fence, or the current holder adopted it) or it was handed off with the lease
-            // free (the next holder re-attaches). A build a newer holder has not recorded
-            // yet, or lost, is stopped, and so is one whose standing cannot be read.
+            // Stop the build only when it can no longer be anyone's: the job record names
+            // another build (or none). A build that may still act, or is in transit (the
+            // record still names it and a newer holder has not recorded it yet, or the
+            // lease is between holders), is left for the holder that re-attaches: the
+            // worker does nothing fenced until then (`build_standing`), and stopping it
+            // would make the re-attach find a stopped build and spend an attempt. A build
+            // whose standing cannot be read is stopped.
             let item = &job.held.item;
             let standing = build_standing(
                 &*self.ports.leases,
@@ -182,19 +185,11 @@ impl Engine {
                 Some(&job.build_id),
             )
             .await;
-            match standing {
-                Ok(BuildStanding::MayAct) => return,
-                // In transit with the lease free: the holder that adopted it handed it
-                // off, and the next holder will re-attach to it (issue 11.1).
-                Ok(BuildStanding::InTransit)
-                    if matches!(
-                        self.ports.leases.get(&item.project).await,
-                        Ok(Some(view)) if view.owner.is_none()
-                    ) =>
-                {
-                    return;
-                }
-                _ => {}
+            if matches!(
+                standing,
+                Ok(BuildStanding::MayAct | BuildStanding::InTransit)
+            ) {
+                return;
             }
             if let Err(e) = self.ports.builds.stop(&job.build_id).await {
                 warn!(error = %e, build = %job.build_id, "cannot stop the build");

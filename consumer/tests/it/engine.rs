@@ -348,15 +348,17 @@ async fn an_unconfirmed_renewal_cancels_the_job_at_safe_until() {
     );
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_lost_fence_stops_the_build_nobody_adopted() {
+/// c1's lease lapses and someone else takes the project; returns (harness, c1, the new
+/// holder's lease, c1's cancellations over the next ticks).
+async fn lease_taken_from_a_running_job(
+    record_other_build: bool,
+) -> (Harness, kiro_consumer::Engine, usize) {
     let h = Harness::new();
     let flaky = Arc::new(FlakyLeases::new(h.leases.clone()));
     *flaky.fail_renew.lock().unwrap() = true;
     h.send("A-1", "alpha").await;
     let mut e = h.engine_with(Harness::config("c1"), flaky.clone());
     e.tick(Duration::ZERO).await;
-    // The lease lapses and someone else takes the project (without adopting the build).
     pass(LEASE_TTL + Duration::from_secs(2)).await;
     let thief = acquire_as(
         &*h.leases,
@@ -367,12 +369,40 @@ async fn a_lost_fence_stops_the_build_nobody_adopted() {
     .await
     .unwrap();
     assert!(thief.fence.0 >= 2);
+    if record_other_build {
+        // The new holder moved on: its record names a build of its own.
+        let mut job = h.job("alpha", "A-1").await;
+        job.fence = thief.fence;
+        job.build_id = Some(BuildId::new("in-memory:alpha:other"));
+        job.state = JobState::Running;
+        h.leases.record(&thief, &job).await.unwrap();
+    }
     *flaky.fail_renew.lock().unwrap() = false;
     let mut cancelled = 0;
     for _ in 0..3 {
         cancelled += e.tick(Duration::ZERO).await.cancelled;
         pass(Duration::from_secs(1)).await;
     }
+    (h, e, cancelled)
+}
+
+/// A lost fence whose build the record still names is in transit: the holder that took
+/// the project re-attaches to it, so it is left running (stopping it made the re-attach
+/// find a stopped build and spend an attempt; the worker does nothing fenced meanwhile).
+#[tokio::test(start_paused = true)]
+async fn a_lost_fence_leaves_a_build_in_transit_for_the_next_holder() {
+    let (h, _e, cancelled) = lease_taken_from_a_running_job(false).await;
+    assert_eq!(cancelled, 1);
+    assert!(
+        h.runner.stopped().is_empty(),
+        "the build the record names was left for the next holder"
+    );
+}
+
+/// A lost fence whose build the record no longer names can never act: it is stopped.
+#[tokio::test(start_paused = true)]
+async fn a_lost_fence_stops_a_build_the_record_no_longer_names() {
+    let (h, _e, cancelled) = lease_taken_from_a_running_job(true).await;
     assert_eq!(cancelled, 1);
     assert_eq!(
         h.runner.stopped().len(),

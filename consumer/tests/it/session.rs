@@ -103,10 +103,10 @@ async fn a_lost_session_cancels_every_job_and_frees_the_projects_not_taken() {
     let r = e.tick(Duration::ZERO).await;
     assert_eq!(r.cancelled, PROJECTS.len(), "{r:?}");
     assert_eq!(e.active_count(), 0);
-    // alpha's build was taken from under it and nobody adopted it: stopped. The others
-    // keep running for whoever takes their projects next, which is at once: their
-    // leases were let go of.
-    assert_eq!(h.runner.stopped().len(), 1, "{:?}", h.runner.stopped());
+    // No build is stopped: alpha's was taken from under it, but its record still names
+    // it, so it is in transit for the thief to re-attach; the others keep running for
+    // whoever takes their projects next, which is at once: their leases were let go of.
+    assert!(h.runner.stopped().is_empty(), "{:?}", h.runner.stopped());
     for p in &PROJECTS[1..] {
         let view = h
             .leases
