@@ -107,9 +107,35 @@ const KMS_KEY_ARN = /^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key\/[A-Za-z0-9-]+$/;
 /** `CoverageFormat` of kiro-worker (worker/src/steps/coverage.rs). */
 export const COVERAGE_FORMATS = ["auto", "lcov", "cobertura", "istanbul", "llvm-cov", "clover", "istanbul-final", "coverage-py", "go", "jacoco"] as const;
 
-/** Environment variables the program sets itself (or, for KIRO_BUILD_TIMEOUT, deliberately
- *  leaves unset so the CodeBuild project's `buildTimeoutMinutes` applies); extra environment
- *  may not override them. */
+/** kiro-worker's limits that must fit inside a build, with its defaults (worker/src/config.rs);
+ *  `buildEnvironment` may override them. */
+export const WORKER_BUILD_LIMITS = {
+  KIRO_AGENT_PREFLIGHT_TIMEOUT: "30s",
+  KIRO_AGENT_TIMEOUT: "40m",
+  KIRO_TEST_TIMEOUT: "10m",
+  KIRO_FENCE_WAIT: "3m",
+} as const;
+/** What the worker keeps inside the build for checkout, push and report (`REPORT_ROOM`,
+ *  worker/src/ranges.rs), in seconds. */
+export const WORKER_REPORT_ROOM_SECONDS = 300;
+
+/** Seconds of a duration as humantime writes the common ones ("40m", "1h 30m", "90s"), or
+ *  `undefined` for anything else (the worker then judges it itself). */
+export function durationSeconds(raw: string): number | undefined {
+  const unit: Record<string, number> = { s: 1, sec: 1, m: 60, min: 60, h: 3600, hr: 3600, d: 86400 };
+  const text = raw.trim();
+  if (!/^(\d+\s*[a-z]+\s*)+$/.test(text)) return undefined;
+  let total = 0;
+  for (const [, n, u] of text.matchAll(/(\d+)\s*([a-z]+)/g)) {
+    if (!(u in unit)) return undefined;
+    total += Number(n) * unit[u];
+  }
+  return total;
+}
+
+/** Environment variables the program sets itself (KIRO_BUILD_TIMEOUT: the builds get
+ *  `buildTimeoutMinutes`, the consumer none, so it leaves each build to the project's timeout);
+ *  extra environment may not override them. */
 export const RESERVED_ENV = [
   "KIRO_BACKEND",
   "KIRO_AWS_REGION",
@@ -306,6 +332,20 @@ export function parseConfig(stack: string, raw: RawConfig): StackConfig {
   }
   if (!(LOG_RETENTION_DAYS as readonly number[]).includes(cfg.logRetentionDays)) {
     problems.push(`${key("logRetentionDays")} must be one of ${LOG_RETENTION_DAYS.join(", ")}, got ${cfg.logRetentionDays}`);
+  }
+  // The worker refuses to start (every item dead-lettered) when its limits leave no room to
+  // report inside the build's time-out: say so at preview time instead.
+  const limits = Object.entries(WORKER_BUILD_LIMITS).map(([name, def]) => [name, cfg.buildEnvironment[name] ?? def] as const);
+  const limitSeconds = limits.map(([, v]) => durationSeconds(v));
+  if (limitSeconds.every((v) => v !== undefined)) {
+    const need = limitSeconds.reduce((a: number, b) => a + (b ?? 0), 0) + WORKER_REPORT_ROOM_SECONDS;
+    if (need > cfg.buildTimeoutMinutes * 60) {
+      problems.push(
+        `${key("buildTimeoutMinutes")} (${cfg.buildTimeoutMinutes}) leaves kiro-worker no time to report: ` +
+          `${limits.map(([n, v]) => `${n} ${v}`).join(" + ")} + 5m for checkout, push and report need ${Math.ceil(need / 60)} minutes; ` +
+          `raise ${key("buildTimeoutMinutes")} or lower those limits in ${key("buildEnvironment")}`,
+      );
+    }
   }
   if (cfg.consumerMaxTasks >= 1 && cfg.consumerMinTasks > cfg.consumerMaxTasks) {
     problems.push(`${key("consumerMinTasks")} (${cfg.consumerMinTasks}) must not exceed ${key("consumerMaxTasks")} (${cfg.consumerMaxTasks})`);

@@ -138,6 +138,21 @@ describe("stack configuration", () => {
     assert.deepEqual(problems({ consumerMaxTasks: "many" }), ['kiro-infra:consumerMaxTasks must be an integer, got "many"']);
   });
 
+  test("a build time-out too short for the worker's limits is refused at preview, naming both", () => {
+    // The worker's defaults need 58.5 minutes (preflight 30s + agent 40m + tests 10m + fence wait 3m + 5m).
+    assert.equal(testConfig({ buildTimeoutMinutes: "59" }).buildTimeoutMinutes, 59);
+    const [p, ...rest] = problems({ buildTimeoutMinutes: "30" });
+    assert.deepEqual(rest, []);
+    assert.match(p, /^kiro-infra:buildTimeoutMinutes \(30\) leaves kiro-worker no time to report: .*KIRO_AGENT_TIMEOUT 40m.* need 59 minutes/);
+    assert.match(p, /kiro-infra:buildEnvironment/);
+    // Lower limits in the build's environment make a short build fine.
+    const short = JSON.stringify({ KIRO_AGENT_TIMEOUT: "15m", KIRO_TEST_TIMEOUT: "5m", KIRO_FENCE_WAIT: "2m" });
+    assert.equal(testConfig({ buildTimeoutMinutes: "30", buildEnvironment: short }).buildTimeoutMinutes, 30);
+    assert.match(problems({ buildTimeoutMinutes: "30", buildEnvironment: JSON.stringify({ KIRO_AGENT_TIMEOUT: "1h 10m" }) })[0], /KIRO_AGENT_TIMEOUT 1h 10m/);
+    // A value the stack cannot read is left to the worker, which names it.
+    assert.equal(testConfig({ buildTimeoutMinutes: "30", buildEnvironment: JSON.stringify({ KIRO_AGENT_TIMEOUT: "forever" }) }).buildTimeoutMinutes, 30);
+  });
+
   test("every problem is reported at once", () => {
     const found = problems({
       githubTokenSecretArn: "my-token",

@@ -13,7 +13,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { deploy, one } from "./harness";
 import type { Run } from "./harness";
-import { COVERAGE_FORMATS } from "../src/config";
+import { COVERAGE_FORMATS, WORKER_BUILD_LIMITS, WORKER_REPORT_ROOM_SECONDS, durationSeconds } from "../src/config";
 
 const ROOT = path.join(__dirname, "..", "..");
 
@@ -159,6 +159,30 @@ describe("the stack's settings accept exactly what the worker accepts", () => {
     const variants = [...body.matchAll(/^\s{4}([A-Z]\w*),?$/gm)].map((m) => m[1].replace(/([a-z0-9])([A-Z])/g, "$1-$2").toLowerCase());
     assert.ok(variants.length >= 5, `variants read: ${variants}`);
     assert.deepEqual([...COVERAGE_FORMATS], variants);
+  });
+});
+
+describe("the stack judges a build's time-out by the worker's own limits", () => {
+  test("WORKER_BUILD_LIMITS are the worker's clap defaults, and the report room is REPORT_ROOM", () => {
+    const text = source("worker/src/config.rs");
+    for (const [name, def] of Object.entries(WORKER_BUILD_LIMITS)) {
+      const m = new RegExp(`env = "${name}", default_value = "([^"]+)"`).exec(text);
+      assert.ok(m, `${name} has no default in worker/src/config.rs`);
+      assert.equal(def, m[1], name);
+    }
+    const room = /pub const REPORT_ROOM: Duration = Duration::from_secs\(([\d *]+)\);/.exec(source("worker/src/ranges.rs"));
+    assert.ok(room, "REPORT_ROOM in worker/src/ranges.rs");
+    assert.equal(WORKER_REPORT_ROOM_SECONDS, eval(room[1]));
+  });
+
+  test("durationSeconds reads what humantime writes", () => {
+    assert.equal(durationSeconds("40m"), 2400);
+    assert.equal(durationSeconds("1h 30m"), 5400);
+    assert.equal(durationSeconds("30s"), 30);
+    assert.equal(durationSeconds("2d"), 172800);
+    assert.equal(durationSeconds("40"), undefined);
+    assert.equal(durationSeconds("40 parsecs"), undefined);
+    assert.equal(durationSeconds(""), undefined);
   });
 });
 
