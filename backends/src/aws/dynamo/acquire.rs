@@ -8,24 +8,54 @@
 //! lease, and a session that lost a lease can never be renewed.
 
 use super::{
-    DynamoLeaseStore, Item, LEASE_SK, LEASE_TTL_GRACE_S, SESSION_SK, get_n, get_s, key, key_of, n,
-    s, view_of,
+    DynamoLeaseStore, Item, LEASE_SK, LEASE_TTL_GRACE_S, SESSION_SK, classify_transaction, get_n,
+    get_s, key, key_of, n, s, view_of,
 };
 use crate::aws::call::random_token;
-use crate::aws::classify::{AwsError, class_of_cancellation};
+use crate::aws::classify::AwsError;
 use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 use aws_smithy_runtime_api::http::Response as HttpResponse;
-use kiro_protocol::{
-    FailureClass, Fence, Lease, LeaseError, PortError, ProjectKey, Session, Timestamp,
-};
+use kiro_protocol::{Fence, Lease, LeaseError, PortError, ProjectKey, Session, Timestamp};
+use std::collections::HashMap;
 
 /// How often an acquire re-reads a row that changed under it before it reports contention.
 const ROUNDS: usize = 3;
+
+/// The write that takes a lease for a session, free or taken over: owner, expiry (and its
+/// TTL attribute), the acquire token a re-read recognises, and the fence bumped by one.
+const TAKE_LEASE: &str = "SET #o = :o, #e = :e, #t = :t, #tok = :tok ADD #f :one";
+
+/// The attribute names of [`TAKE_LEASE`].
+fn take_lease_names() -> HashMap<String, String> {
+    [
+        ("#o", "owner"),
+        ("#e", "expires_at"),
+        ("#t", "expires_ttl"),
+        ("#tok", "acquire_token"),
+        ("#f", "fence"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+/// The values of [`TAKE_LEASE`] for `session` with acquire token `tok`.
+fn take_lease_values(session: &Session, tok: &str) -> HashMap<String, AttributeValue> {
+    [
+        (":o", s(&session.id)),
+        (":e", n(session.expires_at.millis())),
+        (":t", n(session.expires_at.as_secs() + LEASE_TTL_GRACE_S)),
+        (":tok", s(tok)),
+        (":one", n(1)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
 
 /// What the free-project write found.
 enum Free {
@@ -125,22 +155,11 @@ impl DynamoLeaseStore {
                 .update_item()
                 .table_name(&self.table)
                 .set_key(Some(key(project, LEASE_SK)))
-                .update_expression("SET #o = :o, #e = :e, #t = :t, #tok = :tok ADD #f :one")
+                .update_expression(TAKE_LEASE)
+                .set_expression_attribute_names(Some(take_lease_names()))
+                .set_expression_attribute_values(Some(take_lease_values(session, &tok)))
                 .condition_expression("attribute_not_exists(#pk) OR attribute_not_exists(#o)")
                 .expression_attribute_names("#pk", "pk")
-                .expression_attribute_names("#o", "owner")
-                .expression_attribute_names("#e", "expires_at")
-                .expression_attribute_names("#t", "expires_ttl")
-                .expression_attribute_names("#tok", "acquire_token")
-                .expression_attribute_names("#f", "fence")
-                .expression_attribute_values(":o", s(&session.id))
-                .expression_attribute_values(":e", n(session.expires_at.millis()))
-                .expression_attribute_values(
-                    ":t",
-                    n(session.expires_at.as_secs() + LEASE_TTL_GRACE_S),
-                )
-                .expression_attribute_values(":tok", s(&tok))
-                .expression_attribute_values(":one", n(1))
                 .return_values(ReturnValue::AllNew)
                 .return_values_on_condition_check_failure(
                     ReturnValuesOnConditionCheckFailure::AllOld,
@@ -209,18 +228,10 @@ impl DynamoLeaseStore {
         let mut lease = Update::builder()
             .table_name(&self.table)
             .set_key(Some(key(project, LEASE_SK)))
-            .update_expression("SET #o = :o, #e = :e, #t = :t, #tok = :tok ADD #f :one")
+            .update_expression(TAKE_LEASE)
+            .set_expression_attribute_names(Some(take_lease_names()))
+            .set_expression_attribute_values(Some(take_lease_values(session, &tok)))
             .condition_expression(row_condition)
-            .expression_attribute_names("#o", "owner")
-            .expression_attribute_names("#e", "expires_at")
-            .expression_attribute_names("#t", "expires_ttl")
-            .expression_attribute_names("#tok", "acquire_token")
-            .expression_attribute_names("#f", "fence")
-            .expression_attribute_values(":o", s(&session.id))
-            .expression_attribute_values(":e", n(session.expires_at.millis()))
-            .expression_attribute_values(":t", n(session.expires_at.as_secs() + LEASE_TTL_GRACE_S))
-            .expression_attribute_values(":tok", s(&tok))
-            .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":h", s(holder))
             .expression_attribute_values(":f", n(fence.0));
         if !holder_has_session {
@@ -274,16 +285,7 @@ impl DynamoLeaseStore {
                         .set_transact_items(Some(items.clone()))
                         .send()
                 },
-                |e: &SdkError<TransactWriteItemsError, HttpResponse>, c: &mut AwsError| {
-                    if let Some(TransactWriteItemsError::TransactionCanceledException(t)) =
-                        e.as_service_error()
-                        && let Some(class) =
-                            class_of_cancellation(t.cancellation_reasons().iter().map(|r| r.code()))
-                    {
-                        c.class = class;
-                        c.condition_failed = class == FailureClass::Contention;
-                    }
-                },
+                classify_transaction,
                 |_| (),
                 || async {
                     let row = self.read(key(project, LEASE_SK)).await?;

@@ -108,6 +108,18 @@ fn get_n(item: &Item, k: &str) -> Option<i64> {
         .and_then(|s| s.parse().ok())
 }
 
+/// A cancelled transaction is classified by its items' cancellation reasons (a failed
+/// condition is contention, as for one conditional write).
+fn classify_transaction(e: &SdkError<TransactWriteItemsError, HttpResponse>, c: &mut AwsError) {
+    if let Some(TransactWriteItemsError::TransactionCanceledException(t)) = e.as_service_error()
+        && let Some(class) =
+            class_of_cancellation(t.cancellation_reasons().iter().map(|r| r.code()))
+    {
+        c.class = class;
+        c.condition_failed = class == FailureClass::Contention;
+    }
+}
+
 fn key(project: &ProjectKey, sk: &str) -> Item {
     key_of(project.as_str(), sk)
 }
@@ -411,16 +423,7 @@ impl LeaseStore for DynamoLeaseStore {
                     .set_transact_items(Some(items.clone()))
                     .send()
             },
-            |e, c| {
-                if let Some(TransactWriteItemsError::TransactionCanceledException(t)) =
-                    e.as_service_error()
-                    && let Some(class) =
-                        class_of_cancellation(t.cancellation_reasons().iter().map(|r| r.code()))
-                {
-                    c.class = class;
-                    c.condition_failed = class == FailureClass::Contention;
-                }
-            },
+            classify_transaction,
             || async {
                 let got = self.read(job_key.clone()).await?;
                 Ok(got
