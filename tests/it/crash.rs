@@ -25,28 +25,12 @@ async fn a_killed_consumer_is_replaced_without_duplicate_builds() {
 
     produce_once(&bin, &env);
 
-    let consumer_args = [
-        "run",
-        "--until-idle",
-        "--max-jobs",
-        "4",
-        "--lease-ttl",
-        "3s",
-        "--lease-skew",
-        "0s",
-        "--visibility",
-        "4s",
-        "--poll-every",
-        "300ms",
-        "--receive-wait",
-        "300ms",
-        "--retry-base",
-        "1s",
-        "--retry-max",
-        "2s",
-    ];
+    let consumer_args: Vec<&str> = ["run", "--until-idle"]
+        .into_iter()
+        .chain(QUICK_RECOVERY.iter().copied())
+        .collect();
     let mut first = Command::new(bin.join("kiro-consumer"))
-        .args(consumer_args)
+        .args(&consumer_args)
         .envs(env.clone())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -76,7 +60,7 @@ async fn a_killed_consumer_is_replaced_without_duplicate_builds() {
     );
 
     let second = Command::new(bin.join("kiro-consumer"))
-        .args(consumer_args)
+        .args(&consumer_args)
         .envs(env)
         .output()
         .unwrap();

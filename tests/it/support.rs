@@ -10,6 +10,27 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// `kiro-consumer run` settings under which a crashed consumer is recovered from in seconds:
+/// short leases and visibility, fast polls, short retries (the crash and fault suites).
+pub const QUICK_RECOVERY: &[&str] = &[
+    "--max-jobs",
+    "4",
+    "--lease-ttl",
+    "3s",
+    "--lease-skew",
+    "0s",
+    "--visibility",
+    "4s",
+    "--poll-every",
+    "300ms",
+    "--receive-wait",
+    "300ms",
+    "--retry-base",
+    "1s",
+    "--retry-max",
+    "2s",
+];
+
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()

@@ -10,30 +10,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-/// The consumers' settings: short leases and visibility, so a crash is recovered from in
-/// seconds; fast polls; short retries.
-const ARGS: &[&str] = &[
-    "run",
-    "--max-jobs",
-    "4",
-    "--lease-ttl",
-    "3s",
-    "--lease-skew",
-    "0s",
-    "--visibility",
-    "4s",
-    "--poll-every",
-    "300ms",
-    "--receive-wait",
-    "300ms",
-    "--retry-base",
-    "1s",
-    "--retry-max",
-    "2s",
-    "--max-attempts",
-    "3",
-];
-
 #[derive(Debug)]
 struct Running {
     /// `c<slot>n<incarnation>`: the consumer's HOSTNAME, so its owner id starts with it.
@@ -93,7 +69,10 @@ impl Fleet {
         self.incarnations += 1;
         let log = std::fs::File::create(self.logs.join(format!("{name}.log"))).unwrap();
         let child = Command::new(self.bin.join("kiro-consumer"))
-            .args(ARGS)
+            .arg("run")
+            // The support's quick-recovery settings, and at most 3 attempts per item.
+            .args(crate::support::QUICK_RECOVERY)
+            .args(["--max-attempts", "3"])
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("HOSTNAME", &name)
             .env("KIRO_HEALTH_FILE", self.logs.join(format!("{name}.health")))
