@@ -93,8 +93,8 @@ impl SqsQueue {
 
     /// `WorkQueue::dlq_replay`: send the selected letters to the main queue, give back
     /// the rest. A round deletes what it replayed, which lets the DLQ hand out the next
-    /// letters of those groups, so rounds repeat while they replay something; what the
-    /// last round could not reach is reported as unexamined.
+    /// letters of those groups, so rounds repeat while they replay something and letters
+    /// remain unseen; what the last round could not reach is reported as unexamined.
     pub(super) async fn replay_dlq(
         &self,
         selection: &DlqSelection,
@@ -108,7 +108,9 @@ impl SqsQueue {
             let size = self.dlq_size().await?;
             let replayed = report.replayed.len();
             let seen = self.replay_round(selection, &mut report).await?;
-            if dry_run || report.replayed.len() == replayed {
+            // Another round only when this one replayed something and letters were left
+            // unseen (waiting behind a group's first ones).
+            if dry_run || report.replayed.len() == replayed || seen as u64 >= size {
                 report.unexamined = size.saturating_sub(seen as u64);
                 return Ok(report);
             }
