@@ -145,6 +145,8 @@ fn count_ddb(m: &Meter, c: &Call) {
         "release" => "UpdateItem (release)",
         "get" => "GetItem (lease)",
         "record" => "TransactWriteItems (job record)",
+        "record_new" => "TransactWriteItems (job record, create)",
+        "record_and_release" => "TransactWriteItems (job record + release)",
         "job" => "GetItem (job record)",
         _ => return,
     };

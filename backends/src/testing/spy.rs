@@ -219,6 +219,14 @@ impl<P: LeaseStore + ?Sized> LeaseStore for Spy<P> {
         self.note("record", 1);
         self.inner.record(lease, job).await
     }
+    async fn record_new(&self, lease: &Lease, job: &JobRecord) -> Result<bool, LeaseError> {
+        self.note("record_new", 1);
+        self.inner.record_new(lease, job).await
+    }
+    async fn record_and_release(&self, lease: &Lease, job: &JobRecord) -> Result<(), LeaseError> {
+        self.note("record_and_release", 1);
+        self.inner.record_and_release(lease, job).await
+    }
     async fn job(
         &self,
         project: &ProjectKey,

@@ -4,7 +4,9 @@
 //! permanent input), take the project's lease (contention gives the message back with a
 //! delay and never burns an attempt), read the item's job record and either settle a
 //! redelivered final job, re-attach to a build that may be running ([`reattach`]), or
-//! record the intent and start a new build.
+//! record the intent and start a new build. A first delivery skips the read: its intent
+//! is written only if the item has no record (one call fewer for a new item), and a
+//! record found that way is read and judged as any other.
 //!
 //! Invariant: a build is started only by the holder of the project's lease, after the
 //! intent (the exact build request) is recorded under its fence.
@@ -46,6 +48,15 @@ enum BuildOrigin {
     Started,
     /// Re-attached to: started by an earlier holder (or recovered from its intent).
     Adopted,
+}
+
+/// How the intent of a new attempt is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Intent {
+    /// The item had no record when it was read: create one, or find the one written since.
+    Create,
+    /// Over the record just read.
+    Overwrite,
 }
 
 /// The result of dispatching one delivery.
@@ -226,6 +237,37 @@ impl Engine {
                 return self.store_unreachable(&d).await;
             }
         };
+        // A first delivery is most likely of a new item: its record is created with the
+        // intent, without reading it first (one call fewer per build). When the item has a
+        // record after all, the create writes nothing and the record is read and judged
+        // like any other.
+        if d.receive_count <= 1 {
+            let record = self.own_record(
+                JobRecord::new(
+                    item.project.clone(),
+                    item.id.clone(),
+                    d.message_id.clone(),
+                    lease.fence,
+                    trace,
+                    self.ports.clock.now(),
+                ),
+                &lease,
+            );
+            let job = self.held(d, item, lease, record);
+            return self.start_build(job, Intent::Create).await;
+        }
+        self.judge_record(d, item, trace, lease).await
+    }
+
+    /// Read the item's job record and go on from it: settle a redelivered final job,
+    /// re-attach to a build that may be running, or start a new attempt.
+    async fn judge_record(
+        &self,
+        d: Delivery,
+        item: WorkItem,
+        trace: kiro_protocol::TraceContext,
+        lease: Lease,
+    ) -> Dispatch {
         let existing = match self.ports.leases.job(&item.project, &item.id).await {
             Ok(r) => r,
             Err(e) => {
@@ -235,7 +277,7 @@ impl Engine {
             }
         };
         let now = self.ports.clock.now();
-        let mut record = match existing {
+        let record = match existing {
             Some(mut r)
                 if r.message_id == d.message_id
                     || (r.state.may_have_build()
@@ -269,15 +311,21 @@ impl Engine {
                 now,
             ),
         };
-        record.fence = lease.fence;
-        record.owner = Some(self.cfg.owner.clone());
-        record.updated_at = now;
+        let record = self.own_record(record, &lease);
         let job = self.held(d, item, lease, record);
         if job.record.state.may_have_build() {
             self.re_attach(job).await
         } else {
-            self.start_build(job).await
+            self.start_build(job, Intent::Overwrite).await
         }
+    }
+
+    /// `record` as written under `lease` by this consumer, now.
+    fn own_record(&self, mut record: JobRecord, lease: &Lease) -> JobRecord {
+        record.fence = lease.fence;
+        record.owner = Some(self.cfg.owner.clone());
+        record.updated_at = self.ports.clock.now();
+        record
     }
 
     /// Re-attach: a build may be running for this item, the one the record names or the
@@ -309,7 +357,7 @@ impl Engine {
     }
 
     /// Record the intent, start the build, record its id.
-    async fn start_build(&self, mut job: HeldJob) -> Dispatch {
+    async fn start_build(&self, mut job: HeldJob, intent: Intent) -> Dispatch {
         let now = self.ports.clock.now();
         job.record.count_attempt(job.lease.fence, now);
         job.record.state = JobState::Starting;
@@ -318,12 +366,30 @@ impl Engine {
         // a build id replays it unchanged.
         let req = self.build_request(&job.item, &job.record);
         job.record.start = Some(req.clone());
-        if let Err(e) = self.ports.leases.record(&job.lease, &job.record).await {
-            warn!(error = %e, "cannot record the intent; message returned");
-            if !matches!(e, LeaseError::FenceLost { .. }) {
-                self.give_up_lease(&job.lease).await;
+        let written = match intent {
+            Intent::Create => self.ports.leases.record_new(&job.lease, &job.record).await,
+            Intent::Overwrite => self
+                .ports
+                .leases
+                .record(&job.lease, &job.record)
+                .await
+                .map(|()| true),
+        };
+        match written {
+            Ok(true) => {}
+            Ok(false) => {
+                // The item has a record: read it and judge from it (boxed: this calls back
+                // into `judge_record`, which may start a build again, by overwriting).
+                let trace = job.record.trace.clone();
+                return Box::pin(self.judge_record(job.delivery, job.item, trace, job.lease)).await;
             }
-            return self.store_unreachable(&job.delivery).await;
+            Err(e) => {
+                warn!(error = %e, "cannot record the intent; message returned");
+                if !matches!(e, LeaseError::FenceLost { .. }) {
+                    self.give_up_lease(&job.lease).await;
+                }
+                return self.store_unreachable(&job.delivery).await;
+            }
         }
         match self.ports.builds.start(&req).await {
             Ok(id) => {

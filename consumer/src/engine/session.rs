@@ -17,7 +17,7 @@
 
 use super::observe::fence_value;
 use super::supervise::CancelReason;
-use super::{Engine, TickReport};
+use super::{Engine, HeldJob, TickReport};
 use kiro_protocol::{FailureClass, Lease, LeaseError, Session};
 use kiro_telemetry::otel::keys;
 use opentelemetry::KeyValue;
@@ -208,14 +208,32 @@ impl Engine {
     /// Give a lease up; forgotten once the store confirms it is no longer ours.
     pub(super) async fn give_up_lease(&self, lease: &Lease) {
         match self.ports.leases.release(lease).await {
-            Ok(()) | Err(LeaseError::FenceLost { .. }) => {
-                if let Ok(mut held) = self.leases_taken.lock()
-                    && held.get(lease.project.as_str()) == Some(lease)
-                {
-                    held.remove(lease.project.as_str());
-                }
-            }
+            Ok(()) | Err(LeaseError::FenceLost { .. }) => self.forget_lease(lease),
             Err(e) => debug!(error = %e, "lease release failed; retried at the next beat"),
+        }
+    }
+
+    /// Write the hold's last job record and give its lease up, in one write (one call
+    /// instead of two). Whatever fails is left as a failed record write leaves it: the
+    /// lease is still taken, and the next beat lets go of it as an orphan.
+    pub(super) async fn record_last(&self, job: &HeldJob) -> Result<(), LeaseError> {
+        let res = self
+            .ports
+            .leases
+            .record_and_release(&job.lease, &job.record)
+            .await;
+        if matches!(res, Ok(()) | Err(LeaseError::FenceLost { .. })) {
+            self.forget_lease(&job.lease);
+        }
+        res
+    }
+
+    /// The lease is no longer ours (released, or lost): stop tracking it.
+    fn forget_lease(&self, lease: &Lease) {
+        if let Ok(mut held) = self.leases_taken.lock()
+            && held.get(lease.project.as_str()) == Some(lease)
+        {
+            held.remove(lease.project.as_str());
         }
     }
 

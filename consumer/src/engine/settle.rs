@@ -20,16 +20,16 @@ use opentelemetry::KeyValue;
 use opentelemetry::trace::Status;
 use std::collections::HashMap;
 use tokio::time::Instant;
-use tracing::{Instrument, Span, info, info_span, warn};
+use tracing::{Instrument, Span, debug, info, info_span, warn};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// How a finished build's job was settled.
 enum Finished {
     /// What it counts for (nothing when the settlement must be repeated).
     Settled(TickReport),
-    /// Success recorded; the message is acked in one batch with the tick's other
-    /// successes, then the lease is released.
-    Succeeded(Receipt, Box<Lease>, Span),
+    /// Success recorded and the lease released with it; the message is acked in one
+    /// batch with the tick's other successes.
+    Succeeded(Receipt, Span),
 }
 
 impl Engine {
@@ -90,7 +90,7 @@ impl Engine {
         for d in settled {
             match d {
                 Finished::Settled(r) => report.add(&r),
-                Finished::Succeeded(receipt, lease, span) => done.push((receipt, lease, span)),
+                Finished::Succeeded(receipt, span) => done.push((receipt, span)),
             }
         }
         self.ack_successes(done, report).await;
@@ -130,7 +130,10 @@ impl Engine {
         job.record.state = JobState::Succeeded;
         job.record.last_failure = None;
         job.record.updated_at = self.ports.clock.now();
-        if let Err(e) = self.ports.leases.record(&job.lease, &job.record).await {
+        // The record is final before the ack, and the lease goes with it: the message in
+        // flight keeps its group (and so the project) from everyone else until the ack, and
+        // a redelivery after a lost ack is acked from the record.
+        if let Err(e) = self.record_last(&job).await {
             warn!(error = %e, "cannot record success; leaving the message for the next holder");
             return Finished::Settled(TickReport {
                 deferred: 1,
@@ -138,13 +141,13 @@ impl Engine {
             });
         }
         info!(attempts = job.record.attempts, "succeeded");
-        Finished::Succeeded(job.delivery.receipt, Box::new(job.lease), job.span)
+        Finished::Succeeded(job.delivery.receipt, job.span)
     }
 
-    /// Ack the tick's successes in one batch (the record is already final, so a failed
-    /// ack only means the redelivery is acked from the job record), then release their
-    /// leases.
-    async fn ack_successes(&self, done: Vec<(Receipt, Box<Lease>, Span)>, report: &mut TickReport) {
+    /// Ack the tick's successes in one batch (the record is already final and the lease
+    /// released with it, so a failed ack only means the redelivery is acked from the job
+    /// record).
+    async fn ack_successes(&self, done: Vec<(Receipt, Span)>, report: &mut TickReport) {
         if done.is_empty() {
             return;
         }
@@ -153,9 +156,9 @@ impl Engine {
         // one batched call.
         let settles: Vec<Span> = done
             .iter()
-            .map(|(_, _, process)| self.settle_span(process, "ack"))
+            .map(|(_, process)| self.settle_span(process, "ack"))
             .collect();
-        let receipts: Vec<Receipt> = done.iter().map(|(r, _, _)| r.clone()).collect();
+        let receipts: Vec<Receipt> = done.iter().map(|(r, _)| r.clone()).collect();
         match self.ports.queue.ack_batch(&receipts).await {
             Ok(results) => {
                 for (r, settle) in results.into_iter().zip(&settles) {
@@ -171,13 +174,11 @@ impl Engine {
             }
         }
         // The settle spans end with the ack (they are never entered, so they end when
-        // closed): before their `process` spans, which end on their last exit below.
+        // closed): before their `process` spans, which end on their last exit, here.
         drop(settles);
-        join_all(
-            done.iter()
-                .map(|(_, lease, process)| self.give_up_lease(lease).instrument(process.clone())),
-        )
-        .await;
+        for (_, process) in &done {
+            process.in_scope(|| debug!("settled"));
+        }
     }
 
     /// Retry with backoff or dead-letter, as the policy decides.
@@ -203,16 +204,13 @@ impl Engine {
                 );
                 job.record.state = JobState::Retrying;
                 job.record.build_id = None;
-                if let Err(e) = self.ports.leases.record(&job.lease, &job.record).await {
+                if let Err(e) = self.record_last(&job).await {
                     warn!(error = %e, "cannot record the retry; leaving the message for the next holder");
                     return r;
                 }
-                async {
-                    self.release_quietly(&job.delivery, delay).await;
-                    self.give_up_lease(&job.lease).await;
-                }
-                .instrument(self.settle_span(&job.span, "retry"))
-                .await;
+                self.release_quietly(&job.delivery, delay)
+                    .instrument(self.settle_span(&job.span, "retry"))
+                    .await;
                 info!(
                     delay_ms = delay.as_millis() as u64,
                     attempts = job.record.attempts,
@@ -223,19 +221,15 @@ impl Engine {
             }
             Decision::DeadLetter { reason } => {
                 job.record.state = JobState::DeadLettered;
-                if let Err(e) = self.ports.leases.record(&job.lease, &job.record).await {
+                if let Err(e) = self.record_last(&job).await {
                     warn!(error = %e, "cannot record the dead letter; leaving the message for the next holder");
                     return r;
                 }
                 job.span.set_status(Status::error(reason.clone()));
                 let letter = letter_for(&job.record, failure.class, reason);
-                async {
-                    let d = self.settle_dead_letter(&job.delivery, &letter).await;
-                    self.give_up_lease(&job.lease).await;
-                    d
-                }
-                .instrument(self.settle_span(&job.span, "dead_letter"))
-                .await
+                self.settle_dead_letter(&job.delivery, &letter)
+                    .instrument(self.settle_span(&job.span, "dead_letter"))
+                    .await
             }
         }
     }

@@ -20,7 +20,7 @@ async fn a_shutdown_during_dispatch_hands_off_the_builds_it_started() {
     // build is about to start or runs, the job is not yet supervised).
     let signal = cancel.clone();
     let leases = Arc::new(Spy::new(h.leases.clone()).with_observer(move |c| {
-        if c.method == "record" {
+        if matches!(c.method, "record" | "record_new") {
             signal.cancel();
         }
     }));

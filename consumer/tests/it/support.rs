@@ -182,6 +182,18 @@ impl FlakyLeases {
     }
 }
 
+impl FlakyLeases {
+    /// A job-record write fails (transiently) when its state is the scripted one.
+    fn fail_if_scripted(&self, j: &JobRecord) -> Result<(), LeaseError> {
+        if *self.fail_record_of.lock().unwrap() == Some(j.state) {
+            return Err(LeaseError::Port(PortError::transient(
+                "scripted: table unreachable",
+            )));
+        }
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl LeaseStore for FlakyLeases {
     async fn open_session(&self, id: &str, t: Duration) -> Result<Session, LeaseError> {
@@ -211,12 +223,16 @@ impl LeaseStore for FlakyLeases {
         self.inner.get(p).await
     }
     async fn record(&self, l: &Lease, j: &JobRecord) -> Result<(), LeaseError> {
-        if *self.fail_record_of.lock().unwrap() == Some(j.state) {
-            return Err(LeaseError::Port(PortError::transient(
-                "scripted: table unreachable",
-            )));
-        }
+        self.fail_if_scripted(j)?;
         self.inner.record(l, j).await
+    }
+    async fn record_new(&self, l: &Lease, j: &JobRecord) -> Result<bool, LeaseError> {
+        self.fail_if_scripted(j)?;
+        self.inner.record_new(l, j).await
+    }
+    async fn record_and_release(&self, l: &Lease, j: &JobRecord) -> Result<(), LeaseError> {
+        self.fail_if_scripted(j)?;
+        self.inner.record_and_release(l, j).await
     }
     async fn job(&self, p: &ProjectKey, i: &ItemId) -> Result<Option<JobRecord>, PortError> {
         self.inner.job(p, i).await

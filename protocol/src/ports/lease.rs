@@ -131,6 +131,15 @@ pub trait LeaseStore: Send + Sync + std::fmt::Debug {
     async fn get(&self, project: &ProjectKey) -> Result<Option<LeaseView>, PortError>;
     /// Write a job record, conditional on `lease.fence` being current.
     async fn record(&self, lease: &Lease, job: &JobRecord) -> Result<(), LeaseError>;
+    /// Write the first record of an item the store holds no record of, conditional on
+    /// `lease.fence` being current: `Ok(false)`, with nothing written, when the item has a
+    /// record (the caller reads it and decides again). Lets a first delivery skip the read.
+    async fn record_new(&self, lease: &Lease, job: &JobRecord) -> Result<bool, LeaseError>;
+    /// Write the last record of this hold and give the lease up, in one atomic write
+    /// conditional on `lease.fence` being current: whoever takes the lease next finds the
+    /// record written. Releasing a lease already released under the same fence with the
+    /// same record is a success (a retry of a write whose answer was lost).
+    async fn record_and_release(&self, lease: &Lease, job: &JobRecord) -> Result<(), LeaseError>;
     /// One job record.
     async fn job(
         &self,

@@ -43,9 +43,11 @@
 //! from `expires_at` against the `Clock` port.
 
 mod acquire;
+mod job;
 mod session;
 mod table;
 
+use job::JobWrite;
 pub use table::create_table;
 use table::parse_job;
 
@@ -57,9 +59,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
-use aws_sdk_dynamodb::types::{
-    AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
-};
+use aws_sdk_dynamodb::types::AttributeValue;
 use aws_smithy_runtime_api::http::Response as HttpResponse;
 use kiro_protocol::{
     Clock, FailureClass, Fence, ItemId, JobRecord, Lease, LeaseError, LeaseStore, LeaseView,
@@ -377,61 +377,21 @@ impl LeaseStore for DynamoLeaseStore {
 
     #[instrument(skip_all, fields(project = %lease.project, item = %job.item, fence = %lease.fence))]
     async fn record(&self, lease: &Lease, job: &JobRecord) -> Result<(), LeaseError> {
-        let json = serde_json::to_string(job)
-            .map_err(|e| PortError::internal(format!("job record: {e}")))?;
-        let job_key = key(&lease.project, &format!("{JOB_PREFIX}{}", job.item));
-        let mut row = job_key.clone();
-        row.insert("job".into(), s(&json));
-        row.insert("item".into(), s(job.item.as_str()));
-        row.insert("state".into(), s(job.state.as_str()));
-        row.insert("fence".into(), n(lease.fence.0));
-        row.insert("owner".into(), s(&lease.owner));
-        row.insert("updated_at".into(), n(job.updated_at.millis()));
-        row.insert(
-            "expires_ttl".into(),
-            n(job.updated_at.as_secs() + JOB_TTL_S),
-        );
-        let update = Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(key(&lease.project, LEASE_SK)))
-            .update_expression("SET #ci = :ci")
-            .condition_expression("#o = :o AND #f = :f")
-            .expression_attribute_names("#ci", "current_item")
-            .expression_attribute_names("#o", "owner")
-            .expression_attribute_names("#f", "fence")
-            .expression_attribute_values(":ci", s(job.item.as_str()))
-            .expression_attribute_values(":o", s(&lease.owner))
-            .expression_attribute_values(":f", n(lease.fence.0))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .build()
-            .map_err(|e| PortError::internal(format!("transaction update: {e}")))?;
-        let put = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(row))
-            .build()
-            .map_err(|e| PortError::internal(format!("transaction put: {e}")))?;
-        let items = vec![
-            TransactWriteItem::builder().update(update).build(),
-            TransactWriteItem::builder().put(put).build(),
-        ];
-        self.fenced(
-            lease,
-            "dynamodb:TransactWriteItems",
-            || {
-                self.client
-                    .transact_write_items()
-                    .set_transact_items(Some(items.clone()))
-                    .send()
-            },
-            classify_transaction,
-            || async {
-                let got = self.read(job_key.clone()).await?;
-                Ok(got
-                    .filter(|r| get_s(r, "job") == Some(json.as_str()))
-                    .map(|_| ()))
-            },
-        )
-        .await
+        self.write_job(lease, job, JobWrite::Upsert)
+            .await
+            .map(|_| ())
+    }
+
+    #[instrument(skip_all, fields(project = %lease.project, item = %job.item, fence = %lease.fence))]
+    async fn record_new(&self, lease: &Lease, job: &JobRecord) -> Result<bool, LeaseError> {
+        self.write_job(lease, job, JobWrite::Create).await
+    }
+
+    #[instrument(skip_all, fields(project = %lease.project, item = %job.item, fence = %lease.fence))]
+    async fn record_and_release(&self, lease: &Lease, job: &JobRecord) -> Result<(), LeaseError> {
+        self.write_job(lease, job, JobWrite::UpsertAndRelease)
+            .await
+            .map(|_| ())
     }
 
     #[instrument(skip_all, fields(project = %project, item = %item))]

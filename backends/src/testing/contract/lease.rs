@@ -431,3 +431,98 @@ pub async fn record_job_jobs_round_trip(h: &dyn LeaseHarness) {
     ok(s.release(&la).await, "release");
     assert_eq!(ok(s.jobs().await, "jobs").len(), 3);
 }
+
+/// `record_new` writes only a record the item does not have yet: the second create
+/// writes nothing and says so; a stale or released lease cannot create.
+pub async fn record_new_creates_only_once(h: &dyn LeaseHarness) {
+    let s = h.store().await;
+    let p = project("alpha");
+    let sa = open(&*s, h, "owner-a").await;
+    let a = ok(s.acquire(&p, &sa).await, "acquire");
+    let first = job(&a, "item-1", 1_000);
+    assert!(
+        ok(s.record_new(&a, &first).await, "create"),
+        "contract: the first create writes"
+    );
+    assert_eq!(
+        ok(s.job(&p, &item("item-1")).await, "job"),
+        Some(first.clone())
+    );
+    let mut second = job(&a, "item-1", 2_000);
+    second.state = JobState::Running;
+    assert!(
+        !ok(s.record_new(&a, &second).await, "create again"),
+        "contract: a create over a record writes nothing"
+    );
+    assert_eq!(
+        ok(s.job(&p, &item("item-1")).await, "job"),
+        Some(first),
+        "contract: the record a create found is unchanged"
+    );
+    let view = ok(s.get(&p).await, "get").unwrap_or_else(|| panic!("contract: lease row exists"));
+    assert_eq!(view.current_item, Some(item("item-1")));
+    // A holder whose fence moved cannot create, even a record nobody has.
+    h.advance(h.ttl() + h.skew()).await;
+    let sb = open(&*s, h, "owner-b").await;
+    let b = ok(s.acquire(&p, &sb).await, "takeover");
+    assert_fence_lost(
+        s.record_new(&a, &job(&a, "item-2", 3_000)).await,
+        a.fence,
+        b.fence,
+        "stale create",
+    );
+    assert!(
+        ok(s.job(&p, &item("item-2")).await, "job").is_none(),
+        "contract: a stale create writes nothing"
+    );
+}
+
+/// `record_and_release` writes the record and frees the lease in one write: the next
+/// acquire needs no wait and finds the record; the released holder can write no more; a
+/// stale holder can neither write nor release.
+pub async fn record_and_release_is_one_write(h: &dyn LeaseHarness) {
+    let s = h.store().await;
+    let p = project("alpha");
+    let sa = open(&*s, h, "owner-a").await;
+    let sb = open(&*s, h, "owner-b").await;
+    let a = ok(s.acquire(&p, &sa).await, "acquire");
+    let mut last = job(&a, "item-1", 1_000);
+    last.state = JobState::Succeeded;
+    ok(s.record_and_release(&a, &last).await, "record and release");
+    let view = ok(s.get(&p).await, "get").unwrap_or_else(|| panic!("contract: lease row exists"));
+    assert_eq!(view.owner, None, "contract: the lease is released");
+    assert_eq!(
+        view.fence, a.fence,
+        "contract: a release does not move the fence"
+    );
+    assert_eq!(view.current_item, Some(item("item-1")));
+    assert_eq!(
+        ok(s.job(&p, &item("item-1")).await, "job"),
+        Some(last.clone())
+    );
+    assert_fence_lost(
+        s.record(&a, &job(&a, "item-1", 2_000)).await,
+        a.fence,
+        a.fence,
+        "record after record_and_release",
+    );
+    // Taken at once by another session (no expiry to wait for); the old holder's
+    // record-and-release changes nothing.
+    let b = ok(s.acquire(&p, &sb).await, "acquire after record_and_release");
+    assert!(b.fence > a.fence);
+    let mut stale = job(&a, "item-1", 3_000);
+    stale.state = JobState::DeadLettered;
+    assert_fence_lost(
+        s.record_and_release(&a, &stale).await,
+        a.fence,
+        b.fence,
+        "stale record_and_release",
+    );
+    assert_eq!(ok(s.job(&p, &item("item-1")).await, "job"), Some(last));
+    let view = ok(s.get(&p).await, "get").unwrap_or_else(|| panic!("contract: lease row exists"));
+    assert_eq!(
+        view.owner.as_deref(),
+        Some("owner-b"),
+        "contract: b still holds it"
+    );
+}

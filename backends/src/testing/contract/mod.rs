@@ -78,6 +78,8 @@ macro_rules! lease_contract {
             a_holder_without_a_session_row_is_judged_by_its_row,
             released_lease_cannot_be_written,
             record_job_jobs_round_trip,
+            record_new_creates_only_once,
+            record_and_release_is_one_write,
         ]);
     };
     ($h:expr $(, skip [$($skip:ident),* $(,)?])? $(,)?) => {
@@ -175,7 +177,7 @@ mod tests {
     fn every_check_of_the_lease_suite_is_in_its_macro() {
         crate::lease_contract!(@checks);
         let found = checks_in(include_str!("lease.rs"), "LeaseHarness");
-        assert_eq!(found.len(), 10, "{found:?}");
+        assert_eq!(found.len(), 12, "{found:?}");
         assert_eq!(found, sorted(CHECKS));
     }
 

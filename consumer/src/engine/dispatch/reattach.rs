@@ -78,11 +78,10 @@ impl Engine {
             "cannot tell whether the recorded intent's build runs; intent kept, message returned"
         );
         job.record.last_failure = Some(failure);
-        if let Err(e) = self.ports.leases.record(&job.lease, &job.record).await {
+        if let Err(e) = self.record_last(&job).await {
             warn!(error = %e, "cannot record the kept intent");
         }
         self.release_quietly(&job.delivery, delay).await;
-        self.give_up_lease(&job.lease).await;
         TickReport {
             deferred: 1,
             ..TickReport::default()
