@@ -22,7 +22,8 @@
 //!
 //! Prints, for the measured window: calls per job-minute (job-minutes = the integral of
 //! builds in flight over time) by service and action, receipts per visibility call and ids
-//! per BatchGetBuilds call; calls per consumer-minute while idle; peak RSS (VmHWM) and CPU
+//! per BatchGetBuilds call; the dispatch latency (sent → build started: what the receive
+//! gap costs); calls per consumer-minute while idle; peak RSS (VmHWM) and CPU
 //! time. Asserts nothing.
 //! Run: `cargo bench -p kiro-consumer --bench aws_supervision -- [JOBS] [BUILD_MINUTES] [SEED]`.
 
@@ -475,6 +476,21 @@ async fn run(n: usize, build_minutes: u64, seed: u64) {
         "batches in the window: {:.1} receipts per ChangeMessageVisibilityBatch, {:.1} ids per BatchGetBuilds",
         per_call(batch_items.0, (SQS, "ChangeMessageVisibilityBatch")),
         per_call(batch_items.1, (CODEBUILD, "BatchGetBuilds"))
+    );
+    let mut latency = stats.dispatch_latency_ms.clone();
+    latency.sort_unstable();
+    let pct = |q: f64| {
+        latency
+            .get(((latency.len() as f64 * q) as usize).min(latency.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0)
+    };
+    println!(
+        "dispatch latency (sent → build started, {} first deliveries): p50 {} ms, p99 {} ms, max {} ms",
+        latency.len(),
+        pct(0.5),
+        pct(0.99),
+        latency.last().copied().unwrap_or(0)
     );
     let idle_minutes = IDLE.as_secs_f64() / 60.0;
     let idle_all: u64 = idle.values().sum();

@@ -66,6 +66,7 @@ async fn main() {
         owner: "bench".into(),
         max_jobs,
         receive_wait: Duration::ZERO,
+        receive_gap: Duration::ZERO,
         lease_ttl: Duration::from_secs(300),
         visibility: Duration::from_secs(300),
         renew_every: Duration::from_secs(100),

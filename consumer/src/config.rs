@@ -293,6 +293,12 @@ pub struct RunArgs {
     /// supervision and polling run beside a receive in flight.
     #[arg(long, env = "KIRO_RECEIVE_WAIT", value_parser = humantime::parse_duration, default_value = defaults::RECEIVE_WAIT)]
     pub receive_wait: Duration,
+    /// While messages keep arriving, the least time from the start of one receive to the
+    /// next (0s to 20s): a receive that delivered fewer messages than it asked for is
+    /// followed no sooner, so the arrivals in between come in one batch. A message waits
+    /// at most this long; an empty or full receive is followed at once.
+    #[arg(long, env = "KIRO_RECEIVE_GAP", value_parser = humantime::parse_duration, default_value = defaults::RECEIVE_GAP)]
+    pub receive_gap: Duration,
 }
 
 /// The queue's visibility and the leases' allowed skew: every command wires the queue and
@@ -329,6 +335,7 @@ pub struct Config {
     pub health_file: PathBuf,
     pub max_jobs: usize,
     pub receive_wait: Duration,
+    pub receive_gap: Duration,
     pub lease_ttl: Duration,
     pub poll_every: Duration,
     /// The time limit given to each build ([`build_timeout`]).
@@ -364,6 +371,7 @@ impl Config {
             health_file: args.health_file,
             max_jobs: args.max_jobs,
             receive_wait: args.receive_wait,
+            receive_gap: args.receive_gap,
             lease_ttl: args.lease_ttl,
             poll_every: args.poll_every,
             build_timeout,
@@ -386,6 +394,7 @@ impl Config {
         EngineConfig {
             max_jobs: self.max_jobs,
             receive_wait: self.receive_wait,
+            receive_gap: self.receive_gap,
             lease_ttl: self.lease_ttl,
             visibility: self.timing.visibility,
             renew_every: defaults::renew_every(self.lease_ttl),
@@ -435,6 +444,13 @@ impl RunArgs {
             "receive-wait",
             "KIRO_RECEIVE_WAIT",
             self.receive_wait,
+            s(0),
+            s(20),
+        )?;
+        in_range(
+            "receive-gap",
+            "KIRO_RECEIVE_GAP",
+            self.receive_gap,
             s(0),
             s(20),
         )?;
@@ -531,11 +547,13 @@ mod tests {
         assert_eq!(engine.build_timeout, Some(LOCAL_BUILD_TIMEOUT));
         assert_eq!(engine.retry.max_attempts, 3);
         assert_eq!(engine.receive_wait, Duration::from_secs(20));
+        assert_eq!(engine.receive_gap, Duration::from_secs(5));
         assert_eq!(engine.poll_every, Duration::from_secs(10));
         // The engine's own default (what the benchmarks run) is the binary's.
         let (e, own) = (&engine, EngineConfig::default());
         let timing = |e: &EngineConfig| {
-            let d = [e.receive_wait, e.lease_ttl, e.visibility, e.renew_every];
+            let d = [e.receive_wait, e.receive_gap, e.lease_ttl, e.visibility];
+            let d = (d, e.renew_every);
             let more = [e.safety_margin, e.poll_every, e.contention_delay];
             (e.max_jobs, d, more, e.retry.clone())
         };

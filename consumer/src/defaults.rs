@@ -15,6 +15,9 @@ use std::time::Duration;
 pub const MAX_JOBS: usize = 16;
 /// `--receive-wait`: the long poll of a receive (SQS's longest).
 pub const RECEIVE_WAIT: &str = "20s";
+/// `--receive-gap`: while messages keep arriving, the least time from the start of one
+/// receive to the start of the next, so the arrivals in between come in one batch.
+pub const RECEIVE_GAP: &str = "5s";
 /// `--lease-ttl`: the time-to-live of the consumer's session, which holds all its leases
 /// (renewed every third of it).
 pub const LEASE_TTL: &str = "60s";
@@ -63,6 +66,7 @@ mod tests {
     fn every_duration_default_parses() {
         for d in [
             RECEIVE_WAIT,
+            RECEIVE_GAP,
             LEASE_TTL,
             LEASE_SKEW,
             VISIBILITY,

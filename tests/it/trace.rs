@@ -235,6 +235,7 @@ impl World {
                 owner: "trace-test".into(),
                 max_jobs: 4,
                 receive_wait: Duration::ZERO,
+                receive_gap: Duration::ZERO,
                 lease_ttl: LEASE_TTL,
                 visibility: VISIBILITY,
                 renew_every: Duration::from_secs(2),

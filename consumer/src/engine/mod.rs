@@ -78,6 +78,11 @@ pub struct EngineConfig {
     pub max_jobs: usize,
     /// Long-poll wait of a receive when no job needs attention sooner.
     pub receive_wait: Duration,
+    /// After a receive that delivered fewer messages than it asked for, the least time
+    /// from its start to the next receive's: arrivals in between come in one batch (one
+    /// receive per gap under load instead of one per message). An empty receive (it
+    /// waited its full long poll) or a full one is followed at once.
+    pub receive_gap: Duration,
     /// Time-to-live of the consumer's session, which holds all its project leases.
     pub lease_ttl: Duration,
     /// Visibility set on every extension.
@@ -108,6 +113,7 @@ impl Default for EngineConfig {
             owner: default_owner(),
             max_jobs: defaults::MAX_JOBS,
             receive_wait: defaults::duration(defaults::RECEIVE_WAIT),
+            receive_gap: defaults::duration(defaults::RECEIVE_GAP),
             lease_ttl,
             visibility: defaults::duration(defaults::VISIBILITY),
             renew_every: defaults::renew_every(lease_ttl),

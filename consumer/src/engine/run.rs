@@ -5,7 +5,11 @@
 //! shortened to meet a job's deadline. Supervision (lease renewal, visibility extension,
 //! cancellation at `safe_until`), build polling and scale-in protection run when their own
 //! deadlines come ([`Engine::attend`]), while the receive is in flight. An idle consumer
-//! therefore sends one receive per wait, whatever it is running.
+//! therefore sends one receive per wait, whatever it is running. Under load a receive
+//! returns as soon as a message is there; one that delivered fewer messages than it asked
+//! for is followed no sooner than `receive_gap` after its start, so arrivals in between
+//! come in one batch (at most one receive per gap, however fast messages arrive; a
+//! message waits at most the gap).
 //!
 //! Invariant: a receive is never dropped while it may still deliver. SQS cannot take back a
 //! `ReceiveMessage` whose response nobody reads (the messages it delivered stay invisible
@@ -46,6 +50,7 @@ impl Engine {
         let mut receiving: Option<Receiving> = None;
         let mut receive_after: Option<Instant> = None;
         let mut receive_started = Instant::now();
+        let mut asked = 0;
         loop {
             let may_receive = !self.draining
                 && self.jobs.len() < self.cfg.max_jobs
@@ -54,7 +59,8 @@ impl Engine {
                 if until == RunUntil::Idle && self.jobs.is_empty() && self.queue_idle().await {
                     break;
                 }
-                receiving = Some(self.spawn_receive());
+                asked = self.receive_room();
+                receiving = Some(self.spawn_receive(asked));
                 receive_started = Instant::now();
                 receive_after = None;
             }
@@ -74,6 +80,8 @@ impl Engine {
                         Ok(Ok(deliveries)) => {
                             if deliveries.is_empty() {
                                 receive_after = Some(receive_started + MIN_RECEIVE_GAP);
+                            } else if deliveries.len() < asked {
+                                receive_after = Some(receive_started + self.cfg.receive_gap);
                             }
                             report.received = deliveries.len();
                             self.dispatch_all(deliveries, &mut report).await;
@@ -106,11 +114,15 @@ impl Engine {
         self.stats.clone()
     }
 
-    /// One receive of up to the free slots (at most 10), waiting the full `receive_wait`,
-    /// on its own task.
-    fn spawn_receive(&self) -> Receiving {
+    /// How many messages the next receive asks for: the free slots, at most 10.
+    fn receive_room(&self) -> usize {
+        (self.cfg.max_jobs - self.jobs.len()).min(super::RECEIVE_BATCH)
+    }
+
+    /// One receive of up to `room` messages, waiting the full `receive_wait`, on its own
+    /// task.
+    fn spawn_receive(&self, room: usize) -> Receiving {
         let queue = self.ports.queue.clone();
-        let room = (self.cfg.max_jobs - self.jobs.len()).min(super::RECEIVE_BATCH);
         let wait = self.cfg.receive_wait;
         tokio::spawn(async move { queue.receive(room, wait).await }.in_current_span())
     }

@@ -79,6 +79,52 @@ async fn an_idle_consumer_with_running_jobs_sends_one_receive_per_wait() {
     );
 }
 
+/// Sixty items arriving a second apart, with the receive gap `gap`: how many receives
+/// they took, and the longest dispatch latency (arrival to build start, in ms).
+async fn steady_arrivals(gap: Duration) -> (usize, u64) {
+    let h = Harness::new();
+    let queue = Arc::new(Spy::new(h.queue.clone()));
+    let cfg = EngineConfig {
+        max_jobs: 100,
+        receive_wait: WAIT,
+        receive_gap: gap,
+        ..Harness::config("c1")
+    };
+    let mut e = engine_on(&h, queue.clone(), h.runner.clone(), cfg);
+    let cancel = CancellationToken::new();
+    let arrivals = 60;
+    let (stats, ()) = tokio::join!(e.run(cancel.clone(), RunUntil::Shutdown), async {
+        for i in 0..arrivals {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            h.send(&format!("I-{i}"), &format!("p{i}")).await;
+        }
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        cancel.cancel();
+    });
+    assert_eq!(stats.totals.started, arrivals, "every arrival started");
+    let latency = stats.dispatch_latency_ms.iter().copied().max().unwrap_or(0);
+    (queue.calls("receive"), latency)
+}
+
+#[tokio::test(start_paused = true)]
+async fn under_load_a_receive_gathers_the_arrivals_of_its_gap() {
+    // Without a gap every arrival ends a long poll: one receive per message.
+    let (each, _) = steady_arrivals(Duration::ZERO).await;
+    assert!(each >= 60, "{each} receives for 60 arrivals without a gap");
+    // With a 5 s gap one receive takes about five arrivals, and none waits longer than
+    // the gap for its build.
+    let gap = Duration::from_secs(5);
+    let (gathered, latency) = steady_arrivals(gap).await;
+    assert!(
+        gathered <= 60 / 5 + 3,
+        "{gathered} receives for 60 arrivals a second apart with a 5 s gap"
+    );
+    assert!(
+        latency <= gap.as_millis() as u64 + 100,
+        "an arrival waited {latency} ms for its build (gap {gap:?})"
+    );
+}
+
 /// The embedded queue with a receive whose answer is still on its way (as an SQS
 /// response can be) when it has already taken its messages.
 #[derive(Debug)]

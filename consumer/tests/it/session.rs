@@ -143,3 +143,66 @@ async fn a_drained_consumer_ends_its_session_and_its_builds_are_taken_over_at_on
     assert_eq!(r.adopted, PROJECTS.len(), "{r:?}");
     assert_eq!(h.runner.starts(), PROJECTS.len(), "no second build");
 }
+
+/// The lease-store calls of one build (issue 13's per-build cost): a first delivery is
+/// taken, recorded, started, recorded and settled in five calls — its record is created
+/// with the intent (no read first) and the last record releases the lease (no separate
+/// release). A retry's redelivery reads the record it finds.
+#[tokio::test(start_paused = true)]
+async fn a_build_costs_acquire_create_build_id_and_one_settling_write() {
+    let h = Harness::new();
+    h.send("A-1", "alpha").await;
+    let spy = Arc::new(Spy::new(h.leases.clone()));
+    let mut e = h.engine_with(Harness::config("c1"), spy.clone());
+    assert_eq!(e.tick(Duration::ZERO).await.started, 1);
+    h.runner.succeed("A-1");
+    pass(Duration::from_secs(11)).await;
+    assert_eq!(e.tick(Duration::ZERO).await.succeeded, 1);
+    let calls = |m: &str| spy.calls(m);
+    assert_eq!(
+        (
+            calls("acquire"),
+            calls("record_new"),
+            calls("record"),
+            calls("record_and_release")
+        ),
+        (1, 1, 1, 1),
+        "{:?}",
+        spy.tally()
+    );
+    assert_eq!(
+        (calls("job"), calls("release")),
+        (0, 0),
+        "{:?}",
+        spy.tally()
+    );
+    let job = h.job("alpha", "A-1").await;
+    assert_eq!(job.state, JobState::Succeeded);
+    let lease = h
+        .leases
+        .get(&ProjectKey::parse("alpha").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(lease.owner, None, "the settling write released the lease");
+
+    // A failure that is retried: its redelivery is no first delivery, so its record is
+    // read (and the attempt count it holds goes on).
+    h.send("B-1", "beta").await;
+    assert_eq!(e.tick(Duration::ZERO).await.started, 1);
+    h.runner.fail("B-1", FailureClass::Transient);
+    pass(Duration::from_secs(11)).await;
+    assert_eq!(e.tick(Duration::ZERO).await.retried, 1);
+    let lease = h
+        .leases
+        .get(&ProjectKey::parse("beta").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(lease.owner, None, "the retry's record released the lease");
+    let reads = calls("job");
+    pass(Duration::from_secs(3600)).await;
+    assert_eq!(e.tick(Duration::ZERO).await.started, 1, "the retry starts");
+    assert_eq!(calls("job"), reads + 1, "a redelivery reads its record");
+    assert_eq!(h.job("beta", "B-1").await.attempts, 2);
+}

@@ -69,6 +69,7 @@ impl Harness {
             owner: owner.into(),
             max_jobs: 8,
             receive_wait: Duration::ZERO,
+            receive_gap: Duration::ZERO,
             lease_ttl: LEASE_TTL,
             visibility: VISIBILITY,
             renew_every: Duration::from_secs(10),
