@@ -18,6 +18,8 @@ pub mod otel;
 pub mod otel_env;
 pub mod otlp_metrics;
 pub mod spans;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use otel::{Telemetry, TelemetryConfig, init};
 

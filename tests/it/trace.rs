@@ -210,10 +210,9 @@ impl World {
             ))
             .with(TraceIdLayer)
             .with(otel_layer(&provider));
-        let _guard = tracing::subscriber::set_default(subscriber);
-        // Tests running at the same time without a subscriber may have cached a "never"
-        // interest for callsites this one needs: recompute it now that ours is installed.
-        tracing::callsite::rebuild_interest_cache();
+        // Tests running at the same time without a subscriber must not decide the
+        // interest of callsites this one needs.
+        let _guard = kiro_telemetry::testing::set_default(subscriber);
 
         let queue = Arc::new(Observed {
             inner: backend.queue.clone(),

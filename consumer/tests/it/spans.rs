@@ -29,15 +29,12 @@ fn collector() -> (
     let provider = otel::tracer_provider_builder("kiro-consumer")
         .with_simple_exporter(exporter.clone())
         .build();
-    let guard = tracing::subscriber::set_default(
+    // Other tests of this binary run the engine at the same time without a subscriber.
+    let guard = kiro_telemetry::testing::set_default(
         tracing_subscriber::registry()
             .with(TraceIdLayer)
             .with(otel_layer(&provider)),
     );
-    // Other tests of this binary run the engine at the same time without a subscriber; a
-    // callsite they registered while this one was being set up could keep a cached
-    // "never" interest. Recompute every callsite's interest now that ours is installed.
-    tracing::callsite::rebuild_interest_cache();
     (provider, exporter, guard)
 }
 
