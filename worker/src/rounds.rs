@@ -66,6 +66,17 @@ const SUMMARY_LINE_CHARS: usize = 300;
 /// A round shorter than this is not started: the budget is spent.
 const MIN_ROUND: Duration = Duration::from_secs(1);
 
+/// What is left at `now` of the attempt's agent budget ending at `deadline` (none set
+/// yet: all of it).
+fn budget_left(deadline: Option<Instant>, budget: Duration, now: Instant) -> Duration {
+    deadline.map_or(budget, |d| d.saturating_duration_since(now))
+}
+
+/// Whether the budget left at `now` allows another round.
+fn another_round_fits(deadline: Option<Instant>, budget: Duration, now: Instant) -> bool {
+    budget_left(deadline, budget, now) >= MIN_ROUND
+}
+
 /// The agent's log of round `n` (round 1: [`Config::agent_log`]).
 pub fn agent_log(cfg: &Config, n: u32) -> PathBuf {
     if n <= 1 {
@@ -180,10 +191,7 @@ pub(crate) async fn run(
         if !fixable(f.class) || n > settings.fix_rounds {
             return Err(f);
         }
-        let left = deadline.map_or(settings.agent_budget, |d| {
-            d.saturating_duration_since(Instant::now())
-        });
-        if left < MIN_ROUND {
+        if !another_round_fits(deadline, settings.agent_budget, Instant::now()) {
             warn!(
                 round = n,
                 "the agent's time limit is spent: no further round"
@@ -364,6 +372,26 @@ mod tests {
         ] {
             assert!(!fixable(c), "{c}");
         }
+    }
+
+    /// The rounds share one budget: what the earlier rounds used is gone, and no round
+    /// starts on less than [`MIN_ROUND`].
+    #[test]
+    fn the_rounds_share_one_budget() {
+        let budget = Duration::from_secs(40 * 60);
+        let start = Instant::now();
+        let at = |secs: u64| start + Duration::from_secs(secs);
+        assert_eq!(budget_left(None, budget, at(5)), budget);
+        assert!(another_round_fits(None, budget, at(5)));
+        let deadline = Some(start + budget);
+        assert_eq!(
+            budget_left(deadline, budget, at(25 * 60)),
+            Duration::from_secs(15 * 60)
+        );
+        assert!(another_round_fits(deadline, budget, at(40 * 60 - 1)));
+        let late = at(40 * 60 - 1) + Duration::from_millis(1);
+        assert!(!another_round_fits(deadline, budget, late));
+        assert_eq!(budget_left(deadline, budget, at(41 * 60)), Duration::ZERO);
     }
 
     #[test]

@@ -328,3 +328,49 @@ async fn a_side_branch_off_the_tip_is_ignored_and_kept() {
         "{md}"
     );
 }
+
+/// An agent stopped at its time limit after it changed files: the work goes to the side
+/// branch, never to the pull request's branch.
+#[tokio::test]
+async fn an_agent_out_of_time_with_work_done_keeps_it_aside() {
+    let w = World::new();
+    let fence = w.take_lease("calc").await;
+    let before = w.tip("calc", "feature/subtract");
+    let mut cfg = w.config(CALC_1, fence);
+    cfg.agent_cmd = "sh -c 'echo half done > WORK.md; sleep 30'".into();
+    cfg.agent_timeout = std::time::Duration::from_secs(1).into();
+    let o = kiro_worker::run(&cfg, &w.ports).await;
+    assert_eq!(
+        o.failure.as_ref().map(|f| (f.class, f.reason.as_str())),
+        Some((FailureClass::AgentFailed, "agent timed out after 1s")),
+        "{o:?}"
+    );
+    assert_eq!(
+        w.tip("calc", "feature/subtract"),
+        before,
+        "PR branch untouched"
+    );
+    let side = w.tip("calc", "kiro/partial/feature/subtract");
+    let bare = w.bare("calc");
+    assert_eq!(git(&bare, &["rev-parse", &format!("{side}^")]), before);
+    assert_eq!(
+        git(&bare, &["show", &format!("{side}:WORK.md")]),
+        "half done"
+    );
+    let msg = git(&bare, &["log", "-1", "--format=%s", &side]);
+    assert_eq!(
+        msg,
+        "wip(subtract): partial work on .kiro/specs/subtract (attempt 1, agent-failed)"
+    );
+    let md = report(&w, "acme/calc", 1).await;
+    assert!(
+        md.contains(
+            "| 1 | the spec's 4 open required tasks | ❌ agent-failed: agent timed out after 1s |"
+        ),
+        "{md}"
+    );
+    assert!(
+        md.contains("kept on `kiro/partial/feature/subtract`"),
+        "{md}"
+    );
+}
