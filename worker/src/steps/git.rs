@@ -271,20 +271,34 @@ pub fn fetch_branch(
 /// (a shallow fetch has the commit, which names its parent, and the checkout has `tip`).
 pub fn descends_from(dir: &Path, commit: Oid, tip: Oid) -> Result<bool, Failure> {
     let repo = Repository::open(dir).map_err(|e| local(e, "cannot open checkout"))?;
+    let odb = repo
+        .odb()
+        .map_err(|e| local(e, "cannot open the object store"))?;
     let mut at = commit;
     for _ in 0..1000 {
         if at == tip {
             return Ok(true);
         }
-        let Ok(c) = repo.find_commit(at) else {
-            return Ok(false);
-        };
-        match c.parent_ids().next() {
+        match first_parent(&odb, at) {
             Some(p) => at = p,
             None => return Ok(false),
         }
     }
     Ok(false)
+}
+
+/// The first parent the commit object `oid` names, read from the object itself: a
+/// shallow clone's graft hides the parents of its boundary commits from `Commit`.
+fn first_parent(odb: &git2::Odb<'_>, oid: Oid) -> Option<Oid> {
+    let obj = odb.read(oid).ok()?;
+    if obj.kind() != git2::ObjectType::Commit {
+        return None;
+    }
+    let text = std::str::from_utf8(obj.data()).ok()?;
+    text.lines()
+        .take_while(|l| !l.is_empty())
+        .find_map(|l| l.strip_prefix("parent "))
+        .and_then(|h| Oid::from_str(h.trim()).ok())
 }
 
 /// The full message of `commit`.
