@@ -24,6 +24,7 @@ pub mod outcome_file;
 pub mod pipeline;
 pub mod ranges;
 pub mod rounds;
+mod side_branch;
 pub mod steps;
 pub mod tasks;
 pub mod wiring;

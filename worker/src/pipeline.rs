@@ -21,6 +21,7 @@ use crate::config::{Config, Inputs};
 use crate::fence::check_fence;
 use crate::outcome_file;
 use crate::rounds;
+use crate::side_branch;
 use crate::steps::brief::FailureBrief;
 use crate::steps::partial;
 use crate::steps::report::{self, ReportData, Round};
@@ -169,7 +170,7 @@ async fn steps(
         .inspect_err(|f| warn!(reason = %f.reason, "no side branch for partial work"))
         .ok();
     if let Some(side) = &side {
-        pick_up_side(inputs, &checkout, side, tokens.as_ref(), st).await?;
+        side_branch::pick_up(inputs, &checkout, side, tokens.as_ref(), st).await?;
     }
     st.steering = steering_step(cfg, &checkout).await?;
     if let Err(f) = rounds::run(cfg, inputs, &checkout, &docs, st).await {
@@ -177,7 +178,7 @@ async fn steps(
             && st.agent_ran
             && let Some(side) = &side
         {
-            keep_partial(cfg, ports, inputs, &checkout, side, tokens.as_ref(), st, &f).await?;
+            side_branch::keep(cfg, ports, inputs, &checkout, side, tokens.as_ref(), st, &f).await?;
         }
         return Err(f);
     }
@@ -196,145 +197,7 @@ async fn steps(
         st.pushed = true;
     }
     if st.pushed {
-        drop_side(cfg, ports, inputs, &checkout, tokens.as_ref(), st).await?;
-    }
-    Ok(())
-}
-
-/// Look for the previous attempt's side branch: when it descends from the pull
-/// request's tip, take its files into the checkout and its brief for the first prompt;
-/// otherwise leave it and say so.
-#[instrument(skip_all, fields(side = %side))]
-async fn pick_up_side(
-    inputs: &Inputs,
-    checkout: &Path,
-    side: &BranchName,
-    tokens: &dyn TokenSource,
-    st: &mut RunState,
-) -> Result<(), Failure> {
-    let token = tokens.token().await?;
-    let (dir, name) = (checkout.to_owned(), side.clone());
-    let found = blocking(move || {
-        let tip = git::head(&dir)?;
-        partial::look(&dir, &name, tip, token.as_ref())
-    })
-    .await?;
-    let Some(found) = found else {
-        return Ok(());
-    };
-    if !found.usable {
-        info!(commit = %found.tip, "the side branch does not descend from the branch's tip: ignored");
-        st.side_notes.push(format!(
-            "`{side}` (at `{}`) was ignored: it does not descend from the tip of `{}`",
-            found.tip, inputs.branch
-        ));
-        st.side_found = Some(found);
-        return Ok(());
-    }
-    let (dir, tip) = (checkout.to_owned(), found.tip);
-    blocking(move || git::take_files_of(&dir, tip)).await?;
-    let file = format!("{}/{}", inputs.spec, spec::TASKS);
-    // The tasks as the side branch left them (unreadable: as on the branch's tip).
-    if let Ok(text) = spec::read_doc(checkout, &inputs.spec, spec::TASKS)
-        && let Ok(t) = tasks::parse_checked(&text, &file)
-    {
-        st.after = t;
-    }
-    info!(commit = %found.tip, brief = found.brief.is_some(), "started from the side branch");
-    st.side_notes.push(format!(
-        "started from `{side}` (at `{}`), the previous attempt's work",
-        found.tip
-    ));
-    let brief = found.brief.clone().unwrap_or_else(|| FailureBrief {
-        text: "The previous attempt's work failed the build's checks (its brief was not found)."
-            .to_owned(),
-    });
-    st.resume = Some((brief, side.clone()));
-    st.side_found = Some(found);
-    Ok(())
-}
-
-/// Keep the checkout's work on the side branch (never the pull request's branch): one
-/// commit on the branch's tip, carrying the failure brief, force-pushed under the fence.
-#[allow(clippy::too_many_arguments)]
-#[instrument(skip_all, fields(side = %side))]
-async fn keep_partial(
-    cfg: &Config,
-    ports: &Ports,
-    inputs: &Inputs,
-    checkout: &Path,
-    side: &BranchName,
-    tokens: &dyn TokenSource,
-    st: &mut RunState,
-    failure: &Failure,
-) -> Result<(), Failure> {
-    let message = partial::side_message(inputs, failure.class, st.brief.as_ref());
-    let exclude = exclusions(cfg, checkout);
-    let (dir, name) = (checkout.to_owned(), side.clone());
-    let (author, email) = (cfg.git_author_name.clone(), cfg.git_author_email.clone());
-    let committed =
-        blocking(move || git::commit_beside(&dir, &name, &message, &author, &email, &exclude))
-            .await;
-    let oid = match committed {
-        Ok(Some(o)) => o,
-        Ok(None) => {
-            info!("no work to keep");
-            return Ok(());
-        }
-        Err(f) => {
-            warn!(reason = %f.reason, "cannot commit the partial work");
-            st.side_notes.push(format!(
-                "the work could not be kept on `{side}`: {}",
-                f.reason
-            ));
-            return Ok(());
-        }
-    };
-    check_fence(cfg, ports, inputs, "push").await?;
-    let token = tokens.token().await?;
-    let (dir, name) = (checkout.to_owned(), side.clone());
-    match blocking(move || git::force_push(&dir, &name, token.as_ref())).await {
-        Ok(()) => {
-            info!(commit = %oid, "partial work kept on the side branch");
-            st.side_notes.push(format!(
-                "the work of this attempt is kept on `{side}` (commit `{oid}`); the next attempt starts from it"
-            ));
-        }
-        Err(f) => {
-            warn!(reason = %f.reason, "cannot push the side branch");
-            st.side_notes.push(format!(
-                "the work could not be pushed to `{side}`: {}",
-                f.reason
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// After a successful push: delete the side branch whose work the branch now holds,
-/// under the fence; a failure to delete only warns.
-async fn drop_side(
-    cfg: &Config,
-    ports: &Ports,
-    inputs: &Inputs,
-    checkout: &Path,
-    tokens: &dyn TokenSource,
-    st: &mut RunState,
-) -> Result<(), Failure> {
-    let Some(found) = st.side_found.as_ref().filter(|f| f.usable) else {
-        return Ok(());
-    };
-    let side = found.branch.clone();
-    check_fence(cfg, ports, inputs, "delete the side branch").await?;
-    let token = tokens.token().await?;
-    let (dir, name) = (checkout.to_owned(), side.clone());
-    match blocking(move || git::delete_remote(&dir, &name, token.as_ref())).await {
-        Ok(()) => {
-            info!(%side, "side branch deleted: its work is on the branch");
-            st.side_notes
-                .push(format!("`{side}` was deleted: its work is in this commit"));
-        }
-        Err(f) => warn!(%side, reason = %f.reason, "cannot delete the side branch"),
+        side_branch::drop_merged(cfg, ports, inputs, &checkout, tokens.as_ref(), st).await?;
     }
     Ok(())
 }
@@ -439,7 +302,7 @@ async fn commit_step(
 
 /// What is never committed: the build's own files (logs, outcome, report) when inside
 /// the checkout, and the reports and test artefacts (`.gitignore` or not).
-fn exclusions(cfg: &Config, checkout: &Path) -> git::Exclusions {
+pub(crate) fn exclusions(cfg: &Config, checkout: &Path) -> git::Exclusions {
     let rounds = (2..=cfg.fix_rounds.saturating_add(1)).map(|n| rounds::agent_log(cfg, n));
     git::Exclusions(
         [
@@ -591,7 +454,7 @@ fn keep_full_report(cfg: &Config, markdown: &str) -> String {
     report::cap(markdown, &full_at)
 }
 
-async fn blocking<T, F>(f: F) -> Result<T, Failure>
+pub(crate) async fn blocking<T, F>(f: F) -> Result<T, Failure>
 where
     T: Send + 'static,
     F: FnOnce() -> Result<T, Failure> + Send + 'static,
