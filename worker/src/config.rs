@@ -117,8 +117,9 @@ pub struct Config {
         default_value = "kiro-cli chat --no-interactive --trust-all-tools"
     )]
     pub agent_cmd: String,
-    /// The agent's time limit; its process group is killed on expiry. The default leaves
-    /// a 60m build time to test, push and report (1s to 36h).
+    /// The agent's time limit for the whole attempt: every round of the fix loop gets
+    /// what the earlier ones left; its process group is killed on expiry. The default
+    /// leaves a 60m build time to test, push and report (1s to 36h).
     #[arg(long, env = "KIRO_AGENT_TIMEOUT", default_value = "40m")]
     pub agent_timeout: humantime::Duration,
     /// `<agent> whoami` before the agent runs: `auto` (only when the agent is kiro-cli),

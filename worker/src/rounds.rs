@@ -25,7 +25,7 @@ use kiro_protocol::{Failure, FailureClass};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
-use tracing::{info, instrument, warn};
+use tracing::{Instrument, info, info_span, instrument, warn};
 
 /// The settings the loop reads, read in one place (a repository's own settings may
 /// later override the deployment's).
@@ -136,8 +136,11 @@ pub(crate) async fn run(
             };
             info!(round = n, budget_left = ?left, told = %told, "agent round");
             let run_started = Instant::now();
+            // One `agent_step` span per round, under the worker's span.
+            let span = info_span!("agent_step", spec = %inputs.spec, round = n);
             let run = a
                 .run_with_tail(&prompt, checkout, &inputs.spec, left, &agent_log(cfg, n))
+                .instrument(span)
                 .await;
             st.agent_time += run_started.elapsed();
             st.agent_ran = true;
