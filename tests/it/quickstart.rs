@@ -122,11 +122,7 @@ async fn the_quick_start_runs_the_whole_pipeline() {
         ".kiro/specs/farewell/tasks.md",
     );
     assert!(msg.starts_with("initial import"), "{msg}");
-    let (msg, _, farewell) = tip(
-        &greeter,
-        "kiro/partial/feature/farewell",
-        "src/farewell.js",
-    );
+    let (msg, _, farewell) = tip(&greeter, "kiro/partial/feature/farewell", "src/farewell.js");
     assert!(msg.starts_with("wip(farewell): partial work"), "{msg}");
     assert!(msg.contains("----- failure brief -----"), "{msg}");
     assert!(farewell.is_some(), "the work is on the side branch");
