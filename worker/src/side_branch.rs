@@ -46,7 +46,7 @@ pub(crate) async fn pick_up(
     if !found.usable {
         info!(commit = %found.tip, "the side branch does not descend from the branch's tip: ignored");
         st.side_notes.push(format!(
-            "`{side}` (at `{}`) was ignored: it does not descend from the tip of `{}`",
+            "`{side}` (at `{}`) was ignored: it is not work on top of the tip of `{}` (work this attempt keeps aside replaces it)",
             found.tip, inputs.branch
         ));
         st.side_found = Some(found);

@@ -323,7 +323,7 @@ async fn a_side_branch_off_the_tip_is_ignored_and_kept() {
     let md = report(&w, "acme/calc", 1).await;
     assert!(
         md.contains(&format!(
-            "- Side branch: `kiro/partial/feature/subtract` (at `{stray}`) was ignored: it does not descend from the tip of `feature/subtract`"
+            "- Side branch: `kiro/partial/feature/subtract` (at `{stray}`) was ignored: it is not work on top of the tip of `feature/subtract` (work this attempt keeps aside replaces it)"
         )),
         "{md}"
     );
