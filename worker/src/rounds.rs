@@ -119,7 +119,8 @@ pub(crate) async fn run(
         let started = Instant::now();
         let open = Progress::of(&st.after).open() > 0;
         let told = if open || brief.is_some() {
-            let (prompt, told) = prompt_for(cfg, inputs, checkout, docs, st, brief.as_ref(), n);
+            let (prompt, told) =
+                prompt_for(&settings, inputs, checkout, docs, st, brief.as_ref(), n);
             if agent.is_none() {
                 let a = agent::Agent::from_config(cfg, std::env::vars_os())?;
                 a.preflight(&cfg.preflight_log()).await?;
@@ -217,7 +218,7 @@ pub(crate) async fn run(
 
 /// The prompt of round `n` and what it tells the agent, in one line.
 fn prompt_for(
-    cfg: &Config,
+    settings: &LoopSettings,
     inputs: &Inputs,
     checkout: &Path,
     docs: &spec::SpecDocs,
@@ -231,8 +232,8 @@ fn prompt_for(
         docs,
         &st.after,
         &steering_files,
-        &cfg.test_cmd,
-        cfg.coverage_threshold,
+        &settings.test_cmd,
+        settings.coverage_threshold,
     );
     let open = Progress::of(&st.after).open();
     match (brief, &st.resume) {
