@@ -67,6 +67,9 @@ export interface StackConfig {
   coveragePath?: string;
   coverageThreshold: number;
   junitPath?: string;
+  /** How many times the worker prompts the agent again with a failure brief when the tests
+   *  fail or coverage is short (KIRO_FIX_ROUNDS, 0 to 10). */
+  fixRounds: number;
   /** OTLP/HTTP endpoint of a collector the builds can reach; unset turns the builds' OTLP
    *  export off (OTEL_TRACES_EXPORTER=none, OTEL_METRICS_EXPORTER=none). */
   buildOtlpEndpoint?: string;
@@ -158,6 +161,7 @@ export const RESERVED_ENV = [
   "KIRO_COVERAGE_PATH",
   "KIRO_COVERAGE_THRESHOLD",
   "KIRO_JUNIT_PATH",
+  "KIRO_FIX_ROUNDS",
   "KIRO_WORKER_VERSION",
   "KIRO_WORKER_SHA256",
   "KIRO_WORKER_URL",
@@ -307,6 +311,7 @@ export function parseConfig(stack: string, raw: RawConfig): StackConfig {
     coveragePath: str("coveragePath", { re: /^(?!\/)(?!.*\.\.)\S+$/, what: "a path relative to the checkout" }),
     coverageThreshold: int("coverageThreshold", 80, 0, 100),
     junitPath: str("junitPath", { re: /^(?!\/)(?!.*\.\.)\S+$/, what: "a path relative to the checkout" }),
+    fixRounds: int("fixRounds", 2, 0, 10),
     buildOtlpEndpoint: str("buildOtlpEndpoint", {
       re: /^https?:\/\/[^\s/]+(:\d+)?\/?$/,
       what: "an http(s) URL of an OTLP/HTTP collector the builds can reach (scheme, host and port, no path)",

@@ -122,6 +122,7 @@ export function buildVariables(cfg: StackConfig, refs: Pick<EnvRefs, "tableName"
     ...(cfg.coveragePath ? { KIRO_COVERAGE_PATH: cfg.coveragePath } : {}),
     KIRO_COVERAGE_THRESHOLD: String(cfg.coverageThreshold),
     ...(cfg.junitPath ? { KIRO_JUNIT_PATH: cfg.junitPath } : {}),
+    KIRO_FIX_ROUNDS: String(cfg.fixRounds),
     ...buildTelemetryEnv(cfg),
   };
   const vars: BuildVariable[] = Object.entries(plain).map(([name, value]) => ({ name, value, type: "PLAINTEXT" }));

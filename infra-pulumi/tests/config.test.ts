@@ -43,6 +43,7 @@ describe("stack configuration", () => {
     assert.equal(cfg.coverageThreshold, 80);
     assert.equal(cfg.coveragePath, undefined);
     assert.equal(cfg.junitPath, undefined);
+    assert.equal(cfg.fixRounds, 2);
     assert.equal(cfg.buildOtlpEndpoint, undefined);
     assert.equal(cfg.secretsKmsKeyArn, undefined);
     assert.deepEqual(cfg.buildEnvironment, {});
@@ -73,6 +74,8 @@ describe("stack configuration", () => {
     assert.match(problems({ coverageThreshold: "101" })[0], /^kiro-infra:coverageThreshold must be between 0 and 100/);
     assert.match(problems({ coveragePath: "/etc/passwd" })[0], /^kiro-infra:coveragePath must be a path relative to the checkout/);
     assert.match(problems({ junitPath: "../x.xml" })[0], /^kiro-infra:junitPath must be a path relative to the checkout/);
+    assert.match(problems({ fixRounds: "11" })[0], /^kiro-infra:fixRounds must be between 0 and 10/);
+    assert.equal(testConfig({ fixRounds: "0" }).fixRounds, 0);
     const cfg = testConfig({ coverageFormat: "llvm-cov", coveragePath: "target/cov.json", coverageThreshold: "65", testCommand: "cargo llvm-cov --json" });
     assert.deepEqual([cfg.coverageFormat, cfg.coveragePath, cfg.coverageThreshold, cfg.testCommand], ["llvm-cov", "target/cov.json", 65, "cargo llvm-cov --json"]);
   });

@@ -15,6 +15,7 @@ before(async () => {
       junitPath: "reports/junit.xml",
       coverageThreshold: "70",
       testCommand: "make test",
+      fixRounds: "5",
       buildEnvironment: JSON.stringify({ KIRO_AGENT_MODEL: "claude-sonnet-4", KIRO_REPORT_MODE: "body" }),
     }),
   );
@@ -40,6 +41,7 @@ describe("CodeBuild project with every option", () => {
     assert.equal(v.KIRO_COVERAGE_PATH, "coverage/cobertura.xml");
     assert.equal(v.KIRO_COVERAGE_THRESHOLD, "70");
     assert.equal(v.KIRO_JUNIT_PATH, "reports/junit.xml");
+    assert.equal(v.KIRO_FIX_ROUNDS, "5");
   });
 
   test("extra build environment is added", () => {

@@ -99,9 +99,10 @@ describe("CodeBuild project (kiro-worker's environment)", () => {
     for (const [name, e] of Object.entries(v)) if (name !== "KIRO_GITHUB_APP_PRIVATE_KEY") assert.equal(e.type, "PLAINTEXT", name);
   });
 
-  test("test and coverage defaults from the stack (KIRO_TEST_CMD, KIRO_COVERAGE_FORMAT, KIRO_COVERAGE_THRESHOLD)", () => {
+  test("test and coverage defaults from the stack (KIRO_TEST_CMD, KIRO_COVERAGE_FORMAT, KIRO_COVERAGE_THRESHOLD, KIRO_FIX_ROUNDS)", () => {
     const v = vars();
     assert.equal(v.KIRO_TEST_CMD.value, "npm test");
+    assert.equal(v.KIRO_FIX_ROUNDS.value, "2", "the worker's default, stated by the stack");
     assert.equal(v.KIRO_COVERAGE_FORMAT.value, "auto");
     assert.equal(v.KIRO_COVERAGE_THRESHOLD.value, "80");
     assert.equal("KIRO_COVERAGE_PATH" in v, false, "unset: the worker looks in the format's usual places");

@@ -1,5 +1,6 @@
 //! The README's first command, run in a temp dir: final states, pushed commits in the
-//! bare remotes, pull-request reports, the dead letter and the rejected item; then each
+//! bare remotes, a fix round that succeeds (CALC-2), the side branch of the failed item's
+//! work, pull-request reports, the dead letter and the rejected item; then each
 //! item's trace as `kiro-consumer trace` prints it from the span store, and the trace id
 //! on the consumer's log lines.
 
@@ -91,9 +92,29 @@ async fn the_quick_start_runs_the_whole_pipeline() {
         tasks.contains("- [x]") && !tasks.contains("- [ ]"),
         "{tasks}"
     );
-    let (msg, _, _) = tip(&calc, "feature/multiply", ".kiro/specs/multiply/tasks.md");
+    let (msg, _, code) = tip(&calc, "feature/multiply", "src/calc.js");
     assert!(msg.contains("multiply"), "{msg}");
-    // The failed item pushed nothing: its branch is still the initial import.
+    // CALC-2's first round left a failing test; the stand-in fixed it in round 2 from
+    // the failure brief, and only the fixed code was pushed.
+    let code = code.unwrap();
+    assert!(
+        code.contains("return a * b;") && !code.contains("Math.abs"),
+        "{code}"
+    );
+    let (calc2, _) = s
+        .report("acme/calc", 2)
+        .await
+        .expect("report on acme/calc#2");
+    assert!(
+        calc2.contains("| 1 | the spec's 4 open required tasks | ❌ tests-failed:"),
+        "{calc2}"
+    );
+    assert!(
+        calc2.contains("| 2 | the failure brief: ") && calc2.contains("✅ checks passed"),
+        "{calc2}"
+    );
+    // The failed item pushed nothing to its branch (still the initial import); its work
+    // is kept on the side branch, on top of it, for a later attempt.
     let greeter = s.remote("greeter");
     let (msg, _, _) = tip(
         &greeter,
@@ -101,6 +122,10 @@ async fn the_quick_start_runs_the_whole_pipeline() {
         ".kiro/specs/farewell/tasks.md",
     );
     assert!(msg.starts_with("initial import"), "{msg}");
+    let (msg, _, farewell) = tip(&greeter, "kiro/partial/feature/farewell", "src/farewell.js");
+    assert!(msg.starts_with("wip(farewell): partial work"), "{msg}");
+    assert!(msg.contains("----- failure brief -----"), "{msg}");
+    assert!(farewell.is_some(), "the work is on the side branch");
 
     // One report per pull request, with coverage.
     let (report, revision) = s
@@ -117,6 +142,10 @@ async fn the_quick_start_runs_the_whole_pipeline() {
         .await
         .expect("report on acme/greeter#2");
     assert!(failed.contains("coverage"), "{failed}");
+    assert!(
+        failed.contains("kept on `kiro/partial/feature/farewell`"),
+        "{failed}"
+    );
 
     // Nothing left behind.
     assert!(s.depth().await.is_idle());

@@ -117,8 +117,9 @@ pub struct Config {
         default_value = "kiro-cli chat --no-interactive --trust-all-tools"
     )]
     pub agent_cmd: String,
-    /// The agent's time limit; its process group is killed on expiry. The default leaves
-    /// a 60m build time to test, push and report (1s to 36h).
+    /// The agent's time limit for the whole attempt: every round of the fix loop gets
+    /// what the earlier ones left; its process group is killed on expiry. The default
+    /// leaves a 60m build time to test, push and report (1s to 36h).
     #[arg(long, env = "KIRO_AGENT_TIMEOUT", default_value = "40m")]
     pub agent_timeout: humantime::Duration,
     /// `<agent> whoami` before the agent runs: `auto` (only when the agent is kiro-cli),
@@ -186,6 +187,11 @@ pub struct Config {
     /// Minimum line coverage in percent (0 to 100).
     #[arg(long, env = "KIRO_COVERAGE_THRESHOLD", default_value_t = 80.0)]
     pub coverage_threshold: f64,
+    /// How many times the agent is prompted again with a failure brief (the failing
+    /// tests, the output's tail, the uncovered lines) when the tests fail or coverage is
+    /// short, within the agent's time limit (0 to 10; 0: one round only).
+    #[arg(long, env = "KIRO_FIX_ROUNDS", default_value_t = 2)]
+    pub fix_rounds: u32,
     #[arg(long, env = settings::OUTCOME_FILE, default_value = DEFAULT_OUTCOME_FILE)]
     pub outcome_file: PathBuf,
     /// How long a handed-off build waits, before a fenced side effect (run, push, report),
@@ -398,6 +404,7 @@ mod tests {
         assert_eq!(d.test_timeout, min(10));
         assert_eq!(d.coverage_format, CoverageFormat::Auto);
         assert_eq!(d.coverage_threshold, 80.0);
+        assert_eq!(d.fix_rounds, 2);
         assert_eq!(d.outcome_file, PathBuf::from(DEFAULT_OUTCOME_FILE));
         assert_eq!(d.fence_wait, min(3));
         assert_eq!(d.build_timeout, None);

@@ -2,45 +2,75 @@
 //! a report, a board status and a [`WorkerOutcome`].
 //!
 //! Invariants:
-//! - nothing is pushed unless the tests passed, coverage met the threshold and the fence
-//!   was current right before the push; only reports this test run wrote count, and
-//!   reports and test artefacts are never committed ([`gates`]);
+//! - nothing is pushed to the pull request's branch unless the tests passed, coverage met
+//!   the threshold (in any round of the fix loop, [`rounds`]) and the fence was current
+//!   right before the push; only reports this test run wrote count, and reports and test
+//!   artefacts are never committed ([`gates`]);
+//! - work the gates did not accept after the last round (or left by an agent that
+//!   failed) is never thrown away: it goes to the side branch `kiro/partial/<branch>`
+//!   ([`partial`]) with its failure brief, under the same fence check, and the next
+//!   attempt starts from it when it descends from the branch's tip; an attempt that
+//!   pushes deletes the side branch it started from (a failure to delete only warns);
 //! - the report and the board are touched only while the fence is current; a run that
 //!   lost its fence touches nothing more;
 //! - on failure the board is left as it is (the consumer decides retry or dead letter),
 //!   but the report shows the failure;
 //! - [`run`] never panics on bad input and always returns an outcome.
 
-use crate::child_env;
 use crate::config::{Config, Inputs};
 use crate::fence::check_fence;
 use crate::outcome_file;
-use crate::steps::report::{self, ReportData};
+use crate::rounds;
+use crate::side_branch;
+use crate::steps::brief::FailureBrief;
+use crate::steps::partial;
+use crate::steps::report::{self, ReportData, Round};
 use crate::steps::steering::{self, SteeringSource, SyncReport};
 use crate::steps::test_run::TestResult;
 use crate::steps::token::{self, TokenSource};
-use crate::steps::{agent, gates, git, spec, test_run};
+use crate::steps::{gates, git, spec};
 use crate::tasks::{self, Progress, Task};
 use crate::wiring::Ports;
 use kiro_protocol::TraceContext;
 use kiro_protocol::{
-    CheckReport, Failure, FailureClass, ItemStatus, OutcomeStatus, Report, WorkerOutcome,
+    BranchName, CheckReport, Failure, FailureClass, ItemStatus, OutcomeStatus, Report,
+    WorkerOutcome,
 };
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::time::Duration;
 use tracing::{Instrument, error, info, info_span, instrument, warn};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// What the run learned so far (used for the report and the outcome, success or not).
 #[derive(Debug, Default)]
-struct RunState {
-    before: Vec<Task>,
-    after: Vec<Task>,
-    tests: Option<TestResult>,
-    coverage: Option<f64>,
-    commit: Option<String>,
-    pushed: bool,
-    steering: Option<SyncReport>,
+pub(crate) struct RunState {
+    /// The tasks on the pull request's tip.
+    pub before: Vec<Task>,
+    /// The tasks as the checkout has them now.
+    pub after: Vec<Task>,
+    pub tests: Option<TestResult>,
+    pub coverage: Option<f64>,
+    pub commit: Option<String>,
+    pub pushed: bool,
+    pub steering: Option<SyncReport>,
+    /// Each round of the fix loop.
+    pub rounds: Vec<Round>,
+    /// The agent's time across the rounds of this attempt (the outcome's agent
+    /// seconds).
+    pub agent_time: Duration,
+    /// The last lines of the agent's last output: its own summary.
+    pub agent_summary: Vec<String>,
+    /// The agent ran (so the checkout may hold work).
+    pub agent_ran: bool,
+    /// The failure brief of the last round that failed the gates.
+    pub brief: Option<FailureBrief>,
+    /// The previous attempt's brief and its side branch, when this attempt starts
+    /// from it.
+    pub resume: Option<(FailureBrief, BranchName)>,
+    /// The side branch found on the remote at the start.
+    pub side_found: Option<partial::Found>,
+    /// What happened to side branches, one sentence each (for the report).
+    pub side_notes: Vec<String>,
 }
 
 /// Run the whole pipeline for the item in `cfg`. Never panics; always an outcome.
@@ -136,35 +166,21 @@ async fn steps(
     st.before = tasks::parse_checked(&docs.tasks, &tasks_file)
         .map_err(|e| Failure::new(FailureClass::PermanentInput, e.to_string()))?;
     st.after = st.before.clone();
+    let side = partial::side_branch(&inputs.branch)
+        .inspect_err(|f| warn!(reason = %f.reason, "no side branch for partial work"))
+        .ok();
+    if let Some(side) = &side {
+        side_branch::pick_up(inputs, &checkout, side, tokens.as_ref(), st).await?;
+    }
     st.steering = steering_step(cfg, &checkout).await?;
-    if Progress::of(&st.before).open() > 0 {
-        agent_step(cfg, inputs, &checkout, &docs, &st.before).await?;
-        st.after = progress_step(inputs, &checkout, &st.before)?;
-    } else {
-        info!("no required task is open: skipping the agent");
-    }
-    // Only what this test run writes counts: no report left by an earlier commit or by
-    // the agent.
-    gates::clear_reports(&checkout, cfg)?;
-    let started = SystemTime::now();
-    let mut tests = tests_step(cfg, &checkout).await?;
-    let run = gates::RunWindow {
-        started,
-        ended: SystemTime::now(),
-    };
-    let no_junit = gates::junit(&checkout, cfg, run, &mut tests);
-    info!(passed = tests.passed, summary = %tests.summary, counts = ?tests.counts, "tests finished");
-    let failed = tests.failure().or(no_junit);
-    st.tests = Some(tests);
-    if let Some(f) = failed {
-        return Err(f);
-    }
-    match gates::coverage(&checkout, cfg, run) {
-        Ok(c) => st.coverage = Some(c),
-        Err((f, c)) => {
-            st.coverage = c;
-            return Err(f);
+    if let Err(f) = rounds::run(cfg, inputs, &checkout, &docs, st).await {
+        if f.class != FailureClass::FenceLost
+            && st.agent_ran
+            && let Some(side) = &side
+        {
+            side_branch::keep(cfg, ports, inputs, &checkout, side, tokens.as_ref(), st, &f).await?;
         }
+        return Err(f);
     }
     check_fence(cfg, ports, inputs, "push").await?;
     st.commit = commit_step(cfg, inputs, &checkout, &st.before, &st.after).await?;
@@ -179,6 +195,9 @@ async fn steps(
         info!(commit = %tip, "the work is already on the branch");
         st.commit = Some(tip.to_string());
         st.pushed = true;
+    }
+    if st.pushed {
+        side_branch::drop_merged(cfg, ports, inputs, &checkout, tokens.as_ref(), st).await?;
     }
     Ok(())
 }
@@ -259,85 +278,6 @@ async fn steering_step(cfg: &Config, checkout: &Path) -> Result<Option<SyncRepor
     Ok(Some(report))
 }
 
-#[instrument(skip_all, fields(spec = %inputs.spec))]
-async fn agent_step(
-    cfg: &Config,
-    inputs: &Inputs,
-    checkout: &Path,
-    docs: &spec::SpecDocs,
-    before: &[Task],
-) -> Result<(), Failure> {
-    let steering_files = steering::read_all(checkout);
-    let prompt = spec::prompt(
-        &inputs.spec,
-        docs,
-        before,
-        &steering_files,
-        &cfg.test_cmd,
-        cfg.coverage_threshold,
-    );
-    let agent = agent::Agent::from_config(cfg, std::env::vars_os())?;
-    agent.preflight(&cfg.preflight_log()).await?;
-    agent
-        .run(
-            &prompt,
-            checkout,
-            &inputs.spec,
-            cfg.agent_timeout.into(),
-            &cfg.agent_log(),
-        )
-        .await
-}
-
-/// Judge the agent by the repository: re-read tasks.md.
-fn progress_step(inputs: &Inputs, checkout: &Path, before: &[Task]) -> Result<Vec<Task>, Failure> {
-    let text = spec::read_doc(checkout, &inputs.spec, spec::TASKS).map_err(|f| {
-        Failure::new(
-            FailureClass::AgentFailed,
-            format!("after the agent ran: {}", f.reason),
-        )
-    })?;
-    let file = format!("{}/{}", inputs.spec, spec::TASKS);
-    let after = tasks::parse_checked(&text, &file).map_err(|e| {
-        Failure::new(
-            FailureClass::AgentFailed,
-            format!("after the agent ran: {e}"),
-        )
-    })?;
-    let newly = tasks::newly_done(before, &after);
-    info!(done = ?newly, "tasks moved to done");
-    let (was, now) = (Progress::of(before), Progress::of(&after));
-    if now.done <= was.done && now.open() > 0 {
-        return Err(Failure::new(
-            FailureClass::AgentFailed,
-            "agent made no progress",
-        ));
-    }
-    Ok(after)
-}
-
-#[instrument(skip_all)]
-async fn tests_step(cfg: &Config, checkout: &Path) -> Result<TestResult, Failure> {
-    let secrets: Vec<&str> = cfg
-        .github
-        .token
-        .iter()
-        .chain(cfg.kiro_api_key.iter())
-        .map(|s| s.expose())
-        .collect();
-    let extra = child_env::parse_extra(child_env::TEST_PASS_SETTING, cfg.test_env_pass.as_deref())?;
-    let env = child_env::ChildEnv::for_tests(std::env::vars_os(), &extra);
-    test_run::run(
-        &cfg.test_cmd,
-        checkout,
-        cfg.test_timeout.into(),
-        &cfg.test_log(),
-        &secrets,
-        &env,
-    )
-    .await
-}
-
 #[instrument(skip_all)]
 async fn commit_step(
     cfg: &Config,
@@ -348,20 +288,7 @@ async fn commit_step(
 ) -> Result<Option<String>, Failure> {
     let done = tasks::newly_done(before, after);
     let message = commit_message(inputs, &done);
-    let exclude = git::Exclusions(
-        [
-            cfg.agent_log(),
-            cfg.preflight_log(),
-            cfg.test_log(),
-            cfg.outcome_path(),
-            cfg.report_file(),
-        ]
-        .iter()
-        .filter_map(|p| relative_inside(p, checkout))
-        // Reports and test artefacts never reach the branch, `.gitignore` or not.
-        .chain(gates::never_commit(cfg))
-        .collect(),
-    );
+    let exclude = exclusions(cfg, checkout);
     let dir = checkout.to_owned();
     let name = cfg.git_author_name.clone();
     let email = cfg.git_author_email.clone();
@@ -371,6 +298,26 @@ async fn commit_step(
         None => info!("nothing to commit"),
     }
     Ok(oid.map(|o| o.to_string()))
+}
+
+/// What is never committed: the build's own files (logs, outcome, report) when inside
+/// the checkout, and the reports and test artefacts (`.gitignore` or not).
+pub(crate) fn exclusions(cfg: &Config, checkout: &Path) -> git::Exclusions {
+    let rounds = (2..=cfg.fix_rounds.saturating_add(1)).map(|n| rounds::agent_log(cfg, n));
+    git::Exclusions(
+        [
+            cfg.agent_log(),
+            cfg.preflight_log(),
+            cfg.test_log(),
+            cfg.outcome_path(),
+            cfg.report_file(),
+        ]
+        .into_iter()
+        .chain(rounds)
+        .filter_map(|p| relative_inside(&p, checkout))
+        .chain(gates::never_commit(cfg))
+        .collect(),
+    )
 }
 
 /// `feat(subtract): complete tasks 1, 2.1 of .kiro/specs/subtract`
@@ -447,6 +394,11 @@ async fn publish(
         pushed: st.pushed,
         steering: st.steering.as_ref(),
         failure,
+        rounds: &st.rounds,
+        agent_time: st.agent_time,
+        agent_summary: &st.agent_summary,
+        side_notes: &st.side_notes,
+        build_url: cfg.build_url.as_deref(),
     });
     let markdown = keep_full_report(cfg, &kiro_protocol::redact::redact(&markdown));
     let check = CheckReport {
@@ -502,7 +454,7 @@ fn keep_full_report(cfg: &Config, markdown: &str) -> String {
     report::cap(markdown, &full_at)
 }
 
-async fn blocking<T, F>(f: F) -> Result<T, Failure>
+pub(crate) async fn blocking<T, F>(f: F) -> Result<T, Failure>
 where
     T: Send + 'static,
     F: FnOnce() -> Result<T, Failure> + Send + 'static,

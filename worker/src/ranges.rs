@@ -8,7 +8,7 @@
 //! 2. The ranges stated here are the ones `--help` and README.md state.
 
 use crate::config::Config;
-use kiro_runtime::range::{InvalidSetting, in_range, named, number_in_range};
+use kiro_runtime::range::{InvalidSetting, count_in_range, in_range, named, number_in_range};
 use std::time::Duration;
 
 /// The longest build CodeBuild runs (36 h): no limit inside a build can be longer.
@@ -19,6 +19,9 @@ pub const LONGEST_PREFLIGHT: Duration = Duration::from_secs(10 * 60);
 
 /// The longest fence wait.
 pub const LONGEST_FENCE_WAIT: Duration = Duration::from_secs(3600);
+
+/// The most fix rounds after the first (`--fix-rounds`).
+pub const MOST_FIX_ROUNDS: u32 = 10;
 
 /// What the build needs besides the agent, the tests and the fence wait: checkout,
 /// commit, push, report, board, outcome.
@@ -66,6 +69,13 @@ pub fn check(cfg: &Config) -> Result<(), InvalidSetting> {
         cfg.coverage_threshold,
         0.0,
         100.0,
+    )?;
+    count_in_range(
+        "fix-rounds",
+        "KIRO_FIX_ROUNDS",
+        u64::from(cfg.fix_rounds),
+        0,
+        u64::from(MOST_FIX_ROUNDS),
     )?;
     let Some(build) = cfg.build_timeout.map(Duration::from) else {
         return Ok(());
@@ -123,7 +133,13 @@ mod tests {
     #[test]
     fn every_setting_outside_its_range_is_named() {
         type Set = fn(&mut Config, &str);
-        let cases: [(Set, &str, &str, &str); 13] = [
+        let cases: [(Set, &str, &str, &str); 14] = [
+            (
+                |c, v| c.fix_rounds = v.parse().unwrap(),
+                "11",
+                "10",
+                "--fix-rounds (KIRO_FIX_ROUNDS)",
+            ),
             (
                 |c, v| c.agent_timeout = d(v),
                 "0s",

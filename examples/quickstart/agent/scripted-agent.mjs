@@ -10,7 +10,15 @@
 //   2. marks every open task of <spec>/tasks.md as done (`- [x]`), leaving code fences
 //      alone.
 // The `farewell` solution adds a large module with no tests on purpose, so the worker's
-// coverage gate rejects it. Exit codes: 0 done, 1 failure (as kiro-cli).
+// coverage gate rejects it in every round.
+//
+// Fix rounds: when the prompt carries the worker's failure brief (between
+// `----- failure brief -----` and `----- end of failure brief -----`) and the brief names
+// the failing test a prepared fix is for (FIXES below), it copies fixes/<feature>/ over
+// the checkout instead — and only then: without the brief it never fixes anything. The
+// `multiply` solution leaves a failing test on purpose (the sign of the second factor is
+// lost), so its item succeeds in round 2, from the brief. A brief with no prepared fix
+// changes nothing. Exit codes: 0 done, 1 failure (as kiro-cli).
 
 import { cpSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -39,6 +47,25 @@ const specDir = path.join('.kiro', 'specs', feature);
 const tasksFile = path.join(specDir, 'tasks.md');
 if (!existsSync(tasksFile)) {
   fail(`${tasksFile} not found in ${process.cwd()}`);
+}
+
+// The failing test each prepared fix is for: the brief must name it.
+const FIXES = { multiply: 'multiply returns the product' };
+const BRIEF_BEGIN = '----- failure brief -----';
+const BRIEF_END = '----- end of failure brief -----';
+const begin = prompt.indexOf(BRIEF_BEGIN);
+if (begin >= 0) {
+  const end = prompt.indexOf(BRIEF_END, begin);
+  const brief = prompt.slice(begin, end < 0 ? undefined : end);
+  console.log(`failure brief received: ${brief.split('\n')[1] ?? ''}`);
+  const fix = path.join(here, 'fixes', feature);
+  if (FIXES[feature] && brief.includes(FIXES[feature]) && existsSync(fix)) {
+    cpSync(fix, process.cwd(), { recursive: true });
+    console.log(`fixed the failing test "${FIXES[feature]}" named in the brief`);
+  } else {
+    console.log(`no prepared fix for ${feature} matches the brief: nothing changed`);
+  }
+  process.exit(0);
 }
 
 const solution = path.join(here, 'solutions', feature);

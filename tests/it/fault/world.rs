@@ -118,6 +118,10 @@ pub fn build(tmp: &Path, rng: &mut StdRng, projects: usize, per_project: usize) 
         // TTL plus a restart, and short enough that a build nobody adopts shows up in the
         // run as a fence-lost failure instead of a hang.
         ("KIRO_FENCE_WAIT".into(), "30s".into()),
+        // One agent run per attempt: the suite's flaky items fail their first attempt's
+        // tests and must be retried by the consumer (a fix round inside the attempt would
+        // turn them into one-attempt items and run the agent more than once per build).
+        ("KIRO_FIX_ROUNDS".into(), "0".into()),
         ("RUST_LOG".into(), "info".into()),
     ];
     World {

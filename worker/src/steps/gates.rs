@@ -153,6 +153,33 @@ pub fn coverage(
     cfg: &Config,
     run: RunWindow,
 ) -> Result<f64, (Failure, Option<f64>)> {
+    coverage_and_gaps(checkout, cfg, run).0
+}
+
+/// The coverage gate's verdict: the total, or the failure (with the total when known).
+pub type CoverageVerdict = Result<f64, (Failure, Option<f64>)>;
+
+/// [`coverage`], with the files whose lines the tests never ran (the most missed first;
+/// empty when no report was read) for the failure brief.
+pub fn coverage_and_gaps(
+    checkout: &Path,
+    cfg: &Config,
+    run: RunWindow,
+) -> (CoverageVerdict, Vec<coverage::Uncovered>) {
+    match coverage_read(checkout, cfg, run) {
+        Ok(m) => {
+            let gaps = m.report.uncovered().unwrap_or_default();
+            (coverage::judge(&m, cfg.coverage_threshold), gaps)
+        }
+        Err(e) => (Err(e), Vec::new()),
+    }
+}
+
+fn coverage_read(
+    checkout: &Path,
+    cfg: &Config,
+    run: RunWindow,
+) -> Result<coverage::Measured, (Failure, Option<f64>)> {
     let (setting, configured) = coverage_setting(cfg);
     let format = cfg.coverage_format;
     let searched = coverage::search_paths(configured, format);
@@ -194,7 +221,7 @@ pub fn coverage(
         )));
     };
     match coverage::measure(checkout, std::slice::from_ref(&rel), format) {
-        Ok(m) => coverage::judge(&m, cfg.coverage_threshold),
+        Ok(m) => Ok(m),
         Err(e @ MeasureError::Missing { .. }) => Err(missing(format!("{e}: {hint}"))),
         Err(e) => Err((
             Failure::new(FailureClass::CoverageBelow, e.to_string()),
@@ -254,6 +281,11 @@ pub fn junit(checkout: &Path, cfg: &Config, run: RunWindow, r: &mut TestResult) 
                 r.summary = format!("the JUnit report at {} {e}", rel.display());
             }
             Ok(c) => {
+                if c.failed() {
+                    // For the failure brief: which cases failed, with their messages.
+                    r.failed_cases = junit::failed_cases(&text, crate::steps::brief::MESSAGE_CHARS)
+                        .unwrap_or_default();
+                }
                 if c.failed() && r.passed {
                     r.passed = false;
                     r.summary = format!("exit code 0, but the JUnit report has {c}");

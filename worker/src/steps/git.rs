@@ -8,8 +8,11 @@
 //!
 //! Invariant: the checkout is always a fresh clone of the remote branch; the push sends
 //! exactly `refs/heads/<branch>` without force, so a branch that moved on the remote is
-//! a `push-conflict`, never an overwrite. The token, when given, only ever reaches git2's
-//! credential callback.
+//! a `push-conflict`, never an overwrite. Only a side branch of partial work
+//! ([`crate::steps::partial`]) is force-pushed ([`force_push`]) or deleted
+//! ([`delete_remote`]); its commit is made beside HEAD ([`commit_beside`]), so the
+//! pull request's branch never moves to it. The token, when given, only ever reaches
+//! git2's credential callback.
 
 use git2::{
     BranchType, Cred, ErrorCode, FetchOptions, IndexAddOption, Oid, PushOptions, RemoteCallbacks,
@@ -139,6 +142,34 @@ pub fn commit_all(
     exclude: &Exclusions,
 ) -> Result<Option<Oid>, Failure> {
     let repo = Repository::open(dir).map_err(|e| local(e, "cannot open checkout"))?;
+    let Some(tree_id) = stage(&repo, exclude)? else {
+        return Ok(None);
+    };
+    let head = repo
+        .head()
+        .and_then(|h| h.peel_to_commit())
+        .map_err(|e| local(e, "cannot read HEAD"))?;
+    let tree = repo
+        .find_tree(tree_id)
+        .map_err(|e| local(e, "cannot find tree"))?;
+    let sig = signature(name, email)?;
+    let oid = repo
+        .commit(Some("HEAD"), &sig, &sig, message, &tree, &[&head])
+        .map_err(|e| local(e, "commit failed"))?;
+    Ok(Some(oid))
+}
+
+fn signature(name: &str, email: &str) -> Result<Signature<'static>, Failure> {
+    Signature::now(name, email).map_err(|e| {
+        Failure::new(
+            FailureClass::PermanentInput,
+            format!("invalid git author: {}", e.message()),
+        )
+    })
+}
+
+/// Stage every change except `exclude`: the tree written, or `None` when it is HEAD's.
+fn stage(repo: &Repository, exclude: &Exclusions) -> Result<Option<Oid>, Failure> {
     let mut index = repo.index().map_err(|e| local(e, "cannot read index"))?;
     let skip = |path: &Path, _spec: &[u8]| -> i32 {
         if exclude.0.iter().any(|x| path.starts_with(x)) {
@@ -161,22 +192,7 @@ pub fn commit_all(
         .head()
         .and_then(|h| h.peel_to_commit())
         .map_err(|e| local(e, "cannot read HEAD"))?;
-    if head.tree_id() == tree_id {
-        return Ok(None);
-    }
-    let tree = repo
-        .find_tree(tree_id)
-        .map_err(|e| local(e, "cannot find tree"))?;
-    let sig = Signature::now(name, email).map_err(|e| {
-        Failure::new(
-            FailureClass::PermanentInput,
-            format!("invalid git author: {}", e.message()),
-        )
-    })?;
-    let oid = repo
-        .commit(Some("HEAD"), &sig, &sig, message, &tree, &[&head])
-        .map_err(|e| local(e, "commit failed"))?;
-    Ok(Some(oid))
+    Ok((head.tree_id() != tree_id).then_some(tree_id))
 }
 
 /// The commit HEAD names.
@@ -194,6 +210,161 @@ pub fn push(dir: &Path, branch: &BranchName, token: Option<&Secret>) -> Result<(
     // The branch must exist locally (it does after `checkout`).
     repo.find_branch(branch.as_str(), BranchType::Local)
         .map_err(|e| local(e, "local branch missing"))?;
+    let spec = format!("refs/heads/{branch}:refs/heads/{branch}");
+    push_spec(&repo, &spec, branch.as_str(), token)
+}
+
+/// Push the local `refs/heads/<branch>` over the remote's with force (a side branch the
+/// worker owns; never the pull request's branch).
+pub fn force_push(dir: &Path, branch: &BranchName, token: Option<&Secret>) -> Result<(), Failure> {
+    let repo = Repository::open(dir).map_err(|e| local(e, "cannot open checkout"))?;
+    let spec = format!("+refs/heads/{branch}:refs/heads/{branch}");
+    push_spec(&repo, &spec, branch.as_str(), token)
+}
+
+/// Delete `refs/heads/<branch>` on the remote.
+pub fn delete_remote(
+    dir: &Path,
+    branch: &BranchName,
+    token: Option<&Secret>,
+) -> Result<(), Failure> {
+    let repo = Repository::open(dir).map_err(|e| local(e, "cannot open checkout"))?;
+    let spec = format!(":refs/heads/{branch}");
+    push_spec(&repo, &spec, branch.as_str(), token)
+}
+
+/// Fetch `refs/heads/<branch>` of `origin` ([`CHECKOUT_DEPTH`] deep over a network
+/// transport) into `refs/remotes/origin/<branch>`: its tip, or `None` when the remote
+/// has no such branch.
+pub fn fetch_branch(
+    dir: &Path,
+    branch: &BranchName,
+    token: Option<&Secret>,
+) -> Result<Option<Oid>, Failure> {
+    let repo = Repository::open(dir).map_err(|e| local(e, "cannot open checkout"))?;
+    let mut remote = repo
+        .find_remote("origin")
+        .map_err(|e| local(e, "no origin remote"))?;
+    let url = remote.url().unwrap_or_default().to_owned();
+    let mut fo = FetchOptions::new();
+    fo.remote_callbacks(callbacks(token));
+    if !is_local(&url) {
+        fo.depth(CHECKOUT_DEPTH);
+    }
+    let refspec = format!("+refs/heads/{branch}:refs/remotes/origin/{branch}");
+    remote
+        .fetch(&[refspec.as_str()], Some(&mut fo), None)
+        .map_err(|e| classify(&e, &format!("cannot fetch {branch}")))?;
+    drop(remote);
+    match repo.find_reference(&format!("refs/remotes/origin/{branch}")) {
+        Ok(r) => Ok(Some(
+            r.peel_to_commit()
+                .map_err(|e| local(e, "bad branch tip"))?
+                .id(),
+        )),
+        Err(e) if e.code() == ErrorCode::NotFound => Ok(None),
+        Err(e) => Err(local(e, "cannot read the fetched branch")),
+    }
+}
+
+/// Whether `tip` is `commit` or one of its first-parent ancestors, among those present
+/// (a shallow fetch has the commit, which names its parent, and the checkout has `tip`).
+pub fn descends_from(dir: &Path, commit: Oid, tip: Oid) -> Result<bool, Failure> {
+    let repo = Repository::open(dir).map_err(|e| local(e, "cannot open checkout"))?;
+    let odb = repo
+        .odb()
+        .map_err(|e| local(e, "cannot open the object store"))?;
+    let mut at = commit;
+    for _ in 0..1000 {
+        if at == tip {
+            return Ok(true);
+        }
+        match first_parent(&odb, at) {
+            Some(p) => at = p,
+            None => return Ok(false),
+        }
+    }
+    Ok(false)
+}
+
+/// The first parent the commit object `oid` names, read from the object itself: a
+/// shallow clone's graft hides the parents of its boundary commits from `Commit`.
+fn first_parent(odb: &git2::Odb<'_>, oid: Oid) -> Option<Oid> {
+    let obj = odb.read(oid).ok()?;
+    if obj.kind() != git2::ObjectType::Commit {
+        return None;
+    }
+    let text = std::str::from_utf8(obj.data()).ok()?;
+    text.lines()
+        .take_while(|l| !l.is_empty())
+        .find_map(|l| l.strip_prefix("parent "))
+        .and_then(|h| Oid::from_str(h.trim()).ok())
+}
+
+/// The full message of `commit`.
+pub fn message(dir: &Path, commit: Oid) -> Result<String, Failure> {
+    let repo = Repository::open(dir).map_err(|e| local(e, "cannot open checkout"))?;
+    let c = repo
+        .find_commit(commit)
+        .map_err(|e| local(e, "cannot read the commit"))?;
+    Ok(String::from_utf8_lossy(c.message_bytes()).into_owned())
+}
+
+/// Make the working tree and the index `commit`'s files, HEAD staying where it is: the
+/// next commit on HEAD carries them.
+pub fn take_files_of(dir: &Path, commit: Oid) -> Result<(), Failure> {
+    let repo = Repository::open(dir).map_err(|e| local(e, "cannot open checkout"))?;
+    let c = repo
+        .find_commit(commit)
+        .map_err(|e| local(e, "cannot read the commit"))?;
+    let mut co = git2::build::CheckoutBuilder::new();
+    co.force().remove_untracked(true);
+    repo.checkout_tree(c.as_object(), Some(&mut co))
+        .map_err(|e| local(e, "cannot check the files out"))
+}
+
+/// Stage every change except `exclude` (as [`commit_all`]) and commit it on top of
+/// HEAD into `refs/heads/<branch>` (created or moved), HEAD staying where it is. `None`
+/// when nothing changed.
+pub fn commit_beside(
+    dir: &Path,
+    branch: &BranchName,
+    message: &str,
+    name: &str,
+    email: &str,
+    exclude: &Exclusions,
+) -> Result<Option<Oid>, Failure> {
+    let repo = Repository::open(dir).map_err(|e| local(e, "cannot open checkout"))?;
+    let Some(tree_id) = stage(&repo, exclude)? else {
+        return Ok(None);
+    };
+    let head = repo
+        .head()
+        .and_then(|h| h.peel_to_commit())
+        .map_err(|e| local(e, "cannot read HEAD"))?;
+    let tree = repo
+        .find_tree(tree_id)
+        .map_err(|e| local(e, "cannot find tree"))?;
+    let sig = signature(name, email)?;
+    let oid = repo
+        .commit(None, &sig, &sig, message, &tree, &[&head])
+        .map_err(|e| local(e, "commit failed"))?;
+    repo.reference(
+        &format!("refs/heads/{branch}"),
+        oid,
+        true,
+        "kiro-worker: work the gates did not accept",
+    )
+    .map_err(|e| local(e, "cannot name the side branch"))?;
+    Ok(Some(oid))
+}
+
+fn push_spec(
+    repo: &Repository,
+    spec: &str,
+    branch: &str,
+    token: Option<&Secret>,
+) -> Result<(), Failure> {
     let mut remote = repo
         .find_remote("origin")
         .map_err(|e| local(e, "no origin remote"))?;
@@ -207,8 +378,7 @@ pub fn push(dir: &Path, branch: &BranchName, token: Option<&Secret>) -> Result<(
     });
     let mut po = PushOptions::new();
     po.remote_callbacks(cb);
-    let spec = format!("refs/heads/{branch}:refs/heads/{branch}");
-    let result = remote.push(&[spec.as_str()], Some(&mut po));
+    let result = remote.push(&[spec], Some(&mut po));
     drop(po);
     if let Err(e) = result {
         let msg = e.message().to_ascii_lowercase();

@@ -5,10 +5,12 @@
 //! and the parsed `Inputs`.
 
 pub mod agent;
+pub mod brief;
 pub mod coverage;
 pub mod gates;
 pub mod git;
 pub mod junit;
+pub mod partial;
 pub mod process;
 pub mod report;
 pub mod spec;

@@ -13,6 +13,7 @@ use crate::steps::steering::SyncReport;
 use crate::steps::test_run::TestResult;
 use crate::tasks::{self, Progress, Task, TaskState};
 use kiro_protocol::Failure;
+use std::time::Duration;
 
 /// Everything a report shows.
 #[derive(Debug, Clone, Copy)]
@@ -28,6 +29,46 @@ pub struct ReportData<'a> {
     /// What the steering sync did, when a central source is configured.
     pub steering: Option<&'a SyncReport>,
     pub failure: Option<&'a Failure>,
+    /// Each round of the fix loop.
+    pub rounds: &'a [Round],
+    /// The agent's time across the rounds.
+    pub agent_time: Duration,
+    /// The last lines of the agent's output: its own summary.
+    pub agent_summary: &'a [String],
+    /// What happened to side branches of partial work, one sentence each.
+    pub side_notes: &'a [String],
+    /// The build's page (its log).
+    pub build_url: Option<&'a str>,
+}
+
+/// One round of the fix loop, as the report shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Round {
+    pub n: u32,
+    /// What the agent was told, in one line.
+    pub told: String,
+    /// The outcome, in one line.
+    pub result: String,
+    pub passed: bool,
+    /// The round's agent run and checks.
+    pub duration: Duration,
+}
+
+/// `4.2s` under a minute, else whole seconds (`1m 5s`).
+fn secs(d: Duration) -> String {
+    if d < Duration::from_secs(60) {
+        return format!("{:.1}s", d.as_secs_f64());
+    }
+    humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
+}
+
+/// `text` in a fenced block inside `<details>`, the fence longer than any backtick run.
+fn details(summary: &str, lines: &[String]) -> String {
+    let body = lines.join("\n");
+    let fence = "`".repeat(longest_run(&body, '`').max(2) + 1);
+    format!(
+        "\n<details><summary>{summary}</summary>\n\n{fence}text\n{body}\n{fence}\n\n</details>\n"
+    )
 }
 
 fn cell(s: &str) -> String {
@@ -62,6 +103,12 @@ pub fn render(d: &ReportData<'_>) -> String {
     ));
     if let Some(f) = d.failure {
         md.push_str(&format!("| Failure | {} |\n", cell(&f.reason)));
+    }
+    if let Some(url) = d.build_url.map(str::trim).filter(|u| !u.is_empty()) {
+        md.push_str(&format!(
+            "| Build log | [the build]({}) |\n",
+            url.replace(')', "%29")
+        ));
     }
     md.push_str("\n#### Tasks\n\n| Task | Title | Before | After |\n|---|---|---|---|\n");
     let changes = tasks::changes(d.before, d.after);
@@ -148,6 +195,9 @@ pub fn render(d: &ReportData<'_>) -> String {
         (None, _) if d.failure.is_none() => md.push_str("- Commit: none (no changes)\n"),
         (None, _) => md.push_str("- Commit: none\n"),
     }
+    for note in d.side_notes {
+        md.push_str(&format!("- Side branch: {}\n", cell(note)));
+    }
     if let Some(sr) = d.steering {
         let list = |v: &[String]| {
             v.iter()
@@ -173,13 +223,40 @@ pub fn render(d: &ReportData<'_>) -> String {
             md.push_str(&format!("- Steering: {}\n", parts.join("; ")));
         }
     }
-    if let Some(t) = d.tests.filter(|t| !t.passed && !t.tail.is_empty()) {
-        let body = t.tail.join("\n");
-        let longest = longest_run(&body, '`');
-        let fence = "`".repeat(longest.max(2) + 1);
+    if !d.rounds.is_empty() {
+        md.push_str(
+            "\n#### Rounds\n\n| Round | The agent was told | Result | Duration |\n|---|---|---|---|\n",
+        );
+        for r in d.rounds {
+            md.push_str(&format!(
+                "| {} | {} | {} {} | {} |\n",
+                r.n,
+                cell(&r.told),
+                if r.passed { "✅" } else { "❌" },
+                cell(&r.result),
+                secs(r.duration)
+            ));
+        }
         md.push_str(&format!(
-            "\n<details><summary>Last {} lines of test output</summary>\n\n{fence}text\n{body}\n{fence}\n\n</details>\n",
-            t.tail.len()
+            "\nAgent time: {} in {} round{}.\n",
+            secs(d.agent_time),
+            d.rounds.len(),
+            if d.rounds.len() == 1 { "" } else { "s" }
+        ));
+    }
+    if !d.agent_summary.is_empty() {
+        md.push_str(&details(
+            &format!(
+                "The agent's summary (the last {} lines of its output)",
+                d.agent_summary.len()
+            ),
+            d.agent_summary,
+        ));
+    }
+    if let Some(t) = d.tests.filter(|t| !t.passed && !t.tail.is_empty()) {
+        md.push_str(&details(
+            &format!("Last {} lines of test output", t.tail.len()),
+            &t.tail,
         ));
     }
     md
@@ -293,6 +370,7 @@ mod tests {
                 errors: 0,
                 skipped: 2,
             }),
+            failed_cases: Vec::new(),
         };
         let steering = SyncReport {
             added: vec!["org.md".into()],
@@ -311,6 +389,28 @@ mod tests {
             pushed: false,
             steering: Some(&steering),
             failure: Some(&failure),
+            rounds: &[
+                Round {
+                    n: 1,
+                    told: "the spec's 3 open required tasks".into(),
+                    result: "tests-failed: tests failed (exit code 1)".into(),
+                    passed: false,
+                    duration: Duration::from_millis(65_400),
+                },
+                Round {
+                    n: 2,
+                    told: "the failure brief: a | b".into(),
+                    result: "tests-failed: tests failed (exit code 1)".into(),
+                    passed: false,
+                    duration: Duration::from_secs(3),
+                },
+            ],
+            agent_time: Duration::from_secs(60),
+            agent_summary: &["I added `subtract`.".into(), "```".into()],
+            side_notes: &[
+                "the work of this attempt is kept on `kiro/partial/feature/subtract`".into(),
+            ],
+            build_url: Some("https://ci.example/build/1"),
         });
         assert!(md.contains("failed: `tests-failed`"), "{md}");
         assert!(md.contains("| Attempt | 2 |") && md.contains("| Fence | 3 |"));
@@ -343,6 +443,26 @@ mod tests {
         );
         assert!(md.contains("❌ 62.5% (threshold 80%)"));
         assert!(md.contains("````text\n```\nnot ok 1\n````"), "{md}");
+        assert!(
+            md.contains("| Build log | [the build](https://ci.example/build/1) |\n"),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "| 1 | the spec's 3 open required tasks | ❌ tests-failed: tests failed (exit code 1) | 1m 5s |\n\
+                 | 2 | the failure brief: a \\| b | ❌ tests-failed: tests failed (exit code 1) | 3.0s |\n"
+            ),
+            "{md}"
+        );
+        assert!(md.contains("Agent time: 1m in 2 rounds."), "{md}");
+        assert!(
+            md.contains("- Side branch: the work of this attempt is kept on `kiro/partial/feature/subtract`\n"),
+            "{md}"
+        );
+        assert!(
+            md.contains("The agent's summary (the last 2 lines of its output)</summary>\n\n````text\nI added `subtract`.\n```\n````"),
+            "{md}"
+        );
     }
 
     /// At the boundary: a report of exactly the limit (counted in characters, not bytes)

@@ -26,6 +26,8 @@ pub struct TestResult {
     pub tail: Vec<String>,
     /// Counts from the JUnit report, when one is configured and readable.
     pub counts: Option<crate::steps::junit::TestCounts>,
+    /// The failing cases of the JUnit report, when one is configured and readable.
+    pub failed_cases: Vec<crate::steps::junit::FailedCase>,
 }
 
 impl TestResult {
@@ -82,6 +84,7 @@ pub async fn run(
         summary,
         tail: c.tail,
         counts: None,
+        failed_cases: Vec::new(),
     })
 }
 

@@ -180,3 +180,102 @@ fn a_missing_branch_is_permanent_input() {
     assert_eq!(err.class, FailureClass::PermanentInput, "{err:?}");
     assert!(err.reason.contains("feature/none"), "{err:?}");
 }
+
+/// The side branch of partial work over the shallow network transport: committed beside
+/// HEAD, force-pushed, found again by a fresh shallow checkout (its parent the branch's
+/// tip, though that parent's history was never fetched), its files taken, then deleted.
+#[test]
+fn a_side_branch_round_trips_over_a_shallow_checkout() {
+    use kiro_worker::steps::{brief, partial};
+    let root = tempfile::tempdir().unwrap();
+    remote(root.path());
+    let daemon = Daemon::serve(root.path());
+    let url = daemon.url("remote.git");
+    let bare = root.path().join("remote.git");
+    let tip = git(&bare, &["rev-parse", "refs/heads/feature/a"]);
+    let branch = BranchName::parse("feature/a").unwrap();
+    let side = partial::side_branch(&branch).unwrap();
+    let dir = root.path().join("checkout");
+
+    checkout::checkout(&url, &dir, &branch, None).unwrap();
+    let head = checkout::head(&dir).unwrap();
+    assert_eq!(partial::look(&dir, &side, head, None).unwrap(), None);
+    std::fs::write(dir.join("half.txt"), "half done\n").unwrap();
+    let b = brief::FailureBrief {
+        text: "The build's checks failed: tests-failed: tests failed (exit code 1)".into(),
+    };
+    let message = format!("wip: partial\n\n{}\n", brief::framed(&b));
+    let oid = checkout::commit_beside(
+        &dir,
+        &side,
+        &message,
+        "kiro",
+        "kiro@example.invalid",
+        &checkout::Exclusions::default(),
+    )
+    .unwrap()
+    .expect("work to keep");
+    assert_eq!(checkout::head(&dir).unwrap(), head, "HEAD stays on the tip");
+    checkout::force_push(&dir, &side, None).unwrap();
+    assert_eq!(
+        git(&bare, &["rev-parse", "refs/heads/kiro/partial/feature/a"]),
+        oid.to_string()
+    );
+    assert_eq!(
+        git(&bare, &["rev-parse", "refs/heads/feature/a"]),
+        tip,
+        "the branch did not move"
+    );
+
+    // The next attempt: a fresh shallow checkout finds it, on the tip, with its brief.
+    let again = root.path().join("again");
+    checkout::checkout(&url, &again, &branch, None).unwrap();
+    let head = checkout::head(&again).unwrap();
+    let found = partial::look(&again, &side, head, None)
+        .unwrap()
+        .expect("found");
+    assert_eq!(found.tip, oid);
+    assert!(found.usable, "it descends from the tip");
+    assert_eq!(found.brief, Some(b));
+    checkout::take_files_of(&again, found.tip).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(again.join("half.txt")).unwrap(),
+        "half done\n"
+    );
+    assert_eq!(checkout::head(&again).unwrap(), head);
+
+    // The branch moved on since: the side branch no longer descends from its tip.
+    let third = root.path().join("third");
+    checkout::checkout(&url, &third, &branch, None).unwrap();
+    std::fs::write(third.join("other.txt"), "x\n").unwrap();
+    checkout::commit_all(
+        &third,
+        "moved on",
+        "t",
+        "t@example.invalid",
+        &checkout::Exclusions::default(),
+    )
+    .unwrap()
+    .unwrap();
+    checkout::push(&third, &branch, None).unwrap();
+    let fourth = root.path().join("fourth");
+    checkout::checkout(&url, &fourth, &branch, None).unwrap();
+    let head = checkout::head(&fourth).unwrap();
+    let found = partial::look(&fourth, &side, head, None)
+        .unwrap()
+        .expect("found");
+    assert!(!found.usable, "off the tip");
+
+    checkout::delete_remote(&fourth, &side, None).unwrap();
+    let left = std::process::Command::new("git")
+        .args([
+            "rev-parse",
+            "--verify",
+            "--quiet",
+            "refs/heads/kiro/partial/feature/a",
+        ])
+        .current_dir(&bare)
+        .output()
+        .unwrap();
+    assert!(!left.status.success(), "deleted");
+}

@@ -4,6 +4,7 @@
 //! the embedded lease store, board and pull-request adapters over a real SQLite file.
 
 mod checkout;
+mod fixloop;
 mod gates;
 mod git_daemon;
 mod handoff;
@@ -238,5 +239,13 @@ pub const GREET_2: (&str, &str, &str, &str, &str, &str) = (
     "acme/greeter",
     "feature/farewell",
     ".kiro/specs/farewell",
+    "2",
+);
+pub const CALC_2: (&str, &str, &str, &str, &str, &str) = (
+    "CALC-2",
+    "calc",
+    "acme/calc",
+    "feature/multiply",
+    ".kiro/specs/multiply",
     "2",
 );

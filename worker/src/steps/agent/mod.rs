@@ -318,16 +318,55 @@ spec, its open tasks and the rules of this run.",
         limit: Duration,
         log: &Path,
     ) -> Result<(), Failure> {
-        let arg = self.prompt_arg(prompt)?;
+        self.run_with_tail(prompt, checkout, spec, limit, log)
+            .await
+            .result
+    }
+
+    /// [`Agent::run`], keeping the last lines of the agent's output (masked): its own
+    /// summary of what it did, for the report.
+    pub async fn run_with_tail(
+        &self,
+        prompt: &str,
+        checkout: &Path,
+        spec: &SpecPath,
+        limit: Duration,
+        log: &Path,
+    ) -> AgentRun {
+        let arg = match self.prompt_arg(prompt) {
+            Ok(a) => a,
+            Err(f) => return AgentRun::failed(f),
+        };
         let mut cmd = self.base_command(checkout);
         cmd.args(&self.command.args)
             .arg(arg)
             .env(kiro_protocol::ports::build::env::SPEC, spec.as_str());
-        let c = run_captured(cmd, limit, log, 40, &self.secrets())
-            .await
-            .map_err(|e| self.start_failure(&e))?;
+        let c = match run_captured(cmd, limit, log, 40, &self.secrets()).await {
+            Ok(c) => c,
+            Err(e) => return AgentRun::failed(self.start_failure(&e)),
+        };
         tracing::info!(exit = ?c.exit, lines = c.lines, "agent finished");
-        judge_exit(&c, limit)
+        AgentRun {
+            result: judge_exit(&c, limit),
+            tail: c.tail,
+        }
+    }
+}
+
+/// What one run of the agent did.
+#[derive(Debug, Clone)]
+pub struct AgentRun {
+    pub result: Result<(), Failure>,
+    /// The last lines of its output, secrets masked.
+    pub tail: Vec<String>,
+}
+
+impl AgentRun {
+    fn failed(f: Failure) -> AgentRun {
+        AgentRun {
+            result: Err(f),
+            tail: Vec::new(),
+        }
     }
 }
 

@@ -7,6 +7,7 @@ const { multiply } = require('../src/calc.js');
 test('multiply returns the product', () => {
   assert.equal(multiply(4, 3), 12);
   assert.equal(multiply(-2, 0.5), -1);
+  assert.equal(multiply(4, -3), -12);
 });
 
 test('multiply rejects values that are not finite numbers', () => {
