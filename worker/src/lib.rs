@@ -20,6 +20,7 @@ mod fence;
 pub mod outcome_file;
 pub mod pipeline;
 pub mod ranges;
+pub mod repo_settings;
 pub mod steps;
 pub mod tasks;
 pub mod wiring;

@@ -15,11 +15,12 @@ use crate::child_env;
 use crate::config::{Config, Inputs};
 use crate::fence::check_fence;
 use crate::outcome_file;
+use crate::repo_settings::{self, Settings};
 use crate::steps::report::{self, ReportData};
 use crate::steps::steering::{self, SteeringSource, SyncReport};
 use crate::steps::test_run::TestResult;
 use crate::steps::token::{self, TokenSource};
-use crate::steps::{agent, gates, git, spec, test_run};
+use crate::steps::{agent, gates, git, setup, spec, test_run};
 use crate::tasks::{self, Progress, Task};
 use crate::wiring::Ports;
 use kiro_protocol::TraceContext;
@@ -41,6 +42,8 @@ struct RunState {
     commit: Option<String>,
     pushed: bool,
     steering: Option<SyncReport>,
+    /// The run's settings, once resolved after the checkout.
+    settings: Option<Settings>,
 }
 
 /// Run the whole pipeline for the item in `cfg`. Never panics; always an outcome.
@@ -131,35 +134,39 @@ async fn steps(
     info!(kind = tokens.kind(), "git token source");
     let checkout = cfg.checkout_dir();
     checkout_step(cfg, inputs, &checkout, tokens.as_ref()).await?;
+    // The repository's settings, read once, before the agent or anything it holds runs.
+    let settings = repo_settings::resolve(cfg, &inputs.repo, &checkout)?;
+    st.settings = Some(settings.clone());
     let docs = validate_step(ports, inputs, &checkout).await?;
     let tasks_file = format!("{}/{}", inputs.spec, spec::TASKS);
     st.before = tasks::parse_checked(&docs.tasks, &tasks_file)
         .map_err(|e| Failure::new(FailureClass::PermanentInput, e.to_string()))?;
     st.after = st.before.clone();
     st.steering = steering_step(cfg, &checkout).await?;
+    setup_step(cfg, &settings, &checkout).await?;
     if Progress::of(&st.before).open() > 0 {
-        agent_step(cfg, inputs, &checkout, &docs, &st.before).await?;
+        agent_step(cfg, &settings, inputs, &checkout, &docs, &st.before).await?;
         st.after = progress_step(inputs, &checkout, &st.before)?;
     } else {
         info!("no required task is open: skipping the agent");
     }
     // Only what this test run writes counts: no report left by an earlier commit or by
     // the agent.
-    gates::clear_reports(&checkout, cfg)?;
+    gates::clear_reports(&checkout, &settings)?;
     let started = SystemTime::now();
-    let mut tests = tests_step(cfg, &checkout).await?;
+    let mut tests = tests_step(cfg, &settings, &checkout).await?;
     let run = gates::RunWindow {
         started,
         ended: SystemTime::now(),
     };
-    let no_junit = gates::junit(&checkout, cfg, run, &mut tests);
+    let no_junit = gates::junit(&checkout, &settings, run, &mut tests);
     info!(passed = tests.passed, summary = %tests.summary, counts = ?tests.counts, "tests finished");
     let failed = tests.failure().or(no_junit);
     st.tests = Some(tests);
     if let Some(f) = failed {
         return Err(f);
     }
-    match gates::coverage(&checkout, cfg, run) {
+    match gates::coverage(&checkout, &settings, run) {
         Ok(c) => st.coverage = Some(c),
         Err((f, c)) => {
             st.coverage = c;
@@ -167,7 +174,7 @@ async fn steps(
         }
     }
     check_fence(cfg, ports, inputs, "push").await?;
-    st.commit = commit_step(cfg, inputs, &checkout, &st.before, &st.after).await?;
+    st.commit = commit_step(cfg, &settings, inputs, &checkout, &st.before, &st.after).await?;
     if st.commit.is_some() {
         push_step(inputs, &checkout, tokens.as_ref()).await?;
         st.pushed = true;
@@ -259,9 +266,29 @@ async fn steering_step(cfg: &Config, checkout: &Path) -> Result<Option<SyncRepor
     Ok(Some(report))
 }
 
+/// The repository's setup commands, with the tests' environment and secret masking.
+#[instrument(skip_all, fields(commands = settings.setup.len()))]
+async fn setup_step(cfg: &Config, settings: &Settings, checkout: &Path) -> Result<(), Failure> {
+    if settings.setup.is_empty() {
+        return Ok(());
+    }
+    let (secrets, env) = test_env(cfg)?;
+    let secrets: Vec<&str> = secrets.iter().map(|s| s.expose()).collect();
+    setup::run(
+        &settings.setup,
+        checkout,
+        settings.setup_timeout,
+        |n| cfg.setup_log(n),
+        &secrets,
+        &env,
+    )
+    .await
+}
+
 #[instrument(skip_all, fields(spec = %inputs.spec))]
 async fn agent_step(
     cfg: &Config,
+    settings: &Settings,
     inputs: &Inputs,
     checkout: &Path,
     docs: &spec::SpecDocs,
@@ -273,8 +300,8 @@ async fn agent_step(
         docs,
         before,
         &steering_files,
-        &cfg.test_cmd,
-        cfg.coverage_threshold,
+        &settings.test_command,
+        settings.coverage_threshold,
     );
     let agent = agent::Agent::from_config(cfg, std::env::vars_os())?;
     agent.preflight(&cfg.preflight_log()).await?;
@@ -283,7 +310,7 @@ async fn agent_step(
             &prompt,
             checkout,
             &inputs.spec,
-            cfg.agent_timeout.into(),
+            settings.agent_timeout,
             &cfg.agent_log(),
         )
         .await
@@ -316,21 +343,33 @@ fn progress_step(inputs: &Inputs, checkout: &Path, before: &[Task]) -> Result<Ve
     Ok(after)
 }
 
-#[instrument(skip_all)]
-async fn tests_step(cfg: &Config, checkout: &Path) -> Result<TestResult, Failure> {
-    let secrets: Vec<&str> = cfg
+/// The secrets masked in the tests' (and setup's) output, and their environment.
+fn test_env(cfg: &Config) -> Result<(Vec<&kiro_protocol::Secret>, child_env::ChildEnv), Failure> {
+    let secrets = cfg
         .github
         .token
         .iter()
         .chain(cfg.kiro_api_key.iter())
-        .map(|s| s.expose())
         .collect();
     let extra = child_env::parse_extra(child_env::TEST_PASS_SETTING, cfg.test_env_pass.as_deref())?;
-    let env = child_env::ChildEnv::for_tests(std::env::vars_os(), &extra);
+    Ok((
+        secrets,
+        child_env::ChildEnv::for_tests(std::env::vars_os(), &extra),
+    ))
+}
+
+#[instrument(skip_all)]
+async fn tests_step(
+    cfg: &Config,
+    settings: &Settings,
+    checkout: &Path,
+) -> Result<TestResult, Failure> {
+    let (secrets, env) = test_env(cfg)?;
+    let secrets: Vec<&str> = secrets.iter().map(|s| s.expose()).collect();
     test_run::run(
-        &cfg.test_cmd,
+        &settings.test_command,
         checkout,
-        cfg.test_timeout.into(),
+        settings.test_timeout,
         &cfg.test_log(),
         &secrets,
         &env,
@@ -341,6 +380,7 @@ async fn tests_step(cfg: &Config, checkout: &Path) -> Result<TestResult, Failure
 #[instrument(skip_all)]
 async fn commit_step(
     cfg: &Config,
+    settings: &Settings,
     inputs: &Inputs,
     checkout: &Path,
     before: &[Task],
@@ -348,6 +388,10 @@ async fn commit_step(
 ) -> Result<Option<String>, Failure> {
     let done = tasks::newly_done(before, after);
     let message = commit_message(inputs, &done);
+    // Reports, test artefacts, the repository's never-commit paths and its settings
+    // file never reach the branch, `.gitignore` or not.
+    let (never, globs) = gates::never_commit(settings);
+    let logs = (1..=settings.setup.len()).map(|n| cfg.setup_log(n));
     let exclude = git::Exclusions(
         [
             cfg.agent_log(),
@@ -356,11 +400,12 @@ async fn commit_step(
             cfg.outcome_path(),
             cfg.report_file(),
         ]
-        .iter()
-        .filter_map(|p| relative_inside(p, checkout))
-        // Reports and test artefacts never reach the branch, `.gitignore` or not.
-        .chain(gates::never_commit(cfg))
+        .into_iter()
+        .chain(logs)
+        .filter_map(|p| relative_inside(&p, checkout))
+        .chain(never)
         .collect(),
+        globs,
     );
     let dir = checkout.to_owned();
     let name = cfg.git_author_name.clone();
@@ -436,13 +481,17 @@ async fn publish(
     failure: Option<&Failure>,
 ) -> Result<(), Failure> {
     check_fence(cfg, ports, inputs, "report").await?;
+    let threshold = st
+        .settings
+        .as_ref()
+        .map_or(cfg.coverage_threshold, |s| s.coverage_threshold);
     let markdown = report::render(&ReportData {
         inputs,
         before: &st.before,
         after: &st.after,
         tests: st.tests.as_ref(),
         coverage: st.coverage,
-        threshold: cfg.coverage_threshold,
+        threshold,
         commit: st.commit.as_deref(),
         pushed: st.pushed,
         steering: st.steering.as_ref(),
@@ -452,7 +501,7 @@ async fn publish(
     let check = CheckReport {
         item: inputs.item.clone(),
         success: failure.is_none(),
-        title: check_title(st, cfg.coverage_threshold, failure),
+        title: check_title(st, threshold, failure),
         summary: markdown.clone(),
     };
     ports

@@ -1,8 +1,8 @@
 //! The pipeline's steps, one module each; `pipeline` runs them in order.
 //!
 //! Invariant: a step returns a classified [`kiro_protocol::Failure`] (never a panic or an
-//! untyped error), and no step reads the environment — everything comes from `Config`
-//! and the parsed `Inputs`.
+//! untyped error), and no step reads the environment — everything comes from `Config`,
+//! the parsed `Inputs` and the run's resolved [`crate::repo_settings::Settings`].
 
 pub mod agent;
 pub mod coverage;
@@ -11,6 +11,7 @@ pub mod git;
 pub mod junit;
 pub mod process;
 pub mod report;
+pub mod setup;
 pub mod spec;
 pub mod steering;
 pub mod test_run;
