@@ -9,6 +9,7 @@ mod git_daemon;
 mod handoff;
 mod kiro;
 mod pipeline;
+mod repo_settings;
 mod secrets;
 mod settings;
 mod steering;
