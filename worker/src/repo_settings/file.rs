@@ -265,10 +265,13 @@ fn threshold(key: &str, v: &Value) -> Result<f64, FileError> {
 }
 
 fn fix_rounds(key: &str, v: &Value) -> Result<u32, FileError> {
-    let Value::Integer(i) = v else {
-        return err(key, format!("expected a whole number, found {}", kind(v)));
+    // `2.0` is a whole number too (as JSON Schema's `integer` says).
+    let i = match v {
+        Value::Integer(i) => *i,
+        Value::Float(x) if x.is_finite() && x.fract() == 0.0 && x.abs() < 1e15 => *x as i64,
+        _ => return err(key, format!("expected a whole number, found {}", kind(v))),
     };
-    let n = u64::try_from(*i).or_else(|_| err(key, format!("is {i}: must not be negative")))?;
+    let n = u64::try_from(i).or_else(|_| err(key, format!("is {i}: must not be negative")))?;
     count_within(n, 0, MAX_FIX_ROUNDS).or_else(|why| err(key, why))?;
     Ok(n as u32)
 }

@@ -156,9 +156,14 @@ fn every_bad_value_names_its_key() {
             "is -1: must not be negative",
         ),
         (
-            "fix_rounds = 2.0",
+            "fix_rounds = 2.5",
             "fix_rounds",
             "expected a whole number, found a number",
+        ),
+        (
+            "fix_rounds = 12.0",
+            "fix_rounds",
+            "is 12: must be between 0 and 10",
         ),
         (
             "[coverage]\nformat = \"lcov\"",

@@ -12,6 +12,7 @@ mod pipeline;
 mod repo_settings;
 mod secrets;
 mod settings;
+mod settings_file;
 mod steering;
 
 use kiro_backends::embedded::{EmbeddedBoard, EmbeddedPulls};
