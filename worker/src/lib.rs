@@ -1,7 +1,8 @@
 //! `kiro-worker`: the pipeline that runs inside a build for one work item.
 //!
-//! checkout → validate spec and pull request → steering sync → agent preflight (`kiro-cli
-//! whoami`) → agent on the open tasks → reports cleared → tests (+ JUnit counts) →
+//! checkout → the repository's settings (`.kiro/codebuild-worker.toml` over the
+//! deployment's defaults, [`repo_settings`]) → validate spec and pull request → steering
+//! sync → setup commands → agent preflight (`kiro-cli whoami`) → agent on the open tasks → reports cleared → tests (+ JUnit counts) →
 //! coverage gate (lcov, Cobertura, Clover, Istanbul, llvm-cov, coverage.py, Go, JaCoCo;
 //! only reports this run wrote) → fence check → commit (never reports or test artefacts)
 //! and push → fence check → report on the pull request → board status; and, whatever
