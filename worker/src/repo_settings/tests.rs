@@ -460,3 +460,55 @@ fn the_files_limits_must_fit_in_the_build() {
     cfg.build_timeout = None;
     assert!(resolve(&cfg, &repo(), dir.path()).is_ok());
 }
+
+/// A glob's matches: relative to the checkout, sorted, never through a symlink, never in
+/// `.git`, in `node_modules` only when the glob names it.
+#[cfg(unix)]
+#[test]
+fn globs_expand_inside_the_checkout_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    for f in [
+        "packages/b/coverage/lcov.info",
+        "packages/a/coverage/lcov.info",
+        "packages/a/deep/coverage/lcov.info",
+        ".git/packages/x/coverage/lcov.info",
+        "node_modules/m/junit.xml",
+        "junit.xml",
+        "a/b/junit.xml",
+    ] {
+        let p = root.join(f);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, "x").unwrap();
+    }
+    std::fs::create_dir_all(outside.path().join("coverage")).unwrap();
+    std::fs::write(outside.path().join("coverage/lcov.info"), "x").unwrap();
+    std::os::unix::fs::symlink(outside.path(), root.join("packages/evil")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), root.join("linked")).unwrap();
+    let expand = |g: &str| -> Vec<String> {
+        RepoPattern::parse(g)
+            .unwrap()
+            .expand(root)
+            .unwrap()
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect()
+    };
+    assert_eq!(
+        expand("packages/*/coverage/lcov.info"),
+        [
+            "packages/a/coverage/lcov.info",
+            "packages/b/coverage/lcov.info"
+        ]
+    );
+    assert_eq!(expand("**/junit.xml"), ["a/b/junit.xml", "junit.xml"]);
+    assert_eq!(
+        expand("node_modules/*/junit.xml"),
+        ["node_modules/m/junit.xml"]
+    );
+    assert!(expand("linked/*/lcov.info").is_empty());
+    assert!(expand("nowhere/*.xml").is_empty());
+    // A literal path is itself, whether or not it exists.
+    assert_eq!(expand("out/lcov.info"), ["out/lcov.info"]);
+}
