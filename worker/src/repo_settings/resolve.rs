@@ -104,7 +104,7 @@ pub fn merge(cfg: &Config, f: RepoFile) -> Result<Settings, FileError> {
         s.never_commit.extend(v);
     }
     if !timing_set.is_empty() {
-        room_check(cfg, &s, &f_names(&timing_set)).map_err(|message| FileError {
+        room_check(cfg, &s, &timing_set).map_err(|message| FileError {
             key: timing_set.join(", "),
             message,
         })?;
@@ -112,18 +112,14 @@ pub fn merge(cfg: &Config, f: RepoFile) -> Result<Settings, FileError> {
     Ok(s)
 }
 
-fn f_names(set: &[&str]) -> Vec<String> {
-    set.iter().map(|k| (*k).to_owned()).collect()
-}
-
 /// The limits of this run inside the build's known time-out: each term named by the
 /// file's key when the file set it, else by its flag and variable.
-fn room_check(cfg: &Config, s: &Settings, from_file: &[String]) -> Result<(), String> {
+fn room_check(cfg: &Config, s: &Settings, from_file: &[&str]) -> Result<(), String> {
     let Some(build) = cfg.build_timeout.map(Duration::from) else {
         return Ok(());
     };
     let name = |key: &str, flag: &str, var: &str| {
-        if from_file.iter().any(|k| k == key) {
+        if from_file.contains(&key) {
             key.to_owned()
         } else {
             named(flag, var)
