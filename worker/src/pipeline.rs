@@ -143,7 +143,7 @@ async fn steps(
         .map_err(|e| Failure::new(FailureClass::PermanentInput, e.to_string()))?;
     st.after = st.before.clone();
     st.steering = steering_step(cfg, &checkout).await?;
-    setup_step(cfg, &settings, &checkout).await?;
+    setup::step(cfg, &settings, &checkout).await?;
     if Progress::of(&st.before).open() > 0 {
         agent_step(cfg, &settings, inputs, &checkout, &docs, &st.before).await?;
         st.after = progress_step(inputs, &checkout, &st.before)?;
@@ -266,25 +266,6 @@ async fn steering_step(cfg: &Config, checkout: &Path) -> Result<Option<SyncRepor
     Ok(Some(report))
 }
 
-/// The repository's setup commands, with the tests' environment and secret masking.
-#[instrument(skip_all, fields(commands = settings.setup.len()))]
-async fn setup_step(cfg: &Config, settings: &Settings, checkout: &Path) -> Result<(), Failure> {
-    if settings.setup.is_empty() {
-        return Ok(());
-    }
-    let (secrets, env) = test_env(cfg)?;
-    let secrets: Vec<&str> = secrets.iter().map(|s| s.expose()).collect();
-    setup::run(
-        &settings.setup,
-        checkout,
-        settings.setup_timeout,
-        |n| cfg.setup_log(n),
-        &secrets,
-        &env,
-    )
-    .await
-}
-
 #[instrument(skip_all, fields(spec = %inputs.spec))]
 async fn agent_step(
     cfg: &Config,
@@ -343,29 +324,21 @@ fn progress_step(inputs: &Inputs, checkout: &Path, before: &[Task]) -> Result<Ve
     Ok(after)
 }
 
-/// The secrets masked in the tests' (and setup's) output, and their environment.
-fn test_env(cfg: &Config) -> Result<(Vec<&kiro_protocol::Secret>, child_env::ChildEnv), Failure> {
-    let secrets = cfg
-        .github
-        .token
-        .iter()
-        .chain(cfg.kiro_api_key.iter())
-        .collect();
-    let extra = child_env::parse_extra(child_env::TEST_PASS_SETTING, cfg.test_env_pass.as_deref())?;
-    Ok((
-        secrets,
-        child_env::ChildEnv::for_tests(std::env::vars_os(), &extra),
-    ))
-}
-
 #[instrument(skip_all)]
 async fn tests_step(
     cfg: &Config,
     settings: &Settings,
     checkout: &Path,
 ) -> Result<TestResult, Failure> {
-    let (secrets, env) = test_env(cfg)?;
-    let secrets: Vec<&str> = secrets.iter().map(|s| s.expose()).collect();
+    let secrets: Vec<&str> = cfg
+        .github
+        .token
+        .iter()
+        .chain(cfg.kiro_api_key.iter())
+        .map(|s| s.expose())
+        .collect();
+    let extra = child_env::parse_extra(child_env::TEST_PASS_SETTING, cfg.test_env_pass.as_deref())?;
+    let env = child_env::ChildEnv::for_tests(std::env::vars_os(), &extra);
     test_run::run(
         &settings.test_command,
         checkout,

@@ -9,12 +9,42 @@
 //! code, signal, time limit) stops the run as `build-failed` naming the command's
 //! position and how it ended (retried: an install can fail for a passing reason).
 
-use crate::child_env::ChildEnv;
+use crate::child_env::{self, ChildEnv};
+use crate::config::Config;
+use crate::repo_settings::Settings;
 use crate::steps::test_run;
 use kiro_protocol::{Failure, FailureClass};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use tracing::info;
+use tracing::{info, instrument};
+
+/// The pipeline's setup step: `settings.setup` with the tests' environment (the
+/// worker's allow-list and `KIRO_TEST_ENV_PASS`) and the tests' secret masking (the
+/// GitHub token, the Kiro API key), each command's log in the build directory.
+#[instrument(skip_all, fields(commands = settings.setup.len()))]
+pub async fn step(cfg: &Config, settings: &Settings, checkout: &Path) -> Result<(), Failure> {
+    if settings.setup.is_empty() {
+        return Ok(());
+    }
+    let secrets: Vec<&str> = cfg
+        .github
+        .token
+        .iter()
+        .chain(cfg.kiro_api_key.iter())
+        .map(|s| s.expose())
+        .collect();
+    let extra = child_env::parse_extra(child_env::TEST_PASS_SETTING, cfg.test_env_pass.as_deref())?;
+    let env = ChildEnv::for_tests(std::env::vars_os(), &extra);
+    run(
+        &settings.setup,
+        checkout,
+        settings.setup_timeout,
+        |n| cfg.setup_log(n),
+        &secrets,
+        &env,
+    )
+    .await
+}
 
 /// Run `commands` in order in `checkout` within `limit` altogether; the output of
 /// command `n` (1-based) goes to `log(n)`.
