@@ -4,6 +4,8 @@
 //!
 //! Invariant: every check says the value given and the whole valid range, in the units
 //! the flag takes (`humantime` for durations), so the message alone tells what to set.
+//! The `*_within` forms say the same without a name, for settings named otherwise (the
+//! keys of a repository's settings file, which the worker names itself).
 
 use std::time::Duration;
 
@@ -26,16 +28,23 @@ pub fn in_range(
     min: Duration,
     max: Duration,
 ) -> Result<(), InvalidSetting> {
+    duration_within(value, min, max)
+        .map_err(|why| InvalidSetting(format!("{} {why}", named(flag, var))))
+}
+
+/// `value` within `min..=max`, or why not, without the setting's name: `is 0s: must be
+/// between 1s and 36h` (for settings named otherwise than by a flag, such as a key of a
+/// repository's settings file).
+pub fn duration_within(value: Duration, min: Duration, max: Duration) -> Result<(), String> {
     if (min..=max).contains(&value) {
         return Ok(());
     }
-    Err(InvalidSetting(format!(
-        "{} is {}: must be between {} and {}",
-        named(flag, var),
+    Err(format!(
+        "is {}: must be between {} and {}",
         humantime::format_duration(value),
         humantime::format_duration(min),
         humantime::format_duration(max)
-    )))
+    ))
 }
 
 /// A count within `min..=max`, or an error naming the flag, the variable, the value and
@@ -47,13 +56,16 @@ pub fn count_in_range(
     min: u64,
     max: u64,
 ) -> Result<(), InvalidSetting> {
+    count_within(value, min, max)
+        .map_err(|why| InvalidSetting(format!("{} {why}", named(flag, var))))
+}
+
+/// A count within `min..=max`, or why not, without the setting's name.
+pub fn count_within(value: u64, min: u64, max: u64) -> Result<(), String> {
     if (min..=max).contains(&value) {
         return Ok(());
     }
-    Err(InvalidSetting(format!(
-        "{} is {value}: must be between {min} and {max}",
-        named(flag, var)
-    )))
+    Err(format!("is {value}: must be between {min} and {max}"))
 }
 
 /// A finite number within `min..=max` (NaN and infinities are outside every range), or an
@@ -65,13 +77,18 @@ pub fn number_in_range(
     min: f64,
     max: f64,
 ) -> Result<(), InvalidSetting> {
+    number_within(value, min, max)
+        .map_err(|why| InvalidSetting(format!("{} {why}", named(flag, var))))
+}
+
+/// A finite number within `min..=max`, or why not, without the setting's name.
+pub fn number_within(value: f64, min: f64, max: f64) -> Result<(), String> {
     if value.is_finite() && (min..=max).contains(&value) {
         return Ok(());
     }
-    Err(InvalidSetting(format!(
-        "{} is {value}: must be a number between {min} and {max}",
-        named(flag, var)
-    )))
+    Err(format!(
+        "is {value}: must be a number between {min} and {max}"
+    ))
 }
 
 #[cfg(test)]

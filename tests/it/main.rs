@@ -14,5 +14,6 @@ mod logs;
 mod otlp;
 mod quickstart;
 mod rehearsal;
+mod repo_settings;
 mod support;
 mod trace;

@@ -1,6 +1,6 @@
 //! Confined reads from the checkout: the one way the worker reads a file the repository
-//! controls (spec documents, tasks.md, steering files and their manifest, coverage and
-//! JUnit reports).
+//! controls (its settings file, spec documents, tasks.md, steering files and their
+//! manifest, coverage and JUnit reports).
 //!
 //! Invariant: a file is read only when its fully resolved path (every symlink, in the
 //! file name or in any parent such as `.kiro` or `.kiro/specs`, followed) lies inside

@@ -277,6 +277,11 @@ impl Config {
         self.build_dir.join("kiro-tests.log")
     }
 
+    /// The log of the repository's setup command `n` (1-based).
+    pub fn setup_log(&self, n: usize) -> PathBuf {
+        self.build_dir.join(format!("kiro-setup-{n}.log"))
+    }
+
     /// The full pull-request report (the one posted may be cut to GitHub's limit).
     pub fn report_file(&self) -> PathBuf {
         self.build_dir.join("kiro-report.md")

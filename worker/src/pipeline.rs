@@ -20,6 +20,7 @@
 use crate::config::{Config, Inputs};
 use crate::fence::check_fence;
 use crate::outcome_file;
+use crate::repo_settings::{self, Settings};
 use crate::rounds;
 use crate::side_branch;
 use crate::steps::brief::FailureBrief;
@@ -28,7 +29,7 @@ use crate::steps::report::{self, ReportData, Round};
 use crate::steps::steering::{self, SteeringSource, SyncReport};
 use crate::steps::test_run::TestResult;
 use crate::steps::token::{self, TokenSource};
-use crate::steps::{gates, git, spec};
+use crate::steps::{gates, git, setup, spec};
 use crate::tasks::{self, Progress, Task};
 use crate::wiring::Ports;
 use kiro_protocol::TraceContext;
@@ -71,6 +72,8 @@ pub(crate) struct RunState {
     pub side_found: Option<partial::Found>,
     /// What happened to side branches, one sentence each (for the report).
     pub side_notes: Vec<String>,
+    /// The run's settings, once resolved after the checkout.
+    pub settings: Option<Settings>,
 }
 
 /// Run the whole pipeline for the item in `cfg`. Never panics; always an outcome.
@@ -161,6 +164,9 @@ async fn steps(
     info!(kind = tokens.kind(), "git token source");
     let checkout = cfg.checkout_dir();
     checkout_step(cfg, inputs, &checkout, tokens.as_ref()).await?;
+    // The repository's settings, read once, before the agent or anything it holds runs.
+    let settings = repo_settings::resolve(cfg, &inputs.repo, &checkout)?;
+    st.settings = Some(settings.clone());
     let docs = validate_step(ports, inputs, &checkout).await?;
     let tasks_file = format!("{}/{}", inputs.spec, spec::TASKS);
     st.before = tasks::parse_checked(&docs.tasks, &tasks_file)
@@ -173,7 +179,8 @@ async fn steps(
         side_branch::pick_up(inputs, &checkout, side, tokens.as_ref(), st).await?;
     }
     st.steering = steering_step(cfg, &checkout).await?;
-    if let Err(f) = rounds::run(cfg, inputs, &checkout, &docs, st).await {
+    setup::step(cfg, &settings, &checkout).await?;
+    if let Err(f) = rounds::run(cfg, inputs, &checkout, &settings, &docs, st).await {
         if f.class != FailureClass::FenceLost
             && st.agent_ran
             && let Some(side) = &side
@@ -183,7 +190,7 @@ async fn steps(
         return Err(f);
     }
     check_fence(cfg, ports, inputs, "push").await?;
-    st.commit = commit_step(cfg, inputs, &checkout, &st.before, &st.after).await?;
+    st.commit = commit_step(cfg, &settings, inputs, &checkout, &st.before, &st.after).await?;
     if st.commit.is_some() {
         push_step(inputs, &checkout, tokens.as_ref()).await?;
         st.pushed = true;
@@ -281,6 +288,7 @@ async fn steering_step(cfg: &Config, checkout: &Path) -> Result<Option<SyncRepor
 #[instrument(skip_all)]
 async fn commit_step(
     cfg: &Config,
+    settings: &Settings,
     inputs: &Inputs,
     checkout: &Path,
     before: &[Task],
@@ -288,7 +296,7 @@ async fn commit_step(
 ) -> Result<Option<String>, Failure> {
     let done = tasks::newly_done(before, after);
     let message = commit_message(inputs, &done);
-    let exclude = exclusions(cfg, checkout);
+    let exclude = exclusions(cfg, settings, checkout);
     let dir = checkout.to_owned();
     let name = cfg.git_author_name.clone();
     let email = cfg.git_author_email.clone();
@@ -300,10 +308,14 @@ async fn commit_step(
     Ok(oid.map(|o| o.to_string()))
 }
 
-/// What is never committed: the build's own files (logs, outcome, report) when inside
-/// the checkout, and the reports and test artefacts (`.gitignore` or not).
-pub(crate) fn exclusions(cfg: &Config, checkout: &Path) -> git::Exclusions {
-    let rounds = (2..=cfg.fix_rounds.saturating_add(1)).map(|n| rounds::agent_log(cfg, n));
+/// What is never committed: the build's own files (logs of the setup, the agent's
+/// rounds and the tests, outcome, report) when inside the checkout, the reports and test
+/// artefacts, the repository's never-commit paths and its settings file (`.gitignore` or
+/// not).
+pub(crate) fn exclusions(cfg: &Config, settings: &Settings, checkout: &Path) -> git::Exclusions {
+    let rounds = (2..=settings.fix_rounds.saturating_add(1)).map(|n| rounds::agent_log(cfg, n));
+    let setup = (1..=settings.setup.len()).map(|n| cfg.setup_log(n));
+    let (never, globs) = gates::never_commit(settings);
     git::Exclusions(
         [
             cfg.agent_log(),
@@ -314,9 +326,11 @@ pub(crate) fn exclusions(cfg: &Config, checkout: &Path) -> git::Exclusions {
         ]
         .into_iter()
         .chain(rounds)
+        .chain(setup)
         .filter_map(|p| relative_inside(&p, checkout))
-        .chain(gates::never_commit(cfg))
+        .chain(never)
         .collect(),
+        globs,
     )
 }
 
@@ -383,13 +397,17 @@ async fn publish(
     failure: Option<&Failure>,
 ) -> Result<(), Failure> {
     check_fence(cfg, ports, inputs, "report").await?;
+    let threshold = st
+        .settings
+        .as_ref()
+        .map_or(cfg.coverage_threshold, |s| s.coverage_threshold);
     let markdown = report::render(&ReportData {
         inputs,
         before: &st.before,
         after: &st.after,
         tests: st.tests.as_ref(),
         coverage: st.coverage,
-        threshold: cfg.coverage_threshold,
+        threshold,
         commit: st.commit.as_deref(),
         pushed: st.pushed,
         steering: st.steering.as_ref(),
@@ -404,7 +422,7 @@ async fn publish(
     let check = CheckReport {
         item: inputs.item.clone(),
         success: failure.is_none(),
-        title: check_title(st, cfg.coverage_threshold, failure),
+        title: check_title(st, threshold, failure),
         summary: markdown.clone(),
     };
     ports

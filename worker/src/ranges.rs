@@ -87,32 +87,54 @@ pub fn check(cfg: &Config) -> Result<(), InvalidSetting> {
         s(1),
         LONGEST_BUILD,
     )?;
+    fits_in_build(
+        &named("build-timeout", "KIRO_BUILD_TIMEOUT"),
+        build,
+        &[
+            (
+                named("agent-preflight-timeout", "KIRO_AGENT_PREFLIGHT_TIMEOUT"),
+                preflight,
+            ),
+            (named("agent-timeout", "KIRO_AGENT_TIMEOUT"), agent),
+            (named("test-timeout", "KIRO_TEST_TIMEOUT"), tests),
+            (named("fence-wait", "KIRO_FENCE_WAIT"), fence_wait),
+        ],
+    )
+    .map_err(InvalidSetting)
+}
+
+/// Whether the named limits (`terms`) and [`REPORT_ROOM`] fit inside the build's time-out
+/// `build` (named `build_name`); if not, a message naming each term and what they need.
+/// Shared by the start-up check and a repository's settings file
+/// ([`crate::repo_settings`]).
+pub fn fits_in_build(
+    build_name: &str,
+    build: Duration,
+    terms: &[(String, Duration)],
+) -> Result<(), String> {
     // Checked sums: each term is at most 36 h, so this cannot overflow, but never wrap.
-    let needed = [preflight, agent, tests, fence_wait, REPORT_ROOM]
-        .into_iter()
+    let needed = terms
+        .iter()
+        .map(|(_, d)| *d)
+        .chain([REPORT_ROOM])
         .try_fold(Duration::ZERO, Duration::checked_add)
         .unwrap_or(Duration::MAX);
     if needed <= build {
         return Ok(());
     }
     let f = humantime::format_duration;
-    Err(InvalidSetting(format!(
-        "{} is {}, but {} {} + {} {} + {} {} + {} {} + {} for checkout, push and report \
-         need {}: the worker could not report before the build is stopped; lower those \
-         limits or raise the build's time-out",
-        named("build-timeout", "KIRO_BUILD_TIMEOUT"),
+    let sum: String = terms
+        .iter()
+        .map(|(name, d)| format!("{name} {} + ", f(*d)))
+        .collect();
+    Err(format!(
+        "{build_name} is {}, but {sum}{} for checkout, push and report need {}: the worker \
+         could not report before the build is stopped; lower those limits or raise the \
+         build's time-out",
         f(build),
-        named("agent-preflight-timeout", "KIRO_AGENT_PREFLIGHT_TIMEOUT"),
-        f(preflight),
-        named("agent-timeout", "KIRO_AGENT_TIMEOUT"),
-        f(agent),
-        named("test-timeout", "KIRO_TEST_TIMEOUT"),
-        f(tests),
-        named("fence-wait", "KIRO_FENCE_WAIT"),
-        f(fence_wait),
         f(REPORT_ROOM),
         f(needed),
-    )))
+    ))
 }
 
 #[cfg(test)]

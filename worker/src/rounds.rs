@@ -4,7 +4,7 @@
 //! failure brief when it starts from a side branch); when the gates then fail with a
 //! class the agent can fix ([`fixable`]: `tests-failed`, `coverage-below`), the next
 //! round prompts it again with a failure brief ([`brief`]), up to
-//! [`LoopSettings::fix_rounds`] more rounds.
+//! [`Settings::fix_rounds`] more rounds.
 //!
 //! Invariants:
 //! - the agent's time limit is the budget of the whole attempt: every round gets what
@@ -16,6 +16,7 @@
 use crate::child_env;
 use crate::config::{Config, Inputs};
 use crate::pipeline::RunState;
+use crate::repo_settings::Settings;
 use crate::steps::brief::{self, FailureBrief, Findings};
 use crate::steps::report::Round;
 use crate::steps::test_run::TestResult;
@@ -26,29 +27,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 use tracing::{Instrument, info, info_span, instrument, warn};
-
-/// The settings the loop reads, read in one place (a repository's own settings may
-/// later override the deployment's).
-#[derive(Debug, Clone, PartialEq)]
-pub struct LoopSettings {
-    /// Rounds after the first.
-    pub fix_rounds: u32,
-    pub test_cmd: String,
-    pub coverage_threshold: f64,
-    /// The whole attempt's agent budget.
-    pub agent_budget: Duration,
-}
-
-impl LoopSettings {
-    pub fn of(cfg: &Config) -> LoopSettings {
-        LoopSettings {
-            fix_rounds: cfg.fix_rounds,
-            test_cmd: cfg.test_cmd.clone(),
-            coverage_threshold: cfg.coverage_threshold,
-            agent_budget: cfg.agent_timeout.into(),
-        }
-    }
-}
 
 /// The failure classes another round may fix.
 pub fn fixable(class: FailureClass) -> bool {
@@ -106,10 +84,10 @@ pub(crate) async fn run(
     cfg: &Config,
     inputs: &Inputs,
     checkout: &Path,
+    settings: &Settings,
     docs: &spec::SpecDocs,
     st: &mut RunState,
 ) -> Result<(), Failure> {
-    let settings = LoopSettings::of(cfg);
     let mut agent: Option<agent::Agent> = None;
     let mut deadline: Option<Instant> = None;
     // A brief from the previous attempt (its side branch) opens the first round.
@@ -120,7 +98,7 @@ pub(crate) async fn run(
         let open = Progress::of(&st.after).open() > 0;
         let told = if open || brief.is_some() {
             let (prompt, told) =
-                prompt_for(&settings, inputs, checkout, docs, st, brief.as_ref(), n);
+                prompt_for(settings, inputs, checkout, docs, st, brief.as_ref(), n);
             if agent.is_none() {
                 let a = agent::Agent::from_config(cfg, std::env::vars_os())?;
                 a.preflight(&cfg.preflight_log()).await?;
@@ -130,8 +108,8 @@ pub(crate) async fn run(
             // The first round gets the whole budget; each later one what is left.
             let left = match deadline {
                 None => {
-                    deadline = Some(Instant::now() + settings.agent_budget);
-                    settings.agent_budget
+                    deadline = Some(Instant::now() + settings.agent_timeout);
+                    settings.agent_timeout
                 }
                 Some(d) => d.saturating_duration_since(Instant::now()),
             };
@@ -164,7 +142,7 @@ pub(crate) async fn run(
             info!("no required task is open: skipping the agent");
             "nothing: no required task is open".to_owned()
         };
-        let gated = gates_round(cfg, checkout, st).await;
+        let gated = gates_round(cfg, settings, checkout, st).await;
         let mut round = Round {
             n,
             told,
@@ -184,7 +162,7 @@ pub(crate) async fn run(
             &Findings {
                 failure: &f,
                 tests: st.tests.as_ref(),
-                test_cmd: &settings.test_cmd,
+                test_cmd: &settings.test_command,
                 coverage: st.coverage,
                 threshold: settings.coverage_threshold,
                 uncovered: &g.uncovered,
@@ -195,7 +173,7 @@ pub(crate) async fn run(
         if !fixable(f.class) || n > settings.fix_rounds {
             return Err(f);
         }
-        if !another_round_fits(deadline, settings.agent_budget, Instant::now()) {
+        if !another_round_fits(deadline, settings.agent_timeout, Instant::now()) {
             warn!(
                 round = n,
                 "the agent's time limit is spent: no further round"
@@ -206,7 +184,7 @@ pub(crate) async fn run(
                     "{} (no time left for round {}: the agent's time limit of {} is spent)",
                     f.reason,
                     n + 1,
-                    humantime::format_duration(settings.agent_budget)
+                    humantime::format_duration(settings.agent_timeout)
                 ),
             ));
         }
@@ -218,7 +196,7 @@ pub(crate) async fn run(
 
 /// The prompt of round `n` and what it tells the agent, in one line.
 fn prompt_for(
-    settings: &LoopSettings,
+    settings: &Settings,
     inputs: &Inputs,
     checkout: &Path,
     docs: &spec::SpecDocs,
@@ -232,7 +210,7 @@ fn prompt_for(
         docs,
         &st.after,
         &steering_files,
-        &settings.test_cmd,
+        &settings.test_command,
         settings.coverage_threshold,
     );
     let open = Progress::of(&st.after).open();
@@ -298,7 +276,12 @@ fn progress(
 
 /// The gates: reports cleared, tests (+ JUnit), coverage. Fills `st.tests` and
 /// `st.coverage`.
-async fn gates_round(cfg: &Config, checkout: &Path, st: &mut RunState) -> Result<(), GateFailure> {
+async fn gates_round(
+    cfg: &Config,
+    settings: &Settings,
+    checkout: &Path,
+    st: &mut RunState,
+) -> Result<(), GateFailure> {
     let plain = |failure| GateFailure {
         failure,
         uncovered: Vec::new(),
@@ -306,21 +289,21 @@ async fn gates_round(cfg: &Config, checkout: &Path, st: &mut RunState) -> Result
     st.coverage = None;
     // Only what this test run writes counts: no report left by an earlier commit, an
     // earlier round or the agent.
-    gates::clear_reports(checkout, cfg).map_err(plain)?;
+    gates::clear_reports(checkout, settings).map_err(plain)?;
     let started = SystemTime::now();
-    let mut tests = tests_step(cfg, checkout).await.map_err(plain)?;
+    let mut tests = tests_step(cfg, settings, checkout).await.map_err(plain)?;
     let run = gates::RunWindow {
         started,
         ended: SystemTime::now(),
     };
-    let no_junit = gates::junit(checkout, cfg, run, &mut tests);
+    let no_junit = gates::junit(checkout, settings, run, &mut tests);
     info!(passed = tests.passed, summary = %tests.summary, counts = ?tests.counts, "tests finished");
     let failed = tests.failure().or(no_junit);
     st.tests = Some(tests);
     if let Some(f) = failed {
         return Err(plain(f));
     }
-    let (result, uncovered) = gates::coverage_and_gaps(checkout, cfg, run);
+    let (result, uncovered) = gates::coverage_and_gaps(checkout, settings, run);
     match result {
         Ok(c) => {
             st.coverage = Some(c);
@@ -343,15 +326,19 @@ fn secrets(cfg: &Config) -> Vec<String> {
 }
 
 #[instrument(skip_all)]
-async fn tests_step(cfg: &Config, checkout: &Path) -> Result<TestResult, Failure> {
+async fn tests_step(
+    cfg: &Config,
+    settings: &Settings,
+    checkout: &Path,
+) -> Result<TestResult, Failure> {
     let secrets = secrets(cfg);
     let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
     let extra = child_env::parse_extra(child_env::TEST_PASS_SETTING, cfg.test_env_pass.as_deref())?;
     let env = child_env::ChildEnv::for_tests(std::env::vars_os(), &extra);
     test_run::run(
-        &cfg.test_cmd,
+        &settings.test_command,
         checkout,
-        cfg.test_timeout.into(),
+        settings.test_timeout,
         &cfg.test_log(),
         &secrets,
         &env,

@@ -90,7 +90,12 @@ pub(crate) async fn keep(
     failure: &Failure,
 ) -> Result<(), Failure> {
     let message = partial::side_message(inputs, failure.class, st.brief.as_ref());
-    let exclude = exclusions(cfg, checkout);
+    // Resolved right after the checkout, before anything is kept aside.
+    let settings = st
+        .settings
+        .clone()
+        .unwrap_or_else(|| crate::repo_settings::deployment(cfg));
+    let exclude = exclusions(cfg, &settings, checkout);
     let (dir, name) = (checkout.to_owned(), side.clone());
     let (author, email) = (cfg.git_author_name.clone(), cfg.git_author_email.clone());
     let committed =

@@ -10,14 +10,21 @@
 //!   start of the test command and its end (less [`CLOCK_SLACK`] for file-system
 //!   timestamps); a missing or older (or newer) report is `report-missing`, never
 //!   `coverage-below` or a pass, and its message names every path searched and the
-//!   setting (flag and variable) to change;
-//! - the report paths and the usual test artefacts ([`ARTEFACT_PATHS`]) are never
-//!   staged, `.gitignore` or not ([`never_commit`]).
+//!   setting to change (flag and variable, or the key of the repository's settings
+//!   file); a configured glob that matches nothing is missing too;
+//! - several coverage reports (entries, glob matches) are merged into one total, and
+//!   several JUnit reports' counts summed;
+//! - the report paths and globs, the usual test artefacts ([`ARTEFACT_PATHS`]), the
+//!   repository's never-commit paths and globs and its settings file are never staged,
+//!   `.gitignore` or not ([`never_commit`]).
+//!
+//! What the gates read comes from the run's [`Settings`] (the repository's settings
+//! file over the deployment's defaults), never from the worker's configuration.
 //!
 //! Every path is relative to the checkout and resolved inside it
 //! ([`crate::checkout_fs`]): nothing outside the checkout is removed or read.
 
-use crate::config::Config;
+use crate::repo_settings::{CoverageReport, RepoPattern, Settings};
 use crate::steps::coverage::{self, CoverageFormat, MeasureError};
 use crate::steps::junit;
 use crate::steps::test_run::TestResult;
@@ -46,46 +53,75 @@ pub const ARTEFACT_PATHS: [&str; 11] = [
     "build/test-results",
 ];
 
-/// The coverage setting in use (flag, variable) and its value, if set.
-fn coverage_setting(cfg: &Config) -> (&'static str, Option<&Path>) {
-    match (&cfg.coverage_path, &cfg.lcov_path) {
-        (Some(p), _) => ("--coverage-path (KIRO_COVERAGE_PATH)", Some(p.as_path())),
-        (None, Some(p)) => ("--lcov-path (KIRO_LCOV_PATH)", Some(p.as_path())),
-        (None, None) => ("--coverage-path (KIRO_COVERAGE_PATH)", None),
-    }
-}
-
-const JUNIT_SETTING: &str = "--junit-path (KIRO_JUNIT_PATH)";
-
-/// Every path a gate may read: the usual coverage and JUnit paths and the configured
-/// ones.
-pub fn report_paths(cfg: &Config) -> Vec<PathBuf> {
+/// Every literal path a gate may read: the usual coverage and JUnit paths and the
+/// configured ones (the configured globs are in [`report_globs`]).
+pub fn report_paths(settings: &Settings) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = coverage::known_report_paths()
         .into_iter()
         .chain(junit::KNOWN_REPORT_PATHS)
         .map(PathBuf::from)
         .collect();
-    v.extend(coverage_setting(cfg).1.map(Path::to_owned));
-    v.extend(cfg.junit_path.clone());
+    let configured = settings
+        .coverage
+        .iter()
+        .filter_map(|c| c.path.as_ref())
+        .chain(&settings.junit);
+    for p in configured {
+        if let RepoPattern::Path(p) = p {
+            v.push(p.clone());
+        }
+    }
     v.sort();
     v.dedup();
     v
 }
 
-/// What is never staged: [`report_paths`] and [`ARTEFACT_PATHS`].
-pub fn never_commit(cfg: &Config) -> Vec<PathBuf> {
-    let mut v = report_paths(cfg);
+/// The configured report globs (coverage and JUnit).
+pub fn report_globs(settings: &Settings) -> Vec<RepoPattern> {
+    settings
+        .coverage
+        .iter()
+        .filter_map(|c| c.path.as_ref())
+        .chain(&settings.junit)
+        .filter(|p| p.is_glob())
+        .cloned()
+        .collect()
+}
+
+/// What is never staged: [`report_paths`], [`ARTEFACT_PATHS`], the repository's own
+/// never-commit paths and the settings file; and, as globs, [`report_globs`] and the
+/// repository's never-commit globs.
+pub fn never_commit(settings: &Settings) -> (Vec<PathBuf>, Vec<RepoPattern>) {
+    let mut v = report_paths(settings);
     v.extend(ARTEFACT_PATHS.iter().map(PathBuf::from));
+    v.extend(settings.never_commit_paths());
     v.sort();
     v.dedup();
-    v
+    let mut globs = report_globs(settings);
+    globs.extend(
+        settings
+            .never_commit
+            .iter()
+            .filter(|p| p.is_glob())
+            .cloned(),
+    );
+    (v, globs)
+}
+
+/// A glob that cannot be expanded (it walks too much of the checkout).
+fn unexpandable(why: String) -> Failure {
+    Failure::new(FailureClass::PermanentInput, why)
 }
 
 /// Remove every report a gate may read from the checkout, right before the tests run.
 /// A path that resolves outside the checkout is left alone (a read of it is refused
 /// later); one that cannot be removed fails the run, since it could still count.
-pub fn clear_reports(checkout: &Path, cfg: &Config) -> Result<(), Failure> {
-    for rel in report_paths(cfg) {
+pub fn clear_reports(checkout: &Path, settings: &Settings) -> Result<(), Failure> {
+    let mut paths = report_paths(settings);
+    for glob in report_globs(settings) {
+        paths.extend(glob.expand(checkout).map_err(unexpandable)?);
+    }
+    for rel in paths {
         match crate::checkout_fs::remove_confined(checkout, &rel) {
             Ok(true) => info!(file = %rel.display(), "removed a report left before the tests ran"),
             Ok(false) => {}
@@ -145,15 +181,73 @@ fn missing(reason: String) -> (Failure, Option<f64>) {
     (Failure::new(FailureClass::ReportMissing, reason), None)
 }
 
-/// The coverage gate over the report this run wrote: the first of the search paths
-/// ([`coverage::search_paths`]) that exists. `Ok` carries the total; a failure carries it
-/// too when it could be computed.
-pub fn coverage(
+/// The reports of one coverage entry this run wrote, or the failure saying why there
+/// are none: its path; the matches of its glob; or, with neither, the first of the
+/// format's usual paths ([`coverage::search_paths`]) that exists.
+fn reports_of(
     checkout: &Path,
-    cfg: &Config,
+    report: &CoverageReport,
     run: RunWindow,
-) -> Result<f64, (Failure, Option<f64>)> {
-    coverage_and_gaps(checkout, cfg, run).0
+) -> Result<Vec<PathBuf>, (Failure, Option<f64>)> {
+    let (setting, format) = (&report.path_setting, report.format);
+    let hint = match &report.path {
+        Some(_) => format!(
+            "make the test command write its report there, or change {setting} to where \
+             it does"
+        ),
+        None => format!(
+            "set {setting} to the report your test command writes{}",
+            if format == CoverageFormat::Auto {
+                format!(
+                    " (and {} if its format is not detected)",
+                    report.format_setting
+                )
+            } else {
+                String::new()
+            }
+        ),
+    };
+    let what = match format {
+        CoverageFormat::Auto => "coverage report".to_owned(),
+        f => format!("{f} coverage report"),
+    };
+    if let Some(glob @ RepoPattern::Glob { .. }) = &report.path {
+        let found = glob.expand(checkout).map_err(|e| (unexpandable(e), None))?;
+        if found.is_empty() {
+            return Err(missing(format!(
+                "the tests wrote no {what} matching {glob}; {hint}"
+            )));
+        }
+        for rel in &found {
+            if let Err(stale) = written_by_run(checkout, rel, run, "coverage report") {
+                return Err(missing(format!("{stale}: {hint}")));
+            }
+        }
+        return Ok(found);
+    }
+    let configured = match &report.path {
+        Some(RepoPattern::Path(p)) => Some(p.as_path()),
+        _ => None,
+    };
+    let searched = coverage::search_paths(configured, format);
+    for rel in &searched {
+        match written_by_run(checkout, rel, run, "coverage report") {
+            Ok(false) => continue,
+            Ok(true) => return Ok(vec![rel.clone()]),
+            Err(stale) => return Err(missing(format!("{stale}: {hint}"))),
+        }
+    }
+    let paths: Vec<String> = searched.iter().map(|p| p.display().to_string()).collect();
+    Err(missing(format!(
+        "the tests wrote no {what}: searched {}; {hint}",
+        paths.join(", ")
+    )))
+}
+
+/// The coverage gate over the reports this run wrote, merged into one total. `Ok`
+/// carries the total; a failure carries it too when it could be computed.
+pub fn coverage(checkout: &Path, settings: &Settings, run: RunWindow) -> CoverageVerdict {
+    coverage_and_gaps(checkout, settings, run).0
 }
 
 /// The coverage gate's verdict: the total, or the failure (with the total when known).
@@ -163,66 +257,43 @@ pub type CoverageVerdict = Result<f64, (Failure, Option<f64>)>;
 /// empty when no report was read) for the failure brief.
 pub fn coverage_and_gaps(
     checkout: &Path,
-    cfg: &Config,
+    settings: &Settings,
     run: RunWindow,
 ) -> (CoverageVerdict, Vec<coverage::Uncovered>) {
-    match coverage_read(checkout, cfg, run) {
+    match coverage_read(checkout, settings, run) {
         Ok(m) => {
             let gaps = m.report.uncovered().unwrap_or_default();
-            (coverage::judge(&m, cfg.coverage_threshold), gaps)
+            (coverage::judge(&m, settings.coverage_threshold), gaps)
         }
         Err(e) => (Err(e), Vec::new()),
     }
 }
 
+/// The reports this run wrote, measured and merged (not judged).
 fn coverage_read(
     checkout: &Path,
-    cfg: &Config,
+    settings: &Settings,
     run: RunWindow,
 ) -> Result<coverage::Measured, (Failure, Option<f64>)> {
-    let (setting, configured) = coverage_setting(cfg);
-    let format = cfg.coverage_format;
-    let searched = coverage::search_paths(configured, format);
-    let hint = match configured {
-        Some(_) => format!(
-            "make the test command write its report there, or change {setting} to where \
-             it does"
-        ),
-        None => format!(
-            "set {setting} to the report your test command writes{}",
-            if format == CoverageFormat::Auto {
-                " (and --coverage-format (KIRO_COVERAGE_FORMAT) if its format is not \
-                 detected)"
-            } else {
-                ""
+    let mut reports: Vec<(PathBuf, CoverageFormat)> = Vec::new();
+    for report in &settings.coverage {
+        for rel in reports_of(checkout, report, run)? {
+            if !reports.iter().any(|(p, _)| *p == rel) {
+                reports.push((rel, report.format));
             }
-        ),
-    };
-    let mut found = None;
-    for rel in &searched {
-        match written_by_run(checkout, rel, run, "coverage report") {
-            Ok(false) => continue,
-            Ok(true) => {
-                found = Some(rel.clone());
-                break;
-            }
-            Err(stale) => return Err(missing(format!("{stale}: {hint}"))),
         }
     }
-    let Some(rel) = found else {
-        let paths: Vec<String> = searched.iter().map(|p| p.display().to_string()).collect();
-        let what = match format {
-            CoverageFormat::Auto => "coverage report".to_owned(),
-            f => format!("{f} coverage report"),
-        };
-        return Err(missing(format!(
-            "the tests wrote no {what}: searched {}; {hint}",
-            paths.join(", ")
-        )));
+    let settings_hint = |e: &MeasureError| match settings.coverage.as_slice() {
+        [one] => format!(
+            "{e}: make the test command write its report there, or change {} to where it \
+             does",
+            one.path_setting
+        ),
+        _ => e.to_string(),
     };
-    match coverage::measure(checkout, std::slice::from_ref(&rel), format) {
+    match coverage::measure_each(checkout, &reports) {
         Ok(m) => Ok(m),
-        Err(e @ MeasureError::Missing { .. }) => Err(missing(format!("{e}: {hint}"))),
+        Err(e @ MeasureError::Missing { .. }) => Err(missing(settings_hint(&e))),
         Err(e) => Err((
             Failure::new(FailureClass::CoverageBelow, e.to_string()),
             None,
@@ -230,14 +301,23 @@ fn coverage_read(
     }
 }
 
-/// Read the configured JUnit report into `r` (its counts; failures in it fail the
-/// tests). `Some` when tests that passed by their exit code wrote no report this run;
-/// tests that failed are judged by their exit code whatever the report.
-pub fn junit(checkout: &Path, cfg: &Config, run: RunWindow, r: &mut TestResult) -> Option<Failure> {
-    let rel = cfg.junit_path.as_deref()?;
+/// Read the configured JUnit reports into `r` (their counts, summed; failures in them
+/// fail the tests). `Some` when tests that passed by their exit code did not write one
+/// of them this run (a glob: no match); tests that failed are judged by their exit code
+/// whatever the reports.
+pub fn junit(
+    checkout: &Path,
+    settings: &Settings,
+    run: RunWindow,
+    r: &mut TestResult,
+) -> Option<Failure> {
+    if settings.junit.is_empty() {
+        return None;
+    }
+    let setting = &settings.junit_setting;
     let hint = format!(
-        "make the test command write it there, or change {JUNIT_SETTING} (unset, the \
-         tests are judged by their exit code alone)"
+        "make the test command write it there, or change {setting} (unset, the tests are \
+         judged by their exit code alone)"
     );
     let passed = r.passed;
     let report_missing = |why: String| {
@@ -248,51 +328,111 @@ pub fn junit(checkout: &Path, cfg: &Config, run: RunWindow, r: &mut TestResult) 
             )
         })
     };
-    match written_by_run(checkout, rel, run, "JUnit report") {
-        Ok(true) => {}
-        Ok(false) => {
+    let mut files = Vec::new();
+    for pattern in &settings.junit {
+        let found = match pattern {
+            RepoPattern::Path(p) => vec![p.clone()],
+            glob => match glob.expand(checkout) {
+                Ok(found) => found,
+                Err(e) => return Some(unexpandable(e)),
+            },
+        };
+        if found.is_empty() {
             return report_missing(format!(
-                "wrote no JUnit report at {} ({JUNIT_SETTING})",
-                rel.display()
+                "wrote no JUnit report matching {pattern} ({setting})"
             ));
         }
-        Err(stale) => return report_missing(stale),
+        for rel in found {
+            match written_by_run(checkout, &rel, run, "JUnit report") {
+                Ok(true) => files.push(rel),
+                Ok(false) => {
+                    return report_missing(format!(
+                        "wrote no JUnit report at {} ({setting})",
+                        rel.display()
+                    ));
+                }
+                Err(stale) => return report_missing(stale),
+            }
+        }
     }
-    match crate::checkout_fs::read_confined(checkout, rel, junit::MAX_REPORT_BYTES) {
-        Err(e) if e.is_missing() => {
-            return report_missing(format!(
-                "wrote no JUnit report at {} ({JUNIT_SETTING})",
-                rel.display()
-            ));
+    let mut total: Option<junit::TestCounts> = None;
+    for rel in &files {
+        match read_junit(checkout, rel, r) {
+            JunitRead::Counts(c) => {
+                total = Some(match total {
+                    None => c,
+                    Some(t) => match t.checked_add(c) {
+                        Ok(sum) => sum,
+                        Err(e) => {
+                            r.passed = false;
+                            r.summary = format!("the JUnit reports {e}");
+                            return None;
+                        }
+                    },
+                });
+            }
+            JunitRead::Skipped => {}
+            JunitRead::Missing => {
+                return report_missing(format!(
+                    "wrote no JUnit report at {} ({setting})",
+                    rel.display()
+                ));
+            }
+            JunitRead::Refused => return None,
         }
+    }
+    if let Some(c) = total {
+        if c.failed() && r.passed {
+            r.passed = false;
+            r.summary = format!("exit code 0, but the JUnit report has {c}");
+        }
+        r.counts = Some(c);
+    }
+    None
+}
+
+/// What reading one JUnit report gave.
+enum JunitRead {
+    Counts(junit::TestCounts),
+    /// Unreadable XML: logged, not counted.
+    Skipped,
+    Missing,
+    /// Refused or impossible: `r` now says the tests failed, and why.
+    Refused,
+}
+
+fn read_junit(checkout: &Path, rel: &Path, r: &mut TestResult) -> JunitRead {
+    match crate::checkout_fs::read_confined(checkout, rel, junit::MAX_REPORT_BYTES) {
+        Err(e) if e.is_missing() => JunitRead::Missing,
         // A report outside the checkout, a FIFO, a device, too large: never read as
         // "no failures".
         Err(e) => {
             r.passed = false;
             r.summary = format!("the JUnit report {e}");
+            JunitRead::Refused
         }
         Ok(text) => match junit::counts(&text) {
             Err(e @ junit::JunitError::Malformed(_)) => {
-                warn!(file = %rel.display(), error = %e, "unreadable JUnit report")
+                warn!(file = %rel.display(), error = %e, "unreadable JUnit report");
+                JunitRead::Skipped
             }
             // Counts no run produces: never read as "no failures".
             Err(e @ junit::JunitError::Impossible(_)) => {
                 r.passed = false;
                 r.summary = format!("the JUnit report at {} {e}", rel.display());
+                JunitRead::Refused
             }
             Ok(c) => {
                 if c.failed() {
-                    // For the failure brief: which cases failed, with their messages.
-                    r.failed_cases = junit::failed_cases(&text, crate::steps::brief::MESSAGE_CHARS)
-                        .unwrap_or_default();
+                    // For the failure brief: which cases failed, with their messages
+                    // (several reports: the cases of each).
+                    r.failed_cases.extend(
+                        junit::failed_cases(&text, crate::steps::brief::MESSAGE_CHARS)
+                            .unwrap_or_default(),
+                    );
                 }
-                if c.failed() && r.passed {
-                    r.passed = false;
-                    r.summary = format!("exit code 0, but the JUnit report has {c}");
-                }
-                r.counts = Some(c);
+                JunitRead::Counts(c)
             }
         },
     }
-    None
 }

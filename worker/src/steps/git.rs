@@ -128,9 +128,10 @@ pub fn is_local(url: &str) -> bool {
     !url.contains("://") && !scp_like
 }
 
-/// Paths (inside the checkout) that must never be committed.
+/// Paths (inside the checkout) that must never be committed: `.0` by path (and
+/// everything below it), `.1` by glob (a path or one of its parents matching).
 #[derive(Debug, Clone, Default)]
-pub struct Exclusions(pub Vec<PathBuf>);
+pub struct Exclusions(pub Vec<PathBuf>, pub Vec<crate::repo_settings::RepoPattern>);
 
 /// Stage every change (new, modified, deleted; `.gitignore` honoured) except `exclude`,
 /// and commit on HEAD. `None` when nothing changed.
@@ -172,7 +173,7 @@ fn signature(name: &str, email: &str) -> Result<Signature<'static>, Failure> {
 fn stage(repo: &Repository, exclude: &Exclusions) -> Result<Option<Oid>, Failure> {
     let mut index = repo.index().map_err(|e| local(e, "cannot read index"))?;
     let skip = |path: &Path, _spec: &[u8]| -> i32 {
-        if exclude.0.iter().any(|x| path.starts_with(x)) {
+        if crate::repo_settings::pattern::excluded(&exclude.0, &exclude.1, path) {
             1
         } else {
             0

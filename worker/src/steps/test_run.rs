@@ -1,7 +1,8 @@
 //! The test step: run the operator's test command in the checkout.
 //!
-//! Invariant: the command comes only from the worker's configuration (never from the
-//! board) and runs with `sh -c` in the checkout, in its own process group, under a time
+//! Invariant: the command comes only from the run's settings — the repository's
+//! settings file as it was before the agent ran, or the worker's configuration (never
+//! from the board or the agent; [`crate::repo_settings`]) — and runs with `sh -c` in the checkout, in its own process group, under a time
 //! limit, with an allow-listed environment ([`crate::child_env`]: never the push token,
 //! cloud credentials or the agent's API key) and a fresh, empty HOME. The kept
 //! output tail has any configured secret value masked.

@@ -10,8 +10,10 @@ mod git_daemon;
 mod handoff;
 mod kiro;
 mod pipeline;
+mod repo_settings;
 mod secrets;
 mod settings;
+mod settings_file;
 mod steering;
 
 use kiro_backends::embedded::{EmbeddedBoard, EmbeddedPulls};

@@ -110,16 +110,32 @@ pub fn measure(
     shown: &[PathBuf],
     format: CoverageFormat,
 ) -> Result<Measured, MeasureError> {
+    let each: Vec<(PathBuf, CoverageFormat)> = shown.iter().map(|p| (p.clone(), format)).collect();
+    measure_each(checkout, &each)
+}
+
+/// [`measure`] with a format of its own for each report (`auto`: detected).
+pub fn measure_each(
+    checkout: &Path,
+    reports_named: &[(PathBuf, CoverageFormat)],
+) -> Result<Measured, MeasureError> {
+    let shown: Vec<PathBuf> = reports_named.iter().map(|(p, _)| p.clone()).collect();
+    let shown = shown.as_slice();
+    // The format messages name when nothing could be read: the one format, if one.
+    let format = match reports_named {
+        [(_, f), rest @ ..] if rest.iter().all(|(_, g)| g == f) => *f,
+        _ => CoverageFormat::Auto,
+    };
     let mut texts = Vec::new();
     let mut missing = Vec::new();
-    for p in shown {
+    for (p, f) in reports_named {
         match crate::checkout_fs::read_confined(checkout, p, MAX_REPORT_BYTES) {
-            Ok(t) => texts.push((p, t)),
+            Ok(t) => texts.push((p, *f, t)),
             Err(e) if e.is_missing() => missing.push(p.clone()),
             Err(e) => {
                 return Err(MeasureError::Unreadable {
                     reason: e.to_string(),
-                    format,
+                    format: *f,
                 });
             }
         }
@@ -132,7 +148,7 @@ pub fn measure(
     }
     let mut merged = Report::default();
     let mut reports = Vec::new();
-    for (p, text) in texts {
+    for (p, format, text) in texts {
         let name = p
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())

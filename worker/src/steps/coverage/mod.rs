@@ -291,7 +291,7 @@ pub fn pct(v: f64) -> String {
 pub const MAX_REPORT_BYTES: u64 = 64 * 1024 * 1024;
 
 mod measure;
-pub use measure::{MeasureError, Measured, gate, gate_all, judge, measure};
+pub use measure::{MeasureError, Measured, gate, gate_all, judge, measure, measure_each};
 
 #[cfg(test)]
 mod real_tests;
