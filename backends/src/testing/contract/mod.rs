@@ -78,6 +78,8 @@ macro_rules! lease_contract {
             a_holder_without_a_session_row_is_judged_by_its_row,
             released_lease_cannot_be_written,
             record_job_jobs_round_trip,
+            cancel_bumps_the_fence_and_fences_out_the_holder,
+            cancel_leaves_another_items_live_job_alone,
         ]);
     };
     ($h:expr $(, skip [$($skip:ident),* $(,)?])? $(,)?) => {
