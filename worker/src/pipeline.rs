@@ -24,7 +24,8 @@ use crate::tasks::{self, Progress, Task};
 use crate::wiring::Ports;
 use kiro_protocol::TraceContext;
 use kiro_protocol::{
-    CheckReport, Failure, FailureClass, ItemStatus, OutcomeStatus, Report, WorkerOutcome,
+    CheckReport, Failure, FailureClass, ItemStatus, OutcomeStatus, Report, StatusChange,
+    WorkerOutcome,
 };
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -41,6 +42,8 @@ struct RunState {
     commit: Option<String>,
     pushed: bool,
     steering: Option<SyncReport>,
+    /// Wall-clock seconds the agent ran (rounded up), when it ran.
+    agent_seconds: Option<u64>,
 }
 
 /// Run the whole pipeline for the item in `cfg`. Never panics; always an outcome.
@@ -112,6 +115,7 @@ async fn run_item(cfg: &Config, ports: &Ports, inputs: &Inputs) -> WorkerOutcome
     outcome.tasks_done_after = after.done;
     outcome.tasks_total = after.total.max(before.total);
     outcome.commit = st.commit.clone().filter(|_| st.pushed);
+    outcome.agent_seconds = st.agent_seconds;
     if outcome.status == OutcomeStatus::Succeeded {
         info!(commit = ?outcome.commit, "item succeeded");
     }
@@ -138,7 +142,10 @@ async fn steps(
     st.after = st.before.clone();
     st.steering = steering_step(cfg, &checkout).await?;
     if Progress::of(&st.before).open() > 0 {
-        agent_step(cfg, inputs, &checkout, &docs, &st.before).await?;
+        let agent_started = std::time::Instant::now();
+        let ran = agent_step(cfg, inputs, &checkout, &docs, &st.before).await;
+        st.agent_seconds = Some(agent_started.elapsed().as_millis().div_ceil(1000) as u64);
+        ran?;
         st.after = progress_step(inputs, &checkout, &st.before)?;
     } else {
         info!("no required task is open: skipping the agent");
@@ -185,12 +192,18 @@ async fn steps(
 
 #[instrument(skip_all)]
 async fn mark_in_progress(ports: &Ports, inputs: &Inputs) {
-    if let Err(e) = ports
+    // Only from an active status: a card a human moved away stays where it is.
+    let to = ItemStatus::InProgress;
+    match ports
         .board
-        .set_status(inputs.item.as_str(), ItemStatus::InProgress, None)
+        .set_status_from(inputs.item.as_str(), to.moved_from(), to, None)
         .await
     {
-        warn!(error = %e, "could not move the board item to In Progress");
+        Ok(StatusChange::Moved) => {}
+        Ok(StatusChange::Elsewhere(at)) => {
+            warn!(now = ?at, "the board item is not in an active status; left where it is")
+        }
+        Err(e) => warn!(error = %e, "could not move the board item to In Progress"),
     }
 }
 
@@ -475,10 +488,15 @@ async fn publish(
         warn!(error = %e, "cannot publish the check run");
     }
     if failure.is_none() {
-        ports
+        // Only from In Progress: a card a human moved away stays where it is.
+        let to = ItemStatus::Done;
+        if let StatusChange::Elsewhere(at) = ports
             .board
-            .set_status(inputs.item.as_str(), ItemStatus::Done, None)
-            .await?;
+            .set_status_from(inputs.item.as_str(), to.moved_from(), to, None)
+            .await?
+        {
+            warn!(now = ?at, "the board item is not In Progress; left where it is");
+        }
     }
     Ok(())
 }
