@@ -5,8 +5,8 @@
 //! and one per poll round for all running builds ([`Board::statuses`]: one file read on
 //! the embedded board, one GraphQL `nodes` query per 100 items on GitHub), never one per
 //! build. A board that cannot be read withdraws nothing (logged; the next round reads
-//! again). An item not on the board at all is left alone: only a card in a status that
-//! does not keep the work ([`ItemStatus::keeps_work`]) withdraws it.
+//! again). An item not on the board at all is left alone: only a card in a column outside
+//! this system's statuses ([`ItemStatus::keeps_work`]) withdraws it.
 //!
 //! Invariant: a withdrawn job's record is written `cancelled` through
 //! [`LeaseStore::cancel`](kiro_protocol::LeaseStore::cancel), which bumps the project's

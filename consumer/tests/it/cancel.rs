@@ -123,7 +123,7 @@ async fn a_card_moved_while_queued_is_cancelled_before_any_build() {
     let h = Harness::new();
     let b = TestBoard::new();
     h.send("A-1", "alpha").await;
-    b.move_a1("Failed");
+    b.move_a1("Won't do");
     let mut e = engine_with_board(&h, &b);
     let r = e.tick(Duration::ZERO).await;
     assert_eq!((r.withdrawn, r.started), (1, 0), "{r:?}");
@@ -249,4 +249,17 @@ async fn a_spent_agent_budget_refuses_the_next_attempt() {
     }
     let letters = h.queue.dlq_list(10).await.unwrap().entries;
     assert_eq!(letters[0].letter.class, FailureClass::BudgetSpent);
+}
+
+/// Failed is the consumer's own mark of a dead letter: a replayed dead letter whose card
+/// shows it still runs (only a column outside this system's statuses cancels).
+#[tokio::test(start_paused = true)]
+async fn a_replayed_dead_letter_whose_card_shows_failed_still_runs() {
+    let h = Harness::new();
+    let b = TestBoard::new();
+    b.move_a1("Failed");
+    h.send("A-1", "alpha").await;
+    let mut e = engine_with_board(&h, &b);
+    let r = e.tick(Duration::ZERO).await;
+    assert_eq!((r.started, r.withdrawn), (1, 0), "{r:?}");
 }

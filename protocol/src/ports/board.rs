@@ -50,17 +50,14 @@ impl ItemStatus {
 }
 
 impl ItemStatus {
-    /// Whether an item in this status still wants the work done: ready, queued, in
-    /// progress, or done (the worker's own last move, made just before its build ends).
-    /// An item anywhere else (failed, or a column this system does not use, e.g. a
-    /// backlog) was moved away: its job is cancelled.
+    /// Whether an item in this status (`None`: a status this system does not use) still
+    /// wants the work done: any of this system's statuses — ready, queued, in progress,
+    /// done (the worker's own last move, made just before its build ends) and failed (set
+    /// by the consumer when it dead-letters, so a replayed dead letter still runs). A card
+    /// in any other column (a backlog, "Todo", "Won't do") was moved away by a human: its
+    /// job is cancelled.
     pub fn keeps_work(status: Option<ItemStatus>) -> bool {
-        matches!(
-            status,
-            Some(
-                ItemStatus::Ready | ItemStatus::Queued | ItemStatus::InProgress | ItemStatus::Done
-            )
-        )
+        status.is_some()
     }
 
     /// The statuses the worker may move an item to `self` from: In Progress only from
@@ -236,7 +233,7 @@ mod tests {
     }
 
     #[test]
-    fn only_active_or_done_statuses_keep_the_work() {
+    fn only_a_column_outside_this_systems_statuses_cancels() {
         for s in [
             ItemStatus::Ready,
             ItemStatus::Queued,
@@ -245,8 +242,14 @@ mod tests {
         ] {
             assert!(ItemStatus::keeps_work(Some(s)), "{s}");
         }
-        assert!(!ItemStatus::keeps_work(Some(ItemStatus::Failed)));
-        assert!(!ItemStatus::keeps_work(None), "an unknown column cancels");
+        assert!(
+            ItemStatus::keeps_work(Some(ItemStatus::Failed)),
+            "a replayed dead letter runs"
+        );
+        assert!(
+            !ItemStatus::keeps_work(None),
+            "a column of the human's cancels"
+        );
         assert!(!ItemStatus::Done.moved_from().contains(&ItemStatus::Ready));
         assert!(
             !ItemStatus::InProgress
