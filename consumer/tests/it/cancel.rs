@@ -222,8 +222,10 @@ async fn cancel_of_a_queued_item_acks_it_when_taken() {
 async fn a_spent_agent_budget_refuses_the_next_attempt() {
     let h = Harness::new();
     h.send("A-1", "alpha").await;
+    let metrics = kiro_telemetry::metrics::MemoryMetrics::new();
     let cfg = kiro_consumer::EngineConfig {
         item_agent_budget: Duration::from_secs(600),
+        metrics: Some(Arc::new(metrics.clone())),
         ..Harness::config("c1")
     };
     let mut e = h.engine_with(cfg, h.leases.clone());
@@ -235,6 +237,20 @@ async fn a_spent_agent_budget_refuses_the_next_attempt() {
     let r = e.tick(Duration::ZERO).await;
     assert_eq!(r.retried, 1, "{r:?}");
     assert_eq!(h.job("alpha", "A-1").await.agent_seconds, 601);
+    let minutes = metrics.named(kiro_telemetry::metrics::names::AGENT_MINUTES);
+    assert_eq!(
+        minutes.len(),
+        1,
+        "one agent-minutes data point per finished build"
+    );
+    assert!(
+        (minutes[0].value - 601.0 / 60.0).abs() < 1e-9,
+        "{minutes:?}"
+    );
+    assert_eq!(
+        minutes[0].dimensions,
+        vec![("Project".to_owned(), "alpha".to_owned())]
+    );
     // The retry comes back: no new attempt, a dead letter naming the budget.
     pass(Duration::from_secs(120)).await;
     let r = e.tick(Duration::ZERO).await;
