@@ -137,12 +137,13 @@ pub enum Command {
         #[arg(long, env = ITEM_AGENT_BUDGET, value_parser = humantime::parse_duration, default_value = defaults::ITEM_AGENT_BUDGET)]
         item_agent_budget: Duration,
     },
-    /// Cancel one item, queued or running: its job record becomes `cancelled` (never
-    /// retried, never dead-lettered) and its project's fence is bumped in the same write,
-    /// so a running worker provably cannot push or report afterwards; its build is
-    /// stopped when this machine can reach the build runner. The consumer holding the
-    /// item acknowledges its message; the project's other items go on. The board card is
-    /// not moved. An item no consumer has taken yet needs `--project`.
+    /// Cancel one item, queued or running (record `cancelled`, fence bumped, build stopped).
+    ///
+    /// The job record becomes `cancelled` (never retried or dead-lettered) and the project's
+    /// fence is bumped in the same write, so a running worker provably cannot push or report
+    /// afterwards; the build is stopped when this machine reaches the build runner. The
+    /// holding consumer acknowledges the message; the project's other items go on. The card
+    /// is not moved. An item no consumer has taken yet needs `--project`.
     Cancel {
         /// The board item id.
         item: String,
