@@ -189,3 +189,79 @@ async fn a_card_moved_mid_build_is_cancelled_and_left_where_the_human_put_it() {
     }
     assert!(s.depth().await.is_idle());
 }
+
+/// On SQS and DynamoDB (moto): `kiro-consumer cancel --project` of an item still queued
+/// behind another writes its record (a new DynamoDB transaction), and the consumer that
+/// takes its message acknowledges it without a build; the project's other item runs.
+#[tokio::test(flavor = "multi_thread")]
+async fn cancel_of_a_queued_item_on_sqs_and_dynamodb_is_acknowledged_unbuilt() {
+    use kiro_backends::testing::moto;
+    let bin = bin_dir();
+    let tmp = tempfile::tempdir().unwrap();
+    let state = forge(tmp.path());
+    let aws = moto::provision("cancel").await;
+    let mut env = pipeline_env(&state);
+    env.extend([
+        ("KIRO_BACKEND".to_owned(), "aws".to_owned()),
+        ("KIRO_AWS_REGION".to_owned(), "us-east-1".to_owned()),
+        (
+            "KIRO_AWS_ENDPOINT_URL".to_owned(),
+            moto::moto().endpoint.clone(),
+        ),
+        ("KIRO_QUEUE_URL".to_owned(), aws.queue_url.clone()),
+        ("KIRO_DLQ_URL".to_owned(), aws.dlq_url.clone()),
+        ("KIRO_LEASE_TABLE".to_owned(), aws.table.clone()),
+        ("KIRO_BUILD_RUNNER".to_owned(), "local".to_owned()),
+        ("AWS_ACCESS_KEY_ID".to_owned(), "test".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY".to_owned(), "test".to_owned()),
+    ]);
+    produce_once(&bin, &env);
+    let cancel = Command::new(bin.join("kiro-consumer"))
+        .args(["cancel", "CALC-2", "--project", "calc"])
+        .envs(env.iter().cloned())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&cancel.stdout);
+    assert!(
+        cancel.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&cancel.stderr)
+    );
+    assert!(said.contains("queued, not taken yet"), "{said}");
+    let consume = Command::new(bin.join("kiro-consumer"))
+        .args([
+            "run",
+            "--until-idle",
+            "--poll-every",
+            "500ms",
+            "--receive-wait",
+            "1s",
+            "--visibility",
+            "60s",
+        ])
+        .envs(env.iter().cloned())
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&consume.stderr);
+    assert!(consume.status.success(), "{log}");
+    let jobs = Command::new(bin.join("kiro-consumer"))
+        .args(["jobs", "--json"])
+        .envs(env.iter().cloned())
+        .output()
+        .unwrap();
+    let jobs: Vec<kiro_protocol::JobRecord> = serde_json::from_slice(&jobs.stdout).unwrap();
+    let state_of = |item: &str| {
+        jobs.iter()
+            .find(|j| j.item.as_str() == item)
+            .map(|j| j.state)
+    };
+    assert_eq!(
+        state_of("CALC-2"),
+        Some(JobState::Cancelled),
+        "{jobs:?}\n{log}"
+    );
+    assert_eq!(state_of("CALC-1"), Some(JobState::Succeeded), "{jobs:?}");
+    let s = State::open(&state);
+    assert!(s.builds_of("CALC-2").is_empty(), "never built");
+    assert_eq!(s.builds_of("CALC-1").len(), 1);
+}
