@@ -76,6 +76,9 @@ async fn main() {
         contention_delay: Duration::from_secs(1),
         retry: RetryPolicy::default(),
         build_env: Default::default(),
+        item_agent_budget: kiro_consumer::defaults::duration(
+            kiro_consumer::defaults::ITEM_AGENT_BUDGET,
+        ),
         metrics: None,
     };
     let mut engine = Engine::new(

@@ -39,6 +39,8 @@ pub struct Cli {
 pub const CODEBUILD_PROJECT: &str = "KIRO_CODEBUILD_PROJECT";
 /// The variable naming the buildspec the local build runner executes.
 pub const BUILDSPEC: &str = "KIRO_BUILDSPEC";
+/// The variable of `--item-agent-budget`.
+pub const ITEM_AGENT_BUDGET: &str = "KIRO_ITEM_AGENT_BUDGET";
 
 /// Settings of the AWS backend. Each is required with `--backend aws`; a missing one is
 /// named in the error.
@@ -125,11 +127,33 @@ pub const DEFAULT_HEALTH_FILE: &str = "/tmp/kiro-consumer.health";
 pub enum Command {
     /// Process work items until stopped (SIGTERM/SIGINT hand running jobs off).
     Run(RunArgs),
-    /// List every job record (project, item, state, attempts, fence, build, last failure).
+    /// List every job record (project, item, state, attempts, fence, build, last failure,
+    /// coverage, and the agent time used of the item's budget).
     Jobs {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// The per-item agent budget to show beside the time used (`run`'s setting).
+        #[arg(long, env = ITEM_AGENT_BUDGET, value_parser = humantime::parse_duration, default_value = defaults::ITEM_AGENT_BUDGET)]
+        item_agent_budget: Duration,
+    },
+    /// Cancel one item, queued or running (record `cancelled`, fence bumped, build stopped).
+    ///
+    /// The job record becomes `cancelled` (never retried or dead-lettered) and the project's
+    /// fence is bumped in the same write, so a running worker provably cannot push or report
+    /// afterwards; the build is stopped when this machine reaches the build runner. The
+    /// holding consumer acknowledges the message; the project's other items go on. The card
+    /// is not moved. An item no consumer has taken yet needs `--project`.
+    Cancel {
+        /// The board item id.
+        item: String,
+        /// The item's project (required when the item has no job record yet, or when the
+        /// same id is used in several projects).
+        #[arg(long)]
+        project: Option<ProjectKey>,
+        /// The buildspec the local build runner executes (to stop a local build).
+        #[arg(long, env = BUILDSPEC, default_value = "buildspec.yml")]
+        buildspec: PathBuf,
     },
     /// Show one work item's trace: on the embedded default, the spans the producer,
     /// consumer and worker stored under the state directory, as a tree with durations
@@ -289,6 +313,11 @@ pub struct RunArgs {
     /// Where the loop's heartbeat is written for `kiro-consumer health`.
     #[arg(long, env = "KIRO_HEALTH_FILE", default_value = DEFAULT_HEALTH_FILE)]
     pub health_file: PathBuf,
+    /// Agent time one item may use across its attempts, summed from what its builds
+    /// report (1s to 7d); once spent, no new attempt starts and the item is dead-lettered
+    /// `budget-spent`.
+    #[arg(long, env = ITEM_AGENT_BUDGET, value_parser = humantime::parse_duration, default_value = defaults::ITEM_AGENT_BUDGET)]
+    pub item_agent_budget: Duration,
     /// Long-poll wait of a receive (0s to SQS's 20s). The run loop never shortens it:
     /// supervision and polling run beside a receive in flight.
     #[arg(long, env = "KIRO_RECEIVE_WAIT", value_parser = humantime::parse_duration, default_value = defaults::RECEIVE_WAIT)]
@@ -341,6 +370,7 @@ pub struct Config {
     /// The time limit given to each build ([`build_timeout`]).
     pub build_timeout: Option<Duration>,
     pub retry: RetryPolicy,
+    pub item_agent_budget: Duration,
 }
 
 impl Config {
@@ -380,6 +410,7 @@ impl Config {
                 base_delay: args.retry_base,
                 max_delay: args.retry_max,
             },
+            item_agent_budget: args.item_agent_budget,
         })
     }
 
@@ -405,6 +436,7 @@ impl Config {
             retry: self.retry.clone(),
             build_env,
             metrics,
+            item_agent_budget: self.item_agent_budget,
             ..EngineConfig::default()
         }
     }
@@ -419,6 +451,13 @@ impl RunArgs {
         let s = Duration::from_secs;
         let ms = Duration::from_millis;
         in_range("lease-ttl", "KIRO_LEASE_TTL", self.lease_ttl, s(1), s(3600))?;
+        in_range(
+            "item-agent-budget",
+            ITEM_AGENT_BUDGET,
+            self.item_agent_budget,
+            s(1),
+            s(7 * 24 * 3600),
+        )?;
         in_range(
             "lease-skew",
             "KIRO_LEASE_SKEW",
@@ -549,6 +588,10 @@ mod tests {
         assert_eq!(engine.receive_wait, Duration::from_secs(20));
         assert_eq!(engine.receive_gap, Duration::from_secs(5));
         assert_eq!(engine.poll_every, Duration::from_secs(10));
+        assert_eq!(
+            engine.item_agent_budget,
+            EngineConfig::default().item_agent_budget
+        );
         // The engine's own default (what the benchmarks run) is the binary's.
         let (e, own) = (&engine, EngineConfig::default());
         let timing = |e: &EngineConfig| {

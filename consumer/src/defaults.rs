@@ -33,6 +33,9 @@ pub const MAX_ATTEMPTS: u32 = 3;
 pub const RETRY_BASE: &str = "30s";
 /// `--retry-max`: the longest retry delay.
 pub const RETRY_MAX: &str = "15m";
+/// `--item-agent-budget`: the agent time one item may use across its attempts (summed
+/// from what its builds report); no new attempt starts once it is spent.
+pub const ITEM_AGENT_BUDGET: &str = "3h";
 
 /// One of the duration defaults above, read.
 ///
@@ -73,6 +76,7 @@ mod tests {
             POLL_EVERY,
             RETRY_BASE,
             RETRY_MAX,
+            ITEM_AGENT_BUDGET,
         ] {
             assert!(humantime::parse_duration(d).is_ok(), "{d}");
         }

@@ -7,11 +7,14 @@
 //! - [`policy`]: the retry policy (the only place that decides retry vs dead-letter);
 //! - [`clock`]: a wall clock that follows tokio's pausable time;
 //! - [`ops`]: operator views (job records, dead letters, reports) as tables or JSON;
-//! - [`trace`]: `kiro-consumer trace <item>` (the stored span tree, or the X-Ray link).
+//! - [`trace`]: `kiro-consumer trace <item>` (the stored span tree, or the X-Ray link);
+//! - [`cancel`]: `kiro-consumer cancel <item>` (record `cancelled`, fence bumped, build
+//!   stopped).
 //!
 //! Invariant: the engine reaches the outside world only through the ports of
 //! `kiro-protocol`; backends are chosen in the binary's `wiring` module.
 
+pub mod cancel;
 pub mod clock;
 pub mod defaults;
 pub mod engine;

@@ -64,13 +64,40 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
     }
     let wired = wiring::core(common.backend, &aws, &common.state_dir, Timing::default()).await?;
     match command {
-        Command::Jobs { json } => {
+        Command::Jobs {
+            json,
+            item_agent_budget,
+        } => {
             let jobs = wired.leases.jobs().await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&ops::jobs_json(&jobs))?);
             } else {
-                print!("{}", ops::jobs_table(&jobs));
+                print!("{}", ops::jobs_table(&jobs, item_agent_budget));
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Cancel {
+            item,
+            project,
+            buildspec,
+        } => {
+            let runner = wiring::stopper(&wired, &aws, &common.state_dir, &buildspec).await;
+            let runner = match runner {
+                Ok(r) => Some(r),
+                Err(why) => {
+                    eprintln!("kiro-consumer: no build runner to stop a build with: {why}");
+                    None
+                }
+            };
+            let done = kiro_consumer::cancel::cancel_item(
+                &*wired.leases,
+                runner.as_deref(),
+                &*wired.clock,
+                &item,
+                project.as_ref(),
+            )
+            .await?;
+            print!("{}", kiro_consumer::cancel::describe(&done));
             Ok(ExitCode::SUCCESS)
         }
         Command::Trace {

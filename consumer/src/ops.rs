@@ -45,7 +45,21 @@ fn coverage(c: Option<f64>) -> String {
 }
 
 /// The job-records table: project, item, state, attempts, fence, build, last failure, coverage.
-pub fn jobs_table(jobs: &[JobRecord]) -> String {
+/// Agent time used of the item's budget, e.g. `12m/3h`.
+pub fn agent_used(j: &JobRecord, budget: std::time::Duration) -> String {
+    let used = std::time::Duration::from_secs(j.agent_seconds);
+    let mins = |d: std::time::Duration| {
+        let m = d.as_secs().div_ceil(60);
+        if m >= 60 && m.is_multiple_of(60) {
+            format!("{}h", m / 60)
+        } else {
+            format!("{m}m")
+        }
+    };
+    format!("{}/{}", mins(used), mins(budget))
+}
+
+pub fn jobs_table(jobs: &[JobRecord], budget: std::time::Duration) -> String {
     let rows: Vec<Vec<String>> = jobs
         .iter()
         .map(|j| {
@@ -65,6 +79,7 @@ pub fn jobs_table(jobs: &[JobRecord]) -> String {
                     .map(|f| f.class.to_string())
                     .unwrap_or_else(|| "-".into()),
                 coverage(j.coverage),
+                agent_used(j, budget),
             ]
         })
         .collect();
@@ -78,6 +93,7 @@ pub fn jobs_table(jobs: &[JobRecord]) -> String {
             "BUILD",
             "LAST FAILURE",
             "COVERAGE",
+            "AGENT/BUDGET",
         ],
         &rows,
     )

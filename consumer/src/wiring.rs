@@ -200,6 +200,37 @@ pub async fn run_parts(wired: &Wired, config: &Config) -> Result<RunParts> {
     })
 }
 
+/// A build runner for `kiro-consumer cancel` to stop a build with: CodeBuild with
+/// `KIRO_BUILD_RUNNER=codebuild`, else the local runner over this state directory (its
+/// launcher and `buildspec` must be found, as for `run`). `Err` says why there is none.
+pub async fn stopper(
+    wired: &Wired,
+    aws_args: &AwsBackendArgs,
+    state_dir: &Path,
+    buildspec: &Path,
+) -> Result<Arc<dyn BuildRunner>, String> {
+    if let (Some(aws), BuildRunnerKind::Codebuild) = (&wired.aws, aws_args.build_runner) {
+        let project =
+            require(&aws_args.codebuild_project, CODEBUILD_PROJECT).map_err(|e| e.to_string())?;
+        return Ok(Arc::new(CodeBuildRunner::connect(aws, project).await));
+    }
+    let launcher =
+        locate_launcher().ok_or("the local build launcher kiro-local-build was not found")?;
+    let runner = LocalBuildRunner::new(
+        wired.db.clone(),
+        wired.clock.clone(),
+        LocalBuildConfig {
+            state_dir: absolute(state_dir).map_err(|e| e.to_string())?,
+            buildspec: absolute(buildspec).map_err(|e| e.to_string())?,
+            launcher,
+            base_env: BTreeMap::new(),
+            inherit_env: true,
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(Arc::new(runner))
+}
+
 /// What this consumer's own environment adds to every build's environment.
 ///
 /// - A local build runs on this machine and inherits this process's environment (the

@@ -43,6 +43,8 @@ export interface StackConfig {
   consumerMaxTasks: number;
   backlogPerTaskTarget: number;
   consumerMaxJobs: number;
+  /** Agent minutes one item may use across its attempts (`KIRO_ITEM_AGENT_BUDGET`). */
+  itemAgentBudgetMinutes: number;
   consumerCpu: number;
   consumerMemory: number;
   /** EventBridge Scheduler expression for the producer (`rate(...)` or `cron(...)`). */
@@ -156,6 +158,7 @@ export const RESERVED_ENV = [
   "KIRO_LOG_FORMAT",
   "KIRO_METRICS",
   "KIRO_MAX_JOBS",
+  "KIRO_ITEM_AGENT_BUDGET",
   "KIRO_TEST_CMD",
   "KIRO_COVERAGE_FORMAT",
   "KIRO_COVERAGE_PATH",
@@ -287,6 +290,7 @@ export function parseConfig(stack: string, raw: RawConfig): StackConfig {
     consumerMaxTasks: int("consumerMaxTasks", 10, 1, 1000),
     backlogPerTaskTarget: int("backlogPerTaskTarget", 8, 1, 10_000),
     consumerMaxJobs: int("consumerMaxJobs", 16, 1, 1000),
+    itemAgentBudgetMinutes: int("itemAgentBudgetMinutes", 180, 1, 10080),
     consumerCpu: int("consumerCpu", 512, 256, 16384),
     consumerMemory: int("consumerMemory", 1024, 512, 122880),
     producerSchedule: str("producerSchedule", { def: "rate(5 minutes)", re: SCHEDULE, what: "rate(N minutes), cron(...) or at(...)" }) ?? "",

@@ -64,6 +64,7 @@ export function consumerEnv(cfg: StackConfig, refs: EnvRefs): Env {
     KIRO_LOG_FORMAT: "json",
     KIRO_METRICS: "emf",
     KIRO_MAX_JOBS: String(cfg.consumerMaxJobs),
+    KIRO_ITEM_AGENT_BUDGET: `${cfg.itemAgentBudgetMinutes}m`,
     // The sidecar: the consumer's own spans and OTLP metrics. Builds do not inherit it (they
     // run elsewhere); the CodeBuild project carries the builds' exporter settings.
     OTEL_EXPORTER_OTLP_ENDPOINT: SIDECAR_OTLP_ENDPOINT,

@@ -32,7 +32,7 @@ describe("buildspec.yml", () => {
     const cases: [string, (d: Any) => void, RegExp][] = [
       ["unknown phase", (d) => (d.phases.prebuild = { commands: ["x"] }), /^\/phases must NOT have additional properties/],
       ["unknown report format", (d) => (d.reports.junit["file-format"] = "LCOV"), /^\/reports\/junit\/file-format must be equal to one of/],
-      ["bad exported variable", (d) => d.env["exported-variables"].push("KIRO-OUTCOME"), /^\/env\/exported-variables\/8 must match pattern/],
+      ["bad exported variable", (d) => d.env["exported-variables"].push("KIRO-OUTCOME"), /^\/env\/exported-variables\/9 must match pattern/],
       ["missing version", (d) => delete d.version, /^\/ must have required property 'version'/],
       ["version 0.1", (d) => (d.version = 0.1), /^\/version must be equal to one of/],
       ["commands not a list", (d) => (d.phases.build.commands = "kiro-worker run"), /^\/phases\/build\/commands must be array/],
@@ -54,7 +54,7 @@ describe("buildspec.yml", () => {
       KIRO_API_KEY: BUILDSPEC_SECRET_PLACEHOLDERS.kiroApiKey,
     });
     assert.ok(!("GITHUB_TOKEN" in d.env.variables) && !("KIRO_API_KEY" in d.env.variables));
-    assert.equal(d.env["exported-variables"].length, 8);
+    assert.equal(d.env["exported-variables"].length, 9);
     assert.deepEqual(d.phases.build.commands, ["kiro-worker run"]);
     assert.match(d.phases.build.finally[0], /\. "\.\/\$KIRO_OUTCOME_FILE"/);
     assert.equal(d.reports.junit["file-format"], "JUNITXML");

@@ -218,4 +218,9 @@ describe("the stack runs the consumer with the consumer's own defaults", () => {
     const timing = ["KIRO_RECEIVE_WAIT", "KIRO_POLL_EVERY", "KIRO_LEASE_TTL", "KIRO_LEASE_SKEW", "KIRO_VISIBILITY"];
     assert.deepEqual(timing.filter((n) => env.has(n)), [], "the stack overrides the binary's defaults");
   });
+
+  test("the item agent budget the stack renders defaults to the consumer's", () => {
+    const env = new Map<string, string>(container("consumer-task", "consumer").environment.map((e: Any) => [e.name, e.value]));
+    assert.equal(seconds(env.get("KIRO_ITEM_AGENT_BUDGET")), seconds(defaults.get("ITEM_AGENT_BUDGET")));
+  });
 });

@@ -46,12 +46,15 @@ pub enum FailureClass {
     FenceLost,
     /// The build was stopped.
     Stopped,
+    /// The item's agent-minutes budget across attempts is spent (`--item-agent-budget`):
+    /// no new attempt is started.
+    BudgetSpent,
     /// A bug or an impossible state in this system.
     Internal,
 }
 
 impl FailureClass {
-    pub const ALL: [FailureClass; 15] = [
+    pub const ALL: [FailureClass; 16] = [
         FailureClass::Transient,
         FailureClass::Throttled,
         FailureClass::Contention,
@@ -66,6 +69,7 @@ impl FailureClass {
         FailureClass::PushConflict,
         FailureClass::FenceLost,
         FailureClass::Stopped,
+        FailureClass::BudgetSpent,
         FailureClass::Internal,
     ];
 
@@ -85,6 +89,7 @@ impl FailureClass {
             FailureClass::PushConflict => "push-conflict",
             FailureClass::FenceLost => "fence-lost",
             FailureClass::Stopped => "stopped",
+            FailureClass::BudgetSpent => "budget-spent",
             FailureClass::Internal => "internal",
         }
     }
@@ -107,6 +112,7 @@ impl FailureClass {
             | FailureClass::Auth
             | FailureClass::CoverageBelow
             | FailureClass::ReportMissing
+            | FailureClass::BudgetSpent
             | FailureClass::Internal => false,
         }
     }
@@ -127,7 +133,7 @@ impl fmt::Display for FailureClass {
 /// An unknown failure-class word.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[error(
-    "unknown failure class {0:?}; expected one of transient, throttled, contention, permanent-input, auth, build-failed, timed-out, tests-failed, coverage-below, report-missing, agent-failed, push-conflict, fence-lost, stopped, internal"
+    "unknown failure class {0:?}; expected one of transient, throttled, contention, permanent-input, auth, build-failed, timed-out, tests-failed, coverage-below, report-missing, agent-failed, push-conflict, fence-lost, stopped, budget-spent, internal"
 )]
 pub struct UnknownClass(pub String);
 

@@ -42,6 +42,10 @@ pub enum JobState {
     Succeeded,
     /// Final: the item was dead-lettered with a reason.
     DeadLettered,
+    /// Final: the item was cancelled (moved out of the board's active statuses, or
+    /// `kiro-consumer cancel`): its build stopped, its message acknowledged — never
+    /// retried, never dead-lettered.
+    Cancelled,
 }
 
 impl JobState {
@@ -54,11 +58,15 @@ impl JobState {
             JobState::Retrying => "retrying",
             JobState::Succeeded => "succeeded",
             JobState::DeadLettered => "dead-lettered",
+            JobState::Cancelled => "cancelled",
         }
     }
 
     pub fn is_final(self) -> bool {
-        matches!(self, JobState::Succeeded | JobState::DeadLettered)
+        matches!(
+            self,
+            JobState::Succeeded | JobState::DeadLettered | JobState::Cancelled
+        )
     }
 
     /// States in which a build may be running that a new owner must re-attach to.
@@ -122,6 +130,15 @@ pub struct JobRecord {
     /// build it may already have started instead of a parameter mismatch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start: Option<BuildRequest>,
+    /// Agent time the item's builds reported (`WorkerOutcome::agent_seconds`), summed over
+    /// the attempts of its current message: the per-item budget is checked against it
+    /// before each new attempt. A new message starts it over with the attempts.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub agent_seconds: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 impl JobRecord {
@@ -149,6 +166,7 @@ impl JobRecord {
             last_failure: None,
             coverage: None,
             start: None,
+            agent_seconds: 0,
         }
     }
 
@@ -197,6 +215,12 @@ impl JobRecord {
     /// The history is kept.
     pub fn reset_attempts(&mut self) {
         self.attempts = 0;
+        self.agent_seconds = 0;
+    }
+
+    /// Whether `budget` (agent seconds across attempts) is spent: no new attempt may start.
+    pub fn budget_spent(&self, budget: Option<u64>) -> bool {
+        budget.is_some_and(|b| self.agent_seconds >= b)
     }
 
     fn close_attempt(&mut self, failure: Option<Failure>, now: Timestamp) {
@@ -232,6 +256,24 @@ mod tests {
         assert!(JobState::Handoff.may_have_build());
         assert!(!JobState::Retrying.may_have_build());
         assert!(JobState::Succeeded.is_final());
+        assert!(JobState::Cancelled.is_final());
+        assert!(!JobState::Cancelled.may_have_build());
+        assert_eq!(
+            serde_json::to_string(&JobState::Cancelled).unwrap(),
+            "\"cancelled\""
+        );
+    }
+
+    #[test]
+    fn agent_time_is_summed_per_message_and_checked_against_the_budget() {
+        let mut r = record();
+        assert!(!r.budget_spent(Some(60)));
+        r.agent_seconds = 60;
+        assert!(r.budget_spent(Some(60)));
+        assert!(!r.budget_spent(Some(61)));
+        assert!(!r.budget_spent(None), "no budget is never spent");
+        r.reset_attempts();
+        assert_eq!(r.agent_seconds, 0, "a new message starts the budget over");
     }
 
     fn record() -> JobRecord {

@@ -31,11 +31,11 @@ pub use ids::{
 };
 pub use job::{AttemptRecord, JobRecord, JobState};
 pub use outcome::{OutcomeStatus, WorkerOutcome};
-pub use ports::board::{Board, BoardItem, InvalidItem, ItemStatus};
+pub use ports::board::{Board, BoardItem, BoardStanding, InvalidItem, ItemStatus, StatusChange};
 pub use ports::build::{BuildRequest, BuildRunner, BuildState, BuildStatus};
 pub use ports::lease::{
-    BuildStanding, Lease, LeaseError, LeaseStore, LeaseView, Session, SessionView, build_may_act,
-    build_standing, fence_is_current,
+    BuildStanding, Cancellation, Lease, LeaseError, LeaseStore, LeaseView, Session, SessionView,
+    build_may_act, build_standing, fence_is_current,
 };
 pub use ports::protection::TaskProtection;
 pub use ports::pulls::{CheckReport, PullRequest, PullRequests, Report};

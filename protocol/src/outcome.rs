@@ -20,8 +20,9 @@ pub mod vars {
     pub const TASKS_AFTER: &str = "KIRO_TASKS_DONE_AFTER";
     pub const TASKS_TOTAL: &str = "KIRO_TASKS_TOTAL";
     pub const COMMIT: &str = "KIRO_COMMIT";
+    pub const AGENT_SECONDS: &str = "KIRO_AGENT_SECONDS";
     /// All of them, in the order buildspec.yml lists them.
-    pub const ALL: [&str; 8] = [
+    pub const ALL: [&str; 9] = [
         OUTCOME,
         FAILURE_CLASS,
         FAILURE_REASON,
@@ -30,6 +31,7 @@ pub mod vars {
         TASKS_AFTER,
         TASKS_TOTAL,
         COMMIT,
+        AGENT_SECONDS,
     ];
 }
 
@@ -57,6 +59,10 @@ pub struct WorkerOutcome {
     pub tasks_total: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commit: Option<String>,
+    /// Wall-clock seconds the agent ran in this build (`None`: it never ran). The
+    /// consumer adds it to the item's job record, where the per-item budget is checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_seconds: Option<u64>,
 }
 
 impl WorkerOutcome {
@@ -69,6 +75,7 @@ impl WorkerOutcome {
             tasks_done_after: 0,
             tasks_total: 0,
             commit: None,
+            agent_seconds: None,
         }
     }
 
@@ -111,6 +118,9 @@ impl WorkerOutcome {
         if let Some(c) = &self.commit {
             m.insert(vars::COMMIT.into(), c.clone());
         }
+        if let Some(s) = self.agent_seconds {
+            m.insert(vars::AGENT_SECONDS.into(), s.to_string());
+        }
         m
     }
 
@@ -131,6 +141,9 @@ impl WorkerOutcome {
             tasks_done_after: num(vars::TASKS_AFTER),
             tasks_total: num(vars::TASKS_TOTAL),
             commit: v.get(vars::COMMIT).filter(|s| !s.is_empty()).cloned(),
+            agent_seconds: v
+                .get(vars::AGENT_SECONDS)
+                .and_then(|s| s.trim().parse::<u64>().ok()),
             ..WorkerOutcome::success()
         };
         match v.get(vars::OUTCOME).map(|s| s.trim()) {
@@ -182,6 +195,7 @@ mod tests {
         o.tasks_done_before = 1;
         o.tasks_done_after = 3;
         o.tasks_total = 4;
+        o.agent_seconds = Some(754);
         let back = WorkerOutcome::from_vars(&o.to_vars());
         assert_eq!(back.status, OutcomeStatus::Failed);
         assert_eq!(
@@ -198,6 +212,9 @@ mod tests {
             ),
             (1, 3, 4)
         );
+        assert_eq!(back.agent_seconds, Some(754));
+        let garbled = BTreeMap::from([(vars::AGENT_SECONDS.to_string(), "soon".to_string())]);
+        assert_eq!(WorkerOutcome::from_vars(&garbled).agent_seconds, None);
     }
 
     #[test]

@@ -36,7 +36,15 @@ pub mod names {
     pub const DEAD_LETTERS: &str = "DeadLetters";
     /// Line coverage reported by a finished build, percent.
     pub const COVERAGE: &str = "Coverage";
+    /// Minutes the agent ran in a finished build (a count of minutes, fractional), with
+    /// a [`PROJECT_DIMENSION`](super::PROJECT_DIMENSION): the sum is a project's agent time.
+    pub const AGENT_MINUTES: &str = "AgentMinutes";
+    /// Items cancelled: moved off the board's active statuses, or `kiro-consumer cancel`.
+    pub const ITEMS_CANCELLED: &str = "ItemsCancelled";
 }
+
+/// The dimension carrying a project key (on [`names::AGENT_MINUTES`]).
+pub const PROJECT_DIMENSION: &str = "Project";
 
 /// The dimension carrying a failure class (on [`names::BUILDS_FAILED_BY_CLASS`]).
 pub const FAILURE_CLASS_DIMENSION: &str = "FailureClass";

@@ -7,6 +7,7 @@
 //! builds them (`cargo build --workspace --bins`) before running the tests.
 
 mod aws;
+mod cancel;
 mod crash;
 mod emulator;
 mod fault;

@@ -244,6 +244,9 @@ impl World {
                 contention_delay: Duration::from_secs(5),
                 retry: RetryPolicy::default(),
                 build_env: self.build_env(&backend),
+                item_agent_budget: kiro_consumer::defaults::duration(
+                    kiro_consumer::defaults::ITEM_AGENT_BUDGET,
+                ),
                 metrics: None,
             },
             Ports {

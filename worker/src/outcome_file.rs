@@ -98,6 +98,7 @@ mod tests {
         o.tasks_done_after = 2;
         o.tasks_total = 3;
         o.commit = Some("abc'def".into());
+        o.agent_seconds = Some(421);
         let path = dir.path().join("kiro-outcome.env");
         write(&path, &o).unwrap();
         let got = source(&path);

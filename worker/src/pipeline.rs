@@ -35,7 +35,7 @@ use crate::wiring::Ports;
 use kiro_protocol::TraceContext;
 use kiro_protocol::{
     BranchName, CheckReport, Failure, FailureClass, ItemStatus, OutcomeStatus, Report,
-    WorkerOutcome,
+    StatusChange, WorkerOutcome,
 };
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -145,6 +145,10 @@ async fn run_item(cfg: &Config, ports: &Ports, inputs: &Inputs) -> WorkerOutcome
     outcome.tasks_done_after = after.done;
     outcome.tasks_total = after.total.max(before.total);
     outcome.commit = st.commit.clone().filter(|_| st.pushed);
+    // The agent's time across the rounds, rounded up to whole seconds, when it ran.
+    outcome.agent_seconds = st
+        .agent_ran
+        .then(|| u64::try_from(st.agent_time.as_millis().div_ceil(1000)).unwrap_or(u64::MAX));
     if outcome.status == OutcomeStatus::Succeeded {
         info!(commit = ?outcome.commit, "item succeeded");
     }
@@ -211,12 +215,18 @@ async fn steps(
 
 #[instrument(skip_all)]
 async fn mark_in_progress(ports: &Ports, inputs: &Inputs) {
-    if let Err(e) = ports
+    // Only from an active status: a card a human moved away stays where it is.
+    let to = ItemStatus::InProgress;
+    match ports
         .board
-        .set_status(inputs.item.as_str(), ItemStatus::InProgress, None)
+        .set_status_from(inputs.item.as_str(), to.moved_from(), to, None)
         .await
     {
-        warn!(error = %e, "could not move the board item to In Progress");
+        Ok(StatusChange::Moved) => {}
+        Ok(StatusChange::Elsewhere(at)) => {
+            warn!(now = ?at, "the board item is not in an active status; left where it is")
+        }
+        Err(e) => warn!(error = %e, "could not move the board item to In Progress"),
     }
 }
 
@@ -445,10 +455,15 @@ async fn publish(
         warn!(error = %e, "cannot publish the check run");
     }
     if failure.is_none() {
-        ports
+        // Only from In Progress: a card a human moved away stays where it is.
+        let to = ItemStatus::Done;
+        if let StatusChange::Elsewhere(at) = ports
             .board
-            .set_status(inputs.item.as_str(), ItemStatus::Done, None)
-            .await?;
+            .set_status_from(inputs.item.as_str(), to.moved_from(), to, None)
+            .await?
+        {
+            warn!(now = ?at, "the board item is not In Progress; left where it is");
+        }
     }
     Ok(())
 }

@@ -8,14 +8,19 @@
 //! one it was written against — editing an item's `updated_at` in the file hands the item
 //! back to the file's status (that is how a human re-queues an item, and the new
 //! `updated_at` gives it a new deduplication id). Notes are one line, redacted, and
-//! bounded before they are stored.
+//! bounded before they are stored. `statuses` is one file read and one overlay read
+//! for any number of items; `set_status_from` compares the effective status and writes
+//! the overlay in one SQLite transaction (a file edit landing between the file's read and
+//! that transaction is the only window).
 
 use super::board_file::{self as file, BoardFile, FileItem};
 use super::file_backed::FileBacked;
 use async_trait::async_trait;
 use kiro_protocol::ids::quote_for_display;
 use kiro_protocol::redact::redact;
-use kiro_protocol::{Board, BoardItem, Clock, ItemStatus, PortError, Timestamp};
+use kiro_protocol::{
+    Board, BoardItem, BoardStanding, Clock, ItemStatus, PortError, StatusChange, Timestamp,
+};
 use kiro_statedb::{DbError, EmbeddedDb};
 use rusqlite::params;
 use std::collections::HashMap;
@@ -203,6 +208,18 @@ fn find<'a>(file: &'a BoardFile, id: &str) -> Result<&'a FileItem, PortError> {
         .ok_or_else(|| PortError::input(format!("unknown board item {}", quote_for_display(id))))
 }
 
+/// An item's effective status from its file status and its overlay row, if any.
+fn effective(
+    file_status: Option<ItemStatus>,
+    file_updated_at: &str,
+    row: Option<(String, String)>,
+) -> Option<ItemStatus> {
+    match row {
+        Some((status, at)) if at == file_updated_at => file::parse_status(&status),
+        _ => file_status,
+    }
+}
+
 #[async_trait]
 impl Board for EmbeddedBoard {
     #[instrument(skip_all, fields(board = %self.base.file.display()))]
@@ -256,6 +273,83 @@ impl Board for EmbeddedBoard {
             .await?;
         info!("board item status changed");
         Ok(())
+    }
+
+    #[instrument(skip_all, fields(board = %self.base.file.display(), items = items.len()))]
+    async fn statuses(
+        &self,
+        items: &[String],
+    ) -> Result<HashMap<String, BoardStanding>, PortError> {
+        let entries = self.items().await?;
+        Ok(items
+            .iter()
+            .map(|id| {
+                let standing = entries
+                    .iter()
+                    .find(|e| &e.item.id == id)
+                    .map_or(BoardStanding::Absent, |e| BoardStanding::On(e.status));
+                (id.clone(), standing)
+            })
+            .collect())
+    }
+
+    #[instrument(skip_all, fields(item = %quote_for_display(item), status = %status))]
+    async fn set_status_from(
+        &self,
+        item: &str,
+        from: &[ItemStatus],
+        status: ItemStatus,
+        note: Option<&str>,
+    ) -> Result<StatusChange, PortError> {
+        let file = file::load(&self.base.file).await?;
+        let Some(fi) = file.item(item) else {
+            return Ok(StatusChange::Elsewhere(BoardStanding::Absent));
+        };
+        let id = fi.item.id.clone();
+        let item_updated_at = fi.item.updated_at.clone();
+        let file_status = fi.file_status();
+        let note = note.map(clean_note);
+        let now = self.base.clock.now();
+        let from = from.to_vec();
+        let change = self
+            .base
+            .db
+            .call(move |c| {
+                let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                let row: Option<(String, String)> = {
+                    use rusqlite::OptionalExtension;
+                    tx.query_row(
+                        "SELECT status, item_updated_at FROM board_status WHERE item_id = ?1",
+                        params![id],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .optional()?
+                };
+                let now_status = effective(file_status, &item_updated_at, row);
+                if !now_status.is_some_and(|s| from.contains(&s)) {
+                    return Ok(StatusChange::Elsewhere(BoardStanding::On(now_status)));
+                }
+                tx.execute(
+                    "INSERT INTO board_status (item_id, status, note, item_updated_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (item_id) DO UPDATE SET
+                        status = excluded.status,
+                        note = excluded.note,
+                        item_updated_at = excluded.item_updated_at,
+                        updated_at = excluded.updated_at",
+                    params![id, status_key(status), note, item_updated_at, now.0],
+                )?;
+                tx.commit()?;
+                Ok(StatusChange::Moved)
+            })
+            .await?;
+        match &change {
+            StatusChange::Moved => info!("board item status changed"),
+            StatusChange::Elsewhere(at) => {
+                info!(now = ?at, "board item is not where it was expected; left where it is")
+            }
+        }
+        Ok(change)
     }
 }
 

@@ -17,12 +17,16 @@
 //!   an ended row for a holder that had none);
 //! - `renew_session` succeeds while the session is not ended; `release` and `record`
 //!   require the caller's owner AND fence to match the row; otherwise they fail and change
-//!   nothing. `record` writes the job row and the lease's `current_item` together.
+//!   nothing. `record` writes the job row and the lease's `current_item` together;
+//! - `cancel` (`lease/cancel.rs`) reads and writes in one transaction, so it never needs
+//!   the port's retries.
+
+mod cancel;
 
 use async_trait::async_trait;
 use kiro_protocol::{
-    Clock, Fence, ItemId, JobRecord, Lease, LeaseError, LeaseStore, LeaseView, PortError,
-    ProjectKey, Session, SessionView, Timestamp,
+    Cancellation, Clock, Fence, ItemId, JobRecord, Lease, LeaseError, LeaseStore, LeaseView,
+    PortError, ProjectKey, Session, SessionView, Timestamp,
 };
 use kiro_statedb::{DbError, EmbeddedDb};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
@@ -496,6 +500,11 @@ impl LeaseStore for SqliteLeaseStore {
                     .collect::<Result<_, PortError>>()?)
             })
             .await
+    }
+
+    #[instrument(skip_all, fields(project = %job.project, item = %job.item))]
+    async fn cancel(&self, job: &JobRecord) -> Result<Cancellation, LeaseError> {
+        self.cancel_row(job).await
     }
 }
 

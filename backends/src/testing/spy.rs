@@ -239,6 +239,10 @@ impl<P: LeaseStore + ?Sized> LeaseStore for Spy<P> {
         self.note("jobs", 1);
         self.inner.jobs().await
     }
+    async fn cancel(&self, job: &JobRecord) -> Result<kiro_protocol::Cancellation, LeaseError> {
+        self.note("cancel", 1);
+        self.inner.cancel(job).await
+    }
 }
 
 #[async_trait]
@@ -275,6 +279,23 @@ impl<P: Board + ?Sized> Board for Spy<P> {
     ) -> Result<(), PortError> {
         self.note("set_status", 1);
         self.inner.set_status(item, status, note).await
+    }
+    async fn statuses(
+        &self,
+        items: &[String],
+    ) -> Result<std::collections::HashMap<String, kiro_protocol::BoardStanding>, PortError> {
+        self.note("statuses", 1);
+        self.inner.statuses(items).await
+    }
+    async fn set_status_from(
+        &self,
+        item: &str,
+        from: &[ItemStatus],
+        status: ItemStatus,
+        note: Option<&str>,
+    ) -> Result<kiro_protocol::StatusChange, PortError> {
+        self.note("set_status_from", 1);
+        self.inner.set_status_from(item, from, status, note).await
     }
 }
 

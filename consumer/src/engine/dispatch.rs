@@ -12,17 +12,19 @@
 //! intent (the exact build request) is recorded under its fence.
 
 use super::observe::record_build;
+use super::withdraw::{cancel_covers, moved_reason};
 use super::{ActiveJob, Engine, HeldJob, TickReport};
 use futures::future::join_all;
 use kiro_protocol::ports::build::env as build_env;
 use kiro_protocol::{
-    BuildId, BuildRequest, DeadLetter, Delivery, Envelope, Failure, FailureClass, JobRecord,
-    JobState, Lease, LeaseError, Session, WorkItem,
+    BoardStanding, BuildId, BuildRequest, DeadLetter, Delivery, Envelope, Failure, FailureClass,
+    ItemStatus, JobRecord, JobState, Lease, LeaseError, Session, WorkItem,
 };
 use kiro_telemetry::metrics::{Metric, names};
 use kiro_telemetry::otel::{self, keys};
 use opentelemetry::trace::Status;
 use reattach::Recovery;
+use std::collections::HashMap;
 use std::time::Duration;
 use tokio::time::Instant;
 use tracing::{Instrument, Span, info, warn};
@@ -86,6 +88,14 @@ impl Engine {
             }
             return;
         };
+        // Where the delivered items stand on the board: one read for the batch.
+        let items: Vec<String> = deliveries
+            .iter()
+            .filter_map(|d| Envelope::decode(&d.body).ok())
+            .map(|e| e.item.id.to_string())
+            .collect();
+        let standings = self.board_standings(items).await;
+        let standings = &standings;
         let mut futures = Vec::new();
         for d in deliveries {
             if self.jobs.contains_key(d.group.as_str()) {
@@ -97,7 +107,7 @@ impl Engine {
                 }
                 continue;
             }
-            futures.push(self.dispatch(d, &session));
+            futures.push(self.dispatch(d, &session, standings));
         }
         for outcome in join_all(futures).await {
             match outcome {
@@ -135,7 +145,12 @@ impl Engine {
     }
 
     /// Take one delivery as far as a running build, or settle it.
-    async fn dispatch(&self, d: Delivery, session: &Session) -> Dispatch {
+    async fn dispatch(
+        &self,
+        d: Delivery,
+        session: &Session,
+        standings: &HashMap<String, BoardStanding>,
+    ) -> Dispatch {
         let decoded = Envelope::decode(&d.body);
         // The message attributes carry the context; the envelope keeps a copy (for a
         // queue that lost the attributes, e.g. a hand-made replay).
@@ -144,7 +159,7 @@ impl Engine {
             _ => &d.trace,
         };
         let span = self.process_span(&d, trace);
-        self.dispatch_in(d, decoded, span.clone(), session)
+        self.dispatch_in(d, decoded, span.clone(), session, standings)
             .instrument(span)
             .await
     }
@@ -155,6 +170,7 @@ impl Engine {
         decoded: Result<Envelope, kiro_protocol::EnvelopeError>,
         span: Span,
         session: &Session,
+        standings: &HashMap<String, BoardStanding>,
     ) -> Dispatch {
         let envelope = match decoded {
             Ok(e) => e,
@@ -179,7 +195,9 @@ impl Engine {
             let failure = Failure::new(FailureClass::PermanentInput, reason);
             return self.reject(&d, &span, failure).await;
         }
-        self.dispatch_item(d, item, envelope.trace, session).await
+        let standing = standings.get(item.id.as_str()).copied();
+        self.dispatch_item(d, item, envelope.trace, session, standing)
+            .await
     }
 
     /// Dead-letter a message that never becomes a job (no lease, no record, no attempt).
@@ -211,6 +229,7 @@ impl Engine {
         item: WorkItem,
         trace: kiro_protocol::TraceContext,
         session: &Session,
+        standing: Option<BoardStanding>,
     ) -> Dispatch {
         let lease = match self.ports.leases.acquire(&item.project, session).await {
             Ok(l) => {
@@ -241,7 +260,10 @@ impl Engine {
         // intent, without reading it first (one call fewer per build). When the item has a
         // record after all, the create writes nothing and the record is read and judged
         // like any other.
-        if d.receive_count <= 1 {
+        // (A card that left the active statuses is judged with the record, below.)
+        let moved =
+            matches!(standing, Some(BoardStanding::On(status)) if !ItemStatus::keeps_work(status));
+        if d.receive_count <= 1 && !moved {
             let record = self.own_record(
                 JobRecord::new(
                     item.project.clone(),
@@ -256,7 +278,7 @@ impl Engine {
             let job = self.held(d, item, lease, record);
             return self.start_build(job, Intent::Create).await;
         }
-        self.judge_record(d, item, trace, lease).await
+        self.judge_record(d, item, trace, lease, standing).await
     }
 
     /// Read the item's job record and go on from it: settle a redelivered final job,
@@ -267,6 +289,7 @@ impl Engine {
         item: WorkItem,
         trace: kiro_protocol::TraceContext,
         lease: Lease,
+        standing: Option<BoardStanding>,
     ) -> Dispatch {
         let existing = match self.ports.leases.job(&item.project, &item.id).await {
             Ok(r) => r,
@@ -277,6 +300,14 @@ impl Engine {
             }
         };
         let now = self.ports.clock.now();
+        if let Some(r) = &existing
+            && cancel_covers(r, &d)
+        {
+            // Cancelled while queued (or a redelivery of a cancelled job): acknowledged,
+            // never built.
+            info!("the item was cancelled; acknowledging its message");
+            return Dispatch::Settled(self.ack_cancelled(&d, &lease).await);
+        }
         let record = match existing {
             Some(mut r)
                 if r.message_id == d.message_id
@@ -313,8 +344,25 @@ impl Engine {
         };
         let record = self.own_record(record, &lease);
         let job = self.held(d, item, lease, record);
+        if let Some(BoardStanding::On(status)) = standing
+            && !ItemStatus::keeps_work(status)
+        {
+            // The card left the active statuses while the item was queued (or handed
+            // over): cancel before any build starts, and stop the one that may run.
+            let build = job
+                .record
+                .build_id
+                .clone()
+                .filter(|_| job.record.state.may_have_build());
+            return Dispatch::Settled(self.withdraw(job, build, moved_reason(status)).await);
+        }
         if job.record.state.may_have_build() {
             self.re_attach(job).await
+        } else if job
+            .record
+            .budget_spent(Some(self.cfg.item_agent_budget.as_secs()))
+        {
+            self.refuse_spent(job).await
         } else {
             self.start_build(job, Intent::Overwrite).await
         }
@@ -326,6 +374,21 @@ impl Engine {
         record.owner = Some(self.cfg.owner.clone());
         record.updated_at = self.ports.clock.now();
         record
+    }
+
+    /// The item's agent budget is spent: no new attempt; dead-lettered `budget-spent`.
+    async fn refuse_spent(&self, job: HeldJob) -> Dispatch {
+        let used = job.record.agent_seconds;
+        let reason = format!(
+            "item {}: the agent used {}m{:02}s across its attempts, the item's budget is {} (--item-agent-budget, KIRO_ITEM_AGENT_BUDGET); no new attempt is started",
+            kiro_protocol::ids::quote_for_display(job.item.id.as_str()),
+            used / 60,
+            used % 60,
+            humantime::format_duration(self.cfg.item_agent_budget),
+        );
+        warn!(%reason, "agent budget spent");
+        let failure = Failure::new(FailureClass::BudgetSpent, reason);
+        Dispatch::Settled(self.settle_failure(job, failure).await)
     }
 
     /// Re-attach: a build may be running for this item, the one the record names or the
@@ -379,9 +442,11 @@ impl Engine {
             Ok(true) => {}
             Ok(false) => {
                 // The item has a record: read it and judge from it (boxed: this calls back
-                // into `judge_record`, which may start a build again, by overwriting).
+                // into `judge_record`, which may start a build again, by overwriting). The
+                // card was not seen to move (else the create was not tried).
                 let trace = job.record.trace.clone();
-                return Box::pin(self.judge_record(job.delivery, job.item, trace, job.lease)).await;
+                let judged = self.judge_record(job.delivery, job.item, trace, job.lease, None);
+                return Box::pin(judged).await;
             }
             Err(e) => {
                 warn!(error = %e, "cannot record the intent; message returned");

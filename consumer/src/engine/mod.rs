@@ -25,6 +25,14 @@
 //!    (on at 0 → 1 job, off at → 0, re-armed before it expires); failures are logged,
 //!    never fatal.
 //!
+//! Cancellation (`withdraw.rs`): an item whose card left the board's active statuses is
+//! withdrawn — when its message is taken (one board read per received batch) and, while
+//! its build runs, within one poll round (one batched board read per round): record
+//! `cancelled` through [`LeaseStore::cancel`](kiro_protocol::LeaseStore::cancel) (fence
+//! bumped), build stopped, message acknowledged, card left where it is. A job whose
+//! record write finds its fence lost to such a cancel (`kiro-consumer cancel`)
+//! acknowledges its message too.
+//!
 //! On shutdown, [`Engine::drain`] (`drain.rs`) hands every job off (record `handoff`,
 //! make the message visible, release the lease) instead of waiting. Spans and metrics
 //! are written by `observe.rs`.
@@ -63,6 +71,7 @@ mod run;
 mod session;
 mod settle;
 mod supervise;
+mod withdraw;
 
 pub use settle::outcome_of;
 
@@ -101,6 +110,9 @@ pub struct EngineConfig {
     pub retry: RetryPolicy,
     /// Extra environment for every build (settings, never secrets).
     pub build_env: BTreeMap<String, String>,
+    /// Agent time one item may use across its attempts; no new attempt starts once its
+    /// job record's `agent_seconds` reach it (dead-lettered `budget-spent`).
+    pub item_agent_budget: Duration,
     /// Where the engine reports its metrics (CloudWatch EMF in production); none when off.
     pub metrics: Option<Arc<dyn Metrics>>,
 }
@@ -123,6 +135,7 @@ impl Default for EngineConfig {
             contention_delay: defaults::contention_delay(lease_ttl),
             retry: RetryPolicy::default(),
             build_env: BTreeMap::new(),
+            item_agent_budget: defaults::duration(defaults::ITEM_AGENT_BUDGET),
             metrics: None,
         }
     }
@@ -218,6 +231,9 @@ pub struct TickReport {
     pub contention: usize,
     pub cancelled: usize,
     pub deferred: usize,
+    /// Items withdrawn: moved off the board's active statuses (or cancelled by an
+    /// operator) — record `cancelled`, build stopped, message acknowledged.
+    pub withdrawn: usize,
 }
 
 impl TickReport {
@@ -231,6 +247,7 @@ impl TickReport {
         self.contention += o.contention;
         self.cancelled += o.cancelled;
         self.deferred += o.deferred;
+        self.withdrawn += o.withdrawn;
     }
 }
 

@@ -12,8 +12,9 @@ use crate::policy::Decision;
 use futures::future::join_all;
 use kiro_protocol::{
     BuildId, BuildState, BuildStatus, DeadLetter, Delivery, Envelope, Failure, FailureClass,
-    ItemStatus, JobRecord, JobState, Lease, OutcomeStatus, Receipt, WorkerOutcome,
+    ItemStatus, JobRecord, JobState, Lease, LeaseError, OutcomeStatus, Receipt, WorkerOutcome,
 };
+use kiro_telemetry::metric::{PROJECT_DIMENSION, Unit};
 use kiro_telemetry::metrics::{Metric, names};
 use kiro_telemetry::otel::keys;
 use opentelemetry::KeyValue;
@@ -94,6 +95,8 @@ impl Engine {
             }
         }
         self.ack_successes(done, report).await;
+        // The builds still running: withdraw those whose card left the active statuses.
+        self.withdraw_moved(report).await;
     }
 
     /// A build finished: settle the job.
@@ -111,6 +114,13 @@ impl Engine {
             let outcome = outcome_of(&status);
             let now = self.ports.clock.now();
             job.record.coverage = outcome.coverage.or(job.record.coverage);
+            if let Some(secs) = outcome.agent_seconds {
+                job.record.agent_seconds = job.record.agent_seconds.saturating_add(secs);
+                self.metric(
+                    Metric::new(names::AGENT_MINUTES, secs as f64 / 60.0, Unit::Count)
+                        .with_dimension(PROJECT_DIMENSION, job.item.project.as_str()),
+                );
+            }
             job.record.end_attempt(outcome.failure.as_ref(), now);
             self.finished_metrics(&job, outcome.failure.as_ref(), outcome.coverage);
             match outcome.failure {
@@ -134,6 +144,11 @@ impl Engine {
         // flight keeps its group (and so the project) from everyone else until the ack, and
         // a redelivery after a lost ack is acked from the record.
         if let Err(e) = self.record_last(&job).await {
+            if matches!(e, LeaseError::FenceLost { .. })
+                && let Some(r) = self.ack_if_cancelled(&job).await
+            {
+                return Finished::Settled(r);
+            }
             warn!(error = %e, "cannot record success; leaving the message for the next holder");
             return Finished::Settled(TickReport {
                 deferred: 1,
@@ -205,6 +220,11 @@ impl Engine {
                 job.record.state = JobState::Retrying;
                 job.record.build_id = None;
                 if let Err(e) = self.record_last(&job).await {
+                    if matches!(e, LeaseError::FenceLost { .. })
+                        && let Some(r) = self.ack_if_cancelled(&job).await
+                    {
+                        return r;
+                    }
                     warn!(error = %e, "cannot record the retry; leaving the message for the next holder");
                     return r;
                 }
@@ -222,6 +242,11 @@ impl Engine {
             Decision::DeadLetter { reason } => {
                 job.record.state = JobState::DeadLettered;
                 if let Err(e) = self.record_last(&job).await {
+                    if matches!(e, LeaseError::FenceLost { .. })
+                        && let Some(r) = self.ack_if_cancelled(&job).await
+                    {
+                        return r;
+                    }
                     warn!(error = %e, "cannot record the dead letter; leaving the message for the next holder");
                     return r;
                 }
@@ -242,6 +267,10 @@ impl Engine {
         r: JobRecord,
     ) -> TickReport {
         let process = Span::current();
+        if r.state == JobState::Cancelled {
+            info!("redelivered after a cancel; acknowledging");
+            return self.ack_cancelled(&d, &lease).await;
+        }
         let result = if r.state == JobState::Succeeded {
             info!("redelivered after success; acknowledging");
             async {

@@ -2,6 +2,7 @@
 //! (SQLite in a temp dir), with tokio's paused time driving leases, visibility and retries.
 
 mod cadence;
+mod cancel;
 mod cli;
 mod console;
 mod dlq;

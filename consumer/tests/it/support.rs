@@ -83,6 +83,9 @@ impl Harness {
                 max_delay: Duration::from_secs(60),
             },
             build_env: BTreeMap::new(),
+            item_agent_budget: kiro_consumer::defaults::duration(
+                kiro_consumer::defaults::ITEM_AGENT_BUDGET,
+            ),
             metrics: None,
         }
     }
@@ -240,6 +243,9 @@ impl LeaseStore for FlakyLeases {
     }
     async fn jobs(&self) -> Result<Vec<JobRecord>, PortError> {
         self.inner.jobs().await
+    }
+    async fn cancel(&self, j: &JobRecord) -> Result<kiro_protocol::Cancellation, LeaseError> {
+        self.inner.cancel(j).await
     }
 }
 

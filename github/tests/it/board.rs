@@ -423,3 +423,95 @@ async fn a_failed_mutation_is_an_error() {
     assert_eq!(err.class, FailureClass::PermanentInput);
     assert!(err.message.contains("PVTI_gone"), "{err}");
 }
+
+/// Where items stand: ONE `nodes(ids: …)` query for all of them, each id answered
+/// (an unresolvable node or an archived item is absent; an unmapped option or no status
+/// is "on the board, in no status of ours").
+#[tokio::test]
+async fn statuses_are_one_nodes_query_and_every_id_is_answered() {
+    use kiro_protocol::BoardStanding;
+    let server = MockServer::start().await;
+    let ids: Vec<String> = ["0001", "0002", "0003", "0004", "0999"]
+        .iter()
+        .map(|s| format!("PVTI_lADOBk1Wus4AbCdEzgPq{s}"))
+        .collect();
+    Mock::given(method("POST"))
+        .and(path("/graphql"))
+        .and(body_string_contains("nodes(ids: $ids)"))
+        .and(body_partial_json(
+            json!({ "variables": { "ids": ids, "field": "Status" } }),
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture("graphql/statuses.json")))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let clock = ManualClock::default();
+    let got = board(&server, &clock).statuses(&ids).await.unwrap();
+    assert_eq!(got.len(), 5);
+    assert_eq!(
+        got[&ids[0]],
+        BoardStanding::On(Some(ItemStatus::InProgress))
+    );
+    assert_eq!(got[&ids[1]], BoardStanding::On(None), "Backlog is not ours");
+    assert_eq!(got[&ids[2]], BoardStanding::Absent, "archived");
+    assert_eq!(got[&ids[3]], BoardStanding::On(None), "no status");
+    assert_eq!(got[&ids[4]], BoardStanding::Absent, "not found");
+}
+
+/// The worker's compare-then-set: an item a human moved away is left where it is (no
+/// mutation is sent); one still where expected is moved.
+#[tokio::test]
+async fn set_status_from_leaves_an_item_moved_elsewhere_alone() {
+    use kiro_protocol::{BoardStanding, StatusChange};
+    let server = MockServer::start().await;
+    for (id, answer) in [
+        ("0001", "graphql/statuses-one-in-progress.json"),
+        ("0002", "graphql/statuses-one-backlog.json"),
+    ] {
+        Mock::given(method("POST"))
+            .and(path("/graphql"))
+            .and(body_string_contains("nodes(ids: $ids)"))
+            .and(body_partial_json(
+                json!({ "variables": { "ids": [format!("PVTI_lADOBk1Wus4AbCdEzgPq{id}")] } }),
+            ))
+            .respond_with(ResponseTemplate::new(200).set_body_json(fixture(answer)))
+            .expect(1)
+            .mount(&server)
+            .await;
+    }
+    Mock::given(method("POST"))
+        .and(path("/graphql"))
+        .and(body_string_contains("fields(first: 100)"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture("graphql/fields.json")))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/graphql"))
+        .and(body_string_contains("updateProjectV2ItemFieldValue"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture("graphql/set-status.json")))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let clock = ManualClock::default();
+    let b = board(&server, &clock);
+    let moved_away = b
+        .set_status_from(
+            "PVTI_lADOBk1Wus4AbCdEzgPq0002",
+            ItemStatus::Done.moved_from(),
+            ItemStatus::Done,
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(moved_away, StatusChange::Elsewhere(BoardStanding::On(None)));
+    let moved = b
+        .set_status_from(
+            "PVTI_lADOBk1Wus4AbCdEzgPq0001",
+            ItemStatus::Done.moved_from(),
+            ItemStatus::Done,
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(moved, StatusChange::Moved);
+}

@@ -49,6 +49,51 @@ impl ItemStatus {
     }
 }
 
+impl ItemStatus {
+    /// Whether an item in this status (`None`: a status this system does not use) still
+    /// wants the work done: any of this system's statuses — ready, queued, in progress,
+    /// done (the worker's own last move, made just before its build ends) and failed (set
+    /// by the consumer when it dead-letters, so a replayed dead letter still runs). A card
+    /// in any other column (a backlog, "Todo", "Won't do") was moved away by a human: its
+    /// job is cancelled.
+    pub fn keeps_work(status: Option<ItemStatus>) -> bool {
+        status.is_some()
+    }
+
+    /// The statuses the worker may move an item to `self` from: In Progress only from
+    /// the active ones (ready, queued, in progress), Done only from In Progress; the
+    /// others (set by the producer and the consumer) from any.
+    pub fn moved_from(self) -> &'static [ItemStatus] {
+        match self {
+            ItemStatus::InProgress => &[
+                ItemStatus::Ready,
+                ItemStatus::Queued,
+                ItemStatus::InProgress,
+            ],
+            ItemStatus::Done => &[ItemStatus::InProgress, ItemStatus::Done],
+            _ => &ItemStatus::ALL,
+        }
+    }
+}
+
+/// Where an item stands on the board, as one batched read ([`Board::statuses`]) sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BoardStanding {
+    /// On the board in this status (`None`: a status this system does not use).
+    On(Option<ItemStatus>),
+    /// Not on the board (deleted, archived, or never there).
+    Absent,
+}
+
+/// What a compare-then-set status change ([`Board::set_status_from`]) did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StatusChange {
+    /// The item was in one of the expected statuses and was moved.
+    Moved,
+    /// The item was elsewhere (the standing it had): nothing was written.
+    Elsewhere(BoardStanding),
+}
+
 impl fmt::Display for ItemStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.default_name())
@@ -136,6 +181,25 @@ pub trait Board: Send + Sync + std::fmt::Debug {
         status: ItemStatus,
         note: Option<&str>,
     ) -> Result<(), PortError>;
+    /// Where each of `items` stands, in as few reads as the board allows (one file read
+    /// on the embedded board; one GraphQL `nodes(ids:)` query per 100 items on GitHub).
+    /// Every id asked for is in the answer.
+    async fn statuses(
+        &self,
+        items: &[String],
+    ) -> Result<std::collections::HashMap<String, BoardStanding>, PortError>;
+    /// Move an item to `status` only while it is in one of `from` (compare, then set):
+    /// a card a human moved elsewhere is left where it is. The embedded board compares
+    /// and sets in one SQLite transaction over its status overlay; GitHub has no
+    /// conditional field update, so there the read and the write are two calls and a move
+    /// made between them is overwritten (the window is one round trip).
+    async fn set_status_from(
+        &self,
+        item: &str,
+        from: &[ItemStatus],
+        status: ItemStatus,
+        note: Option<&str>,
+    ) -> Result<StatusChange, PortError>;
 }
 
 #[cfg(test)]
@@ -165,6 +229,32 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "item \"CALC-1\": invalid id \"CALC-1\": used by 2 items (board lines 2, 9); ids must be unique"
+        );
+    }
+
+    #[test]
+    fn only_a_column_outside_this_systems_statuses_cancels() {
+        for s in [
+            ItemStatus::Ready,
+            ItemStatus::Queued,
+            ItemStatus::InProgress,
+            ItemStatus::Done,
+        ] {
+            assert!(ItemStatus::keeps_work(Some(s)), "{s}");
+        }
+        assert!(
+            ItemStatus::keeps_work(Some(ItemStatus::Failed)),
+            "a replayed dead letter runs"
+        );
+        assert!(
+            !ItemStatus::keeps_work(None),
+            "a column of the human's cancels"
+        );
+        assert!(!ItemStatus::Done.moved_from().contains(&ItemStatus::Ready));
+        assert!(
+            !ItemStatus::InProgress
+                .moved_from()
+                .contains(&ItemStatus::Failed)
         );
     }
 

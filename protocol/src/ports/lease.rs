@@ -24,7 +24,14 @@
 //! - `release` and `record` succeed only while the caller's fence is still the current one
 //!   (and its session still the owner); a stale fence can never write;
 //! - a write whose result is unknown is re-read before the adapter answers, so callers
-//!   see either success or a definite error.
+//!   see either success or a definite error;
+//! - `cancel` writes an item's `cancelled` record without holding the lease: when the
+//!   item may be the one the lease works on, it bumps the fence by one and releases the
+//!   lease in the same atomic write (so every fence taken before is stale, and a build
+//!   started under one never acts again), and it leaves the lease alone only while the
+//!   lease's current item is ANOTHER item whose record is not final (that job runs; the
+//!   cancelled item's message waits behind it in the project's group). It never ends a
+//!   session: the holder keeps its other leases.
 
 use crate::clock::Timestamp;
 use crate::failure::{FailureClass, PortError};
@@ -73,6 +80,20 @@ pub struct LeaseView {
     /// The item whose job record was last written under this lease.
     pub current_item: Option<ItemId>,
 }
+
+/// What [`LeaseStore::cancel`] wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Cancellation {
+    /// The fence the `cancelled` record was written under (the lease row's after the
+    /// write).
+    pub fence: Fence,
+    /// Whether the fence was bumped (and the lease released).
+    pub bumped: bool,
+}
+
+/// How many times a store re-reads and tries again when the lease row changed between
+/// `cancel`'s read and its conditional write.
+pub const CANCEL_TRIES: usize = 5;
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum LeaseError {
@@ -148,6 +169,28 @@ pub trait LeaseStore: Send + Sync + std::fmt::Debug {
     ) -> Result<Option<JobRecord>, PortError>;
     /// Every job record (operators).
     async fn jobs(&self) -> Result<Vec<JobRecord>, PortError>;
+    /// Cancel `job.item` (an operator's `kiro-consumer cancel`, or a consumer that saw its
+    /// card moved away): write `job` (its state `cancelled`) with the fence set to the one
+    /// written under, bumping the fence and releasing the lease in the same atomic write
+    /// unless another item's live job holds the lease (see the module's contract). Not
+    /// conditional on any holder: the fence bump is what makes every earlier holder stale.
+    /// A lease row that keeps changing under it is `Contention` after [`CANCEL_TRIES`].
+    async fn cancel(&self, job: &JobRecord) -> Result<Cancellation, LeaseError>;
+}
+
+/// Whether `cancel` must bump the fence: the lease may be working on `item` — no row yet,
+/// `current_item` is `item` or none, or the current item's record (`current`) is missing
+/// or final. The one place both stores take this decision from.
+pub fn cancel_bumps(
+    row_current_item: Option<&str>,
+    item: &ItemId,
+    current: Option<&JobRecord>,
+) -> bool {
+    match row_current_item {
+        None => true,
+        Some(c) if c == item.as_str() => true,
+        Some(_) => current.is_none_or(|r| r.state.is_final()),
+    }
 }
 
 /// Whether `fence` is still the current, held fence of `project` (used by the worker

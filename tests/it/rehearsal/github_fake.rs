@@ -431,6 +431,39 @@ impl State {
         if query.trim_start().starts_with("mutation") {
             return self.mutation(vars);
         }
+        if query.contains("nodes(ids: $ids)") {
+            // Where items stand: GitHub answers every id in order, `null` (with a
+            // NOT_FOUND error) for one it cannot resolve.
+            let ids: Vec<String> = vars["ids"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect();
+            let mut errors = Vec::new();
+            let nodes: Vec<Value> = ids
+                .iter()
+                .enumerate()
+                .map(|(i, id)| match self.items.iter().find(|it| &it.id == id) {
+                    Some(it) => json!({
+                        "__typename": "ProjectV2Item",
+                        "id": it.id,
+                        "isArchived": false,
+                        "status": { "__typename": "ProjectV2ItemFieldSingleSelectValue", "name": it.status },
+                    }),
+                    None => {
+                        errors.push(json!({ "type": "NOT_FOUND", "path": ["nodes", i],
+                            "message": format!("Could not resolve to a node with the global id of '{id}'") }));
+                        Value::Null
+                    }
+                })
+                .collect();
+            let mut answer = json!({ "data": { "nodes": nodes } });
+            if !errors.is_empty() {
+                answer["errors"] = json!(errors);
+            }
+            return ok(200, answer);
+        }
         let (owner, field, number) = self.project.clone();
         let wrong_owner = vars["owner"] != owner.as_str() || vars["number"] != number;
         if wrong_owner || !query.contains(&format!("{field}(login: $owner)")) {

@@ -29,6 +29,10 @@ async fn a_good_item_is_implemented_pushed_reported_and_done() {
         (0, 4, 4)
     );
     assert!(o.coverage.unwrap() >= 80.0);
+    assert!(
+        o.agent_seconds.is_some_and(|s| s >= 1),
+        "the agent's time is measured (rounded up): {o:?}"
+    );
 
     // The commit is on the forge's branch, on top of the old tip, with all tasks done.
     let tip = w.tip("calc", "feature/subtract");
@@ -448,4 +452,25 @@ async fn a_new_attempt_on_work_already_pushed_reports_it_and_redoes_nothing() {
         .expect("a report");
     assert_eq!(revision, 2, "the one report was edited");
     assert!(report.markdown.contains(&pushed), "{}", report.markdown);
+}
+
+/// The worker moves a card only from the status it expects: a card a human moved out of
+/// the active statuses before the run is neither set In Progress nor Done.
+#[tokio::test]
+async fn a_card_moved_away_is_left_where_the_human_put_it() {
+    use kiro_protocol::Board;
+    let w = World::new();
+    let fence = w.take_lease("calc").await;
+    w.board
+        .set_status("CALC-1", ItemStatus::Failed, Some("parked by a human"))
+        .await
+        .unwrap();
+    let cfg = w.config(CALC_1, fence);
+    let o = kiro_worker::run_and_write(&cfg, &w.ports).await.unwrap();
+    assert_eq!(o.status, OutcomeStatus::Succeeded, "{o:?}");
+    assert_eq!(
+        w.board.status_of("CALC-1").await.unwrap(),
+        Some(ItemStatus::Failed),
+        "neither In Progress nor Done was written over the human's move"
+    );
 }

@@ -32,6 +32,8 @@
 //! - `release`: `UpdateItem` conditional on `owner` and `fence`;
 //! - `record`: `TransactWriteItems` — an `Update` of the lease row (sets `current_item`)
 //!   conditional on `owner` + `fence`, and a `Put` of the job row;
+//! - `cancel` (`cancel.rs`): reads, then one `TransactWriteItems` conditional on the
+//!   lease row read (bumping the fence and releasing it, or leaving it) with the job row;
 //! - reads are strongly consistent.
 //!
 //! Invariant: every call is classified and retried by the shared `call` helper (writes
@@ -43,6 +45,7 @@
 //! from `expires_at` against the `Clock` port.
 
 mod acquire;
+mod cancel;
 mod job;
 mod session;
 mod table;
@@ -434,5 +437,10 @@ impl LeaseStore for DynamoLeaseStore {
             (a.project.as_str(), a.updated_at).cmp(&(b.project.as_str(), b.updated_at))
         });
         Ok(out)
+    }
+
+    #[instrument(skip_all, fields(project = %job.project, item = %job.item))]
+    async fn cancel(&self, job: &JobRecord) -> Result<kiro_protocol::Cancellation, LeaseError> {
+        self.cancel_item(job).await
     }
 }

@@ -526,3 +526,142 @@ pub async fn record_and_release_is_one_write(h: &dyn LeaseHarness) {
         "contract: b still holds it"
     );
 }
+
+/// `record` of `item_id` as the `cancelled` state, as an operator or a consumer writes it.
+fn cancelled(lease: &Lease, item_id: &str, at: i64) -> JobRecord {
+    let mut j = job(lease, item_id, at);
+    j.state = JobState::Cancelled;
+    j
+}
+
+/// `cancel` of the item the lease works on bumps the fence by one and releases the lease
+/// in the same write: the holder's fence is stale for every write (record, release), the
+/// project is free at once, the record is `cancelled` under the new fence, and the
+/// holder's session and its other leases are untouched.
+pub async fn cancel_bumps_the_fence_and_fences_out_the_holder(h: &dyn LeaseHarness) {
+    let s = h.store().await;
+    let (p, q) = (project("alpha"), project("beta"));
+    let a = open(&*s, h, "owner-a").await;
+    let lp = ok(s.acquire(&p, &a).await, "acquire");
+    let lq = ok(s.acquire(&q, &a).await, "acquire other");
+    let mut running = job(&lp, "a-1", 1_000);
+    running.state = JobState::Running;
+    running.build_id = Some(BuildId::new("build:1"));
+    ok(s.record(&lp, &running).await, "record");
+    let done = ok(s.cancel(&cancelled(&lp, "a-1", 2_000)).await, "cancel");
+    assert!(
+        done.bumped,
+        "contract: cancel of the lease's item bumps the fence"
+    );
+    assert_eq!(
+        done.fence,
+        Fence(lp.fence.0 + 1),
+        "contract: by exactly one"
+    );
+    let view = ok(s.get(&p).await, "get").unwrap_or_else(|| panic!("contract: row exists"));
+    assert_eq!(
+        (view.owner, view.fence, view.current_item),
+        (None, done.fence, Some(item("a-1"))),
+        "contract: cancel releases the lease under the bumped fence"
+    );
+    let got = ok(s.job(&p, &item("a-1")).await, "job")
+        .unwrap_or_else(|| panic!("contract: the cancelled record exists"));
+    assert_eq!(
+        (got.state, got.fence),
+        (JobState::Cancelled, done.fence),
+        "contract: the record is cancelled under the new fence"
+    );
+    assert_fence_lost(
+        s.record(&lp, &running).await,
+        lp.fence,
+        done.fence,
+        "a record by the holder after the cancel",
+    );
+    assert_fence_lost(
+        s.release(&lp).await,
+        lp.fence,
+        done.fence,
+        "a release by the holder after the cancel",
+    );
+    assert_eq!(
+        ok(s.job(&p, &item("a-1")).await, "job").map(|j| j.state),
+        Some(JobState::Cancelled),
+        "contract: a stale write after the cancel changed nothing"
+    );
+    ok(
+        s.renew_session(&a, h.ttl()).await,
+        "the holder's session lives on",
+    );
+    ok(
+        s.record(&lq, &job(&lq, "b-1", 3_000)).await,
+        "its other lease still writes",
+    );
+    let b = open(&*s, h, "owner-b").await;
+    let next = ok(s.acquire(&p, &b).await, "the project is free at once");
+    assert_eq!(
+        next.fence,
+        Fence(done.fence.0 + 1),
+        "contract: fences keep increasing"
+    );
+    // A project never leased: the row is created under fence 1 and is free.
+    let r = project("gamma");
+    let fresh = Lease {
+        project: r.clone(),
+        owner: "operator".into(),
+        fence: Fence(0),
+    };
+    let first = ok(
+        s.cancel(&cancelled(&fresh, "c-1", 4_000)).await,
+        "cancel unleased",
+    );
+    assert_eq!((first.fence, first.bumped), (Fence(1), true));
+    assert_eq!(ok(s.acquire(&r, &b).await, "acquire after").fence, Fence(2));
+}
+
+/// `cancel` of an item queued behind ANOTHER item's live job leaves the lease alone (that
+/// job's holder keeps writing); once that job's record is final, a cancel bumps again.
+pub async fn cancel_leaves_another_items_live_job_alone(h: &dyn LeaseHarness) {
+    let s = h.store().await;
+    let p = project("alpha");
+    let a = open(&*s, h, "owner-a").await;
+    let lp = ok(s.acquire(&p, &a).await, "acquire");
+    let mut running = job(&lp, "a-1", 1_000);
+    running.state = JobState::Running;
+    ok(s.record(&lp, &running).await, "record");
+    let queued = ok(
+        s.cancel(&cancelled(&lp, "a-2", 2_000)).await,
+        "cancel queued",
+    );
+    assert_eq!(
+        (queued.bumped, queued.fence),
+        (false, lp.fence),
+        "contract: another item's live job keeps its fence"
+    );
+    assert_eq!(
+        ok(s.job(&p, &item("a-2")).await, "job").map(|j| (j.state, j.fence)),
+        Some((JobState::Cancelled, lp.fence))
+    );
+    let mut succeeded = running.clone();
+    succeeded.state = JobState::Succeeded;
+    ok(s.record(&lp, &succeeded).await, "the holder still writes");
+    let view = ok(s.get(&p).await, "get").unwrap_or_else(|| panic!("contract: row exists"));
+    assert_eq!(
+        view.owner.as_deref(),
+        Some(a.id.as_str()),
+        "contract: still held"
+    );
+    let after = ok(
+        s.cancel(&cancelled(&lp, "a-3", 3_000)).await,
+        "cancel after final",
+    );
+    assert!(
+        after.bumped,
+        "contract: with the current item final, the holder may be taking the cancelled one: bump"
+    );
+    assert_fence_lost(
+        s.record(&lp, &job(&lp, "a-3", 4_000)).await,
+        lp.fence,
+        after.fence,
+        "an intent written after the cancel",
+    );
+}

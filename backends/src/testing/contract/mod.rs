@@ -80,6 +80,8 @@ macro_rules! lease_contract {
             record_job_jobs_round_trip,
             record_new_creates_only_once,
             record_and_release_is_one_write,
+            cancel_bumps_the_fence_and_fences_out_the_holder,
+            cancel_leaves_another_items_live_job_alone,
         ]);
     };
     ($h:expr $(, skip [$($skip:ident),* $(,)?])? $(,)?) => {
@@ -177,7 +179,7 @@ mod tests {
     fn every_check_of_the_lease_suite_is_in_its_macro() {
         crate::lease_contract!(@checks);
         let found = checks_in(include_str!("lease.rs"), "LeaseHarness");
-        assert_eq!(found.len(), 12, "{found:?}");
+        assert_eq!(found.len(), 14, "{found:?}");
         assert_eq!(found, sorted(CHECKS));
     }
 

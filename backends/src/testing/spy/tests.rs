@@ -315,6 +315,23 @@ impl Board for FakeForge {
         self.0.saw("set_status");
         Ok(())
     }
+    async fn statuses(
+        &self,
+        _: &[String],
+    ) -> Result<std::collections::HashMap<String, kiro_protocol::BoardStanding>, PortError> {
+        self.0.saw("statuses");
+        Ok(Default::default())
+    }
+    async fn set_status_from(
+        &self,
+        _: &str,
+        _: &[ItemStatus],
+        _: ItemStatus,
+        _: Option<&str>,
+    ) -> Result<kiro_protocol::StatusChange, PortError> {
+        self.0.saw("set_status_from");
+        Ok(kiro_protocol::StatusChange::Moved)
+    }
 }
 
 #[tokio::test]
@@ -338,6 +355,10 @@ async fn board_and_pull_request_spies_forward_every_method() {
     spy.upsert_report(&repo, pr, &report).await.unwrap();
     assert!(spy.ready_items().await.unwrap().is_empty());
     spy.set_status("A-1", ItemStatus::Done, None).await.unwrap();
+    assert!(spy.statuses(&["A-1".into()]).await.unwrap().is_empty());
+    spy.set_status_from("A-1", &[ItemStatus::InProgress], ItemStatus::Done, None)
+        .await
+        .unwrap();
     assert_eq!(
         fake.0.all(),
         [
@@ -345,8 +366,10 @@ async fn board_and_pull_request_spies_forward_every_method() {
             "get",
             "upsert_report",
             "ready_items",
-            "set_status"
+            "set_status",
+            "statuses",
+            "set_status_from"
         ]
     );
-    assert_eq!(spy.tally().len(), 5);
+    assert_eq!(spy.tally().len(), 7);
 }

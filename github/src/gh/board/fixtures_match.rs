@@ -9,6 +9,7 @@
 
 use super::items::ITEMS_QUERY;
 use super::meta::{FIELDS_QUERY, SET_STATUS, SET_STATUS_AND_NOTE};
+use super::standing::STATUSES_QUERY;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -177,6 +178,7 @@ fn every_graphql_fixture_holds_only_what_its_query_asks_for() {
         "fields.json" => FIELDS_QUERY,
         "set-status.json" => SET_STATUS,
         "set-status-and-note.json" => SET_STATUS_AND_NOTE,
+        n if n.starts_with("statuses") => STATUSES_QUERY,
         _ => ITEMS_QUERY,
     };
     let mut checked = 0;
@@ -195,7 +197,7 @@ fn every_graphql_fixture_holds_only_what_its_query_asks_for() {
         closed_references(data, "data", &mut bad);
         problems.extend(bad.into_iter().map(|p| format!("{name}: {p}")));
     }
-    assert!(checked >= 6, "the fixtures were found ({checked})");
+    assert!(checked >= 7, "the fixtures were found ({checked})");
     assert!(
         problems.is_empty(),
         "fields no query asks for, or closed PRs: {problems:#?}"

@@ -25,9 +25,15 @@
 //! the text field [`FieldConfig::note_field`] (default "Kiro note") in the same mutation
 //! when the project has one, else only logged; `None` leaves the field as it was.
 //!
+//! Where items stand (`statuses`, for the consumer's cancellation check): one `nodes(ids:
+//! …)` query per 100 items (`standing`). `set_status_from` reads the item's standing,
+//! then writes: GitHub has no conditional field update, so a move made between the two
+//! calls is overwritten (the window is one round trip).
+//!
 //! Layout: `config` (the project, field names and the status mapping), `items` (the
 //! items query and how an item node becomes a `BoardItem`), `meta` (the ids a status write
-//! needs, and the mutations); this file is the port itself (paging, caching, writing).
+//! needs, and the mutations), `standing` (the `nodes` query); this file is the port itself
+//! (paging, caching, writing).
 //!
 //! Invariant: this module never drops an item silently: a ready item comes back (maybe with
 //! empty fields), and a GraphQL partial error comes back as a warning beside the data.
@@ -37,6 +43,7 @@ mod config;
 mod fixtures_match;
 mod items;
 mod meta;
+mod standing;
 
 pub use config::{FieldConfig, OwnerKind, ProjectKeyRule, ProjectRef};
 
@@ -47,9 +54,11 @@ use crate::redact::redact;
 use async_trait::async_trait;
 use config::same_name;
 use items::{ITEMS_QUERY, ItemsPage};
-use kiro_protocol::{Board, BoardItem, ItemStatus, PortError};
+use kiro_protocol::{Board, BoardItem, BoardStanding, ItemStatus, PortError, StatusChange};
 use meta::{FIELDS_QUERY, ProjectMeta, SET_STATUS, SET_STATUS_AND_NOTE};
 use serde_json::{Value, json};
+use standing::{NODES_PER_QUERY, STATUSES_QUERY};
+use std::collections::HashMap;
 use tokio::sync::OnceCell;
 use tracing::{info, instrument, warn};
 
@@ -251,6 +260,52 @@ impl Board for GithubBoard {
         mutate(&self.client, document, vars, "updating the item's status").await?;
         info!("status set");
         Ok(())
+    }
+
+    #[instrument(skip_all, fields(project = %self.project, items = items.len()))]
+    async fn statuses(
+        &self,
+        items: &[String],
+    ) -> Result<HashMap<String, BoardStanding>, PortError> {
+        let mut out = HashMap::new();
+        for chunk in items.chunks(NODES_PER_QUERY) {
+            let vars = json!({ "ids": chunk, "field": self.fields.status_field });
+            let outcome = query(
+                &self.client,
+                STATUSES_QUERY,
+                vars,
+                "reading the items' statuses",
+            )
+            .await?;
+            let nodes = outcome.data.get("nodes").cloned().unwrap_or(Value::Null);
+            standing::read_nodes(&nodes, chunk, &self.fields, &mut out);
+        }
+        Ok(out)
+    }
+
+    async fn set_status_from(
+        &self,
+        item: &str,
+        from: &[ItemStatus],
+        status: ItemStatus,
+        note: Option<&str>,
+    ) -> Result<StatusChange, PortError> {
+        // Compare, then set: two calls (see the module header for the window).
+        let standing = self
+            .statuses(&[item.to_owned()])
+            .await?
+            .remove(item)
+            .unwrap_or(BoardStanding::Absent);
+        match standing {
+            BoardStanding::On(Some(now)) if from.contains(&now) => {
+                self.set_status(item, status, note).await?;
+                Ok(StatusChange::Moved)
+            }
+            other => {
+                info!(item = %kiro_protocol::ids::quote_for_display(item), now = ?other, "item is not where it was expected; left where it is");
+                Ok(StatusChange::Elsewhere(other))
+            }
+        }
     }
 }
 
