@@ -92,6 +92,38 @@ struct Row {
     current_item: Option<String>,
 }
 
+/// Write `job`'s row (`json` its encoding, `fence` the fence it is written under) over
+/// the item's row, if any: the one statement every job-record write uses.
+fn upsert_job(
+    tx: &Connection,
+    job: &JobRecord,
+    fence: i64,
+    json: &str,
+) -> Result<(), rusqlite::Error> {
+    tx.prepare_cached(
+        "INSERT INTO lease_jobs (project, item, message_id, fence, state, build_id,
+                                 updated_at, record)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT(project, item) DO UPDATE SET
+           message_id = excluded.message_id, fence = excluded.fence,
+           state = excluded.state, build_id = excluded.build_id,
+           updated_at = excluded.updated_at, record = excluded.record",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            job.project.as_str(),
+            job.item.as_str(),
+            job.message_id.as_str(),
+            fence,
+            job.state.as_str(),
+            job.build_id.as_ref().map(|b| b.as_str()),
+            job.updated_at.0,
+            json
+        ])
+    })
+    .map(|_| ())
+}
+
 fn fence_sql(f: Fence) -> Result<i64, PortError> {
     i64::try_from(f.0).map_err(|_| PortError::internal(format!("fence {f} out of range")))
 }
@@ -226,27 +258,7 @@ impl SqliteLeaseStore {
                         return Ok(Ok(false));
                     }
                 }
-                tx.prepare_cached(
-                    "INSERT INTO lease_jobs (project, item, message_id, fence, state, build_id,
-                                             updated_at, record)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-                     ON CONFLICT(project, item) DO UPDATE SET
-                       message_id = excluded.message_id, fence = excluded.fence,
-                       state = excluded.state, build_id = excluded.build_id,
-                       updated_at = excluded.updated_at, record = excluded.record",
-                )
-                .and_then(|mut s| {
-                    s.execute(params![
-                        job.project.as_str(),
-                        job.item.as_str(),
-                        job.message_id.as_str(),
-                        fence,
-                        job.state.as_str(),
-                        job.build_id.as_ref().map(|b| b.as_str()),
-                        job.updated_at.0,
-                        json
-                    ])
-                })?;
+                upsert_job(&tx, &job, fence, &json)?;
                 let (project, item) = (job.project.as_str(), job.item.as_str());
                 if how == JobWrite::UpsertAndRelease {
                     tx.prepare_cached(

@@ -13,10 +13,7 @@
 //! record, and only if the row is still the one read; a row that changed in between is
 //! read again ([`CANCEL_TRIES`] times, then `Contention`).
 
-use super::{
-    DynamoLeaseStore, Item, JOB_PREFIX, JOB_TTL_S, LEASE_SK, classify_transaction, get_s, key, n,
-    parse_job, s, view_of,
-};
+use super::{DynamoLeaseStore, JOB_PREFIX, LEASE_SK, get_s, key, n, parse_job, s, view_of};
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
 use kiro_protocol::ports::lease::{CANCEL_TRIES, cancel_bumps};
 use kiro_protocol::{Cancellation, Fence, ItemId, JobRecord, LeaseError, PortError};
@@ -61,8 +58,7 @@ impl DynamoLeaseStore {
         };
         let mut job = job.clone();
         job.fence = fence;
-        let json = serde_json::to_string(&job)
-            .map_err(|e| PortError::internal(format!("job record: {e}")))?;
+        let json = super::job::encode(&job)?;
         let lease_action = match &seen {
             None => {
                 let mut row = key(project, LEASE_SK);
@@ -104,41 +100,8 @@ impl DynamoLeaseStore {
                 TransactWriteItem::builder().update(update).build()
             }
         };
-        let job_key = key(project, &format!("{JOB_PREFIX}{}", job.item));
-        let mut job_row: Item = job_key.clone();
-        job_row.insert("job".into(), s(&json));
-        job_row.insert("item".into(), s(job.item.as_str()));
-        job_row.insert("state".into(), s(job.state.as_str()));
-        job_row.insert("fence".into(), n(fence.0));
-        job_row.insert("updated_at".into(), n(job.updated_at.millis()));
-        job_row.insert(
-            "expires_ttl".into(),
-            n(job.updated_at.as_secs() + JOB_TTL_S),
-        );
-        let put = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(job_row))
-            .build()
-            .map_err(|e| PortError::internal(format!("transaction put: {e}")))?;
-        let items = vec![lease_action, TransactWriteItem::builder().put(put).build()];
         let res = self
-            .write(
-                "dynamodb:TransactWriteItems",
-                || {
-                    self.client
-                        .transact_write_items()
-                        .set_transact_items(Some(items.clone()))
-                        .send()
-                },
-                classify_transaction,
-                |_| (),
-                || async {
-                    let got = self.read(job_key.clone()).await?;
-                    Ok(got
-                        .filter(|r| get_s(r, "job") == Some(json.as_str()))
-                        .map(|_| ()))
-                },
-            )
+            .write_with_job(lease_action, &job, &json, fence, None, None)
             .await;
         match res {
             Ok(()) => Ok(Some(Cancellation {

@@ -11,10 +11,11 @@
 
 use super::{DynamoLeaseStore, JOB_PREFIX, JOB_TTL_S, LEASE_SK, classify_transaction, get_s};
 use super::{key, n, s};
+use crate::aws::classify::AwsError;
 use aws_sdk_dynamodb::types::{
     Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
-use kiro_protocol::{JobRecord, Lease, LeaseError, PortError};
+use kiro_protocol::{FailureClass, Fence, JobRecord, Lease, LeaseError, PortError};
 
 /// What one job-record write does besides writing the record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,20 +37,7 @@ impl DynamoLeaseStore {
         job: &JobRecord,
         how: JobWrite,
     ) -> Result<bool, LeaseError> {
-        let json = serde_json::to_string(job)
-            .map_err(|e| PortError::internal(format!("job record: {e}")))?;
-        let job_key = key(&lease.project, &format!("{JOB_PREFIX}{}", job.item));
-        let mut row = job_key.clone();
-        row.insert("job".into(), s(&json));
-        row.insert("item".into(), s(job.item.as_str()));
-        row.insert("state".into(), s(job.state.as_str()));
-        row.insert("fence".into(), n(lease.fence.0));
-        row.insert("owner".into(), s(&lease.owner));
-        row.insert("updated_at".into(), n(job.updated_at.millis()));
-        row.insert(
-            "expires_ttl".into(),
-            n(job.updated_at.as_secs() + JOB_TTL_S),
-        );
+        let json = encode(job)?;
         let lease_row = match how {
             JobWrite::UpsertAndRelease => "SET #ci = :ci REMOVE #o",
             JobWrite::Upsert | JobWrite::Create => "SET #ci = :ci",
@@ -68,35 +56,16 @@ impl DynamoLeaseStore {
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .build()
             .map_err(|e| PortError::internal(format!("transaction update: {e}")))?;
-        let mut put = Put::builder().table_name(&self.table).set_item(Some(row));
-        if how == JobWrite::Create {
-            put = put.condition_expression("attribute_not_exists(pk)");
-        }
-        let put = put
-            .build()
-            .map_err(|e| PortError::internal(format!("transaction put: {e}")))?;
-        let items = vec![
-            TransactWriteItem::builder().update(update).build(),
-            TransactWriteItem::builder().put(put).build(),
-        ];
+        let create = (how == JobWrite::Create).then_some("attribute_not_exists(pk)");
+        let lease_action = TransactWriteItem::builder().update(update).build();
         let written = self
-            .write(
-                "dynamodb:TransactWriteItems",
-                || {
-                    self.client
-                        .transact_write_items()
-                        .set_transact_items(Some(items.clone()))
-                        .send()
-                },
-                classify_transaction,
-                |_| (),
-                // After an unknown outcome: applied when the stored record is ours.
-                || async {
-                    let got = self.read(job_key.clone()).await?;
-                    Ok(got
-                        .filter(|r| get_s(r, "job") == Some(json.as_str()))
-                        .map(|_| ()))
-                },
+            .write_with_job(
+                lease_action,
+                job,
+                &json,
+                lease.fence,
+                Some(&lease.owner),
+                create,
             )
             .await;
         match written {
@@ -117,4 +86,67 @@ impl DynamoLeaseStore {
             Err(e) => Err(LeaseError::Port(e.into_port())),
         }
     }
+
+    /// One `TransactWriteItems`: `lease_action` (the lease row's conditional write) and
+    /// the put of `job`'s row (`json` its encoding, written under `fence`, by `owner` when
+    /// a holder writes it; `condition` on the put, if any). After an unknown outcome the
+    /// write counts as applied when the stored record is `json`.
+    pub(super) async fn write_with_job(
+        &self,
+        lease_action: TransactWriteItem,
+        job: &JobRecord,
+        json: &str,
+        fence: Fence,
+        owner: Option<&str>,
+        condition: Option<&str>,
+    ) -> Result<(), AwsError> {
+        let job_key = key(&job.project, &format!("{JOB_PREFIX}{}", job.item));
+        let mut row = job_key.clone();
+        row.insert("job".into(), s(json));
+        row.insert("item".into(), s(job.item.as_str()));
+        row.insert("state".into(), s(job.state.as_str()));
+        row.insert("fence".into(), n(fence.0));
+        if let Some(owner) = owner {
+            row.insert("owner".into(), s(owner));
+        }
+        row.insert("updated_at".into(), n(job.updated_at.millis()));
+        row.insert(
+            "expires_ttl".into(),
+            n(job.updated_at.as_secs() + JOB_TTL_S),
+        );
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(row))
+            .set_condition_expression(condition.map(str::to_owned))
+            .build()
+            .map_err(|e| {
+                AwsError::new(
+                    "dynamodb:TransactWriteItems",
+                    FailureClass::Internal,
+                    format!("transaction put: {e}"),
+                )
+            })?;
+        let items = vec![lease_action, TransactWriteItem::builder().put(put).build()];
+        self.write(
+            "dynamodb:TransactWriteItems",
+            || {
+                self.client
+                    .transact_write_items()
+                    .set_transact_items(Some(items.clone()))
+                    .send()
+            },
+            classify_transaction,
+            |_| (),
+            || async {
+                let got = self.read(job_key.clone()).await?;
+                Ok(got.filter(|r| get_s(r, "job") == Some(json)).map(|_| ()))
+            },
+        )
+        .await
+    }
+}
+
+/// A job record as stored in its row's `job` attribute.
+pub(super) fn encode(job: &JobRecord) -> Result<String, PortError> {
+    serde_json::to_string(job).map_err(|e| PortError::internal(format!("job record: {e}")))
 }

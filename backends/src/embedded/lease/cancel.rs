@@ -7,7 +7,7 @@
 //! still only ever grow by one per write that moves them and no stale fence can write.
 //! Sessions are never touched: the holder keeps its other leases.
 
-use super::{SqliteLeaseStore, decode_record, fence_sql, immediate, read_row};
+use super::{SqliteLeaseStore, decode_record, fence_sql, immediate, read_row, upsert_job};
 use kiro_protocol::ports::lease::cancel_bumps;
 use kiro_protocol::{Cancellation, Fence, JobRecord, LeaseError, PortError};
 use kiro_statedb::DbError;
@@ -67,28 +67,7 @@ impl SqliteLeaseStore {
                         ])
                     })?;
                 }
-                tx.prepare_cached(
-                    "INSERT INTO lease_jobs (project, item, message_id, fence, state, build_id,
-                                             updated_at, record)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-                     ON CONFLICT(project, item) DO UPDATE SET
-                       message_id = excluded.message_id, fence = excluded.fence,
-                       state = excluded.state, build_id = excluded.build_id,
-                       updated_at = excluded.updated_at, record = excluded.record",
-                )
-                .and_then(|mut s| {
-                    s.execute(params![
-                        job.project.as_str(),
-                        job.item.as_str(),
-                        job.message_id.as_str(),
-                        fence_value,
-                        job.state.as_str(),
-                        job.build_id.as_ref().map(|b| b.as_str()),
-                        job.updated_at.0,
-                        json
-                    ])
-                })
-                .map_err(DbError::from)?;
+                upsert_job(&tx, &job, fence_value, &json).map_err(DbError::from)?;
                 tx.commit()?;
                 Ok(Ok(Cancellation {
                     fence,
