@@ -143,21 +143,7 @@ pub fn commit_all(
     exclude: &Exclusions,
 ) -> Result<Option<Oid>, Failure> {
     let repo = Repository::open(dir).map_err(|e| local(e, "cannot open checkout"))?;
-    let Some(tree_id) = stage(&repo, exclude)? else {
-        return Ok(None);
-    };
-    let head = repo
-        .head()
-        .and_then(|h| h.peel_to_commit())
-        .map_err(|e| local(e, "cannot read HEAD"))?;
-    let tree = repo
-        .find_tree(tree_id)
-        .map_err(|e| local(e, "cannot find tree"))?;
-    let sig = signature(name, email)?;
-    let oid = repo
-        .commit(Some("HEAD"), &sig, &sig, message, &tree, &[&head])
-        .map_err(|e| local(e, "commit failed"))?;
-    Ok(Some(oid))
+    commit_staged(&repo, message, name, email, exclude, Some("HEAD"))
 }
 
 fn signature(name: &str, email: &str) -> Result<Signature<'static>, Failure> {
@@ -324,6 +310,33 @@ pub fn take_files_of(dir: &Path, commit: Oid) -> Result<(), Failure> {
         .map_err(|e| local(e, "cannot check the files out"))
 }
 
+/// Stage every change except `exclude` and commit it on top of HEAD, moving `update_ref`
+/// (HEAD, or nothing) to it. `None` when nothing changed.
+fn commit_staged(
+    repo: &Repository,
+    message: &str,
+    name: &str,
+    email: &str,
+    exclude: &Exclusions,
+    update_ref: Option<&str>,
+) -> Result<Option<Oid>, Failure> {
+    let Some(tree_id) = stage(repo, exclude)? else {
+        return Ok(None);
+    };
+    let head = repo
+        .head()
+        .and_then(|h| h.peel_to_commit())
+        .map_err(|e| local(e, "cannot read HEAD"))?;
+    let tree = repo
+        .find_tree(tree_id)
+        .map_err(|e| local(e, "cannot find tree"))?;
+    let sig = signature(name, email)?;
+    let oid = repo
+        .commit(update_ref, &sig, &sig, message, &tree, &[&head])
+        .map_err(|e| local(e, "commit failed"))?;
+    Ok(Some(oid))
+}
+
 /// Stage every change except `exclude` (as [`commit_all`]) and commit it on top of
 /// HEAD into `refs/heads/<branch>` (created or moved), HEAD staying where it is. `None`
 /// when nothing changed.
@@ -336,20 +349,9 @@ pub fn commit_beside(
     exclude: &Exclusions,
 ) -> Result<Option<Oid>, Failure> {
     let repo = Repository::open(dir).map_err(|e| local(e, "cannot open checkout"))?;
-    let Some(tree_id) = stage(&repo, exclude)? else {
+    let Some(oid) = commit_staged(&repo, message, name, email, exclude, None)? else {
         return Ok(None);
     };
-    let head = repo
-        .head()
-        .and_then(|h| h.peel_to_commit())
-        .map_err(|e| local(e, "cannot read HEAD"))?;
-    let tree = repo
-        .find_tree(tree_id)
-        .map_err(|e| local(e, "cannot find tree"))?;
-    let sig = signature(name, email)?;
-    let oid = repo
-        .commit(None, &sig, &sig, message, &tree, &[&head])
-        .map_err(|e| local(e, "commit failed"))?;
     repo.reference(
         &format!("refs/heads/{branch}"),
         oid,
