@@ -277,6 +277,15 @@ impl Config {
         self.build_dir.join("kiro-tests.log")
     }
 
+    /// The agent's log of round `n` of the fix loop (round 1: [`Config::agent_log`]).
+    pub fn round_log(&self, n: u32) -> PathBuf {
+        if n <= 1 {
+            self.agent_log()
+        } else {
+            self.build_dir.join(format!("kiro-agent-round-{n}.log"))
+        }
+    }
+
     /// The log of the repository's setup command `n` (1-based).
     pub fn setup_log(&self, n: usize) -> PathBuf {
         self.build_dir.join(format!("kiro-setup-{n}.log"))

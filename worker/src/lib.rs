@@ -27,6 +27,7 @@ pub mod pipeline;
 pub mod ranges;
 pub mod repo_settings;
 pub mod rounds;
+mod run_state;
 mod side_branch;
 pub mod steps;
 pub mod tasks;

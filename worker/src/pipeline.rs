@@ -22,59 +22,23 @@ use crate::fence::check_fence;
 use crate::outcome_file;
 use crate::repo_settings::{self, Settings};
 use crate::rounds;
+use crate::run_state::{RunState, blocking, exclusions};
 use crate::side_branch;
-use crate::steps::brief::FailureBrief;
 use crate::steps::partial;
-use crate::steps::report::{self, ReportData, Round};
+use crate::steps::report::{self, ReportData};
 use crate::steps::steering::{self, SteeringSource, SyncReport};
-use crate::steps::test_run::TestResult;
 use crate::steps::token::{self, TokenSource};
-use crate::steps::{gates, git, setup, spec};
+use crate::steps::{git, setup, spec};
 use crate::tasks::{self, Progress, Task};
 use crate::wiring::Ports;
 use kiro_protocol::TraceContext;
 use kiro_protocol::{
-    BranchName, CheckReport, Failure, FailureClass, ItemStatus, OutcomeStatus, Report,
-    StatusChange, WorkerOutcome,
+    CheckReport, Failure, FailureClass, ItemStatus, OutcomeStatus, Report, StatusChange,
+    WorkerOutcome,
 };
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
 use tracing::{Instrument, error, info, info_span, instrument, warn};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-
-/// What the run learned so far (used for the report and the outcome, success or not).
-#[derive(Debug, Default)]
-pub(crate) struct RunState {
-    /// The tasks on the pull request's tip.
-    pub before: Vec<Task>,
-    /// The tasks as the checkout has them now.
-    pub after: Vec<Task>,
-    pub tests: Option<TestResult>,
-    pub coverage: Option<f64>,
-    pub commit: Option<String>,
-    pub pushed: bool,
-    pub steering: Option<SyncReport>,
-    /// Each round of the fix loop.
-    pub rounds: Vec<Round>,
-    /// The agent's time across the rounds of this attempt (the outcome's agent
-    /// seconds).
-    pub agent_time: Duration,
-    /// The last lines of the agent's last output: its own summary.
-    pub agent_summary: Vec<String>,
-    /// The agent ran (so the checkout may hold work).
-    pub agent_ran: bool,
-    /// The failure brief of the last round that failed the gates.
-    pub brief: Option<FailureBrief>,
-    /// The previous attempt's brief and its side branch, when this attempt starts
-    /// from it.
-    pub resume: Option<(FailureBrief, BranchName)>,
-    /// The side branch found on the remote at the start.
-    pub side_found: Option<partial::Found>,
-    /// What happened to side branches, one sentence each (for the report).
-    pub side_notes: Vec<String>,
-    /// The run's settings, once resolved after the checkout.
-    pub settings: Option<Settings>,
-}
 
 /// Run the whole pipeline for the item in `cfg`. Never panics; always an outcome.
 pub async fn run(cfg: &Config, ports: &Ports) -> WorkerOutcome {
@@ -318,32 +282,6 @@ async fn commit_step(
     Ok(oid.map(|o| o.to_string()))
 }
 
-/// What is never committed: the build's own files (logs of the setup, the agent's
-/// rounds and the tests, outcome, report) when inside the checkout, the reports and test
-/// artefacts, the repository's never-commit paths and its settings file (`.gitignore` or
-/// not).
-pub(crate) fn exclusions(cfg: &Config, settings: &Settings, checkout: &Path) -> git::Exclusions {
-    let rounds = (2..=settings.fix_rounds.saturating_add(1)).map(|n| rounds::agent_log(cfg, n));
-    let setup = (1..=settings.setup.len()).map(|n| cfg.setup_log(n));
-    let (never, globs) = gates::never_commit(settings);
-    git::Exclusions(
-        [
-            cfg.agent_log(),
-            cfg.preflight_log(),
-            cfg.test_log(),
-            cfg.outcome_path(),
-            cfg.report_file(),
-        ]
-        .into_iter()
-        .chain(rounds)
-        .chain(setup)
-        .filter_map(|p| relative_inside(&p, checkout))
-        .chain(never)
-        .collect(),
-        globs,
-    )
-}
-
 /// `feat(subtract): complete tasks 1, 2.1 of .kiro/specs/subtract`
 pub fn commit_message(inputs: &Inputs, done: &[String]) -> String {
     let feature = inputs.spec.feature();
@@ -360,12 +298,6 @@ pub fn commit_message(inputs: &Inputs, done: &[String]) -> String {
         "{subject}\n\nKiro-Item: {}\nKiro-Attempt: {}\nKiro-Fence: {}\n",
         inputs.item, inputs.attempt, inputs.fence
     )
-}
-
-fn relative_inside(path: &Path, dir: &Path) -> Option<PathBuf> {
-    let abs = |p: &Path| std::path::absolute(p).ok();
-    let (p, d) = (abs(path)?, abs(dir)?);
-    p.strip_prefix(&d).ok().map(Path::to_owned)
 }
 
 #[instrument(skip_all, fields(branch = %inputs.branch))]
@@ -485,16 +417,6 @@ fn keep_full_report(cfg: &Config, markdown: &str) -> String {
         None => format!("`{name}` in the build's directory"),
     };
     report::cap(markdown, &full_at)
-}
-
-pub(crate) async fn blocking<T, F>(f: F) -> Result<T, Failure>
-where
-    T: Send + 'static,
-    F: FnOnce() -> Result<T, Failure> + Send + 'static,
-{
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Failure::new(FailureClass::Internal, format!("blocking task failed: {e}")))?
 }
 
 #[cfg(test)]

@@ -15,15 +15,15 @@
 
 use crate::child_env;
 use crate::config::{Config, Inputs};
-use crate::pipeline::RunState;
 use crate::repo_settings::Settings;
+use crate::run_state::RunState;
 use crate::steps::brief::{self, FailureBrief, Findings};
 use crate::steps::report::Round;
 use crate::steps::test_run::TestResult;
 use crate::steps::{agent, gates, spec, steering, test_run};
 use crate::tasks::{self, Progress};
 use kiro_protocol::{Failure, FailureClass};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 use tracing::{Instrument, info, info_span, instrument, warn};
@@ -53,15 +53,6 @@ fn budget_left(deadline: Option<Instant>, budget: Duration, now: Instant) -> Dur
 /// Whether the budget left at `now` allows another round.
 fn another_round_fits(deadline: Option<Instant>, budget: Duration, now: Instant) -> bool {
     budget_left(deadline, budget, now) >= MIN_ROUND
-}
-
-/// The agent's log of round `n` (round 1: [`Config::agent_log`]).
-pub fn agent_log(cfg: &Config, n: u32) -> PathBuf {
-    if n <= 1 {
-        cfg.agent_log()
-    } else {
-        cfg.build_dir.join(format!("kiro-agent-round-{n}.log"))
-    }
 }
 
 fn one_line(s: &str, chars: usize) -> String {
@@ -118,7 +109,7 @@ pub(crate) async fn run(
             // One `agent_step` span per round, under the worker's span.
             let span = info_span!("agent_step", spec = %inputs.spec, round = n);
             let run = a
-                .run_with_tail(&prompt, checkout, &inputs.spec, left, &agent_log(cfg, n))
+                .run_with_tail(&prompt, checkout, &inputs.spec, left, &cfg.round_log(n))
                 .instrument(span)
                 .await;
             st.agent_time += run_started.elapsed();

@@ -12,7 +12,7 @@
 
 use crate::config::{Config, Inputs};
 use crate::fence::check_fence;
-use crate::pipeline::{RunState, blocking, exclusions};
+use crate::run_state::{RunState, blocking, exclusions};
 use crate::steps::brief::FailureBrief;
 use crate::steps::token::TokenSource;
 use crate::steps::{git, partial, spec};
