@@ -251,6 +251,19 @@ pub async fn rehearse(stack_file: &Path, mode: Mode) -> Outcome {
             }
         };
         held_build = Some(started.expect("the held StartBuild's build id"));
+        // While the held start keeps its build running, let the first consumer start the
+        // rest of what it received: those starts meet the project's concurrent build
+        // limit now, whatever the machine's load (bounded: a consumer that took one
+        // message has nothing more to start, and the next consumer meets the limit).
+        let limit_wait = tokio::time::Instant::now() + Duration::from_secs(10);
+        while tokio::time::Instant::now() < limit_wait
+            && !emu
+                .calls()
+                .iter()
+                .any(|c| c.action.as_deref() == Some("StartBuild") && c.status == Some(400))
+        {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
         consumer_logs.push(running.crash());
         drop(hold);
         n += 1;
