@@ -160,14 +160,7 @@ const PERIOD_MAX: Duration = Duration::from_secs(7 * 24 * 3600);
 
 fn parse_period(raw: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(raw).map_err(|e| format!("{e} (try 30s, 5m or 1h)"))?;
-    if !(PERIOD_MIN..=PERIOD_MAX).contains(&d) {
-        return Err(format!(
-            "is {}: must be between {} and {}",
-            humantime::format_duration(d),
-            humantime::format_duration(PERIOD_MIN),
-            humantime::format_duration(PERIOD_MAX)
-        ));
-    }
+    kiro_runtime::range::duration_within(d, PERIOD_MIN, PERIOD_MAX)?;
     Ok(d)
 }
 
