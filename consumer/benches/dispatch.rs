@@ -72,6 +72,7 @@ async fn main() {
         renew_every: Duration::from_secs(100),
         safety_margin: Duration::from_secs(5),
         poll_every: Duration::ZERO,
+        board_every: None,
         build_timeout: Some(Duration::from_secs(3600)),
         contention_delay: Duration::from_secs(1),
         retry: RetryPolicy::default(),

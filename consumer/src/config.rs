@@ -9,10 +9,12 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use kiro_consumer::{EngineConfig, RetryPolicy, defaults};
+use kiro_github::gh::{GithubSettings, ProjectRef, RequestBackoff};
 use kiro_protocol::ids::ProjectKey;
 use kiro_protocol::{FailureClass, env};
 pub use kiro_runtime::Backend;
-use kiro_runtime::{AwsArgs, CommonArgs, LeaseTableArgs, SqsArgs};
+pub use kiro_runtime::Forge;
+use kiro_runtime::{AwsArgs, CommonArgs, ForgeArgs, GithubArgs, LeaseTableArgs, SqsArgs};
 use kiro_telemetry::metrics::Metrics;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -41,6 +43,8 @@ pub const CODEBUILD_PROJECT: &str = "KIRO_CODEBUILD_PROJECT";
 pub const BUILDSPEC: &str = "KIRO_BUILDSPEC";
 /// The variable of `--item-agent-budget`.
 pub const ITEM_AGENT_BUDGET: &str = "KIRO_ITEM_AGENT_BUDGET";
+/// The variable of `--board-every`.
+pub const BOARD_EVERY: &str = "KIRO_BOARD_EVERY";
 
 /// Settings of the AWS backend. Each is required with `--backend aws`; a missing one is
 /// named in the error.
@@ -126,7 +130,7 @@ pub const DEFAULT_HEALTH_FILE: &str = "/tmp/kiro-consumer.health";
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Process work items until stopped (SIGTERM/SIGINT hand running jobs off).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// List every job record (project, item, state, attempts, fence, build, last failure,
     /// coverage, and the agent time used of the item's budget).
     Jobs {
@@ -275,9 +279,23 @@ pub struct RunArgs {
     /// Jobs in flight at most (1 to 5000).
     #[arg(long, env = "KIRO_MAX_JOBS", default_value_t = defaults::MAX_JOBS)]
     pub max_jobs: usize,
-    /// Board file of the embedded board (dead-lettered items are marked failed there).
+    /// Board file of the embedded board (`--forge embedded`): cards moved off its active
+    /// statuses are cancelled, dead-lettered items are marked failed there. Without one
+    /// (and without `--forge github`) no board is read.
     #[arg(long, env = env::BOARD_FILE)]
     pub board: Option<PathBuf>,
+    /// Where the board and the pull requests live (KIRO_FORGE, KIRO_GITHUB_PROJECT).
+    #[command(flatten)]
+    pub forge: ForgeArgs,
+    /// How to reach GitHub (`--forge github`).
+    #[command(flatten)]
+    pub github: GithubArgs,
+    /// How often the cards of the running builds are read, to cancel those moved off the
+    /// board's active statuses, in the first poll round this long after the last read
+    /// (100ms to 1h). Unset: every poll round on the embedded board, every 30s on GitHub
+    /// (one GraphQL query per 100 running builds, against GitHub's hourly rate limit).
+    #[arg(long, env = BOARD_EVERY, value_parser = humantime::parse_duration)]
+    pub board_every: Option<Duration>,
     /// The buildspec the local build runner executes.
     #[arg(long, env = BUILDSPEC, default_value = "buildspec.yml")]
     pub buildspec: PathBuf,
@@ -358,8 +376,11 @@ pub struct Config {
     pub timing: Timing,
     /// Exit once nothing is in flight here and the queue is empty.
     pub until_idle: bool,
-    /// Board file of the embedded board.
-    pub board: Option<PathBuf>,
+    /// Where the board and the pull requests are.
+    pub forge: ForgeConfig,
+    /// How often the running builds' cards are read ([`EngineConfig::board_every`];
+    /// `None`: every poll round).
+    pub board_every: Option<Duration>,
     pub buildspec: PathBuf,
     pub health_file: PathBuf,
     pub max_jobs: usize,
@@ -371,6 +392,85 @@ pub struct Config {
     pub build_timeout: Option<Duration>,
     pub retry: RetryPolicy,
     pub item_agent_budget: Duration,
+}
+
+/// Where `run` reads the board (and, on GitHub, comments on pull requests).
+#[derive(Debug, Clone)]
+pub enum ForgeConfig {
+    /// The embedded forge: its board file, when one is given (without one, no board is
+    /// read: nothing is withdrawn or marked failed).
+    Embedded { board_file: Option<PathBuf> },
+    /// A GitHub Projects (v2) board, reached with `settings` (the consumer's own
+    /// [`forge_backoff`]).
+    Github {
+        project: ProjectRef,
+        settings: GithubSettings,
+    },
+}
+
+/// How the consumer's calls to GitHub retry: once, briefly, and a rate limit is never
+/// waited out (the call fails `throttled`; the next round tries again). The engine's
+/// supervision runs on the loop that makes these calls, so none may hold it for long.
+pub fn forge_backoff() -> RequestBackoff {
+    RequestBackoff {
+        max_attempts: 2,
+        min_delay: Duration::from_millis(500),
+        max_delay: Duration::from_secs(2),
+        max_rate_limit_wait: Duration::ZERO,
+    }
+}
+
+/// How often the cards are read on GitHub when `--board-every` is unset.
+pub const GITHUB_BOARD_EVERY: Duration = Duration::from_secs(30);
+
+impl ForgeConfig {
+    /// The forge `run` uses, checked: `--forge github` needs its project and credentials,
+    /// and takes no board file.
+    fn new(
+        board: Option<PathBuf>,
+        forge: ForgeArgs,
+        github: &GithubArgs,
+    ) -> Result<ForgeConfig, InvalidSetting> {
+        match forge.forge {
+            Forge::Embedded => Ok(ForgeConfig::Embedded { board_file: board }),
+            Forge::Github => {
+                if let Some(file) = board {
+                    return Err(InvalidSetting(format!(
+                        "--board (KIRO_BOARD_FILE) {} is the embedded board's file: with \
+                         --forge github the board is the GitHub project; unset one of them",
+                        file.display()
+                    )));
+                }
+                let raw = forge
+                    .github_project
+                    .filter(|p| !p.is_empty())
+                    .ok_or_else(|| {
+                        InvalidSetting(
+                            "--forge github needs --github-project or KIRO_GITHUB_PROJECT \
+                         (e.g. orgs/acme/7)"
+                                .to_owned(),
+                        )
+                    })?;
+                let project = ProjectRef::parse(&raw).map_err(|e| {
+                    InvalidSetting(format!("--github-project (KIRO_GITHUB_PROJECT): {e}"))
+                })?;
+                let mut settings = github
+                    .settings()
+                    .map_err(|e| InvalidSetting(format!("--forge github: {e}")))?;
+                settings.retry = forge_backoff();
+                Ok(ForgeConfig::Github { project, settings })
+            }
+        }
+    }
+
+    /// `--board-every` when set, else this forge's default: [`GITHUB_BOARD_EVERY`] on
+    /// GitHub, every poll round (`None`) on the embedded board.
+    fn board_every(&self, set: Option<Duration>) -> Option<Duration> {
+        match self {
+            ForgeConfig::Github { .. } => Some(set.unwrap_or(GITHUB_BOARD_EVERY)),
+            ForgeConfig::Embedded { .. } => set,
+        }
+    }
 }
 
 impl Config {
@@ -387,6 +487,8 @@ impl Config {
             Backend::Embedded => BuildRunnerKind::Local,
         };
         let build_timeout = build_timeout(runner, args.build_timeout)?;
+        let forge = ForgeConfig::new(args.board, args.forge, &args.github)?;
+        let board_every = forge.board_every(args.board_every);
         Ok(Config {
             state_dir: common.state_dir.clone(),
             backend: common.backend,
@@ -396,7 +498,8 @@ impl Config {
                 lease_skew: args.lease_skew,
             },
             until_idle: args.until_idle,
-            board: args.board,
+            forge,
+            board_every,
             buildspec: args.buildspec,
             health_file: args.health_file,
             max_jobs: args.max_jobs,
@@ -431,6 +534,7 @@ impl Config {
             renew_every: defaults::renew_every(self.lease_ttl),
             safety_margin: defaults::safety_margin(self.lease_ttl),
             poll_every: self.poll_every,
+            board_every: self.board_every,
             build_timeout: self.build_timeout,
             contention_delay: defaults::contention_delay(self.lease_ttl),
             retry: self.retry.clone(),
@@ -479,6 +583,9 @@ impl RunArgs {
             ms(100),
             s(600),
         )?;
+        if let Some(every) = self.board_every {
+            in_range("board-every", BOARD_EVERY, every, ms(100), s(3600))?;
+        }
         in_range(
             "receive-wait",
             "KIRO_RECEIVE_WAIT",

@@ -59,7 +59,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             max_age,
         } => return Ok(health::check(&health_file, max_age)),
         // Checked before anything is wired: a bad setting exits 2 at once.
-        Command::Run(args) => return run(Config::new(&common, aws, args)?).await,
+        Command::Run(args) => return run(Config::new(&common, aws, *args)?).await,
         _ => {}
     }
     let wired = wiring::core(common.backend, &aws, &common.state_dir, Timing::default()).await?;

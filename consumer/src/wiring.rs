@@ -8,7 +8,8 @@
 //! `kiro_protocol::env`, the names the worker reads them by.
 
 use crate::config::{
-    AwsBackendArgs, BUILDSPEC, Backend, BuildRunnerKind, CODEBUILD_PROJECT, Config, Timing,
+    AwsBackendArgs, BUILDSPEC, Backend, BuildRunnerKind, CODEBUILD_PROJECT, Config, ForgeConfig,
+    Timing,
 };
 use anyhow::{Context, Result};
 use kiro_backends::aws::codebuild::CodeBuildRunner;
@@ -20,6 +21,7 @@ use kiro_backends::embedded::{
     EmbeddedBoard, EmbeddedDb, QueueConfig, SqliteLeaseStore, SqliteQueue,
 };
 use kiro_consumer::clock::TokioClock;
+use kiro_github::gh::{FieldConfig, GithubBoard};
 use kiro_local_build::{LocalBuildConfig, LocalBuildRunner, locate_launcher};
 use kiro_protocol::{Board, BuildRunner, Clock, LeaseStore, TaskProtection, WorkQueue, env};
 use kiro_runtime::aws::require;
@@ -100,7 +102,8 @@ pub async fn core(
 #[derive(Debug)]
 pub struct RunParts {
     pub builds: Arc<dyn BuildRunner>,
-    /// Where dead-lettered items are marked failed (when a board file is configured).
+    /// The board: where moved cards are read and dead-lettered items are marked failed
+    /// (the board file, or the GitHub project; none without either).
     pub board: Option<Arc<dyn Board>>,
     /// Settings passed into every build.
     pub build_env: BTreeMap<String, String>,
@@ -111,16 +114,21 @@ pub struct RunParts {
 /// The build runner, the board and the task protection for `run`.
 pub async fn run_parts(wired: &Wired, config: &Config) -> Result<RunParts> {
     let aws_args = &config.aws;
-    let board = match &config.board {
-        Some(file) => {
+    let (board_file, board): (Option<PathBuf>, Option<Arc<dyn Board>>) = match &config.forge {
+        ForgeConfig::Embedded {
+            board_file: Some(file),
+        } => {
             let file = absolute(file)?;
-            let board: Arc<dyn Board> = Arc::new(
-                EmbeddedBoard::open(&file, wired.db.clone())
-                    .with_context(|| format!("opening the board file {}", file.display()))?,
-            );
-            Some((file, board))
+            let board = EmbeddedBoard::open(&file, wired.db.clone())
+                .with_context(|| format!("opening the board file {}", file.display()))?;
+            (Some(file), Some(Arc::new(board)))
         }
-        None => None,
+        ForgeConfig::Embedded { board_file: None } => (None, None),
+        ForgeConfig::Github { project, settings } => {
+            let board = GithubBoard::new(settings.clone(), project.clone(), FieldConfig::default())
+                .context("connecting to the GitHub board")?;
+            (None, Some(Arc::new(board)))
+        }
     };
     let protection = match &wired.aws {
         Some(aws) => Some(protection_from_env(aws).await),
@@ -132,7 +140,7 @@ pub async fn run_parts(wired: &Wired, config: &Config) -> Result<RunParts> {
         // adds the item's variables to every build.
         return Ok(RunParts {
             builds: Arc::new(CodeBuildRunner::connect(aws, project).await),
-            board: board.map(|(_, b)| b),
+            board,
             build_env: inherited_build_env(BuildRunnerKind::Codebuild, |k| std::env::var(k).ok()),
             protection,
         });
@@ -164,7 +172,7 @@ pub async fn run_parts(wired: &Wired, config: &Config) -> Result<RunParts> {
             format!("file://{}", state_dir.join("forge").display()),
         );
     }
-    if let Some((file, _)) = &board {
+    if let Some(file) = &board_file {
         base_env.insert(env::BOARD_FILE.to_owned(), file.display().to_string());
     }
     base_env.extend(inherited_build_env(BuildRunnerKind::Local, |k| {
@@ -194,7 +202,7 @@ pub async fn run_parts(wired: &Wired, config: &Config) -> Result<RunParts> {
     )?;
     Ok(RunParts {
         builds: Arc::new(runner),
-        board: board.map(|(_, b)| b),
+        board,
         build_env: base_env,
         protection,
     })

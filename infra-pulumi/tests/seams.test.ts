@@ -91,22 +91,10 @@ function namesRead(files: string[]): Set<string> {
 const TELEMETRY = rustFiles("telemetry/src");
 const GITHUB_SETTINGS = ["github/src/gh/settings.rs"];
 const READ = {
-  consumer: namesRead([...rustFiles("consumer/src"), ...TELEMETRY]),
+  consumer: namesRead([...rustFiles("consumer/src"), ...TELEMETRY, ...GITHUB_SETTINGS]),
   producer: namesRead([...rustFiles("producer/src"), ...TELEMETRY, ...GITHUB_SETTINGS]),
   worker: namesRead([...rustFiles("worker/src"), ...TELEMETRY, ...GITHUB_SETTINGS]),
 };
-
-/** Variables the stack gives the consumer for a code path it does not have yet: marking GitHub
- *  board items on dead-letter (issue 10, consumer side). The last test fails as soon as the
- *  consumer reads one of them, so this list can only shrink. */
-const CONSUMER_PENDING = [
-  "GITHUB_TOKEN",
-  "KIRO_FORGE",
-  "KIRO_GITHUB_APP_ID",
-  "KIRO_GITHUB_APP_INSTALLATION_ID",
-  "KIRO_GITHUB_APP_PRIVATE_KEY",
-  "KIRO_GITHUB_PROJECT",
-];
 
 let run: Run;
 before(async () => {
@@ -121,7 +109,9 @@ const given = (c: Any): string[] => [...c.environment, ...(c.secrets ?? [])].map
 
 describe("every variable the stack sets is read by the binary it is set for", () => {
   test("the collection itself finds the names each binary is known to read", () => {
-    for (const n of ["KIRO_BUILD_RUNNER", "KIRO_MAX_JOBS", "KIRO_METRICS", "OTEL_EXPORTER_OTLP_ENDPOINT"]) assert.ok(READ.consumer.has(n), n);
+    for (const n of ["KIRO_BUILD_RUNNER", "KIRO_MAX_JOBS", "KIRO_METRICS", "OTEL_EXPORTER_OTLP_ENDPOINT", "KIRO_FORGE", "GITHUB_TOKEN"]) {
+      assert.ok(READ.consumer.has(n), n);
+    }
     for (const n of ["KIRO_FORGE", "KIRO_GITHUB_PROJECT", "GITHUB_TOKEN", "KIRO_GITHUB_APP_PRIVATE_KEY"]) assert.ok(READ.producer.has(n), n);
     for (const n of ["KIRO_LEASE_TABLE", "KIRO_COVERAGE_THRESHOLD", "OTEL_TRACES_EXPORTER", "KIRO_GITHUB_APP_INSTALLATION_ID"]) assert.ok(READ.worker.has(n), n);
     assert.equal(READ.worker.has("GITHUB_APP_PRIVATE_KEY"), false);
@@ -132,8 +122,8 @@ describe("every variable the stack sets is read by the binary it is set for", ()
     assert.deepEqual(unread, []);
   });
 
-  test("consumer task (but the GitHub settings its dead-letter path will read)", () => {
-    const unread = given(container("consumer-task", "consumer")).filter((n) => !READ.consumer.has(n) && !CONSUMER_PENDING.includes(n));
+  test("consumer task", () => {
+    const unread = given(container("consumer-task", "consumer")).filter((n) => !READ.consumer.has(n));
     assert.deepEqual(unread, []);
   });
 
@@ -146,10 +136,6 @@ describe("every variable the stack sets is read by the binary it is set for", ()
     assert.deepEqual(unread, []);
   });
 
-  test("the consumer's pending list only holds names the consumer does not read yet", () => {
-    const readNow = CONSUMER_PENDING.filter((n) => READ.consumer.has(n));
-    assert.deepEqual(readNow, [], "the consumer reads these now: remove them from CONSUMER_PENDING");
-  });
 });
 
 describe("the stack's settings accept exactly what the worker accepts", () => {

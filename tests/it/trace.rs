@@ -240,6 +240,7 @@ impl World {
                 renew_every: Duration::from_secs(2),
                 safety_margin: Duration::from_secs(2),
                 poll_every: Duration::from_millis(200),
+                board_every: None,
                 build_timeout: Some(Duration::from_secs(600)),
                 contention_delay: Duration::from_secs(5),
                 retry: RetryPolicy::default(),

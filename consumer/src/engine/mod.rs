@@ -52,7 +52,7 @@ use crate::defaults;
 use crate::policy::RetryPolicy;
 use kiro_protocol::{
     Board, BuildId, BuildRunner, Clock, Delivery, Destination, JobRecord, Lease, LeaseStore,
-    TaskProtection, WorkItem, WorkQueue,
+    PortError, TaskProtection, WorkItem, WorkQueue,
 };
 use kiro_telemetry::metrics::Metrics;
 use protection::ProtectionState;
@@ -78,6 +78,13 @@ pub use settle::outcome_of;
 /// Most messages one receive asks for (the SQS limit).
 const RECEIVE_BATCH: usize = 10;
 
+/// The longest one call to the forge (a board read or write, a pull-request comment) may
+/// hold the loop. Supervision runs on the same task, so a forge that stalls, or asks to
+/// have its rate limit waited out, must not make a renewal or an extension late: the call
+/// is given at most this, and no more than half a renewal period or a sixth of the
+/// visibility timeout (the slack supervision has before a deadline).
+const FORGE_CALL_LIMIT: Duration = Duration::from_secs(15);
+
 /// Tunables of the engine. The default is `kiro-consumer run`'s ([`crate::defaults`]).
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -102,6 +109,10 @@ pub struct EngineConfig {
     pub safety_margin: Duration,
     /// How often running builds are polled.
     pub poll_every: Duration,
+    /// How often the cards of running builds are read for a move off the board's active
+    /// statuses: in the first poll round at least this long after the last read. `None`:
+    /// in every poll round (the embedded board file; a GitHub board is rate-limited).
+    pub board_every: Option<Duration>,
     /// Time limit given to each build; `None`: the runner's own (a CodeBuild project's
     /// timeout, the local runner's default).
     pub build_timeout: Option<Duration>,
@@ -131,6 +142,7 @@ impl Default for EngineConfig {
             renew_every: defaults::renew_every(lease_ttl),
             safety_margin: defaults::safety_margin(lease_ttl),
             poll_every: defaults::duration(defaults::POLL_EVERY),
+            board_every: None,
             build_timeout: None,
             contention_delay: defaults::contention_delay(lease_ttl),
             retry: RetryPolicy::default(),
@@ -278,6 +290,9 @@ pub struct Engine {
     /// When every running build is polled next (one round, ≤ 100 ids per call); `None`
     /// until there is a job to poll.
     next_poll: Option<Instant>,
+    /// When the cards of the running builds are read next (`withdraw.rs`); `None`: in
+    /// the next poll round.
+    next_board_read: Option<Instant>,
     /// This consumer's session (`session.rs`): every lease it holds lives as long as it.
     session: Option<session::SessionState>,
     /// Leases taken and not yet let go of, by project (`session.rs`).
@@ -298,6 +313,7 @@ impl Engine {
             heartbeat: Arc::new(AtomicI64::new(0)),
             protection: ProtectionState::default(),
             next_poll: None,
+            next_board_read: None,
             session: None,
             leases_taken: std::sync::Mutex::new(HashMap::new()),
         }
@@ -394,6 +410,25 @@ impl Engine {
             .filter(|(_, j)| f(j))
             .map(|(k, _)| k.clone())
             .collect()
+    }
+
+    /// `call` to the forge, abandoned after [`FORGE_CALL_LIMIT`] (or less: see there) as
+    /// a transient error naming `what`.
+    async fn forge_call<T>(
+        &self,
+        what: &str,
+        call: impl Future<Output = Result<T, PortError>>,
+    ) -> Result<T, PortError> {
+        let limit = FORGE_CALL_LIMIT
+            .min(self.cfg.renew_every / 2)
+            .min(self.cfg.visibility / 6);
+        match tokio::time::timeout(limit, call).await {
+            Ok(r) => r,
+            Err(_) => Err(PortError::transient(format!(
+                "{what} took longer than {}; abandoned so the leases are renewed on time",
+                humantime::format_duration(limit)
+            ))),
+        }
     }
 
     async fn release_quietly(&self, d: &Delivery, delay: Duration) {

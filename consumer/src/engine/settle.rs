@@ -305,10 +305,9 @@ impl Engine {
                 self.metric(Metric::count(names::DEAD_LETTERS, 1));
                 if let (Some(board), Ok(env)) = (&self.ports.board, Envelope::decode(&d.body)) {
                     let note = format!("dead-lettered ({}): {}", letter.class, letter.reason);
-                    if let Err(e) = board
-                        .set_status(env.item.id.as_str(), ItemStatus::Failed, Some(&note))
-                        .await
-                    {
+                    let mark =
+                        board.set_status(env.item.id.as_str(), ItemStatus::Failed, Some(&note));
+                    if let Err(e) = self.forge_call("marking the board item failed", mark).await {
                         warn!(error = %e, "cannot mark the board item failed");
                     }
                 }

@@ -2,7 +2,7 @@
 //! acknowledge the messages of items an operator cancelled (`kiro-consumer cancel`).
 //!
 //! Detection costs one board read per received batch (dispatch, before a build starts)
-//! and one per poll round for all running builds ([`Board::statuses`]: one file read on
+//! and one per `board_every` for all running builds ([`Board::statuses`]: one file read on
 //! the embedded board, one GraphQL `nodes` query per 100 items on GitHub), never one per
 //! build. A board that cannot be read withdraws nothing (logged; the next round reads
 //! again). An item not on the board at all is left alone: only a card in a column outside
@@ -22,6 +22,7 @@ use kiro_protocol::{
 };
 use kiro_telemetry::metrics::{Metric, names};
 use std::collections::HashMap;
+use tokio::time::Instant;
 use tracing::{Instrument, info, warn};
 
 /// Why a job is withdrawn: the card's status, as the note in the record says it.
@@ -53,7 +54,8 @@ impl Engine {
         if items.is_empty() {
             return HashMap::new();
         }
-        match Board::statuses(&**board, &items).await {
+        let read = self.forge_call("reading the board", Board::statuses(&**board, &items));
+        match read.await {
             Ok(m) => m,
             Err(e) => {
                 warn!(error = %e, "cannot read the board; no item is withdrawn this round");
@@ -62,11 +64,19 @@ impl Engine {
         }
     }
 
-    /// The poll round's check: withdraw every running job whose card left the active
-    /// statuses (one board read for all of them).
+    /// The poll round's check, when `board_every` has passed since the last one:
+    /// withdraw every running job whose card left the active statuses (one board read
+    /// for all of them).
     pub(super) async fn withdraw_moved(&mut self, report: &mut TickReport) {
         if self.ports.board.is_none() || self.jobs.is_empty() {
             return;
+        }
+        if let Some(every) = self.cfg.board_every {
+            let now = Instant::now();
+            if self.next_board_read.is_some_and(|t| t > now) {
+                return;
+            }
+            self.next_board_read = Some(now + every);
         }
         let items: Vec<String> = self
             .jobs

@@ -279,3 +279,126 @@ async fn a_replayed_dead_letter_whose_card_shows_failed_still_runs() {
     let r = e.tick(Duration::ZERO).await;
     assert_eq!((r.started, r.withdrawn), (1, 0), "{r:?}");
 }
+
+fn engine_with(
+    h: &Harness,
+    board: Arc<dyn Board>,
+    cfg: kiro_consumer::EngineConfig,
+) -> kiro_consumer::Engine {
+    kiro_consumer::Engine::new(
+        cfg,
+        kiro_consumer::Ports {
+            queue: h.queue.clone(),
+            leases: h.leases.clone(),
+            builds: h.runner.clone(),
+            board: Some(board),
+            clock: h.clock.clone(),
+            protection: None,
+        },
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_board_every_the_running_cards_are_read_that_often_not_every_round() {
+    let h = Harness::new();
+    let b = TestBoard::new();
+    h.send("A-1", "alpha").await;
+    let mut cfg = Harness::config("c1");
+    cfg.board_every = Some(Duration::from_secs(15));
+    let mut e = engine_with(&h, b.board.clone(), cfg);
+    let r = e.tick(Duration::ZERO).await;
+    assert_eq!(r.started, 1, "{r:?}");
+    // One read for the received batch, one for the first poll round.
+    assert_eq!(b.board.calls("statuses"), 2, "{:?}", b.board.tally());
+    pass(Duration::from_secs(1)).await;
+    b.move_a1("backlog");
+    // The poll rounds at 5s and 10s poll the build but do not read the board.
+    for _ in 0..2 {
+        pass(Duration::from_secs(5)).await;
+        let r = e.tick(Duration::ZERO).await;
+        assert_eq!(r.withdrawn, 0, "{r:?}");
+    }
+    assert_eq!(b.board.calls("statuses"), 2, "{:?}", b.board.tally());
+    assert_eq!(h.job("alpha", "A-1").await.state, JobState::Running);
+    // The round at 16s is 15s after the last read.
+    pass(Duration::from_secs(5)).await;
+    let r = e.tick(Duration::ZERO).await;
+    assert_eq!(r.withdrawn, 1, "{r:?}");
+    assert_eq!(b.board.calls("statuses"), 3, "{:?}", b.board.tally());
+    assert_eq!(h.job("alpha", "A-1").await.state, JobState::Cancelled);
+}
+
+/// A board whose reads never answer (a stalled forge, or one that asks to have its rate
+/// limit waited out); its writes go to `inner`.
+#[derive(Debug)]
+struct StalledBoard(Arc<dyn Board>);
+
+#[async_trait::async_trait]
+impl Board for StalledBoard {
+    async fn ready_items(&self) -> Result<Vec<BoardItem>, PortError> {
+        self.0.ready_items().await
+    }
+    async fn set_status(
+        &self,
+        item: &str,
+        status: ItemStatus,
+        note: Option<&str>,
+    ) -> Result<(), PortError> {
+        self.0.set_status(item, status, note).await
+    }
+    async fn statuses(
+        &self,
+        _: &[String],
+    ) -> Result<std::collections::HashMap<String, BoardStanding>, PortError> {
+        std::future::pending().await
+    }
+    async fn set_status_from(
+        &self,
+        item: &str,
+        from: &[ItemStatus],
+        status: ItemStatus,
+        note: Option<&str>,
+    ) -> Result<StatusChange, PortError> {
+        self.0.set_status_from(item, from, status, note).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stalled_board_read_never_holds_the_loop_past_a_renewal() {
+    let h = Harness::new();
+    let b = TestBoard::new();
+    h.send("A-1", "alpha").await;
+    let cfg = Harness::config("c1");
+    let limit = (cfg.renew_every / 2).min(cfg.visibility / 6);
+    let mut e = engine_with(&h, Arc::new(StalledBoard(b.board.clone())), cfg);
+    // The received batch's read and the poll round's are each abandoned within half a
+    // renewal period (and a sixth of the visibility), withdrawing nothing; the build
+    // starts and runs on.
+    let started = tokio::time::Instant::now();
+    let r = tokio::time::timeout(Duration::from_secs(120), e.tick(Duration::ZERO))
+        .await
+        .expect("the tick ends although the board never answers");
+    assert_eq!((r.started, r.withdrawn), (1, 0), "{r:?}");
+    assert!(
+        started.elapsed() <= limit * 2,
+        "two abandoned reads: {:?}",
+        started.elapsed()
+    );
+    // The session is renewed on time and the job goes on under its lease.
+    for _ in 0..6 {
+        pass(Duration::from_secs(5)).await;
+        let r = tokio::time::timeout(Duration::from_secs(120), e.tick(Duration::ZERO))
+            .await
+            .expect("each tick ends");
+        assert_eq!((r.cancelled, r.received), (0, 0), "{r:?}");
+    }
+    assert_eq!(e.active_count(), 1);
+    let job = h.job("alpha", "A-1").await;
+    assert_eq!(job.state, JobState::Running);
+    h.runner.succeed("A-1");
+    pass(Duration::from_secs(5)).await;
+    tokio::time::timeout(Duration::from_secs(120), e.tick(Duration::ZERO))
+        .await
+        .expect("the settling tick ends");
+    assert_eq!(h.job("alpha", "A-1").await.state, JobState::Succeeded);
+}

@@ -75,6 +75,7 @@ impl Harness {
             renew_every: Duration::from_secs(10),
             safety_margin: Duration::from_secs(2),
             poll_every: Duration::from_secs(5),
+            board_every: None,
             build_timeout: Some(Duration::from_secs(3600)),
             contention_delay: Duration::from_secs(60),
             retry: RetryPolicy {
