@@ -227,6 +227,22 @@ pub fn coverage_item_dead_lettered(o: &Outcome) {
         "the reason says why: {}",
         d.letter.reason
     );
+    // The consumer works the GitHub board as deployed (KIRO_FORGE, KIRO_GITHUB_PROJECT and
+    // the token secret of its task): the dead-lettered card is marked Failed, saying why.
+    let id = item_id(COVERAGE);
+    let marks: Vec<_> = o.github.with(|s| {
+        s.status_changes
+            .iter()
+            .filter(|(item, status, _)| item == &id && status == "Failed")
+            .cloned()
+            .collect()
+    });
+    assert_eq!(marks.len(), 1, "{COVERAGE} marked Failed once: {marks:?}");
+    let note = marks[0].2.clone().unwrap_or_default();
+    assert!(
+        note.starts_with("dead-lettered (coverage-below): ") && note.contains("below"),
+        "the note says why: {note}"
+    );
 }
 
 /// The hostile item is rejected by the producer: board Failed with a note, never enqueued.
