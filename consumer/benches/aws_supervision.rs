@@ -343,6 +343,7 @@ async fn run(n: usize, build_minutes: u64, seed: u64) {
             leases,
             builds: runner,
             board: None,
+            pulls: None,
             clock: clock.clone(),
             protection: Some(Arc::new(CountingProtection {
                 meter: meter.clone(),

@@ -89,6 +89,7 @@ async fn main() {
             leases,
             builds: builds.clone(),
             board: None,
+            pulls: None,
             clock,
             protection: None,
         },

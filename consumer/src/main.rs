@@ -232,6 +232,7 @@ async fn run(config: Config) -> Result<ExitCode> {
     let wiring::RunParts {
         builds,
         board,
+        pulls,
         build_env,
         protection,
     } = wiring::run_parts(&wired, &config).await?;
@@ -246,6 +247,7 @@ async fn run(config: Config) -> Result<ExitCode> {
         leases: wired.leases,
         builds,
         board,
+        pulls,
         clock: wired.clock,
         protection,
     };

@@ -18,16 +18,21 @@ use kiro_backends::aws::ecs::protection_from_env;
 use kiro_backends::aws::settings::AwsSettings;
 use kiro_backends::aws::sqs::SqsQueue;
 use kiro_backends::embedded::{
-    EmbeddedBoard, EmbeddedDb, QueueConfig, SqliteLeaseStore, SqliteQueue,
+    EmbeddedBoard, EmbeddedDb, EmbeddedPulls, QueueConfig, SqliteLeaseStore, SqliteQueue,
 };
 use kiro_consumer::clock::TokioClock;
-use kiro_github::gh::{FieldConfig, GithubBoard};
+use kiro_github::gh::{FieldConfig, GithubBoard, GithubPulls, ReportMode};
 use kiro_local_build::{LocalBuildConfig, LocalBuildRunner, locate_launcher};
-use kiro_protocol::{Board, BuildRunner, Clock, LeaseStore, TaskProtection, WorkQueue, env};
+use kiro_protocol::{
+    Board, BuildRunner, Clock, LeaseStore, PullRequests, TaskProtection, WorkQueue, env,
+};
 use kiro_runtime::aws::require;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+/// A forge's board and pull requests.
+type Forges = (Arc<dyn Board>, Arc<dyn PullRequests>);
 
 /// The adapters of one backend.
 #[derive(Debug)]
@@ -105,6 +110,8 @@ pub struct RunParts {
     /// The board: where moved cards are read and dead-lettered items are marked failed
     /// (the board file, or the GitHub project; none without either).
     pub board: Option<Arc<dyn Board>>,
+    /// Where a final failure is announced (with the board).
+    pub pulls: Option<Arc<dyn PullRequests>>,
     /// Settings passed into every build.
     pub build_env: BTreeMap<String, String>,
     /// ECS scale-in protection (with `--backend aws`).
@@ -114,21 +121,10 @@ pub struct RunParts {
 /// The build runner, the board and the task protection for `run`.
 pub async fn run_parts(wired: &Wired, config: &Config) -> Result<RunParts> {
     let aws_args = &config.aws;
-    let (board_file, board): (Option<PathBuf>, Option<Arc<dyn Board>>) = match &config.forge {
-        ForgeConfig::Embedded {
-            board_file: Some(file),
-        } => {
-            let file = absolute(file)?;
-            let board = EmbeddedBoard::open(&file, wired.db.clone())
-                .with_context(|| format!("opening the board file {}", file.display()))?;
-            (Some(file), Some(Arc::new(board)))
-        }
-        ForgeConfig::Embedded { board_file: None } => (None, None),
-        ForgeConfig::Github { project, settings } => {
-            let board = GithubBoard::new(settings.clone(), project.clone(), FieldConfig::default())
-                .context("connecting to the GitHub board")?;
-            (None, Some(Arc::new(board)))
-        }
+    let (board_file, forge) = forge(wired, &config.forge)?;
+    let (board, pulls) = match forge {
+        Some((board, pulls)) => (Some(board), Some(pulls)),
+        None => (None, None),
     };
     let protection = match &wired.aws {
         Some(aws) => Some(protection_from_env(aws).await),
@@ -141,6 +137,7 @@ pub async fn run_parts(wired: &Wired, config: &Config) -> Result<RunParts> {
         return Ok(RunParts {
             builds: Arc::new(CodeBuildRunner::connect(aws, project).await),
             board,
+            pulls,
             build_env: inherited_build_env(BuildRunnerKind::Codebuild, |k| std::env::var(k).ok()),
             protection,
         });
@@ -203,8 +200,35 @@ pub async fn run_parts(wired: &Wired, config: &Config) -> Result<RunParts> {
     Ok(RunParts {
         builds: Arc::new(runner),
         board,
+        pulls,
         build_env: base_env,
         protection,
+    })
+}
+
+/// The board and the pull requests of `forge`, with the board file when it is the embedded
+/// one; `None` without a board file on the embedded forge.
+fn forge(wired: &Wired, forge: &ForgeConfig) -> Result<(Option<PathBuf>, Option<Forges>)> {
+    Ok(match forge {
+        ForgeConfig::Embedded {
+            board_file: Some(file),
+        } => {
+            let file = absolute(file)?;
+            let opened = |what: &str| format!("opening the board file {} ({what})", file.display());
+            let board =
+                EmbeddedBoard::open(&file, wired.db.clone()).with_context(|| opened("board"))?;
+            let pulls = EmbeddedPulls::open(&file, wired.db.clone())
+                .with_context(|| opened("pull requests"))?;
+            (Some(file), Some((Arc::new(board), Arc::new(pulls))))
+        }
+        ForgeConfig::Embedded { board_file: None } => (None, None),
+        ForgeConfig::Github { project, settings } => {
+            let board = GithubBoard::new(settings.clone(), project.clone(), FieldConfig::default())
+                .context("connecting to the GitHub board")?;
+            let pulls = GithubPulls::new(settings.clone(), ReportMode::default())
+                .context("connecting to GitHub's pull requests")?;
+            (None, Some((Arc::new(board), Arc::new(pulls))))
+        }
     })
 }
 

@@ -255,6 +255,7 @@ impl World {
                 leases: backend.leases.clone(),
                 builds: builds.clone(),
                 board: Some(board),
+                pulls: None,
                 clock,
                 protection: None,
             },

@@ -52,7 +52,7 @@ use crate::defaults;
 use crate::policy::RetryPolicy;
 use kiro_protocol::{
     Board, BuildId, BuildRunner, Clock, Delivery, Destination, JobRecord, Lease, LeaseStore,
-    PortError, TaskProtection, WorkItem, WorkQueue,
+    PortError, PullRequests, TaskProtection, WorkItem, WorkQueue,
 };
 use kiro_telemetry::metrics::Metrics;
 use protection::ProtectionState;
@@ -184,8 +184,11 @@ pub struct Ports {
     pub queue: Arc<dyn WorkQueue>,
     pub leases: Arc<dyn LeaseStore>,
     pub builds: Arc<dyn BuildRunner>,
-    /// Where dead-lettered items are marked failed; optional.
+    /// Where moved cards are read and dead-lettered items are marked failed; optional.
     pub board: Option<Arc<dyn Board>>,
+    /// Where a final failure is announced: a new comment on the item's pull request
+    /// that mentions its assignees; optional.
+    pub pulls: Option<Arc<dyn PullRequests>>,
     pub clock: Arc<dyn Clock>,
     /// Scale-in protection held while jobs are in flight (ECS); optional.
     pub protection: Option<Arc<dyn TaskProtection>>,

@@ -25,6 +25,7 @@ fn engine_on(
             leases: h.leases.clone(),
             builds,
             board: None,
+            pulls: None,
             clock: h.clock.clone(),
             protection: None,
         },

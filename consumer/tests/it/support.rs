@@ -103,6 +103,7 @@ impl Harness {
                 leases,
                 builds: self.runner.clone(),
                 board: None,
+                pulls: None,
                 clock: self.clock.clone(),
                 protection: None,
             },
