@@ -162,7 +162,7 @@ impl BoardItem {
             branch: BranchName::parse(&self.branch).map_err(wrap)?,
             spec: SpecPath::parse(&self.spec).map_err(wrap)?,
             pr: PrNumber::parse(&self.pr).map_err(wrap)?,
-            assignees: self.assignees().map_err(wrap)?,
+            assignees: self.assignee_logins().map_err(wrap)?,
             title,
             updated_at: self
                 .updated_at
@@ -176,23 +176,25 @@ impl BoardItem {
 
 impl BoardItem {
     /// The assignees as logins, in the board's order, each once; the field is
-    /// `assignees` in the error, whichever login broke which rule.
-    fn assignees(&self) -> Result<Vec<Login>, IdError> {
-        let mut logins: Vec<Login> = Vec::with_capacity(self.assignees.len());
+    /// `assignees` in the error, whichever login broke which rule. Stops at the first
+    /// login past [`ASSIGNEES_MAX`], so a hostile list costs no more than that.
+    fn assignee_logins(&self) -> Result<Vec<Login>, IdError> {
+        let mut logins: Vec<Login> = Vec::new();
         for raw in &self.assignees {
             let login = Login::parse(raw).map_err(|e| {
                 IdError::new(ASSIGNEES_FIELD, raw, format!("not a login: {}", e.reason))
             })?;
-            if !logins.contains(&login) {
-                logins.push(login);
+            if logins.contains(&login) {
+                continue;
             }
-        }
-        if logins.len() > ASSIGNEES_MAX {
-            return Err(IdError::new(
-                ASSIGNEES_FIELD,
-                &self.assignees.join(","),
-                format!("more than {ASSIGNEES_MAX} ({})", logins.len()),
-            ));
+            if logins.len() == ASSIGNEES_MAX {
+                return Err(IdError::new(
+                    ASSIGNEES_FIELD,
+                    raw,
+                    format!("more than {ASSIGNEES_MAX} logins (GitHub's limit per issue)"),
+                ));
+            }
+            logins.push(login);
         }
         Ok(logins)
     }
@@ -274,6 +276,9 @@ mod tests {
         assert_eq!(e.error.field, "assignees");
         assert!(e.error.reason.contains("more than 10"), "{e}");
         b.assignees.pop();
+        assert_eq!(b.validate().unwrap().assignees.len(), ASSIGNEES_MAX);
+        // Repeats do not count: ten logins, each listed many times, are ten.
+        b.assignees = b.assignees.iter().cycle().take(1000).cloned().collect();
         assert_eq!(b.validate().unwrap().assignees.len(), ASSIGNEES_MAX);
     }
 
