@@ -1,11 +1,15 @@
 //! Operator views: job records and dead letters as aligned text tables or JSON, the
-//! full record of one dead letter (`dlq show`) and the audit line of a replay.
+//! full record of one dead letter (`dlq show`), the audit line of a replay, and the
+//! embedded forge's pull requests (`reports`: each sticky report, then the comments
+//! posted on that pull request, so a mention on a final failure shows).
 //!
 //! Invariant: these views only read; nothing here changes a job or a message. Values
 //! shown come from typed records (no raw environment), so no secret can appear.
 
+use kiro_backends::embedded::{StoredComment, StoredReport};
 use kiro_protocol::{
-    BuildId, DeadLetterEntry, DlqListing, Envelope, JobRecord, MessageId, Timestamp, TraceContext,
+    BuildId, DeadLetterEntry, DlqListing, Envelope, JobRecord, MessageId, PrNumber, RepoName,
+    Timestamp, TraceContext,
 };
 use serde_json::json;
 
@@ -338,9 +342,138 @@ pub fn replay_audit_line(e: &DeadLetterEntry, new_id: &MessageId) -> String {
     )
 }
 
+/// Every pull request with a report or a comment, by repository and number: its report
+/// (if any) and its comments in the order they were posted.
+fn forge_pulls<'a>(
+    reports: &'a [StoredReport],
+    comments: &'a [StoredComment],
+) -> Vec<(
+    &'a RepoName,
+    PrNumber,
+    Option<&'a StoredReport>,
+    Vec<&'a StoredComment>,
+)> {
+    let mut keys: Vec<(&RepoName, PrNumber)> = reports
+        .iter()
+        .map(|r| (&r.repo, r.number))
+        .chain(comments.iter().map(|c| (&c.repo, c.number)))
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .map(|(repo, pr)| {
+            let report = reports.iter().find(|r| &r.repo == repo && r.number == pr);
+            let said = comments
+                .iter()
+                .filter(|c| &c.repo == repo && c.number == pr)
+                .collect();
+            (repo, pr, report, said)
+        })
+        .collect()
+}
+
+/// `kiro-consumer reports`: each pull request's sticky report, then its comments.
+pub fn reports_text(reports: &[StoredReport], comments: &[StoredComment]) -> String {
+    let mut out = String::new();
+    for (repo, pr, report, said) in forge_pulls(reports, comments) {
+        match report {
+            Some(r) => out.push_str(&format!(
+                "── {repo}{pr} (revision {}) ──\n{}\n\n",
+                r.revision, r.report.markdown
+            )),
+            None => out.push_str(&format!("── {repo}{pr} (no report) ──\n\n")),
+        }
+        for c in said {
+            out.push_str(&format!(
+                "── {repo}{pr} comment for {} ──\n{}\n\n",
+                c.item, c.body
+            ));
+        }
+    }
+    out
+}
+
+/// `kiro-consumer reports --json`: one object per pull request (`revision` and `markdown`
+/// null when it has only comments), each with its `comments`.
+pub fn reports_json(reports: &[StoredReport], comments: &[StoredComment]) -> serde_json::Value {
+    let pulls: Vec<serde_json::Value> = forge_pulls(reports, comments)
+        .into_iter()
+        .map(|(repo, pr, report, said)| {
+            json!({
+                "repo": repo,
+                "pr": pr,
+                "item": report.map(|r| &r.report.item),
+                "revision": report.map(|r| r.revision),
+                "markdown": report.map(|r| &r.report.markdown),
+                "comments": said.iter().map(|c| json!({
+                    "item": c.item,
+                    "body": c.body,
+                    "created_at": c.created_at,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    serde_json::Value::Array(pulls)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kiro_protocol::{ItemId, Report};
+
+    fn stored_report(pr: u64, markdown: &str) -> StoredReport {
+        StoredReport {
+            repo: RepoName::parse("acme/calc").unwrap(),
+            number: PrNumber(pr),
+            report: Report {
+                item: ItemId::parse("CALC-1").unwrap(),
+                markdown: markdown.into(),
+            },
+            revision: 2,
+            updated_at: Timestamp(5),
+        }
+    }
+
+    fn comment(pr: u64, body: &str) -> StoredComment {
+        StoredComment {
+            repo: RepoName::parse("acme/calc").unwrap(),
+            number: PrNumber(pr),
+            item: ItemId::parse("CALC-1").unwrap(),
+            body: body.into(),
+            created_at: Timestamp(7),
+        }
+    }
+
+    #[test]
+    fn reports_show_each_pull_requests_comments_after_its_report() {
+        let reports = [
+            stored_report(1, "sticky one"),
+            stored_report(3, "sticky three"),
+        ];
+        let comments = [
+            comment(1, "@octo-cat failed"),
+            comment(2, "@mona only a comment"),
+            comment(1, "@octo-cat failed again"),
+        ];
+        assert_eq!(
+            reports_text(&reports, &comments),
+            "── acme/calc#1 (revision 2) ──\nsticky one\n\n\
+             ── acme/calc#1 comment for CALC-1 ──\n@octo-cat failed\n\n\
+             ── acme/calc#1 comment for CALC-1 ──\n@octo-cat failed again\n\n\
+             ── acme/calc#2 (no report) ──\n\n\
+             ── acme/calc#2 comment for CALC-1 ──\n@mona only a comment\n\n\
+             ── acme/calc#3 (revision 2) ──\nsticky three\n\n"
+        );
+        let v = reports_json(&reports, &comments);
+        assert_eq!(v.as_array().unwrap().len(), 3);
+        assert_eq!(v[0]["pr"], 1);
+        assert_eq!(v[0]["revision"], 2);
+        assert_eq!(v[0]["comments"][1]["body"], "@octo-cat failed again");
+        assert_eq!(v[1]["markdown"], serde_json::Value::Null);
+        assert_eq!(v[1]["comments"][0]["item"], "CALC-1");
+        assert_eq!(v[2]["comments"], json!([]));
+        assert_eq!(reports_text(&[], &[]), "");
+    }
 
     #[test]
     fn table_aligns_columns() {

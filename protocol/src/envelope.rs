@@ -8,7 +8,7 @@
 use crate::clock::Timestamp;
 use crate::failure::{Failure, FailureClass};
 use crate::ids::FIFO_ID_MAX;
-use crate::ids::{BranchName, DedupId, ItemId, PrNumber, ProjectKey, RepoName, SpecPath};
+use crate::ids::{BranchName, DedupId, ItemId, Login, PrNumber, ProjectKey, RepoName, SpecPath};
 use crate::trace::TraceContext;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -34,12 +34,50 @@ pub struct WorkItem {
     /// characters, no control characters (checked when decoded too).
     #[serde(default, deserialize_with = "updated_at")]
     pub updated_at: String,
+    /// Who the item is assigned to on the board (without `@`), in the board's order, no
+    /// login twice, at most [`ASSIGNEES_MAX`] (checked when decoded too): the people a
+    /// final failure mentions. Messages written before the field existed decode with none.
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "assignees"
+    )]
+    pub assignees: Vec<Login>,
 }
 
 /// The longest title a work item carries (characters).
 pub const TITLE_MAX: usize = 200;
 /// The longest last-update marker a work item carries (characters).
 pub const UPDATED_AT_MAX: usize = 64;
+
+/// The most assignees a work item carries (GitHub's limit per issue or pull request).
+pub const ASSIGNEES_MAX: usize = 10;
+
+/// The field name errors about assignees give.
+pub const ASSIGNEES_FIELD: &str = "assignees";
+
+/// Decoded assignees must be ones `BoardItem::validate` could have produced: valid
+/// logins, at most [`ASSIGNEES_MAX`].
+fn assignees<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Login>, D::Error> {
+    let raw = Vec::<String>::deserialize(d)
+        .map_err(|e| serde::de::Error::custom(format!("invalid {ASSIGNEES_FIELD}: {e}")))?;
+    if raw.len() > ASSIGNEES_MAX {
+        return Err(serde::de::Error::custom(format!(
+            "invalid {ASSIGNEES_FIELD}: more than {ASSIGNEES_MAX} ({})",
+            raw.len()
+        )));
+    }
+    raw.iter()
+        .map(|l| {
+            Login::parse(l).map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "invalid {ASSIGNEES_FIELD} {}: {}",
+                    e.value, e.reason
+                ))
+            })
+        })
+        .collect()
+}
 
 /// A decoded free-text field must be one `BoardItem::validate` could have produced.
 fn free_text<'de, D: serde::Deserializer<'de>>(
@@ -190,6 +228,7 @@ pub(crate) mod tests {
             pr: PrNumber(1),
             title: "t".into(),
             updated_at: "2026-01-01T00:00:00Z".into(),
+            assignees: vec![],
         }
     }
 
@@ -261,6 +300,23 @@ pub(crate) mod tests {
             ("title", "a\u{1b}[31mred".into(), "invalid title"),
             ("title", long.as_str().into(), "invalid title"),
             ("updated_at", "x\ny".into(), "invalid updated_at"),
+            (
+                "assignees",
+                serde_json::json!(["@octo"]),
+                "invalid assignees",
+            ),
+            (
+                "assignees",
+                serde_json::json!(["ok", "x-"]),
+                "invalid assignees",
+            ),
+            ("assignees", serde_json::json!("octo"), "invalid assignees"),
+            ("assignees", serde_json::json!([7]), "invalid assignees"),
+            (
+                "assignees",
+                serde_json::json!(vec!["a"; ASSIGNEES_MAX + 1]),
+                "invalid assignees: more than 10",
+            ),
         ];
         for (field, value, want) in cases {
             let mut v = serde_json::to_value(Envelope::new(
@@ -287,6 +343,38 @@ pub(crate) mod tests {
         assert_eq!(
             Envelope::decode(&v.to_string()).unwrap().item.pr,
             PrNumber(42)
+        );
+    }
+
+    #[test]
+    fn assignees_travel_and_old_messages_decode_without_them() {
+        let mut w = item("A-1", "calc");
+        let plain = Envelope::new(w.clone(), TraceContext::default(), Timestamp(5)).encode();
+        assert!(
+            !plain.contains("assignees"),
+            "no assignees, no field: {plain}"
+        );
+        assert!(Envelope::decode(&plain).unwrap().item.assignees.is_empty());
+        w.assignees = vec![
+            Login::parse("octo-cat").unwrap(),
+            Login::parse("Copilot").unwrap(),
+        ];
+        let e = Envelope::new(w, TraceContext::default(), Timestamp(5));
+        let body = e.encode();
+        assert!(
+            body.contains(r#""assignees":["octo-cat","Copilot"]"#),
+            "{body}"
+        );
+        assert_eq!(Envelope::decode(&body).unwrap(), e);
+        let mut v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v["item"]["assignees"] = serde_json::json!(vec!["a"; ASSIGNEES_MAX]);
+        assert_eq!(
+            Envelope::decode(&v.to_string())
+                .unwrap()
+                .item
+                .assignees
+                .len(),
+            ASSIGNEES_MAX
         );
     }
 

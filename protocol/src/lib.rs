@@ -26,8 +26,8 @@ pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use envelope::{Envelope, EnvelopeError, SCHEMA_VERSION, WorkItem};
 pub use failure::{Failure, FailureClass, PortError};
 pub use ids::{
-    BranchName, BuildId, DedupId, Fence, IdError, ItemId, MessageId, PrNumber, ProjectKey, Receipt,
-    RepoName, SpecPath,
+    BranchName, BuildId, DedupId, Fence, IdError, ItemId, Login, MessageId, PrNumber, ProjectKey,
+    Receipt, RepoName, SpecPath,
 };
 pub use job::{AttemptRecord, JobRecord, JobState};
 pub use outcome::{OutcomeStatus, WorkerOutcome};

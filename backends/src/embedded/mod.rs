@@ -26,5 +26,5 @@ pub use board::{BoardEntry, EmbeddedBoard};
 pub use board_file::{BoardFileError, parse_status};
 pub use kiro_statedb::EmbeddedDb;
 pub use lease::SqliteLeaseStore;
-pub use pulls::{EmbeddedPulls, StoredReport};
+pub use pulls::{EmbeddedPulls, StoredComment, StoredReport};
 pub use queue::{QueueConfig, SqliteQueue};

@@ -1,8 +1,10 @@
-//! `EmbeddedPulls`: the `PullRequests` port over the board file's `pull_requests` and a
-//! `pr_reports` table in the state database.
+//! `EmbeddedPulls`: the `PullRequests` port over the board file's `pull_requests` and the
+//! `pr_reports` and `pr_comments` tables in the state database.
 //!
 //! Invariant: one report per pull request — `upsert_report` replaces the stored report in
-//! place and bumps its `revision`, exactly like editing one sticky comment on GitHub; the
+//! place and bumps its `revision`, exactly like editing one sticky comment on GitHub;
+//! `comment` appends one row per call and never touches a row again, like posting a new
+//! comment. Both are refused for a pull request the board file does not list, and the
 //! stored Markdown has passed through [`redact`].
 
 use super::board_file as file;
@@ -29,6 +31,14 @@ CREATE TABLE IF NOT EXISTS pr_reports (
     updated_at INTEGER NOT NULL,
     PRIMARY KEY (repo, number)
 );
+CREATE TABLE IF NOT EXISTS pr_comments (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    repo       TEXT NOT NULL,
+    number     INTEGER NOT NULL,
+    item       TEXT NOT NULL,
+    body       TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
 ";
 
 /// A stored report, for printing.
@@ -40,6 +50,17 @@ pub struct StoredReport {
     /// 1 when first written, +1 on every edit.
     pub revision: u64,
     pub updated_at: Timestamp,
+}
+
+/// A stored comment (one [`PullRequests::comment`] call), for printing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredComment {
+    pub repo: RepoName,
+    pub number: PrNumber,
+    pub item: ItemId,
+    /// The Markdown as stored (redacted).
+    pub body: String,
+    pub created_at: Timestamp,
 }
 
 /// The embedded forge.
@@ -141,6 +162,54 @@ impl EmbeddedPulls {
     }
 }
 
+impl EmbeddedPulls {
+    /// Every comment posted, in the order they were posted.
+    pub async fn comments(&self) -> Result<Vec<StoredComment>, PortError> {
+        let rows = self
+            .base
+            .db
+            .call(|c| {
+                let mut stmt = c.prepare(
+                    "SELECT repo, number, item, body, created_at FROM pr_comments ORDER BY id",
+                )?;
+                let rows = stmt.query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, i64>(4)?,
+                    ))
+                })?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            })
+            .await?;
+        rows.into_iter()
+            .map(|(repo, number, item, body, at)| {
+                Ok(StoredComment {
+                    repo: RepoName::parse(&repo)
+                        .map_err(|e| PortError::internal(format!("stored comment: {e}")))?,
+                    number: PrNumber(u64::try_from(number).unwrap_or(0)),
+                    item: parse_item(&item)?,
+                    body,
+                    created_at: Timestamp(at),
+                })
+            })
+            .collect()
+    }
+
+    /// Refuse a pull request the board file does not list.
+    async fn known(&self, repo: &RepoName, pr: PrNumber) -> Result<(), PortError> {
+        if self.get(repo, pr).await?.is_none() {
+            return Err(PortError::input(format!(
+                "no pull request {repo} {pr} in board file {}",
+                self.base.file.display()
+            )));
+        }
+        Ok(())
+    }
+}
+
 fn pr_key(pr: PrNumber) -> Result<i64, PortError> {
     i64::try_from(pr.0).map_err(|_| PortError::input(format!("pull request {pr} is out of range")))
 }
@@ -177,12 +246,7 @@ impl PullRequests for EmbeddedPulls {
         pr: PrNumber,
         report: &Report,
     ) -> Result<(), PortError> {
-        if self.get(repo, pr).await?.is_none() {
-            return Err(PortError::input(format!(
-                "no pull request {repo} {pr} in board file {}",
-                self.base.file.display()
-            )));
-        }
+        self.known(repo, pr).await?;
         let repo = repo.as_str().to_owned();
         let number = pr_key(pr)?;
         let item = report.item.as_str().to_owned();
@@ -207,6 +271,34 @@ impl PullRequests for EmbeddedPulls {
             })
             .await?;
         info!(revision, "pull request report written");
+        Ok(())
+    }
+
+    #[instrument(skip_all, fields(repo = %repo, pr = %pr, item = %comment.item))]
+    async fn comment(
+        &self,
+        repo: &RepoName,
+        pr: PrNumber,
+        comment: &Report,
+    ) -> Result<(), PortError> {
+        self.known(repo, pr).await?;
+        let repo = repo.as_str().to_owned();
+        let number = pr_key(pr)?;
+        let item = comment.item.as_str().to_owned();
+        let body = redact(&comment.markdown);
+        let now = self.base.clock.now().0;
+        self.base
+            .db
+            .call(move |c| {
+                c.execute(
+                    "INSERT INTO pr_comments (repo, number, item, body, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![repo, number, item, body, now],
+                )
+                .map_err(DbError::from)
+            })
+            .await?;
+        info!("pull request comment posted");
         Ok(())
     }
 }
@@ -316,5 +408,71 @@ pull_requests:
         assert_eq!(err.class, FailureClass::PermanentInput);
         assert!(err.message.contains("acme/calc #9"), "{err}");
         assert!(pulls.reports().await.unwrap().is_empty());
+    }
+    #[tokio::test]
+    async fn every_comment_is_a_new_row_in_order_beside_the_report() {
+        let (_dir, pulls, clock) = setup();
+        assert!(pulls.comments().await.unwrap().is_empty());
+        pulls
+            .upsert_report(&repo(), PrNumber(1), &report("sticky"))
+            .await
+            .unwrap();
+        pulls
+            .comment(&repo(), PrNumber(1), &report("@octo-cat first"))
+            .await
+            .unwrap();
+        clock.advance(Duration::from_secs(60));
+        pulls
+            .comment(&repo(), PrNumber(1), &report("@octo-cat first"))
+            .await
+            .unwrap();
+        pulls
+            .comment(&repo(), PrNumber(2), &report("second PR"))
+            .await
+            .unwrap();
+        let all = pulls.comments().await.unwrap();
+        let shown: Vec<(u64, &str)> = all.iter().map(|c| (c.number.0, c.body.as_str())).collect();
+        assert_eq!(
+            shown,
+            [
+                (1, "@octo-cat first"),
+                (1, "@octo-cat first"),
+                (2, "second PR")
+            ],
+            "two calls with one text are two comments, in the order posted"
+        );
+        assert!(all[0].created_at < all[1].created_at);
+        assert_eq!(all[0].item.as_str(), "CALC-1");
+        assert_eq!(all[0].repo, repo());
+        let (sticky, revision) = pulls.report(&repo(), PrNumber(1)).await.unwrap().unwrap();
+        assert_eq!(
+            (sticky.markdown.as_str(), revision),
+            ("sticky", 1),
+            "the report is untouched"
+        );
+    }
+
+    #[tokio::test]
+    async fn comments_are_redacted_and_refused_for_an_unknown_pull_request() {
+        let (_dir, pulls, _) = setup();
+        pulls
+            .comment(
+                &repo(),
+                PrNumber(1),
+                &report("@octo-cat failed: KIRO_API_KEY=ksk_secretsecretsecret"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            pulls.comments().await.unwrap()[0].body,
+            "@octo-cat failed: KIRO_API_KEY=[REDACTED]"
+        );
+        let err = pulls
+            .comment(&repo(), PrNumber(9), &report("x"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.class, FailureClass::PermanentInput);
+        assert!(err.message.contains("acme/calc #9"), "{err}");
+        assert_eq!(pulls.comments().await.unwrap().len(), 1);
     }
 }

@@ -314,6 +314,15 @@ impl<P: PullRequests + ?Sized> PullRequests for Spy<P> {
         self.note("upsert_report", 1);
         self.inner.upsert_report(repo, pr, report).await
     }
+    async fn comment(
+        &self,
+        repo: &RepoName,
+        pr: PrNumber,
+        comment: &Report,
+    ) -> Result<(), PortError> {
+        self.note("comment", 1);
+        self.inner.comment(repo, pr, comment).await
+    }
     async fn publish_check(
         &self,
         repo: &RepoName,

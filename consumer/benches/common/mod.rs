@@ -15,6 +15,7 @@ pub async fn enqueue(queue: &dyn WorkQueue, clock: &dyn Clock, n: usize, project
         pr: "1".into(),
         updated_at: "1".into(),
         conflict: None,
+        assignees: Vec::new(),
     }
     .validate()
     .expect("valid item");

@@ -206,6 +206,7 @@ async fn cancel_of_a_queued_item_acks_it_when_taken() {
         pr: "1".into(),
         updated_at: "2".into(),
         conflict: None,
+        assignees: Vec::new(),
     }
     .validate()
     .unwrap();

@@ -38,6 +38,7 @@ impl State {
             pr: PrNumber(1),
             title: "t".into(),
             updated_at: "2026-01-01T00:00:00Z".into(),
+            assignees: Vec::new(),
         };
         let trace = TraceContext::from_traceparent(TRACEPARENT).unwrap();
         let env = Envelope::new(work.clone(), trace.clone(), SystemClock.now());

@@ -49,6 +49,7 @@ async fn send_traced(h: &Harness, id: &str, project: &str) {
         pr: "1".into(),
         updated_at: "1".into(),
         conflict: None,
+        assignees: Vec::new(),
     }
     .validate()
     .unwrap();

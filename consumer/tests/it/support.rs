@@ -126,6 +126,7 @@ impl Harness {
             pr: "1".into(),
             updated_at: "1".into(),
             conflict: None,
+            assignees: Vec::new(),
         }
         .validate()
         .unwrap();

@@ -8,10 +8,14 @@
 //!   only when no marked comment exists. With several marked comments the oldest is edited.
 //! - [`ReportMode::BodySection`]: the pull request's body between [`SECTION_START`] and
 //!   [`SECTION_END`] is replaced (appended when absent) with `PATCH /repos/{o}/{r}/pulls/{n}`.
+//! - `comment`: `POST /repos/{o}/{r}/issues/{n}/comments`, a new comment on every call (this
+//!   is what notifies the people it mentions); [`REPORT_MARKER`] is removed from its body,
+//!   so the sticky-report lookup can never take it for the report.
 //! - `publish_check`: see [`super::checks`] (GitHub App credentials only).
 //!
-//! Invariant: one report per pull request, never a new comment per run; every body sent
-//! has passed through [`redact`].
+//! Invariant: one report per pull request, never a new report comment per run, and no
+//! other comment carries the report's marker; every body sent has passed through
+//! [`redact`].
 
 use super::checks;
 use super::client::GithubClient;
@@ -187,6 +191,16 @@ impl GithubPulls {
     }
 }
 
+/// `markdown` as a plain comment's body: redacted, and without [`REPORT_MARKER`] (removed
+/// until none is left, so no removal can join two halves into a new one).
+pub fn comment_body(markdown: &str) -> String {
+    let mut body = redact(markdown);
+    while body.contains(REPORT_MARKER) {
+        body = body.replace(REPORT_MARKER, "");
+    }
+    body
+}
+
 /// `body` with the marked section replaced by `section` (appended when absent).
 pub fn replace_section(body: &str, section: &str) -> String {
     let block = format!("{SECTION_START}\n{section}\n{SECTION_END}");
@@ -264,6 +278,25 @@ impl PullRequests for GithubPulls {
         }
     }
 
+    #[instrument(skip_all, fields(repo = %repo, pr = %pr, item = %comment.item))]
+    async fn comment(
+        &self,
+        repo: &RepoName,
+        pr: PrNumber,
+        comment: &Report,
+    ) -> Result<(), PortError> {
+        let created: CommentWire = self
+            .send_body(
+                Method::POST,
+                &format!("/repos/{repo}/issues/{}/comments", pr.0),
+                &comment_body(&comment.markdown),
+                &format!("commenting on pull request {repo}{pr}"),
+            )
+            .await?;
+        info!(comment = created.id, "comment posted");
+        Ok(())
+    }
+
     #[instrument(skip_all, fields(repo = %repo, pr = %pr, item = %check.item))]
     async fn publish_check(
         &self,
@@ -298,6 +331,24 @@ mod tests {
         assert_eq!(
             replace_section(&format!("a {SECTION_START} junk"), "r"),
             format!("a {SECTION_START}\nr\n{SECTION_END}")
+        );
+    }
+
+    #[test]
+    fn a_comment_never_carries_the_report_marker() {
+        assert_eq!(comment_body("@octo-cat failed"), "@octo-cat failed");
+        assert_eq!(
+            comment_body(&format!(
+                "{REPORT_MARKER}\n@octo-cat failed {REPORT_MARKER}"
+            )),
+            "\n@octo-cat failed "
+        );
+        let (head, tail) = REPORT_MARKER.split_at(10);
+        let nested = format!("{head}{REPORT_MARKER}{tail} x");
+        assert!(!comment_body(&nested).contains(REPORT_MARKER), "{nested}");
+        assert_eq!(
+            comment_body("KIRO_API_KEY=ksk_secretsecretsecret"),
+            "KIRO_API_KEY=[REDACTED]"
         );
     }
 

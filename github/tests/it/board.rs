@@ -89,6 +89,9 @@ async fn every_page_is_read_and_ready_items_come_back_raw() {
     assert_eq!(pr.title, "Add subtraction");
     let w = pr.validate().unwrap();
     assert_eq!(w.spec.as_str(), ".kiro/specs/subtract");
+    // The assignees of the item's content, as logins.
+    assert_eq!(pr.assignees, ["octo-cat"]);
+    assert_eq!(w.assignees[0].as_str(), "octo-cat");
 
     // An issue: its first OPEN closing pull request (the closed one is skipped).
     let issue = by_id(&report.items, "0003");
@@ -96,7 +99,12 @@ async fn every_page_is_read_and_ready_items_come_back_raw() {
         (issue.pr.as_str(), issue.branch.as_str()),
         ("42", "feature/multiply")
     );
-    issue.validate().unwrap();
+    assert_eq!(
+        issue.assignees,
+        ["octo-cat", "mona-lisa"],
+        "in GitHub's order"
+    );
+    assert_eq!(issue.validate().unwrap().assignees.len(), 2);
 
     // Spec and project from the text fields win over the derived values.
     let fielded = by_id(&report.items, "0004");
@@ -104,6 +112,7 @@ async fn every_page_is_read_and_ready_items_come_back_raw() {
         (fielded.spec.as_str(), fielded.project.as_str()),
         (".kiro/specs/division", "calc-core")
     );
+    assert!(fielded.assignees.is_empty(), "nobody assigned");
 
     // A draft issue comes back with empty fields; validation names the repository.
     let draft = by_id(&report.items, "0005");
@@ -116,6 +125,7 @@ async fn every_page_is_read_and_ready_items_come_back_raw() {
         ("", "", "acme-7")
     );
     assert_eq!(draft.validate().unwrap_err().error.field, "repo");
+    assert_eq!(draft.assignees, ["hubot"], "a draft's assignees too");
 
     // A hostile spec field comes back raw and validation rejects it, naming the field.
     let hostile = by_id(&report.items, "0007");
@@ -154,6 +164,11 @@ async fn partial_errors_keep_the_data_and_are_reported() {
     assert_eq!(report.items[0].validate().unwrap().pr.0, 21);
     // The item whose content is not visible comes back empty; validation says why.
     assert_eq!(report.items[1].repo, "");
+    assert!(
+        report.items[1].assignees.is_empty(),
+        "hidden content, no assignees"
+    );
+    assert_eq!(report.items[0].assignees, ["mona-lisa"]);
     assert_eq!(report.items[1].validate().unwrap_err().error.field, "repo");
     assert_eq!(report.warnings.len(), 2);
     assert!(

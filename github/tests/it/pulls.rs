@@ -1,8 +1,11 @@
-//! `GithubPulls` against fake REST: lookup, the sticky comment, the body section, check runs.
+//! `GithubPulls` against fake REST: lookup, the sticky comment, new comments that mention,
+//! the body section, check runs.
 
 use crate::support::{app_settings, bodies, fixture, settings};
 use kiro_github::gh::{GithubPulls, REPORT_MARKER, ReportMode};
-use kiro_protocol::{CheckReport, ItemId, ManualClock, PrNumber, PullRequests, RepoName, Report};
+use kiro_protocol::{
+    CheckReport, FailureClass, ItemId, ManualClock, PrNumber, PullRequests, RepoName, Report,
+};
 use serde_json::json;
 use wiremock::matchers::{method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -156,6 +159,79 @@ async fn the_report_comment_is_created_once_then_edited_in_place() {
         .filter(|r| r.method.as_str() != "GET")
         .count();
     assert_eq!(writes, 0);
+}
+
+#[tokio::test]
+async fn every_comment_is_a_new_post_redacted_and_never_marked_as_the_report() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/repos/acme/calc/issues/12/comments"))
+        .respond_with(
+            ResponseTemplate::new(201).set_body_json(fixture("rest/comment-mention-created.json")),
+        )
+        .expect(2)
+        .mount(&server)
+        .await;
+    let clock = ManualClock::default();
+    // The report mode does not matter: a comment is never the report.
+    let pulls = GithubPulls::new(settings(&server, &clock), ReportMode::BodySection).unwrap();
+    let text =
+        format!("{REPORT_MARKER}\n@octo-cat the item failed for good (key ksk_abcdefgh12345678)");
+    pulls
+        .comment(&repo(), PrNumber(12), &report(&text))
+        .await
+        .unwrap();
+    pulls
+        .comment(&repo(), PrNumber(12), &report(&text))
+        .await
+        .unwrap();
+    let requests = server.received_requests().await.unwrap();
+    let calls: Vec<(String, String)> = requests
+        .iter()
+        .map(|r| (r.method.to_string(), r.url.path().to_owned()))
+        .collect();
+    assert_eq!(
+        calls,
+        vec![
+            (
+                "POST".to_owned(),
+                "/repos/acme/calc/issues/12/comments".to_owned()
+            );
+            2
+        ],
+        "two calls, two new comments: nothing listed, nothing edited"
+    );
+    for body in bodies(&server, "POST", "/repos/acme/calc/issues/12/comments").await {
+        assert_eq!(
+            body,
+            json!({"body": "\n@octo-cat the item failed for good (key [REDACTED])"}),
+            "only the body, redacted, without the report's marker"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_comment_on_a_missing_pull_request_names_it() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/repos/acme/calc/issues/99/comments"))
+        .respond_with(
+            ResponseTemplate::new(404).set_body_json(fixture("rest/not-found-issue-comments.json")),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    let clock = ManualClock::default();
+    let pulls = GithubPulls::new(settings(&server, &clock), ReportMode::Comment).unwrap();
+    let err = pulls
+        .comment(&repo(), PrNumber(99), &report("@octo-cat failed"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.class, FailureClass::PermanentInput);
+    assert!(
+        err.message.contains("acme/calc#99") && err.message.contains("404"),
+        "{err}"
+    );
 }
 
 #[tokio::test]

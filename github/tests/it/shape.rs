@@ -1,7 +1,8 @@
 //! Fixtures must be what GitHub would answer to the query actually sent: every key of a
 //! fixture's `data` must be selected by that query at that place (aliases and inline
-//! fragments included). A small reader of GraphQL selection sets, enough for the
-//! documents this crate sends.
+//! fragments included), and an item's content holds every field its type's fragment
+//! selects (GitHub answers each one, `null` or empty when there is nothing). A small
+//! reader of GraphQL selection sets, enough for the documents this crate sends.
 
 use crate::support::{fixture, settings};
 use kiro_github::gh::{FieldConfig, GithubBoard, OwnerKind, ProjectRef};
@@ -151,9 +152,8 @@ fn the_reader_sees_aliases_fragments_and_nesting() {
     );
 }
 
-/// Every items page fixture answers the items query the board sends.
-#[tokio::test]
-async fn item_fixtures_answer_the_query_sent() {
+/// The items query exactly as the board sends it (read from the request it makes).
+async fn sent_items_query() -> String {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/graphql"))
@@ -176,15 +176,23 @@ async fn item_fixtures_answer_the_query_sent() {
     board.ready_items_report().await.unwrap();
     let sent = server.received_requests().await.unwrap();
     let body: Value = serde_json::from_slice(&sent[0].body).unwrap();
-    let query = body["query"].as_str().unwrap();
-    for name in [
-        "items-page-1.json",
-        "items-page-2.json",
-        "items-page-3.json",
-        "items-partial-errors.json",
-    ] {
+    body["query"].as_str().unwrap().to_owned()
+}
+
+const ITEM_FIXTURES: [&str; 4] = [
+    "items-page-1.json",
+    "items-page-2.json",
+    "items-page-3.json",
+    "items-partial-errors.json",
+];
+
+/// Every items page fixture answers the items query the board sends.
+#[tokio::test]
+async fn item_fixtures_answer_the_query_sent() {
+    let query = sent_items_query().await;
+    for name in ITEM_FIXTURES {
         let answer = fixture(&format!("graphql/{name}"));
-        let problems = mismatches(query, &answer);
+        let problems = mismatches(&query, &answer);
         assert!(problems.is_empty(), "{name}: {problems:#?}");
         // `includeClosedPrs: false`: GitHub never lists a closed pull request there.
         if query.contains("includeClosedPrs: false") {
@@ -198,4 +206,115 @@ async fn item_fixtures_answer_the_query_sent() {
             }
         }
     }
+}
+
+/// The selection of each inline fragment directly under the first `field { … }` of
+/// `doc`, by type (fields outside a fragment are in every type's).
+fn fragments_under(doc: &str, field: &str) -> BTreeMap<String, Selection> {
+    let t = tokens(doc);
+    let at = t
+        .windows(2)
+        .position(|w| w[0] == field && w[1] == "{")
+        .unwrap_or_else(|| panic!("{field} {{ … }} in the query"));
+    let mut i = at + 2;
+    let mut common = Selection::default();
+    let mut by_type: BTreeMap<String, Selection> = BTreeMap::new();
+    while t[i] != "}" {
+        if t[i] == "..." {
+            assert_eq!(t[i + 1], "on");
+            let ty = t[i + 2].clone();
+            i = selection(&t, i + 4, by_type.entry(ty).or_default());
+        } else {
+            common.0.entry(t[i].clone()).or_default();
+            i = skip_args(&t, i + 1);
+        }
+    }
+    for sel in by_type.values_mut() {
+        for k in common.0.keys() {
+            sel.0.entry(k.clone()).or_default();
+        }
+    }
+    by_type
+}
+
+/// Fields `sel` selects that `value` lacks (GitHub answers every selected field).
+fn missing(value: &Value, sel: &Selection, at: &str, out: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            for (k, child) in &sel.0 {
+                match map.get(k) {
+                    Some(v) => missing(v, child, &format!("{at}.{k}"), out),
+                    None => out.push(format!("{at}.{k} is selected but missing")),
+                }
+            }
+        }
+        Value::Array(items) => {
+            for (n, v) in items.iter().enumerate() {
+                missing(v, sel, &format!("{at}[{n}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Each item's content (an issue, a pull request or a draft) holds every field its type's
+/// fragment selects — the assignees' logins included — and nothing else.
+#[tokio::test]
+async fn item_contents_hold_every_field_their_type_selects() {
+    let query = sent_items_query().await;
+    let by_type = fragments_under(&query, "content");
+    for ty in ["Issue", "PullRequest", "DraftIssue"] {
+        let assignees = by_type[ty].0.get("assignees").map(|a| &a.0["nodes"].0);
+        assert!(
+            assignees.is_some_and(|n| n.len() == 1 && n.contains_key("login")),
+            "{ty} selects assignees {{ nodes {{ login }} }}"
+        );
+        assert!(query.contains("assignees(first: 10)"), "{query}");
+    }
+    let mut seen = BTreeMap::<String, usize>::new();
+    let mut logins = 0;
+    for name in ITEM_FIXTURES {
+        let answer = fixture(&format!("graphql/{name}"));
+        let nodes = answer["data"]["owner"]["projectV2"]["items"]["nodes"]
+            .as_array()
+            .unwrap();
+        for (n, node) in nodes.iter().enumerate() {
+            let content = &node["content"];
+            let Some(ty) = content["__typename"].as_str() else {
+                continue; // a null node or hidden content: nothing to answer
+            };
+            let sel = by_type
+                .get(ty)
+                .unwrap_or_else(|| panic!("{name}: no fragment on {ty}"));
+            let at = format!("{name}: nodes[{n}].content");
+            let mut problems = Vec::new();
+            missing(content, sel, &at, &mut problems);
+            check(content, sel, &at, &mut problems);
+            assert!(problems.is_empty(), "{problems:#?}");
+            *seen.entry(ty.to_owned()).or_default() += 1;
+            logins += content["assignees"]["nodes"].as_array().unwrap().len();
+        }
+    }
+    assert_eq!(
+        seen.keys().collect::<Vec<_>>(),
+        ["DraftIssue", "Issue", "PullRequest"],
+        "the fixtures hold every content type"
+    );
+    assert!(logins > 0, "some fixture item is assigned");
+}
+
+#[test]
+fn the_completeness_check_finds_a_missing_field() {
+    let q = "query { x { content { __typename ... on Issue { title assignees(first: 10) { nodes { login } } } } } }";
+    let by_type = fragments_under(q, "content");
+    let issue = &by_type["Issue"];
+    assert!(issue.0.contains_key("__typename") && issue.0.contains_key("title"));
+    let mut out = Vec::new();
+    missing(
+        &serde_json::json!({"__typename": "Issue", "title": "t", "assignees": {"nodes": [{}]}}),
+        issue,
+        "c",
+        &mut out,
+    );
+    assert_eq!(out, ["c.assignees.nodes[0].login is selected but missing"]);
 }

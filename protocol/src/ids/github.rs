@@ -1,5 +1,5 @@
 //! Names git and GitHub give, as the board hands them over: [`RepoName`] (`owner/name`),
-//! [`BranchName`] and [`PrNumber`].
+//! [`BranchName`], [`PrNumber`] and [`Login`] (a user's or bot's login, e.g. an assignee).
 //!
 //! Invariant: the rules are stricter than git's or GitHub's, so no parsed value holds a
 //! shell metacharacter, a control character or a path that leaves its folder.
@@ -63,6 +63,34 @@ impl RepoName {
 
     pub fn name(&self) -> &str {
         self.0.split_once('/').map(|(_, n)| n).unwrap_or_default()
+    }
+}
+
+string_newtype!(
+    /// A GitHub user's or bot's login, such as an item's assignee: 1–39 ASCII letters,
+    /// digits and hyphens, not starting or ending with a hyphen (`octo-cat`, `Copilot`).
+    /// Without `@`: a mention is written `@{login}`.
+    Login,
+    "login"
+);
+
+impl Login {
+    /// The longest login GitHub gives (characters).
+    pub const MAX: usize = 39;
+
+    pub fn parse(raw: &str) -> Result<Self, IdError> {
+        const F: &str = Login::FIELD;
+        check_len(F, raw, Login::MAX)?;
+        check_charset(
+            F,
+            raw,
+            |c| c.is_ascii_alphanumeric() || c == '-',
+            "use letters, digits and '-'",
+        )?;
+        if raw.starts_with('-') || raw.ends_with('-') {
+            return Err(IdError::new(F, raw, "must not start or end with '-'"));
+        }
+        Ok(Login(raw.to_owned()))
     }
 }
 

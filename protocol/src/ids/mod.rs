@@ -8,7 +8,7 @@
 //!
 //! Layout: `error` ([`IdError`], quoting, the shared checks), `fifo` (the SQS rule for
 //! group and deduplication ids, [`MessageGroup`]), `keys` ([`ProjectKey`],
-//! [`ItemId`]), `github` ([`RepoName`], [`BranchName`], [`PrNumber`]), `spec`
+//! [`ItemId`]), `github` ([`RepoName`], [`BranchName`], [`PrNumber`], [`Login`]), `spec`
 //! ([`SpecPath`]) and `runtime` ([`Fence`] and the opaque ids adapters assign).
 
 mod error;
@@ -21,7 +21,7 @@ mod spec;
 
 pub use error::{IdError, quote_for_display};
 pub use fifo::{FIFO_ID_MAX, MessageGroup, check_fifo_id, is_fifo_id_char};
-pub use github::{BranchName, PrNumber, RepoName};
+pub use github::{BranchName, Login, PrNumber, RepoName};
 pub use keys::{ItemId, ProjectKey};
 pub use runtime::{BuildId, DedupId, Fence, MessageId, Receipt};
 pub use spec::SpecPath;

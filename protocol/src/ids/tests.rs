@@ -80,6 +80,37 @@ fn repos_must_be_owner_slash_name() {
 }
 
 #[test]
+fn logins_follow_githubs_rules() {
+    for good in ["Copilot", "octo-cat", "a1", "a", &"x".repeat(39)] {
+        assert_eq!(Login::parse(good).expect(good).as_str(), good);
+    }
+    for bad in [
+        "-x",
+        "x-",
+        "a b",
+        "@x",
+        "x\n",
+        "",
+        "a_b",
+        "a.b",
+        "ü",
+        &"x".repeat(40),
+    ] {
+        let err = Login::parse(bad).expect_err(bad);
+        assert_eq!(err.field, "login", "{bad}");
+        assert!(err.to_string().starts_with("invalid login "), "{err}");
+    }
+    let l = Login::parse("octo-cat").unwrap();
+    assert_eq!(l.to_string(), "octo-cat");
+    assert_eq!(
+        serde_json::to_value(&l).unwrap(),
+        serde_json::json!("octo-cat")
+    );
+    let decoded: Result<Login, _> = serde_json::from_str("\"@octo\"");
+    assert!(decoded.unwrap_err().to_string().contains("invalid login"));
+}
+
+#[test]
 fn error_values_are_escaped_and_truncated() {
     let e = BranchName::parse("evil\u{1b}[31m\nline").unwrap_err();
     let shown = e.to_string();
@@ -121,6 +152,9 @@ proptest! {
         if let Ok(k) = ProjectKey::parse(&s) {
             prop_assert!(!k.as_str().contains(SHELL_META));
         }
+        if let Ok(l) = Login::parse(&s) {
+            prop_assert!(!l.as_str().contains(SHELL_META) && !l.as_str().contains('@'));
+        }
     }
 
     /// Decoding (from the queue, a job record, …) never accepts what `parse` rejects,
@@ -133,6 +167,7 @@ proptest! {
         prop_assert_eq!(serde_json::from_value::<RepoName>(json.clone()).is_ok(), RepoName::parse(&s).is_ok());
         prop_assert_eq!(serde_json::from_value::<BranchName>(json.clone()).is_ok(), BranchName::parse(&s).is_ok());
         prop_assert_eq!(serde_json::from_value::<SpecPath>(json.clone()).is_ok(), SpecPath::parse(&s).is_ok());
+        prop_assert_eq!(serde_json::from_value::<Login>(json.clone()).is_ok(), Login::parse(&s).is_ok());
         prop_assert_eq!(serde_json::from_value::<PrNumber>(json).is_ok(), PrNumber::parse(&s).is_ok());
     }
 

@@ -4,9 +4,9 @@
 //! the one place they become a [`WorkItem`]. Status names are the adapter's business
 //! (configurable on GitHub); the port speaks in [`ItemStatus`].
 
-use crate::envelope::WorkItem;
+use crate::envelope::{ASSIGNEES_FIELD, ASSIGNEES_MAX, WorkItem};
 use crate::failure::PortError;
-use crate::ids::{BranchName, IdError, ItemId, PrNumber, ProjectKey, RepoName, SpecPath};
+use crate::ids::{BranchName, IdError, ItemId, Login, PrNumber, ProjectKey, RepoName, SpecPath};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -118,6 +118,10 @@ pub struct BoardItem {
     /// The board's last-update marker.
     #[serde(default)]
     pub updated_at: String,
+    /// The logins the item is assigned to, as the board has them (GitHub: the assignees
+    /// of the item's issue, pull request or draft; the board file: its `assignees` list).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub assignees: Vec<String>,
     /// A problem the adapter found with the item as a whole, such as its id being used by
     /// several items of a board file; validation reports it on the `id` field first, so
     /// the item is rejected by name while the board's other items still go.
@@ -158,6 +162,7 @@ impl BoardItem {
             branch: BranchName::parse(&self.branch).map_err(wrap)?,
             spec: SpecPath::parse(&self.spec).map_err(wrap)?,
             pr: PrNumber::parse(&self.pr).map_err(wrap)?,
+            assignees: self.assignee_logins().map_err(wrap)?,
             title,
             updated_at: self
                 .updated_at
@@ -166,6 +171,32 @@ impl BoardItem {
                 .take(crate::envelope::UPDATED_AT_MAX)
                 .collect(),
         })
+    }
+}
+
+impl BoardItem {
+    /// The assignees as logins, in the board's order, each once; the field is
+    /// `assignees` in the error, whichever login broke which rule. Stops at the first
+    /// login past [`ASSIGNEES_MAX`], so a hostile list costs no more than that.
+    fn assignee_logins(&self) -> Result<Vec<Login>, IdError> {
+        let mut logins: Vec<Login> = Vec::new();
+        for raw in &self.assignees {
+            let login = Login::parse(raw).map_err(|e| {
+                IdError::new(ASSIGNEES_FIELD, raw, format!("not a login: {}", e.reason))
+            })?;
+            if logins.contains(&login) {
+                continue;
+            }
+            if logins.len() == ASSIGNEES_MAX {
+                return Err(IdError::new(
+                    ASSIGNEES_FIELD,
+                    raw,
+                    format!("more than {ASSIGNEES_MAX} logins (GitHub's limit per issue)"),
+                ));
+            }
+            logins.push(login);
+        }
+        Ok(logins)
     }
 }
 
@@ -216,8 +247,39 @@ mod tests {
             spec: ".kiro/specs/add".into(),
             pr: "1".into(),
             updated_at: "1".into(),
+            assignees: vec!["octo-cat".into()],
             conflict: None,
         }
+    }
+
+    #[test]
+    fn assignees_become_logins_and_a_bad_one_rejects_the_item_by_field() {
+        let mut b = good();
+        b.assignees = vec!["octo-cat".into(), "Copilot".into(), "octo-cat".into()];
+        let w = b.validate().unwrap();
+        let logins: Vec<&str> = w.assignees.iter().map(Login::as_str).collect();
+        assert_eq!(logins, ["octo-cat", "Copilot"], "order kept, each once");
+        b.assignees.clear();
+        assert!(b.validate().unwrap().assignees.is_empty());
+        for bad in ["@octo", "-x", "x-", "a b", "x\n", ""] {
+            b.assignees = vec!["ok".into(), bad.into()];
+            let e = b.validate().expect_err(bad);
+            assert_eq!(e.error.field, "assignees", "{bad}");
+            assert!(
+                e.to_string()
+                    .starts_with("item \"CALC-1\": invalid assignees "),
+                "{e}"
+            );
+        }
+        b.assignees = (0..=ASSIGNEES_MAX).map(|n| format!("user{n}")).collect();
+        let e = b.validate().unwrap_err();
+        assert_eq!(e.error.field, "assignees");
+        assert!(e.error.reason.contains("more than 10"), "{e}");
+        b.assignees.pop();
+        assert_eq!(b.validate().unwrap().assignees.len(), ASSIGNEES_MAX);
+        // Repeats do not count: ten logins, each listed many times, are ten.
+        b.assignees = b.assignees.iter().cycle().take(1000).cloned().collect();
+        assert_eq!(b.validate().unwrap().assignees.len(), ASSIGNEES_MAX);
     }
 
     #[test]

@@ -1,8 +1,12 @@
-//! `PullRequests`: look up a pull request and keep one sticky report on it.
+//! `PullRequests`: look up a pull request, keep one sticky report on it, and post comments
+//! that notify.
 //!
 //! Contract: `upsert_report` edits the report in place — one report per pull request, no
-//! matter how many runs; reports never contain secrets (callers render them from typed
-//! data, never from raw environment).
+//! matter how many runs. `comment` posts a new comment on every call, never edits one and
+//! is never taken for the sticky report: a new comment is what notifies the people it
+//! `@`-mentions (an edited comment notifies nobody), so it is how a final failure reaches
+//! the item's assignees. Reports and comments never contain secrets (callers render them
+//! from typed data, never from raw environment; adapters redact them again).
 
 use crate::failure::PortError;
 use crate::ids::{ItemId, PrNumber, RepoName};
@@ -46,6 +50,16 @@ pub trait PullRequests: Send + Sync + std::fmt::Debug {
         repo: &RepoName,
         pr: PrNumber,
         report: &Report,
+    ) -> Result<(), PortError>;
+
+    /// Post `comment` as a new comment on the pull request: every call adds one (a retried
+    /// call may add it twice), none is edited, and none is the sticky report. Mentions
+    /// in it (`@login`) notify, which an edit of the report would not.
+    async fn comment(
+        &self,
+        repo: &RepoName,
+        pr: PrNumber,
+        comment: &Report,
     ) -> Result<(), PortError>;
 
     /// Create or update this system's check run on the pull request's head commit, where

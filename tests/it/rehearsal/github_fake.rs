@@ -1,15 +1,19 @@
 //! A stateful GitHub fake on 127.0.0.1 (wiremock): one Projects (v2) board over GraphQL and
-//! the REST calls the binaries make — pull requests, the sticky report comment, check runs
-//! and GitHub App installation tokens — answering with the shapes of the real API (the
-//! fixtures of `github/tests/fixtures`, reused as templates).
+//! the REST calls the binaries make — pull requests, the sticky report comment, new
+//! comments (mentions), check runs and GitHub App installation tokens — answering with the
+//! shapes of the real API (the fixtures of `github/tests/fixtures`, reused as templates).
 //!
 //! Invariant: the fake keeps state like GitHub does — a status mutation changes what the
-//! next board read returns, a comment edit replaces the body, a pull request's head sha is
+//! next board read returns, every comment POST adds a comment and a PATCH edits one in
+//! place (so an edit notifies nobody, as on GitHub), a pull request's head sha is
 //! the current tip of its branch in the bare remote — and it records every mutation with
 //! the credential that made it. Requests without a known credential get GitHub's 401;
 //! check runs with anything but an App installation token get GitHub's 403. The App's JWT
 //! is only checked for shape and issuer (the fake has no need to verify the signature).
 
+mod encoding;
+
+use encoding::{jwt_claims, rfc3339};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -35,6 +39,8 @@ pub struct Item {
     pub pr: u64,
     pub branch: String,
     pub updated_at: String,
+    /// The logins the item's pull request is assigned to (GitHub's order).
+    pub assignees: Vec<String>,
 }
 
 /// A comment on a pull request.
@@ -163,6 +169,18 @@ impl GithubFake {
         f(&self.state.lock().unwrap())
     }
 
+    /// The bodies of every comment on `repo`'s pull request `pr` in the order they were
+    /// created (the sticky report, which holds `REPORT_MARKER`, among them), as last edited.
+    pub fn comments_on(&self, repo: &str, pr: u64) -> Vec<String> {
+        self.with(|s| {
+            s.comments
+                .iter()
+                .filter(|c| c.repo == repo && c.pr == pr)
+                .map(|c| c.body.clone())
+                .collect()
+        })
+    }
+
     pub fn item(&self, id: &str) -> Item {
         self.with(|s| s.items.iter().find(|i| i.id == id).cloned())
             .unwrap_or_else(|| panic!("no board item {id}"))
@@ -188,40 +206,6 @@ fn credential(req: &Request) -> Option<String> {
     h.strip_prefix("Bearer ")
         .or_else(|| h.strip_prefix("token "))
         .map(str::to_owned)
-}
-
-/// The JSON payload of a JWT (no signature check).
-fn jwt_claims(jwt: &str) -> Option<Value> {
-    let mut parts = jwt.split('.');
-    let (_h, p, s) = (parts.next()?, parts.next()?, parts.next()?);
-    if s.is_empty() || parts.next().is_some() {
-        return None;
-    }
-    serde_json::from_slice(&base64url(p)?).ok()
-}
-
-fn base64url(s: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for c in s.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'-' | b'+' => 62,
-            b'_' | b'/' => 63,
-            b'=' => continue,
-            _ => return None,
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    Some(out)
 }
 
 impl Respond for Responder {
@@ -551,28 +535,8 @@ impl State {
     }
 }
 
-/// `YYYY-MM-DDTHH:MM:SSZ` for seconds since the epoch (civil-from-days, proleptic Gregorian).
-fn rfc3339(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-fn item_json(i: &Item) -> Value {
+/// An item as the board's items query answers it (the content is its pull request).
+pub fn item_json(i: &Item) -> Value {
     let mut fields = vec![
         json!({ "__typename": "ProjectV2ItemFieldTextValue", "text": i.title, "field": { "name": "Title" } }),
         json!({ "__typename": "ProjectV2ItemFieldSingleSelectValue", "name": i.status, "optionId": "f75ad846", "field": { "name": "Status" } }),
@@ -586,7 +550,8 @@ fn item_json(i: &Item) -> Value {
         "content": {
             "__typename": "PullRequest", "number": i.pr, "title": i.title,
             "headRefName": i.branch, "state": "OPEN",
-            "repository": { "nameWithOwner": i.repo }
+            "repository": { "nameWithOwner": i.repo },
+            "assignees": { "nodes": i.assignees.iter().map(|l| json!({ "login": l })).collect::<Vec<_>>() }
         }
     })
 }

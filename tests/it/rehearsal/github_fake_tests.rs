@@ -1,9 +1,10 @@
-//! The GitHub fake against the real adapters of kiro-github: the board is read and its
-//! statuses change, the sticky report is created once and edited after, check runs need an
-//! App installation token, and unknown credentials are refused.
+//! The GitHub fake against the real adapters of kiro-github: the board is read (with its
+//! assignees) and its statuses change, the sticky report is created once and edited after
+//! while every other comment is a new one, check runs need an App installation token, and
+//! unknown credentials are refused.
 
-use super::board::{PAT, quickstart_items};
-use super::github_fake::{GithubFake, NUMBER, OWNER};
+use super::board::{CALC_ASSIGNEE, COVERAGE_ASSIGNEE, PAT, item_id, quickstart_items};
+use super::github_fake::{GithubFake, NUMBER, OWNER, item_json};
 use crate::support::forge;
 use kiro_github::gh::{
     AuthConfig, FieldConfig, GithubBoard, GithubPulls, GithubSettings, OwnerKind, ProjectRef,
@@ -69,6 +70,13 @@ async fn the_board_reads_ready_items_and_keeps_status_changes() {
             ".kiro/specs/subtract"
         )
     );
+    assert_eq!(calc1.assignees, [CALC_ASSIGNEE]);
+    let greet2 = ready.iter().find(|i| i.id == item_id("GREET-2")).unwrap();
+    let logins = greet2.validate().unwrap().assignees;
+    assert_eq!(logins.len(), 1);
+    assert_eq!(logins[0].as_str(), COVERAGE_ASSIGNEE);
+    let greet1 = ready.iter().find(|i| i.id == item_id("GREET-1")).unwrap();
+    assert!(greet1.assignees.is_empty());
     board
         .set_status(&calc1.id, ItemStatus::Failed, Some("branch is bad"))
         .await
@@ -110,6 +118,89 @@ async fn the_sticky_report_is_created_once_then_edited() {
     assert_eq!(comments.len(), 1, "{comments:?}");
     assert!(comments[0].body.ends_with("second"));
     assert_eq!(comments[0].edits, 1);
+}
+
+/// The fake's item has the keys, at every level, of a pull request item in the fixture
+/// kiro-github holds to the real items query (`assignees` included).
+#[test]
+fn the_fakes_items_answer_has_the_real_querys_shape() {
+    fn keys(v: &serde_json::Value, at: &str, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, child) in m {
+                    let p = format!("{at}.{k}");
+                    out.push(p.clone());
+                    keys(child, &p, out);
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|c| keys(c, &format!("{at}[]"), out)),
+            _ => {}
+        }
+    }
+    let page: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            crate::support::repo_root().join("github/tests/fixtures/graphql/items-page-1.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let real = &page["data"]["owner"]["projectV2"]["items"]["nodes"][0]["content"];
+    assert_eq!(real["__typename"], "PullRequest");
+    assert!(!real["assignees"]["nodes"].as_array().unwrap().is_empty());
+    let items = quickstart_items();
+    let calc1 = items.iter().find(|i| i.id == item_id("CALC-1")).unwrap();
+    let fake = item_json(calc1);
+    let (mut want, mut got) = (Vec::new(), Vec::new());
+    keys(real, "content", &mut want);
+    keys(&fake["content"], "content", &mut got);
+    want.dedup();
+    got.dedup();
+    assert_eq!(got, want);
+    assert_eq!(
+        fake["content"]["assignees"],
+        serde_json::json!({ "nodes": [{ "login": CALC_ASSIGNEE }] })
+    );
+}
+
+#[tokio::test]
+async fn every_comment_is_new_beside_the_sticky_report() {
+    let (_tmp, fake) = fake().await;
+    let settings = GithubSettings::with_token(fake.uri(), Secret::new(PAT));
+    let pulls = GithubPulls::new(settings, ReportMode::Comment).unwrap();
+    let repo = RepoName::parse("acme/greeter").unwrap();
+    let say = |markdown: &str| Report {
+        item: ItemId::parse("GREET-2").unwrap(),
+        markdown: markdown.into(),
+    };
+    pulls
+        .upsert_report(&repo, PrNumber(2), &say("report 1"))
+        .await
+        .unwrap();
+    let mention = format!("@{COVERAGE_ASSIGNEE} GREET-2 failed for good");
+    pulls
+        .comment(&repo, PrNumber(2), &say(&mention))
+        .await
+        .unwrap();
+    pulls
+        .upsert_report(&repo, PrNumber(2), &say("report 2"))
+        .await
+        .unwrap();
+    pulls
+        .comment(&repo, PrNumber(2), &say(&mention))
+        .await
+        .unwrap();
+    let bodies = fake.comments_on("acme/greeter", 2);
+    assert_eq!(bodies.len(), 3, "{bodies:?}");
+    assert!(
+        bodies[0].contains(kiro_github::gh::REPORT_MARKER) && bodies[0].ends_with("report 2"),
+        "the report was edited in place, not taken for the comment: {bodies:?}"
+    );
+    assert_eq!(bodies[1..], [mention.clone(), mention]);
+    fake.with(|s| {
+        let edits: Vec<u32> = s.comments.iter().map(|c| c.edits).collect();
+        assert_eq!(edits, [1, 0, 0], "only the report is edited");
+    });
+    assert!(fake.comments_on("acme/greeter", 1).is_empty());
 }
 
 #[tokio::test]

@@ -87,6 +87,14 @@ impl kiro_protocol::PullRequests for RecordingPulls {
     ) -> Result<(), kiro_protocol::PortError> {
         self.inner.upsert_report(repo, pr, report).await
     }
+    async fn comment(
+        &self,
+        repo: &kiro_protocol::RepoName,
+        pr: kiro_protocol::PrNumber,
+        comment: &kiro_protocol::Report,
+    ) -> Result<(), kiro_protocol::PortError> {
+        self.inner.comment(repo, pr, comment).await
+    }
     async fn publish_check(
         &self,
         _repo: &kiro_protocol::RepoName,

@@ -53,6 +53,7 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<BoardFile, BoardFileError
             spec: r.spec.0,
             pr: r.pr.0,
             updated_at: r.updated_at.0,
+            assignees: r.assignees.0,
             conflict: None,
         };
         file.items.push(FileItem {
@@ -166,6 +167,7 @@ struct RawItem {
     spec: Raw,
     pr: Raw,
     updated_at: Raw,
+    assignees: RawList,
 }
 
 #[derive(Deserialize, Default)]
@@ -182,6 +184,66 @@ struct RawPull {
 /// Any YAML value, read leniently as text.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 struct Raw(String);
+
+/// A list of YAML values, each read leniently as text ([`Raw`]); a single value is a list
+/// of one, a missing or null field an empty list, a mapping a list holding a marker that
+/// no validator accepts.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct RawList(Vec<String>);
+
+impl<'de> Deserialize<'de> for RawList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(RawListVisitor)
+    }
+}
+
+struct RawListVisitor;
+
+impl<'de> Visitor<'de> for RawListVisitor {
+    type Value = RawList;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a YAML list")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawList, A::Error> {
+        let mut out = Vec::new();
+        while let Some(Raw(v)) = seq.next_element::<Raw>()? {
+            out.push(v);
+        }
+        Ok(RawList(out))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawList, A::Error> {
+        RawVisitor.visit_map(map).map(|Raw(v)| RawList(vec![v]))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<RawList, E> {
+        Ok(RawList::default())
+    }
+    fn visit_none<E: de::Error>(self) -> Result<RawList, E> {
+        Ok(RawList::default())
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<RawList, D::Error> {
+        RawList::deserialize(d)
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<RawList, E> {
+        Ok(RawList(vec![v.to_owned()]))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<RawList, E> {
+        Ok(RawList(vec![v]))
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<RawList, E> {
+        Ok(RawList(vec![v.to_string()]))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<RawList, E> {
+        Ok(RawList(vec![v.to_string()]))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawList, E> {
+        Ok(RawList(vec![v.to_string()]))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<RawList, E> {
+        Ok(RawList(vec![v.to_string()]))
+    }
+}
 
 /// What a list or a mapping in a scalar field becomes: text no validator accepts.
 pub(super) const LIST_MARKER: &str = "<a list>";

@@ -20,6 +20,7 @@ items:
     spec: .kiro/specs/subtract
     pr: 1
     updated_at: "2026-11-01T10:00:00Z"
+    assignees: [octo-cat, Copilot]
   - id: 42
     project: 7
     status: in progress
@@ -39,12 +40,17 @@ pull_requests:
     assert_eq!(a.item.updated_at, "2026-11-01T10:00:00Z");
     assert_eq!(a.file_status(), Some(ItemStatus::Ready));
     assert_eq!(a.line, 4);
+    assert_eq!(a.item.assignees, ["octo-cat", "Copilot"]);
+    let logins = a.item.validate().unwrap().assignees;
+    assert_eq!(logins.len(), 2);
+    assert_eq!(logins[1].as_str(), "Copilot");
     let b = &f.items[1];
     assert_eq!(b.item.id, "42");
     assert_eq!(b.item.project, "7");
     assert_eq!(b.item.pr, "3.5");
     assert_eq!(b.item.updated_at, "2026-11-01T10:00:00Z");
     assert_eq!(b.file_status(), Some(ItemStatus::InProgress));
+    assert!(b.item.assignees.is_empty(), "the field is optional");
     assert_eq!(f.pull_requests.len(), 1);
     assert_eq!(f.pull_requests[0].number, "1");
     assert!(f.pull_requests[0].open);
@@ -73,6 +79,41 @@ items:
     assert_eq!(f.items[1].item.project, "");
     assert_eq!(f.items[1].file_status(), None);
     assert!(f.items[1].item.validate().is_err());
+}
+
+#[test]
+fn assignees_are_read_leniently_and_validation_names_the_field() {
+    let f = p(r#"
+items:
+  - {id: A-1, assignees: octo-cat}
+  - {id: A-2, assignees: ~}
+  - {id: A-3, assignees: ["@octo", 7]}
+  - {id: A-4, assignees: {login: octo}}
+  - {id: A-5, assignees: [[a]]}
+  - {id: A-6, assignees: []}
+"#)
+    .unwrap();
+    let got: Vec<&[String]> = f.items.iter().map(|i| &i.item.assignees[..]).collect();
+    assert_eq!(got[0], ["octo-cat"], "a single login is a list of one");
+    assert!(got[1].is_empty());
+    assert_eq!(got[2], ["@octo", "7"]);
+    assert_eq!(got[3], [MAP_MARKER]);
+    assert_eq!(got[4], [LIST_MARKER]);
+    assert!(got[5].is_empty());
+    for i in [2, 3, 4] {
+        let mut item = f.items[i].item.clone();
+        item.project = "calc".into();
+        item.repo = "acme/calc".into();
+        item.branch = "feature/x".into();
+        item.spec = "x".into();
+        item.pr = "1".into();
+        let err = item.validate().unwrap_err();
+        assert_eq!(err.error.field, "assignees", "{err}");
+        assert!(
+            err.to_string().contains(&format!("item \"A-{}\"", i + 1)),
+            "{err}"
+        );
+    }
 }
 
 #[test]

@@ -294,6 +294,10 @@ impl PullRequests for FakeForge {
         self.0.saw("upsert_report");
         Ok(())
     }
+    async fn comment(&self, _: &RepoName, _: PrNumber, _: &Report) -> Result<(), PortError> {
+        self.0.saw("comment");
+        Ok(())
+    }
     async fn publish_check(
         &self,
         _: &RepoName,
@@ -353,6 +357,7 @@ async fn board_and_pull_request_spies_forward_every_method() {
         markdown: "done".into(),
     };
     spy.upsert_report(&repo, pr, &report).await.unwrap();
+    spy.comment(&repo, pr, &report).await.unwrap();
     assert!(spy.ready_items().await.unwrap().is_empty());
     spy.set_status("A-1", ItemStatus::Done, None).await.unwrap();
     assert!(spy.statuses(&["A-1".into()]).await.unwrap().is_empty());
@@ -365,11 +370,12 @@ async fn board_and_pull_request_spies_forward_every_method() {
             "publish_check",
             "get",
             "upsert_report",
+            "comment",
             "ready_items",
             "set_status",
             "statuses",
             "set_status_from"
         ]
     );
-    assert_eq!(spy.tally().len(), 7);
+    assert_eq!(spy.tally().len(), 8);
 }

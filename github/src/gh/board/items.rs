@@ -29,10 +29,14 @@ pub(super) const ITEMS_QUERY: &str = r#"query($owner: String!, $number: Int!, $c
           }
           content {
             __typename
-            ... on DraftIssue { title }
-            ... on PullRequest { number title headRefName state repository { nameWithOwner } }
+            ... on DraftIssue { title assignees(first: 10) { nodes { login } } }
+            ... on PullRequest {
+              number title headRefName state repository { nameWithOwner }
+              assignees(first: 10) { nodes { login } }
+            }
             ... on Issue {
               number title repository { nameWithOwner }
+              assignees(first: 10) { nodes { login } }
               closedByPullRequestsReferences(first: 10, includeClosedPrs: false) {
                 nodes { number headRefName state repository { nameWithOwner } }
               }
@@ -135,6 +139,15 @@ struct Content {
     repository: Option<Repository>,
     #[serde(default)]
     closed_by_pull_requests_references: Option<Nodes<Option<PrRef>>>,
+    /// The people (and bots) the issue, pull request or draft is assigned to.
+    #[serde(default)]
+    assignees: Option<Nodes<Option<Actor>>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Actor {
+    #[serde(default)]
+    login: String,
 }
 
 fn field_values(node: &ItemNode) -> impl Iterator<Item = &FieldValue> {
@@ -181,6 +194,13 @@ pub(super) fn to_board_item(node: ItemNode, fields: &FieldConfig, board: &Projec
     };
     if let Some(content) = &node.content {
         item.title = content.title.clone().unwrap_or_default();
+        item.assignees = content
+            .assignees
+            .iter()
+            .flat_map(|n| n.nodes.iter())
+            .flatten()
+            .map(|a| a.login.clone())
+            .collect();
         let pr: Option<(String, String, u64)> = match content.typename.as_str() {
             "PullRequest" => Some((
                 content

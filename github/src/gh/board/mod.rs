@@ -18,7 +18,9 @@
 //! - **project** key ([`ProjectKeyRule`], default: the text field "Project" when set, else
 //!   the repository's name without its owner; an item with no repository gets the board's
 //!   own key `<owner>-<number>` so validation names the repository, not the key);
-//! - **updated_at**: the item's `updatedAt`.
+//! - **updated_at**: the item's `updatedAt`;
+//! - **assignees**: the logins of the content's `assignees(first: 10)` (an issue's, a pull
+//!   request's or a draft's; GitHub allows 10 per issue), in GitHub's order.
 //!
 //! Writing: `updateProjectV2ItemFieldValue` with the status option's id; the project id,
 //! field ids and option ids are looked up once per board and cached. A note is written to
