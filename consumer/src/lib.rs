@@ -9,11 +9,13 @@
 //! - [`ops`]: operator views (job records, dead letters, reports) as tables or JSON;
 //! - [`trace`]: `kiro-consumer trace <item>` (the stored span tree, or the X-Ray link);
 //! - [`cancel`]: `kiro-consumer cancel <item>` (record `cancelled`, fence bumped, build
-//!   stopped).
+//!   stopped);
+//! - [`announce`]: the comment that announces a final failure to the item's assignees.
 //!
 //! Invariant: the engine reaches the outside world only through the ports of
 //! `kiro-protocol`; backends are chosen in the binary's `wiring` module.
 
+pub mod announce;
 pub mod cancel;
 pub mod clock;
 pub mod defaults;

@@ -194,27 +194,12 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Reports { board, json } => {
             let p = kiro_backends::embedded::EmbeddedPulls::open(&board, wired.db.clone())?;
             let reports = p.reports().await?;
+            let comments = p.comments().await?;
             if json {
-                let v: Vec<serde_json::Value> = reports
-                    .iter()
-                    .map(|r| {
-                        serde_json::json!({
-                            "repo": r.repo,
-                            "pr": r.number,
-                            "item": r.report.item,
-                            "revision": r.revision,
-                            "markdown": r.report.markdown,
-                        })
-                    })
-                    .collect();
+                let v = ops::reports_json(&reports, &comments);
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
-                for r in reports {
-                    println!(
-                        "── {}{} (revision {}) ──\n{}\n",
-                        r.repo, r.number, r.revision, r.report.markdown
-                    );
-                }
+                print!("{}", ops::reports_text(&reports, &comments));
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -12,7 +12,8 @@ use crate::policy::Decision;
 use futures::future::join_all;
 use kiro_protocol::{
     BuildId, BuildState, BuildStatus, DeadLetter, Delivery, Envelope, Failure, FailureClass,
-    ItemStatus, JobRecord, JobState, Lease, LeaseError, OutcomeStatus, Receipt, WorkerOutcome,
+    ItemStatus, JobRecord, JobState, Lease, LeaseError, OutcomeStatus, Receipt, WorkItem,
+    WorkerOutcome,
 };
 use kiro_telemetry::metric::{PROJECT_DIMENSION, Unit};
 use kiro_telemetry::metrics::{Metric, names};
@@ -303,7 +304,11 @@ impl Engine {
                 warn!(message_id = %d.message_id, class = %letter.class, reason = %letter.reason, "dead-lettered");
                 r.dead_lettered = 1;
                 self.metric(Metric::count(names::DEAD_LETTERS, 1));
-                if let (Some(board), Ok(env)) = (&self.ports.board, Envelope::decode(&d.body)) {
+                let Ok(env) = Envelope::decode(&d.body) else {
+                    // A message that is no work item has no card and no pull request.
+                    return r;
+                };
+                if let Some(board) = &self.ports.board {
                     let note = format!("dead-lettered ({}): {}", letter.class, letter.reason);
                     let mark =
                         board.set_status(env.item.id.as_str(), ItemStatus::Failed, Some(&note));
@@ -311,10 +316,30 @@ impl Engine {
                         warn!(error = %e, "cannot mark the board item failed");
                     }
                 }
+                self.announce(&env.item, letter, d.message_id.as_str())
+                    .await;
             }
             Err(e) => warn!(error = %e, "cannot dead-letter; the message will come back"),
         }
         r
+    }
+
+    /// Tell the item's assignees that it failed for good: a new comment on its pull
+    /// request that mentions them (best effort: a failure is logged; the dead letter and
+    /// the board's Failed mark already hold the news).
+    async fn announce(&self, item: &WorkItem, letter: &DeadLetter, message_id: &str) {
+        let Some(pulls) = &self.ports.pulls else {
+            return;
+        };
+        let comment = crate::announce::final_failure(item, letter, message_id);
+        let post = pulls.comment(&item.repo, item.pr, &comment);
+        match self.forge_call("announcing the final failure", post).await {
+            Ok(()) => info!(
+                assignees = item.assignees.len(),
+                "final failure announced on the pull request"
+            ),
+            Err(e) => warn!(error = %e, "cannot announce the final failure on the pull request"),
+        }
     }
 }
 
