@@ -45,6 +45,7 @@ macro_rules! queue_contract {
             replay_selection_and_dry_run,
             dlq_listing_is_complete_or_says_so,
             replay_reaches_every_letter_of_a_group,
+            a_stopped_replay_leaves_each_letter_in_one_queue,
             redrive_moves_everything,
             purge_deletes_every_dead_letter,
             depth_counts,
@@ -171,7 +172,7 @@ mod tests {
     fn every_check_of_the_queue_suite_is_in_its_macro() {
         crate::queue_contract!(@checks);
         let found = checks_in(include_str!("queue.rs"), "QueueHarness");
-        assert_eq!(found.len(), 18, "{found:?}");
+        assert_eq!(found.len(), 19, "{found:?}");
         assert_eq!(found, sorted(CHECKS));
     }
 

@@ -13,8 +13,8 @@
 
 use async_trait::async_trait;
 use kiro_protocol::{
-    DeadLetter, DedupId, Delivery, DlqSelection, FailureClass, OutgoingMessage, PortError,
-    ProjectKey, TraceContext, WorkQueue,
+    DeadLetter, DeadLetterEntry, DedupId, Delivery, DlqSelection, FailureClass, MessageId,
+    OutgoingMessage, PortError, ProjectKey, ReplayProgress, TraceContext, WorkQueue,
 };
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -546,6 +546,85 @@ pub async fn replay_reaches_every_letter_of_a_group(h: &dyn QueueHarness) {
         let d = recv_one(h, &*q, &format!("alpha-{i}")).await;
         ack(&*q, &d).await;
     }
+}
+
+/// Replay progress that records each letter as it lands and, before sending letter
+/// `stop_at` (counted from 0), says so on `stopped` and waits forever.
+struct StopAt {
+    stop_at: usize,
+    before: usize,
+    landed: Vec<(MessageId, MessageId)>,
+    stopped: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+#[async_trait]
+impl ReplayProgress for StopAt {
+    async fn before(&mut self, _: &DeadLetterEntry) {
+        assert_eq!(
+            self.before,
+            self.landed.len(),
+            "contract: a letter is told as landed before the next one is sent"
+        );
+        if self.before == self.stop_at
+            && let Some(tx) = self.stopped.take()
+        {
+            let _ = tx.send(());
+            std::future::pending::<()>().await;
+        }
+        self.before += 1;
+    }
+    fn replayed(&mut self, e: &DeadLetterEntry, new_id: &MessageId) {
+        self.landed.push((e.id.clone(), new_id.clone()));
+    }
+}
+
+/// A replay tells its progress about each letter as it lands, in dead-letter order; a
+/// replay stopped between two letters (its future dropped, as Ctrl-C does) leaves every
+/// letter either still dead-lettered or back in its group: never both, never neither.
+pub async fn a_stopped_replay_leaves_each_letter_in_one_queue(h: &dyn QueueHarness) {
+    let q = h.queue().await;
+    dead_letter_many(h, &*q, "alpha", 5).await;
+    let listed = ok(q.dlq_list(10).await, "dlq_list").entries;
+    assert_eq!(listed.len(), 5, "contract: five dead letters listed");
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let mut progress = StopAt {
+        stop_at: 2,
+        before: 0,
+        landed: Vec::new(),
+        stopped: Some(tx),
+    };
+    let everything = all();
+    tokio::select! {
+        r = q.dlq_replay_with(&everything, false, &mut progress) => {
+            panic!("contract: the replay should have waited before its third letter: {r:?}")
+        }
+        _ = rx => {}
+    }
+    let told: Vec<&MessageId> = progress.landed.iter().map(|(id, _)| id).collect();
+    let first: Vec<&MessageId> = listed[..2].iter().map(|e| &e.id).collect();
+    assert_eq!(
+        told, first,
+        "contract: the first two letters told, in order"
+    );
+    assert_eq!(
+        ok(q.depth().await, "depth").dead_letters,
+        3,
+        "contract: the letters not replayed are still dead-lettered"
+    );
+    for (i, (_, new_id)) in progress.landed.iter().enumerate() {
+        let d = recv_one(h, &*q, &format!("alpha-{i}")).await;
+        assert_eq!(
+            &d.message_id, new_id,
+            "contract: the told id is the new message's"
+        );
+        ack(&*q, &d).await;
+    }
+    recv_none(
+        h,
+        &*q,
+        "only the two letters told are back in the main queue",
+    )
+    .await;
 }
 
 /// Redrive moves every dead letter back and reports how many.
