@@ -122,10 +122,8 @@ impl SqsQueue {
             seen: HashMap::new(),
         };
         let outcome = self.replay_pass(selection, &mut pass, progress).await;
-        let receipts: Vec<&Message> = pass.held.iter().collect();
-        let given_back = self.dlq_give_back(&receipts).await;
+        self.give_back_held(&pass.held).await;
         outcome?;
-        given_back?;
         pass.report.unexamined = size.saturating_sub(pass.seen.len() as u64);
         Ok(pass.report)
     }
@@ -186,6 +184,32 @@ impl SqsQueue {
                     }
                 }
             }
+        }
+    }
+
+    /// Give back what a replay held. A letter held beyond its list visibility is visible
+    /// again already and SQS may refuse its old receipt: a refusal is logged, never an
+    /// error, since the letter is in the DLQ either way (visible now, or when its list
+    /// visibility ends), and the replay itself succeeded.
+    async fn give_back_held(&self, held: &[Message]) {
+        let receipts: Vec<(String, Duration)> = held
+            .iter()
+            .filter_map(|m| m.receipt_handle.clone())
+            .map(|r| (r, Duration::ZERO))
+            .collect();
+        let mut refused = 0usize;
+        for chunk in receipts.chunks(BATCH) {
+            match self.visibility_batch(&self.settings.dlq_url, chunk).await {
+                Ok(results) => refused += results.iter().filter(|r| r.is_err()).count(),
+                Err(_) => refused += chunk.len(),
+            }
+        }
+        if refused > 0 {
+            tracing::warn!(
+                letters = refused,
+                "dead letters not given back at once; they are visible again when their \
+                 list visibility ends"
+            );
         }
     }
 
