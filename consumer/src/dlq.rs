@@ -3,9 +3,11 @@
 //!
 //! Invariants: nothing changes without a confirmation (`--yes`, or a `y` typed on a
 //! terminal; with stdin not a terminal and no `--yes` the command refuses before
-//! touching anything); replay moves one message per port call, in dead-letter order,
-//! so an interrupted replay leaves every message either still dead-lettered or back in
-//! its group, and writes one audit line per message on stdout. Replay, redrive and
+//! touching anything); replay is one port call for the whole selection (its cost linear
+//! in the dead-letter queue's size), in which the port moves one letter at a time, in
+//! dead-letter order, and reports each as it lands, so an interrupted replay leaves every
+//! message either still dead-lettered or back in its group, and writes one audit line
+//! per message on stdout, as it goes. Replay, redrive and
 //! purge draw an `indicatif` progress bar on stderr, only when stdout is a terminal
 //! (hidden otherwise, so pipes and tests see exactly the audit lines); a line printed
 //! while the bar is up goes through `ProgressBar::suspend`, so bar and line never mix.
@@ -15,10 +17,10 @@
 
 use crate::config::DlqCommand;
 use anyhow::{Context, Result, bail};
+use async_trait::async_trait;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use kiro_consumer::ops::{self, ShowContext};
-use kiro_protocol::{Clock, DeadLetterEntry, DlqSelection, MessageId, WorkQueue};
-use std::collections::HashSet;
+use kiro_protocol::{Clock, DeadLetterEntry, DlqSelection, MessageId, ReplayProgress, WorkQueue};
 use std::convert::Infallible;
 use std::io::{BufRead, IsTerminal, Write};
 use std::time::Duration;
@@ -117,10 +119,10 @@ pub async fn run(
     Ok(())
 }
 
-/// Replay the selected letters one at a time, at most `rate` per second. A queue that
-/// lists only part of its letters (an SQS FIFO DLQ shows a group's first letters until
-/// they are gone) is listed again after each round, so letters behind the replayed ones
-/// are reached too; whatever stays unseen is said at the end.
+/// Replay the selected letters, at most `rate` per second: one listing for the dry run
+/// or the confirmation, then one port call that replays the whole selection in a single
+/// pass over the dead-letter queue (also reaching letters the listing could not show,
+/// behind replayed ones of their group), printing an audit line as each letter lands.
 async fn replay(
     queue: &dyn WorkQueue,
     clock: &dyn Clock,
@@ -129,85 +131,99 @@ async fn replay(
     rate: f64,
     yes: bool,
 ) -> Result<()> {
-    let pause = Duration::from_secs_f64(1.0 / rate);
-    let mut handled: HashSet<MessageId> = HashSet::new();
-    let mut replayed = 0usize;
-    let mut first = true;
-    loop {
-        let now = clock.now();
-        let listing = queue.dlq_list(READ_LIMIT).await?;
-        let partial = listing.partial.clone();
-        let selected: Vec<DeadLetterEntry> = listing
-            .entries
-            .into_iter()
-            .filter(|e| selection.matches(e, now) && !handled.contains(&e.id))
-            .collect();
-        if dry_run {
-            for e in &selected {
-                println!(
-                    "would replay {} project={} item={} class={}",
-                    e.id,
-                    e.group,
-                    ops::item_of(e),
-                    e.letter.class
-                );
-            }
-            println!("would replay {} message(s)", selected.len());
-            if let Some(p) = partial {
-                println!("and perhaps more not listed: {p}");
-            }
-            return Ok(());
+    let now = clock.now();
+    let listing = queue.dlq_list(READ_LIMIT).await?;
+    let partial = listing.partial.clone();
+    let selected: Vec<DeadLetterEntry> = listing
+        .entries
+        .into_iter()
+        .filter(|e| selection.matches(e, now))
+        .collect();
+    if dry_run {
+        for e in &selected {
+            println!(
+                "would replay {} project={} item={} class={}",
+                e.id,
+                e.group,
+                ops::item_of(e),
+                e.letter.class
+            );
         }
-        if selected.is_empty() {
-            println!("replayed {replayed} message(s)");
-            if let Some(p) = partial {
-                println!("not examined: {p}");
-            }
-            return Ok(());
+        println!("would replay {} message(s)", selected.len());
+        if let Some(p) = partial {
+            println!("and perhaps more not listed: {p}");
         }
-        if first {
-            let more = if partial.is_some() {
-                " (and those of the selection listed after them)"
-            } else {
-                ""
-            };
-            confirm(
-                yes,
-                &format!("replay {} dead letter(s){more}", selected.len()),
-            )?;
-            first = false;
+        return Ok(());
+    }
+    if selected.is_empty() {
+        println!("replayed 0 message(s)");
+        if let Some(p) = partial {
+            println!("not examined: {p}");
         }
-        let bar = progress(
+        return Ok(());
+    }
+    let more = if partial.is_some() {
+        " (and those of the selection listed after them)"
+    } else {
+        ""
+    };
+    confirm(
+        yes,
+        &format!("replay {} dead letter(s){more}", selected.len()),
+    )?;
+    let mut progress = Audit {
+        bar: progress(
             Some(u64::try_from(selected.len()).unwrap_or(u64::MAX)),
             "replaying",
+        ),
+        pause: Duration::from_secs_f64(1.0 / rate),
+        replayed: 0,
+    };
+    let result = queue.dlq_replay_with(selection, false, &mut progress).await;
+    progress.bar.finish_and_clear();
+    let report =
+        result.with_context(|| format!("replaying (after {} replayed)", progress.replayed))?;
+    println!("replayed {} message(s)", report.replayed.len());
+    if report.unexamined > 0 {
+        println!(
+            "not examined: about {} dead letter(s) wait behind letters this selection does not \
+             match (a FIFO dead-letter queue hands out a group's later letters only once its \
+             earlier ones are gone)",
+            report.unexamined
         );
-        for e in &selected {
-            if replayed > 0 {
-                tokio::time::sleep(pause).await;
-            }
-            handled.insert(e.id.clone());
-            let one = DlqSelection {
-                ids: vec![e.id.clone()],
-                ..Default::default()
-            };
-            let report = queue
-                .dlq_replay(&one, false)
-                .await
-                .with_context(|| format!("replaying {} (after {replayed} replayed)", e.id))?;
-            match report.replayed.first() {
-                Some(new_id) => {
-                    replayed += 1;
-                    bar.suspend(|| println!("{}", ops::replay_audit_line(e, new_id)));
-                }
-                None => {
-                    bar.suspend(|| {
-                        eprintln!("skipped {}: no longer in the dead-letter queue", e.id)
-                    });
-                }
-            }
-            bar.inc(1);
+    }
+    Ok(())
+}
+
+/// The console's view of a replay: one pause of `pause` before every letter but the
+/// first, and an audit line and a bar step after each.
+struct Audit {
+    bar: ProgressBar,
+    pause: Duration,
+    replayed: usize,
+}
+
+#[async_trait]
+impl ReplayProgress for Audit {
+    async fn before(&mut self, _: &DeadLetterEntry) {
+        if self.replayed > 0 {
+            tokio::time::sleep(self.pause).await;
         }
-        bar.finish_and_clear();
+    }
+
+    fn replayed(&mut self, e: &DeadLetterEntry, new_id: &MessageId) {
+        self.replayed += 1;
+        // The pass may reach letters the listing did not show.
+        if self
+            .bar
+            .length()
+            .is_some_and(|len| self.bar.position() >= len)
+        {
+            self.bar.inc_length(1);
+        }
+        self.bar
+            .suspend(|| println!("{}", ops::replay_audit_line(e, new_id)));
+        self.bar.inc(1);
     }
 }
 
@@ -330,7 +346,6 @@ async fn follow_move(queue: &dyn WorkQueue, bar: &ProgressBar, initial: u64, mov
 #[cfg(test)]
 mod tests {
     use super::*;
-    use async_trait::async_trait;
     use kiro_protocol::{
         DeadLetter, Delivery, Destination, DlqListing, OutgoingMessage, PortError, QueueDepth,
         Receipt, ReplayReport, SendOutcome,
@@ -402,7 +417,12 @@ mod tests {
         async fn dlq_list(&self, _: usize) -> Result<DlqListing, PortError> {
             unused()
         }
-        async fn dlq_replay(&self, _: &DlqSelection, _: bool) -> Result<ReplayReport, PortError> {
+        async fn dlq_replay_with(
+            &self,
+            _: &DlqSelection,
+            _: bool,
+            _: &mut dyn ReplayProgress,
+        ) -> Result<ReplayReport, PortError> {
             unused()
         }
         async fn dlq_redrive(&self) -> Result<u64, PortError> {
@@ -476,5 +496,58 @@ mod tests {
         assert_eq!(redrive(&q, &bar, 4, false).await.unwrap(), 4);
         assert_eq!(q.polls(), 0);
         assert_eq!(bar.position(), 4);
+    }
+
+    /// Replaying N letters on SQS costs calls linear in N: the console lists once and the
+    /// port replays the whole selection in one pass (it once cost a listing and a pass
+    /// over the DLQ per letter, about 18 calls a letter for 30 of them).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn replaying_n_letters_on_sqs_costs_calls_linear_in_n() {
+        use kiro_backends::aws::sqs::SqsSettings;
+        use kiro_backends::testing::contract::queue::{letter, message};
+        use kiro_backends::testing::{counted_queue, moto};
+        use kiro_protocol::{FailureClass, SystemClock};
+        use std::sync::Arc;
+        const N: usize = 30;
+        let aws = moto::provision("dlq-linear").await;
+        let (q, calls) = counted_queue(
+            SqsSettings::new(aws.queue_url.clone(), aws.dlq_url.clone()),
+            Arc::new(SystemClock),
+        )
+        .await;
+        for i in 0..N {
+            let body = format!("letter-{i}");
+            q.send(message(&format!("p{}", i % 3), &body, &body))
+                .await
+                .unwrap();
+            let d = q
+                .receive(1, Duration::from_secs(1))
+                .await
+                .unwrap()
+                .remove(0);
+            q.dead_letter(&d, &letter(FailureClass::TestsFailed, "red"))
+                .await
+                .unwrap();
+        }
+        calls.reset();
+        let all = DlqSelection {
+            all: true,
+            ..Default::default()
+        };
+        replay(&q, &SystemClock, &all, false, 1e6, true)
+            .await
+            .unwrap();
+        let spent = calls.total();
+        let depth = q.depth().await.unwrap();
+        assert_eq!(
+            (depth.visible, depth.dead_letters),
+            (N as u64, 0),
+            "all replayed"
+        );
+        assert!(
+            spent <= 3 * N + 10,
+            "{spent} SQS calls to replay {N} letters: {:?}",
+            calls.by_operation()
+        );
     }
 }

@@ -223,6 +223,7 @@ mod tests {
                 state_dir: "s".into(),
                 backend: Backend::Embedded,
                 log_format: LogFormat::Auto,
+                metrics: Default::default(),
             },
             board: None,
             aws: AwsArgs::default(),

@@ -31,6 +31,8 @@ pub const DLQ_URL: &str = "KIRO_DLQ_URL";
 pub const LEASE_TABLE: &str = "KIRO_LEASE_TABLE";
 /// The log format on stderr: `auto`, `text` or `json`.
 pub const LOG_FORMAT: &str = "KIRO_LOG_FORMAT";
+/// The metrics sink: `emf` (CloudWatch EMF lines on stdout) or `off`.
+pub const METRICS: &str = "KIRO_METRICS";
 /// The build's time limit: the consumer's setting, and the worker's (which the consumer
 /// writes into each build it starts with a known limit, and the stack into the CodeBuild
 /// project's environment), so the worker can keep its own limits inside it.

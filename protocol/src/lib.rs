@@ -40,8 +40,8 @@ pub use ports::lease::{
 pub use ports::protection::TaskProtection;
 pub use ports::pulls::{CheckReport, PullRequest, PullRequests, Report};
 pub use ports::queue::{
-    DeadLetter, DeadLetterEntry, Delivery, Destination, DlqListing, DlqSelection, OutgoingMessage,
-    QueueDepth, ReplayReport, SendOutcome, WorkQueue,
+    DeadLetter, DeadLetterEntry, Delivery, Destination, DlqListing, DlqSelection, NoProgress,
+    OutgoingMessage, QueueDepth, ReplayProgress, ReplayReport, SendOutcome, WorkQueue,
 };
 pub use secret::Secret;
 pub use trace::TraceContext;

@@ -1,5 +1,5 @@
-//! The arguments every binary shares: which backend and which forge, the state directory
-//! and the log format.
+//! The arguments every binary shares: which backend and which forge, the state directory,
+//! the log format and the metrics mode.
 //!
 //! Invariant: one enum per choice and one default per setting, stated here; the value
 //! names (`embedded`, `aws`, `github`) are the ones the deployment renders, so they never
@@ -8,6 +8,7 @@
 use clap::{Args, ValueEnum};
 use kiro_protocol::env;
 use kiro_telemetry::LogFormat;
+use kiro_telemetry::metrics::{MetricsMode, MetricsModeError};
 use std::fmt;
 use std::path::PathBuf;
 
@@ -77,6 +78,23 @@ pub struct CommonArgs {
     /// Log format on stderr: `auto` is text on a terminal and JSON lines otherwise.
     #[arg(long, value_enum, global = true, env = env::LOG_FORMAT, default_value_t)]
     pub log_format: LogFormat,
+    /// Metrics of `kiro-consumer run`: `emf` writes CloudWatch Embedded Metric Format
+    /// lines on stdout, `off` none (OTLP metrics follow the `OTEL_*` variables either
+    /// way). Any other value stops the binary at start-up.
+    #[arg(
+        long,
+        value_name = "MODE",
+        global = true,
+        env = env::METRICS,
+        default_value_t,
+        value_parser = metrics_mode
+    )]
+    pub metrics: MetricsMode,
+}
+
+/// `--metrics` / `KIRO_METRICS`: `emf` or `off` (any case), else an error naming both.
+fn metrics_mode(s: &str) -> Result<MetricsMode, MetricsModeError> {
+    s.parse()
 }
 
 /// Where the board lives, for `kiro-producer` and `kiro-worker`.
@@ -115,6 +133,7 @@ mod tests {
         assert_eq!(cli.common.state_dir, PathBuf::from(".kiro-state"));
         assert_eq!(cli.common.backend, Backend::Embedded);
         assert_eq!(cli.common.log_format, LogFormat::Auto);
+        assert_eq!(cli.common.metrics, MetricsMode::Off);
         assert_eq!(cli.forge.forge, Forge::Embedded);
         assert_eq!(Backend::Aws.to_string(), "aws");
         assert_eq!(Backend::Embedded.to_string(), "embedded");
@@ -124,5 +143,19 @@ mod tests {
             (cli.common.backend, cli.forge.forge),
             (Backend::Aws, Forge::Github)
         );
+    }
+
+    /// A misspelt metrics mode stops the parse with a message naming the variable, the
+    /// value and the accepted modes (it used to mean off, silently).
+    #[test]
+    fn a_misspelt_metrics_mode_is_refused_naming_the_variable() {
+        let cli = Cli::try_parse_from(["t", "--metrics", "EMF"]).unwrap();
+        assert_eq!(cli.common.metrics, MetricsMode::Emf);
+        let err = Cli::try_parse_from(["t", "--metrics", "emff"])
+            .unwrap_err()
+            .to_string();
+        for want in ["KIRO_METRICS", "--metrics", "\"emff\"", "`emf`", "`off`"] {
+            assert!(err.contains(want), "{want:?} missing in {err}");
+        }
     }
 }

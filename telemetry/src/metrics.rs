@@ -5,7 +5,7 @@
 //! per metric, written to stdout where the awslogs driver or the CloudWatch agent picks it
 //! up), [`OtlpMetrics`] when the `OTEL_*` environment names a metrics endpoint, [`FanOut`]
 //! when both are on, [`NoMetrics`] when metrics are off, and [`MemoryMetrics`] in tests. [`MetricsMode`] (`KIRO_METRICS`) turns EMF on or
-//! off; OTLP is turned on by the `OTEL_*` variables alone, so either, both or neither may
+//! off (a value naming no mode is a [`MetricsModeError`], never a silent off); OTLP is turned on by the `OTEL_*` variables alone, so either, both or neither may
 //! run. Invariant: recording never fails and never blocks on anything but the writer
 //! (never on the network); an I/O or export error is dropped (metrics are best effort,
 //! never fatal). [`Metrics::flush`] is for shutdown: it may block the calling thread while
@@ -14,6 +14,7 @@
 pub use crate::metric::{FAILURE_CLASS_DIMENSION, Metric, Metrics, NAMESPACE, Unit, names};
 use crate::otlp_metrics::OtlpMetrics;
 use clap::ValueEnum;
+use kiro_protocol::env;
 use serde_json::{Map, Value, json};
 use std::fmt;
 use std::io::Write;
@@ -175,7 +176,21 @@ fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// Which metrics sink a binary uses (`KIRO_METRICS`).
+/// A `KIRO_METRICS` (`--metrics`) value that names no [`MetricsMode`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{} (--metrics) is {value:?}, which is not a metrics mode: expected `emf` (CloudWatch \
+     EMF lines on stdout) or `off`",
+    env::METRICS
+)]
+pub struct MetricsModeError {
+    /// The value given, as given.
+    pub value: String,
+}
+
+/// Which metrics sink a binary uses (`KIRO_METRICS`, or `--metrics` where the binary has
+/// it). Parsed with [`FromStr`](std::str::FromStr): `emf` or `off`, in any case, spaces
+/// around ignored; anything else is a [`MetricsModeError`], never a silent `off`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
 pub enum MetricsMode {
     /// No metrics (the embedded default: keeps the quick start's output readable).
@@ -185,18 +200,52 @@ pub enum MetricsMode {
     Emf,
 }
 
+impl std::str::FromStr for MetricsMode {
+    type Err = MetricsModeError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = s.trim();
+        if t.eq_ignore_ascii_case("emf") {
+            Ok(MetricsMode::Emf)
+        } else if t.eq_ignore_ascii_case("off") {
+            Ok(MetricsMode::Off)
+        } else {
+            Err(MetricsModeError {
+                value: s.to_owned(),
+            })
+        }
+    }
+}
+
+impl fmt::Display for MetricsMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            MetricsMode::Off => "off",
+            MetricsMode::Emf => "emf",
+        })
+    }
+}
+
 impl MetricsMode {
-    /// The mode named by `KIRO_METRICS` (`emf` or `off`; unset or unknown is off).
-    pub fn from_env() -> Self {
-        Self::parse(std::env::var("KIRO_METRICS").ok().as_deref())
+    /// The mode `KIRO_METRICS` names: off when unset, an error when it names no mode.
+    pub fn try_from_env() -> Result<Self, MetricsModeError> {
+        Self::parse(std::env::var(env::METRICS).ok().as_deref())
     }
 
-    /// `emf` (any case) is EMF; anything else is off.
-    pub fn parse(v: Option<&str>) -> Self {
-        match v.map(str::trim) {
-            Some(s) if s.eq_ignore_ascii_case("emf") => MetricsMode::Emf,
-            _ => MetricsMode::Off,
-        }
+    /// The mode `KIRO_METRICS` names. The binaries refuse a value that names no mode at
+    /// start-up, in their arguments (`kiro_runtime::CommonArgs::metrics`), before this
+    /// runs; should it run without them, such a value is logged as an error and means
+    /// off.
+    pub fn from_env() -> Self {
+        Self::try_from_env().unwrap_or_else(|e| {
+            tracing::error!(error = %e, "metrics are off");
+            MetricsMode::Off
+        })
+    }
+
+    /// `v` as a mode: `None` (unset) is off, `Some` must name a mode.
+    pub fn parse(v: Option<&str>) -> Result<Self, MetricsModeError> {
+        v.map_or(Ok(MetricsMode::Off), str::parse)
     }
 
     /// The sink for this mode, plus OTLP when the `OTEL_*` environment turns it on
@@ -336,14 +385,38 @@ mod tests {
 
     #[test]
     fn kiro_metrics_selects_emf_or_off() {
-        assert_eq!(MetricsMode::parse(Some("emf")), MetricsMode::Emf);
-        assert_eq!(MetricsMode::parse(Some(" EMF ")), MetricsMode::Emf);
-        assert_eq!(MetricsMode::parse(Some("off")), MetricsMode::Off);
-        assert_eq!(MetricsMode::parse(None), MetricsMode::Off);
+        assert_eq!(MetricsMode::parse(Some("emf")), Ok(MetricsMode::Emf));
+        assert_eq!(MetricsMode::parse(Some(" EMF ")), Ok(MetricsMode::Emf));
+        assert_eq!(MetricsMode::parse(Some("off")), Ok(MetricsMode::Off));
+        assert_eq!(MetricsMode::parse(Some("Off")), Ok(MetricsMode::Off));
+        assert_eq!(MetricsMode::parse(None), Ok(MetricsMode::Off));
+        for m in [MetricsMode::Off, MetricsMode::Emf] {
+            assert_eq!(m.to_string().parse(), Ok(m), "Display round-trips");
+        }
         let no_emf = || -> EmfMetrics { unreachable!("EMF is off") };
         assert!(MetricsMode::Off.sink_with(no_emf, None).is_none());
         let emf = MetricsMode::Emf.sink_with(|| EmfMetrics::to_writer(Shared::default()), None);
         assert!(format!("{emf:?}").contains("EmfMetrics"));
+    }
+
+    /// A misspelt mode is an error naming the variable, the value and the accepted
+    /// values (it used to mean off, silently).
+    #[test]
+    fn a_misspelt_kiro_metrics_is_refused_naming_the_variable_and_the_modes() {
+        for bad in ["emff", "on", "", "EMF,off"] {
+            let e = MetricsMode::parse(Some(bad)).unwrap_err();
+            assert_eq!(e.value, bad);
+            let msg = e.to_string();
+            for want in [
+                "KIRO_METRICS",
+                "--metrics",
+                &format!("{bad:?}"),
+                "`emf`",
+                "`off`",
+            ] {
+                assert!(msg.contains(want), "{want:?} missing in {msg}");
+            }
+        }
     }
 
     #[test]

@@ -32,7 +32,7 @@ use kiro_protocol::ports::build::env as build_env;
 use kiro_protocol::{
     Board, BuildState, Clock, DeadLetter, Delivery, Destination, DlqListing, DlqSelection, ItemId,
     JobState, LeaseStore, OutgoingMessage, PortError, ProjectKey, QueueDepth, Receipt,
-    ReplayReport, Secret, SendOutcome, SystemClock, WorkQueue,
+    ReplayProgress, ReplayReport, Secret, SendOutcome, SystemClock, WorkQueue,
 };
 use kiro_telemetry::otel::{TraceIdLayer, keys, log_layer_to, otel_layer, tracer_provider_builder};
 use kiro_worker::Config;
@@ -542,8 +542,13 @@ impl WorkQueue for Observed {
     async fn dlq_list(&self, n: usize) -> Result<DlqListing, PortError> {
         self.inner.dlq_list(n).await
     }
-    async fn dlq_replay(&self, s: &DlqSelection, dry: bool) -> Result<ReplayReport, PortError> {
-        self.inner.dlq_replay(s, dry).await
+    async fn dlq_replay_with(
+        &self,
+        s: &DlqSelection,
+        dry: bool,
+        progress: &mut dyn ReplayProgress,
+    ) -> Result<ReplayReport, PortError> {
+        self.inner.dlq_replay_with(s, dry, progress).await
     }
     async fn dlq_redrive(&self) -> Result<u64, PortError> {
         self.inner.dlq_redrive().await

@@ -10,7 +10,7 @@
 //! observer (e.g. a benchmark's cost model) before it is forwarded.
 //!
 //! Invariant: a spy forwards EVERY method of its port, those with a default body
-//! (`destination`, `ack_batch`, `dlq_purge`, `find`, `publish_check`, `refresh_every`)
+//! (`destination`, `ack_batch`, `dlq_replay`, `dlq_purge`, `find`, `publish_check`, `refresh_every`)
 //! included, and changes no argument and no answer.
 
 use async_trait::async_trait;
@@ -18,8 +18,8 @@ use kiro_protocol::{
     Board, BoardItem, BuildId, BuildRequest, BuildRunner, BuildStatus, CheckReport, DeadLetter,
     Delivery, Destination, DlqListing, DlqSelection, ItemId, ItemStatus, JobRecord, Lease,
     LeaseError, LeaseStore, LeaseView, OutgoingMessage, PortError, PrNumber, ProjectKey,
-    PullRequest, PullRequests, QueueDepth, Receipt, ReplayReport, RepoName, Report, SendOutcome,
-    Session, SessionView, TaskProtection, Timestamp, WorkQueue,
+    PullRequest, PullRequests, QueueDepth, Receipt, ReplayProgress, ReplayReport, RepoName, Report,
+    SendOutcome, Session, SessionView, TaskProtection, Timestamp, WorkQueue,
 };
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -170,6 +170,17 @@ impl<P: WorkQueue + ?Sized> WorkQueue for Spy<P> {
     ) -> Result<ReplayReport, PortError> {
         self.note("dlq_replay", 1);
         self.inner.dlq_replay(selection, dry_run).await
+    }
+    async fn dlq_replay_with(
+        &self,
+        selection: &DlqSelection,
+        dry_run: bool,
+        progress: &mut dyn ReplayProgress,
+    ) -> Result<ReplayReport, PortError> {
+        self.note("dlq_replay_with", 1);
+        self.inner
+            .dlq_replay_with(selection, dry_run, progress)
+            .await
     }
     async fn dlq_redrive(&self) -> Result<u64, PortError> {
         self.note("dlq_redrive", 1);

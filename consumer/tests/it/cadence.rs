@@ -179,12 +179,15 @@ impl WorkQueue for SlowAnswer {
     async fn dlq_list(&self, limit: usize) -> Result<DlqListing, PortError> {
         self.inner.dlq_list(limit).await
     }
-    async fn dlq_replay(
+    async fn dlq_replay_with(
         &self,
         selection: &DlqSelection,
         dry_run: bool,
+        progress: &mut dyn ReplayProgress,
     ) -> Result<ReplayReport, PortError> {
-        self.inner.dlq_replay(selection, dry_run).await
+        self.inner
+            .dlq_replay_with(selection, dry_run, progress)
+            .await
     }
     async fn dlq_redrive(&self) -> Result<u64, PortError> {
         self.inner.dlq_redrive().await

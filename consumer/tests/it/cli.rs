@@ -88,3 +88,21 @@ fn settings_outside_their_range_exit_2_naming_flag_and_variable() {
     // Nothing was created for a refused start.
     assert!(!dir.path().join("kiro.db").exists());
 }
+
+/// `KIRO_METRICS=emff` stops the consumer at start-up with exit 2, naming the variable,
+/// the value and the accepted modes (it used to start with metrics silently off).
+#[test]
+fn a_misspelt_kiro_metrics_exits_2_naming_the_variable_and_the_modes() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().to_str().unwrap();
+    let out = consumer(
+        &["run"],
+        &[("KIRO_STATE_DIR", state), ("KIRO_METRICS", "emff")],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    for want in ["KIRO_METRICS", "\"emff\"", "`emf`", "`off`"] {
+        assert!(err.contains(want), "{want:?} missing in {err}");
+    }
+    assert!(!dir.path().join("kiro.db").exists(), "nothing was wired");
+}

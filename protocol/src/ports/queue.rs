@@ -12,7 +12,10 @@
 //! - `ack`, `extend` and `release` with a receipt that is no longer current fail with
 //!   [`FailureClass::FenceLost`](crate::FailureClass::FenceLost) and change nothing;
 //! - `dead_letter` moves a message to the DLQ with its reason and removes it from the
-//!   queue; replay puts it back in its group with a fresh deduplication id.
+//!   queue; replay puts it back in its group with a fresh deduplication id, one letter
+//!   at a time (sent to the main queue, then removed from the DLQ), telling a
+//!   [`ReplayProgress`] about each, so a replay stopped midway leaves every letter either
+//!   still dead-lettered or back in its group.
 
 use crate::clock::Timestamp;
 use crate::failure::{FailureClass, PortError};
@@ -200,6 +203,28 @@ pub struct ReplayReport {
     pub unexamined: u64,
 }
 
+/// Told about a replay as it goes: where the caller may pause (a rate limit) and what
+/// has been replayed so far (audit lines, a progress bar). A replay that is stopped
+/// (its future dropped, in a pause or anywhere else) has replayed exactly the letters
+/// reported to [`replayed`](Self::replayed), plus at most the one being sent.
+#[async_trait]
+pub trait ReplayProgress: Send {
+    /// Called before `entry` is sent back to the main queue; a rate limit waits here.
+    async fn before(&mut self, entry: &DeadLetterEntry);
+    /// `entry` is back in the main queue as `new_id` and gone from the dead-letter queue.
+    fn replayed(&mut self, entry: &DeadLetterEntry, new_id: &MessageId);
+}
+
+/// Progress nobody watches: no pause, nothing told.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoProgress;
+
+#[async_trait]
+impl ReplayProgress for NoProgress {
+    async fn before(&mut self, _: &DeadLetterEntry) {}
+    fn replayed(&mut self, _: &DeadLetterEntry, _: &MessageId) {}
+}
+
 /// Message counts, as far as the queue can tell.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct QueueDepth {
@@ -260,12 +285,25 @@ pub trait WorkQueue: Send + Sync + std::fmt::Debug {
     /// listing says how many more there are and why they are not shown (a limit, or a
     /// queue that cannot reach them without moving them).
     async fn dlq_list(&self, limit: usize) -> Result<DlqListing, PortError>;
-    /// Put selected dead letters back into their groups with fresh deduplication ids.
+    /// Put selected dead letters back into their groups with fresh deduplication ids, in
+    /// one pass over the dead-letter queue: each letter is sent to the main queue, then
+    /// removed from the DLQ, then reported to `progress` (a dry run sends nothing and
+    /// reports nothing). The cost is linear in the letters the queue holds.
+    async fn dlq_replay_with(
+        &self,
+        selection: &DlqSelection,
+        dry_run: bool,
+        progress: &mut dyn ReplayProgress,
+    ) -> Result<ReplayReport, PortError>;
+    /// [`dlq_replay_with`](Self::dlq_replay_with) with nobody watching.
     async fn dlq_replay(
         &self,
         selection: &DlqSelection,
         dry_run: bool,
-    ) -> Result<ReplayReport, PortError>;
+    ) -> Result<ReplayReport, PortError> {
+        self.dlq_replay_with(selection, dry_run, &mut NoProgress)
+            .await
+    }
     /// Move everything in the dead-letter queue back; returns how many moved.
     async fn dlq_redrive(&self) -> Result<u64, PortError>;
     /// Delete every dead letter; returns how many were deleted (as far as the queue can

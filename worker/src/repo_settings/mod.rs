@@ -31,9 +31,6 @@ use crate::steps::coverage::CoverageFormat;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Fix rounds when neither the repository nor the deployment says.
-pub const DEFAULT_FIX_ROUNDS: u32 = 2;
-
 /// The time limit of all setup commands together when the repository does not say.
 pub const DEFAULT_SETUP_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 

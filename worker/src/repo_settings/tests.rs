@@ -322,7 +322,11 @@ fn without_a_file_the_deployment_defaults_apply() {
     );
     assert_eq!(s.junit[0].to_string(), "out/junit.xml");
     assert_eq!(s.junit_setting, "--junit-path (KIRO_JUNIT_PATH)");
-    assert_eq!(s.fix_rounds, DEFAULT_FIX_ROUNDS);
+    assert_eq!(
+        s.fix_rounds,
+        Config::defaults().fix_rounds,
+        "the deployment's --fix-rounds default"
+    );
     assert!(s.setup.is_empty());
     assert_eq!(s.never_commit_paths(), [Path::new(FILE)]);
 }

@@ -4,7 +4,8 @@
 //! Invariant: listing and replaying lose nothing — every DLQ message received and not
 //! replayed is given back (visible again at once; should that call fail, once the list
 //! visibility ends), and a replayed letter is deleted from the DLQ only after its send to
-//! the main queue succeeded.
+//! the main queue succeeded. A replay is one pass over the DLQ whatever its size (each
+//! letter received once, or once more per list visibility it is held beyond).
 
 use super::client::{attr_count, group_of, message_attrs, sys_attr, trace_of};
 use super::{BATCH, SqsQueue, limits};
@@ -13,8 +14,9 @@ use aws_sdk_sqs::types::{Message, MessageSystemAttributeName, QueueAttributeName
 use kiro_protocol::ports::queue::standard_attributes;
 use kiro_protocol::{
     DeadLetter, DeadLetterEntry, Delivery, DlqListing, DlqSelection, FailureClass, MessageId,
-    PortError, ReplayReport, Timestamp,
+    PortError, ReplayProgress, ReplayReport, Timestamp,
 };
+use std::collections::HashMap;
 use std::time::Duration;
 
 /// Message attribute holding the dead-letter record (JSON).
@@ -91,92 +93,171 @@ impl SqsQueue {
         })
     }
 
-    /// `WorkQueue::dlq_replay`: send the selected letters to the main queue, give back
-    /// the rest. A round deletes what it replayed, which lets the DLQ hand out the next
-    /// letters of those groups, so rounds repeat while they replay something and letters
-    /// remain unseen; what the last round could not reach is reported as unexamined.
+    /// `WorkQueue::dlq_replay_with`: one pass over the DLQ. Receive a batch (hidden for
+    /// the list visibility), replay each selected letter of it in turn (send it to the
+    /// main queue, delete it from the DLQ, tell `progress`), hold the others, and receive
+    /// again until the DLQ offers nothing new; then give every held letter back at once.
+    /// Deleting a replayed letter lets the FIFO DLQ hand out the next letters of its
+    /// group, so the pass reaches every letter not waiting behind a held (unselected)
+    /// one; those are reported as unexamined. A letter costs a tenth of a receive, a send
+    /// and a delete (replayed) or two tenths of a call (held): linear in the DLQ's size.
+    ///
+    /// Stopped midway (an error, or the future dropped), the pass leaves every letter it
+    /// has not replayed in the DLQ (a held one visible again at once, or when its list
+    /// visibility ends); only a failed delete after a successful send leaves a letter in
+    /// both queues, and the error says so.
     pub(super) async fn replay_dlq(
         &self,
         selection: &DlqSelection,
         dry_run: bool,
+        progress: &mut dyn ReplayProgress,
     ) -> Result<ReplayReport, PortError> {
-        let mut report = ReplayReport {
-            dry_run,
-            ..Default::default()
+        let size = self.dlq_size().await?;
+        let mut pass = ReplayPass {
+            report: ReplayReport {
+                dry_run,
+                ..Default::default()
+            },
+            held: Vec::new(),
+            seen: HashMap::new(),
         };
+        let outcome = self.replay_pass(selection, &mut pass, progress).await;
+        self.give_back_held(&pass.held).await;
+        outcome?;
+        pass.report.unexamined = size.saturating_sub(pass.seen.len() as u64);
+        Ok(pass.report)
+    }
+
+    /// The receive loop of [`replay_dlq`](Self::replay_dlq); what it does not replay
+    /// ends up in `pass.held`, even when it fails.
+    async fn replay_pass(
+        &self,
+        selection: &DlqSelection,
+        pass: &mut ReplayPass,
+        progress: &mut dyn ReplayProgress,
+    ) -> Result<(), PortError> {
+        let now = self.clock.now();
         loop {
-            let size = self.dlq_size().await?;
-            let replayed = report.replayed.len();
-            let seen = self.replay_round(selection, &mut report).await?;
-            // Another round only when this one replayed something and letters were left
-            // unseen (waiting behind a group's first ones).
-            if dry_run || report.replayed.len() == replayed || seen as u64 >= size {
-                report.unexamined = size.saturating_sub(seen as u64);
-                return Ok(report);
+            let batch = self
+                .receive_raw(
+                    &self.settings.dlq_url,
+                    BATCH,
+                    Duration::ZERO,
+                    self.settings.list_visibility,
+                )
+                .await?;
+            if batch.is_empty() {
+                return Ok(());
+            }
+            let mut batch = batch.into_iter();
+            while let Some(m) = batch.next() {
+                let e = dead_letter_entry(&m);
+                if let Some(&at) = pass.seen.get(e.id.as_str()) {
+                    // Held for longer than the list visibility and received again: only
+                    // the newest receipt gives it back.
+                    if let Some(i) = at {
+                        pass.held[i] = m;
+                    }
+                    continue;
+                }
+                let chosen = selection.matches(&e, now);
+                if chosen {
+                    pass.report.selected.push(e.id.clone());
+                }
+                if !chosen || pass.report.dry_run {
+                    pass.hold(e.id.as_str(), m);
+                    continue;
+                }
+                match self.replay_letter(&m, &e, progress).await {
+                    Ok(new_id) => {
+                        pass.seen.insert(e.id.as_str().to_owned(), None);
+                        progress.replayed(&e, &new_id);
+                        pass.report.replayed.push(new_id);
+                    }
+                    Err(err) => {
+                        pass.hold(e.id.as_str(), m);
+                        for rest in batch {
+                            let id = m_id(&rest);
+                            pass.hold(&id, rest);
+                        }
+                        return Err(err);
+                    }
+                }
             }
         }
     }
 
-    /// One round of [`replay_dlq`](Self::replay_dlq): returns how many letters it saw.
-    async fn replay_round(
+    /// Give back what a replay held. A letter held beyond its list visibility is visible
+    /// again already and SQS may refuse its old receipt: a refusal is logged, never an
+    /// error, since the letter is in the DLQ either way (visible now, or when its list
+    /// visibility ends), and the replay itself succeeded.
+    async fn give_back_held(&self, held: &[Message]) {
+        let receipts: Vec<(String, Duration)> = held
+            .iter()
+            .filter_map(|m| m.receipt_handle.clone())
+            .map(|r| (r, Duration::ZERO))
+            .collect();
+        let mut refused = 0usize;
+        for chunk in receipts.chunks(BATCH) {
+            match self.visibility_batch(&self.settings.dlq_url, chunk).await {
+                Ok(results) => refused += results.iter().filter(|r| r.is_err()).count(),
+                Err(_) => refused += chunk.len(),
+            }
+        }
+        if refused > 0 {
+            tracing::warn!(
+                letters = refused,
+                "dead letters not given back at once; they are visible again when their \
+                 list visibility ends"
+            );
+        }
+    }
+
+    /// Send one dead letter to the main queue in its group (dedup id `replay-<dlq id>`,
+    /// the dead-letter attributes dropped), then delete it from the DLQ.
+    async fn replay_letter(
         &self,
-        selection: &DlqSelection,
-        report: &mut ReplayReport,
-    ) -> Result<usize, PortError> {
-        let now = self.clock.now();
-        let taken = self.dlq_take(usize::MAX).await?;
-        let mut give_back: Vec<&Message> = Vec::new();
-        let mut failure: Option<PortError> = None;
-        for (m, e) in &taken {
-            if !selection.matches(e, now) || failure.is_some() {
-                give_back.push(m);
-                continue;
-            }
-            report.selected.push(e.id.clone());
-            if report.dry_run {
-                give_back.push(m);
-                continue;
-            }
-            let mut attrs = message_attrs(m);
-            for k in [
-                ATTR_DEAD_LETTER,
-                ATTR_ORIGINAL_ID,
-                ATTR_DEAD_LETTERED_AT,
-                ATTR_RECEIVE_COUNT,
-            ] {
-                attrs.remove(k);
-            }
-            let dedup = format!("replay-{}", e.id);
-            let sent = self
-                .send_raw(
-                    &self.settings.queue_url,
-                    &e.body,
-                    e.group.as_str(),
-                    &dedup,
-                    &attrs,
-                    e.letter.trace.xray.as_deref(),
-                )
-                .await;
-            match sent {
-                Ok(id) => {
-                    report.replayed.push(MessageId::new(id));
-                    if let Some(r) = &m.receipt_handle
-                        && let Err(err) = self.delete_raw(&self.settings.dlq_url, r).await
-                    {
-                        failure = Some(err);
-                    }
-                }
-                Err(err) => {
-                    give_back.push(m);
-                    failure = Some(err);
-                }
-            }
+        m: &Message,
+        e: &DeadLetterEntry,
+        progress: &mut dyn ReplayProgress,
+    ) -> Result<MessageId, PortError> {
+        progress.before(e).await;
+        let mut attrs = message_attrs(m);
+        for k in [
+            ATTR_DEAD_LETTER,
+            ATTR_ORIGINAL_ID,
+            ATTR_DEAD_LETTERED_AT,
+            ATTR_RECEIVE_COUNT,
+        ] {
+            attrs.remove(k);
         }
-        self.dlq_give_back(&give_back).await?;
-        match failure {
-            Some(e) => Err(e),
-            None => Ok(taken.len()),
+        let dedup = format!("replay-{}", e.id);
+        let id = self
+            .send_raw(
+                &self.settings.queue_url,
+                &e.body,
+                e.group.as_str(),
+                &dedup,
+                &attrs,
+                e.letter.trace.xray.as_deref(),
+            )
+            .await?;
+        if let Some(r) = &m.receipt_handle {
+            self.delete_raw(&self.settings.dlq_url, r)
+                .await
+                .map_err(|err| {
+                    PortError::new(
+                        err.class,
+                        format!(
+                            "dead letter {} was sent back as {id} but is still in the \
+                             dead-letter queue (replaying it again within 5 minutes \
+                             sends nothing twice): {}",
+                            e.id, err.message
+                        ),
+                    )
+                })?;
         }
+        Ok(MessageId::new(id))
     }
 
     /// `WorkQueue::dlq_redrive`: start a message move task from the DLQ to the main queue.
@@ -283,6 +364,27 @@ impl SqsQueue {
         }
         Ok(())
     }
+}
+
+/// What one replay pass has done so far.
+struct ReplayPass {
+    report: ReplayReport,
+    /// Letters received and not replayed (their latest receipt), to give back.
+    held: Vec<Message>,
+    /// Every letter id received: its place in `held`, or `None` once replayed.
+    seen: HashMap<String, Option<usize>>,
+}
+
+impl ReplayPass {
+    fn hold(&mut self, id: &str, m: Message) {
+        self.seen.insert(id.to_owned(), Some(self.held.len()));
+        self.held.push(m);
+    }
+}
+
+/// A DLQ message's id (empty if SQS gave none).
+fn m_id(m: &Message) -> String {
+    m.message_id.clone().unwrap_or_default()
 }
 
 /// Why a FIFO DLQ listing of `entries` misses `more` letters, naming the groups seen

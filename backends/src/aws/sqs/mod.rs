@@ -23,9 +23,11 @@
 //! - `dlq_list` / `dlq_replay`: receive from the DLQ with a short visibility, then give
 //!   every message not replayed back at once (`ChangeMessageVisibilityBatch` to 0), so
 //!   listing loses nothing. FIFO delivery means a listing sees at most what one round of
-//!   receives returns per group (up to 10 per call). Replay sends each selected letter to
-//!   the main queue in its group with a fresh dedup id (`replay-<dlq id>`), then deletes it
-//!   from the DLQ;
+//!   receives returns per group (up to 10 per call). Replay is one pass: it receives
+//!   batches of 10 until the DLQ offers nothing new, sends each selected letter to the
+//!   main queue in its group with a fresh dedup id (`replay-<dlq id>`) and then deletes it
+//!   from the DLQ, one at a time, holding the others until the pass ends (about 2.2 calls
+//!   per replayed letter, 0.2 per other letter);
 //! - `dlq_purge`: `PurgeQueue` on the DLQ;
 //! - `dlq_redrive`: `StartMessageMoveTask` from the DLQ to the main queue (asynchronous on
 //!   AWS); returns the DLQ's approximate size when the task started;
@@ -65,8 +67,8 @@ use client::{attr_count, group_of, message_attrs, queue_name, sys_attr, trace_of
 use kiro_protocol::ports::queue::standard_attributes;
 use kiro_protocol::{
     Clock, DeadLetter, DedupId, Delivery, Destination, DlqListing, DlqSelection, FailureClass,
-    MessageId, OutgoingMessage, PortError, QueueDepth, Receipt, ReplayReport, SendOutcome,
-    Timestamp, WorkQueue,
+    MessageId, OutgoingMessage, PortError, QueueDepth, Receipt, ReplayProgress, ReplayReport,
+    SendOutcome, Timestamp, WorkQueue,
 };
 use ledger::Ledger;
 use std::sync::{Arc, Mutex};
@@ -378,12 +380,13 @@ impl WorkQueue for SqsQueue {
     }
 
     #[instrument(skip_all, fields(dry_run))]
-    async fn dlq_replay(
+    async fn dlq_replay_with(
         &self,
         selection: &DlqSelection,
         dry_run: bool,
+        progress: &mut dyn ReplayProgress,
     ) -> Result<ReplayReport, PortError> {
-        self.replay_dlq(selection, dry_run).await
+        self.replay_dlq(selection, dry_run, progress).await
     }
 
     #[instrument(skip_all)]

@@ -26,7 +26,8 @@
 use async_trait::async_trait;
 use kiro_protocol::{
     Clock, DeadLetter, Delivery, Destination, DlqListing, DlqSelection, MessageId, OutgoingMessage,
-    PortError, QueueDepth, Receipt, ReplayReport, SendOutcome, Timestamp, WorkQueue,
+    PortError, QueueDepth, Receipt, ReplayProgress, ReplayReport, SendOutcome, Timestamp,
+    WorkQueue,
 };
 use kiro_statedb::EmbeddedDb;
 use rusqlite::{OptionalExtension, params};
@@ -290,38 +291,50 @@ impl WorkQueue for SqliteQueue {
     }
 
     #[instrument(skip_all, fields(dry_run))]
-    async fn dlq_replay(
+    async fn dlq_replay_with(
         &self,
         selection: &DlqSelection,
         dry_run: bool,
+        progress: &mut dyn ReplayProgress,
     ) -> Result<ReplayReport, PortError> {
         let now = self.clock.now();
         let window = self.config.dedup_window;
         let selection = selection.clone();
-        self.db
+        // One read sees every letter; each replay is then its own transaction, so a
+        // replay stopped between two letters has moved exactly those reported.
+        let rows: Vec<DlqRow> = self
+            .db
             .call(move |c| {
-                let rows: Vec<DlqRow> = load_dlq(c, None)?
+                Ok(load_dlq(c, None)?
                     .into_iter()
                     .filter(|r| selection.matches(&r.entry, now))
-                    .collect();
-                let mut report = ReplayReport {
-                    selected: rows.iter().map(|r| r.entry.id.clone()).collect(),
-                    replayed: Vec::new(),
-                    dry_run,
-                    // One transaction reads every letter.
-                    unexamined: 0,
-                };
-                if dry_run {
-                    return Ok(report);
-                }
-                for row in &rows {
-                    if let Some(id) = replay_one(c, row, now, window)? {
-                        report.replayed.push(id);
-                    }
-                }
-                Ok(report)
+                    .collect())
             })
-            .await
+            .await?;
+        let mut report = ReplayReport {
+            selected: rows.iter().map(|r| r.entry.id.clone()).collect(),
+            replayed: Vec::new(),
+            dry_run,
+            unexamined: 0,
+        };
+        if dry_run {
+            return Ok(report);
+        }
+        for row in rows {
+            progress.before(&row.entry).await;
+            let (row, id) = self
+                .db
+                .call(move |c| {
+                    let id = replay_one(c, &row, now, window)?;
+                    Ok((row, id))
+                })
+                .await?;
+            if let Some(id) = id {
+                progress.replayed(&row.entry, &id);
+                report.replayed.push(id);
+            }
+        }
+        Ok(report)
     }
 
     async fn dlq_redrive(&self) -> Result<u64, PortError> {

@@ -6,7 +6,7 @@
 use super::*;
 use crate::embedded::{EmbeddedDb, QueueConfig, SqliteLeaseStore, SqliteQueue};
 use crate::testing::contract::queue::{letter, message};
-use kiro_protocol::{FailureClass, ManualClock, MessageId};
+use kiro_protocol::{DeadLetterEntry, FailureClass, ManualClock, MessageId};
 
 /// Records which of its methods ran.
 #[derive(Debug, Default)]
@@ -83,6 +83,30 @@ impl WorkQueue for FakeQueue {
             ..ReplayReport::default()
         })
     }
+    async fn dlq_replay_with(
+        &self,
+        _: &DlqSelection,
+        dry: bool,
+        progress: &mut dyn ReplayProgress,
+    ) -> Result<ReplayReport, PortError> {
+        self.0.saw("dlq_replay_with");
+        let entry = DeadLetterEntry {
+            id: MessageId::new("dl-1"),
+            original_id: MessageId::new("m-1"),
+            group: ProjectKey::parse("alpha").unwrap().into(),
+            body: String::new(),
+            letter: letter(FailureClass::TestsFailed, "red"),
+            dead_lettered_at: Timestamp::ZERO,
+            receive_count: 1,
+        };
+        progress.before(&entry).await;
+        progress.replayed(&entry, &MessageId::new("m-2"));
+        Ok(ReplayReport {
+            dry_run: dry,
+            replayed: vec![MessageId::new("m-2")],
+            ..ReplayReport::default()
+        })
+    }
     async fn dlq_redrive(&self) -> Result<u64, PortError> {
         self.0.saw("dlq_redrive");
         Ok(7)
@@ -97,6 +121,20 @@ impl WorkQueue for FakeQueue {
             visible: 3,
             ..QueueDepth::default()
         })
+    }
+}
+
+/// Replay progress written down as words.
+#[derive(Default)]
+struct Told(Vec<String>);
+
+#[async_trait]
+impl ReplayProgress for Told {
+    async fn before(&mut self, e: &DeadLetterEntry) {
+        self.0.push(format!("before {}", e.id));
+    }
+    fn replayed(&mut self, e: &DeadLetterEntry, new_id: &MessageId) {
+        self.0.push(format!("replayed {} as {new_id}", e.id));
     }
 }
 
@@ -148,6 +186,17 @@ async fn a_queue_spy_forwards_every_method_and_counts_it() {
             .unwrap()
             .dry_run
     );
+    let mut told = Told::default();
+    let rep = spy
+        .dlq_replay_with(&DlqSelection::default(), false, &mut told)
+        .await
+        .unwrap();
+    assert_eq!(rep.replayed, [MessageId::new("m-2")]);
+    assert_eq!(
+        told.0,
+        ["before dl-1", "replayed dl-1 as m-2"],
+        "progress passed on"
+    );
     assert_eq!(spy.dlq_redrive().await.unwrap(), 7);
     assert_eq!(spy.depth().await.unwrap().visible, 3);
 
@@ -163,6 +212,7 @@ async fn a_queue_spy_forwards_every_method_and_counts_it() {
         "dead_letter",
         "dlq_list",
         "dlq_replay",
+        "dlq_replay_with",
         "dlq_redrive",
         "depth",
     ];

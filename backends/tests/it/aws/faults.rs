@@ -525,3 +525,71 @@ async fn a_session_renewal_that_times_out_but_was_applied_is_concluded_by_a_cons
         "the timed-out write is re-read, not repeated"
     );
 }
+
+/// A replay that held a letter past its list visibility may see SQS refuse that letter's
+/// old receipt when giving it back: the replay still succeeds (the letter is in the DLQ
+/// either way, visible when its visibility ends).
+#[tokio::test(start_paused = true)]
+async fn a_refused_give_back_does_not_fail_a_replay() {
+    use aws_sdk_sqs::operation::change_message_visibility_batch::ChangeMessageVisibilityBatchOutput;
+    use aws_sdk_sqs::types::{BatchResultErrorEntry, Message, MessageSystemAttributeName};
+    let letter = |id: &str, group: &str| {
+        Message::builder()
+            .message_id(id)
+            .receipt_handle(format!("r-{id}"))
+            .body("{}")
+            .attributes(MessageSystemAttributeName::MessageGroupId, group)
+            .build()
+    };
+    let (a, b) = (letter("dl-a", "alpha"), letter("dl-b", "beta"));
+    let receive = mock!(Sqs::receive_message)
+        .sequence()
+        .output(move || {
+            ReceiveMessageOutput::builder()
+                .messages(a.clone())
+                .messages(b.clone())
+                .build()
+        })
+        .output(|| ReceiveMessageOutput::builder().build())
+        .build();
+    let size = mock!(Sqs::get_queue_attributes).then_output(|| {
+        GetQueueAttributesOutput::builder()
+            .attributes(QueueAttributeName::ApproximateNumberOfMessages, "2")
+            .build()
+    });
+    let send = mock!(Sqs::send_message)
+        .then_output(|| SendMessageOutput::builder().message_id("new-a").build());
+    let delete = mock!(Sqs::delete_message).then_output(|| DeleteMessageOutput::builder().build());
+    let give_back = mock!(Sqs::change_message_visibility_batch).then_output(|| {
+        ChangeMessageVisibilityBatchOutput::builder()
+            .set_successful(Some(Vec::new()))
+            .failed(
+                BatchResultErrorEntry::builder()
+                    .id("0")
+                    .code("MessageNotInflight")
+                    .sender_fault(true)
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap()
+    });
+    let q = queue(mock_client!(
+        aws_sdk_sqs,
+        RuleMode::MatchAny,
+        &[&receive, &size, &send, &delete, &give_back],
+        no_retry_sqs
+    ));
+    let alpha = kiro_protocol::DlqSelection {
+        project: Some(ProjectKey::parse("alpha").unwrap()),
+        ..Default::default()
+    };
+    let report = q.dlq_replay(&alpha, false).await.unwrap();
+    assert_eq!(report.replayed, [kiro_protocol::MessageId::new("new-a")]);
+    assert_eq!(
+        give_back.num_calls(),
+        1,
+        "the held beta letter was given back"
+    );
+    assert_eq!(report.unexamined, 0);
+}
