@@ -15,7 +15,7 @@ use kiro_protocol::{FailureClass, env};
 pub use kiro_runtime::Backend;
 pub use kiro_runtime::Forge;
 use kiro_runtime::{AwsArgs, CommonArgs, ForgeArgs, GithubArgs, LeaseTableArgs, SqsArgs};
-use kiro_telemetry::metrics::Metrics;
+use kiro_telemetry::metrics::{Metrics, MetricsMode};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -392,6 +392,8 @@ pub struct Config {
     pub build_timeout: Option<Duration>,
     pub retry: RetryPolicy,
     pub item_agent_budget: Duration,
+    /// `--metrics` (`KIRO_METRICS`), parsed with the shared arguments.
+    pub metrics: MetricsMode,
 }
 
 /// Where `run` reads the board (and, on GitHub, comments on pull requests).
@@ -514,6 +516,7 @@ impl Config {
                 max_delay: args.retry_max,
             },
             item_agent_budget: args.item_agent_budget,
+            metrics: common.metrics,
         })
     }
 

@@ -222,10 +222,7 @@ async fn run(config: Config) -> Result<ExitCode> {
         protection,
     } = wiring::run_parts(&wired, &config).await?;
     // `KIRO_METRICS=emf`: CloudWatch EMF lines on stdout; off by default.
-    let cfg = config.engine(
-        build_env,
-        kiro_telemetry::metrics::MetricsMode::from_env().sink(),
-    );
+    let cfg = config.engine(build_env, config.metrics.sink());
     tracing::info!(owner = %cfg.owner, max_jobs = cfg.max_jobs, "consumer starting");
     let ports = Ports {
         queue: wired.queue,

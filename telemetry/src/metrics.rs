@@ -227,22 +227,6 @@ impl fmt::Display for MetricsMode {
 }
 
 impl MetricsMode {
-    /// The mode `KIRO_METRICS` names: off when unset, an error when it names no mode.
-    pub fn try_from_env() -> Result<Self, MetricsModeError> {
-        Self::parse(std::env::var(env::METRICS).ok().as_deref())
-    }
-
-    /// The mode `KIRO_METRICS` names. The binaries refuse a value that names no mode at
-    /// start-up, in their arguments (`kiro_runtime::CommonArgs::metrics`), before this
-    /// runs; should it run without them, such a value is logged as an error and means
-    /// off.
-    pub fn from_env() -> Self {
-        Self::try_from_env().unwrap_or_else(|e| {
-            tracing::error!(error = %e, "metrics are off");
-            MetricsMode::Off
-        })
-    }
-
     /// `v` as a mode: `None` (unset) is off, `Some` must name a mode.
     pub fn parse(v: Option<&str>) -> Result<Self, MetricsModeError> {
         v.map_or(Ok(MetricsMode::Off), str::parse)
