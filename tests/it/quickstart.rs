@@ -146,6 +146,35 @@ async fn the_quick_start_runs_the_whole_pipeline() {
         failed.contains("kept on `kiro/partial/feature/farewell`"),
         "{failed}"
     );
+    // The final failure is announced in a new comment that mentions GREET-2's assignee
+    // (an edit of the sticky report would notify no one); nobody else is mentioned.
+    let board = board_file();
+    let out = consumer(
+        &bin,
+        &state,
+        "reports",
+        &["--board", &board.display().to_string()],
+    );
+    let reports = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mention = "@octo-reviewer: `GREET-2` failed for good after 1 attempt";
+    assert_eq!(reports.matches(mention).count(), 1, "{reports}");
+    assert_eq!(
+        reports.matches('@').count(),
+        1,
+        "only the one mention: {reports}"
+    );
+    assert!(
+        reports.contains(&format!(
+            "kiro-consumer dlq replay --id {}",
+            dlq[0].original_id
+        )),
+        "{reports}"
+    );
 
     // Nothing left behind.
     assert!(s.depth().await.is_idle());
@@ -258,10 +287,20 @@ async fn the_quick_start_runs_the_whole_pipeline() {
 
 /// `kiro-consumer --state-dir <state> trace <args>`.
 fn trace(bin: &std::path::Path, state: &std::path::Path, args: &[&str]) -> Output {
+    consumer(bin, state, "trace", args)
+}
+
+/// `kiro-consumer --state-dir STATE COMMAND ARGS…`.
+fn consumer(
+    bin: &std::path::Path,
+    state: &std::path::Path,
+    command: &str,
+    args: &[&str],
+) -> Output {
     Command::new(bin.join("kiro-consumer"))
         .arg("--state-dir")
         .arg(state)
-        .arg("trace")
+        .arg(command)
         .args(args)
         .output()
         .unwrap()

@@ -1,6 +1,7 @@
 //! Integration tests of the consumer engine on the real embedded queue and lease store
 //! (SQLite in a temp dir), with tokio's paused time driving leases, visibility and retries.
 
+mod announce;
 mod cadence;
 mod cancel;
 mod cli;

@@ -5,12 +5,13 @@
 //! Invariant: every assertion message names the item and the seam (which rendered setting,
 //! which role, which process), so a failing rehearsal says what to fix.
 
-use super::board::item_id;
+use super::board::{CALC_ASSIGNEE, COVERAGE_ASSIGNEE, item_id};
 use super::env::{self, CODEBUILD_PREFIX, CODEBUILD_PROVIDED};
 use super::iam;
 use super::render::Rendered;
 use super::scenario::{COVERAGE, GOOD, HOSTILE, Outcome};
 use super::tasks::tail;
+use kiro_github::gh::REPORT_MARKER;
 use kiro_protocol::{FailureClass, JobState};
 use kiro_tests::aws::BuildView;
 use kiro_tests::aws::iam::{Request, evaluate};
@@ -242,6 +243,36 @@ pub fn coverage_item_dead_lettered(o: &Outcome) {
     assert!(
         note.starts_with("dead-lettered (coverage-below): ") && note.contains("below"),
         "the note says why: {note}"
+    );
+    // …and its final failure is announced in a new comment on its pull request that
+    // mentions its assignee; the succeeded items' assignee is mentioned nowhere.
+    let card = o.github.item(&id);
+    let comments = o.github.comments_on(&card.repo, card.pr);
+    let mention = format!("@{COVERAGE_ASSIGNEE}: `{id}` failed for good");
+    let announced: Vec<&String> = comments
+        .iter()
+        .filter(|c| c.starts_with(&mention))
+        .collect();
+    assert_eq!(
+        announced.len(),
+        1,
+        "one announcement on {}#{}: {comments:?}",
+        card.repo,
+        card.pr
+    );
+    assert!(
+        announced[0].contains("`coverage-below`") && !announced[0].contains(REPORT_MARKER),
+        "a comment of its own, not the sticky report: {}",
+        announced[0]
+    );
+    let everywhere: Vec<String> = o
+        .github
+        .with(|s| s.comments.iter().map(|c| c.body.clone()).collect());
+    assert!(
+        everywhere
+            .iter()
+            .all(|b| !b.contains(&format!("@{CALC_ASSIGNEE}"))),
+        "{everywhere:?}"
     );
 }
 
