@@ -146,14 +146,11 @@ impl EmbeddedPulls {
             .await?;
         rows.into_iter()
             .map(|(repo, number, item, markdown, revision, at)| {
+                let (repo, number, item) = stored_pr(&repo, number, &item, "report")?;
                 Ok(StoredReport {
-                    repo: RepoName::parse(&repo)
-                        .map_err(|e| PortError::internal(format!("stored report: {e}")))?,
-                    number: PrNumber(u64::try_from(number).unwrap_or(0)),
-                    report: Report {
-                        item: parse_item(&item)?,
-                        markdown,
-                    },
+                    repo,
+                    number,
+                    report: Report { item, markdown },
                     revision: u64::try_from(revision).unwrap_or(0),
                     updated_at: Timestamp(at),
                 })
@@ -186,11 +183,11 @@ impl EmbeddedPulls {
             .await?;
         rows.into_iter()
             .map(|(repo, number, item, body, at)| {
+                let (repo, number, item) = stored_pr(&repo, number, &item, "comment")?;
                 Ok(StoredComment {
-                    repo: RepoName::parse(&repo)
-                        .map_err(|e| PortError::internal(format!("stored comment: {e}")))?,
-                    number: PrNumber(u64::try_from(number).unwrap_or(0)),
-                    item: parse_item(&item)?,
+                    repo,
+                    number,
+                    item,
                     body,
                     created_at: Timestamp(at),
                 })
@@ -208,6 +205,22 @@ impl EmbeddedPulls {
         }
         Ok(())
     }
+}
+
+/// A stored row's pull request and item, read back (`what` names the row in an error).
+fn stored_pr(
+    repo: &str,
+    number: i64,
+    item: &str,
+    what: &str,
+) -> Result<(RepoName, PrNumber, ItemId), PortError> {
+    let repo =
+        RepoName::parse(repo).map_err(|e| PortError::internal(format!("stored {what}: {e}")))?;
+    Ok((
+        repo,
+        PrNumber(u64::try_from(number).unwrap_or(0)),
+        parse_item(item)?,
+    ))
 }
 
 fn pr_key(pr: PrNumber) -> Result<i64, PortError> {

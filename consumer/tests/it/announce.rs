@@ -58,18 +58,7 @@ async fn send_assigned(h: &Harness, assignees: &[&str]) -> MessageId {
 }
 
 fn engine(h: &Harness, f: &Forge, pulls: Arc<dyn PullRequests>) -> kiro_consumer::Engine {
-    kiro_consumer::Engine::new(
-        Harness::config("c1"),
-        kiro_consumer::Ports {
-            queue: h.queue.clone(),
-            leases: h.leases.clone(),
-            builds: h.runner.clone(),
-            board: Some(f.board.clone()),
-            pulls: Some(pulls),
-            clock: h.clock.clone(),
-            protection: None,
-        },
-    )
+    h.engine_on_forge(Harness::config("c1"), f.board.clone(), Some(pulls))
 }
 
 #[tokio::test(start_paused = true)]

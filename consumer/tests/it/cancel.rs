@@ -56,18 +56,7 @@ impl TestBoard {
 }
 
 fn engine_with_board(h: &Harness, b: &TestBoard) -> kiro_consumer::Engine {
-    kiro_consumer::Engine::new(
-        Harness::config("c1"),
-        kiro_consumer::Ports {
-            queue: h.queue.clone(),
-            leases: h.leases.clone(),
-            builds: h.runner.clone(),
-            board: Some(b.board.clone()),
-            pulls: None,
-            clock: h.clock.clone(),
-            protection: None,
-        },
-    )
+    h.engine_on_forge(Harness::config("c1"), b.board.clone(), None)
 }
 
 fn alpha() -> ProjectKey {
@@ -282,25 +271,6 @@ async fn a_replayed_dead_letter_whose_card_shows_failed_still_runs() {
     assert_eq!((r.started, r.withdrawn), (1, 0), "{r:?}");
 }
 
-fn engine_with(
-    h: &Harness,
-    board: Arc<dyn Board>,
-    cfg: kiro_consumer::EngineConfig,
-) -> kiro_consumer::Engine {
-    kiro_consumer::Engine::new(
-        cfg,
-        kiro_consumer::Ports {
-            queue: h.queue.clone(),
-            leases: h.leases.clone(),
-            builds: h.runner.clone(),
-            board: Some(board),
-            pulls: None,
-            clock: h.clock.clone(),
-            protection: None,
-        },
-    )
-}
-
 #[tokio::test(start_paused = true)]
 async fn with_board_every_the_running_cards_are_read_that_often_not_every_round() {
     let h = Harness::new();
@@ -308,7 +278,7 @@ async fn with_board_every_the_running_cards_are_read_that_often_not_every_round(
     h.send("A-1", "alpha").await;
     let mut cfg = Harness::config("c1");
     cfg.board_every = Some(Duration::from_secs(15));
-    let mut e = engine_with(&h, b.board.clone(), cfg);
+    let mut e = h.engine_on_forge(cfg, b.board.clone(), None);
     let r = e.tick(Duration::ZERO).await;
     assert_eq!(r.started, 1, "{r:?}");
     // One read for the received batch, one for the first poll round.
@@ -373,7 +343,7 @@ async fn a_stalled_board_read_never_holds_the_loop_past_a_renewal() {
     h.send("A-1", "alpha").await;
     let cfg = Harness::config("c1");
     let limit = (cfg.renew_every / 2).min(cfg.visibility / 6);
-    let mut e = engine_with(&h, Arc::new(StalledBoard(b.board.clone())), cfg);
+    let mut e = h.engine_on_forge(cfg, Arc::new(StalledBoard(b.board.clone())), None);
     // The received batch's read and the poll round's are each abandoned within half a
     // renewal period (and a sixth of the visibility), withdrawing nothing; the build
     // starts and runs on.

@@ -110,6 +110,27 @@ impl Harness {
         )
     }
 
+    /// An engine over this harness with a forge: `board` and `pulls`.
+    pub fn engine_on_forge(
+        &self,
+        cfg: EngineConfig,
+        board: Arc<dyn Board>,
+        pulls: Option<Arc<dyn PullRequests>>,
+    ) -> Engine {
+        Engine::new(
+            cfg,
+            Ports {
+                queue: self.queue.clone(),
+                leases: self.leases.clone(),
+                builds: self.runner.clone(),
+                board: Some(board),
+                pulls,
+                clock: self.clock.clone(),
+                protection: None,
+            },
+        )
+    }
+
     pub async fn send(&self, id: &str, project: &str) -> MessageId {
         self.send_in_group(id, project, project).await
     }
