@@ -9,11 +9,9 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use kiro_consumer::{EngineConfig, RetryPolicy, defaults};
-use kiro_github::gh::{GithubSettings, ProjectRef, RequestBackoff};
 use kiro_protocol::ids::ProjectKey;
 use kiro_protocol::{FailureClass, env};
 pub use kiro_runtime::Backend;
-pub use kiro_runtime::Forge;
 use kiro_runtime::{AwsArgs, CommonArgs, ForgeArgs, GithubArgs, LeaseTableArgs, SqsArgs};
 use kiro_telemetry::metrics::{Metrics, MetricsMode};
 use std::collections::BTreeMap;
@@ -396,85 +394,6 @@ pub struct Config {
     pub metrics: MetricsMode,
 }
 
-/// Where `run` reads the board (and, on GitHub, comments on pull requests).
-#[derive(Debug, Clone)]
-pub enum ForgeConfig {
-    /// The embedded forge: its board file, when one is given (without one, no board is
-    /// read: nothing is withdrawn or marked failed).
-    Embedded { board_file: Option<PathBuf> },
-    /// A GitHub Projects (v2) board, reached with `settings` (the consumer's own
-    /// [`forge_backoff`]).
-    Github {
-        project: ProjectRef,
-        settings: GithubSettings,
-    },
-}
-
-/// How the consumer's calls to GitHub retry: once, briefly, and a rate limit is never
-/// waited out (the call fails `throttled`; the next round tries again). The engine's
-/// supervision runs on the loop that makes these calls, so none may hold it for long.
-pub fn forge_backoff() -> RequestBackoff {
-    RequestBackoff {
-        max_attempts: 2,
-        min_delay: Duration::from_millis(500),
-        max_delay: Duration::from_secs(2),
-        max_rate_limit_wait: Duration::ZERO,
-    }
-}
-
-/// How often the cards are read on GitHub when `--board-every` is unset.
-pub const GITHUB_BOARD_EVERY: Duration = Duration::from_secs(30);
-
-impl ForgeConfig {
-    /// The forge `run` uses, checked: `--forge github` needs its project and credentials,
-    /// and takes no board file.
-    fn new(
-        board: Option<PathBuf>,
-        forge: ForgeArgs,
-        github: &GithubArgs,
-    ) -> Result<ForgeConfig, InvalidSetting> {
-        match forge.forge {
-            Forge::Embedded => Ok(ForgeConfig::Embedded { board_file: board }),
-            Forge::Github => {
-                if let Some(file) = board {
-                    return Err(InvalidSetting(format!(
-                        "--board (KIRO_BOARD_FILE) {} is the embedded board's file: with \
-                         --forge github the board is the GitHub project; unset one of them",
-                        file.display()
-                    )));
-                }
-                let raw = forge
-                    .github_project
-                    .filter(|p| !p.is_empty())
-                    .ok_or_else(|| {
-                        InvalidSetting(
-                            "--forge github needs --github-project or KIRO_GITHUB_PROJECT \
-                         (e.g. orgs/acme/7)"
-                                .to_owned(),
-                        )
-                    })?;
-                let project = ProjectRef::parse(&raw).map_err(|e| {
-                    InvalidSetting(format!("--github-project (KIRO_GITHUB_PROJECT): {e}"))
-                })?;
-                let mut settings = github
-                    .settings()
-                    .map_err(|e| InvalidSetting(format!("--forge github: {e}")))?;
-                settings.retry = forge_backoff();
-                Ok(ForgeConfig::Github { project, settings })
-            }
-        }
-    }
-
-    /// `--board-every` when set, else this forge's default: [`GITHUB_BOARD_EVERY`] on
-    /// GitHub, every poll round (`None`) on the embedded board.
-    fn board_every(&self, set: Option<Duration>) -> Option<Duration> {
-        match self {
-            ForgeConfig::Github { .. } => Some(set.unwrap_or(GITHUB_BOARD_EVERY)),
-            ForgeConfig::Embedded { .. } => set,
-        }
-    }
-}
-
 impl Config {
     /// `run`'s settings, each checked ([`RunArgs::check`], [`build_timeout`]): a bad one
     /// is an [`InvalidSetting`] (exit status 2) before anything is wired.
@@ -629,6 +548,9 @@ impl RunArgs {
         Ok(())
     }
 }
+
+mod forge;
+pub use forge::ForgeConfig;
 
 #[cfg(test)]
 mod tests;

@@ -1,8 +1,10 @@
 //! Tests of the consumer's settings: defaults, ranges, and the binary's defaults being
 //! the engine's own.
 
+use super::forge::{GITHUB_BOARD_EVERY, forge_backoff};
 use super::*;
 use clap::{CommandFactory, FromArgMatches};
+use kiro_github::gh::ProjectRef;
 
 #[test]
 fn codebuild_gets_a_timeout_only_when_one_is_set_and_within_bounds() {
