@@ -1,7 +1,8 @@
 //! IAM, measured: every AWS call the rehearsal recorded is allowed for the role that made it
 //! by the rendered statements, and every action a rendered role grants is either exercised
 //! by some recorded call or listed in [`NOT_EXERCISED`] with the documented path that
-//! needs it.
+//! needs it; and the scheduler role's rights to start the producer, checked with the
+//! evaluator ([`check_scheduler`]).
 //!
 //! Invariant: a call is judged as IAM authorises it — `TransactWriteItems` per item as
 //! `PutItem`/`UpdateItem`/`DeleteItem`/`ConditionCheckItem`, batch calls per request, a
@@ -11,7 +12,7 @@
 use super::provision::SETUP_ROLE;
 use super::render::Rendered;
 use kiro_tests::aws::RecordedCall;
-use kiro_tests::aws::iam::{self, IamCall, Statement};
+use kiro_tests::aws::iam::{self, IamCall, Request, Statement, evaluate};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -281,4 +282,65 @@ impl Measured {
             self.table(r)
         );
     }
+}
+
+/// Check with the evaluator that the scheduler role may start the producer task as the
+/// schedule does: `ecs:RunTask` on the task definition, `ecs:TagResource` on the task
+/// (the schedule propagates the task definition's tags), and `iam:PassRole` on both of
+/// the task's roles to ECS. Returns the (role, action) pairs checked.
+pub fn check_scheduler(r: &Rendered) -> Vec<(String, String)> {
+    let stmts = statements(r);
+    let role = super::provision::role_key(r, &r.schedule.target.role_arn);
+    let granted = stmts.get(&role).cloned().unwrap_or_default();
+    let task_def = r.schedule.target.ecs["taskDefinitionArn"]
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| {
+            panic!(
+                "the schedule's ECS target has no taskDefinitionArn: {}",
+                r.schedule.target.ecs
+            )
+        });
+    let cluster = r.schedule.target.arn.rsplit('/').next().unwrap_or_default();
+    let task = format!(
+        "arn:aws:ecs:{}:{}:task/{cluster}/0123456789abcdef",
+        r.region, r.account
+    );
+    let mut checks = vec![(
+        Request::new("ecs:RunTask", &task_def),
+        "start the producer task",
+    )];
+    if r.schedule.target.ecs["propagateTags"].as_str() == Some("TASK_DEFINITION")
+        || r.schedule.target.ecs["tags"].is_object()
+    {
+        checks.push((
+            Request::new("ecs:TagResource", &task).with("ecs:CreateAction", "RunTask"),
+            "tag the task it starts (propagateTags = TASK_DEFINITION)",
+        ));
+    }
+    for arn in [
+        &r.tasks.producer.task_role_arn,
+        &r.tasks.producer.execution_role_arn,
+    ] {
+        checks.push((
+            Request::new("iam:PassRole", arn)
+                .with("iam:PassedToService", "ecs-tasks.amazonaws.com"),
+            "hand the producer task its role",
+        ));
+    }
+    let mut out = Vec::new();
+    for (req, why) in checks {
+        let d = evaluate(&granted, &req);
+        assert!(
+            d.allowed,
+            "the schedule cannot {why}: the scheduler role ({role}) is not allowed {} on {} \
+             (conditions not evaluated: {:?}); its statements: {:#?}",
+            req.action,
+            req.resource,
+            d.unevaluated,
+            r.role(&role).statements
+        );
+        out.push((role.clone(), req.action.clone()));
+    }
+    out
 }

@@ -130,7 +130,7 @@ fn a_render_with_a_missing_field_is_a_clear_error() {
 fn the_sample_scheduler_lacks_tag_resource_and_the_check_says_so() {
     // The sample is main's program (issue 10, defect 4): the check must catch it.
     let r = Rendered::sample();
-    let err = std::panic::catch_unwind(|| verdict::check_scheduler(&r)).unwrap_err();
+    let err = std::panic::catch_unwind(|| iam::check_scheduler(&r)).unwrap_err();
     let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
     assert!(msg.contains("ecs:TagResource"), "{msg}");
 }

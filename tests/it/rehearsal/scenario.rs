@@ -182,7 +182,7 @@ pub async fn rehearse(stack_file: &Path, mode: Mode) -> Outcome {
     provision::resources(&emu, &render, &secrets).await;
     provision::project(&emu, &render, &build_rewrite);
 
-    let scheduler_actions = super::verdict::check_scheduler(&render);
+    let scheduler_actions = super::iam::check_scheduler(&render);
 
     let launcher = TaskLauncher {
         emu: &emu,

@@ -1,6 +1,6 @@
-//! The rehearsal's assertions over an [`Outcome`]: the quick-start items' fates, the
-//! worker's environment, the collector, the crash and the limit, the scheduler's rights,
-//! and IAM measured.
+//! The rehearsal's assertions over an [`Outcome`]: the quick-start items' fates (on the
+//! GitHub board and pull requests too), the worker's environment, the collector, the crash
+//! and the limit, and IAM measured (the scheduler's rights are checked in [`super::iam`]).
 //!
 //! Invariant: every assertion message names the item and the seam (which rendered setting,
 //! which role, which process), so a failing rehearsal says what to fix.
@@ -8,75 +8,12 @@
 use super::board::{CALC_ASSIGNEE, COVERAGE_ASSIGNEE, item_id};
 use super::env::{self, CODEBUILD_PREFIX, CODEBUILD_PROVIDED};
 use super::iam;
-use super::render::Rendered;
 use super::scenario::{COVERAGE, GOOD, HOSTILE, Outcome};
 use super::tasks::tail;
 use kiro_github::gh::REPORT_MARKER;
 use kiro_protocol::{FailureClass, JobState};
 use kiro_tests::aws::BuildView;
-use kiro_tests::aws::iam::{Request, evaluate};
 use std::collections::BTreeMap;
-
-/// Check with the evaluator that the scheduler role may start the producer task as the
-/// schedule does: `ecs:RunTask` on the task definition, `ecs:TagResource` on the task
-/// (the schedule propagates the task definition's tags), and `iam:PassRole` on both of
-/// the task's roles to ECS. Returns the (role, action) pairs checked.
-pub fn check_scheduler(r: &Rendered) -> Vec<(String, String)> {
-    let stmts = iam::statements(r);
-    let role = super::provision::role_key(r, &r.schedule.target.role_arn);
-    let granted = stmts.get(&role).cloned().unwrap_or_default();
-    let task_def = r.schedule.target.ecs["taskDefinitionArn"]
-        .as_str()
-        .map(str::to_owned)
-        .unwrap_or_else(|| {
-            panic!(
-                "the schedule's ECS target has no taskDefinitionArn: {}",
-                r.schedule.target.ecs
-            )
-        });
-    let cluster = r.schedule.target.arn.rsplit('/').next().unwrap_or_default();
-    let task = format!(
-        "arn:aws:ecs:{}:{}:task/{cluster}/0123456789abcdef",
-        r.region, r.account
-    );
-    let mut checks = vec![(
-        Request::new("ecs:RunTask", &task_def),
-        "start the producer task",
-    )];
-    if r.schedule.target.ecs["propagateTags"].as_str() == Some("TASK_DEFINITION")
-        || r.schedule.target.ecs["tags"].is_object()
-    {
-        checks.push((
-            Request::new("ecs:TagResource", &task).with("ecs:CreateAction", "RunTask"),
-            "tag the task it starts (propagateTags = TASK_DEFINITION)",
-        ));
-    }
-    for arn in [
-        &r.tasks.producer.task_role_arn,
-        &r.tasks.producer.execution_role_arn,
-    ] {
-        checks.push((
-            Request::new("iam:PassRole", arn)
-                .with("iam:PassedToService", "ecs-tasks.amazonaws.com"),
-            "hand the producer task its role",
-        ));
-    }
-    let mut out = Vec::new();
-    for (req, why) in checks {
-        let d = evaluate(&granted, &req);
-        assert!(
-            d.allowed,
-            "the schedule cannot {why}: the scheduler role ({role}) is not allowed {} on {} \
-             (conditions not evaluated: {:?}); its statements: {:#?}",
-            req.action,
-            req.resource,
-            d.unevaluated,
-            r.role(&role).statements
-        );
-        out.push((role.clone(), req.action.clone()));
-    }
-    out
-}
 
 fn builds_of(o: &Outcome, quickstart_id: &str) -> Vec<BuildView> {
     let id = item_id(quickstart_id);
