@@ -4,8 +4,9 @@
 //! and the operator views see ports only. With `--backend aws` the queue is SQS FIFO,
 //! the leases live in DynamoDB, builds run in CodeBuild (`KIRO_BUILD_RUNNER=codebuild`)
 //! or on this machine (`local`, for the quick start and tests), and on ECS the task holds
-//! scale-in protection while it has jobs. The settings a local build gets are named by
-//! `kiro_protocol::env`, the names the worker reads them by.
+//! scale-in protection while it has jobs. The board and the pull requests are the board
+//! file's or, with `--forge github`, the GitHub project's. The settings a local build gets
+//! are named by `kiro_protocol::env`, the names the worker reads them by.
 
 use crate::config::{
     AwsBackendArgs, BUILDSPEC, Backend, BuildRunnerKind, CODEBUILD_PROJECT, Config, ForgeConfig,
@@ -143,20 +144,11 @@ pub async fn run_parts(wired: &Wired, config: &Config) -> Result<RunParts> {
         });
     }
     let state_dir = absolute(&config.state_dir)?;
-    let launcher = locate_launcher().context(
-        "the local build launcher kiro-local-build was not found next to kiro-consumer or on PATH: build the workspace (cargo build --workspace --bins)",
-    )?;
+    let (launcher, buildspec) = local_launcher(&config.buildspec)?;
     let bin_dir = launcher
         .parent()
         .map(Path::to_path_buf)
         .context("the launcher has no parent directory")?;
-    let buildspec = absolute(&config.buildspec)?;
-    if !buildspec.exists() {
-        anyhow::bail!(
-            "buildspec {} not found (set --buildspec or {BUILDSPEC})",
-            buildspec.display()
-        );
-    }
     // Settings every local build needs; the build inherits the rest of this environment,
     // as a CI runner on a developer machine would.
     let mut base_env = BTreeMap::new();
@@ -186,17 +178,7 @@ pub async fn run_parts(wired: &Wired, config: &Config) -> Result<RunParts> {
             base_env.insert(env::LEASE_TABLE.to_owned(), table.clone());
         }
     }
-    let runner = LocalBuildRunner::new(
-        wired.db.clone(),
-        wired.clock.clone(),
-        LocalBuildConfig {
-            state_dir: state_dir.clone(),
-            buildspec,
-            launcher,
-            base_env: base_env.clone(),
-            inherit_env: true,
-        },
-    )?;
+    let runner = local_runner(wired, state_dir, launcher, buildspec, base_env.clone())?;
     Ok(RunParts {
         builds: Arc::new(runner),
         board,
@@ -246,21 +228,57 @@ pub async fn stopper(
             require(&aws_args.codebuild_project, CODEBUILD_PROJECT).map_err(|e| e.to_string())?;
         return Ok(Arc::new(CodeBuildRunner::connect(aws, project).await));
     }
-    let launcher =
-        locate_launcher().ok_or("the local build launcher kiro-local-build was not found")?;
-    let runner = LocalBuildRunner::new(
+    let local = || -> Result<LocalBuildRunner> {
+        let (launcher, buildspec) = local_launcher(buildspec)?;
+        local_runner(
+            wired,
+            absolute(state_dir)?,
+            launcher,
+            buildspec,
+            BTreeMap::new(),
+        )
+    };
+    match local() {
+        Ok(runner) => Ok(Arc::new(runner)),
+        Err(e) => Err(format!("{e:#}")),
+    }
+}
+
+/// The local build launcher and the buildspec it runs (absolute), each checked to exist.
+fn local_launcher(buildspec: &Path) -> Result<(PathBuf, PathBuf)> {
+    let launcher = locate_launcher().context(
+        "the local build launcher kiro-local-build was not found next to kiro-consumer or on PATH: build the workspace (cargo build --workspace --bins)",
+    )?;
+    let buildspec = absolute(buildspec)?;
+    if !buildspec.exists() {
+        anyhow::bail!(
+            "buildspec {} not found (set --buildspec or {BUILDSPEC})",
+            buildspec.display()
+        );
+    }
+    Ok((launcher, buildspec))
+}
+
+/// The local build runner over `state_dir`: every build gets `base_env` over this
+/// process's environment.
+fn local_runner(
+    wired: &Wired,
+    state_dir: PathBuf,
+    launcher: PathBuf,
+    buildspec: PathBuf,
+    base_env: BTreeMap<String, String>,
+) -> Result<LocalBuildRunner> {
+    Ok(LocalBuildRunner::new(
         wired.db.clone(),
         wired.clock.clone(),
         LocalBuildConfig {
-            state_dir: absolute(state_dir).map_err(|e| e.to_string())?,
-            buildspec: absolute(buildspec).map_err(|e| e.to_string())?,
+            state_dir,
+            buildspec,
             launcher,
-            base_env: BTreeMap::new(),
+            base_env,
             inherit_env: true,
         },
-    )
-    .map_err(|e| e.to_string())?;
-    Ok(Arc::new(runner))
+    )?)
 }
 
 /// What this consumer's own environment adds to every build's environment.
