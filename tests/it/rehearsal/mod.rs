@@ -61,7 +61,8 @@ async fn the_quick_start_as_deployed(stack: &Path) {
     verdict::coverage_item_dead_lettered(&o);
     verdict::hostile_item_rejected(&o);
     verdict::hostile_item_never_enqueued(&o);
-    verdict::moved_card_cancelled(&o);
+    verdict::github::dead_letter_reaches_github(&o);
+    verdict::github::moved_card_cancelled(&o);
     verdict::one_build_per_item(&o);
     verdict::builds_keep_the_project_timeout(&o);
     verdict::worker_environment_exact(&o);
