@@ -208,6 +208,16 @@ fn find<'a>(file: &'a BoardFile, id: &str) -> Result<&'a FileItem, PortError> {
         .ok_or_else(|| PortError::input(format!("unknown board item {}", quote_for_display(id))))
 }
 
+/// Where an item stands: in this system's `status`, else away in the file's `column`
+/// (`On(None)` when the file gives none).
+fn standing(status: Option<ItemStatus>, column: &str) -> BoardStanding {
+    match status {
+        Some(s) => BoardStanding::On(Some(s)),
+        None if column.trim().is_empty() => BoardStanding::On(None),
+        None => BoardStanding::Away(column.trim().to_owned()),
+    }
+}
+
 /// An item's effective status from its file status and its overlay row, if any.
 fn effective(
     file_status: Option<ItemStatus>,
@@ -287,7 +297,9 @@ impl Board for EmbeddedBoard {
                 let standing = entries
                     .iter()
                     .find(|e| &e.item.id == id)
-                    .map_or(BoardStanding::Absent, |e| BoardStanding::On(e.status));
+                    .map_or(BoardStanding::Absent, |e| {
+                        standing(e.status, &e.file_status)
+                    });
                 (id.clone(), standing)
             })
             .collect())
@@ -308,6 +320,7 @@ impl Board for EmbeddedBoard {
         let id = fi.item.id.clone();
         let item_updated_at = fi.item.updated_at.clone();
         let file_status = fi.file_status();
+        let column = fi.status.clone();
         let note = note.map(clean_note);
         let now = self.base.clock.now();
         let from = from.to_vec();
@@ -327,7 +340,7 @@ impl Board for EmbeddedBoard {
                 };
                 let now_status = effective(file_status, &item_updated_at, row);
                 if !now_status.is_some_and(|s| from.contains(&s)) {
-                    return Ok(StatusChange::Elsewhere(BoardStanding::On(now_status)));
+                    return Ok(StatusChange::Elsewhere(standing(now_status, &column)));
                 }
                 tx.execute(
                     "INSERT INTO board_status (item_id, status, note, item_updated_at, updated_at)

@@ -18,7 +18,7 @@ use futures::future::join_all;
 use kiro_protocol::ports::build::env as build_env;
 use kiro_protocol::{
     BoardStanding, BuildId, BuildRequest, DeadLetter, Delivery, Envelope, Failure, FailureClass,
-    ItemStatus, JobRecord, JobState, Lease, LeaseError, Session, WorkItem,
+    JobRecord, JobState, Lease, LeaseError, Session, WorkItem,
 };
 use kiro_telemetry::metrics::{Metric, names};
 use kiro_telemetry::otel::{self, keys};
@@ -195,7 +195,7 @@ impl Engine {
             let failure = Failure::new(FailureClass::PermanentInput, reason);
             return self.reject(&d, &span, failure).await;
         }
-        let standing = standings.get(item.id.as_str()).copied();
+        let standing = standings.get(item.id.as_str()).cloned();
         self.dispatch_item(d, item, envelope.trace, session, standing)
             .await
     }
@@ -261,8 +261,7 @@ impl Engine {
         // record after all, the create writes nothing and the record is read and judged
         // like any other.
         // (A card that left the active statuses is judged with the record, below.)
-        let moved =
-            matches!(standing, Some(BoardStanding::On(status)) if !ItemStatus::keeps_work(status));
+        let moved = standing.as_ref().is_some_and(BoardStanding::moved_away);
         if d.receive_count <= 1 && !moved {
             let record = self.own_record(
                 JobRecord::new(
@@ -344,9 +343,7 @@ impl Engine {
         };
         let record = self.own_record(record, &lease);
         let job = self.held(d, item, lease, record);
-        if let Some(BoardStanding::On(status)) = standing
-            && !ItemStatus::keeps_work(status)
-        {
+        if let Some(standing) = standing.filter(BoardStanding::moved_away) {
             // The card left the active statuses while the item was queued (or handed
             // over): cancel before any build starts, and stop the one that may run.
             let build = job
@@ -354,7 +351,7 @@ impl Engine {
                 .build_id
                 .clone()
                 .filter(|_| job.record.state.may_have_build());
-            return Dispatch::Settled(self.withdraw(job, build, moved_reason(status)).await);
+            return Dispatch::Settled(self.withdraw(job, build, moved_reason(&standing)).await);
         }
         if job.record.state.may_have_build() {
             self.re_attach(job).await

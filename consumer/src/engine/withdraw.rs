@@ -6,7 +6,7 @@
 //! the embedded board, one GraphQL `nodes` query per 100 items on GitHub), never one per
 //! build. A board that cannot be read withdraws nothing (logged; the next round reads
 //! again). An item not on the board at all is left alone: only a card in a column outside
-//! this system's statuses ([`ItemStatus::keeps_work`]) withdraws it.
+//! this system's statuses ([`BoardStanding::moved_away`]) withdraws it.
 //!
 //! Invariant: a withdrawn job's record is written `cancelled` through
 //! [`LeaseStore::cancel`](kiro_protocol::LeaseStore::cancel), which bumps the project's
@@ -17,19 +17,23 @@
 
 use super::{ActiveJob, Engine, HeldJob, TickReport};
 use kiro_protocol::{
-    Board, BoardStanding, BuildId, Delivery, Failure, FailureClass, ItemStatus, JobRecord,
-    JobState, Lease,
+    Board, BoardStanding, BuildId, Delivery, Failure, FailureClass, JobRecord, JobState, Lease,
 };
 use kiro_telemetry::metrics::{Metric, names};
 use std::collections::HashMap;
 use tokio::time::Instant;
 use tracing::{Instrument, info, warn};
 
-/// Why a job is withdrawn: the card's status, as the note in the record says it.
-pub(super) fn moved_reason(standing: Option<ItemStatus>) -> String {
+/// Why a job is withdrawn: where its card went, as the note in the record says it (the
+/// column's name is board text: quoted, escaped and cut).
+pub(super) fn moved_reason(standing: &BoardStanding) -> String {
     match standing {
-        Some(s) => format!("cancelled: the card was moved to {s}"),
-        None => "cancelled: the card was moved out of the active statuses".to_owned(),
+        BoardStanding::Away(column) => format!(
+            "cancelled: the card was moved to {}",
+            kiro_protocol::ids::quote_for_display(column)
+        ),
+        BoardStanding::On(None) => "cancelled: the card's status was cleared".to_owned(),
+        _ => "cancelled: the card was moved out of the active statuses".to_owned(),
     }
 }
 
@@ -85,23 +89,21 @@ impl Engine {
             .collect();
         let standings = self.board_standings(items).await;
         let moved = self.projects_where(|j| {
-            matches!(
-                standings.get(j.held.item.id.as_str()),
-                Some(BoardStanding::On(s)) if !ItemStatus::keeps_work(*s)
-            )
+            standings
+                .get(j.held.item.id.as_str())
+                .is_some_and(BoardStanding::moved_away)
         });
         for key in moved {
             let Some(job) = self.jobs.remove(&key) else {
                 continue;
             };
             let ActiveJob { held, build_id, .. } = job;
-            let status = match standings.get(held.item.id.as_str()) {
-                Some(BoardStanding::On(s)) => *s,
-                _ => None,
-            };
+            let reason = standings
+                .get(held.item.id.as_str())
+                .map_or_else(|| moved_reason(&BoardStanding::Absent), moved_reason);
             let span = held.span.clone();
             let r = self
-                .withdraw(held, Some(build_id), moved_reason(status))
+                .withdraw(held, Some(build_id), reason)
                 .instrument(span)
                 .await;
             report.add(&r);

@@ -82,6 +82,11 @@ async fn a_card_moved_mid_build_is_cancelled_within_one_poll_round() {
     assert_eq!(h.runner.stopped(), vec![build], "the build is stopped");
     let job = h.job("alpha", "A-1").await;
     assert_eq!(job.state, JobState::Cancelled);
+    assert_eq!(
+        job.last_failure.as_ref().map(|f| f.reason.as_str()),
+        Some("cancelled: the card was moved to \"backlog\""),
+        "the record says where the card went"
+    );
     assert!(job.fence > fence, "the cancel bumped the fence");
     assert!(
         !build_may_act(

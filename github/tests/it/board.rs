@@ -467,7 +467,11 @@ async fn statuses_are_one_nodes_query_and_every_id_is_answered() {
         got[&ids[0]],
         BoardStanding::On(Some(ItemStatus::InProgress))
     );
-    assert_eq!(got[&ids[1]], BoardStanding::On(None), "Backlog is not ours");
+    assert_eq!(
+        got[&ids[1]],
+        BoardStanding::Away("Backlog".into()),
+        "Backlog is not ours, and named"
+    );
     assert_eq!(got[&ids[2]], BoardStanding::Absent, "archived");
     assert_eq!(got[&ids[3]], BoardStanding::On(None), "no status");
     assert_eq!(got[&ids[4]], BoardStanding::Absent, "not found");
@@ -518,7 +522,10 @@ async fn set_status_from_leaves_an_item_moved_elsewhere_alone() {
         )
         .await
         .unwrap();
-    assert_eq!(moved_away, StatusChange::Elsewhere(BoardStanding::On(None)));
+    assert_eq!(
+        moved_away,
+        StatusChange::Elsewhere(BoardStanding::Away("Backlog".into()))
+    );
     let moved = b
         .set_status_from(
             "PVTI_lADOBk1Wus4AbCdEzgPq0001",

@@ -77,12 +77,27 @@ impl ItemStatus {
 }
 
 /// Where an item stands on the board, as one batched read ([`Board::statuses`]) sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BoardStanding {
-    /// On the board in this status (`None`: a status this system does not use).
+    /// On the board in this status (`None`: with no status at all).
     On(Option<ItemStatus>),
+    /// On the board in a column this system does not use, named as the board names it
+    /// (raw board text: quote it for display): a human moved the card away.
+    Away(String),
     /// Not on the board (deleted, archived, or never there).
     Absent,
+}
+
+impl BoardStanding {
+    /// Whether the card left this system's statuses (in a column of the human's, or with
+    /// no status at all), which cancels its item; a card not on the board is left alone.
+    pub fn moved_away(&self) -> bool {
+        match self {
+            BoardStanding::On(status) => !ItemStatus::keeps_work(*status),
+            BoardStanding::Away(_) => true,
+            BoardStanding::Absent => false,
+        }
+    }
 }
 
 /// What a compare-then-set status change ([`Board::set_status_from`]) did.
@@ -317,6 +332,19 @@ mod tests {
             !ItemStatus::InProgress
                 .moved_from()
                 .contains(&ItemStatus::Failed)
+        );
+    }
+
+    #[test]
+    fn a_card_moved_away_or_left_without_a_status_cancels_and_an_absent_one_does_not() {
+        assert!(BoardStanding::Away("Backlog".into()).moved_away());
+        assert!(BoardStanding::On(None).moved_away());
+        for s in ItemStatus::ALL {
+            assert!(!BoardStanding::On(Some(s)).moved_away(), "{s}");
+        }
+        assert!(
+            !BoardStanding::Absent.moved_away(),
+            "not on the board: left alone"
         );
     }
 

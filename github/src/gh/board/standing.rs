@@ -4,8 +4,8 @@
 //!
 //! Invariant: every id asked for comes back: a node GitHub cannot resolve (deleted, or
 //! not visible; GitHub answers `null` with a NOT_FOUND error beside the data) or an
-//! archived item is `Absent`; an item without a status, or with an option this system
-//! does not map, stands `On(None)`.
+//! archived item is `Absent`; an item with an option this system does not map stands
+//! `Away(option name)`, one without a status `On(None)`.
 
 use super::config::{FieldConfig, same_name};
 use kiro_protocol::{BoardStanding, ItemStatus};
@@ -77,12 +77,13 @@ pub(super) fn read_nodes(
         .collect();
     for id in asked {
         let standing = match by_id.get(id.as_str()) {
-            Some(n) if !n.is_archived => BoardStanding::On(
-                n.status
-                    .as_ref()
-                    .and_then(|s| s.name.as_deref())
-                    .and_then(|name| status_named(name, fields)),
-            ),
+            Some(n) if !n.is_archived => match n.status.as_ref().and_then(|s| s.name.as_deref()) {
+                Some(name) => status_named(name, fields).map_or_else(
+                    || BoardStanding::Away(name.to_owned()),
+                    |s| BoardStanding::On(Some(s)),
+                ),
+                None => BoardStanding::On(None),
+            },
             _ => BoardStanding::Absent,
         };
         out.insert(id.clone(), standing);

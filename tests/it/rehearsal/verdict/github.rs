@@ -77,8 +77,8 @@ pub fn moved_card_cancelled(o: &Outcome) {
     assert!(
         j.last_failure
             .as_ref()
-            .is_some_and(|f| f.reason.starts_with("cancelled: the card was moved")),
-        "{MOVED}: the record says the card was moved: {j:?}"
+            .is_some_and(|f| f.reason == format!("cancelled: the card was moved to \"{MOVED_TO}\"")),
+        "{MOVED}: the record says where the card went: {j:?}"
     );
     assert!(builds_of(o, MOVED).is_empty(), "{MOVED} got a build");
     let card = o.github.item(&id);
