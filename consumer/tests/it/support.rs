@@ -23,6 +23,11 @@ use std::time::Duration;
 /// [`InMemoryBuilds::expire_keys_after`]).
 pub const TOKEN_WINDOW: Duration = Duration::from_secs(300);
 
+/// Let `d` pass on tokio's clock (paused in these tests, so this advances it at once).
+pub async fn pass(d: Duration) {
+    tokio::time::sleep(d).await;
+}
+
 /// One state directory shared by any number of engines ("consumer processes").
 pub struct Harness {
     /// Keeps the state directory alive as long as the harness.

@@ -3,3 +3,6 @@
 //! SQLite files in temporary directories.
 
 mod build;
+mod processes;
+mod reattach;
+mod support;
