@@ -11,10 +11,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-async fn pass(d: Duration) {
-    tokio::time::sleep(d).await;
-}
-
 /// A board file holding of project alpha (as the harness sends them).
 struct TestBoard {
     _dir: tempfile::TempDir,

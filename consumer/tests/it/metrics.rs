@@ -9,10 +9,6 @@ use kiro_telemetry::metrics::{MemoryMetrics, Unit, names};
 use std::sync::Arc;
 use std::time::Duration;
 
-async fn pass(d: Duration) {
-    tokio::time::sleep(d).await;
-}
-
 fn engine(h: &Harness, metrics: &MemoryMetrics) -> Engine {
     let cfg = EngineConfig {
         metrics: Some(Arc::new(metrics.clone())),
