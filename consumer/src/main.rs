@@ -207,6 +207,11 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
 }
 
 async fn run(config: Config) -> Result<ExitCode> {
+    // SIGTERM (ECS, the quick start) and SIGINT (a terminal) both start the handoff. The
+    // handlers come first: a stop that arrives while the adapters are wired ends the run
+    // cleanly (nothing is held yet) instead of killing the process.
+    let cancel = kiro_runtime::shutdown::on_signal("handing jobs off")
+        .context("installing the SIGTERM and SIGINT handlers")?;
     let wired = wiring::core(
         config.backend,
         &config.aws,
@@ -233,9 +238,6 @@ async fn run(config: Config) -> Result<ExitCode> {
         clock: wired.clock,
         protection,
     };
-    // SIGTERM (ECS, the quick start) and SIGINT (a terminal) both start the handoff.
-    let cancel = kiro_runtime::shutdown::on_signal("handing jobs off")
-        .context("installing the SIGTERM and SIGINT handlers")?;
     let mut engine = Engine::new(cfg, ports);
     health::spawn_writer(
         config.health_file.clone(),

@@ -52,6 +52,10 @@ impl Engine {
         let mut receive_started = Instant::now();
         let mut asked = 0;
         loop {
+            // A stop that came before (or between) the steps starts no new receive.
+            if cancel.is_cancelled() {
+                break;
+            }
             let may_receive = !self.draining
                 && self.jobs.len() < self.cfg.max_jobs
                 && receive_after.is_none_or(|t| t <= Instant::now());

@@ -79,6 +79,30 @@ async fn the_run_loop_drains_on_cancel() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_run_stopped_before_it_began_takes_nothing() {
+    // The binary installs its signal handlers before wiring: a SIGTERM during start-up
+    // cancels the token before the loop runs, and the loop must not receive then.
+    let h = Harness::new();
+    h.send("A-1", "alpha").await;
+    let mut e = h.engine("c1");
+    let cancel = tokio_util::sync::CancellationToken::new();
+    cancel.cancel();
+    let stats = tokio::time::timeout(
+        Duration::from_secs(1),
+        e.run(cancel, kiro_consumer::RunUntil::Shutdown),
+    )
+    .await
+    .expect("ends at once");
+    assert_eq!(stats.totals.received, 0);
+    assert_eq!(h.runner.starts(), 0);
+    let depth = h.depth().await;
+    assert_eq!((depth.visible, depth.in_flight), (1, 0), "{depth:?}");
+    // Never received: its next delivery is its first.
+    let d = h.queue.receive(1, Duration::ZERO).await.unwrap();
+    assert_eq!(d[0].receive_count, 1, "{d:?}");
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_redelivery_after_success_is_acknowledged_not_rebuilt() {
     let h = Harness::new();
     h.send("A-1", "alpha").await;
