@@ -41,12 +41,14 @@ async fn main() -> ExitCode {
 }
 
 async fn run(config: Config) -> anyhow::Result<ExitCode> {
-    let producer = wiring::producer(&config).await?;
     match config.mode {
-        Mode::Once => once(&producer).await,
+        Mode::Once => once(&wiring::producer(&config).await?).await,
         Mode::Every(period) => {
+            // Before wiring: a stop that arrives while the adapters are built ends the run
+            // cleanly (the loop checks the token before its first tick).
             let cancel = kiro_runtime::shutdown::on_signal("stopping")
                 .context("cannot install signal handlers")?;
+            let producer = wiring::producer(&config).await?;
             producer.run(period, cancel, print_summary).await;
             Ok(ExitCode::SUCCESS)
         }

@@ -168,3 +168,22 @@ async fn run_ticks_at_once_and_stops_when_cancelled() {
         .unwrap();
     assert!(rx.recv().await.is_none(), "no tick after cancel");
 }
+
+#[tokio::test]
+async fn a_run_stopped_before_it_began_enqueues_nothing() {
+    // The binary installs its signal handlers before wiring: a stop during start-up
+    // cancels the token before the loop's first tick.
+    let env = env(&two_projects());
+    let cancel = CancellationToken::new();
+    cancel.cancel();
+    let mut ticks = 0;
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        env.producer
+            .run(Duration::from_secs(300), cancel, |_| ticks += 1),
+    )
+    .await
+    .expect("ends at once");
+    assert_eq!(ticks, 0);
+    assert_eq!(env.visible().await, 0, "nothing enqueued");
+}
