@@ -97,7 +97,7 @@ fn metrics_mode(s: &str) -> Result<MetricsMode, MetricsModeError> {
     s.parse()
 }
 
-/// Where the board lives, for `kiro-producer` and `kiro-worker`.
+/// Where the board lives, for `kiro-producer`, `kiro-consumer run` and `kiro-worker`.
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
 pub struct ForgeArgs {
     /// Where the board (and the pull requests) live: `embedded` (the board file, statuses

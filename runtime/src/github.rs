@@ -1,5 +1,5 @@
-//! The GitHub settings of `kiro-producer` and `kiro-worker`: a token, or a GitHub App, and
-//! where GitHub's API is ([`GithubArgs`]).
+//! The GitHub settings of `kiro-producer`, `kiro-consumer run` and `kiro-worker`: a
+//! token, or a GitHub App, and where GitHub's API is ([`GithubArgs`]).
 //!
 //! Invariant: the flags read the variables named in `kiro_github::gh::settings::vars`, and
 //! their values are parsed by `GithubVars` (the one parser of them) and nowhere else;
