@@ -11,7 +11,7 @@
 //! to the same answers.
 
 use super::pattern::RepoPattern;
-use crate::ranges::LONGEST_BUILD;
+use crate::ranges::{LONGEST_BUILD, MOST_FIX_ROUNDS};
 use crate::steps::coverage::CoverageFormat;
 use clap::ValueEnum;
 use kiro_protocol::ids::quote_for_display;
@@ -30,9 +30,6 @@ pub const MAX_ITEMS: usize = 32;
 
 /// The longest command (`setup`, `test_command`), in characters.
 pub const MAX_COMMAND_CHARS: usize = 4096;
-
-/// The most fix rounds.
-pub const MAX_FIX_ROUNDS: u64 = 10;
 
 /// Every key of the file, in the order the README documents them.
 pub const KEYS: [&str; 10] = [
@@ -272,7 +269,7 @@ fn fix_rounds(key: &str, v: &Value) -> Result<u32, FileError> {
         _ => return err(key, format!("expected a whole number, found {}", kind(v))),
     };
     let n = u64::try_from(i).or_else(|_| err(key, format!("is {i}: must not be negative")))?;
-    count_within(n, 0, MAX_FIX_ROUNDS).or_else(|why| err(key, why))?;
+    count_within(n, 0, u64::from(MOST_FIX_ROUNDS)).or_else(|why| err(key, why))?;
     Ok(n as u32)
 }
 
