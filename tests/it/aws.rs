@@ -14,21 +14,7 @@ async fn the_pipeline_runs_on_sqs_and_dynamodb() {
     let state = forge(tmp.path());
 
     let aws = moto::provision("e2e").await;
-    let mut env = pipeline_env(&state);
-    env.extend([
-        ("KIRO_BACKEND".to_owned(), "aws".to_owned()),
-        ("KIRO_AWS_REGION".to_owned(), "us-east-1".to_owned()),
-        (
-            "KIRO_AWS_ENDPOINT_URL".to_owned(),
-            moto::moto().endpoint.clone(),
-        ),
-        ("KIRO_QUEUE_URL".to_owned(), aws.queue_url.clone()),
-        ("KIRO_DLQ_URL".to_owned(), aws.dlq_url.clone()),
-        ("KIRO_LEASE_TABLE".to_owned(), aws.table.clone()),
-        ("KIRO_BUILD_RUNNER".to_owned(), "local".to_owned()),
-        ("AWS_ACCESS_KEY_ID".to_owned(), "test".to_owned()),
-        ("AWS_SECRET_ACCESS_KEY".to_owned(), "test".to_owned()),
-    ]);
+    let env = aws_pipeline_env(&state, &aws);
 
     produce_once(&bin, &env);
     let consume = Command::new(bin.join("kiro-consumer"))

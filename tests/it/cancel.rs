@@ -75,8 +75,24 @@ fn finish(child: Child) -> String {
     log
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn cancel_of_a_running_item_bumps_the_fence_and_its_worker_cannot_push() {
+/// A pipeline on this test's own board and state, with a build running.
+struct Started {
+    bin: std::path::PathBuf,
+    _tmp: tempfile::TempDir,
+    state: std::path::PathBuf,
+    board: std::path::PathBuf,
+    env: Vec<(String, String)>,
+    consumer: Child,
+    s: State,
+    /// The job whose build runs, and its item.
+    job: kiro_protocol::JobRecord,
+    item: String,
+    /// Its branch's tip before anything was pushed.
+    before: String,
+}
+
+/// Produce once, start a consumer and wait until one item's build runs.
+async fn start_until_a_build_runs() -> Started {
     let bin = bin_dir();
     let tmp = tempfile::tempdir().unwrap();
     let state = forge(tmp.path());
@@ -89,6 +105,34 @@ async fn cancel_of_a_running_item_bumps_the_fence_and_its_worker_cannot_push() {
     let job = running(&s).await;
     let item = job.item.to_string();
     let before = branch_tip(&s, job.project.as_str(), branch_of(&item));
+    Started {
+        bin,
+        _tmp: tmp,
+        state,
+        board,
+        env,
+        consumer: c,
+        s,
+        job,
+        item,
+        before,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancel_of_a_running_item_bumps_the_fence_and_its_worker_cannot_push() {
+    // `_tmp` is bound so the run's directory lives to the end of the test.
+    let Started {
+        bin,
+        _tmp,
+        env,
+        consumer: c,
+        s,
+        job,
+        item,
+        before,
+        ..
+    } = start_until_a_build_runs().await;
     // This cancel cannot stop the build (no buildspec here): the fence must hold alone.
     let out = Command::new(bin.join("kiro-consumer"))
         .args(["cancel", &item, "--buildspec", "/nonexistent/buildspec.yml"])
@@ -141,18 +185,17 @@ async fn cancel_of_a_running_item_bumps_the_fence_and_its_worker_cannot_push() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_card_moved_mid_build_is_cancelled_and_left_where_the_human_put_it() {
-    let bin = bin_dir();
-    let tmp = tempfile::tempdir().unwrap();
-    let state = forge(tmp.path());
-    let board = tmp.path().join("board.yaml");
-    std::fs::copy(board_file(), &board).unwrap();
-    let env = env_with(&state, &board);
-    produce_once(&bin, &env);
-    let c = consumer(&bin, &env);
-    let s = State::open(&state);
-    let job = running(&s).await;
-    let item = job.item.to_string();
-    let before = branch_tip(&s, job.project.as_str(), branch_of(&item));
+    let Started {
+        _tmp,
+        state,
+        board,
+        consumer: c,
+        s,
+        job,
+        item,
+        before,
+        ..
+    } = start_until_a_build_runs().await;
     // The human moves the card to a column of their own (the file's status, and its
     // updated_at so the file's status counts again).
     let text = std::fs::read_to_string(&board).unwrap();
@@ -200,21 +243,7 @@ async fn cancel_of_a_queued_item_on_sqs_and_dynamodb_is_acknowledged_unbuilt() {
     let tmp = tempfile::tempdir().unwrap();
     let state = forge(tmp.path());
     let aws = moto::provision("cancel").await;
-    let mut env = pipeline_env(&state);
-    env.extend([
-        ("KIRO_BACKEND".to_owned(), "aws".to_owned()),
-        ("KIRO_AWS_REGION".to_owned(), "us-east-1".to_owned()),
-        (
-            "KIRO_AWS_ENDPOINT_URL".to_owned(),
-            moto::moto().endpoint.clone(),
-        ),
-        ("KIRO_QUEUE_URL".to_owned(), aws.queue_url.clone()),
-        ("KIRO_DLQ_URL".to_owned(), aws.dlq_url.clone()),
-        ("KIRO_LEASE_TABLE".to_owned(), aws.table.clone()),
-        ("KIRO_BUILD_RUNNER".to_owned(), "local".to_owned()),
-        ("AWS_ACCESS_KEY_ID".to_owned(), "test".to_owned()),
-        ("AWS_SECRET_ACCESS_KEY".to_owned(), "test".to_owned()),
-    ]);
+    let env = aws_pipeline_env(&state, &aws);
     produce_once(&bin, &env);
     let cancel = Command::new(bin.join("kiro-consumer"))
         .args(["cancel", "CALC-2", "--project", "calc"])

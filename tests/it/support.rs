@@ -232,3 +232,27 @@ pub fn pipeline_env(state: &Path) -> Vec<(String, String)> {
         ),
     ]
 }
+
+/// [`pipeline_env`] with the queue on SQS and the leases on DynamoDB in `aws` (moto) and
+/// the local build runner.
+pub fn aws_pipeline_env(
+    state: &Path,
+    aws: &kiro_backends::testing::moto::Provisioned,
+) -> Vec<(String, String)> {
+    let mut env = pipeline_env(state);
+    env.extend([
+        ("KIRO_BACKEND".to_owned(), "aws".to_owned()),
+        ("KIRO_AWS_REGION".to_owned(), "us-east-1".to_owned()),
+        (
+            "KIRO_AWS_ENDPOINT_URL".to_owned(),
+            kiro_backends::testing::moto::moto().endpoint.clone(),
+        ),
+        ("KIRO_QUEUE_URL".to_owned(), aws.queue_url.clone()),
+        ("KIRO_DLQ_URL".to_owned(), aws.dlq_url.clone()),
+        ("KIRO_LEASE_TABLE".to_owned(), aws.table.clone()),
+        ("KIRO_BUILD_RUNNER".to_owned(), "local".to_owned()),
+        ("AWS_ACCESS_KEY_ID".to_owned(), "test".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY".to_owned(), "test".to_owned()),
+    ]);
+    env
+}
