@@ -22,7 +22,7 @@ use kiro_backends::embedded::{
     EmbeddedBoard, EmbeddedDb, EmbeddedPulls, QueueConfig, SqliteLeaseStore, SqliteQueue,
 };
 use kiro_consumer::clock::TokioClock;
-use kiro_github::gh::{FieldConfig, GithubBoard, GithubPulls, ReportMode};
+use kiro_github::gh::{FieldConfig, GithubBoard, GithubClient, GithubPulls, ReportMode};
 use kiro_local_build::{LocalBuildConfig, LocalBuildRunner, locate_launcher};
 use kiro_protocol::{
     Board, BuildRunner, Clock, LeaseStore, PullRequests, TaskProtection, WorkQueue, env,
@@ -205,10 +205,12 @@ fn forge(wired: &Wired, forge: &ForgeConfig) -> Result<(Option<PathBuf>, Option<
         }
         ForgeConfig::Embedded { board_file: None } => (None, None),
         ForgeConfig::Github { project, settings } => {
-            let board = GithubBoard::new(settings.clone(), project.clone(), FieldConfig::default())
-                .context("connecting to the GitHub board")?;
-            let pulls = GithubPulls::new(settings.clone(), ReportMode::default())
-                .context("connecting to GitHub's pull requests")?;
+            // One client for both: they share its connections and (with an App) its
+            // installation token.
+            let client = GithubClient::new(settings.clone()).context("connecting to GitHub")?;
+            let board =
+                GithubBoard::with_client(client.clone(), project.clone(), FieldConfig::default());
+            let pulls = GithubPulls::with_client(client, ReportMode::default());
             (None, Some((Arc::new(board), Arc::new(pulls))))
         }
     })

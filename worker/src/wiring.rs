@@ -12,7 +12,9 @@
 use crate::config::{Backend, Config, Forge, ReportModeArg};
 use kiro_backends::aws::dynamo::DynamoLeaseStore;
 use kiro_backends::embedded::{EmbeddedBoard, EmbeddedDb, EmbeddedPulls, SqliteLeaseStore};
-use kiro_github::gh::{FieldConfig, GithubBoard, GithubPulls, ProjectRef, ReportMode};
+use kiro_github::gh::{
+    FieldConfig, GithubBoard, GithubClient, GithubPulls, ProjectRef, ReportMode,
+};
 use kiro_protocol::env::{GITHUB_PROJECT, STATE_DIR};
 use kiro_protocol::{Board, Failure, FailureClass, LeaseStore, PullRequests, SystemClock};
 use kiro_runtime::MissingSetting;
@@ -98,8 +100,10 @@ fn github(cfg: &Config) -> Result<Forges, Failure> {
         ReportModeArg::Comment => ReportMode::Comment,
         ReportModeArg::Body => ReportMode::BodySection,
     };
-    let board = GithubBoard::new(settings.clone(), project, FieldConfig::default())?;
-    let pulls = GithubPulls::new(settings, mode)?;
+    // One client for both: they share its connections and (with an App) its token.
+    let client = GithubClient::new(settings)?;
+    let board = GithubBoard::with_client(client.clone(), project, FieldConfig::default());
+    let pulls = GithubPulls::with_client(client, mode);
     Ok((Arc::new(board), Arc::new(pulls)))
 }
 
