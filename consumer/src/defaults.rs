@@ -36,6 +36,10 @@ pub const RETRY_MAX: &str = "15m";
 /// `--item-agent-budget`: the agent time one item may use across its attempts (summed
 /// from what its builds report); no new attempt starts once it is spent.
 pub const ITEM_AGENT_BUDGET: &str = "3h";
+/// `--board-every` on a GitHub board: how often the running builds' cards are read (one
+/// GraphQL query per 100 builds, against GitHub's hourly rate limit). The embedded board
+/// file is read in every poll round.
+pub const GITHUB_BOARD_EVERY: &str = "30s";
 
 /// One of the duration defaults above, read.
 ///
@@ -77,6 +81,7 @@ mod tests {
             RETRY_BASE,
             RETRY_MAX,
             ITEM_AGENT_BUDGET,
+            GITHUB_BOARD_EVERY,
         ] {
             assert!(humantime::parse_duration(d).is_ok(), "{d}");
         }

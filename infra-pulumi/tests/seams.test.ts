@@ -201,7 +201,15 @@ describe("the stack runs the consumer with the consumer's own defaults", () => {
   test("the task's job count defaults to the consumer's, and the engine's timing is left to the binary", () => {
     const env = new Map<string, string>(container("consumer-task", "consumer").environment.map((e: Any) => [e.name, e.value]));
     assert.equal(env.get("KIRO_MAX_JOBS"), defaults.get("MAX_JOBS"));
-    const timing = ["KIRO_RECEIVE_WAIT", "KIRO_POLL_EVERY", "KIRO_LEASE_TTL", "KIRO_LEASE_SKEW", "KIRO_VISIBILITY"];
+    const timing = [
+      "KIRO_RECEIVE_WAIT",
+      "KIRO_RECEIVE_GAP",
+      "KIRO_POLL_EVERY",
+      "KIRO_BOARD_EVERY",
+      "KIRO_LEASE_TTL",
+      "KIRO_LEASE_SKEW",
+      "KIRO_VISIBILITY",
+    ];
     assert.deepEqual(timing.filter((n) => env.has(n)), [], "the stack overrides the binary's defaults");
   });
 

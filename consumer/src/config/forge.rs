@@ -6,6 +6,7 @@
 //! round tries again.
 
 use super::InvalidSetting;
+use kiro_consumer::defaults;
 use kiro_github::gh::{GithubSettings, ProjectRef, RequestBackoff};
 use kiro_runtime::{Forge, ForgeArgs, GithubArgs};
 use std::path::PathBuf;
@@ -36,9 +37,6 @@ pub fn forge_backoff() -> RequestBackoff {
         max_rate_limit_wait: Duration::ZERO,
     }
 }
-
-/// How often the cards are read on GitHub when `--board-every` is unset.
-pub const GITHUB_BOARD_EVERY: Duration = Duration::from_secs(30);
 
 impl ForgeConfig {
     /// The forge `run` uses, checked: `--forge github` needs its project and credentials,
@@ -80,11 +78,13 @@ impl ForgeConfig {
         }
     }
 
-    /// `--board-every` when set, else this forge's default: [`GITHUB_BOARD_EVERY`] on
-    /// GitHub, every poll round (`None`) on the embedded board.
+    /// `--board-every` when set, else this forge's default: [`defaults::GITHUB_BOARD_EVERY`]
+    /// on GitHub, every poll round (`None`) on the embedded board.
     pub(super) fn board_every(&self, set: Option<Duration>) -> Option<Duration> {
         match self {
-            ForgeConfig::Github { .. } => Some(set.unwrap_or(GITHUB_BOARD_EVERY)),
+            ForgeConfig::Github { .. } => {
+                Some(set.unwrap_or_else(|| defaults::duration(defaults::GITHUB_BOARD_EVERY)))
+            }
             ForgeConfig::Embedded { .. } => set,
         }
     }

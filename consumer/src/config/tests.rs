@@ -1,7 +1,7 @@
 //! Tests of the consumer's settings: defaults, ranges, and the binary's defaults being
 //! the engine's own.
 
-use super::forge::{GITHUB_BOARD_EVERY, forge_backoff};
+use super::forge::forge_backoff;
 use super::*;
 use clap::{CommandFactory, FromArgMatches};
 use kiro_github::gh::ProjectRef;
@@ -134,7 +134,7 @@ fn the_github_forge_reads_the_project_with_the_consumers_own_backoff() {
     assert_eq!(settings.retry.max_rate_limit_wait, Duration::ZERO);
     assert!(!format!("{c:?}").contains("ghp_consumertoken123"));
     // GitHub's board is read every 30s (rate-limited).
-    assert_eq!(c.board_every, Some(GITHUB_BOARD_EVERY));
+    assert_eq!(c.board_every, Some(Duration::from_secs(30)));
     let set = run_config(&[
         "--forge",
         "github",
